@@ -1,0 +1,2 @@
+"""Fused ops: one module per hot path. Each validates its inputs, picks the backend
+(``backend=`` > ``GENAD_FAST_BACKEND`` > auto) and registers fake and autograd kernels."""

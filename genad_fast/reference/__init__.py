@@ -1,0 +1,1 @@
+"""Eager PyTorch versions of every op: the test oracle (plain, written for clarity)."""

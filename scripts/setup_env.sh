@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Create (or reuse) a virtual environment with torch and build genad_fast into it.
+#   scripts/setup_env.sh VENV TORCH_SPEC [GENAD_CUDA] [BUILD_DIR]
+# torch is installed first and the package is built with --no-build-isolation, so the
+# extension is compiled against exactly that torch (an isolated build would fetch another).
+set -euo pipefail
+venv=${1:?venv path}
+torch_spec=${2:?torch requirement, e.g. torch==2.14.1}
+cuda=${3:-AUTO}
+build_dir=${4:-build/$(basename "$venv")}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+py="$venv/bin/python"
+if ! "$py" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '${torch_spec#torch==}' else 1)" 2>/dev/null; then
+  echo "== installing $torch_spec into $venv"
+  "$py" -m pip install -q "$torch_spec"
+fi
+echo "== installing build and test requirements"
+"$py" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja numpy tqdm pandas scikit-learn scipy \
+  pytest hypothesis expecttest pytest-benchmark matplotlib pyarrow
+
+if [ "$cuda" != "OFF" ] && command -v nvcc >/dev/null 2>&1; then
+  nvcc_path=$(readlink -f "$(command -v nvcc)")
+  export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$nvcc_path")")}
+  export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-8.0;9.0a}
+fi
+echo "== building genad_fast (GENAD_CUDA=$cuda, build dir $build_dir)"
+GENAD_CUDA=$cuda CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
+  "$py" -m pip install -q --no-build-isolation --no-deps -C build-dir="$build_dir" -e .
+"$py" -c "import genad_fast; print('genad_fast', genad_fast.__version__, genad_fast.build_info())"
