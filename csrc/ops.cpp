@@ -17,4 +17,14 @@ TORCH_LIBRARY(genad_fast, m) {
   // Philox4x32-10 standard normals, the stream of Triton's tl.randn4x (see DESIGN.md, "Noise").
   // Fills `out` (contiguous, float32 or float64) in place.
   m.def("philox_normal_(Tensor(a!) out, int seed, int offset) -> ()");
+
+  // Diffusion (DDPM, Ho et al. 2020; DDIM, Song et al. 2021). Per-sample coefficients a, b, c: [B] carry any
+  // schedule. x0, x_t, eps: [B, M] (a sample's elements contiguous, any stride between samples).
+  // z is standard normal noise: the Philox stream at (seed, offset) for the whole [B, M] tensor, or `noise`.
+  m.def("add_noise(Tensor x0, Tensor a, Tensor b, int seed, int offset, Tensor? noise) -> Tensor");   // a*x0 + b*z
+  m.def(
+      "diffusion_step(Tensor x_t, Tensor eps, Tensor a, Tensor b, Tensor c, int seed, int offset, "
+      "Tensor? noise) -> Tensor");                                                             // a*x_t + b*eps + c*z
+  // score[B, T] += weight * mean_c(mask * (x - x_hat)^2) for x, x_hat, mask: [B, T, C] (mask None = all ones).
+  m.def("recon_error_accumulate_(Tensor(a!) score, Tensor x, Tensor x_hat, Tensor? mask, float weight) -> ()");
 }
