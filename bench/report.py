@@ -134,21 +134,25 @@ def _num(x: float | None, fmt: str) -> str:
 
 def format_table(rows: list[Result]) -> str:
     head = ["case", "mode", "size", "dev", "provider", "median ms", "p20-p80 ms", "throughput",
-            "GB/s", "bw", "x eager", "x compile", "status"]
+            "GB/s", "bw", "x eager", "x compile", "compile s", "status"]
     body = []
+    notes: dict[str, int] = {}          # long reasons go below the table, numbered
     for r in rows:
         spread = f"{r.p20_ms:.4g}-{r.p80_ms:.4g}" if r.p20_ms is not None and r.p80_ms is not None else ""
-        status = r.status if r.status == OK else f"{r.status}: {r.note}"
+        status = r.status
+        if r.note:
+            status += f" [{notes.setdefault(r.note, len(notes) + 1)}]"
         body.append([r.case, r.mode, r.size, r.device, r.provider, _num(r.median_ms, ".4g"), spread,
                      _si(r.throughput, r.throughput_unit), _num(r.gb_per_s, ".3g"),
                      "" if r.bw_fraction is None else f"{100 * r.bw_fraction:.0f}%",
-                     _num(r.speedup_vs_eager, ".2f"), _num(r.speedup_vs_compile, ".2f"), status])
+                     _num(r.speedup_vs_eager, ".2f"), _num(r.speedup_vs_compile, ".2f"),
+                     _num(r.compile_s, ".1f"), status])
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-    # the status column may be long (reasons): do not pad it
     fmt_row = lambda cells: "  ".join(  # noqa: E731
         c if i == len(cells) - 1 else c.ljust(widths[i]) for i, c in enumerate(cells))
     lines = [fmt_row(head), fmt_row(["-" * w for w in widths])]
     lines += [fmt_row(b) for b in body]
+    lines += [f"[{i}] {note}" for note, i in notes.items()]
     return "\n".join(lines)
 
 
