@@ -1,2 +1,3 @@
 """Fused ops: one module per hot path. Each validates its inputs, picks the backend
 (``backend=`` > ``GENAD_FAST_BACKEND`` > auto) and registers fake and autograd kernels."""
+from genad_fast.ops.noise import philox_counters, randn
