@@ -1,0 +1,380 @@
+"""``genad-fast``: fit a detector on a CSV/Parquet file, score another, inspect the build, run the demo/benchmarks.
+
+    genad-fast fit --detector flow --input train.csv [--window 64] [--columns a,b] [--time-column t]
+                   [--param key=value ...] --out model.pt
+    genad-fast score --model model.pt --input test.csv --out scores.csv [--plot scores.png]
+    genad-fast info
+    genad-fast demo [ARGS...]     # genad_fast.demo.main(ARGS)
+    genad-fast bench [ARGS...]    # bench.main(ARGS), from the source checkout
+
+Errors print one line (``genad-fast: error: ...``) and exit with status 1 (2 for usage errors);
+``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+PROG = "genad-fast"
+READERS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class CLIError(Exception):
+    """An error the user can fix; printed as one line."""
+
+
+# ---------------------------------------------------------------------------------------------- files
+def _kind(path: str, what: str) -> str:
+    p = path.lower()
+    for suffix in (".gz", ".bz2", ".zip", ".xz"):
+        if p.endswith(suffix):
+            p = p[: -len(suffix)]
+            break
+    ext = os.path.splitext(p)[1]
+    if ext not in READERS:
+        raise CLIError(f"{what} {path!r}: unknown file type {ext or '(none)'!r}; use .csv, .tsv or .parquet")
+    return READERS[ext]
+
+
+def read_table(path: str):
+    import pandas as pd
+
+    kind = _kind(path, "input")
+    if not os.path.exists(path):
+        raise CLIError(f"input file {path!r} does not exist")
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
+    except ImportError as exc:
+        raise CLIError(f"cannot read {path!r}: {exc} (Parquet needs pyarrow: pip install genad-fast[parquet])")
+    except Exception as exc:  # parser errors, permissions, empty files
+        raise CLIError(f"cannot read {path!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def write_table(frame, path: str) -> None:
+    kind = _kind(path, "output")
+    try:
+        if kind == "parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False, sep="\t" if kind == "tsv" else ",")
+    except ImportError as exc:
+        raise CLIError(f"cannot write {path!r}: {exc} (Parquet needs pyarrow: pip install genad-fast[parquet])")
+    except OSError as exc:
+        raise CLIError(f"cannot write {path!r}: {exc.strerror or exc}")
+
+
+def select_columns(frame, columns: list[str] | None, time_column: str | None, source: str):
+    """The data columns (named, or every column but the time column) and the time column values."""
+    names = [str(c) for c in frame.columns]
+    frame = frame.set_axis(names, axis=1)
+    time = None
+    if time_column is not None:
+        if time_column not in names:
+            raise CLIError(f"time column {time_column!r} is not in {source} (columns: {', '.join(names)})")
+        time = frame[time_column]
+    if columns:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise CLIError(f"column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} not in "
+                           f"{source} (columns: {', '.join(names)})")
+        data = frame[columns]
+    else:
+        data = frame.drop(columns=[time_column]) if time_column is not None else frame
+    if data.shape[1] == 0:
+        raise CLIError(f"{source} has no data columns")
+    return data, time
+
+
+def _split_columns(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    if not cols:
+        raise CLIError("--columns is empty")
+    return cols
+
+
+# ---------------------------------------------------------------------------------------------- params
+def parse_value(text: str) -> Any:
+    """``--param`` values: Python literals (1, 0.5, None, [1, 2], 'x'), true/false/none, else the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_params(items: list[str], cls: type, detector: str) -> dict[str, Any]:
+    valid = cls._get_param_names()
+    params: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise CLIError(f"--param {item!r}: expected key=value")
+        if key not in valid:
+            raise CLIError(f"unknown parameter {key!r} for detector {detector!r} (parameters: {', '.join(valid)})")
+        if key in params:
+            raise CLIError(f"parameter {key!r} given twice")
+        params[key] = parse_value(value)
+    return params
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_fit(args: argparse.Namespace) -> int:
+    from genad_fast.detectors import get_detector
+
+    try:
+        cls = get_detector(args.detector)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    params = parse_params(args.param or [], cls, args.detector)
+    for key in ("window", "stride", "contamination", "device", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            if key in params:
+                raise CLIError(f"parameter {key!r} given both as --{key} and --param")
+            params[key] = value
+    if args.quiet:
+        params["verbose"] = False
+    frame = read_table(args.input)
+    data, _ = select_columns(frame, _split_columns(args.columns), args.time_column, args.input)
+    try:
+        det = cls(**params)
+    except TypeError as exc:
+        raise CLIError(f"detector {args.detector!r}: {exc}") from exc
+    det.fit(data)
+    det.save(args.out)
+    n_flag = int((det.decision_scores_ > det.threshold_).sum())
+    mode = f"window={det.window}, stride={det.stride}" if det.is_series else "tabular"
+    print(f"fitted {args.detector} on {data.shape[0]} rows x {data.shape[1]} columns ({mode}) on {det.device_}; "
+          f"threshold {det.threshold_:.6g} ({n_flag} training points above it) -> {args.out}")
+    return 0
+
+
+def _plot_time_axis(time):
+    """Numeric or datetime values for the x-axis, else None (row numbers)."""
+    import pandas as pd
+
+    if time is None:
+        return None
+    if pd.api.types.is_numeric_dtype(time) or pd.api.types.is_datetime64_any_dtype(time):
+        return time.to_numpy()
+    try:
+        return pd.to_datetime(time).to_numpy()
+    except (ValueError, TypeError):
+        return None
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from genad_fast.detectors import load
+
+    try:
+        det = load(args.model, map_location=args.device or "cpu")
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    if args.quiet:
+        det.verbose = False
+    frame = read_table(args.input)
+    columns = _split_columns(args.columns)
+    if columns is None and det.feature_names_in_ is not None:
+        columns = list(det.feature_names_in_)  # the columns the model was fitted on, by name
+    data, time = select_columns(frame, columns, args.time_column, args.input)
+    scores = det.decision_function(data)
+    flagged = (scores > det.threshold_).astype(np.int64)
+    out = pd.DataFrame({"score": scores, "is_anomaly": flagged})
+    if time is not None:
+        out.insert(0, args.time_column, time.to_numpy())
+    write_table(out, args.out)
+    if args.plot:
+        from genad_fast.plotting import plot_scores
+
+        plot_scores(args.plot, data.to_numpy(dtype=np.float64), scores, det.threshold_,
+                    time=_plot_time_axis(time), columns=[str(c) for c in data.columns],
+                    title=f"{type(det).__name__} on {os.path.basename(args.input)}")
+    print(f"scored {len(scores)} rows: {int(flagged.sum())} above threshold {det.threshold_:.6g} -> {args.out}"
+          + (f", plot -> {args.plot}" if args.plot else ""))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    import genad_fast
+    from genad_fast.detectors import detector_names
+
+    print(f"genad_fast {genad_fast.__version__}  (python {platform.python_version()}, {platform.machine()})")
+    info = genad_fast.build_info()
+    if info.get("loaded"):
+        facts = ", ".join(f"{k}={v}" for k, v in info.items() if k != "loaded")
+        print(f"extension: loaded ({facts})")
+    else:
+        print(f"extension: not loaded ({info.get('error')}); {info.get('hint')}")
+    print("backends:")
+    for b in genad_fast.backends():
+        print(f"  {b}")
+    cuda = torch.version.cuda or "none (CPU build)"
+    gpu = (f"{torch.cuda.device_count()} visible: {torch.cuda.get_device_name(0)}"
+           if torch.cuda.is_available() else "no visible device")
+    print(f"torch {torch.__version__}, CUDA {cuda}, GPU: {gpu}")
+    spec = importlib.util.find_spec("triton")
+    if spec is None:
+        print("triton: not installed")
+    else:
+        try:
+            import triton
+
+            print(f"triton {triton.__version__}")
+        except Exception as exc:  # a broken install is worth a line, not a crash
+            print(f"triton: installed but fails to import ({type(exc).__name__}: {exc})")
+    print(f"threads: torch intra-op {torch.get_num_threads()}, inter-op {torch.get_num_interop_threads()}, "
+          f"cpus {os.cpu_count()}")
+    print(f"detectors: {', '.join(detector_names()) or 'none'}")
+    return 0
+
+
+def cmd_demo(argv: list[str]) -> int:
+    if importlib.util.find_spec("genad_fast.demo") is None:
+        print(f"{PROG}: the demo is not part of this build (genad_fast.demo is missing)", file=sys.stderr)
+        return 1
+    demo = importlib.import_module("genad_fast.demo")
+    return int(demo.main(argv) or 0)
+
+
+def _source_root() -> Path | None:
+    """The source checkout holding ``bench/`` next to the genad_fast package, if any."""
+    import genad_fast
+
+    root = Path(genad_fast.__file__).resolve().parent.parent
+    return root if (root / "bench" / "__init__.py").is_file() else None
+
+
+def cmd_bench(argv: list[str]) -> int:
+    root = _source_root()
+    if root is None:
+        print(f"{PROG}: the benchmarks live in the source checkout (bench/); run `{PROG} bench` or "
+              f"`python -m bench` from a clone of the repository", file=sys.stderr)
+        return 1
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    bench = importlib.import_module("bench")
+    if Path(bench.__file__).resolve().parent != root / "bench":
+        raise CLIError(f"`import bench` found {bench.__file__}, not {root / 'bench'}; run from the source checkout")
+    run = getattr(bench, "main", None)
+    if run is None:  # the suite keeps its runner in bench/run.py (`python -m bench` calls bench.run.main)
+        run = getattr(importlib.import_module("bench.run"), "main", None)
+    if run is None:
+        raise CLIError(f"{root / 'bench'} has no main(argv); it is not the genad_fast benchmark package")
+    return int(run(argv) or 0)
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from genad_fast._version import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    parser = argparse.ArgumentParser(prog=PROG, parents=[common],
+                                     description="Anomaly detection with deep generative models.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    fit = sub.add_parser("fit", parents=[common], help="fit a detector on normal data and save it")
+    fit.add_argument("--detector", required=True, help="registered detector name (see `genad-fast info`)")
+    fit.add_argument("--input", required=True, help="training data: .csv, .tsv or .parquet, one row per sample "
+                                                     "or timestamp, a header row of column names")
+    fit.add_argument("--out", required=True, help="model file to write (.pt)")
+    fit.add_argument("--window", type=_positive_int, help="series mode: window length (default: tabular rows)")
+    fit.add_argument("--stride", type=_positive_int, help="series mode: step between windows (default 1)")
+    fit.add_argument("--columns", help="comma-separated data columns (default: all but the time column)")
+    fit.add_argument("--time-column", help="column holding time stamps; not used as data")
+    fit.add_argument("--contamination", type=float, help="expected anomaly fraction, sets the threshold")
+    fit.add_argument("--device", help="auto, cpu or cuda")
+    fit.add_argument("--seed", type=int, help="random seed")
+    fit.add_argument("--param", action="append", metavar="KEY=VALUE", help="detector parameter (repeatable)")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.set_defaults(func=cmd_fit)
+
+    score = sub.add_parser("score", parents=[common], help="score data with a saved model")
+    score.add_argument("--model", required=True, help="model file written by `fit`")
+    score.add_argument("--input", required=True, help="data to score (.csv, .tsv or .parquet)")
+    score.add_argument("--out", required=True, help="scores file to write (.csv, .tsv or .parquet): "
+                                                     "[time column,] score, is_anomaly")
+    score.add_argument("--columns", help="comma-separated data columns (default: the model's columns)")
+    score.add_argument("--time-column", help="column holding time stamps, copied to the output")
+    score.add_argument("--plot", help="also write a PNG of the data, the score, the threshold and flagged points")
+    score.add_argument("--device", help="where to score: cpu (default), cuda or auto")
+    score.add_argument("--quiet", action="store_true", help="no progress bars")
+    score.set_defaults(func=cmd_score)
+
+    info = sub.add_parser("info", parents=[common], help="version, build, backends, torch/CUDA/triton, threads")
+    info.set_defaults(func=cmd_info)
+    sub.add_parser("demo", add_help=False, help="run the demo (arguments go to it; `demo --help`)")
+    sub.add_parser("bench", add_help=False, help="run the benchmarks from the source checkout "
+                                                 "(arguments go to it; `bench --help`)")
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, (CLIError, ValueError, OSError)) else f"{type(exc).__name__}: {text}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    passthrough = first is not None and argv[first] in ("demo", "bench")
+    # demo and bench hand everything after their name to their own parsers (--debug there is theirs).
+    debug = "--debug" in (argv[:first] if passthrough else argv)
+    try:
+        if passthrough:
+            if any(a != "--debug" for a in argv[:first]):
+                parser.parse_args(argv[:first])  # --help/--version before the command, or a usage error
+            rest = argv[first + 1:]
+            return cmd_demo(rest) if argv[first] == "demo" else cmd_bench(rest)
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except SystemExit as exc:  # argparse usage errors, --help, --version
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,531 @@
+"""BaseDetector: the estimator API every genad_fast detector inherits (scikit-learn / PyOD conventions).
+
+Users see::
+
+    det = SomeDetector(window=64, contamination=0.01, device="auto", seed=0).fit(X_train)
+    scores = det.decision_function(X_test)  # higher = more anomalous; one per row, or one per timestamp
+    labels = det.predict(X_test)            # 1 where score > det.threshold_, else 0
+    det.save("model.pt"); det2 = SomeDetector.load("model.pt", map_location="cpu")
+
+Writing a detector
+==================
+Subclass :class:`BaseDetector`, list your own hyper-parameters in ``__init__`` and pass the
+base ones on. Either spell them out (the scikit-learn way) or forward ``**kwargs``; both work
+with ``get_params``/``set_params``/``sklearn.base.clone``::
+
+    class KDEDetector(BaseDetector):
+        min_fit_samples = 2                       # optional; or override _min_fit_samples()
+
+        def __init__(self, bandwidth=1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.bandwidth = bandwidth            # __init__ only stores arguments: no checks, no work
+
+        def _fit_model(self, data):              # data: [N, D] rows, or [n, W, C] windows (a view)
+            self.reference_ = data.reshape(data.shape[0], -1).clone()
+
+        def _score_model(self, batch):           # -> [b] (or [b, W] per timestamp for windows)
+            return -kde_log_density(batch.reshape(batch.shape[0], -1), self.reference_, self.bandwidth)
+
+        def _get_state(self):
+            return {"reference": self.reference_}
+
+        def _set_state(self, state):
+            self.reference_ = state["reference"].to(self.device_)
+
+    register_detector("kde", KDEDetector)         # makes it known to the CLI and genad_fast.load
+
+Hook contract (the base calls these; none of them validates user data, the base already did):
+
+``_fit_model(data)`` *required*
+    Train on ``data``: tabular ``[N, D]`` rows, or for ``window=W`` the grid windows
+    ``[n_windows, W, C]`` of the training series (a zero-copy view of
+    :func:`genad_fast.series.sliding_windows`, stride ``self.stride``; copy one batch at a
+    time, e.g. ``data[idx].reshape(len(idx), -1)``). ``data`` is already normalised
+    (``normalize=True``), on ``self.device_``, of dtype ``self._data_dtype()`` (float32), finite,
+    and holds at least ``self._min_fit_samples()`` rows/windows. It runs inside a seeded,
+    forked global RNG scope (module initialisation and ``torch.randn`` without a generator are
+    reproducible and leak no RNG state); for explicit streams use ``self._torch_generator()``
+    / ``self._numpy_rng()``. Show epochs with ``self._progress(...)``, log them with
+    ``self._log_epoch(...)``. Set fitted attributes with a trailing underscore.
+``_score_model(batch)`` *required*
+    Scores of ``batch`` (``[b, D]`` rows or ``[b, W, C]`` windows, at most
+    ``self.score_batch_size`` of them), higher = more anomalous: a tensor ``[b]``, or for windows
+    optionally ``[b, W]`` (one score per timestamp of each window). Runs under
+    ``torch.inference_mode()`` unless the class sets ``score_needs_grad = True`` (e.g. AnoGAN's
+    latent search), and in a seeded RNG scope, so a stochastic score is reproducible.
+``_get_state() -> dict`` / ``_set_state(state)`` *required for save/load*
+    Everything ``_fit_model`` learned, as tensors, numbers, strings, None, lists, tuples and
+    dicts (``module.state_dict()`` qualifies; modules and arbitrary objects do not: files are
+    read with ``torch.load(weights_only=True)``). ``_set_state`` runs on a fresh instance built
+    from the saved ``get_params()``, after the base restored ``device_``, ``n_features_in_``,
+    ``feature_names_in_``, ``normalizer_``, ``seed_``, ``threshold_`` and ``decision_scores_``;
+    the tensors arrive on ``map_location``.
+``_fit_series(series)`` / ``_score_series(series) -> [T]`` *optional*
+    Whole-series entry points, ``series`` normalised ``[T, C]``. The defaults window the series
+    (``_fit_model(sliding_windows(series, W, S))``; scoring: every window of
+    :func:`genad_fast.series.window_starts` in batches through ``_score_model``, then
+    :func:`genad_fast.series.windows_to_timestamps` with ``reduce``). A detector that scores a
+    series its own way (e.g. in tiles) overrides these.
+``_score_rows(rows) -> [N]`` *optional*: tabular scoring; the default batches ``_score_model``.
+``_min_fit_samples() -> int`` *optional*: fewest rows/windows ``fit`` accepts (default: the
+    class attribute ``min_fit_samples`` = 2).
+``_data_dtype() -> torch.dtype`` *optional*: dtype the data is cast to (default float32).
+
+Training scores: after the fit hook, the base scores the training data through the same path
+as ``decision_function``: ``decision_scores_`` and ``threshold_ = quantile(decision_scores_,
+1 - contamination)`` (linear interpolation, numpy's default) follow. Non-finite training scores
+are an error (a diverged model is not returned as fitted).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from genad_fast import _backend
+from genad_fast.detectors._validation import (
+    NotFittedError,
+    check_finite,
+    check_int_param,
+    check_rank,
+    to_tensor,
+)
+from genad_fast.series import (
+    REDUCTIONS,
+    Normalizer,
+    iter_window_batches,
+    n_window_batches,
+    sliding_windows,
+    windows_to_timestamps,
+)
+
+logger = logging.getLogger("genad_fast")
+
+__all__ = ["BaseDetector", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None -> ``cuda`` if a GPU is visible else ``cpu``; ``"cpu"``; ``"cuda"``/``"cuda:i"``.
+
+    Asking for CUDA on a machine without a visible GPU is an error, never a silent CPU run.
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        d = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {device!r}") from exc
+    if d.type == "cpu":
+        return torch.device("cpu")
+    if d.type != "cuda":
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but no CUDA device is visible "
+                         "(torch.cuda.is_available() is False); use device='cpu' or 'auto'")
+    if d.index is not None and d.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return d
+
+
+def _stream_seed(seed: int, purpose: str) -> int:
+    """An independent 63-bit seed for each named use of the detector's seed (SeedSequence spawn keys)."""
+    ss = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(purpose.encode()),))
+    hi, lo = (int(v) for v in ss.generate_state(2, np.uint32))
+    return ((hi << 32) | lo) & ((1 << 63) - 1)
+
+
+class BaseDetector:
+    """Base of all genad_fast detectors; see the module docstring for the hook contract.
+
+    Parameters (every detector has these)
+    ----------
+    window : int or None, default None
+        None: tabular data ``(n_samples, n_features)``, one score per row. An int W: the data is
+        a series ``(T, C)`` (1-D = one channel), modelled through windows of W timestamps, one
+        score per timestamp.
+    stride : int, default 1
+        Step between window starts (series only). The last window is aligned to the end of the
+        series so the tail is scored.
+    contamination : float in (0, 0.5], default 0.1
+        Expected fraction of anomalies; ``threshold_`` is the ``1 - contamination`` quantile of
+        the training scores (PyOD's default of 0.1; with clean training data it is the fraction
+        of training points flagged, so lower it, e.g. to 0.01, for fewer false alarms).
+    reduce : "mean" or "max", default "mean"
+        How the scores of the windows covering a timestamp combine (series only).
+    normalize : bool, default True
+        Standardise each feature/channel with mean and std of the training data
+        (:class:`genad_fast.series.Normalizer`), stored in the model and applied at scoring.
+    device : "auto", "cpu", "cuda" or "cuda:<i>", default "auto"
+        Where the model trains and scores; "auto" takes a visible GPU. The device actually used is
+        ``device_`` after fit or load.
+    backend : None or "eager", "cpu", "cuda", "triton"
+        Implementation of the fused ops (None: ``GENAD_FAST_BACKEND``, else automatic). A backend
+        named explicitly that cannot run is an error at fit.
+    seed : int or None, default 0
+        Seeds every random choice of fit and scoring (through generators derived from it; the
+        global RNG state is restored afterwards). None draws a fresh seed at fit (kept in ``seed_``).
+    verbose : bool, default True
+        Progress bars for training epochs and long scoring (tqdm, on stderr).
+
+    Fitted attributes: ``threshold_``, ``decision_scores_`` (float64 scores of the training data,
+    one per row or per timestamp), ``n_features_in_``, ``feature_names_in_`` (DataFrame columns or
+    None), ``normalizer_`` (or None), ``seed_``, ``device_``.
+    """
+
+    #: Rows (tabular) or windows (series) per ``_score_model`` call. A subclass may expose it as a
+    #: constructor parameter of the same name.
+    score_batch_size: int = 4096
+    #: Fewest training rows/windows; subclasses raise it (e.g. for a validation split).
+    min_fit_samples: ClassVar[int] = 2
+    #: True for detectors whose scoring differentiates (AnoGAN's latent search): no inference_mode.
+    score_needs_grad: ClassVar[bool] = False
+
+    def __init__(self, *, window: int | None = None, stride: int = 1, contamination: float = 0.1,
+                 reduce: str = "mean", normalize: bool = True, device: str = "auto",
+                 backend: str | None = None, seed: int | None = 0, verbose: bool = True) -> None:
+        self.window = window
+        self.stride = stride
+        self.contamination = contamination
+        self.reduce = reduce
+        self.normalize = normalize
+        self.device = device
+        self.backend = backend
+        self.seed = seed
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ parameters (sklearn rules)
+    @classmethod
+    def _init_signature_params(cls) -> tuple[list[inspect.Parameter], bool]:
+        init = cls.__dict__.get("__init__")
+        if init is None:  # inherits its parent's __init__
+            for base in cls.__mro__[1:]:
+                if "__init__" in base.__dict__:
+                    init = base.__dict__["__init__"]
+                    break
+        params, var_kw = [], False
+        for p in inspect.signature(init).parameters.values():
+            if p.name == "self":
+                continue
+            if p.kind == p.VAR_POSITIONAL:
+                raise TypeError(f"{cls.__name__}.__init__ takes *{p.name}; detectors must name their "
+                                f"parameters (scikit-learn convention)")
+            if p.kind == p.VAR_KEYWORD:
+                var_kw = True
+                continue
+            params.append(p)
+        return params, var_kw
+
+    @classmethod
+    def _param_defaults(cls) -> dict[str, Any]:
+        """Every parameter name with its default: the class's own __init__, plus the parents' when it forwards ``**kwargs``."""
+        out: dict[str, Any] = {}
+        for klass in cls.__mro__:
+            if not (isinstance(klass, type) and issubclass(klass, BaseDetector)):
+                continue
+            if klass is not cls and "__init__" not in klass.__dict__:
+                continue
+            params, var_kw = klass._init_signature_params()
+            for p in params:
+                out.setdefault(p.name, p.default)
+            if not var_kw:
+                break
+            # **kwargs: the parameters of the next __init__ up the MRO are ours too.
+        return out
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return sorted(cls._param_defaults())
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as ``sklearn.base.BaseEstimator.get_params``."""
+        out: dict[str, Any] = {}
+        for key in self._get_param_names():
+            value = getattr(self, key)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+            out[key] = value
+        return out
+
+    def set_params(self, **params: Any) -> "BaseDetector":
+        """Set constructor parameters (``nested__param`` for nested estimators); returns self."""
+        if not params:
+            return self
+        valid = self.get_params(deep=True)
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            key, delim, sub = key.partition("__")
+            if key not in valid:
+                raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}; valid parameters: "
+                                 f"{', '.join(self._get_param_names())}")
+            if delim:
+                nested.setdefault(key, {})[sub] = value
+            else:
+                setattr(self, key, value)
+                valid[key] = value
+        for key, sub_params in nested.items():
+            valid[key].set_params(**sub_params)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = self._param_defaults()
+        shown = []
+        for key in self._get_param_names():
+            value = getattr(self, key, None)
+            default = defaults.get(key, inspect.Parameter.empty)
+            try:
+                same = value is default or (type(value) is type(default) and bool(value == default))
+            except Exception:  # arrays and the like: show them
+                same = False
+            if not same:
+                shown.append(f"{key}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def is_series(self) -> bool:
+        """True when the detector models series through windows (``window`` is set)."""
+        return self.window is not None
+
+    def fit(self, X: Any, y: Any = None) -> "BaseDetector":
+        """Learn the normal behaviour from ``X`` (assumed clean); ``y`` is ignored. Returns self."""
+        self._check_base_params()
+        for attr in ("threshold_", "decision_scores_"):  # a failed re-fit must not look fitted
+            self.__dict__.pop(attr, None)
+        device = resolve_device(self.device)
+        _backend.resolve(self.backend, device)  # an explicitly named backend that cannot run fails here
+        self.device_ = device
+        self.seed_ = int(self.seed) if self.seed is not None else \
+            int(np.random.SeedSequence().entropy % (1 << 63))
+
+        x, columns = self._validate(X, fitting=True)
+        self.n_features_in_ = int(x.shape[1])
+        self.feature_names_in_ = columns
+        self._check_enough(x)
+        self.normalizer_ = Normalizer.fit(x) if self.normalize else None
+        z = self._apply_normalizer(x)
+
+        with self._rng_scope("fit"):
+            if self.is_series:
+                self._fit_series(z)
+            else:
+                self._fit_model(z)
+
+        scores = self._score_normalized(z)
+        bad = ~np.isfinite(scores)
+        if bad.any():
+            raise ValueError(f"{type(self).__name__} gives non-finite scores on {int(bad.sum())} of "
+                             f"{scores.size} training {'timestamps' if self.is_series else 'rows'} "
+                             f"(the first at {int(np.argmax(bad))}); the fit diverged or the data is degenerate")
+        self.decision_scores_ = scores
+        self.threshold_ = float(np.quantile(scores, 1.0 - float(self.contamination)))
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Anomaly scores, higher = more anomalous: float64 ``[N]`` (tabular) or ``[T]`` (series)."""
+        self._check_fitted()
+        x, _ = self._validate(X, fitting=False)
+        return self._score_normalized(self._apply_normalizer(x))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 where ``decision_function(X) > threshold_``, else 0 (int64, like PyOD)."""
+        scores = self.decision_function(X)
+        return (scores > self.threshold_).astype(np.int64)
+
+    def save(self, path: str) -> None:
+        """Write the fitted detector to ``path`` (see :mod:`genad_fast.detectors._io` for the format)."""
+        from genad_fast.detectors._io import save_detector
+
+        save_detector(self, path)
+
+    @classmethod
+    def load(cls, path: str, map_location: str | torch.device = "cpu") -> "BaseDetector":
+        """Read a detector written by :meth:`save`; tensors go to ``map_location`` (default CPU).
+
+        ``BaseDetector.load`` accepts any registered detector; ``SomeDetector.load`` also checks
+        that the file holds a SomeDetector (or a subclass).
+        """
+        from genad_fast.detectors._io import load_detector
+
+        return load_detector(path, map_location=map_location, expected=cls)
+
+    # ------------------------------------------------------------------ hooks (see module docstring)
+    def _min_fit_samples(self) -> int:
+        return int(self.min_fit_samples)
+
+    def _data_dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def _fit_model(self, data: torch.Tensor) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit_model(data)")
+
+    def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement _score_model(batch)")
+
+    def _get_state(self) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} must implement _get_state() to be saved")
+
+    def _set_state(self, state: dict) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _set_state(state) to be loaded")
+
+    def _fit_series(self, series: torch.Tensor) -> None:
+        self._fit_model(sliding_windows(series, int(self.window), int(self.stride)))
+
+    def _score_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        n, bs = rows.shape[0], int(self.score_batch_size)
+        out = []
+        for i in self._progress(range(0, n, bs), total=-(-n // bs), desc="score", unit="batch", long_only=True):
+            s = self._score_model(rows[i:i + bs])
+            self._check_hook_output("_score_model", s, (min(bs, n - i),))
+            out.append(s)
+        return torch.cat(out) if len(out) != 1 else out[0]
+
+    def _score_series(self, series: torch.Tensor) -> torch.Tensor:
+        T, W, S, bs = series.shape[0], int(self.window), int(self.stride), int(self.score_batch_size)
+        out = []
+        batches = iter_window_batches(series, W, S, bs)
+        for batch in self._progress(batches, total=n_window_batches(T, W, S, bs), desc="score", unit="batch",
+                                    long_only=True):
+            s = self._score_model(batch)
+            b = batch.shape[0]
+            if not (isinstance(s, torch.Tensor) and tuple(s.shape) in ((b,), (b, W))):
+                raise RuntimeError(f"{type(self).__name__}._score_model must return [{b}] or [{b}, {W}] scores "
+                                   f"for {b} windows, got {getattr(s, 'shape', type(s).__name__)}")
+            if out and s.dim() != out[0].dim():
+                raise RuntimeError(f"{type(self).__name__}._score_model returned scores of different ranks "
+                                   f"for different batches")
+            out.append(s)
+        scores = torch.cat(out) if len(out) != 1 else out[0]
+        return windows_to_timestamps(scores, T, W, S, reduce=self.reduce)
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def _torch_generator(self, purpose: str = "fit", device: torch.device | str | None = None) -> torch.Generator:
+        """A ``torch.Generator`` on ``device`` (default ``device_``) seeded from ``seed_`` and ``purpose``."""
+        g = torch.Generator(device=device if device is not None else self.device_)
+        g.manual_seed(_stream_seed(self.seed_, purpose))
+        return g
+
+    def _numpy_rng(self, purpose: str = "fit") -> np.random.Generator:
+        """A numpy ``Generator`` seeded from ``seed_`` and ``purpose`` (independent of the torch streams)."""
+        return np.random.default_rng(np.random.SeedSequence(self.seed_, spawn_key=(zlib.crc32(purpose.encode()),)))
+
+    @contextlib.contextmanager
+    def _rng_scope(self, purpose: str) -> Iterator[None]:
+        """Seed the global torch RNG (CPU, and the CUDA device in use) from ``seed_`` and restore it on exit.
+
+        Code that draws from the global RNG (``nn.Linear`` initialisation, dropout, ``torch.randn``
+        without a generator) becomes reproducible, and other code sees no change of RNG state.
+        """
+        devices: list[int] = []
+        if self.device_.type == "cuda":
+            devices = [self.device_.index if self.device_.index is not None else torch.cuda.current_device()]
+        seed = _stream_seed(self.seed_, purpose)
+        with torch.random.fork_rng(devices=devices):
+            torch.random.default_generator.manual_seed(seed)
+            for idx in devices:
+                torch.cuda.default_generators[idx].manual_seed(seed)
+            yield
+
+    def _progress(self, iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
+                  long_only: bool = False, **kwargs: Any):
+        """A tqdm bar over ``iterable`` (or a manual one), shown when ``verbose``.
+
+        ``long_only=True`` (used for scoring) shows it only for more than one step and only once the
+        work has taken half a second.
+        """
+        from tqdm.auto import tqdm
+
+        disable = not self.verbose or (long_only and total is not None and total <= 1)
+        if long_only:
+            kwargs.setdefault("delay", 0.5)
+        name = type(self).__name__
+        return tqdm(iterable, total=total, desc=f"{name} {desc}" if desc else name, disable=disable,
+                    leave=False, **kwargs)
+
+    def _log_epoch(self, epoch: int, n_epochs: int | None = None, **metrics: float) -> None:
+        """Log one training epoch at DEBUG level on the ``genad_fast`` logger: ``Name epoch 3/50: loss=...``."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        of = f"/{n_epochs}" if n_epochs is not None else ""
+        parts = " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+        logger.debug("%s epoch %d%s: %s", type(self).__name__, epoch, of, parts)
+
+    # ------------------------------------------------------------------ internals
+    def _check_base_params(self) -> None:
+        check_int_param("window", self.window, 1, allow_none=True)
+        check_int_param("stride", self.stride, 1)
+        if self.window is not None and self.stride > self.window:
+            raise ValueError(f"stride={self.stride} is longer than window={self.window}: timestamps between "
+                             f"windows would get no score; use stride <= window")
+        c = self.contamination
+        if isinstance(c, bool) or not isinstance(c, (int, float, np.floating)) or not (0.0 < float(c) <= 0.5):
+            raise ValueError(f"contamination must be a number in (0, 0.5], got {c!r}")
+        if self.reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {self.reduce!r}")
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise ValueError(f"normalize must be True or False, got {self.normalize!r}")
+        check_int_param("seed", self.seed, 0, allow_none=True)
+        _backend.requested_backend(self.backend)  # unknown names raise ValueError
+        check_int_param("score_batch_size", self.score_batch_size, 1)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first "
+                                 f"(or load a saved model)")
+
+    def _validate(self, X: Any, fitting: bool) -> tuple[torch.Tensor, list[str] | None]:
+        """Checked data as ``[rows, features]`` on ``device_`` in ``_data_dtype()``, plus DataFrame column names."""
+        t, columns = to_tensor(X, "X")
+        t = check_rank(t, self.is_series, "X")
+        what = ("timestamps", "channels") if self.is_series else ("rows", "features")
+        if t.shape[0] == 0:
+            raise ValueError(f"X has 0 {what[0]}")
+        if t.shape[1] == 0:
+            raise ValueError(f"X has 0 {what[1]}")
+        if not fitting:
+            if t.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {t.shape[1]} {what[1]}, but {type(self).__name__} was fitted on "
+                                 f"{self.n_features_in_}")
+            if columns is not None and self.feature_names_in_ is not None and columns != self.feature_names_in_:
+                raise ValueError(f"X has columns {columns}, but {type(self).__name__} was fitted on columns "
+                                 f"{self.feature_names_in_} (same names, same order)")
+        check_finite(t, "X", columns)
+        if self.is_series and t.shape[0] < self.window:
+            raise ValueError(f"X has {t.shape[0]} timestamps, fewer than window={self.window}")
+        out = t.to(device=self.device_, dtype=self._data_dtype())
+        if out.dtype != t.dtype and not bool(torch.isfinite(out).all()):
+            first = tuple(int(i) for i in (~torch.isfinite(out)).nonzero()[0].tolist())
+            raise ValueError(f"X value {float(t[first])} at row {first[0]} overflows {out.dtype}; rescale the data")
+        return out, columns
+
+    def _check_enough(self, x: torch.Tensor) -> None:
+        need = self._min_fit_samples()
+        if self.is_series:
+            T, W, S = x.shape[0], int(self.window), int(self.stride)
+            have = (T - W) // S + 1  # the grid windows _fit_model receives
+            if have < need:
+                raise ValueError(f"the training series gives {have} window{'s' if have != 1 else ''} "
+                                 f"(T={T}, window={W}, stride={S}), but {type(self).__name__} needs at least "
+                                 f"{need} to fit; use a longer series or a smaller window/stride")
+        elif x.shape[0] < need:
+            raise ValueError(f"X has {x.shape[0]} rows, but {type(self).__name__} needs at least {need} to fit")
+
+    def _apply_normalizer(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalizer_.transform(x) if self.normalizer_ is not None else x
+
+    def _score_normalized(self, z: torch.Tensor) -> np.ndarray:
+        grad = contextlib.nullcontext() if self.score_needs_grad else torch.inference_mode()
+        with grad, self._rng_scope("score"):
+            scores = self._score_series(z) if self.is_series else self._score_rows(z)
+        self._check_hook_output("_score_series" if self.is_series else "_score_rows", scores, (z.shape[0],))
+        return scores.detach().to(device="cpu", dtype=torch.float64).numpy()
+
+    def _check_hook_output(self, hook: str, s: Any, shape: tuple[int, ...]) -> None:
+        if not isinstance(s, torch.Tensor) or tuple(s.shape) != shape:
+            got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+            raise RuntimeError(f"{type(self).__name__}.{hook} must return a tensor of shape {list(shape)}, got {got}")

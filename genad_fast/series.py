@@ -1,0 +1,229 @@
+"""Long series: sliding windows as views, window scores back to timestamps, per-channel normalisation.
+
+A series is a tensor ``[T, C]`` (time first, channels last; a 1-D tensor is one channel).
+Windows of length ``W`` start every ``S`` steps; the last window is aligned to the end of
+the series, so every timestamp, the tail included, lies in at least one window::
+
+    window_starts(T, W, S) = 0, S, 2S, ..., k*S   (k = (T - W) // S)   and T - W if k*S < T - W
+
+(``1 <= S <= W``: a stride longer than the window would leave timestamps unscored.)
+
+Scores computed per window (``[n_windows]``) or per window and timestamp
+(``[n_windows, W]``) come back to one score per timestamp by :func:`windows_to_timestamps`:
+the mean or the max over every window that covers the timestamp (no zero padding, so a
+timestamp covered by one window gets that window's score).
+
+Why the end-aligned window is separate: windows that share one memory stride must have
+evenly spaced starts, and ``T - W`` is on the grid ``0, S, 2S, ...`` only when ``S`` divides
+``T - W`` (always for ``S = 1``). :func:`sliding_windows` therefore returns the grid windows
+as one zero-copy view, and :func:`iter_window_batches` yields views covering *all* of
+:func:`window_starts`, the off-grid tail window included, for scoring.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "Normalizer",
+    "iter_window_batches",
+    "n_windows",
+    "sliding_windows",
+    "window_starts",
+    "windows_to_timestamps",
+]
+
+REDUCTIONS = ("mean", "max")
+
+
+def _check_geometry(T: int, window: int, stride: int) -> None:
+    for name, value in (("window", window), ("stride", stride)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if isinstance(T, bool) or not isinstance(T, int):
+        raise TypeError(f"T must be an int, got {type(T).__name__}")
+    if stride > window:
+        raise ValueError(f"stride={stride} is longer than window={window}: timestamps between windows "
+                         f"would get no score; use stride <= window")
+    if T < window:
+        raise ValueError(f"a series of {T} timestamps is shorter than window={window}")
+
+
+def _grid_count(T: int, window: int, stride: int) -> int:
+    """Windows on the regular grid 0, S, 2S, ... that fit in the series."""
+    return (T - window) // stride + 1
+
+
+def n_windows(T: int, window: int, stride: int = 1) -> int:
+    """Number of windows :func:`window_starts` gives: the grid windows plus the end-aligned one if off-grid."""
+    _check_geometry(T, window, stride)
+    k = _grid_count(T, window, stride)
+    return k + (1 if (k - 1) * stride < T - window else 0)
+
+
+def window_starts(T: int, window: int, stride: int = 1, device: torch.device | str | None = None) -> torch.Tensor:
+    """Start index of every window, int64 ``[n_windows]``, increasing; the last one is ``T - window``."""
+    _check_geometry(T, window, stride)
+    k = _grid_count(T, window, stride)
+    starts = torch.arange(k, dtype=torch.int64, device=device) * stride
+    if (k - 1) * stride < T - window:
+        starts = torch.cat([starts, torch.tensor([T - window], dtype=torch.int64, device=device)])
+    return starts
+
+
+def _as_2d(series: torch.Tensor, name: str = "series") -> tuple[torch.Tensor, bool]:
+    if not isinstance(series, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(series).__name__}")
+    if series.dim() == 1:
+        return series.unsqueeze(1), True
+    if series.dim() != 2:
+        raise ValueError(f"{name} must be 1-D [T] or 2-D [T, C], got shape {tuple(series.shape)}")
+    return series, False
+
+
+def sliding_windows(series: torch.Tensor, window: int, stride: int = 1) -> torch.Tensor:
+    """The windows on the regular grid as a zero-copy view: ``[n_grid, window, C]`` (``[n_grid, window]`` for 1-D).
+
+    Window ``i`` is ``series[i*stride : i*stride + window]``. The view shares storage with
+    ``series`` (``Tensor.unfold``), so it costs no memory; a model that needs contiguous
+    rows copies one batch at a time. When ``stride`` divides ``T - window`` (always for
+    ``stride=1``) these are all the windows of :func:`window_starts`; otherwise the
+    end-aligned tail window ``series[T - window:]`` is not on the grid and is left to
+    :func:`iter_window_batches` (see the module docstring for why).
+    """
+    x, one_channel = _as_2d(series)
+    _check_geometry(x.shape[0], window, stride)
+    # unfold gives [n, C, W] with the window dimension last; the transpose is still a view.
+    w = x.unfold(0, window, stride).transpose(1, 2)
+    return w[..., 0] if one_channel else w
+
+
+def iter_window_batches(series: torch.Tensor, window: int, stride: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """Yield views ``[b, window, C]`` over all windows of :func:`window_starts`, in order, ``b <= batch_size``.
+
+    The grid windows come in slices of the :func:`sliding_windows` view; an off-grid
+    end-aligned window comes last as its own batch of one (a view of ``series[T-window:]``).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    x, one_channel = _as_2d(series)
+    grid = sliding_windows(series, window, stride)
+    for i in range(0, grid.shape[0], batch_size):
+        yield grid[i:i + batch_size]
+    T = x.shape[0]
+    if (grid.shape[0] - 1) * stride < T - window:
+        tail = series[T - window:]
+        yield tail.unsqueeze(0)
+
+
+def n_window_batches(T: int, window: int, stride: int, batch_size: int) -> int:
+    """How many batches :func:`iter_window_batches` yields (for progress bars)."""
+    k = _grid_count(T, window, stride)
+    return -(-k // batch_size) + (n_windows(T, window, stride) - k)
+
+
+def windows_to_timestamps(scores: torch.Tensor, T: int, window: int, stride: int = 1,
+                          reduce: str = "mean") -> torch.Tensor:
+    """Per-window scores back to one score per timestamp, ``[T]``.
+
+    ``scores`` is ``[n_windows]`` (one score per window, given to each of its timestamps) or
+    ``[n_windows, window]`` (one score per timestamp of each window), in the order of
+    :func:`window_starts`. Timestamp ``t`` gets the mean (``reduce="mean"``) or the max
+    (``reduce="max"``) of the scores that the windows covering ``t`` give it:
+
+        out[t] = reduce{ scores[i, t - starts[i]] : starts[i] <= t < starts[i] + window }
+
+    Every timestamp is covered, so there is no padding value; NaN propagates (max included).
+    One ``scatter_add``/``scatter_reduce`` over a ``[n_windows * window]`` index, no Python loop.
+    """
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
+    if not (scores.is_floating_point()):
+        raise TypeError(f"scores must be a floating-point tensor, got {scores.dtype}")
+    starts = window_starts(T, window, stride, device=scores.device)
+    n = starts.shape[0]
+    if scores.dim() == 1:
+        if scores.shape[0] != n:
+            raise ValueError(f"scores has {scores.shape[0]} windows, but T={T}, window={window}, "
+                             f"stride={stride} gives {n}")
+        values = scores.unsqueeze(1).expand(n, window)
+    elif scores.dim() == 2:
+        if tuple(scores.shape) != (n, window):
+            raise ValueError(f"scores must be [n_windows, window] = [{n}, {window}] for T={T}, "
+                             f"stride={stride}; got {tuple(scores.shape)}")
+        values = scores
+    else:
+        raise ValueError(f"scores must be [n_windows] or [n_windows, window], got shape {tuple(scores.shape)}")
+    index = (starts.unsqueeze(1) + torch.arange(window, device=scores.device)).reshape(-1)
+    flat = values.reshape(-1)
+    if reduce == "max":
+        out = torch.empty(T, dtype=scores.dtype, device=scores.device)
+        return out.scatter_reduce_(0, index, flat, "amax", include_self=False)
+    sums = torch.zeros(T, dtype=scores.dtype, device=scores.device).scatter_add_(0, index, flat)
+    counts = torch.bincount(index, minlength=T).to(scores.dtype)
+    return sums / counts
+
+
+@dataclass
+class Normalizer:
+    """Per-channel standardisation fitted on training data: ``z = (x - mean) / scale``.
+
+    ``mean`` and ``scale`` are float64 ``[C]`` tensors; ``scale`` is the population standard
+    deviation, except where a channel is (numerically) constant: when
+    ``std <= 10 * eps(float64) * max(1, |mean|)`` its scale is 1, so the channel is only
+    centred and a deviation at scoring time shows in its own units instead of being divided
+    by ~0 (the rule scikit-learn's StandardScaler follows).
+    """
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+
+    @classmethod
+    def fit(cls, x: torch.Tensor) -> "Normalizer":
+        """Fit on ``x[N, C]`` (rows or timestamps by channel), accumulating in float64."""
+        x2, _ = _as_2d(x, "x")
+        if x2.shape[0] == 0:
+            raise ValueError("cannot fit a Normalizer on 0 rows")
+        xd = x2.detach().to(torch.float64)
+        mean = xd.mean(dim=0)
+        std = xd.std(dim=0, unbiased=False) if xd.shape[0] > 1 else torch.zeros_like(mean)
+        tol = 10 * torch.finfo(torch.float64).eps * torch.clamp(mean.abs(), min=1.0)
+        scale = torch.where(std <= tol, torch.ones_like(std), std)
+        return cls(mean=mean, scale=scale)
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.mean.shape[0])
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / scale`` over the last dimension, in ``x``'s dtype and device."""
+        if x.shape[-1] != self.n_channels:
+            raise ValueError(f"x has {x.shape[-1]} channels, the Normalizer was fitted on {self.n_channels}")
+        mean = self.mean.to(device=x.device, dtype=x.dtype)
+        scale = self.scale.to(device=x.device, dtype=x.dtype)
+        return (x - mean) / scale
+
+    def inverse_transform(self, z: torch.Tensor) -> torch.Tensor:
+        if z.shape[-1] != self.n_channels:
+            raise ValueError(f"z has {z.shape[-1]} channels, the Normalizer was fitted on {self.n_channels}")
+        return z * self.scale.to(device=z.device, dtype=z.dtype) + self.mean.to(device=z.device, dtype=z.dtype)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean.detach().cpu(), "scale": self.scale.detach().cpu()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "Normalizer":
+        try:
+            mean, scale = state["mean"], state["scale"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"normalizer state must hold 'mean' and 'scale' tensors, got {state!r}") from exc
+        if not (isinstance(mean, torch.Tensor) and isinstance(scale, torch.Tensor)) or mean.shape != scale.shape \
+                or mean.dim() != 1:
+            raise ValueError("normalizer state: 'mean' and 'scale' must be 1-D tensors of one shape")
+        return cls(mean=mean.to(torch.float64), scale=scale.to(torch.float64))

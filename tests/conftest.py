@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny test-only detector on the BaseDetector API."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genad_fast.detectors import BaseDetector, register_detector, unregister_detector
+
+
+class GaussDetector(BaseDetector):
+    """Diagonal Gaussian over each row (tabular) or flattened window (series): score = mean z^2.
+
+    ``per_timestamp=True`` returns ``[b, W]`` window scores (mean z^2 over channels); ``jitter``
+    perturbs the mean with the detector's torch generator and a global-RNG draw is kept in
+    ``global_draw_``, so seeding and RNG isolation can be tested.
+    """
+
+    def __init__(self, per_timestamp: bool = False, jitter: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.per_timestamp = per_timestamp
+        self.jitter = jitter
+
+    def _fit_model(self, data: torch.Tensor) -> None:
+        flat = data.reshape(data.shape[0], -1)
+        noise = torch.randn(flat.shape[1], generator=self._torch_generator(), device=flat.device)
+        self.mean_ = flat.mean(0) + self.jitter * noise
+        self.var_ = flat.var(0, unbiased=False).clamp_min(1e-6)
+        self.global_draw_ = torch.rand(())  # from the global RNG, inside the base's seeded scope
+
+    def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
+        b = batch.shape[0]
+        z2 = (batch.reshape(b, -1) - self.mean_) ** 2 / self.var_
+        if self.is_series and self.per_timestamp:
+            return z2.reshape(b, self.window, -1).mean(-1)
+        return z2.mean(1)
+
+    def _get_state(self) -> dict:
+        return {"mean": self.mean_, "var": self.var_, "global_draw": self.global_draw_}
+
+    def _set_state(self, state: dict) -> None:
+        self.mean_ = state["mean"].to(self.device_)
+        self.var_ = state["var"].to(self.device_)
+        self.global_draw_ = state["global_draw"]
+
+
+@pytest.fixture
+def gauss_cls():
+    return GaussDetector
+
+
+@pytest.fixture
+def registered_gauss():
+    """GaussDetector registered as 'toy-gauss' for the duration of a test (CLI, genad_fast.load)."""
+    register_detector("toy-gauss", GaussDetector)
+    yield GaussDetector
+    unregister_detector("toy-gauss")
