@@ -471,7 +471,7 @@ def test_pickled_objects_are_refused(gauss_cls, tmp_path):
 def test_wrong_class_is_an_error(gauss_cls, tmp_path):
     det = ExplicitDetector(verbose=False).fit(_rows(20, 2))
     det.save(tmp_path / "e.pt")
-    with pytest.raises(ModelFileError, match="holds a ExplicitDetector, not a GaussDetector"):
+    with pytest.raises(ModelFileError, match="holds a detector of class ExplicitDetector, not a GaussDetector"):
         gauss_cls.load(tmp_path / "e.pt")
 
 

@@ -158,7 +158,8 @@ def _resolve_class(path: str, payload: dict, expected: type | None) -> type:
     from genad_fast.detectors.base import BaseDetector
 
     stored_name, stored_class = payload.get("detector"), payload["class"]
-    label = f"a {stored_class.rpartition(':')[2]}" + (f" (registered as {stored_name!r})" if stored_name else "")
+    label = f"a detector of class {stored_class.rpartition(':')[2]}" + \
+        (f" (registered as {stored_name!r})" if stored_name else "")
     if expected is not None and expected is not BaseDetector and _class_path(expected) == stored_class:
         return expected
     candidate = None

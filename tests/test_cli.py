@@ -1,0 +1,186 @@
+"""The genad-fast command line, end to end on CSV/Parquet files, with the test detector registered in-process."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import genad_fast
+from genad_fast import cli
+from genad_fast.datasets import make_series, make_tabular
+
+
+@pytest.fixture
+def series_files(tmp_path):
+    train, test, labels = make_series(T=1200, C=3, period=32, anomaly_types=("point",), seed=0)
+    cols = ["a", "b", "c"]
+    tr = pd.DataFrame(train, columns=cols)
+    tr.insert(0, "t", np.arange(len(tr)))
+    te = pd.DataFrame(test, columns=cols)
+    te.insert(0, "t", np.arange(len(tr), len(tr) + len(te)))
+    te["note"] = "x"  # a non-numeric extra column the model never saw
+    tr.to_csv(tmp_path / "train.csv", index=False)
+    te.to_csv(tmp_path / "test.csv", index=False)
+    return tmp_path, te, labels
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("genad-fast: error: ")
+    return err[0]
+
+
+def test_fit_and_score_a_series_end_to_end(registered_gauss, series_files, capsys):
+    d, te, labels = series_files
+    rc = cli.main(["fit", "--detector", "toy-gauss", "--input", str(d / "train.csv"), "--window", "16",
+                   "--time-column", "t", "--param", "per_timestamp=true", "--contamination", "0.01",
+                   "--out", str(d / "model.pt"), "--quiet"])
+    assert rc == 0
+    assert "fitted toy-gauss on 600 rows x 3 columns (window=16, stride=1)" in capsys.readouterr().out
+    det = genad_fast.load(d / "model.pt")
+    assert det.window == 16 and det.per_timestamp is True and det.feature_names_in_ == ["a", "b", "c"]
+
+    rc = cli.main(["score", "--model", str(d / "model.pt"), "--input", str(d / "test.csv"), "--time-column", "t",
+                   "--out", str(d / "scores.csv"), "--plot", str(d / "scores.png"), "--quiet"])
+    assert rc == 0
+    out = pd.read_csv(d / "scores.csv")
+    assert list(out.columns) == ["t", "score", "is_anomaly"] and len(out) == len(te)
+    assert np.array_equal(out["t"], te["t"])
+    want = det.decision_function(te[["a", "b", "c"]])
+    np.testing.assert_allclose(out["score"], want, rtol=1e-12)
+    assert np.array_equal(out["is_anomaly"], (want > det.threshold_).astype(int))
+    # the spikes score higher than the rest
+    assert roc_auc_score(labels, out["score"]) > 0.9
+    assert (d / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"-> {d / 'scores.csv'}, plot -> {d / 'scores.png'}" in capsys.readouterr().out
+
+
+def test_tabular_parquet_round_trip(registered_gauss, tmp_path, capsys):
+    train, test, labels = make_tabular(n_train=300, n_test=200, n_features=4, seed=0)
+    pd.DataFrame(train, columns=list("wxyz")).to_parquet(tmp_path / "train.parquet")
+    pd.DataFrame(test, columns=list("wxyz")).to_parquet(tmp_path / "test.parquet")
+    assert cli.main(["fit", "--detector", "toy-gauss", "--input", str(tmp_path / "train.parquet"),
+                     "--columns", "w,x,y,z", "--param", "seed=3", "--out", str(tmp_path / "m.pt"), "--quiet"]) == 0
+    assert cli.main(["score", "--model", str(tmp_path / "m.pt"), "--input", str(tmp_path / "test.parquet"),
+                     "--out", str(tmp_path / "s.parquet"), "--plot", str(tmp_path / "s.png")]) == 0
+    out = pd.read_parquet(tmp_path / "s.parquet")
+    assert list(out.columns) == ["score", "is_anomaly"] and len(out) == 200
+    det = genad_fast.load(tmp_path / "m.pt")
+    assert det.seed == 3 and not det.is_series
+    np.testing.assert_allclose(out["score"], det.decision_function(pd.DataFrame(test, columns=list("wxyz"))))
+    assert roc_auc_score(labels, out["score"]) > 0.7
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["fit", "--detector", "toy-gauss", "--input", "{d}/nope.csv", "--out", "{d}/m.pt"],
+     "input file '.*nope.csv' does not exist"),
+    (["fit", "--detector", "toy-gauss", "--input", "{d}/train.csv", "--columns", "a,zz", "--out", "{d}/m.pt"],
+     r"column 'zz' not in .*train.csv \(columns: t, a, b, c\)"),
+    (["fit", "--detector", "toy-gauss", "--input", "{d}/train.csv", "--time-column", "when", "--out", "{d}/m.pt"],
+     "time column 'when' is not in"),
+    (["fit", "--detector", "nope", "--input", "{d}/train.csv", "--out", "{d}/m.pt"],
+     "unknown detector 'nope'; registered detectors: .*toy-gauss"),
+    (["fit", "--detector", "toy-gauss", "--input", "{d}/train.csv", "--param", "depth=3", "--out", "{d}/m.pt"],
+     "unknown parameter 'depth' for detector 'toy-gauss' \\(parameters: .*window"),
+    (["fit", "--detector", "toy-gauss", "--input", "{d}/train.csv", "--param", "seed", "--out", "{d}/m.pt"],
+     "--param 'seed': expected key=value"),
+    (["fit", "--detector", "toy-gauss", "--input", "{d}/train.csv", "--param", "contamination=0.9",
+      "--out", "{d}/m.pt"], r"contamination must be a number in \(0, 0.5\]"),
+    (["fit", "--detector", "toy-gauss", "--input", "{d}/train.csv", "--window", "8", "--param", "window=8",
+      "--out", "{d}/m.pt"], "given both as --window and --param"),
+    (["fit", "--detector", "toy-gauss", "--input", "{d}/test.csv", "--time-column", "t", "--out", "{d}/m.pt"],
+     "non-numeric column 'note'"),
+    (["fit", "--detector", "toy-gauss", "--input", "{d}/train.xlsx", "--out", "{d}/m.pt"],
+     "unknown file type '.xlsx'"),
+    (["fit", "--detector", "toy-gauss", "--input", "{d}/bad.csv", "--out", "{d}/m.pt"],
+     "cannot read .*bad.csv"),
+    (["score", "--model", "{d}/missing.pt", "--input", "{d}/test.csv", "--out", "{d}/s.csv"],
+     "model file '.*missing.pt' does not exist"),
+    (["score", "--model", "{d}/train.csv", "--input", "{d}/test.csv", "--out", "{d}/s.csv"],
+     "truncated, corrupt or not a model file"),
+])
+def test_errors_are_one_line_and_exit_1(registered_gauss, series_files, capsys, argv, match):
+    d, _, _ = series_files
+    (d / "bad.csv").write_bytes(b'a,b\n1,"2\n')  # an unterminated quote
+    rc = cli.main([a.format(d=d) for a in argv] + ["--quiet"] * (argv[0] == "fit"))
+    assert rc == 1
+    assert re.search(match, _error_line(capsys))
+
+
+def test_score_with_a_missing_model_column(registered_gauss, series_files, capsys):
+    d, te, _ = series_files
+    assert cli.main(["fit", "--detector", "toy-gauss", "--input", str(d / "train.csv"), "--time-column", "t",
+                     "--out", str(d / "m.pt"), "--quiet"]) == 0
+    te.drop(columns=["b"]).to_csv(d / "less.csv", index=False)
+    assert cli.main(["score", "--model", str(d / "m.pt"), "--input", str(d / "less.csv"),
+                     "--out", str(d / "s.csv")]) == 1
+    assert "column 'b' not in" in _error_line(capsys)
+
+
+def test_debug_shows_the_traceback(registered_gauss, series_files):
+    d, _, _ = series_files
+    with pytest.raises(cli.CLIError, match="unknown detector"):
+        cli.main(["--debug", "fit", "--detector", "nope", "--input", str(d / "train.csv"), "--out", str(d / "m")])
+
+
+def test_usage_errors_exit_2(capsys):
+    assert cli.main(["fit", "--input", "x.csv"]) == 2
+    assert "--detector" in capsys.readouterr().err
+    assert cli.main(["fit", "--detector", "x", "--input", "x.csv", "--out", "m.pt", "--window", "0"]) == 2
+    assert cli.main([]) == 2
+
+
+def test_version_and_info(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"genad-fast {genad_fast.__version__}"
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"genad_fast {genad_fast.__version__}")
+    for needle in ("extension:", "backends:", "  eager   yes", "torch ", "threads: torch intra-op", "detectors: "):
+        assert needle in out
+    assert "flow" in out.splitlines()[-1]
+
+
+def test_demo_dispatch(monkeypatch, capsys):
+    seen = []
+    fake = types.ModuleType("genad_fast.demo")
+    fake.main = lambda argv: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "genad_fast.demo", fake)
+    fake.__spec__ = __import__("importlib").machinery.ModuleSpec("genad_fast.demo", None)
+    assert cli.main(["demo", "--fast", "--debug"]) == 0
+    assert seen == [["--fast", "--debug"]]
+    monkeypatch.delitem(sys.modules, "genad_fast.demo")
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
+    assert cli.main(["demo"]) == 1
+    assert "the demo is not part of this build" in capsys.readouterr().err
+
+
+def test_bench_dispatch(monkeypatch, tmp_path, capsys):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "__init__.py").write_text("def main(argv):\n    return 40 + len(argv)\n")
+    monkeypatch.setattr(cli, "_source_root", lambda: tmp_path)
+    monkeypatch.delitem(sys.modules, "bench", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert cli.main(["bench", "--quick", "x"]) == 42
+    monkeypatch.delitem(sys.modules, "bench", raising=False)
+    monkeypatch.setattr(cli, "_source_root", lambda: None)
+    assert cli.main(["bench"]) == 1
+    assert "the benchmarks live in the source checkout" in capsys.readouterr().err
+
+
+def test_console_script_error_is_one_line(tmp_path):
+    script = Path(sys.executable).parent / "genad-fast"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "genad_fast.cli"]
+    proc = subprocess.run(cmd + ["score", "--model", str(tmp_path / "none.pt"), "--input", "x.csv",
+                                 "--out", "y.csv"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith(("RuntimeWarning", "  warnings.warn"))]
+    assert lines == [f"genad-fast: error: model file '{tmp_path / 'none.pt'}' does not exist"]
