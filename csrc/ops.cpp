@@ -27,4 +27,14 @@ TORCH_LIBRARY(genad_fast, m) {
       "Tensor? noise) -> Tensor");                                                             // a*x_t + b*eps + c*z
   // score[B, T] += weight * mean_c(mask * (x - x_hat)^2) for x, x_hat, mask: [B, T, C] (mask None = all ones).
   m.def("recon_error_accumulate_(Tensor(a!) score, Tensor x, Tensor x_hat, Tensor? mask, float weight) -> ()");
+
+  // AnoGAN latent search (Schlegl et al., IPMI 2017). x, gx: [B, P] (data and G(z)); fx, fgx: [B, F] (discriminator
+  // features of both). loss = (1-lam)*sum|x-gx| + lam*sum|fx-fgx| per sample, with the sub-gradients
+  // d loss / d gx and d loss / d fgx (sign, 0 at 0) in the same pass.
+  m.def("anogan_residual(Tensor x, Tensor gx, Tensor fx, Tensor fgx, float lam) -> (Tensor loss, Tensor grad_gx, "
+        "Tensor grad_fgx)");
+  // Adam (Kingma & Ba 2015, bias-corrected) on the rows of z[B, L] whose active[B] flag is set, in place; step[B]
+  // counts each row's updates and is incremented before its bias correction, as torch.optim.Adam does.
+  m.def("masked_adam_(Tensor(a!) z, Tensor grad, Tensor(b!) m, Tensor(c!) v, Tensor(d!) step, Tensor active, "
+        "float lr, float beta1, float beta2, float eps) -> ()");
 }
