@@ -138,7 +138,8 @@ def windows_to_timestamps(scores: torch.Tensor, T: int, window: int, stride: int
         out[t] = reduce{ scores[i, t - starts[i]] : starts[i] <= t < starts[i] + window }
 
     Every timestamp is covered, so there is no padding value; NaN propagates (max included).
-    One ``scatter_add``/``scatter_reduce`` over a ``[n_windows * window]`` index, no Python loop.
+    Vectorised: per-window scores at stride 1 reduce a sliding view of the padded scores;
+    otherwise ``ceil(window / stride)`` strided adds (or maxima), each over all windows at once.
     """
     if not isinstance(scores, torch.Tensor):
         raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
@@ -146,8 +147,7 @@ def windows_to_timestamps(scores: torch.Tensor, T: int, window: int, stride: int
         raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
     if not (scores.is_floating_point()):
         raise TypeError(f"scores must be a floating-point tensor, got {scores.dtype}")
-    starts = window_starts(T, window, stride, device=scores.device)
-    n = starts.shape[0]
+    n = n_windows(T, window, stride)
     if scores.dim() == 1:
         if scores.shape[0] != n:
             raise ValueError(f"scores has {scores.shape[0]} windows, but T={T}, window={window}, "
@@ -160,14 +160,50 @@ def windows_to_timestamps(scores: torch.Tensor, T: int, window: int, stride: int
         values = scores
     else:
         raise ValueError(f"scores must be [n_windows] or [n_windows, window], got shape {tuple(scores.shape)}")
-    index = (starts.unsqueeze(1) + torch.arange(window, device=scores.device)).reshape(-1)
-    flat = values.reshape(-1)
-    if reduce == "max":
-        out = torch.empty(T, dtype=scores.dtype, device=scores.device)
-        return out.scatter_reduce_(0, index, flat, "amax", include_self=False)
-    sums = torch.zeros(T, dtype=scores.dtype, device=scores.device).scatter_add_(0, index, flat)
-    counts = torch.bincount(index, minlength=T).to(scores.dtype)
-    return sums / counts
+    if stride == 1 and scores.dim() == 1:
+        # out[t] = reduce(s[t-W+1 .. t]): a sliding window over the scores, padded with a neutral value.
+        fill = 0.0 if reduce == "mean" else float("-inf")
+        view = torch.nn.functional.pad(scores, (window - 1, window - 1), value=fill).unfold(0, window, 1)
+        if reduce == "max":
+            return view.amax(1)
+        t = torch.arange(T, device=scores.device)
+        counts = torch.minimum(t + 1, T - t).clamp_(max=min(window, n)).to(scores.dtype)
+        return view.sum(1) / counts
+    return _blocks_to_timestamps(values, T, window, stride, reduce)
+
+
+def _blocks_to_timestamps(values: torch.Tensor, T: int, window: int, stride: int, reduce: str) -> torch.Tensor:
+    """Scores ``[n, W]`` to ``[T]`` in ceil(W/S) vectorised steps, no index tensor.
+
+    Offset ``k = q*S + r`` (``r < S``) of grid window ``i`` lands on ``t = (i + q)*S + r``, so the columns
+    ``q*S .. q*S+S-1`` of all grid windows land on the contiguous run ``q*S .. q*S + k*S``: one strided
+    add (or max) per ``q``. The off-grid tail window, if any, is added last.
+    """
+    W, S = window, stride
+    k = (T - W) // S + 1
+    q_steps = -(-W // S)
+    mean = reduce == "mean"
+    length = (k + q_steps) * S  # room for the last block; trimmed to T at the end
+    out = torch.full((length,), 0.0 if mean else float("-inf"), dtype=values.dtype, device=values.device)
+    counts = torch.zeros(length, dtype=values.dtype, device=values.device) if mean else None
+    grid = values[:k]
+    for q in range(q_steps):
+        lo, r = q * S, min(S, W - q * S)
+        src = grid[:, lo:lo + r]
+        dst = out[lo:lo + k * S].view(k, S)[:, :r]
+        if mean:
+            dst += src
+            counts[lo:lo + k * S].view(k, S)[:, :r] += 1
+        else:
+            torch.maximum(dst, src, out=dst)
+    if values.shape[0] > k:  # the end-aligned tail window
+        tail = out[T - W:T]
+        if mean:
+            tail += values[k]
+            counts[T - W:T] += 1
+        else:
+            torch.maximum(tail, values[k], out=tail)
+    return out[:T] / counts[:T] if mean else out[:T]
 
 
 @dataclass

@@ -106,11 +106,19 @@ def test_exactly_one_window():
     assert windows_to_timestamps(per_t, 4, 4, 4, "max").tolist() == [1, 2, 3, 4]
 
 
-def test_nan_stays_local():
-    s = torch.tensor([0.0, float("nan"), 2.0, 3.0, 4.0, 5.0])  # T=8, W=3, S=1
-    for reduce in ("mean", "max"):
-        out = windows_to_timestamps(s, 8, 3, 1, reduce)
-        assert torch.isnan(out[1:4]).all() and not torch.isnan(out[[0, 4, 5, 6, 7]]).any()
+@pytest.mark.parametrize("per_t", [False, True])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("reduce", ["mean", "max"])
+def test_nan_and_inf_stay_local(per_t, stride, reduce):
+    T, W = 12, 3
+    n = n_windows(T, W, stride)
+    s = torch.arange(float(n)) if not per_t else torch.arange(float(n)).unsqueeze(1).repeat(1, W)
+    s[1] = float("nan")  # window 1 covers stride .. stride + 2
+    s[n - 1] = float("inf")  # the last window covers T-3 .. T-1
+    out = windows_to_timestamps(s, T, W, stride, reduce)
+    covered = set(range(stride, stride + W))
+    assert all(torch.isnan(out[t]) == (t in covered) for t in range(T))
+    assert torch.isposinf(out[T - 1]) and out[0] == 0.0
 
 
 @settings(max_examples=60, deadline=None)
