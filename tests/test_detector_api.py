@@ -405,6 +405,21 @@ def test_file_is_plain_data_readable_with_weights_only(gauss_cls, tmp_path):
     assert set(payload["fitted"]["normalizer"]) == {"mean", "scale"}
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_model_trained_on_gpu_loads_on_cpu(gauss_cls, tmp_path):
+    frame = pd.DataFrame(_series(120, 3), columns=["x", "y", "z"])
+    det = gauss_cls(window=10, jitter=0.1, device="cuda", verbose=False).fit(frame)
+    assert det.mean_.is_cuda
+    det.save(tmp_path / "m.pt")
+    back = gauss_cls.load(tmp_path / "m.pt", map_location="cpu")
+    assert back.device_ == torch.device("cpu") and not back.mean_.is_cuda
+    np.testing.assert_allclose(back.decision_function(frame), det.decision_function(frame), rtol=1e-5)
+    torch.cuda.manual_seed(5)
+    before = torch.cuda.get_rng_state()
+    gauss_cls(window=10, jitter=0.1, device="cuda", verbose=False).fit(frame)
+    assert torch.equal(torch.cuda.get_rng_state(), before)
+
+
 def test_genad_fast_load_dispatches_through_the_registry(registered_gauss, tmp_path):
     det, frame = _fitted(registered_gauss)
     det.save(tmp_path / "m.pt")

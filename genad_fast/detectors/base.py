@@ -428,7 +428,8 @@ class BaseDetector:
         with torch.random.fork_rng(devices=devices):
             torch.random.default_generator.manual_seed(seed)
             for idx in devices:
-                torch.cuda.default_generators[idx].manual_seed(seed)
+                with torch.cuda.device(idx):
+                    torch.cuda.manual_seed(seed)
             yield
 
     def _progress(self, iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
