@@ -1,9 +1,9 @@
 // CPU kernel of genad_fast::philox_normal_: Philox4x32-10 normals in the tl.randn4x stream (genad/philox.h).
 //
 // Work is cut into blocks of kBlock consecutive counters. Every block runs the same code whatever the thread
-// count or split: Philox on kBlock lanes (plain integer loop, vectorized by the compiler), Box-Muller on whole
-// at::vec::Vectorized<float> registers (SLEEF log / sincos), then up to four contiguous stores, partial only at
-// the ends of the quarters. So one thread and many threads write bitwise the same tensor.
+// count or split: Philox on kBlock lanes (AVX-512 intrinsics, or a loop the compiler vectorizes), Box-Muller on
+// whole at::vec::Vectorized<float> registers (SLEEF log, a shared sin/cos reduction), then up to four contiguous
+// stores, partial only at the ends of the quarters. So one thread and many threads write bitwise the same tensor.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
@@ -11,6 +11,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
+
+#if defined(CPU_CAPABILITY_AVX512)
+#include <immintrin.h>
+#endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "genad/philox.h"
 
@@ -27,20 +35,32 @@ static_assert(kBlock % Vec::size() == 0, "kBlock must hold whole vectors");
 // Blocks per parallel task: 256 counters * 4 normals * 4 bytes = 4 KiB of output at least per task.
 constexpr int64_t kGrainBlocks = 4;
 
-// sin and cos of th in one SLEEF call (1-ulp versions; Vectorized<float>::sin/cos use the 3.5-ulp ones).
-inline void sincos(const Vec& th, Vec& s, Vec& c) {
-#if defined(CPU_CAPABILITY_AVX512)
-  const Sleef___m512_2 sc = Sleef_sincosf16_u10(th);
-  s = sc.x;
-  c = sc.y;
-#elif defined(CPU_CAPABILITY_AVX2)
-  const Sleef___m256_2 sc = Sleef_sincosf8_u10(th);
-  s = sc.x;
-  c = sc.y;
-#else
-  s = th.sin();
-  c = th.cos();
-#endif
+// sin and cos of th in [0, 2 pi] (th = 2 pi u2) with one shared argument reduction: th = q pi/2 + r with q the
+// nearest quadrant (0..4) and r in [-pi/4, pi/4] (four-part Cody-Waite split of pi/2), then Cephes' minimax
+// polynomials for sin and cos on [-pi/4, pi/4] (S. L. Moshier, "Methods and Programs for Mathematical Functions",
+// 1989) and the quadrant's swap and signs: at most 1.7 ulp from the exact values over [0, 2 pi]. SLEEF's 1-ulp
+// sin plus cos cost twice as much here, and its fused sincos six times as much.
+inline void sincos_0_2pi(const Vec& th, Vec& s, Vec& c) {
+  using at::vec::fmadd;
+  const Vec q = (th * Vec(0.636619772367581343f)).round();
+  // pi/2 = P1 + P2 + P3 + P4 (12-bit P1..P3, error 2e-21): q * Pk is exact and r keeps full precision even for
+  // th next to a multiple of pi/2, where sin or cos is tiny.
+  Vec r = fmadd(q, Vec(-0x1.922p+0f), th);
+  r = fmadd(q, Vec(0x1.2aep-18f), r);
+  r = fmadd(q, Vec(0x1.deap-31f), r);
+  r = fmadd(q, Vec(-0x1.184698p-44f), r);
+  const Vec z = r * r;
+  const Vec ps = fmadd(fmadd(Vec(-1.9515295891e-4f), z, Vec(8.3321608736e-3f)), z, Vec(-1.6666654611e-1f));
+  const Vec sin_r = fmadd(ps * z, r, r);
+  const Vec pc = fmadd(fmadd(Vec(2.443315711809948e-5f), z, Vec(-1.388731625493765e-3f)), z,
+                       Vec(4.166664568298827e-2f));
+  const Vec cos_r = fmadd(pc * z, z, fmadd(Vec(-0.5f), z, Vec(1.0f)));
+  // Quadrant q mod 4: (sin th, cos th) = (sin r, cos r), (cos r, -sin r), (-sin r, -cos r), (-cos r, sin r).
+  const Vec q1 = q == Vec(1.0f), q2 = q == Vec(2.0f), q3 = q == Vec(3.0f);
+  const Vec swap = q1 | q3;
+  const Vec sign = Vec(-0.0f);
+  s = Vec::blendv(sin_r, cos_r, swap) ^ ((q2 | q3) & sign);
+  c = Vec::blendv(cos_r, sin_r, swap) ^ ((q1 | q2) & sign);
 }
 
 // Box-Muller on Vec::size() pairs, the vector twin of px::box_muller.
@@ -49,17 +69,74 @@ inline void box_muller(const float* u1p, const float* u2p, float* z1p, float* z2
   const Vec th = Vec(px::kTwoPi) * Vec::loadu(u2p);
   const Vec r = (Vec(-2.0f) * u1.log()).sqrt();
   Vec s, c;
-  sincos(th, s, c);
+  sincos_0_2pi(th, s, c);
   (r * c).store(z1p);
   (r * s).store(z2p);
 }
 
-// z[k][l] = normal k of counter ctr0 + l, for l < kBlock.
-inline void block_normals(uint64_t seed, uint64_t ctr0, float (&z)[4][kBlock]) {
+// u[k][l] = uniform k of counter ctr0 + l, for l < kBlock (Philox words through px::uint_to_uniform).
+#if defined(CPU_CAPABILITY_AVX512)
+// 16 lanes per register, kBlock / 16 registers interleaved so the multiply latencies overlap. GCC vectorizes
+// the portable loop below with 64x64-bit multiplies and permutes; the 32x32->64 vpmuludq on even and odd
+// lanes, blended back, is about twice as fast.
+inline void mulhilo(__m512i a, __m512i x, __m512i& hi, __m512i& lo) {
+  const __m512i even = _mm512_mul_epu32(a, x);                         // lanes 0, 2, ... as 64-bit products
+  const __m512i odd = _mm512_mul_epu32(a, _mm512_srli_epi64(x, 32));  // lanes 1, 3, ...
+  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+}
+
+inline __m512 to_uniform(__m512i x) {  // px::uint_to_uniform on 16 lanes
+  const __m512i folded = _mm512_xor_si512(x, _mm512_srai_epi32(x, 31));
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(folded), _mm512_set1_ps(px::kUniformScale));
+}
+
+inline void block_uniforms(uint64_t seed, uint64_t ctr0, float (&u)[4][kBlock]) {
+  constexpr int kWidth = 16;
+  constexpr int kRegs = kBlock / kWidth;
+  alignas(64) uint32_t lo[kBlock], hi[kBlock];
+  for (int64_t l = 0; l < kBlock; ++l) {
+    const uint64_t ctr = ctr0 + static_cast<uint64_t>(l);
+    lo[l] = static_cast<uint32_t>(ctr);
+    hi[l] = static_cast<uint32_t>(ctr >> 32);
+  }
+  __m512i c0[kRegs], c1[kRegs], c2[kRegs], c3[kRegs];
+  for (int g = 0; g < kRegs; ++g) {
+    c0[g] = _mm512_load_si512(lo + g * kWidth);
+    c1[g] = _mm512_load_si512(hi + g * kWidth);
+    c2[g] = c3[g] = _mm512_setzero_si512();
+  }
+  const __m512i a = _mm512_set1_epi32(static_cast<int>(px::kRoundA));
+  const __m512i b = _mm512_set1_epi32(static_cast<int>(px::kRoundB));
+  uint32_t k0 = static_cast<uint32_t>(seed);
+  uint32_t k1 = static_cast<uint32_t>(seed >> 32);
+  for (int r = 0; r < px::kRounds; ++r) {
+    const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
+    const __m512i key1 = _mm512_set1_epi32(static_cast<int>(k1));
+    for (int g = 0; g < kRegs; ++g) {  // the round of px::philox4x32_10
+      __m512i hi_b, lo_b, hi_a, lo_a;
+      mulhilo(b, c2[g], hi_b, lo_b);
+      mulhilo(a, c0[g], hi_a, lo_a);
+      c0[g] = _mm512_ternarylogic_epi32(hi_b, c1[g], key0, 0x96);  // three-way xor
+      c2[g] = _mm512_ternarylogic_epi32(hi_a, c3[g], key1, 0x96);
+      c1[g] = lo_b;
+      c3[g] = lo_a;
+    }
+    k0 += px::kKeyA;
+    k1 += px::kKeyB;
+  }
+  for (int g = 0; g < kRegs; ++g) {
+    _mm512_store_ps(&u[0][g * kWidth], to_uniform(c0[g]));
+    _mm512_store_ps(&u[1][g * kWidth], to_uniform(c1[g]));
+    _mm512_store_ps(&u[2][g * kWidth], to_uniform(c2[g]));
+    _mm512_store_ps(&u[3][g * kWidth], to_uniform(c3[g]));
+  }
+}
+#else
+inline void block_uniforms(uint64_t seed, uint64_t ctr0, float (&u)[4][kBlock]) {
   const uint32_t k0 = static_cast<uint32_t>(seed);
   const uint32_t k1 = static_cast<uint32_t>(seed >> 32);
-  alignas(64) float u[4][kBlock];
-  // One Philox call per lane; no control flow, so GCC/Clang turn it into 32x32->64 vector multiplies.
+  // One Philox call per lane, no control flow: the compiler vectorizes it over lanes.
   for (int64_t l = 0; l < kBlock; ++l) {
     const uint64_t ctr = ctr0 + static_cast<uint64_t>(l);
     const px::Words w =
@@ -69,6 +146,13 @@ inline void block_normals(uint64_t seed, uint64_t ctr0, float (&z)[4][kBlock]) {
     u[2][l] = px::uint_to_uniform(w.x2);
     u[3][l] = px::uint_to_uniform(w.x3);
   }
+}
+#endif
+
+// z[k][l] = normal k of counter ctr0 + l, for l < kBlock.
+inline void block_normals(uint64_t seed, uint64_t ctr0, float (&z)[4][kBlock]) {
+  alignas(64) float u[4][kBlock];
+  block_uniforms(seed, ctr0, u);
   for (int64_t l = 0; l < kBlock; l += Vec::size()) {
     box_muller(&u[0][l], &u[1][l], &z[0][l], &z[1][l]);
     box_muller(&u[2][l], &u[3][l], &z[2][l], &z[3][l]);
@@ -104,6 +188,20 @@ void philox_normal_impl(scalar_t* out, int64_t n, uint64_t seed, uint64_t offset
   });
 }
 
+// A fresh output buffer takes one page fault per 4 KiB page on its first write, which for a large noise tensor
+// costs more than generating it (2^24 floats: ~30 ms of faults against ~12 ms of work on 2 cores). The op writes
+// every byte, so it asks for transparent huge pages on the 2 MiB-aligned interior: 512x fewer faults. Only a hint:
+// memory already mapped keeps its pages, and nothing changes where THP is off.
+void advise_huge_pages(void* data, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  if (bytes < 2 * kHuge) return;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHuge - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // failure is harmless
+#endif
+}
+
 void philox_normal_(at::Tensor out, int64_t seed, int64_t offset) {
   TORCH_CHECK(out.device().is_cpu(), "philox_normal_: out must be a CPU tensor, got ", out.device());
   TORCH_CHECK(out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble,
@@ -113,6 +211,7 @@ void philox_normal_(at::Tensor out, int64_t seed, int64_t offset) {
   TORCH_CHECK(offset >= 0, "philox_normal_: offset must be in [0, 2^63), got ", offset);
   const int64_t n = out.numel();
   if (n == 0) return;
+  advise_huge_pages(out.data_ptr(), static_cast<size_t>(n) * out.element_size());
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "philox_normal_", [&] {
     philox_normal_impl<scalar_t>(out.data_ptr<scalar_t>(), n, static_cast<uint64_t>(seed),
                                  static_cast<uint64_t>(offset));
