@@ -13,7 +13,9 @@ import triton.language as tl
 BLOCK = 1024
 
 
-@triton.jit
+# No value specialisation of the integers: Triton would turn a 1 into a compile-time constant (and recompile per
+# divisibility), while the kernel treats them as int64 tensors.
+@triton.jit(do_not_specialize=["n", "q", "seed", "offset"])
 def _philox_normal_kernel(out_ptr,  # [n], float32 or float64
                           n, q, seed, offset, BLOCK: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
