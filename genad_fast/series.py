@@ -35,7 +35,10 @@ __all__ = [
     "windows_to_timestamps",
 ]
 
-REDUCTIONS = ("mean", "max")
+#: How the windows covering a timestamp combine. "min" localises window-level scores sharply: a
+#: timestamp scores high only if every window that covers it does, so an anomaly no longer spreads its
+#: score over the W - 1 normal timestamps on either side (the windows next to it that miss it win).
+REDUCTIONS = ("mean", "max", "min")
 
 
 def _check_geometry(T: int, window: int, stride: int) -> None:
@@ -132,8 +135,8 @@ def windows_to_timestamps(scores: torch.Tensor, T: int, window: int, stride: int
 
     ``scores`` is ``[n_windows]`` (one score per window, given to each of its timestamps) or
     ``[n_windows, window]`` (one score per timestamp of each window), in the order of
-    :func:`window_starts`. Timestamp ``t`` gets the mean (``reduce="mean"``) or the max
-    (``reduce="max"``) of the scores that the windows covering ``t`` give it:
+    :func:`window_starts`. Timestamp ``t`` gets the mean (``reduce="mean"``), the max
+    (``reduce="max"``) or the min (``reduce="min"``) of the scores that the windows covering ``t`` give it:
 
         out[t] = reduce{ scores[i, t - starts[i]] : starts[i] <= t < starts[i] + window }
 
@@ -162,10 +165,12 @@ def windows_to_timestamps(scores: torch.Tensor, T: int, window: int, stride: int
         raise ValueError(f"scores must be [n_windows] or [n_windows, window], got shape {tuple(scores.shape)}")
     if stride == 1 and scores.dim() == 1:
         # out[t] = reduce(s[t-W+1 .. t]): a sliding window over the scores, padded with a neutral value.
-        fill = 0.0 if reduce == "mean" else float("-inf")
+        fill = {"mean": 0.0, "max": float("-inf"), "min": float("inf")}[reduce]
         view = torch.nn.functional.pad(scores, (window - 1, window - 1), value=fill).unfold(0, window, 1)
         if reduce == "max":
             return view.amax(1)
+        if reduce == "min":
+            return view.amin(1)
         t = torch.arange(T, device=scores.device)
         counts = torch.minimum(t + 1, T - t).clamp_(max=min(window, n)).to(scores.dtype)
         return view.sum(1) / counts
@@ -183,8 +188,10 @@ def _blocks_to_timestamps(values: torch.Tensor, T: int, window: int, stride: int
     k = (T - W) // S + 1
     q_steps = -(-W // S)
     mean = reduce == "mean"
+    combine = torch.maximum if reduce == "max" else torch.minimum
     length = (k + q_steps) * S  # room for the last block; trimmed to T at the end
-    out = torch.full((length,), 0.0 if mean else float("-inf"), dtype=values.dtype, device=values.device)
+    fill = {"mean": 0.0, "max": float("-inf"), "min": float("inf")}[reduce]
+    out = torch.full((length,), fill, dtype=values.dtype, device=values.device)
     counts = torch.zeros(length, dtype=values.dtype, device=values.device) if mean else None
     grid = values[:k]
     for q in range(q_steps):
@@ -195,14 +202,14 @@ def _blocks_to_timestamps(values: torch.Tensor, T: int, window: int, stride: int
             dst += src
             counts[lo:lo + k * S].view(k, S)[:, :r] += 1
         else:
-            torch.maximum(dst, src, out=dst)
+            combine(dst, src, out=dst)
     if values.shape[0] > k:  # the end-aligned tail window
         tail = out[T - W:T]
         if mean:
             tail += values[k]
             counts[T - W:T] += 1
         else:
-            torch.maximum(tail, values[k], out=tail)
+            combine(tail, values[k], out=tail)
     return out[:T] / counts[:T] if mean else out[:T]
 
 

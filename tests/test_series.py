@@ -27,7 +27,7 @@ def _loop_reference(scores: torch.Tensor, T: int, W: int, S: int, reduce: str) -
         for k in range(W):
             v = scores[i] if scores.dim() == 1 else scores[i, k]
             per_t[s + k].append(float(v))
-    agg = (lambda v: sum(v) / len(v)) if reduce == "mean" else max
+    agg = {"mean": lambda v: sum(v) / len(v), "max": max, "min": min}[reduce]
     return torch.tensor([agg(v) for v in per_t], dtype=torch.float64)
 
 
@@ -89,6 +89,16 @@ def test_hand_worked_mean_and_max_with_tail():
     assert mean.tolist() == [0, 0, 0, 0.5, 1, 1, 1.5, 2.5, 2.5, 2.5, 3]
     mx = windows_to_timestamps(s, 11, 4, 3, "max")
     assert mx.tolist() == [0, 0, 0, 1, 1, 1, 2, 3, 3, 3, 3]
+    mn = windows_to_timestamps(s, 11, 4, 3, "min")
+    assert mn.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
+
+
+def test_min_keeps_a_window_score_on_the_timestamps_every_covering_window_shares():
+    # T=9, W=3, S=1: only the windows at starts 3, 4, 5 contain t=5, and only t=5 lies in all of them.
+    s = torch.zeros(7)
+    s[3:6] = 10.0
+    assert windows_to_timestamps(s, 9, 3, 1, "min").tolist() == [0, 0, 0, 0, 0, 10, 0, 0, 0]
+    assert windows_to_timestamps(s, 9, 3, 1, "max").tolist() == [0, 0, 0, 10, 10, 10, 10, 10, 0]
 
 
 def test_hand_worked_per_timestamp_scores():
@@ -108,7 +118,7 @@ def test_exactly_one_window():
 
 @pytest.mark.parametrize("per_t", [False, True])
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("reduce", ["mean", "max"])
+@pytest.mark.parametrize("reduce", ["mean", "max", "min"])
 def test_nan_and_inf_stay_local(per_t, stride, reduce):
     T, W = 12, 3
     n = n_windows(T, W, stride)
@@ -123,7 +133,7 @@ def test_nan_and_inf_stay_local(per_t, stride, reduce):
 
 @settings(max_examples=60, deadline=None)
 @given(T=st.integers(1, 40), W=st.integers(1, 12), S=st.integers(1, 15), per_t=st.booleans(),
-       reduce=st.sampled_from(["mean", "max"]), seed=st.integers(0, 2**16))
+       reduce=st.sampled_from(["mean", "max", "min"]), seed=st.integers(0, 2**16))
 def test_matches_loop_reference(T, W, S, per_t, reduce, seed):
     W = min(W, T)
     S = min(S, W)

@@ -156,7 +156,7 @@ class BaseDetector:
         Expected fraction of anomalies; ``threshold_`` is the ``1 - contamination`` quantile of
         the training scores (PyOD's default of 0.1; with clean training data it is the fraction
         of training points flagged, so lower it, e.g. to 0.01, for fewer false alarms).
-    reduce : "mean" or "max", default "mean"
+    reduce : "mean", "max" or "min", default "mean"
         How the scores of the windows covering a timestamp combine (series only).
     normalize : bool, default True
         Standardise each feature/channel with mean and std of the training data

@@ -49,6 +49,10 @@ class FlowDetector(BaseDetector):
         Anomaly score, see the module docstring.
     epochs, batch_size, lr, weight_decay, grad_clip, val_fraction, patience
         Training: Adam, global gradient-norm clipping, early stopping on a held-out split.
+    reduce : "min", "mean" or "max", default "min"
+        Series: how the scores of the windows covering a timestamp combine. A flow scores whole
+        windows, so "mean" and "max" smear an anomaly's score over the W - 1 normal timestamps on
+        either side; "min" keeps it where every covering window is anomalous, i.e. on the anomaly.
     matmul_dtype : "float32" or "bfloat16", default "float32"
         Dtype of the conditioners' matrix products at scoring (bfloat16 is faster on CPUs with
         bf16 instructions; the coupling transform and log-determinants stay float32).
@@ -61,8 +65,8 @@ class FlowDetector(BaseDetector):
     def __init__(self, n_steps: int = 8, hidden: int = 128, n_blocks: int = 2, clamp: float = 2.0,
                  mixing: str = "auto", score: str = "nll", epochs: int = 100, batch_size: int = 256,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 5.0, val_fraction: float = 0.1,
-                 patience: int = 10, matmul_dtype: str = "float32", **kwargs):
-        super().__init__(**kwargs)
+                 patience: int = 10, matmul_dtype: str = "float32", reduce: str = "min", **kwargs):
+        super().__init__(reduce=reduce, **kwargs)
         self.n_steps = n_steps
         self.hidden = hidden
         self.n_blocks = n_blocks
