@@ -86,6 +86,10 @@ class Runner:
                 self.log(f"== {case.key} {size.label} on {device}")
                 try:
                     inputs = case.setup(size, torch.device(device))
+                except self.unavailable_errors as exc:
+                    for p in providers:
+                        self._add(case, size, device, p.name, UNAVAILABLE, note=str(exc))
+                    continue
                 except Exception as exc:
                     for p in providers:
                         self._add(case, size, device, p.name, ERROR, note=f"setup failed: {_err(exc)}")

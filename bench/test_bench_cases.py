@@ -35,8 +35,8 @@ def test_case(benchmark, key: str, provider: str, dev: str) -> None:
     device = torch.device(dev)
     if device.type == "cuda" and not torch.cuda.is_available():
         pytest.skip(f"{provider}: {cuda_unavailable_reason(provider)}")
-    inputs = case.setup(size, device)
     try:
+        inputs = case.setup(size, device)
         call = p.build(inputs)
         out = call()                    # also compiles, for the compile provider
     except (registry.Unavailable, BackendUnavailableError) as exc:

@@ -204,3 +204,22 @@ def test_filters_and_list(synthetic, capsys):
     assert {c.key for c in sel} == {f"{CASE}:forward", f"{CASE}:wrong"}
     assert registry.select(registry.all_cases(), ["coupling"]) == [
         c for c in registry.all_cases() if c.name == "coupling"]
+
+
+def test_setup_that_cannot_run_here_is_reported(tmp_path, capsys):
+    def setup(size, device):
+        raise Unavailable("needs a dataset that is not here")
+
+    case = registry.register(Case(
+        CASE, "nosetup", [Size("1", {"n": 1})], setup,
+        {"eager": Provider("eager", "any", _build(_double)), "cpu": Provider("cpu", "cpu", _build(_double))},
+        items=lambda s: 1))
+    try:
+        code = main(["--cases", case.key, "--out", str(tmp_path), "--name", "u", "--no-plot"] + FAST)
+    finally:
+        registry.unregister(case.key)
+    assert code == 0                                   # unavailable is reported, not a failure
+    rows, _ = read_csv(tmp_path / "u.csv")
+    assert [(r.provider, r.status, r.note) for r in rows] == [
+        ("eager", "unavailable", "needs a dataset that is not here"),
+        ("cpu", "unavailable", "needs a dataset that is not here")]
