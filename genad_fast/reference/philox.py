@@ -8,7 +8,7 @@ Philox4x32-10 (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as easy as
 
 with A = 0xD2511F53, B = 0xCD9E8D57. As in Triton's ``tl.randn4x(seed, ctr)`` the key is the seed
 (k0 = low 32 bits, k1 = high 32 bits) and the counter is (low32(ctr), high32(ctr), 0, 0); each word x becomes
-u = float32(x' ) * 4.6566127342e-10 with x' = int32(x), folded by bitwise not when negative, and each pair
+u = float32(x') * 4.6566127342e-10 with x' = int32(x), folded by bitwise not when negative, and each pair
 (u1, u2) becomes two normals by Box-Muller (Box & Muller, 1958), in float32:
 u1 <- max(u1, 1e-7), r = sqrt(-2 log u1), th = 2 pi u2, (r cos th, r sin th).
 

@@ -4,7 +4,7 @@
 // a 4x32-bit counter and a 2x32-bit key go through ten rounds of two 32x32->64 multiplications, giving four
 // uniform 32-bit words. The key is the 64-bit seed (k0 = low 32 bits, k1 = high 32 bits); the counter is
 // (low32(ctr), high32(ctr), 0, 0). Uniforms and normals follow triton/language/random.py (Triton 3.8):
-//   u = float(x' ) * 4.6566127342e-10f, x' = int32(x) < 0 ? ~int32(x) : int32(x)      (u in [0, 1))
+//   u = float(x') * 4.6566127342e-10f with x' = int32(x) < 0 ? ~int32(x) : int32(x), u in [0, 1)
 //   Box-Muller: u1 = max(u1, 1e-7), th = 2*pi*u2, r = sqrt(-2 log u1), (r cos th, r sin th)
 // all in float32, so every backend draws the same numbers up to the last ulp of log/sqrt/sin/cos.
 //
