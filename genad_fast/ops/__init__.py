@@ -1,3 +1,4 @@
 """Fused ops: one module per hot path. Each validates its inputs, picks the backend
 (``backend=`` > ``GENAD_FAST_BACKEND`` > auto) and registers fake and autograd kernels."""
 from genad_fast.ops.noise import philox_counters, randn
+from genad_fast.ops.coupling import coupling_forward, coupling_inverse

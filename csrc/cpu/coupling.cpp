@@ -1,0 +1,222 @@
+// Fused affine coupling on the CPU: forward, inverse and their shared backward, one pass over
+// each row (read x and h once, write y and the row's logdet). Math in genad/coupling.h;
+// exp/tanh vectorised with at::vec::Vectorized (SLEEF), never -ffast-math, so NaN/inf propagate.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <tuple>
+
+#include <genad/coupling.h>
+
+namespace genad::cpu {
+namespace {
+
+namespace gc = genad::coupling;
+
+// exp/tanh of a whole vector, through ATen's SLEEF bindings (1-ulp variants).
+struct VecMath {
+  template <class V>
+  static V exp(const V& v) {
+    return v.exp();
+  }
+  template <class V>
+  static V tanh(const V& v) {
+    return v.tanh();
+  }
+};
+
+// Rows per parallel chunk: about at::internal::GRAIN_SIZE elements, at least one row.
+int64_t row_grain(int64_t D) {
+  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(D, 1));
+}
+
+void check_rows(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor for the CPU kernel, got ", t.device());
+  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [N, K], got shape ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
+              " must be float32 or float64, got ", t.scalar_type());
+  // Column slices of a bigger matrix are read in place through their row stride; only the
+  // last dimension must be contiguous.
+  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name,
+              " must have unit stride on its last dimension, got strides ", t.strides());
+}
+
+void check_pair(const at::Tensor& a, const at::Tensor& h, double clamp, const char* op, const char* a_name) {
+  check_rows(a, op, a_name);
+  check_rows(h, op, "h");
+  TORCH_CHECK(h.scalar_type() == a.scalar_type(), op, ": ", a_name, " and h must share a dtype, got ",
+              a.scalar_type(), " and ", h.scalar_type());
+  TORCH_CHECK(h.size(0) == a.size(0), op, ": ", a_name, " and h must have the same number of rows, got ",
+              a.size(0), " and ", h.size(0));
+  TORCH_CHECK(h.size(1) == 2 * a.size(1), op, ": h must be 2·D = ", 2 * a.size(1),
+              " wide (log-scale | shift) for ", a_name, " of width D = ", a.size(1), ", got ", h.size(1));
+  TORCH_CHECK(std::isfinite(clamp) && clamp >= 0.0, op, ": clamp must be a finite number >= 0 (0: no clamp), got ",
+              clamp);
+}
+
+// y[N, D] and logdet[N] from x[N, D] (row stride sx) and h[N, 2D] (row stride sh).
+template <typename T, bool kInverse, bool kClamp>
+void coupling_rows(const T* x, int64_t sx, const T* h, int64_t sh, T* y, T* logdet, int64_t N, int64_t D,
+                   T clamp_arg) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  // A compile-time 0 without a clamp, so the header's branch folds away.
+  const T clamp = kClamp ? clamp_arg : T(0);
+  at::parallel_for(0, N, row_grain(D), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * sx;
+      const T* sr = h + r * sh;
+      const T* tr = sr + D;
+      T* yr = y + r * D;
+      Vec acc(T(0));
+      int64_t j = 0;
+      for (; j + W <= D; j += W) {
+        const Vec s = gc::soft_clamp<VecMath>(Vec::loadu(sr + j), clamp);
+        const Vec xv = Vec::loadu(xr + j);
+        const Vec tv = Vec::loadu(tr + j);
+        const Vec out = kInverse ? gc::inverse_elem<VecMath>(xv, s, tv) : gc::forward_elem<VecMath>(xv, s, tv);
+        out.store(yr + j);
+        acc = acc + s;
+      }
+      // The logdet is reduced in registers, in the input's precision (float32 or float64).
+      T sum = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, acc);
+      for (; j < D; ++j) {
+        const T s = gc::soft_clamp<gc::ScalarMath>(sr[j], clamp);
+        yr[j] = kInverse ? gc::inverse_elem<gc::ScalarMath>(xr[j], s, tr[j])
+                         : gc::forward_elem<gc::ScalarMath>(xr[j], s, tr[j]);
+        sum += s;
+      }
+      logdet[r] = kInverse ? -sum : sum;
+    }
+  });
+}
+
+// grad_inp[N, D] and grad_h[N, 2D] from grad_out[N, D] (row stride sg), grad_logdet[N]
+// (stride sl, 0 when broadcast), inp[N, D] (row stride si) and h[N, 2D] (row stride sh).
+template <typename T, bool kInverse, bool kClamp>
+void coupling_backward_rows(const T* gout, int64_t sg, const T* gld, int64_t sl, const T* inp, int64_t si,
+                            const T* h, int64_t sh, T* ginp, T* gh, int64_t N, int64_t D, T clamp_arg) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  const T clamp = kClamp ? clamp_arg : T(0);
+  at::parallel_for(0, N, row_grain(D), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* gr = gout + r * sg;
+      const T* ir = inp + r * si;
+      const T* sr = h + r * sh;
+      const T* tr = sr + D;
+      T* gir = ginp + r * D;
+      T* gsr = gh + r * 2 * D;
+      T* gtr = gsr + D;
+      const T gl = gld[r * sl];
+      const Vec glv(gl);
+      int64_t j = 0;
+      for (; j + W <= D; j += W) {
+        Vec gi, gs, gt;
+        if constexpr (kInverse) {
+          gc::inverse_backward_elem<VecMath>(Vec::loadu(gr + j), glv, Vec::loadu(ir + j), Vec::loadu(sr + j),
+                                             Vec::loadu(tr + j), clamp, gi, gs, gt);
+        } else {
+          gc::forward_backward_elem<VecMath>(Vec::loadu(gr + j), glv, Vec::loadu(ir + j), Vec::loadu(sr + j), clamp,
+                                             gi, gs, gt);
+        }
+        gi.store(gir + j);
+        gs.store(gsr + j);
+        gt.store(gtr + j);
+      }
+      for (; j < D; ++j) {
+        if constexpr (kInverse) {
+          gc::inverse_backward_elem<gc::ScalarMath>(gr[j], gl, ir[j], sr[j], tr[j], clamp, gir[j], gsr[j], gtr[j]);
+        } else {
+          gc::forward_backward_elem<gc::ScalarMath>(gr[j], gl, ir[j], sr[j], clamp, gir[j], gsr[j], gtr[j]);
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> coupling_cpu(const at::Tensor& a, const at::Tensor& h, double clamp,
+                                                bool inverse) {
+  const char* op = inverse ? "genad_fast::coupling_inverse" : "genad_fast::coupling_forward";
+  const char* a_name = inverse ? "y" : "x";
+  check_pair(a, h, clamp, op, a_name);
+  const int64_t N = a.size(0), D = a.size(1);
+  at::Tensor out = at::empty({N, D}, a.options());
+  at::Tensor logdet = at::empty({N}, a.options());
+  if (N == 0) {
+    return {out, logdet};
+  }
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "genad_fast_coupling_cpu", [&] {
+    const scalar_t c = static_cast<scalar_t>(clamp);
+    auto run = [&](auto inv_tag, auto clamp_tag) {
+      coupling_rows<scalar_t, decltype(inv_tag)::value, decltype(clamp_tag)::value>(
+          a.const_data_ptr<scalar_t>(), a.stride(0), h.const_data_ptr<scalar_t>(), h.stride(0),
+          out.mutable_data_ptr<scalar_t>(), logdet.mutable_data_ptr<scalar_t>(), N, D, c);
+    };
+    if (inverse) {
+      clamp > 0 ? run(std::true_type{}, std::true_type{}) : run(std::true_type{}, std::false_type{});
+    } else {
+      clamp > 0 ? run(std::false_type{}, std::true_type{}) : run(std::false_type{}, std::false_type{});
+    }
+  });
+  return {out, logdet};
+}
+
+std::tuple<at::Tensor, at::Tensor> coupling_forward_cpu(const at::Tensor& x, const at::Tensor& h, double clamp) {
+  return coupling_cpu(x, h, clamp, /*inverse=*/false);
+}
+
+std::tuple<at::Tensor, at::Tensor> coupling_inverse_cpu(const at::Tensor& y, const at::Tensor& h, double clamp) {
+  return coupling_cpu(y, h, clamp, /*inverse=*/true);
+}
+
+std::tuple<at::Tensor, at::Tensor> coupling_backward_cpu(const at::Tensor& grad_out, const at::Tensor& grad_logdet,
+                                                         const at::Tensor& inp, const at::Tensor& h, double clamp,
+                                                         bool inverse) {
+  const char* op = "genad_fast::coupling_backward";
+  check_pair(inp, h, clamp, op, "inp");
+  check_rows(grad_out, op, "grad_out");
+  TORCH_CHECK(grad_out.sizes() == inp.sizes(), op, ": grad_out must have the shape of inp ", inp.sizes(), ", got ",
+              grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == inp.scalar_type(), op, ": grad_out must have the dtype of inp, got ",
+              grad_out.scalar_type(), " and ", inp.scalar_type());
+  TORCH_CHECK(grad_logdet.device().is_cpu(), op, ": grad_logdet must be a CPU tensor, got ", grad_logdet.device());
+  TORCH_CHECK(grad_logdet.dim() == 1 && grad_logdet.size(0) == inp.size(0), op,
+              ": grad_logdet must be 1-D with one entry per row (", inp.size(0), "), got shape ", grad_logdet.sizes());
+  TORCH_CHECK(grad_logdet.scalar_type() == inp.scalar_type(), op, ": grad_logdet must have the dtype of inp, got ",
+              grad_logdet.scalar_type(), " and ", inp.scalar_type());
+  const int64_t N = inp.size(0), D = inp.size(1);
+  at::Tensor grad_inp = at::empty({N, D}, inp.options());
+  at::Tensor grad_h = at::empty({N, 2 * D}, inp.options());
+  if (N == 0) {
+    return {grad_inp, grad_h};
+  }
+  AT_DISPATCH_FLOATING_TYPES(inp.scalar_type(), "genad_fast_coupling_backward_cpu", [&] {
+    const scalar_t c = static_cast<scalar_t>(clamp);
+    auto run = [&](auto inv_tag, auto clamp_tag) {
+      coupling_backward_rows<scalar_t, decltype(inv_tag)::value, decltype(clamp_tag)::value>(
+          grad_out.const_data_ptr<scalar_t>(), grad_out.stride(0), grad_logdet.const_data_ptr<scalar_t>(),
+          grad_logdet.stride(0), inp.const_data_ptr<scalar_t>(), inp.stride(0), h.const_data_ptr<scalar_t>(),
+          h.stride(0), grad_inp.mutable_data_ptr<scalar_t>(), grad_h.mutable_data_ptr<scalar_t>(), N, D, c);
+    };
+    if (inverse) {
+      clamp > 0 ? run(std::true_type{}, std::true_type{}) : run(std::true_type{}, std::false_type{});
+    } else {
+      clamp > 0 ? run(std::false_type{}, std::true_type{}) : run(std::false_type{}, std::false_type{});
+    }
+  });
+  return {grad_inp, grad_h};
+}
+
+}  // namespace
+}  // namespace genad::cpu
+
+TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
+  m.impl("coupling_forward", &genad::cpu::coupling_forward_cpu);
+  m.impl("coupling_inverse", &genad::cpu::coupling_inverse_cpu);
+  m.impl("coupling_backward", &genad::cpu::coupling_backward_cpu);
+}
