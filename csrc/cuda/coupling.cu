@@ -1,0 +1,176 @@
+// CUDA kernels of the fused affine coupling (genad_fast::coupling_forward / _inverse / _backward).
+//
+// One warp per row: lanes stride over the row's D columns (coalesced loads of x, s_raw and t; rows may
+// have any stride, so column slices are read in place), the row's logdet is reduced with warp shuffles.
+// Per-element math is genad/coupling.h, the same code the CPU kernel's scalar tail runs.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <tuple>
+
+#include "genad/coupling.h"
+
+namespace genad {
+namespace cuda {
+namespace {
+
+namespace gc = genad::coupling;
+
+constexpr int kWarp = 32;
+constexpr int kWarpsPerBlock = 8;
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <typename scalar_t, bool kInverse>
+__global__ void coupling_kernel(const scalar_t* __restrict__ a, int64_t stride_a,  // [N, D] x or y
+                                const scalar_t* __restrict__ h, int64_t stride_h,  // [N, 2D] (s_raw | t)
+                                scalar_t* __restrict__ out,                        // [N, D] contiguous
+                                scalar_t* __restrict__ logdet,                     // [N]
+                                int64_t N, int64_t D, scalar_t clamp) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (row >= N) return;  // whole warps leave together, so the shuffles below stay full-warp
+  const scalar_t* ar = a + row * stride_a;
+  const scalar_t* sr = h + row * stride_h;
+  const scalar_t* tr = sr + D;
+  scalar_t* orow = out + row * D;
+  scalar_t acc = 0;
+  for (int64_t j = lane; j < D; j += kWarp) {
+    const scalar_t s = gc::soft_clamp<gc::ScalarMath>(sr[j], clamp);
+    orow[j] = kInverse ? gc::inverse_elem<gc::ScalarMath>(ar[j], s, tr[j])
+                       : gc::forward_elem<gc::ScalarMath>(ar[j], s, tr[j]);
+    acc += s;
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) logdet[row] = kInverse ? -acc : acc;
+}
+
+template <typename scalar_t, bool kInverse>
+__global__ void coupling_backward_kernel(const scalar_t* __restrict__ g, int64_t stride_g,    // [N, D]
+                                         const scalar_t* __restrict__ gl,                     // [N]
+                                         const scalar_t* __restrict__ a, int64_t stride_a,    // [N, D]
+                                         const scalar_t* __restrict__ h, int64_t stride_h,    // [N, 2D]
+                                         scalar_t* __restrict__ grad_a,                       // [N, D]
+                                         scalar_t* __restrict__ grad_h,                       // [N, 2D]
+                                         int64_t N, int64_t D, scalar_t clamp) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (row >= N) return;
+  const scalar_t glr = gl[row];
+  const scalar_t* sr = h + row * stride_h;
+  for (int64_t j = lane; j < D; j += kWarp) {
+    scalar_t gi, gs, gt;
+    if (kInverse) {
+      gc::inverse_backward_elem<gc::ScalarMath>(g[row * stride_g + j], glr, a[row * stride_a + j], sr[j], sr[D + j],
+                                                clamp, gi, gs, gt);
+    } else {
+      gc::forward_backward_elem<gc::ScalarMath>(g[row * stride_g + j], glr, a[row * stride_a + j], sr[j], clamp,
+                                                gi, gs, gt);
+    }
+    grad_a[row * D + j] = gi;
+    grad_h[row * 2 * D + j] = gs;
+    grad_h[row * 2 * D + D + j] = gt;
+  }
+}
+
+void check_rows(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got ", t.device());
+  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [N, K], got shape ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
+              " must be float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name, " must have unit stride on its last dimension");
+}
+
+void check_pair(const at::Tensor& a, const at::Tensor& h, double clamp, const char* op) {
+  check_rows(a, op, "input");
+  check_rows(h, op, "h");
+  TORCH_CHECK(h.scalar_type() == a.scalar_type(), op, ": input and h must share a dtype");
+  TORCH_CHECK(h.device() == a.device(), op, ": input and h must be on one device");
+  TORCH_CHECK(h.size(0) == a.size(0), op, ": input and h must have the same number of rows");
+  TORCH_CHECK(h.size(1) == 2 * a.size(1), op, ": h must be 2·D = ", 2 * a.size(1), " wide, got ", h.size(1));
+  TORCH_CHECK(std::isfinite(clamp) && clamp >= 0.0, op, ": clamp must be a finite number >= 0, got ", clamp);
+}
+
+unsigned blocks_for(int64_t N) { return static_cast<unsigned>((N + kWarpsPerBlock - 1) / kWarpsPerBlock); }
+
+std::tuple<at::Tensor, at::Tensor> coupling_cuda(const at::Tensor& a, const at::Tensor& h, double clamp,
+                                                 bool inverse) {
+  const char* op = inverse ? "genad_fast::coupling_inverse" : "genad_fast::coupling_forward";
+  check_pair(a, h, clamp, op);
+  const int64_t N = a.size(0), D = a.size(1);
+  at::Tensor out = at::empty({N, D}, a.options());
+  at::Tensor logdet = at::empty({N}, a.options());
+  if (N == 0) return {out, logdet};
+  const c10::cuda::CUDAGuard guard(a.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "genad_fast_coupling_cuda", [&] {
+    auto launch = [&](auto kernel) {
+      kernel<<<blocks_for(N), kWarp * kWarpsPerBlock, 0, stream>>>(
+          a.const_data_ptr<scalar_t>(), a.stride(0), h.const_data_ptr<scalar_t>(), h.stride(0),
+          out.mutable_data_ptr<scalar_t>(), logdet.mutable_data_ptr<scalar_t>(), N, D, static_cast<scalar_t>(clamp));
+    };
+    inverse ? launch(coupling_kernel<scalar_t, true>) : launch(coupling_kernel<scalar_t, false>);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {out, logdet};
+}
+
+std::tuple<at::Tensor, at::Tensor> coupling_forward_cuda(const at::Tensor& x, const at::Tensor& h, double clamp) {
+  return coupling_cuda(x, h, clamp, false);
+}
+
+std::tuple<at::Tensor, at::Tensor> coupling_inverse_cuda(const at::Tensor& y, const at::Tensor& h, double clamp) {
+  return coupling_cuda(y, h, clamp, true);
+}
+
+std::tuple<at::Tensor, at::Tensor> coupling_backward_cuda(const at::Tensor& grad_out, const at::Tensor& grad_logdet,
+                                                          const at::Tensor& inp, const at::Tensor& h, double clamp,
+                                                          bool inverse) {
+  const char* op = "genad_fast::coupling_backward";
+  check_pair(inp, h, clamp, op);
+  check_rows(grad_out, op, "grad_out");
+  TORCH_CHECK(grad_out.sizes() == inp.sizes() && grad_out.scalar_type() == inp.scalar_type(), op,
+              ": grad_out must match inp in shape and dtype");
+  TORCH_CHECK(grad_logdet.is_cuda() && grad_logdet.dim() == 1 && grad_logdet.size(0) == inp.size(0) &&
+                  grad_logdet.scalar_type() == inp.scalar_type(),
+              op, ": grad_logdet must be a CUDA tensor [N] of inp's dtype");
+  const int64_t N = inp.size(0), D = inp.size(1);
+  at::Tensor grad_inp = at::empty({N, D}, inp.options());
+  at::Tensor grad_h = at::empty({N, 2 * D}, inp.options());
+  if (N == 0) return {grad_inp, grad_h};
+  const at::Tensor gl = grad_logdet.contiguous();
+  const c10::cuda::CUDAGuard guard(inp.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(inp.scalar_type(), "genad_fast_coupling_backward_cuda", [&] {
+    auto launch = [&](auto kernel) {
+      kernel<<<blocks_for(N), kWarp * kWarpsPerBlock, 0, stream>>>(
+          grad_out.const_data_ptr<scalar_t>(), grad_out.stride(0), gl.const_data_ptr<scalar_t>(),
+          inp.const_data_ptr<scalar_t>(), inp.stride(0), h.const_data_ptr<scalar_t>(), h.stride(0),
+          grad_inp.mutable_data_ptr<scalar_t>(), grad_h.mutable_data_ptr<scalar_t>(), N, D,
+          static_cast<scalar_t>(clamp));
+    };
+    inverse ? launch(coupling_backward_kernel<scalar_t, true>) : launch(coupling_backward_kernel<scalar_t, false>);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {grad_inp, grad_h};
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace genad
+
+TORCH_LIBRARY_IMPL(genad_fast, CUDA, m) {
+  m.impl("coupling_forward", &genad::cuda::coupling_forward_cuda);
+  m.impl("coupling_inverse", &genad::cuda::coupling_inverse_cuda);
+  m.impl("coupling_backward", &genad::cuda::coupling_backward_cuda);
+}
