@@ -4,8 +4,10 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import resource
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -102,3 +104,40 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
 
 def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class CpuMeter:
+    """Share of the machine's cpu time that other processes used since the meter started.
+
+    On a shared machine a timing is only trustworthy if nothing else ran meanwhile. This compares the
+    busy time of all cpus (``/proc/stat``: user, nice, system, irq, softirq, steal) with this process's
+    own cpu time (all its threads), over wall time × cpus. Linux only (None elsewhere); jiffy resolution,
+    so it means little over less than a tenth of a second.
+    """
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = f.readline().split()
+        except OSError:
+            return None
+        if not fields or fields[0] != "cpu":
+            return None
+        ticks = [int(v) for v in fields[1:]]
+        busy = ticks[0] + ticks[1] + ticks[2] + sum(ticks[5:8])  # user nice system | irq softirq steal
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), usage.ru_utime + usage.ru_stime
+
+    def others_share(self) -> float | None:
+        end = self._read()
+        if self.start is None or end is None:
+            return None
+        wall = end[0] - self.start[0]
+        if wall <= 0:
+            return None
+        others = (end[1] - self.start[1]) - (end[2] - self.start[2])
+        return min(max(others / (wall * (os.cpu_count() or 1)), 0.0), 1.0)

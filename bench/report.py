@@ -31,6 +31,7 @@ class Result:
     speedup_vs_compile: float | None = None
     compile_s: float | None = None          # compile provider: seconds of its first (compiling) call
     first_call_s: float | None = None
+    others_cpu: float | None = None         # share of all cpus other processes used while this was timed
     note: str = ""                          # why unavailable, the error, or the mismatch
 
     @property
@@ -134,7 +135,7 @@ def _num(x: float | None, fmt: str) -> str:
 
 def format_table(rows: list[Result]) -> str:
     head = ["case", "mode", "size", "dev", "provider", "median ms", "p20-p80 ms", "throughput",
-            "GB/s", "bw", "x eager", "x compile", "compile s", "status"]
+            "GB/s", "bw", "x eager", "x compile", "compile s", "others", "status"]
     body = []
     notes: dict[str, int] = {}          # long reasons go below the table, numbered
     for r in rows:
@@ -146,7 +147,8 @@ def format_table(rows: list[Result]) -> str:
                      _si(r.throughput, r.throughput_unit), _num(r.gb_per_s, ".3g"),
                      "" if r.bw_fraction is None else f"{100 * r.bw_fraction:.0f}%",
                      _num(r.speedup_vs_eager, ".2f"), _num(r.speedup_vs_compile, ".2f"),
-                     _num(r.compile_s, ".1f"), status])
+                     _num(r.compile_s, ".1f"),
+                     "" if r.others_cpu is None else f"{100 * r.others_cpu:.0f}%", status])
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     fmt_row = lambda cells: "  ".join(  # noqa: E731
         c if i == len(cells) - 1 else c.ljust(widths[i]) for i, c in enumerate(cells))

@@ -14,7 +14,7 @@ import torch
 from bench import registry
 from bench.bandwidth import CopyBandwidth, copy_bandwidth
 from bench.compare import compare
-from bench.machine import REPO_ROOT, git_info, load_average, machine_info, now_utc, versions
+from bench.machine import REPO_ROOT, CpuMeter, git_info, load_average, machine_info, now_utc, versions
 from bench.registry import Case, Provider, Size, Unavailable
 from bench.report import (ERROR, MISMATCH, OK, UNAVAILABLE, Result, add_speedups, format_table,
                           plot_speedups, read_csv, write_csv, write_json)
@@ -22,6 +22,7 @@ from bench.timing import TimingConfig, first_call, measure
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 FULL = TimingConfig(budget_s=1.0, min_repeats=5, max_repeats=1000, warmup=2, warmup_s=0.1)
+OTHERS_LIMIT = 0.10   # share of the cpus used by other processes above which a row is flagged as disturbed
 QUICK = TimingConfig(budget_s=0.05, min_repeats=3, max_repeats=50, warmup=1, warmup_s=0.0)
 
 
@@ -133,6 +134,7 @@ class Runner:
                 status, note = MISMATCH, problem
         kept = out if p.name == registry.EAGER else None
         del out
+        meter = CpuMeter()
         try:
             stats = measure(call, self.cfg, dev)
         except Exception as exc:
@@ -141,7 +143,8 @@ class Runner:
         row = Result(case.name, case.mode, size.label, device, p.name, status,
                      median_ms=stats.median_ms, p20_ms=stats.p20_ms, p80_ms=stats.p80_ms,
                      repeats=stats.repeats, first_call_s=first_s,
-                     compile_s=first_s if p.name == registry.COMPILE else None, note=note)
+                     compile_s=first_s if p.name == registry.COMPILE else None,
+                     others_cpu=meter.others_share(), note=note)
         seconds = stats.median_ms * 1e-3
         row.throughput = case.items(size) / seconds
         row.throughput_unit = f"{case.item_unit}/s"
@@ -293,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runner = Runner(cfg, devices, _split(args.providers), copy_bytes)
     t0 = time.perf_counter()
+    run_meter = CpuMeter()
     for d in devices:
         runner.measure_bandwidth(d)
     for case, sizes in plan:
@@ -301,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["copy_bandwidth"] = {d: bw.as_dict() for d, bw in runner.bandwidth.items()}
     meta["elapsed_s"] = round(time.perf_counter() - t0, 1)
     meta["load_avg_1m_at_end"] = load_average()
+    meta["others_cpu_share"] = run_meter.others_share()
 
     args.out.mkdir(parents=True, exist_ok=True)
     rev = (meta["git"]["revision"] or "norev")[:8]
@@ -316,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"\ncopy bandwidth: {bws}   (bw = bytes moved / median / copy bandwidth)")
     _log(f"wrote {csv_path}\n      {json_path}" + (f"\n      {png_path}" if plotted else ""))
 
+    disturbed = [r for r in runner.rows if r.others_cpu is not None and r.others_cpu > OTHERS_LIMIT]
+    if disturbed:
+        _log(f"warning: {len(disturbed)} of {len(runner.rows)} rows were timed while other processes used more "
+             f"than {100 * OTHERS_LIMIT:.0f}% of the cpus (column 'others'): those timings are inflated; "
+             "rerun them on an idle machine")
     code = 0
     bad = [r for r in runner.rows if r.status in (ERROR, MISMATCH)]
     if bad:

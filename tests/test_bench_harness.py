@@ -223,3 +223,23 @@ def test_setup_that_cannot_run_here_is_reported(tmp_path, capsys):
     assert [(r.provider, r.status, r.note) for r in rows] == [
         ("eager", "unavailable", "needs a dataset that is not here"),
         ("cpu", "unavailable", "needs a dataset that is not here")]
+
+
+def test_cpu_meter_sees_another_process_and_not_its_own_work(monkeypatch):
+    import os
+    import subprocess
+
+    from bench.machine import CpuMeter
+
+    meter = CpuMeter()
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time\nt = time.time()\nwhile time.time() - t < 0.5: pass"])
+    child.wait()
+    share = meter.others_share()
+    assert share is not None and share >= 0.6 / os.cpu_count()   # one busy cpu for most of the span
+
+    # the arithmetic: (all busy time - own cpu time) / (wall * cpus), own threads excluded
+    readings = iter([(0.0, 100.0, 5.0), (2.0, 103.0, 6.5)])     # wall, busy of all cpus, own cpu time
+    monkeypatch.setattr(CpuMeter, "_read", staticmethod(lambda: next(readings)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert CpuMeter().others_share() == pytest.approx((3.0 - 1.5) / (2.0 * 2))
