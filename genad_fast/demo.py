@@ -20,10 +20,10 @@ def _timed_scores(det, data: np.ndarray, backend: str) -> tuple[np.ndarray, floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genad-fast demo", description=__doc__)
-    parser.add_argument("--length", type=int, default=16000, help="timestamps in the generated series (train + test)")
+    parser.add_argument("--length", type=int, default=12000, help="timestamps in the generated series (train + test)")
     parser.add_argument("--channels", type=int, default=8)
-    parser.add_argument("--window", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default="demo_scores.png", help="PNG of the series and its scores ('' = none)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
