@@ -21,10 +21,10 @@ step "2/5 kernel registration (CPU + CUDA)"
 .venv/bin/python scripts/check_kernels.py --expect CPU,CUDA
 
 step "3/5 CPU tests"
-.venv/bin/python -m pytest tests --ignore=tests/triton -q -p no:cacheprovider
+.venv/bin/python -m pytest tests --ignore=tests/triton_kernels -q -p no:cacheprovider
 
 step "4/5 Triton kernels in the interpreter"
-TRITON_INTERPRET=1 .venv/bin/python -m pytest tests/triton -q -p no:cacheprovider
+TRITON_INTERPRET=1 .venv/bin/python -m pytest tests/triton_kernels -q -p no:cacheprovider
 
 step "5/5 CPU-only build against torch 2.13.0"
 scripts/setup_env.sh .venv-cpu torch==2.13.0 AUTO

@@ -314,7 +314,7 @@ def test_op_checks_its_output_tensor():
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
-                    reason="kernels are interpreted in this process; tests/triton covers them")
+                    reason="kernels are interpreted in this process; tests/triton_kernels covers them")
 @pytest.mark.parametrize("out,ints", [("*fp32", "i32"), ("*fp64", "i64")])
 def test_triton_kernel_compiles_for_sm90(out, ints):
     """Catches what the interpreter cannot: type errors of the compiled kernel (int32 and int64 arguments)."""
