@@ -50,11 +50,14 @@ def split_train_val(n: int, val_fraction: float, generator: torch.Generator) -> 
 
 def fit(model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor], data: torch.Tensor,
         config: TrainConfig, generator: torch.Generator, *, verbose: bool = True,
-        desc: str = "training") -> TrainHistory:
+        desc: str = "training", epoch_end: Callable[[int], None] | None = None) -> TrainHistory:
     """Minimise ``loss_fn(model, batch)`` (a scalar mean over the batch) over ``data`` rows.
 
     Batches are drawn in a random order from ``generator``; the same generator state gives the same
-    model on the same backend and thread count.
+    model on the same backend and thread count. ``epoch_end(epoch)``, if given, runs after the
+    training steps of each epoch (0-based) and before its validation, e.g. to re-solve a quantity
+    that is not a gradient-trained parameter (Deep SVDD's radius) for the validation loss and the
+    best-epoch snapshot to see.
     """
     from tqdm.auto import tqdm
 
@@ -83,6 +86,8 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor], torch.Ten
             total += loss.item() * batch.shape[0]
             count += batch.shape[0]
         history.train_loss.append(total / max(count, 1))
+        if epoch_end is not None:
+            epoch_end(epoch)
 
         if val_idx.numel():
             val = evaluate(model, loss_fn, data[val_idx], config.batch_size)
