@@ -9,6 +9,13 @@ from genad_fast.detectors._validation import NotFittedError
 from genad_fast.detectors.base import BaseDetector, resolve_device
 
 register_detector("flow", "genad_fast.detectors.flow:FlowDetector")
+register_detector("autoencoder", "genad_fast.detectors.autoencoder:AutoEncoderDetector")
+register_detector("vae", "genad_fast.detectors.vae:VAEDetector")
+register_detector("deep_svdd", "genad_fast.detectors.deep_svdd:DeepSVDDDetector")
+register_detector("pca", "genad_fast.detectors.sklearn_baselines:PCADetector")
+register_detector("ocsvm", "genad_fast.detectors.sklearn_baselines:OCSVMDetector")
+register_detector("iforest", "genad_fast.detectors.sklearn_baselines:IsolationForestDetector")
+register_detector("lof", "genad_fast.detectors.sklearn_baselines:LOFDetector")
 
 __all__ = [
     "FORMAT_VERSION",

@@ -1,0 +1,173 @@
+"""DeepSVDDDetector: Deep Support Vector Data Description (Ruff et al., "Deep One-Class Classification",
+ICML 2018).
+
+A bias-free network φ is trained to map the normal data close to a fixed centre c; the anomaly score
+is the squared distance to it (:mod:`genad_fast.nn.svdd` has the objectives and why they do not collapse):
+
+    objective="one-class":      min_W (1/n) Σ ||φ(x_i) - c||²,                 score(x) = ||φ(x) - c||²
+    objective="soft-boundary":  min_{W,R} R² + 1/(νn) Σ max(0, ||φ(x_i) - c||² - R²),
+                                                                               score(x) = ||φ(x) - c||² - R²
+
+plus weight decay λ/2 Σ||W||² (``weight_decay``). Fitting follows the paper:
+
+1. optional pre-training (``pretrain_epochs`` > 0): a bias-free autoencoder whose encoder is φ is trained
+   to reconstruct the data (:mod:`genad_fast.nn.autoencoder`); its encoder weights start φ;
+2. c = the mean of φ(x) over the training data from one forward pass, coordinates with |c_j| < ``center_eps``
+   set to ±``center_eps``;
+3. φ is trained on the objective with Adam (:func:`genad_fast.nn.training.fit`). Soft-boundary: the first
+   ``warm_up_epochs`` epochs train with R = 0; from then on, after every epoch, R is solved exactly for the
+   current weights (the (1 - ν)-quantile of the distances ||φ(x) - c|| over the training data), and once
+   more at the end for the weights kept.
+
+Rows go through an MLP, windows through 1-D convolutions over time (:mod:`genad_fast.nn.blocks`); a window
+gets one score, given to each of its timestamps and combined over the covering windows by ``reduce``.
+"""
+from __future__ import annotations
+
+import torch
+
+from genad_fast.detectors._network import NetworkParamsMixin, _number, default_code_size, sample_shape
+from genad_fast.detectors.base import BaseDetector
+from genad_fast.nn import training
+from genad_fast.nn.autoencoder import AutoEncoder, reconstruction_loss
+from genad_fast.nn.svdd import OBJECTIVES, DeepSVDD, svdd_loss, svdd_network
+
+
+class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
+    """Deep SVDD detector (one-class or soft-boundary), tabular or over windows of a series.
+
+    Parameters
+    ----------
+    objective : "one-class" or "soft-boundary", default "one-class"
+        See the module docstring.
+    nu : float in (0, 1], default 0.1
+        Soft-boundary: the upper bound on the fraction of training points outside the sphere (ν).
+    rep_dim : int or None, default None
+        Output size of φ; None: half the input size (features, or W·C), at least 2, at most 16.
+    pretrain_epochs : int, default 20
+        Epochs of bias-free autoencoder pre-training (same batch size, learning rate, clipping and
+        early stopping as the main training); 0 starts φ from its random initialisation.
+    warm_up_epochs : int, default 10
+        Soft-boundary: epochs before the radius is first solved for.
+    center_eps : float, default 0.1
+        The guard of c: coordinates of |c_j| below it are set to ±center_eps; > 0.
+    hidden : tuple of int or None, default None
+        Hidden widths (MLP) or convolution channels per stage (windows); None: (128, 64) for rows,
+        (32, 64) for windows.
+    kernel_size : int, default 5
+        Odd convolution kernel length (windows).
+    batch_norm : bool, default False
+        Batch normalisation (without affine parameters: φ stays bias-free) after each hidden layer.
+    epochs, batch_size, lr, weight_decay, grad_clip, val_fraction, patience
+        Training (:func:`genad_fast.nn.training.fit`); ``weight_decay`` is the λ of the objective
+        (default 1e-6 as in the paper).
+    reduce : "min", "mean" or "max", default "min"
+        Series: how the scores of the windows covering a timestamp combine; "min" keeps a window-level
+        score on the anomaly instead of smearing it over the W - 1 timestamps on either side.
+    **kwargs
+        The shared detector parameters (window, stride, contamination, device, seed, ...).
+    """
+
+    min_fit_samples = 8
+
+    def __init__(self, objective: str = "one-class", nu: float = 0.1, rep_dim: int | None = None,
+                 pretrain_epochs: int = 20, warm_up_epochs: int = 10, center_eps: float = 0.1,
+                 hidden: tuple[int, ...] | None = None, kernel_size: int = 5, batch_norm: bool = False,
+                 epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-6,
+                 grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, reduce: str = "min",
+                 **kwargs):
+        super().__init__(reduce=reduce, **kwargs)
+        self.objective = objective
+        self.nu = nu
+        self.rep_dim = rep_dim
+        self.pretrain_epochs = pretrain_epochs
+        self.warm_up_epochs = warm_up_epochs
+        self.center_eps = center_eps
+        self.hidden = hidden
+        self.kernel_size = kernel_size
+        self.batch_norm = batch_norm
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.val_fraction = val_fraction
+        self.patience = patience
+
+    def _check_params(self) -> None:
+        self._check_network_params()
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        _number("nu", self.nu, 0.0, 1.0, low_open=True, high_open=False)
+        if self.rep_dim is not None and (isinstance(self.rep_dim, bool) or not isinstance(self.rep_dim, int)
+                                         or self.rep_dim < 1):
+            raise ValueError(f"rep_dim must be None or an int >= 1, got {self.rep_dim!r}")
+        for name in ("pretrain_epochs", "warm_up_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        _number("center_eps", self.center_eps, 0.0, low_open=True)
+
+    def _build(self, shape: tuple[int, ...], rep_dim: int) -> DeepSVDD:
+        net = svdd_network(shape, self._hidden_for(shape), rep_dim, kernel_size=self.kernel_size,
+                           batch_norm=self.batch_norm)
+        return DeepSVDD(net, rep_dim, objective=self.objective, nu=float(self.nu)).to(self.device_)
+
+    def _pretrain(self, shape: tuple[int, ...], rep_dim: int, data: torch.Tensor) -> torch.nn.Module:
+        """Train a bias-free autoencoder with φ's architecture as its encoder; return that encoder."""
+        ae = AutoEncoder(shape, rep_dim, self._hidden_for(shape), kernel_size=self.kernel_size, bias=False,
+                         batch_norm=self.batch_norm).to(self.device_)
+        self.pretrain_history_ = training.fit(ae, reconstruction_loss, data, self._train_config(self.pretrain_epochs),
+                                              self._torch_generator("pretrain"), verbose=self.verbose,
+                                              desc="DeepSVDDDetector pre-training")
+        return ae.encoder
+
+    def _fit_model(self, data: torch.Tensor) -> None:
+        self._check_params()
+        shape = self.sample_shape_ = sample_shape(data)
+        rep_dim = self.rep_dim if self.rep_dim is not None else default_code_size(data[0].numel())
+        model = self._build(shape, rep_dim)
+        self.pretrain_history_ = None
+        if self.pretrain_epochs > 0:
+            model.net.load_state_dict(self._pretrain(shape, rep_dim, data).state_dict())
+        bs = int(self.score_batch_size)
+        model.init_center(data, bs, float(self.center_eps))
+
+        epoch_end = None
+        if self.objective == "soft-boundary":
+            warm_up = int(self.warm_up_epochs)
+            if warm_up == 0:
+                model.solve_radius(data, bs)
+
+            def epoch_end(epoch: int) -> None:
+                if epoch + 1 >= warm_up:  # epoch is 0-based: the first warm_up epochs train with R = 0
+                    model.solve_radius(data, bs)
+
+        self.model_ = model
+        self.history_ = training.fit(model, svdd_loss, data, self._train_config(), self._torch_generator("fit"),
+                                     verbose=self.verbose, desc="DeepSVDDDetector", epoch_end=epoch_end)
+        if self.objective == "soft-boundary":
+            model.solve_radius(data, bs)  # the exact R for the weights fit() kept (best epoch)
+
+    @property
+    def center_(self) -> torch.Tensor:
+        """The hypersphere centre c (``[rep_dim]``)."""
+        return self.model_.center
+
+    @property
+    def radius_(self) -> float:
+        """The soft-boundary radius R (0 for the one-class objective)."""
+        return float(self.model_.radius)
+
+    def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model_.scores(batch)
+
+    def _get_state(self) -> dict:
+        return {"model": self.model_.state_dict(), "sample_shape": list(self.sample_shape_),
+                "rep_dim": int(self.model_.center.numel())}
+
+    def _set_state(self, state: dict) -> None:
+        self.sample_shape_ = tuple(int(s) for s in state["sample_shape"])
+        self.model_ = self._build(self.sample_shape_, int(state["rep_dim"]))
+        self.model_.load_state_dict(state["model"])
+        self.model_.eval()

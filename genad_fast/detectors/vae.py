@@ -1,0 +1,144 @@
+"""VAEDetector: a Gaussian variational autoencoder (Kingma & Welling, ICLR 2014) scored by the
+reconstruction probability of An & Cho (2015) or by the negative ELBO.
+
+Training maximises the β-weighted evidence lower bound (β = 1: the plain VAE; Higgins et al., ICLR 2017)
+
+    ELBO_β(x) = E_q(z|x)[log p(x|z)] - β · KL(q(z|x) || N(0, I)),
+
+with a Gaussian encoder q(z|x) = N(μ(x), diag σ²(x)) and a Gaussian decoder p(x|z) = N(m(z), diag s²(z))
+(:class:`genad_fast.nn.vae.GaussianVAE`: an MLP for rows, 1-D convolutions over time for windows).
+The anomaly score uses L = ``n_samples`` codes z_l ~ q(z|x), decoded in one batched pass:
+
+    score="recon_prob":  -log( (1/L) Σ_l p(x | z_l) )          (An & Cho, 2015: reconstruction probability)
+    score="elbo":        -(1/L) Σ_l log p(x | z_l) + KL(q(z|x) || N(0, I))     (negative ELBO, β = 1)
+
+The reconstruction probability uses the decoder's variance, so a deviation on a channel the model
+reconstructs precisely counts more than one on a noisy channel. With ``per_timestamp=True`` (windows),
+the log-densities are summed per timestamp over the channels (the ELBO's KL term spread as KL/W), and
+``reduce`` combines the windows covering a timestamp. Scores are Monte Carlo estimates: the L draws
+come from the detector's seeded scoring stream, so the same data gives the same scores.
+"""
+from __future__ import annotations
+
+import torch
+
+from genad_fast.detectors._network import NetworkParamsMixin, default_code_size, sample_shape
+from genad_fast.detectors.base import BaseDetector
+from genad_fast.nn import training
+from genad_fast.nn.vae import SCORES, GaussianVAE, elbo_loss
+
+#: Codes decoded per pass at scoring (L x windows), bounding the memory of the batched L samples.
+MAX_CODES_PER_PASS = 16384
+
+
+class VAEDetector(NetworkParamsMixin, BaseDetector):
+    """Gaussian VAE detector, tabular or over windows of a series.
+
+    Parameters
+    ----------
+    latent_dim : int or None, default None
+        Size of z; None: half the input size (features, or W·C), at least 2, at most 16.
+    beta : float, default 1.0
+        Weight of the KL term in the training objective (β-VAE); > 0. The ``"elbo"`` score always
+        uses β = 1 (the bound on -log p(x)).
+    score : "recon_prob" or "elbo", default "recon_prob"
+        Anomaly score, see the module docstring.
+    n_samples : int, default 16
+        L, the latent samples per input at scoring.
+    hidden : tuple of int or None, default None
+        Hidden widths (MLP) or convolution channels per stage (windows); None: (128, 64) for rows,
+        (32, 64) for windows.
+    kernel_size : int, default 5
+        Odd convolution kernel length (windows).
+    batch_norm : bool, default False
+        Batch normalisation after each hidden layer.
+    min_variance : float, default 1e-3
+        Floor of the decoder variance s² (in units of the normalised data); > 0.
+    per_timestamp : bool, default True
+        Windows: one score per timestamp of each window (else one per window).
+    epochs, batch_size, lr, weight_decay, grad_clip, val_fraction, patience
+        Training (:func:`genad_fast.nn.training.fit`) on -ELBO_β / D with one latent sample per input.
+    reduce : "min", "mean" or "max", default "min"
+        Series: how the scores of the windows covering a timestamp combine. A window's code depends on
+        all its timestamps, so an anomaly degrades the reconstruction of the normal timestamps around it
+        in every window it falls in; "min" keeps the score where every covering window finds it
+        anomalous (see :data:`genad_fast.series.REDUCTIONS`).
+    **kwargs
+        The shared detector parameters (window, stride, contamination, device, seed, ...).
+    """
+
+    min_fit_samples = 8
+
+    def __init__(self, latent_dim: int | None = None, beta: float = 1.0, score: str = "recon_prob",
+                 n_samples: int = 16, hidden: tuple[int, ...] | None = None, kernel_size: int = 5,
+                 batch_norm: bool = False, min_variance: float = 1e-3, per_timestamp: bool = True,
+                 epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
+                 grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, reduce: str = "min",
+                 **kwargs):
+        super().__init__(reduce=reduce, **kwargs)
+        self.latent_dim = latent_dim
+        self.beta = beta
+        self.score = score
+        self.n_samples = n_samples
+        self.hidden = hidden
+        self.kernel_size = kernel_size
+        self.batch_norm = batch_norm
+        self.min_variance = min_variance
+        self.per_timestamp = per_timestamp
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.val_fraction = val_fraction
+        self.patience = patience
+
+    def _check_score_params(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1, got {self.n_samples!r}")
+        if not isinstance(self.per_timestamp, bool):
+            raise ValueError(f"per_timestamp must be True or False, got {self.per_timestamp!r}")
+
+    def _check_params(self) -> None:
+        self._check_network_params()
+        self._check_score_params()
+        if self.latent_dim is not None and (isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int)
+                                            or self.latent_dim < 1):
+            raise ValueError(f"latent_dim must be None or an int >= 1, got {self.latent_dim!r}")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta > 0:
+            raise ValueError(f"beta must be a number > 0, got {self.beta!r}")
+        if isinstance(self.min_variance, bool) or not isinstance(self.min_variance, (int, float)) \
+                or not self.min_variance > 0:
+            raise ValueError(f"min_variance must be a number > 0, got {self.min_variance!r}")
+
+    def _build(self, shape: tuple[int, ...], latent: int) -> GaussianVAE:
+        return GaussianVAE(shape, latent, self._hidden_for(shape), kernel_size=self.kernel_size,
+                           batch_norm=self.batch_norm, min_variance=float(self.min_variance)).to(self.device_)
+
+    def _fit_model(self, data: torch.Tensor) -> None:
+        self._check_params()
+        shape = sample_shape(data)
+        latent = self.latent_dim if self.latent_dim is not None else default_code_size(data[0].numel())
+        self.model_ = self._build(shape, latent)
+        beta = float(self.beta)
+        self.history_ = training.fit(self.model_, lambda m, b: elbo_loss(m, b, beta), data, self._train_config(),
+                                     self._torch_generator("fit"), verbose=self.verbose, desc="VAEDetector")
+
+    def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
+        self._check_score_params()  # score, n_samples and per_timestamp may be changed after fit
+        L = int(self.n_samples)
+        per_t = self.is_series and self.per_timestamp
+        step = max(1, MAX_CODES_PER_PASS // L)
+        return torch.cat([self.model_.scores(batch[i:i + step], self.score, L, per_timestamp=per_t)
+                          for i in range(0, batch.shape[0], step)])
+
+    def _get_state(self) -> dict:
+        return {"model": self.model_.state_dict(), "sample_shape": list(self.model_.sample_shape),
+                "latent_dim": self.model_.latent_dim}
+
+    def _set_state(self, state: dict) -> None:
+        self.model_ = self._build(tuple(int(s) for s in state["sample_shape"]), int(state["latent_dim"]))
+        self.model_.load_state_dict(state["model"])
+        self.model_.eval()

@@ -1,0 +1,118 @@
+"""Variational autoencoder with a Gaussian encoder and a Gaussian decoder (Kingma & Welling, ICLR 2014).
+
+Encoder q(z|x) = N(μ(x), diag σ²(x)), decoder p(x|z) = N(m(z), diag s²(z)), prior p(z) = N(0, I).
+Training maximises the (β-weighted) evidence lower bound, through the reparameterisation
+z = μ + σ·ε, ε ~ N(0, I) (Higgins et al., ICLR 2017 for β ≠ 1):
+
+    ELBO_β(x) = E_q[log p(x|z)] - β · KL(q(z|x) || p(z))
+    KL        = ½ Σ_j (μ_j² + σ_j² - 1 - log σ_j²)                         (closed form)
+
+The loss is -ELBO_β / D per sample (D = features, or W·C for a window), averaged over the batch, so
+the learning rate does not depend on the input size.
+
+Two anomaly scores, both from L latent samples z_l ~ q(z|x) decoded in one batched pass:
+
+- negative ELBO (β = 1, a bound on -log p(x)): ``-(1/L) Σ_l log p(x|z_l) + KL``;
+- reconstruction probability (An & Cho, 2015, Alg. 4): the decoder's density of x averaged over the
+  L samples, ``RP(x) = (1/L) Σ_l p(x|z_l)``, scored as ``-log RP(x) = -(logsumexp_l log p(x|z_l) - log L)``
+  (a mean of probabilities, not of log-probabilities, as the paper defines it; computed in log space).
+
+For windows ``[N, W, C]`` both can be kept per timestamp: the log-densities are summed over the
+channels of each timestamp only, and the KL term of the ELBO is spread evenly, KL / W per timestamp,
+so the per-timestamp scores of a window sum to its score.
+
+Variances are bounded for numerical safety: the encoder's log σ² is soft-clamped to (-10, 10), and
+the decoder's variance is ``softplus(raw) + min_variance``, so the likelihood cannot grow without
+bound by shrinking s² to 0 on training points (the degenerate optimum of a free Gaussian decoder).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genad_fast.nn.blocks import make_decoder, make_encoder
+
+__all__ = ["GaussianVAE", "SCORES", "elbo_loss"]
+
+LOG_2PI = math.log(2.0 * math.pi)
+ENCODER_LOG_VAR_BOUND = 10.0
+#: Score names of :meth:`GaussianVAE.scores`.
+SCORES = ("recon_prob", "elbo")
+
+
+class GaussianVAE(nn.Module):
+    """Gaussian VAE for samples of shape ``(D,)`` (MLP) or ``(W, C)`` (1-D convolutions over time)."""
+
+    def __init__(self, sample_shape: Sequence[int], latent_dim: int, hidden: Sequence[int], *,
+                 kernel_size: int = 5, batch_norm: bool = False, min_variance: float = 1e-3) -> None:
+        super().__init__()
+        if not min_variance > 0:
+            raise ValueError(f"min_variance must be > 0, got {min_variance!r}")
+        self.sample_shape = tuple(int(s) for s in sample_shape)
+        self.latent_dim = int(latent_dim)
+        self.min_variance = float(min_variance)
+        self.encoder = make_encoder(self.sample_shape, hidden, 2 * latent_dim, kernel_size=kernel_size,
+                                    batch_norm=batch_norm)
+        self.decoder = make_decoder(self.sample_shape, hidden, latent_dim, out_factor=2, kernel_size=kernel_size,
+                                    batch_norm=batch_norm)
+
+    @property
+    def n_dims(self) -> int:
+        return math.prod(self.sample_shape)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(μ, log σ²)`` of q(z|x), each ``[N, latent_dim]``."""
+        mu, raw = self.encoder(x).chunk(2, dim=-1)
+        b = ENCODER_LOG_VAR_BOUND
+        return mu, b * torch.tanh(raw / b)
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(m, log s²)`` of p(x|z), each ``[N, *sample_shape]``."""
+        mean, raw = self.decoder(z).chunk(2, dim=-1)
+        return mean, torch.log(F.softplus(raw) + self.min_variance)
+
+    @staticmethod
+    def kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """KL(N(μ, σ²) || N(0, I)) per sample, ``[N]``."""
+        return 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var).sum(-1)
+
+    def log_likelihoods(self, x: torch.Tensor, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Elementwise ``log p(x|z_l)`` ``[L, N, *sample_shape]`` for L = ``n_samples`` draws z_l ~ q(z|x)
+        (one decoder pass over all L·N codes), and ``KL(q(z|x) || p(z))`` ``[N]``.
+
+        The noise comes from the global torch RNG (the detectors seed it).
+        """
+        mu, log_var = self.encode(x)
+        eps = torch.randn((n_samples, *mu.shape), device=mu.device, dtype=mu.dtype)
+        z = mu + torch.exp(0.5 * log_var) * eps                       # [L, N, latent]
+        mean, dec_log_var = self.decode(z.reshape(-1, mu.shape[-1]))  # [L·N, *sample_shape]
+        mean = mean.view(n_samples, *x.shape)
+        dec_log_var = dec_log_var.view(n_samples, *x.shape)
+        ll = -0.5 * (LOG_2PI + dec_log_var + (x - mean).square() * torch.exp(-dec_log_var))
+        return ll, self.kl(mu, log_var)
+
+    def scores(self, x: torch.Tensor, kind: str = "recon_prob", n_samples: int = 10,
+               per_timestamp: bool = False) -> torch.Tensor:
+        """Anomaly scores (higher = more anomalous), see the module docstring: ``[N]``, or ``[N, W]`` per timestamp."""
+        if kind not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {kind!r}")
+        if per_timestamp and len(self.sample_shape) != 2:
+            raise ValueError("per-timestamp scores need window samples (W, C)")
+        ll, kl = self.log_likelihoods(x, n_samples)
+        # Sum the log-densities over everything but the timestamp (per_timestamp) or over the whole sample.
+        ll = ll.sum(-1) if per_timestamp else ll.flatten(2).sum(-1)  # [L, N, W] or [L, N]
+        if kind == "elbo":
+            kl_share = kl.unsqueeze(-1) / self.sample_shape[0] if per_timestamp else kl
+            return -ll.mean(0) + kl_share
+        return -(torch.logsumexp(ll, dim=0) - math.log(n_samples))
+
+
+def elbo_loss(model: GaussianVAE, batch: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """``-ELBO_β / D`` averaged over the batch, one latent sample per input (the training loss)."""
+    ll, kl = model.log_likelihoods(batch, 1)
+    neg_elbo = -ll[0].flatten(1).sum(-1) + beta * kl
+    return neg_elbo.mean() / model.n_dims
