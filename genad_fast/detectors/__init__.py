@@ -9,6 +9,7 @@ from genad_fast.detectors._validation import NotFittedError
 from genad_fast.detectors.base import BaseDetector, resolve_device
 
 register_detector("flow", "genad_fast.detectors.flow:FlowDetector")
+register_detector("diffusion", "genad_fast.detectors.diffusion:DiffusionDetector")
 register_detector("autoencoder", "genad_fast.detectors.autoencoder:AutoEncoderDetector")
 register_detector("vae", "genad_fast.detectors.vae:VAEDetector")
 register_detector("deep_svdd", "genad_fast.detectors.deep_svdd:DeepSVDDDetector")
