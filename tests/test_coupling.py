@@ -76,11 +76,12 @@ def test_inverse_undoes_forward(backend, clamp):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_nan_and_inf_propagate(backend):
-    x, h = _inputs((4, 6), torch.float32)
+@pytest.mark.parametrize("d", [6, 40])  # 40: the CPU kernel's vector loop as well as its scalar tail
+def test_nan_and_inf_propagate(backend, d):
+    x, h = _inputs((4, d), torch.float32)
     x[0, 2] = float("nan")           # only y[0, 2] is NaN
     h[1, 3] = float("nan")           # s_raw NaN: y[1, 3] and logdet[1]
-    h[2, 6 + 1] = float("inf")       # shift inf: y[2, 1] = inf, logdet finite
+    h[2, d + 1] = float("inf")       # shift inf: y[2, 1] = inf, logdet finite
     y, logdet = ops.coupling_forward(x, h, 0.0, backend=backend)
     assert torch.isnan(y[0, 2]) and torch.isfinite(torch.cat([y[0, :2], y[0, 3:]])).all()
     assert torch.isnan(y[1, 3]) and torch.isnan(logdet[1])
@@ -91,11 +92,45 @@ def test_nan_and_inf_propagate(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_infinite_log_scale_follows_the_formula(backend):
+    # s_raw = ±inf: with a clamp s = ±clamp (tanh saturates); without one exp(s) is inf or 0.
+    x = torch.ones(2, 40)
+    h = torch.zeros(2, 80)
+    h[0, :40] = float("inf")
+    h[1, :40] = -float("inf")
+    y, logdet = ops.coupling_forward(x, h, 2.0, backend=backend)
+    torch.testing.assert_close(y[0], torch.full((40,), torch.e ** 2))
+    torch.testing.assert_close(y[1], torch.full((40,), torch.e ** -2))
+    torch.testing.assert_close(logdet, torch.tensor([80.0, -80.0]))
+    y, logdet = ops.coupling_forward(x, h, 0.0, backend=backend)
+    assert torch.isposinf(y[0]).all() and (y[1] == 0).all()
+    assert torch.isposinf(logdet[0]) and torch.isneginf(logdet[1])
+
+
+@pytest.mark.parametrize("clamp", [0.0, 1.0, 2.0])
+def test_float32_error_budget_against_float64(clamp):
+    # The CPU kernel's own vectorised float32 tanh (not SLEEF's) may be at most 2x further from a
+    # float64 oracle than eager float32 is (plus half an ulp), over the whole range of log-scales.
+    u = torch.cat([torch.linspace(-30, 30, 200_000), torch.logspace(-30, 1.5, 20_000),
+                   -torch.logspace(-30, 1.5, 20_000)]).reshape(-1, 40)
+    x, h = torch.ones_like(u), torch.cat([u, torch.zeros_like(u)], 1)  # y = exp(s)
+    y, logdet = ops.coupling_forward(x, h, clamp, backend="cpu")
+    y_eager, _ = ref.coupling_forward(x, h, clamp)
+    y64, logdet64 = ref.coupling_forward(x.double(), h.double(), clamp)
+    ulp = torch.finfo(torch.float32).eps * y64.abs().clamp_min(torch.finfo(torch.float32).tiny)
+    fused_ulps = ((y.double() - y64).abs() / ulp).max().item()
+    eager_ulps = ((y_eager.double() - y64).abs() / ulp).max().item()
+    assert fused_ulps <= 2 * eager_ulps + 0.5, (fused_ulps, eager_ulps)
+    torch.testing.assert_close(logdet.double(), logdet64, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("clamp", [0.0, 2.0])
-def test_gradcheck_float64(backend, direction, clamp):
+@pytest.mark.parametrize("d", [5, 19])  # 19: vector loop and scalar tail of the CPU kernel
+def test_gradcheck_float64(backend, direction, clamp, d):
     op, _ = DIRECTIONS[direction]
-    x, h = _inputs((6, 5), torch.float64)
+    x, h = _inputs((4, d), torch.float64)
     x.requires_grad_(True)
     h.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, b: op(a, b, clamp, backend=backend), (x, h))
@@ -114,6 +149,36 @@ def test_gradients_match_reference_autograd(direction):
         grads.append((a.grad, b.grad))
     torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_broadcast_gradients_are_read_in_place(direction):
+    # (y.sum() + logdet.sum()).backward() hands the backward expanded gradients (strides (0, 0) and (0,)):
+    # the kernel reads them as they are, and they must give what the materialised ones give.
+    op, oracle = DIRECTIONS[direction]
+    x, h = _inputs((50, 37), torch.float64)
+    grads = []
+    for fn in (lambda a, b: op(a, b, 2.0, backend="cpu"), lambda a, b: oracle(a, b, 2.0)):
+        a, b = x.clone().requires_grad_(True), h.clone().requires_grad_(True)
+        y, ld = fn(a, b)
+        (y.sum() + 3 * ld.sum()).backward()
+        grads.append((a.grad, b.grad))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+    g, gl = torch.tensor(0.5, dtype=torch.float64).expand(50, 37), torch.tensor(2.0, dtype=torch.float64).expand(50)
+    inverse = direction == "inverse"
+    expanded = torch.ops.genad_fast.coupling_backward(g, gl, x, h, 2.0, inverse)
+    dense = torch.ops.genad_fast.coupling_backward(g.contiguous(), gl.contiguous(), x, h, 2.0, inverse)
+    torch.testing.assert_close(expanded, dense, rtol=0, atol=0)
+
+
+def test_output_gradient_only():
+    x, h = _inputs((5, 20), torch.float64)
+    h.requires_grad_(True)
+    y, _ = ops.coupling_forward(x, h, 2.0, backend="cpu")
+    y.sum().backward()
+    h_ref = h.detach().clone().requires_grad_(True)
+    ref.coupling_forward(x, h_ref, 2.0)[0].sum().backward()
+    torch.testing.assert_close(h.grad, h_ref.grad)
 
 
 def test_logdet_only_gradient():
@@ -137,6 +202,8 @@ def test_opcheck(clamp):
     for inverse in (False, True):
         torch.library.opcheck(torch.ops.genad_fast.coupling_backward,
                               (g, gl, x.detach(), h.detach(), clamp, inverse))
+        torch.library.opcheck(torch.ops.genad_fast.coupling_backward,
+                              (g[:1].expand(9, 7), gl[:1].expand(9), x.detach(), h.detach(), clamp, inverse))
 
 
 def test_torch_compile_fullgraph():

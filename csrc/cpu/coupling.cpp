@@ -12,21 +12,40 @@
 
 #include <genad/coupling.h>
 
+#include <genad/huge_pages.h>
+
 namespace genad::cpu {
 namespace {
 
 namespace gc = genad::coupling;
 
-// exp/tanh of a whole vector, through ATen's SLEEF bindings (1-ulp variants).
+// tanh of 16 (AVX-512) or 8 (AVX2) floats, about 2.5x faster than SLEEF's tanhf and within ~2 ulp:
+//   |u| < 0.625:  tanh u = u + u³·P(u²), P of degree 4 (relative-error minimax fit on [0, 0.625], 4e-9);
+//   |u| ≥ 0.625:  tanh u = 1 − 2/(e^{2|u|} + 1), where 1 − (…) ≥ 0.55 loses no precision to cancellation;
+// the sign of u is copied back (tanh(−0) = −0). NaN takes the second branch and stays NaN; ±inf gives ±1.
+at::vec::Vectorized<float> tanh_float(const at::vec::Vectorized<float>& u) {
+  using Vec = at::vec::Vectorized<float>;
+  const Vec a = u.abs();
+  const Vec z = a * a;
+  Vec p(-0.005704986862838268f);
+  p = at::vec::fmadd(p, z, Vec(0.0206390880048275f));
+  p = at::vec::fmadd(p, z, Vec(-0.05373971536755562f));
+  p = at::vec::fmadd(p, z, Vec(0.13331441581249237f));
+  p = at::vec::fmadd(p, z, Vec(-0.3333328068256378f));
+  const Vec small = at::vec::fmadd(a * z, p, a);
+  const Vec big = Vec(1.0f) - Vec(2.0f) / ((a + a).exp() + Vec(1.0f));
+  const Vec magnitude = Vec::blendv(big, small, a < Vec(0.625f));
+  return magnitude | (u & Vec(-0.0f));
+}
+
+// exp/tanh of a whole vector: ATen's SLEEF bindings (1-ulp variants), and the faster float tanh above.
 struct VecMath {
   template <class V>
   static V exp(const V& v) {
     return v.exp();
   }
-  template <class V>
-  static V tanh(const V& v) {
-    return v.tanh();
-  }
+  static at::vec::Vectorized<float> tanh(const at::vec::Vectorized<float>& v) { return tanh_float(v); }
+  static at::vec::Vectorized<double> tanh(const at::vec::Vectorized<double>& v) { return v.tanh(); }
 };
 
 // Rows per parallel chunk: about at::internal::GRAIN_SIZE elements, at least one row.
@@ -34,14 +53,23 @@ int64_t row_grain(int64_t D) {
   return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(D, 1));
 }
 
-void check_rows(const at::Tensor& t, const char* op, const char* name) {
+// A fresh output that the kernel writes in full: huge pages spare it most first-touch page faults.
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor t = at::empty(sizes, options);
+  genad::advise_huge_pages(t.data_ptr(), t.nbytes());
+  return t;
+}
+
+void check_rows(const at::Tensor& t, const char* op, const char* name, bool broadcast_ok = false) {
   TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor for the CPU kernel, got ", t.device());
   TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [N, K], got shape ", t.sizes());
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
               " must be float32 or float64, got ", t.scalar_type());
   // Column slices of a bigger matrix are read in place through their row stride; only the
   // last dimension must be contiguous.
-  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name,
+  // (grad_out may also be broadcast along a row, column stride 0, as autograd hands over the
+  // gradient of y.sum(): reading it as such spares materialising an [N, D] tensor of ones.)
+  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1 || (broadcast_ok && t.stride(1) == 0), op, ": ", name,
               " must have unit stride on its last dimension, got strides ", t.strides());
 }
 
@@ -95,11 +123,11 @@ void coupling_rows(const T* x, int64_t sx, const T* h, int64_t sh, T* y, T* logd
   });
 }
 
-// grad_inp[N, D] and grad_h[N, 2D] from grad_out[N, D] (row stride sg), grad_logdet[N]
-// (stride sl, 0 when broadcast), inp[N, D] (row stride si) and h[N, 2D] (row stride sh).
+// grad_inp[N, D] and grad_h[N, 2D] from grad_out[N, D] (row stride sg; column stride 0 when g_bcast),
+// grad_logdet[N] (stride sl, 0 when broadcast), inp[N, D] (row stride si) and h[N, 2D] (row stride sh).
 template <typename T, bool kInverse, bool kClamp>
-void coupling_backward_rows(const T* gout, int64_t sg, const T* gld, int64_t sl, const T* inp, int64_t si,
-                            const T* h, int64_t sh, T* ginp, T* gh, int64_t N, int64_t D, T clamp_arg) {
+void coupling_backward_rows(const T* gout, int64_t sg, bool g_bcast, const T* gld, int64_t sl, const T* inp,
+                            int64_t si, const T* h, int64_t sh, T* ginp, T* gh, int64_t N, int64_t D, T clamp_arg) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int64_t W = Vec::size();
   const T clamp = kClamp ? clamp_arg : T(0);
@@ -116,23 +144,24 @@ void coupling_backward_rows(const T* gout, int64_t sg, const T* gld, int64_t sl,
       const Vec glv(gl);
       int64_t j = 0;
       for (; j + W <= D; j += W) {
+        const Vec gv = g_bcast ? Vec(gr[0]) : Vec::loadu(gr + j);
         Vec gi, gs, gt;
         if constexpr (kInverse) {
-          gc::inverse_backward_elem<VecMath>(Vec::loadu(gr + j), glv, Vec::loadu(ir + j), Vec::loadu(sr + j),
-                                             Vec::loadu(tr + j), clamp, gi, gs, gt);
-        } else {
-          gc::forward_backward_elem<VecMath>(Vec::loadu(gr + j), glv, Vec::loadu(ir + j), Vec::loadu(sr + j), clamp,
+          gc::inverse_backward_elem<VecMath>(gv, glv, Vec::loadu(ir + j), Vec::loadu(sr + j), Vec::loadu(tr + j), clamp,
                                              gi, gs, gt);
+        } else {
+          gc::forward_backward_elem<VecMath>(gv, glv, Vec::loadu(ir + j), Vec::loadu(sr + j), clamp, gi, gs, gt);
         }
         gi.store(gir + j);
         gs.store(gsr + j);
         gt.store(gtr + j);
       }
       for (; j < D; ++j) {
+        const T g = g_bcast ? gr[0] : gr[j];
         if constexpr (kInverse) {
-          gc::inverse_backward_elem<gc::ScalarMath>(gr[j], gl, ir[j], sr[j], tr[j], clamp, gir[j], gsr[j], gtr[j]);
+          gc::inverse_backward_elem<gc::ScalarMath>(g, gl, ir[j], sr[j], tr[j], clamp, gir[j], gsr[j], gtr[j]);
         } else {
-          gc::forward_backward_elem<gc::ScalarMath>(gr[j], gl, ir[j], sr[j], clamp, gir[j], gsr[j], gtr[j]);
+          gc::forward_backward_elem<gc::ScalarMath>(g, gl, ir[j], sr[j], clamp, gir[j], gsr[j], gtr[j]);
         }
       }
     }
@@ -145,8 +174,8 @@ std::tuple<at::Tensor, at::Tensor> coupling_cpu(const at::Tensor& a, const at::T
   const char* a_name = inverse ? "y" : "x";
   check_pair(a, h, clamp, op, a_name);
   const int64_t N = a.size(0), D = a.size(1);
-  at::Tensor out = at::empty({N, D}, a.options());
-  at::Tensor logdet = at::empty({N}, a.options());
+  at::Tensor out = empty_output({N, D}, a.options());
+  at::Tensor logdet = empty_output({N}, a.options());
   if (N == 0) {
     return {out, logdet};
   }
@@ -179,7 +208,7 @@ std::tuple<at::Tensor, at::Tensor> coupling_backward_cpu(const at::Tensor& grad_
                                                          bool inverse) {
   const char* op = "genad_fast::coupling_backward";
   check_pair(inp, h, clamp, op, "inp");
-  check_rows(grad_out, op, "grad_out");
+  check_rows(grad_out, op, "grad_out", /*broadcast_ok=*/true);
   TORCH_CHECK(grad_out.sizes() == inp.sizes(), op, ": grad_out must have the shape of inp ", inp.sizes(), ", got ",
               grad_out.sizes());
   TORCH_CHECK(grad_out.scalar_type() == inp.scalar_type(), op, ": grad_out must have the dtype of inp, got ",
@@ -190,16 +219,17 @@ std::tuple<at::Tensor, at::Tensor> coupling_backward_cpu(const at::Tensor& grad_
   TORCH_CHECK(grad_logdet.scalar_type() == inp.scalar_type(), op, ": grad_logdet must have the dtype of inp, got ",
               grad_logdet.scalar_type(), " and ", inp.scalar_type());
   const int64_t N = inp.size(0), D = inp.size(1);
-  at::Tensor grad_inp = at::empty({N, D}, inp.options());
-  at::Tensor grad_h = at::empty({N, 2 * D}, inp.options());
+  at::Tensor grad_inp = empty_output({N, D}, inp.options());
+  at::Tensor grad_h = empty_output({N, 2 * D}, inp.options());
   if (N == 0) {
     return {grad_inp, grad_h};
   }
+  const bool g_bcast = D > 1 && grad_out.stride(1) == 0;
   AT_DISPATCH_FLOATING_TYPES(inp.scalar_type(), "genad_fast_coupling_backward_cpu", [&] {
     const scalar_t c = static_cast<scalar_t>(clamp);
     auto run = [&](auto inv_tag, auto clamp_tag) {
       coupling_backward_rows<scalar_t, decltype(inv_tag)::value, decltype(clamp_tag)::value>(
-          grad_out.const_data_ptr<scalar_t>(), grad_out.stride(0), grad_logdet.const_data_ptr<scalar_t>(),
+          grad_out.const_data_ptr<scalar_t>(), grad_out.stride(0), g_bcast, grad_logdet.const_data_ptr<scalar_t>(),
           grad_logdet.stride(0), inp.const_data_ptr<scalar_t>(), inp.stride(0), h.const_data_ptr<scalar_t>(),
           h.stride(0), grad_inp.mutable_data_ptr<scalar_t>(), grad_h.mutable_data_ptr<scalar_t>(), N, D, c);
     };

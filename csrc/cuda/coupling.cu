@@ -57,7 +57,8 @@ __global__ void coupling_kernel(const scalar_t* __restrict__ a, int64_t stride_a
 
 template <typename scalar_t, bool kInverse>
 __global__ void coupling_backward_kernel(const scalar_t* __restrict__ g, int64_t stride_g,    // [N, D]
-                                         const scalar_t* __restrict__ gl,                     // [N]
+                                         int64_t col_stride_g,  // 1, or 0 for a gradient broadcast along rows
+                                         const scalar_t* __restrict__ gl, int64_t stride_gl,  // [N], any stride
                                          const scalar_t* __restrict__ a, int64_t stride_a,    // [N, D]
                                          const scalar_t* __restrict__ h, int64_t stride_h,    // [N, 2D]
                                          scalar_t* __restrict__ grad_a,                       // [N, D]
@@ -66,16 +67,16 @@ __global__ void coupling_backward_kernel(const scalar_t* __restrict__ g, int64_t
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (row >= N) return;
-  const scalar_t glr = gl[row];
+  const scalar_t glr = gl[row * stride_gl];
+  const scalar_t* gr = g + row * stride_g;
+  const scalar_t* ar = a + row * stride_a;
   const scalar_t* sr = h + row * stride_h;
   for (int64_t j = lane; j < D; j += kWarp) {
     scalar_t gi, gs, gt;
     if (kInverse) {
-      gc::inverse_backward_elem<gc::ScalarMath>(g[row * stride_g + j], glr, a[row * stride_a + j], sr[j], sr[D + j],
-                                                clamp, gi, gs, gt);
+      gc::inverse_backward_elem<gc::ScalarMath>(gr[j * col_stride_g], glr, ar[j], sr[j], sr[D + j], clamp, gi, gs, gt);
     } else {
-      gc::forward_backward_elem<gc::ScalarMath>(g[row * stride_g + j], glr, a[row * stride_a + j], sr[j], clamp,
-                                                gi, gs, gt);
+      gc::forward_backward_elem<gc::ScalarMath>(gr[j * col_stride_g], glr, ar[j], sr[j], clamp, gi, gs, gt);
     }
     grad_a[row * D + j] = gi;
     grad_h[row * 2 * D + j] = gs;
@@ -83,12 +84,13 @@ __global__ void coupling_backward_kernel(const scalar_t* __restrict__ g, int64_t
   }
 }
 
-void check_rows(const at::Tensor& t, const char* op, const char* name) {
+void check_rows(const at::Tensor& t, const char* op, const char* name, bool broadcast_ok = false) {
   TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got ", t.device());
   TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [N, K], got shape ", t.sizes());
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
               " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name, " must have unit stride on its last dimension");
+  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1 || (broadcast_ok && t.stride(1) == 0), op, ": ", name,
+              " must have unit stride on its last dimension, got strides ", t.strides());
 }
 
 void check_pair(const at::Tensor& a, const at::Tensor& h, double clamp, const char* op) {
@@ -138,7 +140,7 @@ std::tuple<at::Tensor, at::Tensor> coupling_backward_cuda(const at::Tensor& grad
                                                           bool inverse) {
   const char* op = "genad_fast::coupling_backward";
   check_pair(inp, h, clamp, op);
-  check_rows(grad_out, op, "grad_out");
+  check_rows(grad_out, op, "grad_out", /*broadcast_ok=*/true);
   TORCH_CHECK(grad_out.sizes() == inp.sizes() && grad_out.scalar_type() == inp.scalar_type(), op,
               ": grad_out must match inp in shape and dtype");
   TORCH_CHECK(grad_logdet.is_cuda() && grad_logdet.dim() == 1 && grad_logdet.size(0) == inp.size(0) &&
@@ -148,13 +150,14 @@ std::tuple<at::Tensor, at::Tensor> coupling_backward_cuda(const at::Tensor& grad
   at::Tensor grad_inp = at::empty({N, D}, inp.options());
   at::Tensor grad_h = at::empty({N, 2 * D}, inp.options());
   if (N == 0) return {grad_inp, grad_h};
-  const at::Tensor gl = grad_logdet.contiguous();
+  const int64_t col_stride_g = D > 1 ? grad_out.stride(1) : 1;
   const c10::cuda::CUDAGuard guard(inp.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(inp.scalar_type(), "genad_fast_coupling_backward_cuda", [&] {
     auto launch = [&](auto kernel) {
       kernel<<<blocks_for(N), kWarp * kWarpsPerBlock, 0, stream>>>(
-          grad_out.const_data_ptr<scalar_t>(), grad_out.stride(0), gl.const_data_ptr<scalar_t>(),
+          grad_out.const_data_ptr<scalar_t>(), grad_out.stride(0), col_stride_g, grad_logdet.const_data_ptr<scalar_t>(),
+          grad_logdet.stride(0),
           inp.const_data_ptr<scalar_t>(), inp.stride(0), h.const_data_ptr<scalar_t>(), h.stride(0),
           grad_inp.mutable_data_ptr<scalar_t>(), grad_h.mutable_data_ptr<scalar_t>(), N, D,
           static_cast<scalar_t>(clamp));

@@ -30,7 +30,8 @@ def _check(a_name: str, a: torch.Tensor, h: torch.Tensor, clamp: float) -> tuple
     check_float("h", h)
     check_same(a_name, a, "h", h)
     if a.dim() < 1 or a.dim() != h.dim():
-        raise ValueError(f"{a_name} and h must have the same rank >= 1, got shapes {tuple(a.shape)} and {tuple(h.shape)}")
+        raise ValueError(f"{a_name} and h must have the same rank >= 1, got shapes {tuple(a.shape)} and "
+                         f"{tuple(h.shape)}")
     if a.shape[:-1] != h.shape[:-1]:
         raise ValueError(f"{a_name} and h must have the same leading (row) shape, got {tuple(a.shape)} and "
                          f"{tuple(h.shape)}")
@@ -91,8 +92,12 @@ def _make_backward(namespace: str, inverse: bool):
     def backward(ctx, grad_out, grad_logdet):
         a, h = ctx.saved_tensors
         ops = getattr(torch.ops, namespace)
-        grad_a, grad_h = ops.coupling_backward(grad_out.contiguous(), grad_logdet.contiguous(), a, h,
-                                               ctx.clamp, inverse)
+        # The kernels read grad_out through its row stride with column stride 1, or 0 (the gradient of
+        # y.sum() arrives as one value expanded over [N, D]: no need to materialise it), and grad_logdet
+        # through its stride; only other layouts are copied.
+        if grad_out.shape[-1] > 1 and grad_out.stride(-1) not in (0, 1):
+            grad_out = grad_out.contiguous()
+        grad_a, grad_h = ops.coupling_backward(grad_out, grad_logdet, a, h, ctx.clamp, inverse)
         return grad_a, grad_h, None
     return backward
 
