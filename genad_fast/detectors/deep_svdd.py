@@ -16,7 +16,8 @@ plus weight decay λ/2 Σ||W||² (``weight_decay``). Fitting follows the paper:
    set to ±``center_eps``;
 3. φ is trained on the objective with Adam (:func:`genad_fast.nn.training.fit`). Soft-boundary: the first
    ``warm_up_epochs`` epochs train with R = 0; from then on, after every epoch, R is solved exactly for the
-   current weights (the (1 - ν)-quantile of the distances ||φ(x) - c|| over the training data), and once
+   current weights (the (1 - ν)-quantile of the distances ||φ(x) - c|| over the training data, as the order
+   statistic that leaves at most a fraction ν of them outside), and once
    more at the end for the weights kept.
 
 Rows go through an MLP, windows through 1-D convolutions over time (:mod:`genad_fast.nn.blocks`); a window

@@ -21,13 +21,16 @@ What keeps the problem from collapsing to a constant map (every x at c, all scor
 
 The radius R of the soft-boundary objective is not trained by gradient steps: the problem in R for
 fixed weights is solved exactly (the paper alternates the two: SGD on W, then R by a line search).
-With d_i = ||φ(x_i) - c||, the objective R² + 1/(νn) Σ max(0, d_i² - R²) has derivative in R² equal
-to 1 - #{d_i > R}/(νn), so it is minimised by the (1 - ν)-quantile of the distances d_i:
-:meth:`DeepSVDD.solve_radius`. The detector solves it after every epoch once the warm-up epochs are
-over (R = 0 before: the network first contracts the data towards c).
+With d_i = ||φ(x_i) - c|| sorted ascending, d_(1) <= ... <= d_(n), the objective
+R² + 1/(νn) Σ max(0, d_i² - R²) has subgradient in R² equal to 1 - #{d_i > R}/(νn), so it is minimised by
+the order statistic R = d_(n - ⌊νn⌋) (0 if ⌊νn⌋ = n): the (1 - ν)-quantile, taken so that at most ⌊νn⌋
+training points — a fraction ν at most — lie outside the sphere (:meth:`DeepSVDD.solve_radius`). The
+detector solves it after every epoch once the warm-up epochs are over (R = 0 before: the network first
+contracts the data towards c).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -54,11 +57,12 @@ def svdd_network(sample_shape: Sequence[int], hidden: Sequence[int], rep_dim: in
 def assert_bias_free(module: nn.Module) -> None:
     """Raise ValueError if ``module`` has a bias parameter or an affine normalisation layer."""
     for name, sub in module.named_modules():
+        where = f"{name or 'the network'} ({type(sub).__name__})"
+        if getattr(sub, "affine", False) or getattr(sub, "elementwise_affine", False):
+            raise ValueError(f"Deep SVDD needs a bias-free network, but {where} is an affine normalisation "
+                             f"layer (its learned shift is a bias)")
         if getattr(sub, "bias", None) is not None:
-            raise ValueError(f"Deep SVDD needs a bias-free network, but {name or 'the network'} "
-                             f"({type(sub).__name__}) has a bias")
-        if isinstance(sub, nn.modules.batchnorm._NormBase) and sub.affine:
-            raise ValueError(f"Deep SVDD needs a bias-free network, but {name} is an affine normalisation layer")
+            raise ValueError(f"Deep SVDD needs a bias-free network, but {where} has a bias")
 
 
 def guard_center(c: torch.Tensor, eps: float) -> torch.Tensor:
@@ -124,10 +128,11 @@ class DeepSVDD(nn.Module):
 
     @torch.no_grad()
     def solve_radius(self, data: torch.Tensor, batch_size: int) -> float:
-        """Set R to its optimum for the current weights, the (1 - ν)-quantile of ||φ(x) - c|| over ``data``."""
-        dist = self._all_distances(data, batch_size).to(torch.float64).clamp_min(0).sqrt()
-        # numpy's quantile (linear interpolation): torch.quantile refuses inputs above 2^24 elements.
-        r = float(np.quantile(dist.cpu().numpy(), 1.0 - self.nu))
+        """Set R to its optimum for the current weights, ``d_(n - ⌊νn⌋)`` of the distances ||φ(x) - c|| over ``data``."""
+        dist = np.sort(self._all_distances(data, batch_size).to(torch.float64).clamp_min(0).sqrt().cpu().numpy())
+        n = dist.shape[0]
+        k = n - int(math.floor(self.nu * n))  # 1-based rank of the radius
+        r = float(dist[k - 1]) if k >= 1 else 0.0
         self.radius.fill_(r)
         return r
 
