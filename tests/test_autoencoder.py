@@ -129,7 +129,8 @@ def test_save_load_round_trip(tmp_path, series, fitted):
     fitted.save(path)
     loaded = genad_fast.load(path)
     assert type(loaded) is AutoEncoderDetector
-    np.testing.assert_array_equal(loaded.decision_function(series.test[:300]), fitted.decision_function(series.test[:300]))
+    test = series.test[:300]
+    np.testing.assert_array_equal(loaded.decision_function(test), fitted.decision_function(test))
     assert loaded.threshold_ == fitted.threshold_
     assert get_detector("autoencoder") is AutoEncoderDetector
 

@@ -170,7 +170,11 @@ def test_soft_boundary_radius_is_the_training_quantile(fitted_soft, series):
 def test_radius_waits_for_the_warm_up(monkeypatch, series):
     solved = []
     original = DeepSVDD.solve_radius
-    monkeypatch.setattr(DeepSVDD, "solve_radius", lambda self, *a: solved.append(float(self.radius)) or original(self, *a))
+    def recording(self, *args):
+        solved.append(float(self.radius))
+        return original(self, *args)
+
+    monkeypatch.setattr(DeepSVDD, "solve_radius", recording)
     DeepSVDDDetector(window=8, objective="soft-boundary", warm_up_epochs=3, val_fraction=0.0,
                      **{**SMALL, "epochs": 5, "pretrain_epochs": 0}).fit(series.train[:600])
     # After epochs 3, 4, 5 (R = 0 before the first solve), and once at the end.

@@ -116,7 +116,8 @@ class PCADetector(_SklearnDetector):
       1999), ``C = V diag(λ) Vᵀ + σ² (I - V Vᵀ)``, σ² the mean of the D - k discarded variances
       (``-PCA.score_samples``)::
 
-          score(x) = ½ [ Σ_j p_j²/λ_j + (||x - μ||² - Σ_j p_j²)/σ² + Σ_j log λ_j + (D - k) log σ² + D log 2π ],
+          score(x) = ½ [ Σ_j p_j²/λ_j + (||x - μ||² - Σ_j p_j²)/σ²
+                         + Σ_j log λ_j + (D - k) log σ² + D log 2π ],
           p = Vᵀ (x - μ)
 
       (with all components kept, σ² = 0 and the residual terms vanish: a full-covariance Gaussian);
@@ -154,11 +155,13 @@ class PCADetector(_SklearnDetector):
     def _extract_state(self, est, X: np.ndarray) -> dict:
         D, k = X.shape[1], int(est.n_components_)
         lam, noise = np.asarray(est.explained_variance_, dtype=np.float64), float(est.noise_variance_)
-        if k < D and not noise > 0:
+        # Variances at the rounding level of the largest one are zeros: the covariance is singular there.
+        tiny = float(lam.max(initial=0.0)) * D * np.finfo(np.float64).eps
+        if k < D and not noise > tiny:
             raise ValueError(f"PCADetector: the training data have no variance outside the {k} kept components "
                              f"(rank {k} or less in {D} dimensions), so the likelihood is undefined; keep fewer "
                              f"components (n_components) or use more training data")
-        if k == D and not lam.min() > 0:
+        if k == D and not lam.min() > tiny:
             raise ValueError(f"PCADetector: the training data have rank below {D}, so the full-covariance "
                              f"likelihood is undefined; keep fewer components (n_components < {D})")
         return {"mean": _t(est.mean_), "components": _t(est.components_), "explained_variance": _t(lam),

@@ -128,7 +128,7 @@ class DeepSVDD(nn.Module):
 
     @torch.no_grad()
     def solve_radius(self, data: torch.Tensor, batch_size: int) -> float:
-        """Set R to its optimum for the current weights, ``d_(n - ⌊νn⌋)`` of the distances ||φ(x) - c|| over ``data``."""
+        """Set R to its optimum for the current weights: ``d_(n - ⌊νn⌋)``, d_i = ||φ(x_i) - c|| over ``data``."""
         dist = np.sort(self._all_distances(data, batch_size).to(torch.float64).clamp_min(0).sqrt().cpu().numpy())
         n = dist.shape[0]
         k = n - int(math.floor(self.nu * n))  # 1-based rank of the radius
