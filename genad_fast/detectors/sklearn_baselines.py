@@ -132,8 +132,10 @@ class PCADetector(_SklearnDetector):
     score : "likelihood" or "reconstruction", default "likelihood"
     svd_solver : str, default "auto"
         As for scikit-learn's PCA (its randomized solver is seeded from ``seed``).
+    reduce : "min", "mean" or "max", default "min"
+        Series: how the window scores covering a timestamp combine (see the module docstring).
     **kwargs
-        The shared detector parameters (window, stride, contamination, reduce, seed, ...).
+        The shared detector parameters (window, stride, contamination, seed, ...).
     """
 
     def __init__(self, n_components: int | float | None = 0.95, score: str = "likelihood", svd_solver: str = "auto",
@@ -210,8 +212,10 @@ class OCSVMDetector(_SklearnDetector):
         As for scikit-learn ("scale" = 1 / (F · Var(X)), F the features or W·C).
     degree, coef0, tol, max_iter
         As for scikit-learn.
+    reduce : "min", "mean" or "max", default "min"
+        Series: how the window scores covering a timestamp combine (see the module docstring).
     **kwargs
-        The shared detector parameters.
+        The shared detector parameters (window, stride, contamination, seed, ...).
     """
 
     def __init__(self, kernel: str = "rbf", nu: float = 0.1, gamma: str | float = "scale", degree: int = 3,
@@ -287,8 +291,10 @@ class IsolationForestDetector(_SklearnDetector):
     max_features : int or float, default 1.0
     bootstrap : bool, default False
         As for scikit-learn; the random choices are seeded from ``seed``.
+    reduce : "min", "mean" or "max", default "min"
+        Series: how the window scores covering a timestamp combine (see the module docstring).
     **kwargs
-        The shared detector parameters.
+        The shared detector parameters (window, stride, contamination, seed, ...).
     """
 
     def __init__(self, n_estimators: int = 100, max_samples: str | int | float = "auto",
@@ -373,8 +379,10 @@ class LOFDetector(_SklearnDetector):
         k; fitting needs more than k rows (windows).
     algorithm, leaf_size, metric, p
         As for scikit-learn's ``LocalOutlierFactor``.
+    reduce : "min", "mean" or "max", default "min"
+        Series: how the window scores covering a timestamp combine (see the module docstring).
     **kwargs
-        The shared detector parameters.
+        The shared detector parameters (window, stride, contamination, seed, ...).
     """
 
     def __init__(self, n_neighbors: int = 20, algorithm: str = "auto", leaf_size: int = 30, metric: str = "minkowski",

@@ -51,6 +51,9 @@ def svdd_network(sample_shape: Sequence[int], hidden: Sequence[int], rep_dim: in
     No linear/convolution bias and, with ``batch_norm``, ``affine=False``: any additive parameter would let
     the network output the constant c for every input (Ruff et al., Prop. 2), a hypersphere of radius 0.
     """
+    # bias=False is the point: Deep SVDD's loss is minimised to 0 by a network that ignores its input and
+    # outputs c through its biases (zero weights). Without any additive parameter that constant map is out
+    # of reach (without batch norm, φ(0) = 0 != c: the centre guard keeps every |c_j| >= eps).
     return make_encoder(sample_shape, hidden, rep_dim, kernel_size=kernel_size, bias=False, batch_norm=batch_norm)
 
 
