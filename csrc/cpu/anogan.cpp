@@ -1,0 +1,209 @@
+// AnoGAN latent search on the CPU: the residual loss with its sub-gradients in one pass over each row,
+// and the per-row masked Adam update of the latent codes in place. Math in genad/anogan.h; vectorised
+// with at::vec::Vectorized, never -ffast-math, so NaN/inf propagate.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <tuple>
+
+#include <genad/anogan.h>
+
+namespace genad::cpu {
+namespace {
+
+namespace ga = genad::anogan;
+
+// abs/sign/sqrt/fmadd of a whole vector; sign keeps ±0 and NaN as they are (see ScalarMath::sign).
+struct VecMath {
+  template <class V>
+  static V abs(const V& v) {
+    return v.abs();
+  }
+  template <class V>
+  static V sqrt(const V& v) {
+    return v.sqrt();
+  }
+  template <class V>
+  static V fmadd(const V& a, const V& b, const V& c) {
+    return at::vec::fmadd(a, b, c);
+  }
+  template <class V>
+  static V sign(const V& d) {
+    using T = typename V::value_type;
+    const V zero(T(0));
+    const V s = V::blendv(d, V(T(1)), d > zero);
+    return V::blendv(s, V(T(-1)), d < zero);
+  }
+};
+
+// Rows per parallel chunk: about at::internal::GRAIN_SIZE elements, at least one row.
+int64_t row_grain(int64_t width) {
+  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(width, 1));
+}
+
+void check_rows(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor for the CPU kernel, got ", t.device());
+  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [B, K], got shape ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
+              " must be float32 or float64, got ", t.scalar_type());
+  // Column slices of a bigger matrix are used in place through their row stride.
+  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name,
+              " must have unit stride on its last dimension, got strides ", t.strides());
+}
+
+void check_like(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* name, const char* ref_name) {
+  check_rows(t, op, name);
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " and ", ref_name, " must share a dtype, got ",
+              t.scalar_type(), " and ", ref.scalar_type());
+}
+
+// loss[B], grad_gx[B, P], grad_fgx[B, F] from x, gx [B, P] and fx, fgx [B, F] (each with its own row stride).
+template <typename T>
+void residual_rows(const T* x, int64_t sx, const T* gx, int64_t sgx, const T* fx, int64_t sfx, const T* fgx,
+                   int64_t sfgx, T* loss, T* ggx, T* gfgx, int64_t B, int64_t P, int64_t F, T w_p, T w_f) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  // One pass over a row pair: the sum of |a − b| (reduced in registers, in T: float32 or float64) and
+  // neg_w·sign(a − b) stored contiguously.
+  auto pass = [](const T* a, const T* b, T* grad, int64_t K, T neg_w) -> T {
+    const Vec nw(neg_w);
+    Vec acc(T(0));
+    int64_t j = 0;
+    for (; j + W <= K; j += W) {
+      Vec g;
+      acc = acc + ga::residual_elem<VecMath>(Vec::loadu(a + j), Vec::loadu(b + j), nw, g);
+      g.store(grad + j);
+    }
+    T sum = at::vec::vec_reduce_all<T>([](Vec& u, Vec& v) { return u + v; }, acc);
+    for (; j < K; ++j) {
+      sum += ga::residual_elem<ga::ScalarMath>(a[j], b[j], neg_w, grad[j]);
+    }
+    return sum;
+  };
+  at::parallel_for(0, B, row_grain(P + F), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T sum_p = pass(x + r * sx, gx + r * sgx, ggx + r * P, P, -w_p);
+      const T sum_f = pass(fx + r * sfx, fgx + r * sfgx, gfgx + r * F, F, -w_f);
+      loss[r] = ga::residual_loss(sum_p, sum_f, w_p, w_f);
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> anogan_residual_cpu(const at::Tensor& x, const at::Tensor& gx,
+                                                                   const at::Tensor& fx, const at::Tensor& fgx,
+                                                                   double lam) {
+  const char* op = "genad_fast::anogan_residual";
+  check_rows(x, op, "x");
+  check_like(gx, x, op, "gx", "x");
+  check_like(fx, x, op, "fx", "x");
+  check_like(fgx, x, op, "fgx", "x");
+  TORCH_CHECK(gx.sizes() == x.sizes(), op, ": gx must have the shape of x ", x.sizes(), ", got ", gx.sizes());
+  TORCH_CHECK(fgx.sizes() == fx.sizes(), op, ": fgx must have the shape of fx ", fx.sizes(), ", got ", fgx.sizes());
+  TORCH_CHECK(fx.size(0) == x.size(0), op, ": fx must have one row per row of x (", x.size(0), "), got ", fx.size(0));
+  TORCH_CHECK(std::isfinite(lam) && lam >= 0.0 && lam <= 1.0, op, ": lam must be a number in [0, 1], got ", lam);
+  const int64_t B = x.size(0), P = x.size(1), F = fx.size(1);
+  at::Tensor loss = at::empty({B}, x.options());
+  at::Tensor grad_gx = at::empty({B, P}, x.options());
+  at::Tensor grad_fgx = at::empty({B, F}, x.options());
+  if (B == 0) {
+    return {loss, grad_gx, grad_fgx};
+  }
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genad_fast_anogan_residual_cpu", [&] {
+    residual_rows<scalar_t>(x.const_data_ptr<scalar_t>(), x.stride(0), gx.const_data_ptr<scalar_t>(), gx.stride(0),
+                            fx.const_data_ptr<scalar_t>(), fx.stride(0), fgx.const_data_ptr<scalar_t>(),
+                            fgx.stride(0), loss.mutable_data_ptr<scalar_t>(), grad_gx.mutable_data_ptr<scalar_t>(),
+                            grad_fgx.mutable_data_ptr<scalar_t>(), B, P, F, static_cast<scalar_t>(1.0 - lam),
+                            static_cast<scalar_t>(lam));
+  });
+  return {loss, grad_gx, grad_fgx};
+}
+
+// Adam on the active rows of z[B, L] (row strides sz, sg, sm, sv; step and active with strides ss, sa).
+template <typename T>
+void masked_adam_rows(T* z, int64_t sz, const T* g, int64_t sg, T* m, int64_t sm, T* v, int64_t sv, int64_t* step,
+                      int64_t ss, const bool* active, int64_t sa, int64_t B, int64_t L, double lr, double beta1,
+                      double beta2, double eps) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  const ga::AdamConsts<T> c = ga::adam_consts<T>(beta1, beta2, eps);
+  const Vec coef(c.lerp_coef), b2(c.beta2), omb2(c.one_minus_beta2), epsv(c.eps);
+  at::parallel_for(0, B, row_grain(L), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      if (!active[r * sa]) {
+        continue;  // an inactive row keeps z, m, v and its step count
+      }
+      const int64_t t = step[r * ss] + 1;
+      step[r * ss] = t;
+      double nss, bc2s;
+      ga::adam_row_scalars(t, lr, beta1, beta2, nss, bc2s);
+      const T neg_step_size = static_cast<T>(nss), bc2_sqrt = static_cast<T>(bc2s);
+      const Vec nssv(neg_step_size), bc2v(bc2_sqrt);
+      T* zr = z + r * sz;
+      const T* gr = g + r * sg;
+      T* mr = m + r * sm;
+      T* vr = v + r * sv;
+      int64_t j = 0;
+      for (; j + W <= L; j += W) {
+        Vec zv = Vec::loadu(zr + j), mv = Vec::loadu(mr + j), vv = Vec::loadu(vr + j);
+        ga::adam_elem<VecMath>(zv, Vec::loadu(gr + j), mv, vv, coef, c.lerp_small, b2, omb2, epsv, nssv, bc2v);
+        zv.store(zr + j);
+        mv.store(mr + j);
+        vv.store(vr + j);
+      }
+      for (; j < L; ++j) {
+        ga::adam_elem<ga::ScalarMath>(zr[j], gr[j], mr[j], vr[j], c.lerp_coef, c.lerp_small, c.beta2,
+                                      c.one_minus_beta2, c.eps, neg_step_size, bc2_sqrt);
+      }
+    }
+  });
+}
+
+void masked_adam_cpu(const at::Tensor& z, const at::Tensor& grad, const at::Tensor& m, const at::Tensor& v,
+                     const at::Tensor& step, const at::Tensor& active, double lr, double beta1, double beta2,
+                     double eps) {
+  const char* op = "genad_fast::masked_adam_";
+  check_rows(z, op, "z");
+  auto check_state = [&](const at::Tensor& t, const char* name) {
+    check_like(t, z, op, name, "z");
+    TORCH_CHECK(t.sizes() == z.sizes(), op, ": ", name, " must have the shape of z ", z.sizes(), ", got ", t.sizes());
+  };
+  check_state(grad, "grad");
+  check_state(m, "m");
+  check_state(v, "v");
+  const int64_t B = z.size(0), L = z.size(1);
+  TORCH_CHECK(step.device().is_cpu() && active.device().is_cpu(), op, ": step and active must be CPU tensors, got ",
+              step.device(), " and ", active.device());
+  TORCH_CHECK(step.scalar_type() == at::kLong, op, ": step must be int64 (each row's update count), got ",
+              step.scalar_type());
+  TORCH_CHECK(active.scalar_type() == at::kBool, op, ": active must be bool, got ", active.scalar_type());
+  TORCH_CHECK(step.dim() == 1 && step.size(0) == B, op, ": step must be 1-D with one entry per row (", B,
+              "), got shape ", step.sizes());
+  TORCH_CHECK(active.dim() == 1 && active.size(0) == B, op, ": active must be 1-D with one entry per row (", B,
+              "), got shape ", active.sizes());
+  TORCH_CHECK(std::isfinite(lr) && lr >= 0.0, op, ": lr must be a finite number >= 0, got ", lr);
+  TORCH_CHECK(beta1 >= 0.0 && beta1 < 1.0, op, ": beta1 must be in [0, 1), got ", beta1);
+  TORCH_CHECK(beta2 >= 0.0 && beta2 < 1.0, op, ": beta2 must be in [0, 1), got ", beta2);
+  TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, op, ": eps must be a finite number >= 0, got ", eps);
+  if (B == 0) {
+    return;
+  }
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "genad_fast_masked_adam_cpu", [&] {
+    masked_adam_rows<scalar_t>(z.mutable_data_ptr<scalar_t>(), z.stride(0), grad.const_data_ptr<scalar_t>(),
+                               grad.stride(0), m.mutable_data_ptr<scalar_t>(), m.stride(0),
+                               v.mutable_data_ptr<scalar_t>(), v.stride(0), step.mutable_data_ptr<int64_t>(),
+                               step.stride(0), active.const_data_ptr<bool>(), active.stride(0), B, L, lr, beta1,
+                               beta2, eps);
+  });
+}
+
+}  // namespace
+}  // namespace genad::cpu
+
+TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
+  m.impl("anogan_residual", &genad::cpu::anogan_residual_cpu);
+  m.impl("masked_adam_", &genad::cpu::masked_adam_cpu);
+}
