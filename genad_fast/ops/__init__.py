@@ -2,4 +2,5 @@
 (``backend=`` > ``GENAD_FAST_BACKEND`` > auto) and registers fake and autograd kernels."""
 from genad_fast.ops.noise import philox_counters, randn
 from genad_fast.ops.coupling import coupling_forward, coupling_inverse
+from genad_fast.ops.diffusion import add_noise, diffusion_step, recon_error_accumulate_
 from genad_fast.ops.anogan import anogan_residual, masked_adam_

@@ -1,0 +1,345 @@
+// CPU kernels of the diffusion ops (math in genad/diffusion.h):
+//   add_noise       out = a·x0 + b·z                  x0, out: [B, M]; a, b: [B]
+//   diffusion_step  out = a·x_t + b·eps + c·z         x_t, eps, out: [B, M]; a, b, c: [B]
+//   recon_error_accumulate_   score[B, T] += w · mean_c(mask·(x − x̂)²)   x, x̂, mask: [B, T, C], any strides
+//
+// One pass over memory, no temporaries. In-kernel noise: the counters are cut into blocks of kBlock; a block's
+// 4·kBlock normals come from the vectorized Philox of philox_block.h (the noise op's code) into an L1 buffer and
+// are consumed at once by the four contiguous runs they feed (one per quarter of the tensor, split where a run
+// crosses a sample boundary). Every element goes through the same at::vec expression (partial registers at the
+// ends of runs), so its value depends on its position only: the result is the same for any thread count.
+#include <ATen/ATen.h>
+#include <ATen/MemoryOverlap.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+
+#include "genad/diffusion.h"
+#include "genad/huge_pages.h"
+#include "philox_block.h"
+
+namespace genad {
+namespace cpu {
+namespace {
+
+namespace gd = genad::diffusion;
+using philox_vec::kBlock;
+
+// Counter blocks per parallel task: 16 x 64 counters = 4096 elements, ~48 KiB of traffic.
+constexpr int64_t kGrainBlocks = 16;
+// Elements per task when the noise is an explicit tensor.
+constexpr int64_t kGrainElems = 16384;
+
+// ---- add_noise / diffusion_step -----------------------------------------------------------------------------
+
+template <typename T>
+struct Combine {
+  const T* x;    // [B, M], row stride sx: x0 (add_noise) or x_t (step)
+  int64_t sx;
+  const T* e;    // [B, M], row stride se: eps (step), null for add_noise
+  int64_t se;
+  const T* a;    // [B], stride sa: coefficient of x
+  int64_t sa;
+  const T* b;    // [B], stride sb: coefficient of eps (step), null for add_noise
+  int64_t sb;
+  const T* c;    // [B], stride sc: coefficient of the noise
+  int64_t sc;
+  T* out;        // [B, M] contiguous
+  int64_t M;
+};
+
+// a register of T from `count` (<= size) values of type Z: float normals widened for float64 data.
+template <typename T, typename Z>
+inline at::vec::Vectorized<T> load(const Z* p, int64_t count) {
+  using V = at::vec::Vectorized<T>;
+  if constexpr (std::is_same_v<T, Z>) {
+    return count == V::size() ? V::loadu(p) : V::loadu(p, count);
+  } else {
+    alignas(64) T buf[V::size()];
+    for (int64_t l = 0; l < count; ++l) buf[l] = static_cast<T>(p[l]);
+    return V::loadu(buf, count);
+  }
+}
+
+// out[r, col : col + len] from the noise z[0 : len] (within one sample).
+template <typename T, typename Z>
+inline void combine_segment(const Combine<T>& p, int64_t r, int64_t col, const Z* z, int64_t len) {
+  using V = at::vec::Vectorized<T>;
+  const V va(p.a[r * p.sa]), vc(p.c[r * p.sc]);
+  const T* x = p.x + r * p.sx + col;
+  T* out = p.out + r * p.M + col;
+  if (p.e != nullptr) {
+    const V vb(p.b[r * p.sb]);
+    const T* e = p.e + r * p.se + col;
+    for (int64_t l = 0; l < len; l += V::size()) {
+      const int64_t k = std::min<int64_t>(V::size(), len - l);
+      gd::step_elem<V>(load<T>(x + l, k), load<T>(e + l, k), va, vb, vc, load<T>(z + l, k)).store(out + l, k);
+    }
+  } else {
+    for (int64_t l = 0; l < len; l += V::size()) {
+      const int64_t k = std::min<int64_t>(V::size(), len - l);
+      gd::add_noise_elem<V>(load<T>(x + l, k), va, vc, load<T>(z + l, k)).store(out + l, k);
+    }
+  }
+}
+
+// Flat elements [start, start + count) of the [B, M] tensor, cut where they cross a sample boundary;
+// noise(r, col, done) points at the noise of element (r, col), the done-th of the run.
+template <typename T, typename NoiseAt>
+inline void combine_run(const Combine<T>& p, int64_t start, int64_t count, NoiseAt&& noise) {
+  int64_t r = start / p.M, col = start % p.M, done = 0;
+  while (done < count) {
+    const int64_t len = std::min(count - done, p.M - col);
+    combine_segment(p, r, col, noise(r, col, done), len);
+    done += len;
+    ++r;
+    col = 0;
+  }
+}
+
+// z from the Philox stream at (seed, offset) for the whole [B, M] tensor.
+template <typename T>
+void combine_philox(const Combine<T>& p, int64_t n, uint64_t seed, uint64_t offset) {
+  const int64_t q = static_cast<int64_t>(genad::philox::counters(static_cast<uint64_t>(n)));
+  const int64_t blocks = (q + kBlock - 1) / kBlock;
+  at::parallel_for(0, blocks, kGrainBlocks, [&](int64_t b0, int64_t b1) {
+    alignas(64) float z[4][kBlock];
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t j0 = blk * kBlock;  // first counter of the block, relative to offset
+      philox_vec::block_normals(seed, offset + static_cast<uint64_t>(j0), z);
+      const int64_t in_quarter = std::min(kBlock, q - j0);
+      for (int k = 0; k < 4; ++k) {
+        const int64_t start = k * q + j0;
+        const int64_t count = std::min(in_quarter, n - start);  // the last quarter may be short
+        if (count > 0) combine_run(p, start, count, [&](int64_t, int64_t, int64_t done) { return z[k] + done; });
+      }
+    }
+  });
+}
+
+// z from an explicit [B, M] tensor with row stride sn.
+template <typename T>
+void combine_tensor(const Combine<T>& p, int64_t n, const T* noise, int64_t sn) {
+  at::parallel_for(0, n, kGrainElems, [&](int64_t i0, int64_t i1) {
+    combine_run(p, i0, i1 - i0, [&](int64_t r, int64_t col, int64_t) { return noise + r * sn + col; });
+  });
+}
+
+void check_data(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got ", t.device());
+  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [B, M], got shape ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
+              " must be float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name,
+              " must have a sample's elements contiguous (unit last stride), got strides ", t.strides());
+}
+
+void check_like(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name) {
+  check_data(t, op, name);
+  TORCH_CHECK(t.sizes() == like.sizes(), op, ": ", name, " must have the data's shape ", like.sizes(), ", got ",
+              t.sizes());
+  TORCH_CHECK(t.scalar_type() == like.scalar_type(), op, ": ", name, " must have the data's dtype ",
+              like.scalar_type(), ", got ", t.scalar_type());
+}
+
+void check_coefficient(const at::Tensor& v, const at::Tensor& data, const char* op, const char* name) {
+  TORCH_CHECK(v.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got ", v.device());
+  TORCH_CHECK(v.dim() == 1 && v.size(0) == data.size(0), op, ": ", name,
+              " must be a vector of one coefficient per sample, shape [", data.size(0), "], got ", v.sizes());
+  TORCH_CHECK(v.scalar_type() == data.scalar_type(), op, ": ", name, " must have the data's dtype ",
+              data.scalar_type(), ", got ", v.scalar_type());
+}
+
+// add_noise when eps (and b) are absent; the noise coefficient is `c`.
+at::Tensor combine(const char* op, const at::Tensor& x, const std::optional<at::Tensor>& eps, const at::Tensor& a,
+                   const std::optional<at::Tensor>& b, const at::Tensor& c, const char* c_name, int64_t seed,
+                   int64_t offset, const std::optional<at::Tensor>& noise) {
+  check_data(x, op, eps ? "x_t" : "x0");
+  if (eps) check_like(*eps, x, op, "eps");
+  check_coefficient(a, x, op, "a");
+  if (b) check_coefficient(*b, x, op, "b");
+  check_coefficient(c, x, op, c_name);
+  if (noise) check_like(*noise, x, op, "noise");
+  TORCH_CHECK(seed >= 0, op, ": seed must be in [0, 2^63), got ", seed);
+  TORCH_CHECK(offset >= 0, op, ": offset must be in [0, 2^63), got ", offset);
+  const int64_t B = x.size(0), M = x.size(1);
+  at::Tensor out = at::empty({B, M}, x.options());
+  if (B == 0 || M == 0) return out;
+  genad::advise_huge_pages(out.data_ptr(), out.nbytes());  // written in full: spare it most first-touch faults
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genad_fast_diffusion_cpu", [&] {
+    const Combine<scalar_t> p{x.const_data_ptr<scalar_t>(),
+                              x.stride(0),
+                              eps ? eps->const_data_ptr<scalar_t>() : nullptr,
+                              eps ? eps->stride(0) : 0,
+                              a.const_data_ptr<scalar_t>(),
+                              a.stride(0),
+                              b ? b->const_data_ptr<scalar_t>() : nullptr,
+                              b ? b->stride(0) : 0,
+                              c.const_data_ptr<scalar_t>(),
+                              c.stride(0),
+                              out.mutable_data_ptr<scalar_t>(),
+                              M};
+    if (noise) {
+      combine_tensor(p, B * M, noise->const_data_ptr<scalar_t>(), noise->stride(0));
+    } else {
+      combine_philox(p, B * M, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset));
+    }
+  });
+  return out;
+}
+
+at::Tensor add_noise_cpu(const at::Tensor& x0, const at::Tensor& a, const at::Tensor& b, int64_t seed, int64_t offset,
+                         const std::optional<at::Tensor>& noise) {
+  return combine("genad_fast::add_noise", x0, std::nullopt, a, std::nullopt, b, "b", seed, offset, noise);
+}
+
+at::Tensor diffusion_step_cpu(const at::Tensor& x_t, const at::Tensor& eps, const at::Tensor& a, const at::Tensor& b,
+                              const at::Tensor& c, int64_t seed, int64_t offset,
+                              const std::optional<at::Tensor>& noise) {
+  return combine("genad_fast::diffusion_step", x_t, eps, a, b, c, "c", seed, offset, noise);
+}
+
+// ---- recon_error_accumulate_ ----------------------------------------------------------------------------------
+
+template <typename T>
+struct Recon {
+  T* score;  // [B, T]
+  int64_t s0, s1;
+  const T* x;  // [B, T, C]
+  int64_t x0, x1, x2;
+  const T* h;  // x_hat [B, T, C]
+  int64_t h0, h1, h2;
+  const T* m;  // mask [B, T, C] or null
+  int64_t m0, m1, m2;
+  int64_t C;
+  T weight;
+};
+
+// Channels contiguous (the [B, T, C] layout): one register-wide sum over C per timestamp.
+template <typename T>
+void recon_rows(const Recon<T>& p, int64_t B, int64_t Tn) {
+  using V = at::vec::Vectorized<T>;
+  at::parallel_for(0, B * Tn, std::max<int64_t>(1, 8192 / std::max<int64_t>(p.C, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t bi = r / Tn, t = r % Tn;
+      const T* x = p.x + bi * p.x0 + t * p.x1;
+      const T* h = p.h + bi * p.h0 + t * p.h1;
+      const T* m = p.m ? p.m + bi * p.m0 + t * p.m1 : nullptr;
+      V acc(T(0));
+      for (int64_t l = 0; l < p.C; l += V::size()) {  // lanes past C load zeros and add nothing
+        const int64_t k = std::min<int64_t>(V::size(), p.C - l);
+        const V xv = load<T>(x + l, k), hv = load<T>(h + l, k);
+        acc = acc + (m ? gd::masked_sq_err<V>(xv, hv, load<T>(m + l, k)) : gd::sq_err<V>(xv, hv));
+      }
+      alignas(64) T lanes[V::size()];
+      acc.store(lanes);
+      T sum = T(0);
+      for (int64_t l = 0; l < V::size(); ++l) sum += lanes[l];
+      p.score[bi * p.s0 + t * p.s1] += p.weight * (sum / static_cast<T>(p.C));
+    }
+  });
+}
+
+// Any other layout, e.g. a [B, C, T] state read through its transpose (timestamps contiguous): tiles of kTile
+// timestamps, each accumulated over the channels, vectorized over time where the time stride is 1.
+template <typename T>
+void recon_tiles(const Recon<T>& p, int64_t B, int64_t Tn) {
+  using V = at::vec::Vectorized<T>;
+  constexpr int64_t kTile = 256;
+  const int64_t tiles = (Tn + kTile - 1) / kTile;
+  const bool unit_t = p.x1 == 1 && p.h1 == 1 && (!p.m || p.m1 == 1);
+  at::parallel_for(0, B * tiles, std::max<int64_t>(1, 64 / std::max<int64_t>(p.C, 1)), [&](int64_t w0, int64_t w1) {
+    alignas(64) T acc[kTile];
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t bi = w / tiles, t0 = (w % tiles) * kTile, len = std::min(kTile, Tn - t0);
+      std::fill(acc, acc + len, T(0));
+      for (int64_t ch = 0; ch < p.C; ++ch) {
+        const T* x = p.x + bi * p.x0 + t0 * p.x1 + ch * p.x2;
+        const T* h = p.h + bi * p.h0 + t0 * p.h1 + ch * p.h2;
+        const T* m = p.m ? p.m + bi * p.m0 + t0 * p.m1 + ch * p.m2 : nullptr;
+        if (unit_t) {
+          for (int64_t l = 0; l < len; l += V::size()) {
+            const int64_t k = std::min<int64_t>(V::size(), len - l);
+            const V xv = load<T>(x + l, k), hv = load<T>(h + l, k);
+            const V e = m ? gd::masked_sq_err<V>(xv, hv, load<T>(m + l, k)) : gd::sq_err<V>(xv, hv);
+            (V::loadu(acc + l, k) + e).store(acc + l, k);
+          }
+        } else {
+          for (int64_t l = 0; l < len; ++l) {
+            acc[l] += m ? gd::masked_sq_err<T>(x[l * p.x1], h[l * p.h1], m[l * p.m1]) : gd::sq_err<T>(x[l * p.x1], h[l * p.h1]);
+          }
+        }
+      }
+      T* s = p.score + bi * p.s0 + t0 * p.s1;
+      for (int64_t l = 0; l < len; ++l) s[l * p.s1] += p.weight * (acc[l] / static_cast<T>(p.C));
+    }
+  });
+}
+
+void check_recon(const at::Tensor& t, const at::Tensor& x, const char* op, const char* name) {
+  TORCH_CHECK(t.device() == x.device(), op, ": ", name, " must be on x's device ", x.device(), ", got ", t.device());
+  TORCH_CHECK(t.sizes() == x.sizes(), op, ": ", name, " must have x's shape ", x.sizes(), ", got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": ", name, " must have x's dtype ", x.scalar_type(), ", got ",
+              t.scalar_type());
+}
+
+void recon_error_accumulate_cpu(at::Tensor score, const at::Tensor& x, const at::Tensor& x_hat,
+                                const std::optional<at::Tensor>& mask, double weight) {
+  const char* op = "genad_fast::recon_error_accumulate_";
+  TORCH_CHECK(x.device().is_cpu(), op, ": x must be a CPU tensor, got ", x.device());
+  TORCH_CHECK(x.dim() == 3, op, ": x must be 3-D [B, T, C], got shape ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
+              ": x must be float32 or float64, got ", x.scalar_type());
+  check_recon(x_hat, x, op, "x_hat");
+  if (mask) check_recon(*mask, x, op, "mask");
+  TORCH_CHECK(score.device() == x.device(), op, ": score must be on x's device ", x.device(), ", got ",
+              score.device());
+  TORCH_CHECK(score.dim() == 2 && score.size(0) == x.size(0) && score.size(1) == x.size(1), op,
+              ": score must be [B, T] = [", x.size(0), ", ", x.size(1), "], got ", score.sizes());
+  TORCH_CHECK(score.scalar_type() == x.scalar_type(), op, ": score must have x's dtype ", x.scalar_type(), ", got ",
+              score.scalar_type());
+  at::assert_no_internal_overlap(score);  // an expanded score would be updated by several timestamps at once
+  for (const at::Tensor* t : {&x, &x_hat}) at::assert_no_partial_overlap(score, *t);
+  const int64_t B = x.size(0), Tn = x.size(1), C = x.size(2);
+  if (B == 0 || Tn == 0) return;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genad_fast_recon_error_cpu", [&] {
+    const Recon<scalar_t> p{score.mutable_data_ptr<scalar_t>(),
+                            score.stride(0),
+                            score.stride(1),
+                            x.const_data_ptr<scalar_t>(),
+                            x.stride(0),
+                            x.stride(1),
+                            x.stride(2),
+                            x_hat.const_data_ptr<scalar_t>(),
+                            x_hat.stride(0),
+                            x_hat.stride(1),
+                            x_hat.stride(2),
+                            mask ? mask->const_data_ptr<scalar_t>() : nullptr,
+                            mask ? mask->stride(0) : 0,
+                            mask ? mask->stride(1) : 0,
+                            mask ? mask->stride(2) : 0,
+                            C,
+                            static_cast<scalar_t>(weight)};
+    const bool unit_c = C <= 1 || (x.stride(2) == 1 && x_hat.stride(2) == 1 && (!mask || mask->stride(2) == 1));
+    if (unit_c) {
+      recon_rows(p, B, Tn);
+    } else {
+      recon_tiles(p, B, Tn);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace genad
+
+TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
+  m.impl("add_noise", &genad::cpu::add_noise_cpu);
+  m.impl("diffusion_step", &genad::cpu::diffusion_step_cpu);
+  m.impl("recon_error_accumulate_", &genad::cpu::recon_error_accumulate_cpu);
+}
