@@ -132,15 +132,23 @@ void masked_adam_rows(T* z, int64_t sz, const T* g, int64_t sg, T* m, int64_t sm
   const ga::AdamConsts<T> c = ga::adam_consts<T>(beta1, beta2, eps);
   const Vec coef(c.lerp_coef), b2(c.beta2), omb2(c.one_minus_beta2), epsv(c.eps);
   at::parallel_for(0, B, row_grain(L), [&](int64_t r0, int64_t r1) {
+    // The two pow() calls of the bias corrections cost more than a short row's update; rows mostly share
+    // their step count (they start together), so the scalars of the last count seen are reused.
+    int64_t cached_t = -1;
+    T neg_step_size = T(0), bc2_sqrt = T(1);
     for (int64_t r = r0; r < r1; ++r) {
       if (!active[r * sa]) {
         continue;  // an inactive row keeps z, m, v and its step count
       }
       const int64_t t = step[r * ss] + 1;
       step[r * ss] = t;
-      double nss, bc2s;
-      ga::adam_row_scalars(t, lr, beta1, beta2, nss, bc2s);
-      const T neg_step_size = static_cast<T>(nss), bc2_sqrt = static_cast<T>(bc2s);
+      if (t != cached_t) {
+        double nss, bc2s;
+        ga::adam_row_scalars(t, lr, beta1, beta2, nss, bc2s);
+        neg_step_size = static_cast<T>(nss);
+        bc2_sqrt = static_cast<T>(bc2s);
+        cached_t = t;
+      }
       const Vec nssv(neg_step_size), bc2v(bc2_sqrt);
       T* zr = z + r * sz;
       const T* gr = g + r * sg;

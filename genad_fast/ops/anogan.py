@@ -44,9 +44,10 @@ _IMPLEMENTED = ("eager", "cpu", "cuda", "triton")
 
 
 def _check_number(name: str, value, lo: float, hi: float, hi_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    if type(value) is not float:  # (the common case skips the slower ABC check: these run every iteration)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+        value = float(value)
     ok = math.isfinite(value) and lo <= value and (value < hi if hi_open else value <= hi)
     if not ok:
         interval = f"[{lo:g}, {hi:g})" if hi_open else (f"[{lo:g}, {hi:g}]" if math.isfinite(hi) else f">= {lo:g}")
@@ -100,6 +101,8 @@ def anogan_residual(x: torch.Tensor, gx: torch.Tensor, fx: torch.Tensor, fgx: to
         return _reference.anogan_residual(x, gx, fx, fgx, lam)
     ns = torch.ops.genad_fast_triton if chosen == "triton" else torch.ops.genad_fast
     loss, grad_gx, grad_fgx = ns.anogan_residual(*rows, lam)
+    if x.dim() == 2:
+        return loss, grad_gx, grad_fgx
     return loss.view(x.shape[:-1]), grad_gx.view(x.shape), grad_fgx.view(fx.shape)
 
 
