@@ -27,7 +27,7 @@ def _residual_inputs(b, p, f, dtype, seed=0, gap=0.0):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("b, p, f", [(0, 5, 3), (1, 1, 1), (7, 13, 5), (20, 70, 130)])
+@pytest.mark.parametrize("b, p, f", [(0, 5, 3), (1, 1, 1), (7, 13, 5), (20, 70, 130), (4, 17, 0)])
 @pytest.mark.parametrize("lam", [0.0, 0.1, 1.0])
 def test_residual_matches_reference(dtype, b, p, f, lam):
     x, gx, fx, fgx = _residual_inputs(b, p, f, dtype)
