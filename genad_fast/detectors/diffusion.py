@@ -23,12 +23,13 @@ Scoring a long series: tiles, not windows
     The denoiser is fully convolutional with receptive radius r (output i depends on inputs i-r..i+r). Each
     reverse step runs it over the whole series in tiles of ``tile_size`` timestamps, each read with a halo of r
     on both sides, so every tile's ε̂ equals the ε̂ of the whole series at once (zero padding only at the series'
-    own edges). The step update then runs once over the whole series with the fused
+    own edges); all reads have one length, so ``tile_batch`` tiles go through the network as one batch. The
+    halo costs 2r/tile_size extra work where overlapping windows of stride S cost W/S. The step update then runs once over the whole series with the fused
     :func:`genad_fast.ops.diffusion_step`, its noise drawn from the Philox stream for the whole state tensor
     ``[B, C, T]``: one noise value per timestamp, channel, draw and step, fixed by global position, so the
     tiling changes nothing but speed. Every timestamp is denoised once per step (no overlapping windows,
     cost linear in T, independent of a window stride); memory is the state (a few ``[B, C, T]`` tensors) plus
-    one tile's activations, never T × steps. The error per timestamp goes straight into the score buffer
+    one batch of tiles' activations, never T × steps. The error per timestamp goes straight into the score buffer
     (:func:`genad_fast.ops.recon_error_accumulate_`).
 
 No host-device synchronisation in the loop
@@ -90,8 +91,11 @@ class DiffusionDetector(BaseDetector):
         Denoiser architecture (:class:`genad_fast.nn.denoiser.Denoiser`); defaults give a receptive field of 61.
     epochs, batch_size, lr, weight_decay, grad_clip, val_fraction, patience
         Training (:func:`genad_fast.nn.training.fit`): Adam, clipping, early stopping on a held-out split.
-    tile_size : int, default 4096
-        Timestamps per tile at scoring (plus a halo of the receptive radius on each side).
+    tile_size : int, default 1024
+        Timestamps a tile owns at scoring; it reads a halo of the receptive radius more on each side.
+    tile_batch : int, default 8
+        Tiles per network call (batched, since all tile reads have one length). Memory of the network at scoring
+        is about tile_batch x draws (x masks) x (tile_size + 2 halo) x residual_channels x a few floats.
     matmul_dtype : "float32" or "bfloat16", default "float32"
         Dtype of the denoiser's products at scoring (autocast); the state, steps and scores stay float32.
     **kwargs
@@ -106,7 +110,8 @@ class DiffusionDetector(BaseDetector):
                  masks: tuple = MASKS, mask_split: int = 4, residual_channels: int = 64, n_layers: int = 8,
                  dilation_cycle: int = 4, kernel_size: int = 3, embedding_dim: int = 128, epochs: int = 100,
                  batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 1.0,
-                 val_fraction: float = 0.1, patience: int = 10, tile_size: int = 4096, matmul_dtype: str = "float32",
+                 val_fraction: float = 0.1, patience: int = 10, tile_size: int = 1024, tile_batch: int = 8,
+                 matmul_dtype: str = "float32",
                  **kwargs):
         super().__init__(window=window, **kwargs)
         self.mode = mode
@@ -134,6 +139,7 @@ class DiffusionDetector(BaseDetector):
         self.val_fraction = val_fraction
         self.patience = patience
         self.tile_size = tile_size
+        self.tile_batch = tile_batch
         self.matmul_dtype = matmul_dtype
 
     # ---- parameters ------------------------------------------------------------------------------
@@ -149,7 +155,7 @@ class DiffusionDetector(BaseDetector):
         if self.matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, got {self.matmul_dtype!r}")
         for name in ("n_steps", "n_draws", "mask_split", "residual_channels", "n_layers", "dilation_cycle",
-                     "kernel_size", "embedding_dim", "epochs", "batch_size", "tile_size"):
+                     "kernel_size", "embedding_dim", "epochs", "batch_size", "tile_size", "tile_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -246,9 +252,9 @@ class DiffusionDetector(BaseDetector):
         offset = ops.philox_counters(K * C * T)
         x_hat = self._reverse_chain(state.view(K, C, T), taus, seed, offset)
         score = torch.zeros(1, T, dtype=torch.float32, device=x.device)
-        x_tc = x.t().contiguous().unsqueeze(0)  # [1, T, C]
+        x_tc = x.t().unsqueeze(0)  # [1, T, C] views of the [C, T] layouts: no copies
         for k in range(K):
-            ops.recon_error_accumulate_(score, x_tc, x_hat[k].t().contiguous().unsqueeze(0), None, 1.0 / K,
+            ops.recon_error_accumulate_(score, x_tc, x_hat[k:k + 1].transpose(1, 2), None, 1.0 / K,
                                         backend=self.backend)
         return score[0]
 
@@ -258,7 +264,7 @@ class DiffusionDetector(BaseDetector):
         targets = self._target_masks(C, T, mask_seed)                   # [M, C, T], 1 = imputed
         M = targets.shape[0]
         B = M * K
-        target = targets.repeat_interleave(K, dim=0)                     # sample b imputes mask b // K
+        observed_mask = (1.0 - targets).repeat_interleave(K, dim=0)      # sample b imputes mask b // K
         schedule = self._noise_schedule()
         taus = schedule.timesteps(self.n_steps - 1, self._chain_length())
         # The chain starts from pure noise at step N (CSDI, ImDiffusion): x_N = z.
@@ -267,13 +273,13 @@ class DiffusionDetector(BaseDetector):
         state = ops.add_noise(x0, *self._on_device(zeros, ones), seed, 0, backend=self.backend)
         offset = ops.philox_counters(B * C * T)
         observed = x.unsqueeze(0).expand(B, C, T)
-        x_hat = self._reverse_chain(state.view(B, C, T), taus, seed, offset, observed=observed, mask=1.0 - target)
+        x_hat = self._reverse_chain(state.view(B, C, T), taus, seed, offset, observed=observed, mask=observed_mask)
         score = torch.zeros(1, T, dtype=torch.float32, device=x.device)
-        x_tc = x.t().contiguous().unsqueeze(0)
+        x_tc = x.t().unsqueeze(0)
         weight = 2.0 / (K * M)  # M / 2 complementary pairs, each covering every point once
         for b in range(B):
-            ops.recon_error_accumulate_(score, x_tc, x_hat[b].t().contiguous().unsqueeze(0),
-                                        target[b].t().contiguous().unsqueeze(0), weight, backend=self.backend)
+            ops.recon_error_accumulate_(score, x_tc, x_hat[b:b + 1].transpose(1, 2),
+                                        targets[b // K:b // K + 1].transpose(1, 2), weight, backend=self.backend)
         return score[0]
 
     def _target_masks(self, C: int, T: int, seed: int) -> torch.Tensor:
@@ -309,8 +315,10 @@ class DiffusionDetector(BaseDetector):
             coeffs.append(self._on_device(a, b, c))
         with torch.profiler.record_function("diffusion.step_embedding"):
             steps = self.model_.step_embedding(torch.tensor(taus[:-1], device=state.device))  # [k, E]
-        return {"coeffs": coeffs, "steps": steps, "tiles": _tiles(T, int(self.tile_size), self.model_.receptive_radius),
-                "counters": ops.philox_counters(B * C * T)}
+        tiles = _tiles(T, int(self.tile_size), self.model_.receptive_radius)
+        per_call = int(self.tile_batch)
+        groups = [tiles[i:i + per_call] for i in range(0, len(tiles), per_call)]
+        return {"coeffs": coeffs, "steps": steps, "groups": groups, "counters": ops.philox_counters(B * C * T)}
 
     def _run_chain(self, plan: dict, state: torch.Tensor, seed: int, offset: int, observed: torch.Tensor | None,
                    mask: torch.Tensor | None) -> torch.Tensor:
@@ -318,19 +326,21 @@ class DiffusionDetector(BaseDetector):
         it makes no host-device synchronisation and can be captured in a CUDA graph (one capture per series
         length; replay with new data copied into the same input buffer)."""
         B, C, T = state.shape
-        coeffs, steps, tiles, counters = plan["coeffs"], plan["steps"], plan["tiles"], plan["counters"]
+        coeffs, steps, groups, counters = plan["coeffs"], plan["steps"], plan["groups"], plan["counters"]
         k = len(coeffs)
         eps = torch.empty_like(state)
         autocast = self._autocast()
         for j in self._progress(range(k), total=k, desc="denoise", unit="step", long_only=True):
             with torch.profiler.record_function("diffusion.network"), autocast:
-                for s, e, lo, hi in tiles:
+                for group in groups:  # tiles batched into one call: [len(group) * B, C, tile + 2 halo]
+                    x_in = _gather(state, group)
                     if observed is None:
-                        out = self.model_(state[:, :, lo:hi], step=steps[j:j + 1])
+                        out = self.model_(x_in, step=steps[j:j + 1])
                     else:
-                        out = self.model_(state[:, :, lo:hi], observed[:, :, lo:hi], mask[:, :, lo:hi],
-                                          step=steps[j:j + 1])
-                    eps[:, :, s:e] = out[:, :, s - lo:e - lo]
+                        out = self.model_(x_in, _gather(observed, group), _gather(mask, group), step=steps[j:j + 1])
+                    out = out.view(len(group), B, C, -1)
+                    for g, (s, e, lo, _) in enumerate(group):
+                        eps[:, :, s:e] = out[g, :, :, s - lo:e - lo]
             with torch.profiler.record_function("diffusion.step"):
                 state = ops.diffusion_step(state.view(B, C * T), eps.view(B, C * T), *coeffs[j], seed,
                                            offset + j * counters, backend=self.backend).view(B, C, T)
@@ -353,13 +363,33 @@ class DiffusionDetector(BaseDetector):
 
 
 def _tiles(T: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """(start, stop, lo, hi) per tile: the tile owns [start, stop) and reads [lo, hi) = [start - halo, stop + halo]
-    clipped to the series (at the series' edges the network's zero padding is the series' own)."""
-    out = []
-    for s in range(0, T, tile):
-        e = min(s + tile, T)
-        out.append((s, e, max(0, s - halo), min(T, e + halo)))
+    """(start, stop, lo, hi) per tile: the tile owns [start, stop) and reads [lo, hi), which reaches at least
+    ``halo`` past every owned timestamp unless it meets a series edge (there the network's zero padding is the
+    series' own, so nothing is lost).
+
+    Every read has the same length ``tile + 2·halo`` (one network shape for all tiles, so tiles batch into one
+    call and a CUDA graph sees static shapes): the first tile owns ``tile + halo`` timestamps from the start, the
+    last one is aligned to the end and owns the rest (at most ``tile + halo``). A series of at most
+    ``tile + 2·halo`` timestamps is one tile.
+    """
+    span = tile + 2 * halo
+    if T <= span:
+        return [(0, T, 0, T)]
+    out = [(0, tile + halo, 0, span)]
+    e = tile + halo
+    while T - e > tile + halo:
+        out.append((e, e + tile, e - halo, e + tile + halo))
+        e += tile
+    out.append((e, T, T - span, T))
     return out
+
+
+def _gather(x: torch.Tensor, group: list[tuple[int, int, int, int]]) -> torch.Tensor:
+    """The reads of a group of tiles of ``x`` ``[B, C, T]`` stacked tile-major: ``[len(group) * B, C, hi - lo]``."""
+    if len(group) == 1:
+        _, _, lo, hi = group[0]
+        return x[:, :, lo:hi]
+    return torch.cat([x[:, :, lo:hi] for _, _, lo, hi in group], dim=0)
 
 
 class _ReconstructLoss:
