@@ -1,0 +1,514 @@
+"""AnoGAN's latent search, batched: every sample of a batch optimises its own latent code at once.
+
+AnoGAN (Schlegl et al., IPMI 2017, Sec. 2.2) scores a sample x by looking for the generated sample
+closest to it. With a frozen generator G and the frozen critic's intermediate features f, it
+minimises over z, with Adam (Kingma & Ba, ICLR 2015), for a fixed number of iterations (500 in the paper):
+
+    L(z) = (1 - lam) * R(z) + lam * F(z),   R(z) = sum |x - G(z)|,   F(z) = sum |f(x) - f(G(z))|
+
+(lam = 0.1 in the paper), and uses the loss reached as the anomaly score. Existing code runs that
+search one sample at a time. Here the rows of a batch (times ``restarts``) form one matrix, each row
+with its own z, its own Adam moments and its own step count, and one iteration is
+
+    G(z), f(G(z))                    forward through the frozen networks (no parameter gradients)
+    anogan_residual(...)             fused op: L per row and dL/dG(z), dL/df(G(z)) (sign sub-gradients)
+    dL/dz                            backward through f and G (vector-Jacobian product, see below)
+    masked_adam_(z, ...)             fused op: bias-corrected Adam on the rows still active
+
+Backward. For the MLPs of :mod:`genad_fast.nn.gan` (stacks of ``Linear`` and ``LeakyReLU``) the
+vector–Jacobian product is written out: ``g <- leaky_relu_backward(g) @ W`` per layer, with the two
+incoming gradients joined by one ``addmm`` (``dL/dG(z) + dL/df · J_f``), into buffers allocated once,
+so an iteration is its ten matrix products plus a handful of fused element-wise passes. Other networks
+(the convolutional ones) go through ``torch.autograd.grad(outputs=(G(z), f(G(z))), inputs=z,
+grad_outputs=(dL/dG(z), dL/df))``.
+
+bfloat16 products (``matmul_dtype=torch.bfloat16``): the networks' matrix products run in bfloat16
+with float32 accumulation (the hand-written path keeps bfloat16 copies of the weights; the autograd
+path uses ``torch.autocast``), as autocast would; z, the Adam state, the residual and the score stay
+float32.
+
+Early stopping. Every ``check_every`` iterations a row whose best loss improved by less than
+``tol`` (relative) since the previous check is marked converged: its ``active`` flag is cleared with
+tensor ops, so ``masked_adam_`` leaves it alone. Converged rows then leave the matrix products:
+at the check, once at most ``shrink`` of the working rows are still active, the active rows are
+gathered into a smaller working set (finished rows are written back first). Reading the active count
+for that decision is the only host–device synchronisation of the loop, one per ``check_every``
+iterations, outside the inner loop; with ``tol=0`` there is none at all until the end.
+
+Score. The result is the loss at the best latent code each row reached (over its iterations, and
+over the restarts of a sample), recomputed in one final forward pass together with its two parts
+``residual`` = R and ``feature`` = F.
+
+CUDA graphs. Between two checks an iteration has static shapes, makes no host–device
+synchronisation (no ``.item()``, ``.cpu()``, ``nonzero()`` and no Python branch on tensor values)
+and allocates nothing on the hand-written path, so the ``check_every`` iterations of a segment can
+be captured in a CUDA graph and replayed; ``cuda_graph=True`` does that on CUDA tensors (one graph per
+working-set size, recaptured after a compaction), provided the fused ops' CUDA kernels are capturable
+too. This path could not be run on the machines this library was written on (no GPU): it is
+written for capture, not tested under it.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["SearchResult", "latent_search", "linear_stack"]
+
+
+@dataclass
+class SearchResult:
+    """Per sample: ``loss`` = (1 - lam) * residual + lam * feature at the best code ``z``.
+
+    ``residual`` = sum |x - G(z)|, ``feature`` = sum |f(x) - f(G(z))|, ``iterations`` = the Adam
+    steps the chosen restart took (fewer than asked when it stopped early), ``restart`` = which restart won.
+    """
+
+    loss: torch.Tensor          # [B] float32
+    residual: torch.Tensor      # [B]
+    feature: torch.Tensor       # [B]
+    z: torch.Tensor             # [B, latent_dim]
+    iterations: torch.Tensor    # [B] int64
+    restart: torch.Tensor       # [B] int64
+
+
+# ---------------------------------------------------------------------------- networks as programs
+
+@dataclass(frozen=True)
+class _Layer:
+    weight: torch.Tensor        # [out, in]
+    bias: torch.Tensor | None   # [out]
+    slope: float | None         # LeakyReLU slope after it (ReLU = 0.0), None for none
+
+
+def linear_stack(module: nn.Module) -> list[_Layer] | None:
+    """The layers of an ``nn.Sequential`` made only of ``Linear`` and ``LeakyReLU``/``ReLU``/``Identity``
+    (nested ``Sequential`` allowed), each ``Linear`` followed by at most one activation; else None."""
+    layers: list[_Layer] = []
+
+    def walk(m: nn.Module) -> bool:
+        for child in m.children() if isinstance(m, nn.Sequential) else [m]:
+            if isinstance(child, nn.Sequential):
+                if not walk(child):
+                    return False
+            elif isinstance(child, nn.Linear):
+                layers.append(_Layer(child.weight, child.bias, None))
+            elif isinstance(child, (nn.LeakyReLU, nn.ReLU)):
+                if not layers or layers[-1].slope is not None:
+                    return False
+                slope = float(child.negative_slope) if isinstance(child, nn.LeakyReLU) else 0.0
+                layers[-1] = _Layer(layers[-1].weight, layers[-1].bias, slope)
+            elif isinstance(child, nn.Identity):
+                continue
+            else:
+                return False
+        return True
+
+    if not isinstance(module, nn.Sequential) or not walk(module) or not layers:
+        return None
+    return layers
+
+
+def _mlp_layers(generator: nn.Module, critic: nn.Module) -> tuple[list[_Layer], list[_Layer]] | None:
+    from genad_fast.nn.gan import MLPCritic, MLPGenerator
+
+    if not (isinstance(generator, MLPGenerator) and isinstance(critic, MLPCritic)):
+        return None
+    g, f = linear_stack(generator.net), linear_stack(critic.body)
+    if g is None or f is None:
+        return None
+    return g, f
+
+
+class _MLPProgram:
+    """Loss and dL/dz of an MLP generator and MLP critic features, backward written out.
+
+    Buffers for ``capacity`` rows are allocated once; a working set of n rows uses their first n
+    rows (contiguous views), so compaction allocates nothing and a segment's tensors are static.
+    """
+
+    def __init__(self, g_layers: list[_Layer], f_layers: list[_Layer], capacity: int,
+                 matmul_dtype: torch.dtype | None, device: torch.device, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self.mdtype = matmul_dtype or dtype
+        cast = (lambda t: None if t is None else t.detach().to(device=device, dtype=self.mdtype))
+        # Weights stored as W^T [in, out] (contiguous) for the forward product and W [out, in] for the backward.
+        self.g = [(cast(l.weight).t().contiguous(), cast(l.weight).contiguous(), cast(l.bias), l.slope)
+                  for l in g_layers]
+        self.f = [(cast(l.weight).t().contiguous(), cast(l.weight).contiguous(), cast(l.bias), l.slope)
+                  for l in f_layers]
+        self.latent_dim = g_layers[0].weight.shape[1]
+        self.out_dim = g_layers[-1].weight.shape[0]
+        if f_layers[0].weight.shape[1] != self.out_dim:
+            raise ValueError(f"the critic's first layer takes {f_layers[0].weight.shape[1]} inputs, "
+                             f"the generator makes {self.out_dim}")
+        self.n_features = f_layers[-1].weight.shape[0]
+        self.mixed = self.mdtype != dtype
+
+        def buf(cols: int, dt: torch.dtype = self.mdtype) -> torch.Tensor:
+            return torch.empty(capacity, cols, device=device, dtype=dt)
+
+        self.acts_g = [buf(w.shape[1]) for w, _, _, _ in self.g]      # post-activation outputs
+        self.acts_f = [buf(w.shape[1]) for w, _, _, _ in self.f]
+        self.grads_g = [buf(w.shape[0]) for w, _, _, _ in self.g]     # dL/d(input of layer i)
+        self.grads_f = [buf(w.shape[0]) for w, _, _, _ in self.f]
+        self.tmp_g = [buf(w.shape[1]) for w, _, _, _ in self.g]       # dL/d(pre-activation)
+        self.tmp_f = [buf(w.shape[1]) for w, _, _, _ in self.f]
+        if self.mixed:  # float32 copies around the residual op, bfloat16 copies of its gradients
+            self.z_m = buf(self.latent_dim)
+            self.gx32, self.fgx32 = buf(self.out_dim, dtype), buf(self.n_features, dtype)
+            self.ggx_m, self.gfgx_m = buf(self.out_dim), buf(self.n_features)
+            self.gz32 = buf(self.latent_dim, dtype)
+
+    @staticmethod
+    def _forward(layers, h: torch.Tensor, acts: list[torch.Tensor], n: int) -> torch.Tensor:
+        for (wt, _, b, slope), out in zip(layers, acts):
+            o = out[:n]
+            if b is None:
+                torch.mm(h, wt, out=o)
+            else:
+                torch.addmm(b, h, wt, out=o)
+            if slope is not None:
+                torch.nn.functional.leaky_relu_(o, slope) if slope else o.relu_()
+            h = o
+        return h
+
+    @staticmethod
+    def _backward(layers, g: torch.Tensor, acts, grads, tmps, n: int, join: torch.Tensor | None = None,
+                  need_input: bool = True) -> torch.Tensor:
+        """``g`` = dL/d(output of the last layer) -> dL/d(input of the first); ``join`` is added to the latter."""
+        for i in reversed(range(len(layers))):
+            _, w, _, slope = layers[i]
+            if slope is not None:  # the activation's derivative, read from its output (same sign as its input)
+                t = tmps[i][:n]
+                torch.ops.aten.leaky_relu_backward.grad_input(g, acts[i][:n], slope, True, grad_input=t)
+                g = t
+            if i == 0 and not need_input:
+                return g
+            out = grads[i][:n]
+            if i == 0 and join is not None:
+                torch.addmm(join, g, w, out=out)
+            else:
+                torch.mm(g, w, out=out)
+            g = out
+        return g
+
+    @torch.no_grad()
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """G(z) [n, out_dim] and f(G(z)) [n, n_features] in the working dtype (views into the buffers)."""
+        n = z.shape[0]
+        if self.mixed:
+            zm = self.z_m[:n]
+            zm.copy_(z)
+            z = zm
+        gx = self._forward(self.g, z, self.acts_g, n)
+        fgx = self._forward(self.f, gx, self.acts_f, n)
+        return gx, fgx
+
+    @torch.no_grad()
+    def loss_and_grad(self, z, x, fx, lam, residual_op) -> tuple[torch.Tensor, torch.Tensor]:
+        n = z.shape[0]
+        gx, fgx = self.forward(z)
+        if self.mixed:
+            gx32, fgx32 = self.gx32[:n], self.fgx32[:n]
+            gx32.copy_(gx)
+            fgx32.copy_(fgx)
+            loss, g_gx, g_fgx = residual_op(x, gx32, fx, fgx32, lam)
+            self.ggx_m[:n].copy_(g_gx)
+            self.gfgx_m[:n].copy_(g_fgx)
+            g_gx, g_fgx = self.ggx_m[:n], self.gfgx_m[:n]
+        else:
+            loss, g_gx, g_fgx = residual_op(x, gx, fx, fgx, lam)
+        d_gx = self._backward(self.f, g_fgx, self.acts_f, self.grads_f, self.tmp_f, n, join=g_gx)
+        d_z = self._backward(self.g, d_gx, self.acts_g, self.grads_g, self.tmp_g, n)
+        if self.mixed:
+            out = self.gz32[:n]
+            out.copy_(d_z)
+            d_z = out
+        return loss, d_z
+
+
+class _AutogradProgram:
+    """Loss and dL/dz of any generator and critic through ``torch.autograd.grad`` (autocast for bfloat16)."""
+
+    def __init__(self, generator: nn.Module, critic: nn.Module, matmul_dtype: torch.dtype | None,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        self.generator, self.critic = generator, critic
+        self.dtype, self.mdtype, self.device = dtype, matmul_dtype, device
+
+    def _autocast(self):
+        if self.mdtype is None or self.mdtype == self.dtype:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.mdtype)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self._autocast():
+            gx = self.generator(z)
+            fgx = self.critic.features(gx)
+        return gx.reshape(z.shape[0], -1), fgx
+
+    def loss_and_grad(self, z, x, fx, lam, residual_op) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            zz = z.detach().requires_grad_(True)
+            gx, fgx = self.forward(zz)
+            loss, g_gx, g_fgx = residual_op(x, gx.detach().to(self.dtype), fx, fgx.detach().to(self.dtype), lam)
+            (d_z,) = torch.autograd.grad((gx, fgx), zz, (g_gx.to(gx.dtype), g_fgx.to(fgx.dtype)))
+        return loss, d_z
+
+
+@contextlib.contextmanager
+def _frozen(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients for the duration of the search, restored afterwards."""
+    saved = [(m, m.training, [(p, p.requires_grad) for p in m.parameters()]) for m in modules]
+    try:
+        for m, _, params in saved:
+            m.eval()
+            for p, _ in params:
+                p.requires_grad_(False)
+        yield
+    finally:
+        for m, training, params in saved:
+            m.train(training)
+            for p, rg in params:
+                p.requires_grad_(rg)
+
+
+# ---------------------------------------------------------------------------- the search
+
+def _fused_ops():
+    import genad_fast.ops as ops
+
+    missing = [name for name in ("anogan_residual", "masked_adam_") if not hasattr(ops, name)]
+    if missing:
+        raise RuntimeError(f"genad_fast.ops lacks {', '.join(missing)}: the AnoGAN ops are not built into this "
+                           f"installation")
+    return ops.anogan_residual, ops.masked_adam_
+
+
+def _check_search_args(x, iterations, lam, lr, restarts, tol, check_every, shrink) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        raise ValueError(f"x must be a tensor [B, *sample_shape] with at least 2 dimensions, got "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be an int >= 1, got {iterations!r}")
+    if not 0.0 <= float(lam) <= 1.0:
+        raise ValueError(f"lam must be in [0, 1], got {lam!r}")
+    if not float(lr) > 0.0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"restarts must be an int >= 1, got {restarts!r}")
+    if not float(tol) >= 0.0:
+        raise ValueError(f"tol must be >= 0 (0 = no early stopping), got {tol!r}")
+    if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
+        raise ValueError(f"check_every must be an int >= 1, got {check_every!r}")
+    if not 0.0 <= float(shrink) <= 1.0:
+        raise ValueError(f"shrink must be in [0, 1], got {shrink!r}")
+
+
+class _WorkingSet:
+    """The rows still being optimised, with their Adam state; ``rows`` index the full [restarts * B] arrays."""
+
+    def __init__(self, rows, z, x, fx, dtype, step_dtype):
+        n = rows.shape[0]
+        self.rows, self.z, self.x, self.fx = rows, z, x, fx
+        self.m = torch.zeros_like(z)
+        self.v = torch.zeros_like(z)
+        self.step = torch.zeros(n, dtype=step_dtype, device=z.device)
+        self.active = torch.ones(n, dtype=torch.bool, device=z.device)
+        self.best = torch.full((n,), math.inf, dtype=dtype, device=z.device)
+        self.best_z = z.clone()
+        self.ref = torch.full((n,), math.inf, dtype=dtype, device=z.device)   # best at the last check
+
+    def take(self, keep: torch.Tensor) -> "_WorkingSet":
+        new = object.__new__(_WorkingSet)
+        for name, t in vars(self).items():
+            setattr(new, name, t.index_select(0, keep))
+        return new
+
+
+def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, iterations: int = 500,
+                  lam: float = 0.1, lr: float = 0.05, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                  restarts: int = 1, tol: float = 0.0, check_every: int = 10, shrink: float = 0.75,
+                  z0: torch.Tensor | None = None, rng: torch.Generator | None = None,
+                  matmul_dtype: torch.dtype | None = None, backend: str | None = None, vjp: str = "auto",
+                  cuda_graph: bool = False) -> SearchResult:
+    """AnoGAN's latent search for every sample of ``x`` [B, *sample_shape] at once (module docstring).
+
+    ``generator``: z [n, latent_dim] -> [n, *sample_shape], with a ``latent_dim`` attribute;
+    ``critic``: has ``features(x) -> [n, F]`` (f). Both are frozen for the search (eval mode, no
+    parameter gradients; their state is restored afterwards).
+
+    iterations, lam, lr, beta1, beta2, eps
+        Adam steps per restart (the paper: 500), the feature weight (paper: 0.1), Adam's settings.
+    restarts
+        Independent starts per sample, z ~ N(0, I) from ``rng``; the lowest final loss wins.
+    z0
+        [B, latent_dim] start of the first restart (e.g. f-AnoGAN's encoder output); the others are random.
+    tol, check_every, shrink
+        Early stopping: a row stops once its best loss improved by less than ``tol`` relative over
+        ``check_every`` iterations (0 = never); the working set is compacted when at most ``shrink``
+        of its rows are active (0 = never compact: stopped rows stay in the products, masked).
+    matmul_dtype
+        None (the networks' dtype) or ``torch.bfloat16`` for the products.
+    backend
+        Backend of the fused ops (None = automatic).
+    vjp
+        "auto" (hand-written for the MLPs of :mod:`genad_fast.nn.gan`, autograd otherwise),
+        "manual" (error if the networks are not such MLPs) or "autograd".
+    cuda_graph
+        On CUDA tensors: capture each segment of ``check_every`` iterations in a CUDA graph
+        (untested here, see the module docstring).
+    """
+    _check_search_args(x, iterations, lam, lr, restarts, tol, check_every, shrink)
+    if vjp not in ("auto", "manual", "autograd"):
+        raise ValueError(f"vjp must be 'auto', 'manual' or 'autograd', got {vjp!r}")
+    if matmul_dtype not in (None, torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        raise ValueError(f"matmul_dtype must be None or a floating dtype, got {matmul_dtype!r}")
+    residual_op, adam_op = _fused_ops()
+    param = next(iter(generator.parameters()))
+    device, dtype = param.device, param.dtype
+    if x.device != device:
+        raise ValueError(f"x is on {x.device} but the generator is on {device}")
+    if cuda_graph and device.type != "cuda":
+        raise ValueError("cuda_graph=True needs the networks and data on a CUDA device")
+    B = x.shape[0]
+    latent_dim = int(generator.latent_dim)
+    if z0 is not None and tuple(z0.shape) != (B, latent_dim):
+        raise ValueError(f"z0 must have shape [{B}, {latent_dim}], got {list(z0.shape)}")
+    lam = float(lam)
+
+    def residual(xx, gx, fxx, fgx, lam_):
+        return residual_op(xx, gx, fxx, fgx, lam_, backend=backend)
+
+    with _frozen(generator, critic), torch.no_grad():
+        xf = x.flatten(1).to(dtype)
+        fx = critic.features(x.to(dtype)).flatten(1)
+        N = B * restarts
+        z = torch.randn(N, latent_dim, generator=rng, device=device, dtype=dtype)
+        if z0 is not None:
+            z[:B] = z0.to(dtype)
+        if N == 0:
+            empty = torch.empty(0, device=device, dtype=dtype)
+            return SearchResult(empty, empty.clone(), empty.clone(), z[:0], torch.empty(0, dtype=torch.int64,
+                                device=device), torch.empty(0, dtype=torch.int64, device=device))
+
+        layers = _mlp_layers(generator, critic) if vjp != "autograd" else None
+        if vjp == "manual" and layers is None:
+            raise ValueError("vjp='manual' needs an MLPGenerator and MLPCritic (stacks of Linear and LeakyReLU)")
+        if layers is not None:
+            program = _MLPProgram(*layers, capacity=N, matmul_dtype=matmul_dtype, device=device, dtype=dtype)
+        else:
+            program = _AutogradProgram(generator, critic, matmul_dtype, device, dtype)
+
+        xr = xf.repeat(restarts, 1) if restarts > 1 else xf
+        fxr = fx.repeat(restarts, 1) if restarts > 1 else fx
+        rows = torch.arange(N, device=device)
+        ws = _WorkingSet(rows, z, xr, fxr, dtype, torch.int64)
+        best_all = torch.full((N,), math.inf, dtype=dtype, device=device)
+        best_z_all = z.clone()
+        steps_all = torch.zeros(N, dtype=torch.int64, device=device)
+
+        def iterate(w: _WorkingSet) -> None:
+            loss, grad = program.loss_and_grad(w.z, w.x, w.fx, lam, residual)
+            improved = ~(loss >= w.best)            # NaN counts as "improved", so a NaN loss is kept and shows
+            torch.where(improved, loss, w.best, out=w.best)
+            torch.where(improved.unsqueeze(1), w.z, w.best_z, out=w.best_z)
+            adam_op(w.z, grad, w.m, w.v, w.step, w.active, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                    backend=backend)
+
+        def check(w: _WorkingSet) -> None:
+            # relative improvement of the best loss since the last check; the first check (ref = inf) gives NaN
+            rel = (w.ref - w.best) / w.ref.abs()
+            w.active &= ~(rel < tol)
+            w.ref.copy_(w.best)
+
+        def segment(w: _WorkingSet, n_iter: int, with_check: bool) -> None:
+            for _ in range(n_iter):
+                iterate(w)
+            if with_check:
+                check(w)
+
+        def write_back(w: _WorkingSet) -> None:
+            best_all.index_copy_(0, w.rows, w.best)
+            best_z_all.index_copy_(0, w.rows, w.best_z)
+            steps_all.index_copy_(0, w.rows, w.step)
+
+        early = tol > 0
+        seg_len = check_every if early else iterations
+        graphs = _GraphRunner(segment) if cuda_graph else None
+        done = 0
+        while done < iterations:
+            n_iter = min(seg_len, iterations - done)
+            with_check = early and n_iter == seg_len
+            if graphs is not None:
+                graphs.run(ws, n_iter, with_check)
+            else:
+                segment(ws, n_iter, with_check)
+            done += n_iter
+            if not with_check or done >= iterations or shrink <= 0:
+                continue
+            # The one host-device sync of the loop, once per segment: is it worth shrinking the products?
+            n_active = int(ws.active.sum())
+            if n_active <= shrink * ws.rows.shape[0]:
+                write_back(ws)
+                if n_active == 0:
+                    ws = None
+                    break
+                ws = ws.take(ws.active.nonzero().squeeze(1))
+        if ws is not None:
+            write_back(ws)
+
+        # Final pass: the loss and its parts at each row's best code.
+        gx, fgx = program.forward(best_z_all)   # (on the MLP path: views of its buffers, read at once)
+        gx, fgx = gx.to(dtype), fgx.to(dtype)
+        res = (xr - gx).abs().sum(1)
+        feat = (fxr - fgx).abs().sum(1)
+        loss = (1 - lam) * res + lam * feat
+        if restarts > 1:
+            pick = loss.view(restarts, B).argmin(0)
+            sel = pick * B + torch.arange(B, device=device)
+        else:
+            pick = torch.zeros(B, dtype=torch.int64, device=device)
+            sel = torch.arange(B, device=device)
+        return SearchResult(loss[sel], res[sel], feat[sel], best_z_all[sel], steps_all[sel], pick)
+
+
+class _GraphRunner:
+    """Runs segments through CUDA graphs, one per (working-set size, segment length, check) (untested here).
+
+    The first segment of each shape runs eagerly on a side stream (warm-up: cuBLAS workspaces, autograd
+    state), the next one is captured and every later one replays it. The working set's tensors are the
+    graph's static inputs and outputs; a compaction makes a new working set and so a new capture.
+    """
+
+    def __init__(self, segment):
+        self.segment = segment
+        self.ws: _WorkingSet | None = None
+        self.graphs: dict = {}
+        self.warm: set = set()
+
+    def run(self, ws: _WorkingSet, n_iter: int, with_check: bool) -> None:
+        if ws is not self.ws:           # a new working set: the old graphs point at its predecessor's memory
+            self.ws, self.graphs, self.warm = ws, {}, set()
+        key = (n_iter, with_check)
+        graph = self.graphs.get(key)
+        if graph is not None:
+            graph.replay()
+            return
+        if key not in self.warm:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                self.segment(ws, n_iter, with_check)
+            torch.cuda.current_stream().wait_stream(stream)
+            self.warm.add(key)
+            return
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.segment(ws, n_iter, with_check)
+        graph.replay()                  # capture records the work; replay does it
+        self.graphs[key] = graph
