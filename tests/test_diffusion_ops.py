@@ -1,111 +1,521 @@
-"""Diffusion ops (add_noise, diffusion_step, recon_error_accumulate_) on every runnable backend vs the reference."""
+"""Fused diffusion ops (genad_fast.ops.add_noise / diffusion_step / recon_error_accumulate_) against the eager
+reference: in-kernel Philox noise and explicit noise, odd shapes, strided batches, float32/float64, NaN/inf,
+thread-count invariance, bad input, opcheck, torch.compile, and the shared header's scalar path (used by CUDA)."""
 from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import genad_fast
 from genad_fast import BackendUnavailableError, ops
 from genad_fast.reference import diffusion as ref
+from genad_fast.reference import philox as ref_philox
 
-BACKENDS = ["eager", "cpu"]
-# The noise is float32 normals in both dtypes (a few ulps of log/sin/cos apart across backends).
-TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.float64: dict(rtol=1e-5, atol=1e-6)}
+HAS_CPU_OP = genad_fast.build_info()["loaded"]
+needs_cpu_op = pytest.mark.skipif(not HAS_CPU_OP, reason="genad_fast._C is not built")
+BACKENDS = ["eager", pytest.param("cpu", marks=needs_cpu_op)]
+REPO = Path(__file__).resolve().parents[1]
+DTYPES = [torch.float32, torch.float64]
+
+# Explicit noise: the same arithmetic as the oracle, up to an FMA the compiler may form.
+TOL = {torch.float32: dict(rtol=1e-6, atol=1e-6), torch.float64: dict(rtol=1e-13, atol=1e-13)}
+# In-kernel noise: the float32 normals of a fused backend (SLEEF log, its own sin/cos) and of the oracle (torch's)
+# may differ in the last bits; |z| < 5.7, coefficients <= 1, so a few float32 ulps of z, in either dtype.
+NOISE_TOL = dict(rtol=1e-5, atol=4e-6)
+SHAPES = [(0, 5), (1, 1), (1, 9), (4, 1), (7, 13), (5, 0), (3, 5, 4), (2, 1001)]
+SEEDS = [(0, 0), (7, 3), (2**40 + 1, 2**32 - 5)]  # the last crosses into the counter's high word
 
 
-def _data(B, M, dtype, seed=0):
+def _data(shape, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, M, generator=g, dtype=dtype), torch.randn(B, M, generator=g, dtype=dtype),
-            *(torch.rand(B, generator=g, dtype=dtype) for _ in range(3)))
+    x = torch.randn(shape, generator=g, dtype=dtype)
+    eps = torch.randn(shape, generator=g, dtype=dtype)
+    noise = torch.randn(shape, generator=g, dtype=dtype)
+    B = shape[0]
+    a, b, c = (torch.rand(B, generator=g, dtype=dtype) * 2 - 0.5 for _ in range(3))
+    return x, eps, noise, a, b, c
+
+
+# ---- against the reference -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("seed,offset", SEEDS)
+def test_step_and_add_noise_in_kernel_noise_match_reference(backend, dtype, shape, seed, offset):
+    x, eps, _, a, b, c = _data(shape, dtype)
+    out = ops.diffusion_step(x, eps, a, b, c, seed, offset, backend=backend)
+    assert out.shape == x.shape and out.dtype == dtype and out.is_contiguous()
+    torch.testing.assert_close(out, ref.diffusion_step(x, eps, a, b, c, seed, offset), **NOISE_TOL)
+    out = ops.add_noise(x, a, b, seed, offset, backend=backend)
+    assert out.shape == x.shape and out.dtype == dtype
+    torch.testing.assert_close(out, ref.add_noise(x, a, b, seed, offset), **NOISE_TOL)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("B, M", [(0, 5), (1, 1), (7, 13), (64, 333)])
-@pytest.mark.parametrize("seed, offset", [(0, 0), (2**40 + 3, 2**33 + 1)])
-def test_in_kernel_noise_matches_reference(backend, dtype, B, M, seed, offset):
-    x, eps, a, b, c = _data(B, M, dtype)
-    torch.testing.assert_close(ops.diffusion_step(x, eps, a, b, c, seed, offset, backend=backend),
-                               ref.diffusion_step(x, eps, a, b, c, seed, offset), **TOL[dtype])
-    torch.testing.assert_close(ops.add_noise(x, a, b, seed, offset, backend=backend),
-                               ref.add_noise(x, a, b, seed, offset), **TOL[dtype])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_explicit_noise_matches_reference(backend, dtype, shape):
+    x, eps, noise, a, b, c = _data(shape, dtype, seed=1)
+    out = ops.diffusion_step(x, eps, a, b, c, 3, 0, noise, backend=backend)
+    torch.testing.assert_close(out, ref.diffusion_step(x, eps, a, b, c, 3, 0, noise), **TOL[dtype])
+    out = ops.add_noise(x, a, b, 3, 0, noise=noise, backend=backend)
+    torch.testing.assert_close(out, ref.add_noise(x, a, b, 3, 0, noise), **TOL[dtype])
 
 
-def test_noise_is_the_philox_stream_of_the_whole_tensor():
-    x, eps, a, b, c = _data(9, 17, torch.float32)
-    zero, one = torch.zeros(9), torch.ones(9)
-    z = ops.add_noise(x, zero, one, 5, 11, backend="cpu")
-    torch.testing.assert_close(z, ops.randn((9, 17), 5, 11), **TOL[torch.float32])
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_explicit_noise_and_strided_batches(backend):
-    big, eps, a, b, c = _data(20, 30, torch.float32)
-    x = big[::2, 3:20]                      # row stride 60, unit last stride
-    e = eps[::2, 3:20]
-    noise = torch.randn(10, 17)
-    a, b, c = a[:10], b[:10], c[:10]
-    torch.testing.assert_close(ops.diffusion_step(x, e, a, b, c, 1, 0, noise=noise, backend=backend),
-                               a[:, None] * x + b[:, None] * e + c[:, None] * noise)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_nan_propagates_to_its_element_only(backend):
-    x, eps, a, b, c = _data(4, 6, torch.float32)
-    x[1, 2] = float("nan")
-    out = ops.diffusion_step(x, eps, a, b, c, 3, 0, backend=backend)
-    assert torch.isnan(out[1, 2]) and torch.isnan(out).sum() == 1
+@needs_cpu_op
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (3, 5, 4), (33, 257)])
+def test_cpu_in_kernel_noise_is_the_noise_op_element_by_element(dtype, shape):
+    """The fused kernel draws exactly genad_fast.ops.randn(x.shape, seed, offset): bitwise, with the CPU noise op."""
+    x, eps, _, a, b, c = _data(shape, dtype, seed=2)
+    seed, offset = 2**40 + 9, 2**32 - 70
+    z = ops.randn(shape, seed, offset, dtype=dtype, backend="cpu")
+    assert torch.equal(ops.diffusion_step(x, eps, a, b, c, seed, offset, backend="cpu"),
+                       ops.diffusion_step(x, eps, a, b, c, seed, offset, noise=z, backend="cpu"))
+    assert torch.equal(ops.add_noise(x, a, b, seed, offset, backend="cpu"),
+                       ops.add_noise(x, a, b, seed, offset, noise=z, backend="cpu"))
+    # a = b = 0, c = 1 leaves z itself
+    zeros, ones = torch.zeros(shape[0], dtype=dtype), torch.ones(shape[0], dtype=dtype)
+    assert torch.equal(ops.diffusion_step(x, eps, zeros, zeros, ones, seed, offset, backend="cpu"), z)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("with_mask", [False, True])
-def test_recon_error_accumulates(backend, with_mask):
-    g = torch.Generator().manual_seed(1)
-    x, x_hat = torch.randn(3, 50, 7, generator=g), torch.randn(3, 50, 7, generator=g)
-    mask = (torch.rand(3, 50, 7, generator=g) > 0.5).float() if with_mask else None
-    score = torch.ones(3, 50)
-    for _ in range(2):
-        ops.recon_error_accumulate_(score, x, x_hat, mask, 0.25, backend=backend)
-    err = (x - x_hat) ** 2 * (mask if with_mask else 1)
-    torch.testing.assert_close(score, 1 + 0.5 * err.mean(-1))
+def test_noise_depends_on_position_only(backend):
+    """Drawing again with offset advanced by philox_counters gives fresh noise; the same (seed, offset) repeats."""
+    x, eps, _, a, b, c = _data((6, 50), torch.float32)
+    q = ops.philox_counters(x.numel())
+    first = ops.add_noise(x, a, b, 5, 0, backend=backend)
+    assert torch.equal(first, ops.add_noise(x, a, b, 5, 0, backend=backend))
+    assert not torch.allclose(first, ops.add_noise(x, a, b, 5, q, backend=backend))
+    assert not torch.allclose(first, ops.add_noise(x, a, b, 6, 0, backend=backend))
 
 
-def test_thread_count_does_not_change_the_noise():
-    x, eps, a, b, c = _data(33, 1001, torch.float32)
-    threads = torch.get_num_threads()
+# ---- strided batches ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("use_noise", [False, True])
+def test_strided_batches_are_read_in_place(backend, dtype, use_noise):
+    g = torch.Generator().manual_seed(3)
+    big = torch.randn(12, 40, dtype=dtype, generator=g)
+    x = big[1::2, 5:30]                                            # row stride 80, 25 contiguous elements
+    eps = torch.randn(6, 3, 25, dtype=dtype, generator=g)[:, 1]    # row stride 75
+    noise = torch.randn(6, 31, dtype=dtype, generator=g)[:, 6:] if use_noise else None
+    a, b, c = (torch.rand(12, dtype=dtype, generator=g)[::2] for _ in range(3))  # strided coefficient vectors
+    assert not x.is_contiguous() and not eps.is_contiguous() and not a.is_contiguous()
+    tol = TOL[dtype] if use_noise else NOISE_TOL
+    nz = None if noise is None else noise.contiguous()
+    out = ops.diffusion_step(x, eps, a, b, c, 11, 2, noise, backend=backend)
+    torch.testing.assert_close(out, ref.diffusion_step(x.contiguous(), eps.contiguous(), a.contiguous(),
+                                                       b.contiguous(), c.contiguous(), 11, 2, nz), **tol)
+    out = ops.add_noise(x, a, b, 11, 2, noise, backend=backend)
+    torch.testing.assert_close(out, ref.add_noise(x.contiguous(), a.contiguous(), b.contiguous(), 11, 2, nz), **tol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sample_broadcast_over_the_batch(backend):
+    """K draws of one series: x0 expanded over the batch (row stride 0), as the detector noises it."""
+    x = torch.randn(1, 3, 20).expand(4, 3, 20)
+    a, b = torch.full((4,), 0.8), torch.full((4,), 0.6)
+    out = ops.add_noise(x, a, b, 9, 4, backend=backend)
+    torch.testing.assert_close(out, ref.add_noise(x.contiguous(), a, b, 9, 4), **NOISE_TOL)
+    assert not torch.allclose(out[0], out[1])  # each draw has its own noise
+
+
+@needs_cpu_op
+def test_cpu_kernel_does_not_copy_strided_inputs(monkeypatch):
+    big = torch.randn(8, 30)
+    x, eps = big[:, :12], big[:, 12:24]
+    a = b = c = torch.rand(8)
+    expected = ops.diffusion_step(x.contiguous(), eps.contiguous(), a, b, c, 1, 0, backend="cpu")
+
+    def no_copies(self, *args, **kwargs):
+        raise AssertionError("a strided input was copied")
+
+    monkeypatch.setattr(torch.Tensor, "contiguous", no_copies)
+    assert torch.equal(ops.diffusion_step(x, eps, a, b, c, 1, 0, backend="cpu"), expected)
+
+
+# ---- per-sample coefficients, NaN / inf ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_coefficients_are_per_sample(backend):
+    B, M = 5, 17
+    x, eps, noise, _, _, _ = _data((B, M), torch.float64)
+    a = torch.arange(B, dtype=torch.float64)
+    b = -a / 3
+    c = torch.tensor([0.0, 1.0, 0.5, 2.0, 0.1], dtype=torch.float64)
+    out = ops.diffusion_step(x, eps, a, b, c, 0, 0, noise, backend=backend)
+    for i in range(B):
+        torch.testing.assert_close(out[i], a[i] * x[i] + b[i] * eps[i] + c[i] * noise[i], rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float_coefficients_are_cast_to_the_data_dtype(backend):
+    x, eps, noise, a, b, c = _data((3, 8), torch.float32)
+    out = ops.diffusion_step(x, eps, a.double(), b.double(), c.double(), 0, 0, noise, backend=backend)
+    torch.testing.assert_close(out, ref.diffusion_step(x, eps, a, b, c, 0, 0, noise), **TOL[torch.float32])
+    assert out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_and_inf_propagate(backend, dtype):
+    x, eps, noise, a, b, c = _data((4, 37), dtype)
+    x[0, 3] = float("nan")
+    eps[1, 30] = float("inf")
+    noise[2, 0] = float("-inf")
+    a[3] = float("nan")
+    c[2] = 0.0  # 0 · inf = NaN, as in the oracle
+    out = ops.diffusion_step(x, eps, a, b, c, 0, 0, noise, backend=backend)
+    expected = ref.diffusion_step(x, eps, a, b, c, 0, 0, noise)
+    torch.testing.assert_close(out, expected, equal_nan=True, **TOL[dtype])
+    assert out[0, 3].isnan() and out[1, 30].isinf() and out[2, 0].isnan() and out[3].isnan().all()
+    assert out[:3].isfinite().sum() == 3 * 37 - 3
+    # and with in-kernel noise
+    out = ops.add_noise(x, a, b, 4, 0, backend=backend)
+    assert out[0, 3].isnan() and out[3].isnan().all() and out[1:3].isfinite().all()
+
+
+@needs_cpu_op
+@pytest.mark.parametrize("use_noise", [False, True])
+def test_cpu_thread_count_invariant(use_noise):
+    x, eps, noise, a, b, c = _data((37, 3001), torch.float32)  # many blocks, runs crossing sample boundaries
+    noise = noise if use_noise else None
+    before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = ops.diffusion_step(x, eps, a, b, c, 9, 4, backend="cpu")
+        one = ops.diffusion_step(x, eps, a, b, c, 5, 2**33, noise, backend="cpu")
         torch.set_num_threads(2)
-        two = ops.diffusion_step(x, eps, a, b, c, 9, 4, backend="cpu")
+        two = ops.diffusion_step(x, eps, a, b, c, 5, 2**33, noise, backend="cpu")
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     assert torch.equal(one, two)
 
 
-def test_opcheck():
-    x, eps, a, b, c = _data(5, 8, torch.float32)
-    torch.library.opcheck(torch.ops.genad_fast.add_noise, (x, a, b, 3, 0, None))
-    torch.library.opcheck(torch.ops.genad_fast.diffusion_step, (x, eps, a, b, c, 3, 0, None))
-    torch.library.opcheck(torch.ops.genad_fast.diffusion_step, (x, eps, a, b, c, 3, 0, torch.randn(5, 8)))
-    torch.library.opcheck(torch.ops.genad_fast.recon_error_accumulate_,
-                          (torch.zeros(2, 4), torch.randn(2, 4, 3), torch.randn(2, 4, 3), None, 1.0))
+@settings(max_examples=40, deadline=None)
+@given(B=st.integers(0, 9), dims=st.lists(st.integers(0, 40), min_size=0, max_size=2),
+       seed=st.integers(0, 2**63 - 1), offset=st.integers(0, 2**40), scale=st.floats(1e-3, 1e3),
+       dtype=st.sampled_from(DTYPES))
+def test_hypothesis_shapes_and_values(B, dims, seed, offset, scale, dtype):
+    shape = (B, *dims)
+    x, eps, noise, a, b, c = _data(shape, dtype, seed=B)
+    backend = "cpu" if HAS_CPU_OP else "eager"
+    out = ops.diffusion_step(scale * x, eps, a, b, c, seed, offset, backend=backend)
+    torch.testing.assert_close(out, ref.diffusion_step(scale * x, eps, a, b, c, seed, offset),
+                               rtol=1e-5, atol=4e-6 * (1 + scale))
+    out = ops.add_noise(scale * x, a, b, seed, offset, noise, backend=backend)
+    torch.testing.assert_close(out, ref.add_noise(scale * x, a, b, seed, offset, noise), rtol=1e-6,
+                               atol=1e-6 * scale)
+
+
+# ---- recon_error_accumulate_ -----------------------------------------------------------------------------------
+
+def _recon_data(shape, dtype, seed=0, layout="btc"):
+    """x, x_hat, mask of logical shape [B, T, C]; layout 'bct' stores them as [B, C, T] (time contiguous)."""
+    g = torch.Generator().manual_seed(seed)
+    B, T, C = shape
+    if layout == "bct":
+        make = lambda: torch.randn(B, C, T, generator=g, dtype=dtype).transpose(1, 2)  # noqa: E731
+    else:
+        make = lambda: torch.randn(B, T, C, generator=g, dtype=dtype)  # noqa: E731
+    x, x_hat = make(), make()
+    mask = (make() > 0).to(dtype)
+    return x, x_hat, mask
+
+
+RECON_SHAPES = [(0, 4, 3), (2, 0, 3), (1, 1, 1), (2, 7, 13), (3, 50, 25), (1, 300, 2)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", RECON_SHAPES)
+@pytest.mark.parametrize("layout", ["btc", "bct"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_recon_error_matches_reference(backend, dtype, shape, layout, masked):
+    x, x_hat, mask = _recon_data(shape, dtype, layout=layout)
+    mask = mask if masked else None
+    start = torch.randn(shape[:2], dtype=dtype)
+    score, expected = start.clone(), start.clone()
+    out = ops.recon_error_accumulate_(score, x, x_hat, mask, 1 / 3, backend=backend)
+    assert out is score
+    ref.recon_error_accumulate_(expected, x, x_hat, mask, 1 / 3)
+    torch.testing.assert_close(score, expected, **TOL[dtype])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_recon_error_accumulates_draws_and_masks(backend):
+    """K draws and complementary masks add up in one buffer: the sum equals the mean error over all of them."""
+    x = torch.randn(1, 40, 5, dtype=torch.float64)
+    draws = [torch.randn(1, 40, 5, dtype=torch.float64) for _ in range(3)]
+    m = (torch.rand(1, 40, 5) > 0.5).double()
+    score = torch.zeros(1, 40, dtype=torch.float64)
+    for x_hat in draws:
+        for mask in (m, 1 - m):
+            ops.recon_error_accumulate_(score, x, x_hat, mask, 1 / 3, backend=backend)
+    expected = sum(((x - x_hat) ** 2).mean(-1) for x_hat in draws) / 3
+    torch.testing.assert_close(score, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_recon_error_strided_operands(backend):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 1, 30, 8, generator=g)[:, 0, :, ::2]              # channel stride 2
+    x_hat = torch.randn(1, 30, 4, generator=g).expand(3, 30, 4)          # broadcast over the batch
+    mask = torch.rand(4, 30, 3, generator=g).permute(2, 1, 0)             # [3, 30, 4], channel stride 90
+    big = torch.zeros(30, 7)
+    score = big[:, 2:5].t()                                               # [3, 30], time stride 7
+    expected = torch.zeros(3, 30)
+    ops.recon_error_accumulate_(score, x, x_hat, mask, 2.0, backend=backend)
+    ref.recon_error_accumulate_(expected, x.contiguous(), x_hat.contiguous(), mask.contiguous(), 2.0)
+    torch.testing.assert_close(score, expected, **TOL[torch.float32])
+    assert big[:, :2].eq(0).all() and big[:, 5:].eq(0).all()  # nothing written outside the view
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", ["btc", "bct"])
+def test_recon_error_nan_and_inf_propagate(backend, layout):
+    x, x_hat, mask = _recon_data((2, 20, 6), torch.float32, layout=layout)
+    x[0, 3, 1] = float("nan")
+    x_hat[1, 7, 2] = float("inf")
+    mask[1, 7, 2] = 0.0  # masked out, still reported: 0 · inf = NaN, as in the oracle
+    x_hat[1, 9, 0] = float("inf")
+    mask[1, 9, 0] = 1.0
+    score, expected = torch.zeros(2, 20), torch.zeros(2, 20)
+    ops.recon_error_accumulate_(score, x, x_hat, mask, 1.0, backend=backend)
+    ref.recon_error_accumulate_(expected, x, x_hat, mask, 1.0)
+    torch.testing.assert_close(score, expected, equal_nan=True, **TOL[torch.float32])
+    assert score[0, 3].isnan() and score[1, 7].isnan() and score[1, 9].isinf()
+    assert score.isfinite().sum() == 40 - 3
+
+
+@needs_cpu_op
+@pytest.mark.parametrize("layout", ["btc", "bct"])
+def test_recon_error_thread_count_invariant(layout):
+    x, x_hat, mask = _recon_data((3, 3000, 25), torch.float32, layout=layout)
+    before = torch.get_num_threads()
+    scores = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            s = torch.zeros(3, 3000)
+            ops.recon_error_accumulate_(s, x, x_hat, mask, 0.5, backend="cpu")
+            scores.append(s)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(*scores)
+
+
+# ---- bad input ------------------------------------------------------------------------------------------------
+
+def _step_args(**over):
+    x, eps, noise, a, b, c = _data((4, 6), torch.float32)
+    args = dict(x_t=x, eps=eps, a=a, b=b, c=c, seed=0, offset=0, noise=None)
+    args.update(over)
+    return args
+
+
+@pytest.mark.parametrize("over,exc,match", [
+    (dict(a=torch.rand(3)), ValueError, r"a must be a vector of one coefficient per sample, shape \[4\]"),
+    (dict(c=torch.rand(4, 1)), ValueError, r"c must be a vector of one coefficient per sample"),
+    (dict(b=torch.arange(4)), TypeError, "b must have dtype float32, float64; got int64"),
+    (dict(x_t=torch.zeros(4, 6, dtype=torch.int32)), TypeError, "x_t must have dtype"),
+    (dict(x_t=torch.zeros(4, 6, dtype=torch.float16)), TypeError, "x_t must have dtype"),
+    (dict(eps=torch.zeros(4, 7)), ValueError, r"eps must have x_t's shape \(4, 6\)"),
+    (dict(eps=torch.zeros(4, 6, dtype=torch.float64)), TypeError, "x_t and eps must share a dtype"),
+    (dict(eps=torch.zeros(4, 6, device="meta")), ValueError, "x_t and eps must be on one device"),
+    (dict(a=torch.zeros(4, device="meta")), ValueError, "a and x_t must be on one device"),
+    (dict(noise=torch.zeros(4, 5)), ValueError, r"noise must have x_t's shape"),
+    (dict(noise=torch.zeros(4, 6, dtype=torch.float64)), TypeError, "x_t and noise must share a dtype"),
+    (dict(x_t=torch.zeros(6, 4).t(), eps=torch.zeros(6, 4).t()), ValueError, "each sample's elements contiguous"),
+    (dict(x_t=torch.tensor(1.0)), ValueError, "batch dimension"),
+    (dict(seed=-1), ValueError, r"seed must be in \[0, 2\^63\)"),
+    (dict(seed=2**63), ValueError, r"seed must be in \[0, 2\^63\)"),
+    (dict(seed=1.5), TypeError, "seed must be an integer"),
+    (dict(seed=True), TypeError, "seed must be an integer"),
+    (dict(offset=-3), ValueError, r"offset must be in \[0, 2\^63\)"),
+    (dict(offset=2**63 - 2), ValueError, r"offset \+ philox_counters"),
+])
+def test_bad_step_input_is_a_clear_error(over, exc, match):
+    with pytest.raises(exc, match=match):
+        ops.diffusion_step(**_step_args(**over))
+
+
+def test_bad_add_noise_input_is_a_clear_error():
+    x = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match=r"b must be a vector of one coefficient per sample, shape \[3\]"):
+        ops.add_noise(x, torch.ones(3), torch.ones(2), 0)
+    with pytest.raises(ValueError, match="noise must have x0's shape"):
+        ops.add_noise(x, torch.ones(3), torch.ones(3), 0, noise=torch.zeros(3, 5))
+    with pytest.raises(TypeError, match="x0 must be a torch.Tensor"):
+        ops.add_noise([[0.0]], torch.ones(1), torch.ones(1), 0)
+
+
+def test_sampling_ops_are_not_differentiable():
+    args = _step_args()
+    x = args["x_t"].clone().requires_grad_()
+    with pytest.raises(RuntimeError, match="not differentiable, but x_t requires grad"):
+        ops.diffusion_step(**(args | dict(x_t=x)))
+    with pytest.raises(RuntimeError, match="not differentiable, but a requires grad"):
+        ops.add_noise(args["x_t"], args["a"].clone().requires_grad_(), args["b"], 0)
+    with torch.no_grad():  # fine without a graph
+        ops.diffusion_step(**(args | dict(x_t=x)))
+
+
+@pytest.mark.parametrize("over,exc,match", [
+    (dict(x=torch.zeros(2, 5)), ValueError, "x must be 3-D"),
+    (dict(x_hat=torch.zeros(2, 5, 4)), ValueError, r"x_hat must have x's shape \(2, 5, 3\)"),
+    (dict(x_hat=torch.zeros(2, 5, 3, dtype=torch.float64)), TypeError, "x and x_hat must share a dtype"),
+    (dict(mask=torch.zeros(2, 5, 1)), ValueError, "mask must have x's shape"),
+    (dict(mask=torch.zeros(2, 5, 3, dtype=torch.bool)), TypeError, "mask must have dtype"),
+    (dict(score=torch.zeros(2, 6)), ValueError, r"score must be \[B, T\] = \[2, 5\]"),
+    (dict(score=torch.zeros(2, 5, dtype=torch.float64)), TypeError, "x and score must share a dtype"),
+    (dict(score=torch.zeros(2, 5, device="meta")), ValueError, "x and score must be on one device"),
+    (dict(weight="1"), TypeError, "weight must be a real number"),
+    (dict(weight=True), TypeError, "weight must be a real number"),
+])
+def test_bad_recon_input_is_a_clear_error(over, exc, match):
+    args = dict(score=torch.zeros(2, 5), x=torch.zeros(2, 5, 3), x_hat=torch.zeros(2, 5, 3), mask=None, weight=1.0)
+    args.update(over)
+    with pytest.raises(exc, match=match):
+        ops.recon_error_accumulate_(**args)
+
+
+@needs_cpu_op
+def test_recon_error_rejects_a_self_overlapping_score():
+    x = torch.zeros(3, 5, 2)
+    with pytest.raises(RuntimeError, match="single memory location|internal overlap|more than one element"):
+        ops.recon_error_accumulate_(torch.zeros(1, 5).expand(3, 5), x, x, backend="cpu")
+
+
+@needs_cpu_op
+def test_kernel_checks_hold_without_the_python_layer():
+    x, eps, _, a, b, c = _data((4, 6), torch.float32)
+    step = torch.ops.genad_fast.diffusion_step
+    with pytest.raises(RuntimeError, match=r"a must be a vector of one coefficient per sample, shape \[4\]"):
+        step(x, eps, a[:3], b, c, 0, 0, None)
+    with pytest.raises(RuntimeError, match="c must have the data's dtype"):
+        step(x, eps, a, b, c.double(), 0, 0, None)
+    with pytest.raises(RuntimeError, match="eps must have the data's shape"):
+        step(x, eps[:, :5], a, b, c, 0, 0, None)
+    with pytest.raises(RuntimeError, match="unit last stride"):
+        step(x.t(), eps.t(), a, b, c, 0, 0, None)
+    with pytest.raises(RuntimeError, match="seed must be in"):
+        step(x, eps, a, b, c, -1, 0, None)
+    with pytest.raises(RuntimeError, match="x0 must be 2-D"):
+        torch.ops.genad_fast.add_noise(x[0], a, b, 0, 0, None)
+    with pytest.raises(RuntimeError, match="score must be"):
+        torch.ops.genad_fast.recon_error_accumulate_(torch.zeros(3), x[None], x[None], None, 1.0)
+
+
+def test_explicit_backend_that_cannot_run_says_why():
+    x, eps, _, a, b, c = _data((2, 3), torch.float32)
+    with pytest.raises(BackendUnavailableError, match="cuda"):
+        ops.diffusion_step(x, eps, a, b, c, 0, backend="cuda")
+    with pytest.raises(ValueError, match="unknown backend"):
+        ops.add_noise(x, a, b, 0, backend="bogus")
+
+
+@needs_cpu_op
+def test_auto_and_environment_pick_the_backend(monkeypatch):
+    x, eps, _, a, b, c = _data((3, 40), torch.float32)
+    fused = ops.diffusion_step(x, eps, a, b, c, 1, 0, backend="cpu")
+    eager = ops.diffusion_step(x, eps, a, b, c, 1, 0, backend="eager")
+    assert torch.equal(ops.diffusion_step(x, eps, a, b, c, 1, 0), fused)  # auto -> cpu
+    monkeypatch.setenv("GENAD_FAST_BACKEND", "eager")
+    assert torch.equal(ops.diffusion_step(x, eps, a, b, c, 1, 0), eager)
+
+
+# ---- opcheck, torch.compile ------------------------------------------------------------------------------------
+
+@needs_cpu_op
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_opcheck(dtype):
+    x, eps, noise, a, b, c = _data((5, 12), dtype)
+    strided = torch.randn(5, 20, dtype=dtype)[:, 4:16]
+    for args in [(x, eps, a, b, c, 3, 2**33, None), (x, eps, a, b, c, 3, 0, noise), (strided, eps, a, b, c, 1, 0, None),
+                 (x[:0], eps[:0], a[:0], b[:0], c[:0], 0, 0, None)]:
+        torch.library.opcheck(torch.ops.genad_fast.diffusion_step, args)
+        torch.library.opcheck(torch.ops.genad_fast.add_noise, (args[0], a[:args[0].shape[0]], b[:args[0].shape[0]],
+                                                               *args[5:]))
+    xr, hr, mr = _recon_data((2, 9, 4), dtype)
+    xt, ht, _ = _recon_data((2, 9, 4), dtype, layout="bct")
+    for args in [(torch.zeros(2, 9, dtype=dtype), xr, hr, mr, 0.5), (torch.zeros(2, 9, dtype=dtype), xt, ht, None, 2.0)]:
+        torch.library.opcheck(torch.ops.genad_fast.recon_error_accumulate_, args)
 
 
 def test_torch_compile_fullgraph():
-    x, eps, a, b, c = _data(6, 10, torch.float32)
-    f = torch.compile(lambda *t: ops.diffusion_step(*t, 3, 0, backend="cpu"), fullgraph=True)
-    torch.testing.assert_close(f(x, eps, a, b, c), ref.diffusion_step(x, eps, a, b, c, 3, 0), **TOL[torch.float32])
+    backend = "cpu" if HAS_CPU_OP else "eager"
+    x0 = torch.randn(3, 16, 4)
+    a, b, c = torch.rand(3), torch.rand(3), torch.rand(3)
+
+    def sample(x0, a, b, c):
+        x = ops.add_noise(x0, a, b, 7, 0, backend=backend)
+        for j in range(2):
+            eps = torch.tanh(x)  # a stand-in denoiser
+            x = ops.diffusion_step(x, eps, a, b, c, 7, (j + 1) * ops.philox_counters(x.numel()), backend=backend)
+        score = torch.zeros(3, 16)
+        ops.recon_error_accumulate_(score, x0, x, None, 0.5, backend=backend)
+        return x, score
+
+    compiled = torch.compile(sample, fullgraph=True)
+    for got, want in zip(compiled(x0, a, b, c), sample(x0, a, b, c)):
+        torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda x, e, a, b, c: ops.diffusion_step(x, e, a[:3], b, c, 0), ValueError, "one coefficient per sample"),
-    (lambda x, e, a, b, c: ops.diffusion_step(x, e[:, :3], a, b, c, 0), ValueError, "eps must have"),
-    (lambda x, e, a, b, c: ops.diffusion_step(x.long(), e, a, b, c, 0), TypeError, "dtype"),
-    (lambda x, e, a, b, c: ops.diffusion_step(x, e, a, b, c, -1), ValueError, "seed"),
-    (lambda x, e, a, b, c: ops.add_noise(x, a, b, 0, noise=torch.zeros(2, 2)), ValueError, "noise must have"),
-    (lambda x, e, a, b, c: ops.add_noise(x[0], a, b, 0), ValueError, "2-D"),
-    (lambda x, e, a, b, c: ops.add_noise(x, a, b, 0, backend="triton"), BackendUnavailableError, "triton"),
-])
-def test_bad_input(call, error, match):
-    with pytest.raises(error, match=match):
-        call(*_data(5, 4, torch.float32))
+# ---- the shared header's scalar path (what the CUDA kernel runs) -------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler to build the header check")
+def test_header_scalar_path_matches_reference(tmp_path):
+    """for_counter + step_elem from genad/diffusion.h on the host, element by element against the oracle."""
+    src = tmp_path / "check.cpp"
+    src.write_text(textwrap.dedent("""
+        #include <cstdio>
+        #include <cstdlib>
+        #include <vector>
+        #include "genad/diffusion.h"
+        // out[i] = step(x = i / n, eps = 1 - x, a_r = 0.5, b_r = -0.25, c_r = 1 + r / B, z) for [B, M] data.
+        int main(int argc, char** argv) {
+          const unsigned long long seed = std::strtoull(argv[1], nullptr, 10), offset = std::strtoull(argv[2], nullptr, 10),
+                                   B = std::strtoull(argv[3], nullptr, 10), M = std::strtoull(argv[4], nullptr, 10);
+          const unsigned long long n = B * M, q = genad::philox::counters(n);
+          std::vector<double> out(n, -1.0);
+          for (unsigned long long j = 0; j < q; ++j) {
+            genad::diffusion::for_counter(seed, offset, n, q, j, [&](unsigned long long i, float z) {
+              const double x = double(i) / double(n), r = double(i / M);
+              out[i] = genad::diffusion::step_elem<double>(x, 1.0 - x, 0.5, -0.25, 1.0 + r / double(B), z);
+            });
+          }
+          for (double v : out) std::printf("%.17g\\n", v);
+          return 0;
+        }
+    """))
+    exe = tmp_path / "check"
+    subprocess.run(["g++", "-O2", "-std=c++20", f"-I{REPO / 'csrc' / 'include'}", str(src), "-o", str(exe)],
+                   check=True)
+    for seed, offset, B, M in [(0, 0, 1, 1), (3, 7, 5, 13), (2**40 + 1, 2**32 - 3, 3, 101)]:
+        run = subprocess.run([str(exe), str(seed), str(offset), str(B), str(M)], check=True, capture_output=True,
+                             text=True)
+        got = torch.tensor([float(v) for v in run.stdout.split()], dtype=torch.float64).view(B, M)
+        x = (torch.arange(B * M, dtype=torch.float64) / (B * M)).view(B, M)
+        coeff = lambda v: torch.full((B,), v, dtype=torch.float64)  # noqa: E731
+        c = 1.0 + torch.arange(B, dtype=torch.float64) / B
+        expected = ref.diffusion_step(x, 1.0 - x, coeff(0.5), coeff(-0.25), c, seed, offset)
+        torch.testing.assert_close(got, expected, **NOISE_TOL)
+
+
+def test_reference_noise_is_the_philox_stream():
+    x = torch.zeros(4, 3, 5, dtype=torch.float64)
+    zeros, ones = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    z = ref.add_noise(x, zeros, ones, 12, 34)
+    assert torch.equal(z, ref_philox.randn((4, 3, 5), 12, 34, dtype=torch.float64))
+    assert math.isclose(float(z.mean()), 0.0, abs_tol=0.5)

@@ -20,7 +20,6 @@
 #include <type_traits>
 
 #include "genad/diffusion.h"
-#include "genad/huge_pages.h"
 #include "philox_block.h"
 
 namespace genad {
@@ -170,7 +169,8 @@ at::Tensor combine(const char* op, const at::Tensor& x, const std::optional<at::
   const int64_t B = x.size(0), M = x.size(1);
   at::Tensor out = at::empty({B, M}, x.options());
   if (B == 0 || M == 0) return out;
-  genad::advise_huge_pages(out.data_ptr(), out.nbytes());  // written in full: spare it most first-touch faults
+  // No madvise(MADV_HUGEPAGE) here, unlike the noise op: on the VMs this was measured on, a fresh 2 MiB page costs
+  // far more than 512 small faults (hypervisor backing), and a sampling loop's outputs are recycled by malloc.
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genad_fast_diffusion_cpu", [&] {
     const Combine<scalar_t> p{x.const_data_ptr<scalar_t>(),
                               x.stride(0),
