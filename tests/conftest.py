@@ -54,3 +54,21 @@ def registered_gauss():
     register_detector("toy-gauss", GaussDetector)
     yield GaussDetector
     unregister_detector("toy-gauss")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: networks this small train several times faster on one thread than on
+    two busy ones. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def series():
+    """A small generated series (4000 x 4, period 32) with point, contextual and collective anomalies."""
+    from genad_fast.datasets import make_series
+
+    return make_series(T=4000, C=4, period=32, seed=3)

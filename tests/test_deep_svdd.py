@@ -15,18 +15,8 @@ from genad_fast.nn.svdd import DeepSVDD, assert_bias_free, guard_center, svdd_lo
 SMALL = dict(hidden=(16, 32), epochs=10, pretrain_epochs=5, verbose=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Networks this small train several times faster on one thread than on two busy ones.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def series():
-    return make_series(T=4000, C=4, period=32, seed=3)
+# One torch thread and the shared small series for the whole module (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
