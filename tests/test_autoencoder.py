@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import genad_fast
-from genad_fast.datasets import make_series, make_tabular
+from genad_fast.datasets import make_tabular
 from genad_fast.detectors import get_detector
 from genad_fast.detectors.autoencoder import AutoEncoderDetector
 from genad_fast.nn.autoencoder import AutoEncoder

@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from torch.distributions import Normal, kl_divergence
 
 import genad_fast
-from genad_fast.datasets import make_series, make_tabular
+from genad_fast.datasets import make_tabular
 from genad_fast.detectors import get_detector
 from genad_fast.detectors.vae import VAEDetector
 from genad_fast.nn.vae import GaussianVAE, elbo_loss

@@ -4,3 +4,8 @@ from genad_fast.ops.noise import philox_counters, randn
 from genad_fast.ops.coupling import coupling_forward, coupling_inverse
 from genad_fast.ops.diffusion import add_noise, diffusion_step, recon_error_accumulate_
 from genad_fast.ops.anogan import anogan_residual, masked_adam_
+
+__all__ = [
+    "add_noise", "anogan_residual", "coupling_forward", "coupling_inverse", "diffusion_step", "masked_adam_",
+    "philox_counters", "randn", "recon_error_accumulate_",
+]
