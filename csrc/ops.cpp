@@ -37,4 +37,12 @@ TORCH_LIBRARY(genad_fast, m) {
   // counts each row's updates and is incremented before its bias correction, as torch.optim.Adam does.
   m.def("masked_adam_(Tensor(a!) z, Tensor grad, Tensor(b!) m, Tensor(c!) v, Tensor(d!) step, Tensor active, "
         "float lr, float beta1, float beta2, float eps) -> ()");
+
+  // Classic density and distance scores over a reference set, tiled so memory stays O(N + M), never N x M.
+  // queries: [N, D], refs: [M, D]. Gaussian KDE log-density as scikit-learn's KernelDensity(kernel="gaussian"):
+  // log p(q) = logsumexp_j(-|q - r_j|^2 / (2 h^2)) - log M - D/2 log(2 pi h^2); exclude_self (queries are the refs,
+  // N == M) leaves j == i out and normalises by M - 1: the leave-one-out density of the training points.
+  m.def("kde_logpdf(Tensor queries, Tensor refs, float bandwidth, bool exclude_self=False) -> Tensor");
+  // Euclidean distances to the k nearest refs, ascending: [N, k]; exclude_self skips j == i (queries are refs).
+  m.def("knn_distance(Tensor queries, Tensor refs, int k, bool exclude_self) -> Tensor");
 }

@@ -1,0 +1,309 @@
+// The CPU machinery shared by the KDE (kde.cpp) and k-nearest (knn.cpp) kernels: reference rows packed in
+// strips, query chunks, and the register-blocked tile of dot products both kernels finish in registers.
+//
+// Squared distances come from the expansion d² = |q|² + |r|² − 2 q·r: the q·r of R queries against V strips of
+// L references (L = lanes of a vector register) are accumulated over the D coordinates in R·V registers (the
+// micro-kernel of a GEMM; K = D is short, so the whole sum stays in registers), and each kernel applies its
+// epilogue to them there: no N×M (or tile-sized) matrix is ever written. Rows are centred on the mean of the
+// finite references first (distances do not change; |q|² and |r|² get small, so the expansion cancels less).
+//
+// Rows the expansion cannot take — any NaN/inf, or a centred squared norm so large that |q|² + |r|² could
+// overflow — are set aside ("exact" rows) and their pairs computed by direct differences (genad/distance.h),
+// which gives the IEEE answer torch.cdist gives: NaN for NaN, inf for an infinite coordinate, NaN for inf − inf.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <c10/macros/Macros.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include <genad/distance.h>
+
+namespace genad::cpu::dist {
+
+template <typename T>
+using Vec = at::vec::Vectorized<T>;
+
+// Register tile: R query rows × V strips of L references = 24 accumulators, plus V strip loads and one query
+// broadcast: 28 of the 32 vector registers of AVX-512 (fewer registers elsewhere only means some spills).
+constexpr int kRows = 8;
+constexpr int kStrips = 3;
+
+// Squared norms above this go to the exact path: the expansion's terms then stay below 4× it, far from overflow.
+template <typename T>
+inline double norm_limit() {
+  return static_cast<double>(std::numeric_limits<T>::max()) / 8.0;
+}
+
+template <typename T>
+inline bool row_finite(const T* x, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) {
+    if (!std::isfinite(x[d])) return false;
+  }
+  return true;
+}
+
+// All references, packed for the tile: strip s holds packed refs s·L … s·L + L − 1 as [D][L] (one vector load
+// per coordinate), centred on `shift`. Padding lanes of the last strip have norm +inf.
+template <typename T>
+struct PackedRefs {
+  int64_t M = 0, D = 0;
+  int64_t n_reg = 0;              // references on the expansion path
+  int64_t n_strips = 0;           // ceil(n_reg / L)
+  std::vector<T> shift;           // [D] the centre subtracted from every row
+  std::vector<T> data;            // [n_strips][D][L]
+  std::vector<T> norm;            // [n_strips · L] |r − shift|² (padding: +inf)
+  std::vector<int64_t> orig;      // [n_reg] row of each packed reference
+  std::vector<int64_t> pos;       // [M] packed position of each row, −1 for an exact row
+  std::vector<int64_t> exact;     // rows on the exact path, ascending
+
+  const T* strip(int64_t s) const { return data.data() + s * D * Vec<T>::size(); }
+};
+
+template <typename T>
+PackedRefs<T> pack_refs(const T* r, int64_t sr, int64_t M, int64_t D) {
+  constexpr int64_t L = Vec<T>::size();
+  PackedRefs<T> P;
+  P.M = M;
+  P.D = D;
+  // Centre: the mean of the finite rows, accumulated in double (a non-finite row would make it NaN/inf).
+  std::vector<char> finite(M);
+  std::vector<double> sum(D, 0.0);
+  int64_t n_fin = 0;
+  for (int64_t i = 0; i < M; ++i) {
+    const T* row = r + i * sr;
+    finite[i] = row_finite(row, D);
+    if (!finite[i]) continue;
+    ++n_fin;
+    for (int64_t d = 0; d < D; ++d) sum[d] += static_cast<double>(row[d]);
+  }
+  P.shift.resize(D);
+  for (int64_t d = 0; d < D; ++d) P.shift[d] = n_fin > 0 ? static_cast<T>(sum[d] / n_fin) : T(0);
+
+  P.pos.assign(M, -1);
+  std::vector<double> norms(M, 0.0);
+  const double limit = norm_limit<T>();
+  for (int64_t i = 0; i < M; ++i) {
+    if (finite[i]) {
+      const T* row = r + i * sr;
+      double n2 = 0.0;
+      for (int64_t d = 0; d < D; ++d) {
+        const double c = static_cast<double>(static_cast<T>(row[d] - P.shift[d]));
+        n2 += c * c;
+      }
+      norms[i] = n2;
+      if (n2 <= limit) {
+        P.pos[i] = P.n_reg++;
+        continue;
+      }
+    }
+    P.exact.push_back(i);
+  }
+  P.n_strips = (P.n_reg + L - 1) / L;
+  P.data.assign(P.n_strips * D * L, T(0));
+  P.norm.assign(P.n_strips * L, std::numeric_limits<T>::infinity());
+  P.orig.resize(P.n_reg);
+  for (int64_t i = 0; i < M; ++i) {
+    const int64_t p = P.pos[i];
+    if (p < 0) continue;
+    P.orig[p] = i;
+    const T* row = r + i * sr;
+    T* dst = P.data.data() + (p / L) * D * L + p % L;
+    for (int64_t d = 0; d < D; ++d) dst[d * L] = static_cast<T>(row[d] - P.shift[d]);
+    P.norm[p] = static_cast<T>(norms[i]);
+  }
+  return P;
+}
+
+// A chunk of query rows [i0, i1): the expansion-path rows centred and packed contiguously ([n][D]) with their
+// squared norms, and the rows set aside for the exact path.
+template <typename T>
+struct QueryChunk {
+  std::vector<T> rows;
+  std::vector<T> norm;
+  std::vector<int64_t> orig;
+  std::vector<int64_t> exact;
+  int64_t n = 0;
+
+  void pack(const T* q, int64_t sq, int64_t i0, int64_t i1, int64_t D, const T* shift) {
+    const int64_t cap = i1 - i0;
+    rows.resize(cap * D);
+    norm.resize(cap);
+    orig.resize(cap);
+    exact.clear();
+    n = 0;
+    const double limit = norm_limit<T>();
+    for (int64_t i = i0; i < i1; ++i) {
+      const T* row = q + i * sq;
+      if (row_finite(row, D)) {
+        T* dst = rows.data() + n * D;
+        double n2 = 0.0;
+        for (int64_t d = 0; d < D; ++d) {
+          dst[d] = static_cast<T>(row[d] - shift[d]);
+          n2 += static_cast<double>(dst[d]) * static_cast<double>(dst[d]);
+        }
+        if (n2 <= limit) {
+          norm[n] = static_cast<T>(n2);
+          orig[n] = i;
+          ++n;
+          continue;
+        }
+      }
+      exact.push_back(i);
+    }
+  }
+};
+
+// acc[r][v] = q_r · (lane l of strip v) for R packed query rows q ([R][D]) and V consecutive strips.
+template <typename T, int R, int V>
+C10_ALWAYS_INLINE void dot_tile(const T* __restrict__ q, int64_t D, const T* __restrict__ strips,
+                                Vec<T> (&acc)[R][V]) {
+  constexpr int64_t L = Vec<T>::size();
+  const int64_t step = D * L;
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) acc[r][v] = Vec<T>(T(0));
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    Vec<T> rv[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) rv[v] = Vec<T>::loadu(strips + v * step + d * L);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const Vec<T> qb(q[r * D + d]);
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[r][v] = at::vec::fmadd(qb, rv[v], acc[r][v]);
+    }
+  }
+}
+
+// Runs the epilogue over the strips [s0, s1) for one block of R packed queries: groups of kStrips strips, then
+// single strips, and the strips listed in `masked` (ascending, unique) one at a time through the epilogue's
+// masked variant (after epi.prepare_mask(s)).
+template <typename T, int R, class Epi>
+C10_ALWAYS_INLINE void run_strips(const T* q, const PackedRefs<T>& P, int64_t s0, int64_t s1, const int64_t* masked,
+                                  int n_masked, Epi& epi) {
+  int mi = 0;
+  int64_t s = s0;
+  while (s < s1) {
+    while (mi < n_masked && masked[mi] < s) ++mi;
+    const int64_t stop = (mi < n_masked && masked[mi] < s1) ? masked[mi] : s1;
+    for (; s + kStrips <= stop; s += kStrips) {
+      Vec<T> acc[R][kStrips];
+      dot_tile<T, R, kStrips>(q, P.D, P.strip(s), acc);
+      epi.template apply<kStrips, false>(acc, s);
+    }
+    for (; s < stop; ++s) {
+      Vec<T> acc[R][1];
+      dot_tile<T, R, 1>(q, P.D, P.strip(s), acc);
+      epi.template apply<1, false>(acc, s);
+    }
+    if (s < s1) {  // s is masked[mi]
+      Vec<T> acc[R][1];
+      dot_tile<T, R, 1>(q, P.D, P.strip(s), acc);
+      epi.prepare_mask(s);
+      epi.template apply<1, true>(acc, s);
+      ++s;
+      ++mi;
+    }
+  }
+}
+
+// Bit l set where a[l] < b[l] (false for NaN).
+template <typename T>
+C10_ALWAYS_INLINE uint32_t lt_bits(const Vec<T>& a, const Vec<T>& b) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ);
+  } else {
+    return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ);
+  }
+#else
+  constexpr uint32_t full = (uint32_t{1} << Vec<T>::size()) - 1;
+  return ~static_cast<uint32_t>((a < b).zero_mask()) & full;
+#endif
+}
+
+// 2^x for x <= 0 (−inf gives 0). float on AVX-512: x = n + f with n = round(x), |f| <= 1/2; 2^f by a degree-6
+// polynomial with p(0) = 1 exactly (near-minimax relative error 2e-9, so the float result is within about one
+// ulp), and 2^n applied by vscalefps, which also underflows exactly to 0 (x is kept >= −151 so that f stays
+// finite; 2^−151 rounds to 0). Elsewhere, and for double, SLEEF's exp2 (1 ulp).
+template <typename T>
+C10_ALWAYS_INLINE Vec<T> exp2_nonpos(const Vec<T>& x) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 xc = _mm512_max_ps(x, _mm512_set1_ps(-151.0f));
+    const __m512 n = _mm512_roundscale_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(xc, n);
+    __m512 p = _mm512_set1_ps(1.535336188e-04f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887442e-03f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437358e-03f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471e-02f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472029e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return Vec<T>(_mm512_scalef_ps(p, n));
+  }
+#endif
+  return x.exp2();
+}
+
+// Runs fn(chunk) for chunk = 0 … n_chunks − 1 on every thread, handing chunks out one at a time (an atomic
+// counter rather than a static split: the threads of a shared machine do not progress at the same speed).
+template <class Fn>
+void for_each_chunk(int64_t n_chunks, const Fn& fn) {
+  if (n_chunks <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), n_chunks);
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t c = next.fetch_add(1); c < n_chunks; c = next.fetch_add(1)) fn(c);
+  });
+}
+
+// Strips per panel: the packed references one pass over a query block touches, about 128 KiB (half an L2 slice
+// of the smallest CPUs we target), between 4 and 64 strips.
+template <typename T>
+inline int64_t panel_strips(int64_t D) {
+  const int64_t bytes = Vec<T>::size() * D * static_cast<int64_t>(sizeof(T));
+  return std::clamp<int64_t>((128 * 1024) / std::max<int64_t>(bytes, 1), 4, 64);
+}
+
+// Queries per chunk: 128, fewer when that would leave a thread idle, a multiple of the register tile's rows.
+inline int64_t chunk_rows(int64_t N) {
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  int64_t rows = std::min<int64_t>(128, (N + 4 * threads - 1) / (4 * threads));
+  rows = (rows + kRows - 1) / kRows * kRows;
+  return std::max<int64_t>(rows, kRows);
+}
+
+// The checks every CPU entry point makes (the Python layer gives friendlier messages first).
+inline void check_pair(const at::Tensor& q, const at::Tensor& r, const char* op) {
+  TORCH_CHECK(q.device().is_cpu() && r.device().is_cpu(), op, ": queries and refs must be CPU tensors for the CPU ",
+              "kernel, got ", q.device(), " and ", r.device());
+  TORCH_CHECK(q.dim() == 2 && r.dim() == 2, op, ": queries [N, D] and refs [M, D] must be 2-D, got shapes ",
+              q.sizes(), " and ", r.sizes());
+  TORCH_CHECK(q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble, op,
+              ": queries must be float32 or float64, got ", q.scalar_type());
+  TORCH_CHECK(r.scalar_type() == q.scalar_type(), op, ": queries and refs must share a dtype, got ", q.scalar_type(),
+              " and ", r.scalar_type());
+  TORCH_CHECK(q.size(1) == r.size(1), op, ": queries and refs must have the same number of columns D, got ",
+              q.size(1), " and ", r.size(1));
+  TORCH_CHECK(q.size(1) >= 1, op, ": rows must have at least one coordinate (D >= 1), got D = 0");
+  // Column slices of a bigger matrix are read in place through their row stride.
+  TORCH_CHECK(q.size(1) <= 1 || q.stride(1) == 1, op, ": queries must have unit stride on its last dimension, got ",
+              "strides ", q.strides());
+  TORCH_CHECK(r.size(1) <= 1 || r.stride(1) == 1, op, ": refs must have unit stride on its last dimension, got ",
+              "strides ", r.strides());
+}
+
+}  // namespace genad::cpu::dist

@@ -1,0 +1,261 @@
+// Gaussian kernel density on the CPU (genad_fast::kde_logpdf), fused and tiled: memory O(N + M), no N×M matrix.
+//
+//   log p(q) = logsumexp_j(−|q − r_j|² / (2h²)) − log M' − (D/2)·log(2πh²)     (M' = M, or M − 1 leaving self out)
+//
+// Each thread takes chunks of queries and streams the packed references past them in panels (distance_tiles.h):
+// the register tile yields q·r, the epilogue turns it into s = c·d² with c = −log2(e)/(2h²) (base-2 units, so
+// the exponential is a bare 2^x) and folds it into an online log-sum-exp kept per query *and per lane*: a lane
+// max m_l and a lane sum Σ 2^(s − m_l). Keeping the max per lane avoids a horizontal reduction per tile, and the
+// max is raised lazily: only when some s of the tile exceeds it (rare after the first tiles) are the sums
+// rescaled. Lane sums run in T within a panel (at most 64 terms per lane) and are added into double sums at
+// each panel's end; lanes, references on the exact path and the normalisation are combined in double.
+// exp2 is a polynomial on AVX-512 (distance_tiles.h, about 1 ulp) and SLEEF elsewhere; no -ffast-math, so
+// non-finite values follow IEEE rules. NaN/inf rows take the exact path (direct differences, genad/distance.h).
+#include <torch/library.h>
+
+#include "distance_tiles.h"
+
+namespace genad::cpu {
+namespace {
+
+using namespace genad::cpu::dist;
+namespace gd = genad::distance;
+
+constexpr double kLog2e = 1.4426950408889634074;
+constexpr double kLn2 = 0.69314718055994530942;
+
+template <typename T>
+struct KdeContext {
+  const PackedRefs<T>* P;
+  const T* q;
+  int64_t sq;
+  const T* r;
+  int64_t sr;
+  T c2;              // −log2(e) / (2h²): s = c2·d² in base-2 units
+  double inv_2h2;    // 1 / (2h²) for the exact path (natural units)
+  double log_norm;   // −log M' − (D/2)·log(2πh²)
+  bool exclude_self;
+};
+
+// The epilogue of one block of R queries: running lane max m (base-2 units), the lane sums sf since the last
+// flush (T), and pointers to the flushed lane sums (double).
+template <typename T, int R>
+struct KdeEpilogue {
+  static constexpr int64_t L = Vec<T>::size();
+  Vec<T> m[R];
+  Vec<T> sf[R];
+  Vec<T> valid[R];   // masked strips: all-ones lanes for the references that count
+  T qn[R];           // |q − shift|²
+  double* sd[R];
+  int64_t self[R];   // packed position of each query's own point (exclude_self), or −1
+  const T* rnorm;
+  T c2;
+  int64_t n_reg;
+
+  template <int V, bool MASKED>
+  C10_ALWAYS_INLINE void apply(Vec<T> (&acc)[R][V], int64_t s) {
+    const Vec<T> m2(T(-2)), zero(T(0)), c2v(c2);
+    Vec<T> rn[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) rn[v] = Vec<T>::loadu(rnorm + (s + v) * L);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const Vec<T> qv(qn[r]);
+      Vec<T> sv[V];
+      uint32_t up = 0;
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) {
+        // d² = |q|² + |r|² − 2 q·r. Rounding in this cancellation can leave a tiny negative number for a pair
+        // at (nearly) zero distance; the true value is >= 0, so it is clamped there — only values that cannot
+        // be distances are changed, and NaN cannot reach here (exact path). Padding lanes: |r|² = +inf → d² = +inf.
+        Vec<T> d2 = at::vec::clamp_min(at::vec::fmadd(m2, acc[r][v], rn[v] + qv), zero);
+        if constexpr (MASKED) {
+          d2 = Vec<T>::blendv(Vec<T>(std::numeric_limits<T>::infinity()), d2, valid[r]);
+        }
+        sv[v] = c2v * d2;                 // <= 0; −inf for padding and masked lanes
+        up |= lt_bits<T>(m[r], sv[v]);
+      }
+      if (C10_UNLIKELY(up != 0)) {
+        Vec<T> bm = sv[0];
+#pragma GCC unroll 4
+        for (int v = 1; v < V; ++v) bm = at::vec::clamp_min(bm, sv[v]);
+        raise_max(r, bm);
+      }
+      Vec<T> e = exp2_nonpos<T>(sv[0] - m[r]);
+#pragma GCC unroll 4
+      for (int v = 1; v < V; ++v) e = e + exp2_nonpos<T>(sv[v] - m[r]);
+      sf[r] = sf[r] + e;
+    }
+  }
+
+  // New lane maxima max(m, bm): rescale the lane sums by 2^(m_old − m_new) (1 where the max did not move).
+  C10_NOINLINE void raise_max(int r, Vec<T> bm) {
+    const Vec<T> mn = at::vec::clamp_min(m[r], bm);
+    const Vec<T> f = exp2_nonpos<T>(m[r] - mn);
+    sf[r] = sf[r] * f;
+    T fs[L];
+    f.store(fs);
+    for (int64_t l = 0; l < L; ++l) sd[r][l] *= static_cast<double>(fs[l]);
+    m[r] = mn;
+  }
+
+  void prepare_mask(int64_t s) {
+    T lanes[L];
+    for (int r = 0; r < R; ++r) {
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t p = s * L + l;
+        lanes[l] = (p < n_reg && p != self[r]) ? T(1) : T(0);
+      }
+      valid[r] = Vec<T>::loadu(lanes) > Vec<T>(T(0.5));
+    }
+  }
+};
+
+// One block of R packed queries (rows b0 … b0 + R − 1 of the chunk) against the strips [p0, p1).
+template <typename T, int R>
+void kde_block(const KdeContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, int64_t p0, int64_t p1, T* m_state,
+               double* sd_state) {
+  constexpr int64_t L = Vec<T>::size();
+  const PackedRefs<T>& P = *ctx.P;
+  KdeEpilogue<T, R> epi;
+  epi.rnorm = P.norm.data();
+  epi.c2 = ctx.c2;
+  epi.n_reg = P.n_reg;
+  int64_t masked[R + 1];
+  int n_masked = 0;
+  if (P.n_reg % L != 0) masked[n_masked++] = P.n_strips - 1;  // padding lanes in the last strip
+  for (int r = 0; r < R; ++r) {
+    const int64_t row = b0 + r;
+    epi.m[r] = Vec<T>::loadu(m_state + row * L);
+    epi.sf[r] = Vec<T>(T(0));
+    epi.sd[r] = sd_state + row * L;
+    epi.qn[r] = ch.norm[row];
+    epi.self[r] = ctx.exclude_self ? P.pos[ch.orig[row]] : -1;
+    if (epi.self[r] >= 0) masked[n_masked++] = epi.self[r] / L;
+  }
+  std::sort(masked, masked + n_masked);
+  n_masked = static_cast<int>(std::unique(masked, masked + n_masked) - masked);
+  run_strips<T, R>(ch.rows.data() + b0 * P.D, P, p0, p1, masked, n_masked, epi);
+  for (int r = 0; r < R; ++r) {
+    const int64_t row = b0 + r;
+    epi.m[r].store(m_state + row * L);
+    T sums[L];
+    epi.sf[r].store(sums);
+    for (int64_t l = 0; l < L; ++l) epi.sd[r][l] += static_cast<double>(sums[l]);
+  }
+}
+
+template <typename T>
+void kde_rows(const KdeContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, int rows, int64_t p0, int64_t p1,
+              T* m_state, double* sd_state) {
+  switch (rows) {
+    case 1: return kde_block<T, 1>(ctx, ch, b0, p0, p1, m_state, sd_state);
+    case 2: return kde_block<T, 2>(ctx, ch, b0, p0, p1, m_state, sd_state);
+    case 3: return kde_block<T, 3>(ctx, ch, b0, p0, p1, m_state, sd_state);
+    case 4: return kde_block<T, 4>(ctx, ch, b0, p0, p1, m_state, sd_state);
+    case 5: return kde_block<T, 5>(ctx, ch, b0, p0, p1, m_state, sd_state);
+    case 6: return kde_block<T, 6>(ctx, ch, b0, p0, p1, m_state, sd_state);
+    case 7: return kde_block<T, 7>(ctx, ch, b0, p0, p1, m_state, sd_state);
+    default: return kde_block<T, kRows>(ctx, ch, b0, p0, p1, m_state, sd_state);
+  }
+}
+
+// Adds the exact-path terms −d²/(2h²) of query row i against the reference rows `js` (original indices).
+template <typename T>
+void push_exact(const KdeContext<T>& ctx, int64_t i, const int64_t* js, int64_t n, gd::OnlineLse<double>& lse) {
+  const int64_t D = ctx.P->D;
+  const T* qi = ctx.q + i * ctx.sq;
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t j = js[t];
+    if (ctx.exclude_self && j == i) continue;
+    lse.push(-gd::sq_dist_direct<double>(qi, ctx.r + j * ctx.sr, D) * ctx.inv_2h2);
+  }
+}
+
+template <typename T>
+void kde_chunk(const KdeContext<T>& ctx, int64_t i0, int64_t i1, T* out) {
+  constexpr int64_t L = Vec<T>::size();
+  const PackedRefs<T>& P = *ctx.P;
+  QueryChunk<T> ch;
+  ch.pack(ctx.q, ctx.sq, i0, i1, P.D, P.shift.data());
+  std::vector<T> m_state(ch.n * L, std::numeric_limits<T>::lowest());  // finite start: no −inf − (−inf)
+  std::vector<double> sd_state(ch.n * L, 0.0);
+  const int64_t panel = panel_strips<T>(P.D);
+  for (int64_t p0 = 0; p0 < P.n_strips; p0 += panel) {
+    const int64_t p1 = std::min(P.n_strips, p0 + panel);
+    for (int64_t b0 = 0; b0 < ch.n; b0 += kRows) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRows, ch.n - b0));
+      kde_rows(ctx, ch, b0, rows, p0, p1, m_state.data(), sd_state.data());
+    }
+  }
+  for (int64_t row = 0; row < ch.n; ++row) {
+    gd::OnlineLse<double> lse;
+    for (int64_t l = 0; l < L; ++l) {
+      lse.merge(kLn2 * static_cast<double>(m_state[row * L + l]), sd_state[row * L + l], false);
+    }
+    const int64_t i = ch.orig[row];
+    push_exact(ctx, i, P.exact.data(), static_cast<int64_t>(P.exact.size()), lse);
+    out[i] = static_cast<T>(lse.result() + ctx.log_norm);
+  }
+  if (!ch.exact.empty()) {  // queries on the exact path: every reference by direct differences
+    std::vector<int64_t> all(P.M);
+    for (int64_t j = 0; j < P.M; ++j) all[j] = j;
+    for (const int64_t i : ch.exact) {
+      gd::OnlineLse<double> lse;
+      push_exact(ctx, i, all.data(), P.M, lse);
+      out[i] = static_cast<T>(lse.result() + ctx.log_norm);
+    }
+  }
+}
+
+template <typename T>
+void kde_impl(const at::Tensor& queries, const at::Tensor& refs, double bandwidth, bool exclude_self, at::Tensor& out) {
+  const int64_t N = queries.size(0), M = refs.size(0), D = queries.size(1);
+  const PackedRefs<T> P = pack_refs<T>(refs.const_data_ptr<T>(), refs.stride(0), M, D);
+  const double inv_2h2 = 1.0 / (2.0 * bandwidth * bandwidth);
+  KdeContext<T> ctx{&P,
+                    queries.const_data_ptr<T>(),
+                    queries.stride(0),
+                    refs.const_data_ptr<T>(),
+                    refs.stride(0),
+                    static_cast<T>(-kLog2e * inv_2h2),
+                    inv_2h2,
+                    gd::kde_log_norm(exclude_self ? M - 1 : M, D, bandwidth),
+                    exclude_self};
+  TORCH_CHECK(std::isfinite(ctx.c2), "genad_fast::kde_logpdf: bandwidth ", bandwidth, " is too small for ",
+              queries.scalar_type(), ": 1/(2h²) overflows");
+  T* o = out.mutable_data_ptr<T>();
+  const int64_t rows = chunk_rows(N);
+  for_each_chunk((N + rows - 1) / rows, [&](int64_t c) {
+    kde_chunk(ctx, c * rows, std::min(N, (c + 1) * rows), o);
+  });
+}
+
+at::Tensor kde_logpdf_cpu(const at::Tensor& queries, const at::Tensor& refs, double bandwidth, bool exclude_self) {
+  const char* op = "genad_fast::kde_logpdf";
+  check_pair(queries, refs, op);
+  TORCH_CHECK(std::isfinite(bandwidth) && bandwidth > 0.0, op, ": bandwidth must be a finite number > 0, got ",
+              bandwidth);
+  TORCH_CHECK(std::isfinite(1.0 / (2.0 * bandwidth * bandwidth)), op, ": bandwidth ", bandwidth,
+              " is too small: 1/(2h²) overflows");
+  const int64_t N = queries.size(0), M = refs.size(0);
+  if (exclude_self) {
+    TORCH_CHECK(N == M, op, ": exclude_self needs the queries to be the refs (N == M), got N = ", N, ", M = ", M);
+    TORCH_CHECK(M >= 2, op, ": exclude_self needs at least 2 refs (each point's density comes from the others), ",
+                "got ", M);
+  }
+  TORCH_CHECK(M >= 1, op, ": refs must have at least one row");
+  at::Tensor out = at::empty({N}, queries.options());
+  if (N == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(queries.scalar_type(), "genad_fast_kde_logpdf_cpu", [&] {
+    kde_impl<scalar_t>(queries, refs, bandwidth, exclude_self, out);
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace genad::cpu
+
+TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
+  m.impl("kde_logpdf", &genad::cpu::kde_logpdf_cpu);
+}

@@ -1,0 +1,122 @@
+// CUDA kernel of the Gaussian KDE log-density (genad_fast::kde_logpdf):
+//
+//   log p(q) = logsumexp_j(−|q − r_j|² / (2h²)) − log M' − (D/2)·log(2πh²)     (M' = M, or M − 1 leaving self out)
+//
+// One block of 256 threads per 64 queries; the references stream through shared memory in tiles of 64
+// (distance_tile.cuh), so memory stays O(N + M) and no N×M matrix exists. Each thread folds its 4×4 squared
+// distances of a tile (accumulated in the input's dtype) into an online log-sum-exp per query (genad/distance.h,
+// the code the CPU kernel runs for its exact path): a running max and a sum in double, so that the M terms of a
+// float32 query sum without float32 round-off (sm_80/sm_90 run double at half the float rate; the exponentials
+// are a small share of the work next to the D-long distance sums); at the end the 16 threads sharing a query
+// merge their states with warp shuffles. NaN terms make the result NaN; −inf terms (an
+// infinite distance) add nothing.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <cmath>
+
+#include "distance_tile.cuh"
+#include "genad/distance.h"
+
+namespace genad {
+namespace cuda {
+namespace {
+
+namespace gd = genad::distance;
+using namespace genad::cuda::tile;
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    kde_kernel(const T* __restrict__ q, int64_t sq, int64_t N,   // [N, D], row stride sq
+               const T* __restrict__ r, int64_t sr, int64_t M,   // [M, D], row stride sr
+               int64_t D, double inv_2h2, double log_norm, bool exclude_self,
+               T* __restrict__ out) {                            // [N]
+  __shared__ Smem<T> sm;
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kTileQ;
+  gd::OnlineLse<double> lse[kPerThread];
+  for (int64_t r0 = 0; r0 < M; r0 += kTileR) {
+    T d2[kPerThread][kPerThread];
+    tile_sq_dist<T, T>(sm, q, sq, q0, N, r, sr, r0, M, D, d2);
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+      const int64_t qi = q0 + ty * kPerThread + i;
+#pragma unroll
+      for (int c = 0; c < kPerThread; ++c) {
+        const int64_t j = r0 + tx + 16 * c;
+        if (j < M && !(exclude_self && j == qi)) lse[i].push(-static_cast<double>(d2[i][c]) * inv_2h2);
+      }
+    }
+  }
+  // The 16 threads of a query row are one half-warp: a butterfly leaves the merged state in each of them.
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+#pragma unroll
+    for (int off = 8; off > 0; off /= 2) {
+      const double m_o = __shfl_xor_sync(0xffffffffu, lse[i].m, off, 16);
+      const double s_o = __shfl_xor_sync(0xffffffffu, lse[i].s, off, 16);
+      const int nan_o = __shfl_xor_sync(0xffffffffu, static_cast<int>(lse[i].nan), off, 16);
+      lse[i].merge(m_o, s_o, nan_o != 0);
+    }
+    const int64_t qi = q0 + ty * kPerThread + i;
+    if (tx == 0 && qi < N) out[qi] = static_cast<T>(lse[i].result() + log_norm);
+  }
+}
+
+void check_input(const at::Tensor& t, const char* name, const at::Tensor& ref) {
+  const char* op = "genad_fast::kde_logpdf";
+  TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got ", t.device());
+  TORCH_CHECK(t.device() == ref.device(), op, ": queries and refs must be on one device, got ", ref.device(), " and ",
+              t.device());
+  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D, got shape ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
+              " must be float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": queries and refs must share a dtype, got ",
+              ref.scalar_type(), " and ", t.scalar_type());
+  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name, " must have unit stride on its last dimension, ",
+              "got strides ", t.strides());
+}
+
+at::Tensor kde_logpdf_cuda(const at::Tensor& queries, const at::Tensor& refs, double bandwidth, bool exclude_self) {
+  const char* op = "genad_fast::kde_logpdf";
+  check_input(queries, "queries", queries);
+  check_input(refs, "refs", queries);
+  const int64_t N = queries.size(0), M = refs.size(0), D = queries.size(1);
+  TORCH_CHECK(refs.size(1) == D, op, ": queries and refs must have the same number of columns D, got ", D, " and ",
+              refs.size(1));
+  TORCH_CHECK(D >= 1, op, ": rows must have at least one coordinate (D >= 1), got D = 0");
+  TORCH_CHECK(std::isfinite(bandwidth) && bandwidth > 0.0, op, ": bandwidth must be a finite number > 0, got ",
+              bandwidth);
+  const double inv_2h2 = 1.0 / (2.0 * bandwidth * bandwidth);
+  TORCH_CHECK(std::isfinite(inv_2h2), op, ": bandwidth ", bandwidth, " is too small: 1/(2h²) overflows");
+  if (exclude_self) {
+    TORCH_CHECK(N == M, op, ": exclude_self needs the queries to be the refs (N == M), got N = ", N, ", M = ", M);
+    TORCH_CHECK(M >= 2, op, ": exclude_self needs at least 2 refs, got ", M);
+  }
+  TORCH_CHECK(M >= 1, op, ": refs must have at least one row");
+  at::Tensor out = at::empty({N}, queries.options());
+  if (N == 0) return out;
+  const c10::cuda::CUDAGuard guard(queries.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  const double log_norm = gd::kde_log_norm(exclude_self ? M - 1 : M, D, bandwidth);
+  const unsigned blocks = static_cast<unsigned>((N + kTileQ - 1) / kTileQ);
+  AT_DISPATCH_FLOATING_TYPES(queries.scalar_type(), "genad_fast_kde_logpdf_cuda", [&] {
+    kde_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
+        queries.const_data_ptr<scalar_t>(), queries.stride(0), N, refs.const_data_ptr<scalar_t>(), refs.stride(0), M,
+        D, inv_2h2, log_norm, exclude_self, out.mutable_data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace genad
+
+TORCH_LIBRARY_IMPL(genad_fast, CUDA, m) {
+  m.impl("kde_logpdf", &genad::cuda::kde_logpdf_cuda);
+}
