@@ -90,7 +90,7 @@ def test_tiled_scoring_equals_the_whole_series_at_once(mode, fitted, small):
             np.testing.assert_allclose(det.decision_function(test), expected, rtol=2e-4, atol=1e-6,
                                        err_msg=f"tile_size={tile}, tile_batch={per_call}, halo={r}")
     finally:
-        det.set_params(tile_size=1024, tile_batch=8)
+        det.set_params(tile_size=1024, tile_batch=4)
 
 
 @pytest.mark.parametrize("T, tile, halo", [(400, 32, 7), (46, 32, 7), (47, 32, 7), (100, 5, 7), (1000, 1, 0),
@@ -124,7 +124,7 @@ def test_halo_must_cover_the_receptive_radius(fitted, small):
         short = det.decision_function(test)
     finally:
         mod._tiles = real
-        det.set_params(tile_size=1024, tile_batch=8)
+        det.set_params(tile_size=1024, tile_batch=4)
     assert not np.allclose(short, good, rtol=1e-4, atol=1e-6)
 
 

@@ -93,9 +93,10 @@ class DiffusionDetector(BaseDetector):
         Training (:func:`genad_fast.nn.training.fit`): Adam, clipping, early stopping on a held-out split.
     tile_size : int, default 1024
         Timestamps a tile owns at scoring; it reads a halo of the receptive radius more on each side.
-    tile_batch : int, default 8
+    tile_batch : int, default 4
         Tiles per network call (batched, since all tile reads have one length). Memory of the network at scoring
-        is about tile_batch x draws (x masks) x (tile_size + 2 halo) x residual_channels x a few floats.
+        is about tile_batch x draws (x masks) x (tile_size + 2 halo) x 2 residual_channels floats per tensor;
+        the defaults keep one call's activations near a CPU core's L2 cache.
     matmul_dtype : "float32" or "bfloat16", default "float32"
         Dtype of the denoiser's products at scoring (autocast); the state, steps and scores stay float32.
     **kwargs
@@ -110,7 +111,7 @@ class DiffusionDetector(BaseDetector):
                  masks: tuple = MASKS, mask_split: int = 4, residual_channels: int = 64, n_layers: int = 8,
                  dilation_cycle: int = 4, kernel_size: int = 3, embedding_dim: int = 128, epochs: int = 100,
                  batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 1.0,
-                 val_fraction: float = 0.1, patience: int = 10, tile_size: int = 1024, tile_batch: int = 8,
+                 val_fraction: float = 0.1, patience: int = 10, tile_size: int = 1024, tile_batch: int = 4,
                  matmul_dtype: str = "float32",
                  **kwargs):
         super().__init__(window=window, **kwargs)
