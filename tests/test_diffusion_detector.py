@@ -273,7 +273,8 @@ def test_bad_series(fitted, small):
 
 
 # ---- quality (trains real models: slow) ---------------------------------------------------------------------
-QUALITY = dict(window=64, stride=2, residual_channels=32, n_layers=5, dilation_cycle=5, epochs=15, verbose=False)
+QUALITY = dict(window=64, residual_channels=32, n_layers=5, dilation_cycle=5, epochs=15, batch_size=128, lr=2e-3,
+               verbose=False)
 
 
 @pytest.fixture(scope="module")
