@@ -90,6 +90,20 @@ def test_cpu_in_kernel_noise_is_the_noise_op_element_by_element(dtype, shape):
     assert torch.equal(ops.diffusion_step(x, eps, zeros, zeros, ones, seed, offset, backend="cpu"), z)
 
 
+@needs_cpu_op
+@pytest.mark.parametrize("shape,dtype", [((64, 32768), torch.float32), ((37, 28351), torch.float64)])
+def test_cpu_outputs_past_the_streaming_threshold(shape, dtype):
+    """Outputs of >= 8 MiB are written with non-temporal stores (aligned quarters, and misaligned ones)."""
+    x, eps, noise, a, b, c = _data(shape, dtype, seed=5)
+    out = ops.diffusion_step(x, eps, a, b, c, 21, 3, backend="cpu")
+    assert out.nbytes >= 8 << 20
+    z = ops.randn(shape, 21, 3, dtype=dtype, backend="cpu")
+    assert torch.equal(out, ops.diffusion_step(x, eps, a, b, c, 21, 3, noise=z, backend="cpu"))
+    torch.testing.assert_close(out, ref.diffusion_step(x, eps, a, b, c, 0, 0, z), **TOL[dtype])
+    torch.testing.assert_close(ops.add_noise(x, a, b, 0, 0, noise, backend="cpu"), ref.add_noise(x, a, b, 0, 0, noise),
+                               **TOL[dtype])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_noise_depends_on_position_only(backend):
     """Drawing again with offset advanced by philox_counters gives fresh noise; the same (seed, offset) repeats."""

@@ -19,6 +19,10 @@
 #include <optional>
 #include <type_traits>
 
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+#include <immintrin.h>
+#endif
+
 #include "genad/diffusion.h"
 #include "philox_block.h"
 
@@ -50,7 +54,46 @@ struct Combine {
   int64_t sc;
   T* out;        // [B, M] contiguous
   int64_t M;
+  bool stream;   // non-temporal stores for the output (bigger than the caches)
 };
+
+// Output bytes from which the result is written with non-temporal stores: a tensor this big does not stay in cache
+// for its consumer anyway, and streaming stores spare the read-for-ownership of every output line (a quarter of
+// the op's memory traffic).
+constexpr int64_t kStreamBytes = int64_t{8} << 20;
+
+template <typename T>
+inline void store_out(const at::vec::Vectorized<T>& v, T* p, int64_t k, bool stream) {
+  using V = at::vec::Vectorized<T>;
+#if defined(CPU_CAPABILITY_AVX512)
+  if (stream && k == V::size() && (reinterpret_cast<uintptr_t>(p) & 63) == 0) {
+    if constexpr (std::is_same_v<T, float>) {
+      _mm512_stream_ps(p, v);
+    } else {
+      _mm512_stream_pd(p, v);
+    }
+    return;
+  }
+#elif defined(CPU_CAPABILITY_AVX2)
+  if (stream && k == V::size() && (reinterpret_cast<uintptr_t>(p) & 31) == 0) {
+    if constexpr (std::is_same_v<T, float>) {
+      _mm256_stream_ps(p, v);
+    } else {
+      _mm256_stream_pd(p, v);
+    }
+    return;
+  }
+#endif
+  v.store(p, k);
+}
+
+// Non-temporal stores are weakly ordered: fence them before the task ends, so the result is visible to whoever
+// reads it after the parallel region.
+inline void fence_stores(bool stream) {
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  if (stream) _mm_sfence();
+#endif
+}
 
 // a register of T from `count` (<= size) values of type Z: float normals widened for float64 data.
 template <typename T, typename Z>
@@ -77,12 +120,13 @@ inline void combine_segment(const Combine<T>& p, int64_t r, int64_t col, const Z
     const T* e = p.e + r * p.se + col;
     for (int64_t l = 0; l < len; l += V::size()) {
       const int64_t k = std::min<int64_t>(V::size(), len - l);
-      gd::step_elem<V>(load<T>(x + l, k), load<T>(e + l, k), va, vb, vc, load<T>(z + l, k)).store(out + l, k);
+      store_out(gd::step_elem<V>(load<T>(x + l, k), load<T>(e + l, k), va, vb, vc, load<T>(z + l, k)), out + l, k,
+                p.stream);
     }
   } else {
     for (int64_t l = 0; l < len; l += V::size()) {
       const int64_t k = std::min<int64_t>(V::size(), len - l);
-      gd::add_noise_elem<V>(load<T>(x + l, k), va, vc, load<T>(z + l, k)).store(out + l, k);
+      store_out(gd::add_noise_elem<V>(load<T>(x + l, k), va, vc, load<T>(z + l, k)), out + l, k, p.stream);
     }
   }
 }
@@ -118,6 +162,7 @@ void combine_philox(const Combine<T>& p, int64_t n, uint64_t seed, uint64_t offs
         if (count > 0) combine_run(p, start, count, [&](int64_t, int64_t, int64_t done) { return z[k] + done; });
       }
     }
+    fence_stores(p.stream);
   });
 }
 
@@ -126,6 +171,7 @@ template <typename T>
 void combine_tensor(const Combine<T>& p, int64_t n, const T* noise, int64_t sn) {
   at::parallel_for(0, n, kGrainElems, [&](int64_t i0, int64_t i1) {
     combine_run(p, i0, i1 - i0, [&](int64_t r, int64_t col, int64_t) { return noise + r * sn + col; });
+    fence_stores(p.stream);
   });
 }
 
@@ -183,7 +229,8 @@ at::Tensor combine(const char* op, const at::Tensor& x, const std::optional<at::
                               c.const_data_ptr<scalar_t>(),
                               c.stride(0),
                               out.mutable_data_ptr<scalar_t>(),
-                              M};
+                              M,
+                              out.nbytes() >= kStreamBytes};
     if (noise) {
       combine_tensor(p, B * M, noise->const_data_ptr<scalar_t>(), noise->stride(0));
     } else {
