@@ -104,17 +104,26 @@ def test_z0_starts_the_first_restart():
         torch.testing.assert_close(res.loss, reference_loss(g, c, x, z0), rtol=1e-5, atol=1e-5)
 
 
+def _count_rows(monkeypatch, rows_seen):
+    """Record the number of rows of every iteration's products (the bound iteration of each working set)."""
+    original = ls._MLPProgram.bind
+
+    def bind(self, z, *args):
+        step = original(self, z, *args)
+
+        def counted():
+            rows_seen.append(z.shape[0])
+            return step()
+        return counted
+
+    monkeypatch.setattr(ls._MLPProgram, "bind", bind)
+
+
 def test_early_stopping_masks_and_compacts_converged_rows(monkeypatch):
     g, c = nets(seed=2)
     x = torch.randn(64, 6)
     rows_seen = []
-    original = ls._MLPProgram.loss_and_grad
-
-    def spy(self, z, *args):
-        rows_seen.append(z.shape[0])
-        return original(self, z, *args)
-
-    monkeypatch.setattr(ls._MLPProgram, "loss_and_grad", spy)
+    _count_rows(monkeypatch, rows_seen)
     full = latent_search(g, c, x, iterations=200, lr=0.05, rng=torch.Generator().manual_seed(0))
     assert rows_seen == [64] * 200
     rows_seen.clear()
@@ -135,9 +144,7 @@ def test_no_early_stopping_shrink_zero_masks_without_compacting(monkeypatch):
     g, c = nets(seed=2)
     x = torch.randn(32, 6)
     rows_seen = []
-    original = ls._MLPProgram.loss_and_grad
-    monkeypatch.setattr(ls._MLPProgram, "loss_and_grad",
-                        lambda self, z, *a: (rows_seen.append(z.shape[0]), original(self, z, *a))[1])
+    _count_rows(monkeypatch, rows_seen)
     res = latent_search(g, c, x, iterations=100, tol=1e-2, shrink=0.0, rng=torch.Generator().manual_seed(0))
     assert set(rows_seen) == {32}
     assert (res.iterations < 100).any()
@@ -203,6 +210,20 @@ def test_bfloat16_products_stay_close_to_float32():
         assert 0 < rel < 0.03, rel
 
 
+def test_onednn_and_aten_bfloat16_products_agree(monkeypatch):
+    g, c = nets(latent=8, d=16, hidden=(64, 64), critic=(64, 32), seed=4)
+    x = torch.randn(40, 16)
+    runs = {}
+    for flag in (True, False):
+        if flag and not ls._onednn_linear_available():
+            pytest.skip("oneDNN bfloat16 linear is not available on this CPU")
+        monkeypatch.setattr(ls, "_onednn_linear_available", lambda flag=flag: flag)
+        runs[flag] = latent_search(g, c, x, iterations=30, rng=torch.Generator().manual_seed(2),
+                                   matmul_dtype=torch.bfloat16)
+    rel = ((runs[True].loss - runs[False].loss).abs() / runs[False].loss)
+    assert rel.mean().item() < 5e-3 and rel.max().item() < 3e-2
+
+
 def test_convolutional_networks_go_through_autograd():
     torch.manual_seed(0)
     g = ConvGenerator(5, 12, 3, (8, 8), kernel_size=3).double()
@@ -252,7 +273,8 @@ def test_linear_stack_recognises_linear_leaky_relu_stacks_only():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(iterations=0), "iterations"), (dict(lam=1.5), "lam"), (dict(lr=0.0), "lr"), (dict(restarts=0), "restarts"),
-    (dict(tol=-1.0), "tol"), (dict(check_every=0), "check_every"), (dict(vjp="fast"), "vjp"),
+    (dict(tol=-1.0), "tol"), (dict(check_every=0), "check_every"), (dict(patience=0), "patience"),
+    (dict(vjp="fast"), "vjp"),
     (dict(z0=torch.zeros(3, 4)), "z0"), (dict(cuda_graph=True), "CUDA"),
 ])
 def test_bad_arguments(kwargs, match):

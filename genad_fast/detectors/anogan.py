@@ -292,9 +292,10 @@ class AnoGANDetector(_GANDetector):
     restarts : int, default 1
         Random starts per sample; the lowest loss wins.
     tol : float, default 1e-3
-        Early stopping of the search: a sample stops once its loss improved by less than ``tol``
-        (relative) over ``check_every`` iterations; 0 runs every iteration. Stopped samples leave
-        the matrix products.
+        Early stopping of the search: a sample stops once its best loss improved by less than
+        ``tol`` (relative) over each of two consecutive windows of ``check_every`` iterations; 0 runs
+        every iteration. Stopped samples leave the matrix products
+        (:func:`genad_fast.nn.latent_search.latent_search`).
     check_every : int, default 10
     init : "random" or "encoder", default "random"
         Start of the search: z ~ N(0, I), or the izi_f encoder's E(x) for the first restart (fit
