@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <genad/distance.h>
@@ -163,33 +164,44 @@ struct QueryChunk {
   }
 };
 
+// unroll<N>(f) calls f(integral_constant<0>) … f(integral_constant<N − 1>): every index into the tile's arrays
+// of registers is a compile-time constant from the start, so the compiler keeps those arrays in registers
+// (with loops over them, even fully unrolled ones, GCC left most accumulators on the stack). Lambdas passed to
+// it are marked GENAD_INLINE so that nothing takes the arrays' addresses.
+#define GENAD_INLINE __attribute__((always_inline))
+
+template <class F, int... I>
+C10_ALWAYS_INLINE void unroll_seq(F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+
+template <int N, class F>
+C10_ALWAYS_INLINE void unroll(F&& f) {
+  unroll_seq(f, std::make_integer_sequence<int, N>{});
+}
+
 // acc[r][v] = q_r · (lane l of strip v) for R packed query rows q ([R][D]) and V consecutive strips.
 template <typename T, int R, int V>
 C10_ALWAYS_INLINE void dot_tile(const T* __restrict__ q, int64_t D, const T* __restrict__ strips,
                                 Vec<T> (&acc)[R][V]) {
   constexpr int64_t L = Vec<T>::size();
   const int64_t step = D * L;
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) acc[r][v] = Vec<T>(T(0));
-  }
+  unroll<R>([&](auto r) GENAD_INLINE {
+    unroll<V>([&](auto v) GENAD_INLINE { acc[r][v] = Vec<T>(T(0)); });
+  });
   for (int64_t d = 0; d < D; ++d) {
     Vec<T> rv[V];
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) rv[v] = Vec<T>::loadu(strips + v * step + d * L);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
+    unroll<V>([&](auto v) GENAD_INLINE { rv[v] = Vec<T>::loadu(strips + v * step + d * L); });
+    unroll<R>([&](auto r) GENAD_INLINE {
       const Vec<T> qb(q[r * D + d]);
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) acc[r][v] = at::vec::fmadd(qb, rv[v], acc[r][v]);
-    }
+      unroll<V>([&](auto v) GENAD_INLINE { acc[r][v] = at::vec::fmadd(qb, rv[v], acc[r][v]); });
+    });
   }
 }
 
 // Runs the epilogue over the strips [s0, s1) for one block of R packed queries: groups of kStrips strips, then
 // single strips, and the strips listed in `masked` (ascending, unique) one at a time through the epilogue's
-// masked variant (after epi.prepare_mask(s)).
+// masked variant.
 template <typename T, int R, class Epi>
 C10_ALWAYS_INLINE void run_strips(const T* q, const PackedRefs<T>& P, int64_t s0, int64_t s1, const int64_t* masked,
                                   int n_masked, Epi& epi) {
@@ -211,7 +223,6 @@ C10_ALWAYS_INLINE void run_strips(const T* q, const PackedRefs<T>& P, int64_t s0
     if (s < s1) {  // s is masked[mi]
       Vec<T> acc[R][1];
       dot_tile<T, R, 1>(q, P.D, P.strip(s), acc);
-      epi.prepare_mask(s);
       epi.template apply<1, true>(acc, s);
       ++s;
       ++mi;

@@ -37,6 +37,14 @@ struct KdeContext {
   bool exclude_self;
 };
 
+// Multiplies the double lane sums by the lane factors f (out of line: rare, and it keeps the tile's registers).
+template <typename T>
+C10_NOINLINE void scale_lanes(double* sd, Vec<T> f) {
+  T fs[Vec<T>::size()];
+  f.store(fs);
+  for (int64_t l = 0; l < Vec<T>::size(); ++l) sd[l] *= static_cast<double>(fs[l]);
+}
+
 // The epilogue of one block of R queries: running lane max m (base-2 units), the lane sums sf since the last
 // flush (T), and pointers to the flushed lane sums (double).
 template <typename T, int R>
@@ -44,7 +52,6 @@ struct KdeEpilogue {
   static constexpr int64_t L = Vec<T>::size();
   Vec<T> m[R];
   Vec<T> sf[R];
-  Vec<T> valid[R];   // masked strips: all-ones lanes for the references that count
   T qn[R];           // |q − shift|²
   double* sd[R];
   int64_t self[R];   // packed position of each query's own point (exclude_self), or −1
@@ -54,60 +61,48 @@ struct KdeEpilogue {
 
   template <int V, bool MASKED>
   C10_ALWAYS_INLINE void apply(Vec<T> (&acc)[R][V], int64_t s) {
-    const Vec<T> m2(T(-2)), zero(T(0)), c2v(c2);
+    const Vec<T> m2(T(-2)), zero(T(0)), c2v(c2), inf(std::numeric_limits<T>::infinity());
     Vec<T> rn[V];
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) rn[v] = Vec<T>::loadu(rnorm + (s + v) * L);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
+    unroll<V>([&](auto v) GENAD_INLINE { rn[v] = Vec<T>::loadu(rnorm + (s + v) * L); });
+    unroll<R>([&](auto r) GENAD_INLINE {
       const Vec<T> qv(qn[r]);
+      Vec<T> valid;
+      if constexpr (MASKED) valid = lane_mask(s, self[r]);
       Vec<T> sv[V];
       uint32_t up = 0;
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) {
+      unroll<V>([&](auto v) GENAD_INLINE {
         // d² = |q|² + |r|² − 2 q·r. Rounding in this cancellation can leave a tiny negative number for a pair
         // at (nearly) zero distance; the true value is >= 0, so it is clamped there — only values that cannot
         // be distances are changed, and NaN cannot reach here (exact path). Padding lanes: |r|² = +inf → d² = +inf.
         Vec<T> d2 = at::vec::clamp_min(at::vec::fmadd(m2, acc[r][v], rn[v] + qv), zero);
-        if constexpr (MASKED) {
-          d2 = Vec<T>::blendv(Vec<T>(std::numeric_limits<T>::infinity()), d2, valid[r]);
-        }
-        sv[v] = c2v * d2;                 // <= 0; −inf for padding and masked lanes
+        if constexpr (MASKED) d2 = Vec<T>::blendv(inf, d2, valid);
+        sv[v] = c2v * d2;  // <= 0; −inf for padding and masked lanes
         up |= lt_bits<T>(m[r], sv[v]);
-      }
+      });
       if (C10_UNLIKELY(up != 0)) {
+        // New lane maxima: rescale the lane sums by 2^(m_old − m_new) (1 where the max did not move).
         Vec<T> bm = sv[0];
-#pragma GCC unroll 4
-        for (int v = 1; v < V; ++v) bm = at::vec::clamp_min(bm, sv[v]);
-        raise_max(r, bm);
+        unroll<V - 1>([&](auto v) GENAD_INLINE { bm = at::vec::clamp_min(bm, sv[v + 1]); });
+        const Vec<T> mn = at::vec::clamp_min(m[r], bm);
+        const Vec<T> f = exp2_nonpos<T>(m[r] - mn);
+        sf[r] = sf[r] * f;
+        scale_lanes<T>(sd[r], f);
+        m[r] = mn;
       }
       Vec<T> e = exp2_nonpos<T>(sv[0] - m[r]);
-#pragma GCC unroll 4
-      for (int v = 1; v < V; ++v) e = e + exp2_nonpos<T>(sv[v] - m[r]);
+      unroll<V - 1>([&](auto v) GENAD_INLINE { e = e + exp2_nonpos<T>(sv[v + 1] - m[r]); });
       sf[r] = sf[r] + e;
-    }
+    });
   }
 
-  // New lane maxima max(m, bm): rescale the lane sums by 2^(m_old − m_new) (1 where the max did not move).
-  C10_NOINLINE void raise_max(int r, Vec<T> bm) {
-    const Vec<T> mn = at::vec::clamp_min(m[r], bm);
-    const Vec<T> f = exp2_nonpos<T>(m[r] - mn);
-    sf[r] = sf[r] * f;
-    T fs[L];
-    f.store(fs);
-    for (int64_t l = 0; l < L; ++l) sd[r][l] *= static_cast<double>(fs[l]);
-    m[r] = mn;
-  }
-
-  void prepare_mask(int64_t s) {
+  // All-ones lanes for the references of strip s that count: not padding, not the query's own point.
+  C10_ALWAYS_INLINE Vec<T> lane_mask(int64_t s, int64_t self_pos) const {
     T lanes[L];
-    for (int r = 0; r < R; ++r) {
-      for (int64_t l = 0; l < L; ++l) {
-        const int64_t p = s * L + l;
-        lanes[l] = (p < n_reg && p != self[r]) ? T(1) : T(0);
-      }
-      valid[r] = Vec<T>::loadu(lanes) > Vec<T>(T(0.5));
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t p = s * L + l;
+      lanes[l] = (p < n_reg && p != self_pos) ? T(1) : T(0);
     }
+    return Vec<T>::loadu(lanes) > Vec<T>(T(0.5));
   }
 };
 

@@ -4,11 +4,11 @@
 // Each thread takes chunks of queries and streams the packed references past them (distance_tiles.h). For a
 // query the ranking only needs t = |r|² − 2 q·r = d² − |q|² (|q|² is the same for all its candidates), one
 // fused multiply-add on the register tile; a vector compare against the query's current k-th best t rejects a
-// whole strip at once, and only lanes that beat it (about k·ln(M/k) over a whole pass, for random order) go
-// through the sorted buffer of k (value, index) pairs (genad/distance.h). At the end the k winners' distances
-// are recomputed exactly, by direct differences in double, and sorted: the expansion only ranks, so its
-// cancellation error cannot reach the returned values (it can only swap near-ties, whose distances agree to
-// that error). exclude_self drops j == i. NaN/inf rows take the exact path, ranked as torch.topk ranks:
+// whole strip at once, and only lanes that beat it (about k·ln(M/k) over a whole pass, for random order) are
+// appended to the query's candidate list, cut back to the best k now and then (KnnState). At the end the k
+// winners' distances are recomputed exactly, by direct differences in double, and sorted: the expansion only
+// ranks, so its cancellation error cannot reach the returned values (it can only swap near-ties, whose
+// distances agree to that error). exclude_self drops j == i. NaN/inf rows take the exact path, ranked as torch.topk ranks:
 // NaN after +inf.
 #include <torch/library.h>
 
@@ -31,91 +31,155 @@ struct KnnContext {
   bool exclude_self;
 };
 
-// The k-nearest buffers of one chunk's packed queries: [n][k] values (t = d² − |q|²) and reference rows.
+// The candidates of one chunk's packed queries: per query an unsorted list of (t, packed position) pairs that the
+// tile appends to, cut back to the best k whenever it reaches `flush_at` entries; `thr` is the k-th best t after
+// the last cut (+inf before k are in). Appending is a vector compress (no branch per lane, no call) and a cut
+// is a selection over ~2k entries, so the rare path stays cheap even for larger k: the threshold only lags
+// behind by the few candidates since the last cut.
 template <typename T>
 struct KnnState {
-  std::vector<T> vals;
-  std::vector<int64_t> idx;
-  std::vector<int64_t> count;
+  int64_t k = 0, flush_at = 0, cap = 0;
+  std::vector<T> vals;        // [n][cap]
+  std::vector<int32_t> pos;   // [n][cap]
+  std::vector<int64_t> count; // [n]
+  std::vector<T> thr;         // [n]
+  std::vector<T> sel;  // scratch of cut()
+
+  void reset(int64_t n, int64_t k_) {
+    constexpr int64_t L = Vec<T>::size();
+    k = k_;
+    flush_at = k + std::max<int64_t>(k, 32);
+    cap = flush_at + kStrips * L;  // one more tile of appends (a full vector store each) always fits
+    vals.resize(n * cap);
+    pos.resize(n * cap);
+    count.assign(n, 0);
+    thr.assign(n, std::numeric_limits<T>::infinity());
+    sel.reserve(cap);
+  }
+
+  // Keeps the k smallest candidates of `row` (dropping the query's own position `self`), and their k-th as the
+  // new threshold. The candidates of the vector path are finite t values: plain < orders them.
+  C10_NOINLINE void cut(int64_t row, int64_t self) {
+    T* v = vals.data() + row * cap;
+    int32_t* p = pos.data() + row * cap;
+    int64_t n = count[row];
+    if (self >= 0) {  // appended at most once: swap it out
+      for (int64_t t = 0; t < n; ++t) {
+        if (p[t] == self) {
+          v[t] = v[n - 1];
+          p[t] = p[n - 1];
+          --n;
+          break;
+        }
+      }
+    }
+    T kth = std::numeric_limits<T>::infinity();
+    if (n > k) {
+      sel.assign(v, v + n);
+      std::nth_element(sel.begin(), sel.begin() + (k - 1), sel.end());
+      kth = sel[k - 1];
+      int64_t below = 0;  // sel[0 .. k−1) are <= kth; those < kth are all of the values < kth
+      for (int64_t t = 0; t + 1 < k; ++t) below += sel[t] < kth;
+      int64_t ties = k - below;  // copies of kth to keep
+      int64_t w = 0;
+      for (int64_t t = 0; t < n; ++t) {
+        if (v[t] < kth || (v[t] == kth && ties-- > 0)) {
+          v[w] = v[t];
+          p[w] = p[t];
+          ++w;
+        }
+      }
+      n = w;
+    } else if (n == k) {
+      kth = *std::max_element(v, v + n);
+    }
+    count[row] = n;
+    thr[row] = kth;
+  }
 };
 
+// Appends the lanes of t selected by `bits` (packed positions base + lane) to the candidates of `row`.
+// Out of line: rare, and it keeps the tile's registers.
 template <typename T>
-C10_ALWAYS_INLINE T knn_threshold(const T* vals, int64_t count, int64_t k) {
-  // +inf until k candidates are in, or while the k-th is NaN (anything numeric beats it).
-  return (count == k && !std::isnan(vals[k - 1])) ? vals[k - 1] : std::numeric_limits<T>::infinity();
+C10_NOINLINE void append(KnnState<T>& st, int64_t row, Vec<T> t, uint32_t bits, int64_t base) {
+  const int64_t n = st.count[row];
+  T* dst = st.vals.data() + row * st.cap + n;
+  int32_t* pdst = st.pos.data() + row * st.cap + n;
+  const int32_t b = static_cast<int32_t>(base);
+#if defined(CPU_CAPABILITY_AVX512)
+  // Compress into a register, then one full store (the list has room): a compress straight to memory is
+  // microcoded and slow on some AVX-512 CPUs (AMD Zen 4).
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    _mm512_storeu_ps(dst, _mm512_maskz_compress_ps(static_cast<__mmask16>(bits), t));
+    _mm512_storeu_si512(pdst, _mm512_maskz_compress_epi32(static_cast<__mmask16>(bits),
+                                                          _mm512_add_epi32(lanes, _mm512_set1_epi32(b))));
+  } else {
+    const __m256i lanes = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    _mm512_storeu_pd(dst, _mm512_maskz_compress_pd(static_cast<__mmask8>(bits), t));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(pdst),
+                        _mm256_maskz_compress_epi32(static_cast<__mmask8>(bits),
+                                                    _mm256_add_epi32(lanes, _mm256_set1_epi32(b))));
+  }
+  st.count[row] = n + __builtin_popcount(bits);
+#else
+  T tv[Vec<T>::size()];
+  t.store(tv);
+  int64_t m = 0;
+  while (bits != 0) {
+    const int l = __builtin_ctz(bits);
+    bits &= bits - 1;
+    dst[m] = tv[l];
+    pdst[m] = b + l;
+    ++m;
+  }
+  st.count[row] = n + m;
+#endif
 }
 
 template <typename T, int R>
 struct KnnEpilogue {
   static constexpr int64_t L = Vec<T>::size();
-  T thr[R];
-  T* vals[R];
-  int64_t* idx[R];
-  int64_t* count[R];
-  int64_t self[R];   // the query's own row (exclude_self), or −1
+  KnnState<T>* st;
+  int64_t row0;
+  int64_t self[R];   // packed position of the query's own point (exclude_self), or −1
   const T* rnorm;
-  const int64_t* orig;
-  int64_t k;
 
   template <int V, bool MASKED>
   C10_ALWAYS_INLINE void apply(Vec<T> (&acc)[R][V], int64_t s) {
     const Vec<T> m2(T(-2));
     Vec<T> rn[V];
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) rn[v] = Vec<T>::loadu(rnorm + (s + v) * L);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Vec<T> th(thr[r]);
+    unroll<V>([&](auto v) GENAD_INLINE { rn[v] = Vec<T>::loadu(rnorm + (s + v) * L); });
+    unroll<R>([&](auto r) GENAD_INLINE {
+      const int64_t row = row0 + r;
+      const Vec<T> th(st->thr[row]);
       Vec<T> t[V];
+      uint32_t bits[V];
       uint32_t any = 0;
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) {
+      unroll<V>([&](auto v) GENAD_INLINE {
         t[v] = at::vec::fmadd(m2, acc[r][v], rn[v]);  // padding lanes: |r|² = +inf, never below a threshold
-        any |= lt_bits<T>(t[v], th);
-      }
+        bits[v] = lt_bits<T>(t[v], th);
+        any |= bits[v];
+      });
       if (C10_UNLIKELY(any != 0)) {
-#pragma GCC unroll 4
-        for (int v = 0; v < V; ++v) collect(r, t[v], s + v);
+        unroll<V>([&](auto v) GENAD_INLINE {
+          if (bits[v] != 0) append<T>(*st, row, t[v], bits[v], (s + v) * L);
+        });
+        if (st->count[row] >= st->flush_at) st->cut(row, self[r]);
       }
-    }
+    });
   }
-
-  C10_NOINLINE void collect(int r, Vec<T> t, int64_t strip) {
-    uint32_t bits = lt_bits<T>(t, Vec<T>(thr[r]));
-    if (bits == 0) return;
-    T tv[L];
-    t.store(tv);
-    while (bits != 0) {
-      const int l = __builtin_ctz(bits);
-      bits &= bits - 1;
-      if (!(tv[l] < thr[r])) continue;  // the threshold fell since the compare
-      const int64_t j = orig[strip * L + l];
-      if (j == self[r]) continue;
-      *count[r] = gd::sorted_insert(vals[r], idx[r], *count[r], k, tv[l], j);
-      thr[r] = knn_threshold(vals[r], *count[r], k);
-    }
-  }
-
-  void prepare_mask(int64_t) {}
 };
 
 template <typename T, int R>
 void knn_block(const KnnContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, int64_t p0, int64_t p1,
                KnnState<T>& st) {
   const PackedRefs<T>& P = *ctx.P;
-  const int64_t k = ctx.k;
   KnnEpilogue<T, R> epi;
+  epi.st = &st;
+  epi.row0 = b0;
   epi.rnorm = P.norm.data();
-  epi.orig = P.orig.data();
-  epi.k = k;
-  for (int r = 0; r < R; ++r) {
-    const int64_t row = b0 + r;
-    epi.vals[r] = st.vals.data() + row * k;
-    epi.idx[r] = st.idx.data() + row * k;
-    epi.count[r] = st.count.data() + row;
-    epi.thr[r] = knn_threshold(epi.vals[r], *epi.count[r], k);
-    epi.self[r] = ctx.exclude_self ? ch.orig[row] : -1;
-  }
+  for (int r = 0; r < R; ++r) epi.self[r] = ctx.exclude_self ? P.pos[ch.orig[b0 + r]] : -1;
   run_strips<T, R>(ch.rows.data() + b0 * P.D, P, p0, p1, nullptr, 0, epi);
 }
 
@@ -134,15 +198,34 @@ void knn_rows(const KnnContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, int
   }
 }
 
-// The k distances of query row i to the reference rows idx[0..k), exactly (direct differences in double),
-// ascending with NaN last, written to out[0..k).
+// Σ (a − b)² in double with four independent partial sums (the latency of one chain would dominate).
 template <typename T>
-void write_exact(const KnnContext<T>& ctx, int64_t i, const int64_t* idx, T* out) {
+double sq_dist_double(const T* a, const T* b, int64_t D) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int64_t d = 0;
+  for (; d + 4 <= D; d += 4) {
+    const double e0 = static_cast<double>(a[d]) - b[d], e1 = static_cast<double>(a[d + 1]) - b[d + 1];
+    const double e2 = static_cast<double>(a[d + 2]) - b[d + 2], e3 = static_cast<double>(a[d + 3]) - b[d + 3];
+    s0 += e0 * e0;
+    s1 += e1 * e1;
+    s2 += e2 * e2;
+    s3 += e3 * e3;
+  }
+  for (; d < D; ++d) {
+    const double e = static_cast<double>(a[d]) - b[d];
+    s0 += e * e;
+  }
+  return (s0 + s1) + (s2 + s3);
+}
+
+// The k distances of query row i to the reference rows idx[0..k), exactly (direct differences in double),
+// ascending with NaN last (finite rows here, but the order is the op's), written to out[0..k).
+template <typename T>
+void write_exact(const KnnContext<T>& ctx, int64_t i, const int64_t* idx, double* d2, T* out) {
   const int64_t D = ctx.P->D, k = ctx.k;
   const T* qi = ctx.q + i * ctx.sq;
-  std::vector<double> d2(k);
-  for (int64_t t = 0; t < k; ++t) d2[t] = gd::sq_dist_direct<double>(qi, ctx.r + idx[t] * ctx.sr, D);
-  std::sort(d2.begin(), d2.end(), [](double a, double b) { return gd::nan_last_less(a, b); });
+  for (int64_t t = 0; t < k; ++t) d2[t] = sq_dist_double(qi, ctx.r + idx[t] * ctx.sr, D);
+  std::sort(d2, d2 + k, [](double a, double b) { return gd::nan_last_less(a, b); });
   for (int64_t t = 0; t < k; ++t) out[t] = static_cast<T>(std::sqrt(d2[t]));
 }
 
@@ -153,9 +236,7 @@ void knn_chunk(const KnnContext<T>& ctx, int64_t i0, int64_t i1, T* out) {
   QueryChunk<T> ch;
   ch.pack(ctx.q, ctx.sq, i0, i1, D, P.shift.data());
   KnnState<T> st;
-  st.vals.assign(ch.n * k, std::numeric_limits<T>::infinity());
-  st.idx.assign(ch.n * k, -1);
-  st.count.assign(ch.n, 0);
+  st.reset(ch.n, k);
   const int64_t panel = panel_strips<T>(D);
   for (int64_t p0 = 0; p0 < P.n_strips; p0 += panel) {
     const int64_t p1 = std::min(P.n_strips, p0 + panel);
@@ -164,33 +245,42 @@ void knn_chunk(const KnnContext<T>& ctx, int64_t i0, int64_t i1, T* out) {
       knn_rows(ctx, ch, b0, rows, p0, p1, st);
     }
   }
+  std::vector<T> vals(k);
+  std::vector<int64_t> idx(k);
+  std::vector<double> d2(k);
   for (int64_t row = 0; row < ch.n; ++row) {
     const int64_t i = ch.orig[row];
-    T* vals = st.vals.data() + row * k;
-    int64_t* idx = st.idx.data() + row * k;
-    int64_t count = st.count[row];
+    st.cut(row, ctx.exclude_self ? P.pos[i] : -1);
+    // The vector path's best (at most k), sorted, then the references on the exact path, ranked in the same
+    // t = d² − |q|² units.
+    int64_t count = 0;
+    const T* cv = st.vals.data() + row * st.cap;
+    const int32_t* cp = st.pos.data() + row * st.cap;
+    for (int64_t t = 0; t < st.count[row]; ++t) {
+      count = gd::sorted_insert(vals.data(), idx.data(), count, k, cv[t], P.orig[cp[t]]);
+    }
     const T* qi = ctx.q + i * ctx.sq;
-    for (const int64_t j : P.exact) {  // references on the exact path, ranked in the same t units
+    for (const int64_t j : P.exact) {
       if (ctx.exclude_self && j == i) continue;
       const double d2 = gd::sq_dist_direct<double>(qi, ctx.r + j * ctx.sr, D);
-      count = gd::sorted_insert(vals, idx, count, k, static_cast<T>(d2 - static_cast<double>(ch.norm[row])), j);
+      count = gd::sorted_insert(vals.data(), idx.data(), count, k,
+                                static_cast<T>(d2 - static_cast<double>(ch.norm[row])), j);
     }
     TORCH_INTERNAL_ASSERT(count == k, "knn_distance: found ", count, " of ", k, " neighbours");
-    write_exact(ctx, i, idx, out + i * k);
+    write_exact(ctx, i, idx.data(), d2.data(), out + i * k);
   }
   if (!ch.exact.empty()) {  // queries on the exact path: every reference by direct differences
-    std::vector<double> vals(k);
-    std::vector<int64_t> idx(k);
+    std::vector<double> dv(k);
     for (const int64_t i : ch.exact) {
       const T* qi = ctx.q + i * ctx.sq;
       int64_t count = 0;
       for (int64_t j = 0; j < P.M; ++j) {
         if (ctx.exclude_self && j == i) continue;
-        count = gd::sorted_insert(vals.data(), idx.data(), count, k,
+        count = gd::sorted_insert(dv.data(), idx.data(), count, k,
                                   gd::sq_dist_direct<double>(qi, ctx.r + j * ctx.sr, D), j);
       }
       TORCH_INTERNAL_ASSERT(count == k, "knn_distance: found ", count, " of ", k, " neighbours");
-      for (int64_t t = 0; t < k; ++t) out[i * k + t] = static_cast<T>(std::sqrt(vals[t]));
+      for (int64_t t = 0; t < k; ++t) out[i * k + t] = static_cast<T>(std::sqrt(dv[t]));
     }
   }
 }
@@ -217,6 +307,7 @@ at::Tensor knn_distance_cpu(const at::Tensor& queries, const at::Tensor& refs, i
   }
   const int64_t available = exclude_self ? M - 1 : M;
   TORCH_CHECK(k >= 1, op, ": k must be >= 1, got ", k);
+  TORCH_CHECK(M < (int64_t{1} << 31), op, ": at most 2^31 - 1 refs are supported, got ", M);
   TORCH_CHECK(k <= available, op, ": k = ", k, " is larger than the ", available, " reference",
               available == 1 ? "" : "s", exclude_self ? " left once each point's own row is excluded" : "",
               " (M = ", M, ")");
