@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <type_traits>
@@ -33,10 +34,27 @@ namespace {
 namespace gd = genad::diffusion;
 using philox_vec::kBlock;
 
-// Counter blocks per parallel task: 16 x 64 counters = 4096 elements, ~48 KiB of traffic.
-constexpr int64_t kGrainBlocks = 16;
-// Elements per task when the noise is an explicit tensor.
+// Counter blocks per work chunk: 32 x 64 counters = 8192 elements, ~96 KiB of traffic.
+constexpr int64_t kGrainBlocks = 32;
+// Elements per work chunk when the noise is an explicit tensor, and for the reduction.
 constexpr int64_t kGrainElems = 16384;
+
+// f(begin, end) over [0, n) in chunks of `grain` that the threads take from a shared counter. Static halves (what
+// at::parallel_for does) make the op wait for a thread the OS has descheduled, which on a shared machine is most of
+// the time; here the running threads take over its chunks. Each chunk's result does not depend on which thread
+// computes it, so the output stays the same for any thread count or schedule.
+template <class F>
+void parallel_chunks(int64_t n, int64_t grain, const F& f) {
+  if (n <= 0) return;
+  const int64_t chunks = (n + grain - 1) / grain;
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(chunks, at::get_num_threads()), 1, [&](int64_t, int64_t) {
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
+         c = next.fetch_add(1, std::memory_order_relaxed)) {
+      f(c * grain, std::min(n, (c + 1) * grain));
+    }
+  });
+}
 
 // ---- add_noise / diffusion_step -----------------------------------------------------------------------------
 
@@ -150,7 +168,7 @@ template <typename T>
 void combine_philox(const Combine<T>& p, int64_t n, uint64_t seed, uint64_t offset) {
   const int64_t q = static_cast<int64_t>(genad::philox::counters(static_cast<uint64_t>(n)));
   const int64_t blocks = (q + kBlock - 1) / kBlock;
-  at::parallel_for(0, blocks, kGrainBlocks, [&](int64_t b0, int64_t b1) {
+  parallel_chunks(blocks, kGrainBlocks, [&](int64_t b0, int64_t b1) {
     alignas(64) float z[4][kBlock];
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t j0 = blk * kBlock;  // first counter of the block, relative to offset
@@ -169,7 +187,7 @@ void combine_philox(const Combine<T>& p, int64_t n, uint64_t seed, uint64_t offs
 // z from an explicit [B, M] tensor with row stride sn.
 template <typename T>
 void combine_tensor(const Combine<T>& p, int64_t n, const T* noise, int64_t sn) {
-  at::parallel_for(0, n, kGrainElems, [&](int64_t i0, int64_t i1) {
+  parallel_chunks(n, kGrainElems, [&](int64_t i0, int64_t i1) {
     combine_run(p, i0, i1 - i0, [&](int64_t r, int64_t col, int64_t) { return noise + r * sn + col; });
     fence_stores(p.stream);
   });
@@ -271,7 +289,7 @@ struct Recon {
 template <typename T>
 void recon_rows(const Recon<T>& p, int64_t B, int64_t Tn) {
   using V = at::vec::Vectorized<T>;
-  at::parallel_for(0, B * Tn, std::max<int64_t>(1, 8192 / std::max<int64_t>(p.C, 1)), [&](int64_t r0, int64_t r1) {
+  parallel_chunks(B * Tn, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(p.C, 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t bi = r / Tn, t = r % Tn;
       const T* x = p.x + bi * p.x0 + t * p.x1;
@@ -300,7 +318,8 @@ void recon_tiles(const Recon<T>& p, int64_t B, int64_t Tn) {
   constexpr int64_t kTile = 256;
   const int64_t tiles = (Tn + kTile - 1) / kTile;
   const bool unit_t = p.x1 == 1 && p.h1 == 1 && (!p.m || p.m1 == 1);
-  at::parallel_for(0, B * tiles, std::max<int64_t>(1, 64 / std::max<int64_t>(p.C, 1)), [&](int64_t w0, int64_t w1) {
+  parallel_chunks(B * tiles, std::max<int64_t>(1, kGrainElems / (kTile * std::max<int64_t>(p.C, 1))),
+                  [&](int64_t w0, int64_t w1) {
     alignas(64) T acc[kTile];
     for (int64_t w = w0; w < w1; ++w) {
       const int64_t bi = w / tiles, t0 = (w % tiles) * kTile, len = std::min(kTile, Tn - t0);
