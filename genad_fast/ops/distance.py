@@ -1,0 +1,238 @@
+"""Fused classic density and distance scores over a reference set: the Gaussian KDE log-density and the distances
+to the k nearest references, tiled so that memory stays O(N + M) — no N×M matrix is ever formed.
+
+For queries ``q[..., D]`` and references ``r[M, D]``, with d²(q, r) = Σ_d (q_d − r_d)²::
+
+    kde_logpdf(q, r, h)    = logsumexp_j(−d²(q, r_j) / (2h²)) − log M − (D/2)·log(2πh²)
+    knn_distance(q, r, k)  = the k smallest d(q, r_j) = √d², ascending
+
+``kde_logpdf`` is the log of the Gaussian kernel density estimate (Rosenblatt 1956; Parzen 1962) normalised as
+scikit-learn's ``KernelDensity(kernel="gaussian", bandwidth=h).score_samples``; ``knn_distance`` gives
+``NearestNeighbors().kneighbors(n_neighbors=k)[0]``, the distances behind the kNN outlier score (Ramaswamy,
+Rastogi & Shim, SIGMOD 2000). ``exclude_self=True`` is for queries that *are* the references (row i of both is
+the same point): j = i is left out — the leave-one-out density (normalised by M − 1) and the neighbours among
+the other points, the scores a detector gives its own training data.
+
+Non-finite values propagate: a NaN coordinate makes its distances NaN (a NaN query gets a NaN density and NaN
+distances; a NaN reference makes every density NaN, and ranks after every number in ``knn_distance``, as
+``torch.topk`` orders NaN); an infinite coordinate gives infinite distances (density terms of 0), and inf − inf
+gives NaN, as ``torch.cdist`` does.
+
+Backends: ``eager`` (the chunked reference, :mod:`genad_fast.reference.distance`), ``cpu`` (register-tiled
+C++ kernels: distances from |q|² + |r|² − 2 q·r in registers, finished in place by an online log-sum-exp or a
+top-k filter; exact direct differences for rows with non-finite values), ``cuda`` and ``triton`` (direct
+differences in tiles). Inputs may be column slices of a bigger matrix (unit last stride, any row stride).
+
+These ops have no autograd formula — they are scores, not training losses: inputs that require grad (with grad
+mode on) are rejected with an error rather than silently detached. Bandwidth rules for ``bandwidth=``:
+:func:`scott_bandwidth`, :func:`silverman_bandwidth`.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+
+from genad_fast import _backend, _ext
+from genad_fast.ops._common import check_float, check_same, rows_view
+from genad_fast.reference import distance as _reference
+
+__all__ = ["kde_logpdf", "knn_distance", "scott_bandwidth", "silverman_bandwidth"]
+
+_IMPLEMENTED = ("eager", "cpu", "cuda", "triton")
+BANDWIDTH_RULES = ("scott", "silverman")
+
+
+# ---- bandwidth rules ---------------------------------------------------------------------------------------
+
+def _n_d(x: Any, name: str = "x") -> tuple[int, int]:
+    shape = tuple(x.shape) if hasattr(x, "shape") else None
+    if shape is None or len(shape) != 2:
+        raise ValueError(f"{name} must be a 2-D array or tensor [n, d], got shape {shape}")
+    n, d = int(shape[0]), int(shape[1])
+    if n < 1 or d < 1:
+        raise ValueError(f"{name} must have at least one row and one column, got shape {shape}")
+    return n, d
+
+
+def scott_bandwidth(x: Any) -> float:
+    """Scott's rule (Scott, *Multivariate Density Estimation*, 1992) as scikit-learn's ``bandwidth="scott"``:
+
+        h = n^(−1/(d + 4))
+
+    for data ``x`` of n rows and d columns. Like scikit-learn, the factor is used as the bandwidth itself, which
+    suits data standardised to unit variance per feature (the detectors standardise by default); for raw data
+    multiply by a scale (e.g. the features' standard deviation), as ``scipy.stats.gaussian_kde`` does.
+    """
+    n, d = _n_d(x)
+    return float(n ** (-1.0 / (d + 4)))
+
+
+def silverman_bandwidth(x: Any) -> float:
+    """Silverman's rule (Silverman, *Density Estimation for Statistics and Data Analysis*, 1986) as scikit-learn's
+    ``bandwidth="silverman"``:
+
+        h = (n·(d + 2) / 4)^(−1/(d + 4))
+
+    for data ``x`` of n rows and d columns (the same caveat about scale as :func:`scott_bandwidth`).
+    """
+    n, d = _n_d(x)
+    return float((n * (d + 2) / 4.0) ** (-1.0 / (d + 4)))
+
+
+# ---- checks ------------------------------------------------------------------------------------------------
+
+def _check_pair(queries: torch.Tensor, refs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    check_float("queries", queries)
+    check_float("refs", refs)
+    check_same("queries", queries, "refs", refs)
+    if refs.dim() != 2:
+        raise ValueError(f"refs must be 2-D [M, D], got shape {tuple(refs.shape)}")
+    if queries.dim() < 1:
+        raise ValueError("queries must have at least 1 dimension (..., D), got a scalar")
+    if queries.shape[-1] != refs.shape[-1]:
+        raise ValueError(f"queries and refs must have the same number of columns D, got queries of shape "
+                         f"{tuple(queries.shape)} (D = {queries.shape[-1]}) and refs of shape {tuple(refs.shape)} "
+                         f"(D = {refs.shape[-1]})")
+    if refs.shape[-1] == 0:
+        raise ValueError("queries and refs must have at least one column (D >= 1), got D = 0")
+    if refs.shape[0] == 0:
+        raise ValueError("refs must have at least one row (M >= 1), got an empty reference set")
+    if torch.is_grad_enabled() and (queries.requires_grad or refs.requires_grad):
+        raise RuntimeError("kde_logpdf and knn_distance have no backward (they are scores, not losses); call them "
+                           "under torch.no_grad() or pass detached tensors")
+    return rows_view("queries", queries), rows_view("refs", refs)
+
+
+def _check_exclude_self(exclude_self: Any, q2: torch.Tensor, refs: torch.Tensor) -> bool:
+    if not isinstance(exclude_self, bool):
+        raise TypeError(f"exclude_self must be True or False, got {exclude_self!r}")
+    if exclude_self and q2.shape[0] != refs.shape[0]:
+        raise ValueError(f"exclude_self=True needs the queries to be the refs (row i of both the same point), so "
+                         f"as many query rows as refs: got {q2.shape[0]} query rows and {refs.shape[0]} refs")
+    return exclude_self
+
+
+def _resolve_bandwidth(bandwidth: Any, refs: torch.Tensor) -> float:
+    if isinstance(bandwidth, str):
+        rule = bandwidth.strip().lower()
+        if rule == "scott":
+            return scott_bandwidth(refs)
+        if rule == "silverman":
+            return silverman_bandwidth(refs)
+        raise ValueError(f"bandwidth must be a number > 0 or one of {BANDWIDTH_RULES}, got {bandwidth!r}")
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real):
+        raise TypeError(f"bandwidth must be a number > 0 or one of {BANDWIDTH_RULES}, got {type(bandwidth).__name__}")
+    h = float(bandwidth)
+    if not (math.isfinite(h) and h > 0.0):
+        raise ValueError(f"bandwidth must be a finite number > 0, got {bandwidth!r}")
+    # The kernels scale squared distances by 1/(2h²) in the data's dtype.
+    if not math.isfinite(1.0 / (2.0 * h * h)) or (refs.dtype == torch.float32 and 1.0 / (2.0 * h * h) > 2.3e38):
+        raise ValueError(f"bandwidth {h!r} is too small for {str(refs.dtype).replace('torch.', '')}: 1/(2h²) "
+                         f"overflows; rescale the data")
+    return h
+
+
+# ---- public ops --------------------------------------------------------------------------------------------
+
+def kde_logpdf(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float | str, *, exclude_self: bool = False,
+               backend: str | None = None) -> torch.Tensor:
+    """Gaussian KDE log-density of each query under the references; see the module docstring.
+
+    Args:
+        queries: ``[..., D]`` float32 or float64 (any leading shape; unit last stride).
+        refs: ``[M, D]``, same dtype and device, M >= 1 (M >= 2 with exclude_self).
+        bandwidth: the kernel's standard deviation h > 0, or ``"scott"`` / ``"silverman"`` (computed from refs,
+            :func:`scott_bandwidth`, :func:`silverman_bandwidth`).
+        exclude_self: the queries are the references: leave each point out of its own density (normalised by
+            M − 1).
+        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None (``GENAD_FAST_BACKEND``, else auto).
+
+    Returns:
+        log p of the queries' leading shape, in their dtype (sums accumulated in float64 or, per lane, in
+        float32 flushed to float64 on the CPU).
+    """
+    q2, r2 = _check_pair(queries, refs)
+    exclude_self = _check_exclude_self(exclude_self, q2, refs)
+    if exclude_self and refs.shape[0] < 2:
+        raise ValueError(f"exclude_self=True needs at least 2 refs (each point's density comes from the others), "
+                         f"got {refs.shape[0]}")
+    h = _resolve_bandwidth(bandwidth, refs)
+    chosen = _backend.resolve(backend, queries.device, implemented=_IMPLEMENTED)
+    if chosen == "eager":
+        return _reference.kde_logpdf(queries, refs, h, exclude_self)
+    ns = torch.ops.genad_fast_triton if chosen == "triton" else torch.ops.genad_fast
+    return ns.kde_logpdf(q2, r2, h, exclude_self).view(queries.shape[:-1])
+
+
+def knn_distance(queries: torch.Tensor, refs: torch.Tensor, k: int, exclude_self: bool = False, *,
+                 backend: str | None = None) -> torch.Tensor:
+    """Euclidean distances of each query to its k nearest references, ascending; see the module docstring.
+
+    Args:
+        queries: ``[..., D]`` float32 or float64 (any leading shape; unit last stride).
+        refs: ``[M, D]``, same dtype and device.
+        k: neighbours, 1 <= k <= M (k <= M − 1 with exclude_self).
+        exclude_self: the queries are the references: row i is not its own neighbour.
+        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None (``GENAD_FAST_BACKEND``, else auto).
+
+    Returns:
+        ``[..., k]`` in the queries' dtype.
+    """
+    q2, r2 = _check_pair(queries, refs)
+    exclude_self = _check_exclude_self(exclude_self, q2, refs)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    k = int(k)
+    M = refs.shape[0]
+    available = M - 1 if exclude_self else M
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k > available:
+        raise ValueError(f"k = {k} is larger than the {available} refs available (M = {M}"
+                         f"{', each point excluded from its own neighbours' if exclude_self else ''})")
+    chosen = _backend.resolve(backend, queries.device, implemented=_IMPLEMENTED)
+    if chosen == "eager":
+        return _reference.knn_distance(queries, refs, k, exclude_self)
+    ns = torch.ops.genad_fast_triton if chosen == "triton" else torch.ops.genad_fast
+    return ns.knn_distance(q2, r2, k, exclude_self).view(*queries.shape[:-1], k)
+
+
+# ---- fake kernels (no autograd: see the module docstring) --------------------------------------------------
+
+def _fake_kde(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float, exclude_self: bool = False):
+    return queries.new_empty(queries.shape[0])
+
+
+def _fake_knn(queries: torch.Tensor, refs: torch.Tensor, k: int, exclude_self: bool):
+    return queries.new_empty(queries.shape[0], k)
+
+
+def _register(namespace: str) -> None:
+    torch.library.register_fake(f"{namespace}::kde_logpdf")(_fake_kde)
+    torch.library.register_fake(f"{namespace}::knn_distance")(_fake_knn)
+
+
+if _ext._C is not None:
+    _register("genad_fast")
+
+
+# Triton twins, defined at import (cheap, and torch.compile then never traces a definition); Triton itself is
+# imported only on the first call, so `import genad_fast` does not import triton.
+@torch.library.custom_op("genad_fast_triton::kde_logpdf", mutates_args=())
+def _triton_kde(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float, exclude_self: bool) -> torch.Tensor:
+    from genad_fast.kernels import distance as _kernel
+
+    return _kernel.kde_logpdf(queries, refs, bandwidth, exclude_self)
+
+
+@torch.library.custom_op("genad_fast_triton::knn_distance", mutates_args=())
+def _triton_knn(queries: torch.Tensor, refs: torch.Tensor, k: int, exclude_self: bool) -> torch.Tensor:
+    from genad_fast.kernels import distance as _kernel
+
+    return _kernel.knn_distance(queries, refs, k, exclude_self)
+
+
+_register("genad_fast_triton")
