@@ -10,11 +10,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Anomaly", "SeriesData", "TabularData", "make_series", "make_tabular", "ANOMALY_KINDS"]
+__all__ = ["Anomaly", "SeriesData", "TabularData", "make_series", "make_tabular", "ANOMALY_KINDS",
+           "SERIES_TYPES", "ALL_SERIES_TYPES", "SCOPES"]
 
 #: Codes of ``SeriesData.kinds`` / ``TabularData.kinds``: 0 is normal.
-ANOMALY_KINDS = {"point": 1, "contextual": 2, "collective": 3, "uniform": 4, "shifted": 5}
+ANOMALY_KINDS = {"point": 1, "contextual": 2, "collective": 3, "uniform": 4, "shifted": 5, "trend": 6,
+                 "frequency": 7}
+#: The default anomaly types of :func:`make_series` (kept so that old seeds give the same series).
 SERIES_TYPES = ("point", "contextual", "collective")
+#: Every anomaly type :func:`make_series` can inject.
+ALL_SERIES_TYPES = ("point", "contextual", "collective", "trend", "frequency")
+#: Channel scopes of :func:`make_series` events.
+SCOPES = ("mixed", "single", "correlated")
 TABULAR_TYPES = ("uniform", "shifted")
 
 
@@ -27,6 +34,10 @@ class Anomaly:
     stop: int
     channels: tuple[int, ...]
     detail: str
+    #: "single" (one channel, the others untouched), "correlated" (every channel, through the shared
+    #: latent signals) or "subset" (several channels changed independently: the ``scope="mixed"``
+    #: point and contextual events).
+    scope: str = "subset"
 
 
 @dataclass(frozen=True)
@@ -84,41 +95,63 @@ def _check_positive_int(name: str, value: int, minimum: int = 1) -> int:
 
 def make_series(T: int = 4000, C: int = 8, *, train_fraction: float = 0.5, period: int = 64,
                 noise: float = 0.1, anomaly_types: Sequence[str] = SERIES_TYPES, contamination: float = 0.02,
-                seed: int = 0, dtype: type = np.float32) -> SeriesData:
+                seed: int = 0, dtype: type = np.float32, scope: str = "mixed") -> SeriesData:
     """A seeded multivariate series: a clean training part and a test part with labelled anomalies.
 
-    Recipe. Three latent sinusoids with periods ``period * (1, 0.43, 3.1)`` (incommensurate, so
+    Recipe. Three latent sinusoids with periods ``P = period * (1, 0.43, 3.1)`` (incommensurate, so
     the pattern does not repeat exactly) and random phases ``phi_k`` drive every channel::
 
         s_c(t) = b_c + sum_k A[c, k] * sin(2 pi t / P_k + phi_k + delta[c, k])
         x_c(t) = s_c(t) + noise * std(s_c) * eps,   eps ~ N(0, 1)
 
     with ``A ~ N(0, 1)`` (so channels are correlated through the shared latents), small per-channel
-    phase offsets ``delta ~ N(0, 0.3^2)`` and offsets ``b ~ N(0, 1)``. The first
-    ``round(T * train_fraction)`` timestamps are the training part (no anomalies), the rest the
-    test part, continuing the same process. Into the test part go, at random non-overlapping
-    places (gaps of at least ``period // 4``):
+    phase offsets ``delta ~ N(0, 0.3^2)`` and offsets ``b ~ N(0, 1)``; ``std_c`` is the standard
+    deviation of ``s_c`` over the training part. The first ``round(T * train_fraction)`` timestamps
+    are the training part (no anomalies), the rest the test part, continuing the same process.
+    Into the test part go, at random non-overlapping places (gaps of at least ``period // 4``),
+    events of ``anomaly_types`` (default: the first three; :data:`ALL_SERIES_TYPES` has all five).
 
-    - ``point``: one timestamp, 1 to ``max(1, C // 3)`` channels, ``x += +-U(4, 6) * std_c`` (a spike);
-    - ``contextual``: a segment of ``period // 2`` timestamps on 1 to ``max(1, C // 2)`` channels
-      takes the clean signal half a main period ahead, ``s_c(t + period / 2)`` (plus its noise):
-      every value is normal for the channel, but wrong for the phase of the other channels and of
-      its own recent past;
-    - ``collective``: a segment of ``period // 2`` timestamps on all channels is either frozen
-      (each channel held at its value just before the segment) or a noise burst (the signal plus
-      noise of std ``max(3 * noise, 0.3) * std_c``).
+    Each event has a channel ``scope``. ``"single"``: one channel changes, the others keep their
+    normal values, so the anomaly breaks the cross-channel relations. ``"correlated"``: every
+    channel changes, through the shared latent drivers (a change ``d_k(t)`` of latent ``k`` moves
+    channel ``c`` by ``A[c, k] * d_k(t)``) or, for collective events, all together, so the
+    channels stay consistent and only the temporal behaviour is wrong. ``scope="mixed"`` (default)
+    keeps the original recipe for point, contextual and collective events (scope ``"subset"``,
+    below) and draws single or correlated with probability 1/2 per trend or frequency event.
+
+    - ``point``: one timestamp, a spike of ``+-U(4, 6)``. Subset: 1 to ``max(1, C // 3)`` random
+      channels, each ``x_c += +-U(4, 6) * std_c``; single: one channel, the same; correlated: a
+      latent jump ``d_k = +-U(4, 6)`` of a random latent ``k``.
+    - ``contextual``: ``period // 2`` timestamps take the clean signal half a main period ahead,
+      ``s_c(t + period / 2)`` (plus its noise): every value is normal for the channel, but wrong for
+      its own recent past (and, unless correlated, for the phase of the other channels). Subset: 1 to
+      ``max(1, C // 2)`` channels; single: one; correlated: all.
+    - ``collective``: ``period // 2`` timestamps either frozen (held at the value just before the
+      segment) or a noise burst of std ``max(3 * noise, 0.3) * std_c``. Subset: all channels,
+      independent bursts; single: one channel; correlated: all channels frozen, or a burst of the
+      latents ``d_k ~ N(0, max(3 * noise, 0.3)^2)`` (so the channels jump together).
+    - ``trend``: ``period`` timestamps with a linear drift from 0 to ``+-U(3, 5)``: single
+      ``x_c += r(t) * std_c`` on one channel, correlated ``d_0 = r(t)`` on the main latent. At the
+      end of the segment the series drops back to normal.
+    - ``frequency``: ``period`` timestamps in which one latent sinusoid runs ``f`` times as fast
+      (``f ~ U(1.8, 2.5)`` or ``1 / f``, equally likely), phase continuous at the start: correlated
+      on the main latent in every channel, single in one channel on the latent that channel
+      loads most (``argmax_k |A[c, k]|``).
 
     The number of events of each type is chosen so that about ``contamination * T_test``
     timestamps are labelled, spread evenly over the types, at least one event per type. The
-    timestamps of the events (the ``start:stop`` of each :class:`Anomaly`) are labelled 1. Everything is drawn from
-    ``numpy.random.default_rng(seed)``.
+    timestamps of the events (the ``start:stop`` of each :class:`Anomaly`) are labelled 1. Everything is
+    drawn from ``numpy.random.default_rng(seed)``; the signal and noise are drawn before the anomaly
+    plan, and the defaults give the same arrays as before the trend/frequency kinds existed.
 
     Returns a :class:`SeriesData` (unpacks as ``train, test, labels``); arrays are ``dtype``.
     """
     T = _check_positive_int("T", T, 4)
     C = _check_positive_int("C", C)
     period = _check_positive_int("period", period, 4)
-    types = _check_types(anomaly_types, SERIES_TYPES, "anomaly_types")
+    types = _check_types(anomaly_types, ALL_SERIES_TYPES, "anomaly_types")
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     if not 0.0 < float(train_fraction) < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction!r}")
     if not 0.0 < float(contamination) < 0.5:
@@ -151,7 +184,7 @@ def make_series(T: int = 4000, C: int = 8, *, train_fraction: float = 0.5, perio
     t_test = t_all[n_train:]
 
     seg = max(2, period // 2)
-    lengths = {"point": 1, "contextual": seg, "collective": seg}
+    lengths = {"point": 1, "contextual": seg, "collective": seg, "trend": period, "frequency": period}
     budget = contamination * n_test / len(types)
     plan = [k for k in types for _ in range(max(1, int(round(budget / lengths[k]))))]
     rng.shuffle(plan)
@@ -167,36 +200,102 @@ def make_series(T: int = 4000, C: int = 8, *, train_fraction: float = 0.5, perio
     kinds = np.zeros(n_test, dtype=np.int8)
     events = []
     pos = gap
+    all_channels = np.arange(C)
     for kind, add in zip(plan, extra):
         start = pos + int(add)
         stop = start + lengths[kind]
-        if kind == "point":
-            chans = np.sort(rng.choice(C, size=rng.integers(1, max(1, C // 3) + 1), replace=False))
-            sign = rng.choice([-1.0, 1.0], size=len(chans))
-            mag = rng.uniform(4.0, 6.0, size=len(chans))
-            test[start, chans] += sign * mag * std[chans]
-            detail = "spike of " + ", ".join(f"{m * g:+.2f} std" for m, g in zip(mag, sign))
-        elif kind == "contextual":
-            chans = np.sort(rng.choice(C, size=rng.integers(1, max(1, C // 2) + 1), replace=False))
-            tt = t_test[start:stop]
-            test[start:stop, chans] += (clean(tt + period / 2.0) - clean(tt))[:, chans]
-            detail = f"signal shifted by half a period ({period / 2:g} steps)"
+        if scope == "mixed" and kind in SERIES_TYPES:
+            chans, detail = _inject_subset(kind, test, s[n_train:], start, stop, t_test, clean, std, noise,
+                                           period, rng)
+            ev_scope = "subset"
         else:
-            chans = np.arange(C)
-            if rng.random() < 0.5:
-                test[start:stop] = test[start - 1]  # start >= gap >= 1
-                detail = "frozen"
-            else:
-                burst = max(3.0 * noise, 0.3) * std
-                test[start:stop] = s[n_train + start:n_train + stop] + burst * rng.normal(size=(stop - start, C))
-                detail = f"noise burst (std {max(3.0 * noise, 0.3):g} x channel std)"
+            ev_scope = scope if scope != "mixed" else ("single" if rng.random() < 0.5 else "correlated")
+            chans = (all_channels if ev_scope == "correlated" or C == 1
+                     else np.array([rng.integers(C)]))
+            if C == 1:
+                ev_scope = "single"
+            detail = _inject_scoped(kind, ev_scope, test, start, stop, t_test, chans, clean, std, noise, period,
+                                    periods, phases, amp, delta, rng)
         kinds[start:stop] = ANOMALY_KINDS[kind]
-        events.append(Anomaly(kind, start, stop, tuple(int(c) for c in chans), detail))
+        events.append(Anomaly(kind, start, stop, tuple(int(c) for c in chans), detail, ev_scope))
         pos = stop + gap
     labels = (kinds > 0).astype(np.int8)
     params = dict(T=T, C=C, train_fraction=train_fraction, period=period, noise=noise,
-                  anomaly_types=types, contamination=contamination, seed=seed)
+                  anomaly_types=types, contamination=contamination, seed=seed, scope=scope)
     return SeriesData(train.astype(dtype), test.astype(dtype), labels, kinds, tuple(events), params)
+
+
+def _inject_subset(kind, test, s_test, start, stop, t_test, clean, std, noise, period, rng):
+    """The original (``scope="mixed"``) point, contextual and collective events; draws unchanged."""
+    C = test.shape[1]
+    if kind == "point":
+        chans = np.sort(rng.choice(C, size=rng.integers(1, max(1, C // 3) + 1), replace=False))
+        sign = rng.choice([-1.0, 1.0], size=len(chans))
+        mag = rng.uniform(4.0, 6.0, size=len(chans))
+        test[start, chans] += sign * mag * std[chans]
+        return chans, "spike of " + ", ".join(f"{m * g:+.2f} std" for m, g in zip(mag, sign))
+    if kind == "contextual":
+        chans = np.sort(rng.choice(C, size=rng.integers(1, max(1, C // 2) + 1), replace=False))
+        tt = t_test[start:stop]
+        test[start:stop, chans] += (clean(tt + period / 2.0) - clean(tt))[:, chans]
+        return chans, f"signal shifted by half a period ({period / 2:g} steps)"
+    chans = np.arange(C)
+    if rng.random() < 0.5:
+        test[start:stop] = test[start - 1]  # start >= gap >= 1
+        return chans, "frozen"
+    burst = max(3.0 * noise, 0.3) * std
+    test[start:stop] = s_test[start:stop] + burst * rng.normal(size=(stop - start, C))
+    return chans, f"noise burst (std {max(3.0 * noise, 0.3):g} x channel std)"
+
+
+def _inject_scoped(kind, scope, test, start, stop, t_test, chans, clean, std, noise, period, periods, phases, amp,
+                   delta, rng) -> str:
+    """A single-channel (``chans`` = one channel) or correlated (every channel, via the latents) event."""
+    L = stop - start
+    tt = t_test[start:stop]
+    corr = scope == "correlated"
+    if kind == "point":
+        sign = rng.choice([-1.0, 1.0])
+        mag = sign * rng.uniform(4.0, 6.0)
+        if corr:
+            k = int(rng.integers(3))
+            test[start] += mag * amp[:, k]
+            return f"jump of {mag:+.2f} in latent {k}"
+        test[start, chans] += mag * std[chans]
+        return f"spike of {mag:+.2f} std"
+    if kind == "contextual":
+        test[start:stop, chans] += (clean(tt + period / 2.0) - clean(tt))[:, chans]
+        return f"signal shifted by half a period ({period / 2:g} steps)"
+    if kind == "collective":
+        level = max(3.0 * noise, 0.3)
+        if rng.random() < 0.5:
+            test[start:stop, chans] = test[start - 1, chans]  # start >= gap >= 1
+            return "frozen"
+        if corr:
+            test[start:stop] += rng.normal(0.0, level, size=(L, 3)) @ amp.T
+            return f"latent noise burst (std {level:g})"
+        test[start:stop, chans] += level * std[chans] * rng.normal(size=(L, len(chans)))
+        return f"noise burst (std {level:g} x channel std)"
+    if kind == "trend":
+        end = rng.choice([-1.0, 1.0]) * rng.uniform(3.0, 5.0)
+        ramp = end * np.arange(1, L + 1) / L
+        if corr:
+            test[start:stop] += ramp[:, None] * amp[:, 0]
+            return f"drift of the main latent to {end:+.2f}"
+        test[start:stop, chans] += ramp[:, None] * std[chans]
+        return f"drift to {end:+.2f} std"
+    # frequency
+    f = rng.uniform(1.8, 2.5)
+    if rng.random() < 0.5:
+        f = 1.0 / f
+    c = int(chans[0])
+    k = 0 if corr else int(np.argmax(np.abs(amp[c])))
+    t0 = t_test[start]
+    old = 2 * np.pi * tt / periods[k] + phases[k]
+    new = 2 * np.pi * (t0 + f * (tt - t0)) / periods[k] + phases[k]
+    d = amp[chans, k] * (np.sin(new[:, None] + delta[chans, k]) - np.sin(old[:, None] + delta[chans, k]))
+    test[start:stop, chans] += d
+    return f"latent {k} at {f:.2f}x its frequency"
 
 
 def _mixture_logpdf(x: np.ndarray, weights: np.ndarray, means: np.ndarray, chols: list[np.ndarray]) -> np.ndarray:
