@@ -4,8 +4,11 @@
 // Squared distances come from the expansion d² = |q|² + |r|² − 2 q·r: the q·r of R queries against V strips of
 // L references (L = lanes of a vector register) are accumulated over the D coordinates in R·V registers (the
 // micro-kernel of a GEMM; K = D is short, so the whole sum stays in registers), and each kernel applies its
-// epilogue to them there: no N×M (or tile-sized) matrix is ever written. Rows are centred on the mean of the
-// finite references first (distances do not change; |q|² and |r|² get small, so the expansion cancels less).
+// epilogue to them there: no N×M (or tile-sized) matrix is ever written. Rows are centred on the coordinate-wise
+// median of the finite references first (distances do not change; |q|² and |r|² get small, so the expansion
+// cancels less). What remains is an absolute error of about eps·(|q − c|² + |r − c|²) in d² (c the centre):
+// small next to the distances of data spread around its median, large for clusters far apart relative to
+// their own spread in float32 — float64 is the dtype for such data.
 //
 // Rows the expansion cannot take — any NaN/inf, or a centred squared norm so large that |q|² + |r|² could
 // overflow — are set aside ("exact" rows) and their pairs computed by direct differences (genad/distance.h),
@@ -76,19 +79,27 @@ PackedRefs<T> pack_refs(const T* r, int64_t sr, int64_t M, int64_t D) {
   PackedRefs<T> P;
   P.M = M;
   P.D = D;
-  // Centre: the mean of the finite rows, accumulated in double (a non-finite row would make it NaN/inf).
+  // Centre: the coordinate-wise median of the finite rows. Any centre leaves distances unchanged; a central
+  // one keeps |q|² and |r|² small, which is what the expansion's accuracy depends on, and the median, unlike
+  // the mean, is not dragged away from the data by a few huge rows (which then go to the exact path).
   std::vector<char> finite(M);
-  std::vector<double> sum(D, 0.0);
   int64_t n_fin = 0;
   for (int64_t i = 0; i < M; ++i) {
-    const T* row = r + i * sr;
-    finite[i] = row_finite(row, D);
-    if (!finite[i]) continue;
-    ++n_fin;
-    for (int64_t d = 0; d < D; ++d) sum[d] += static_cast<double>(row[d]);
+    finite[i] = row_finite(r + i * sr, D);
+    n_fin += finite[i];
   }
-  P.shift.resize(D);
-  for (int64_t d = 0; d < D; ++d) P.shift[d] = n_fin > 0 ? static_cast<T>(sum[d] / n_fin) : T(0);
+  P.shift.assign(D, T(0));
+  if (n_fin > 0) {
+    std::vector<T> col(n_fin);
+    for (int64_t d = 0; d < D; ++d) {
+      int64_t c = 0;
+      for (int64_t i = 0; i < M; ++i) {
+        if (finite[i]) col[c++] = r[i * sr + d];
+      }
+      std::nth_element(col.begin(), col.begin() + n_fin / 2, col.end());
+      P.shift[d] = col[n_fin / 2];
+    }
+  }
 
   P.pos.assign(M, -1);
   std::vector<double> norms(M, 0.0);
