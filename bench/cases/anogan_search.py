@@ -134,18 +134,21 @@ def _loss_check(max_mean_rel: float, max_rel: float):
     return check
 
 
-register(Case(
-    "anogan_search", "float32", SIZES, setup,
-    {EAGER: Provider(EAGER, "cpu", _eager), COMPILE: Provider(COMPILE, "cpu", _compiled),
-     "cpu": Provider("cpu", "cpu", _fused())},
-    items=lambda s: s["n"], item_unit="sample", check=_loss_check(1e-3, 5e-2),
-    description="AnoGAN latent search, 1024 samples x 100 Adam iterations, G 32-128-128-64, f 64-128-128"))
+# Run as ``python -m bench.cases.anogan_search``, this file is imported twice (as a case of bench.cases, and as
+# __main__): register the cases once.
+if __name__ != "__main__":
+    register(Case(
+        "anogan_search", "float32", SIZES, setup,
+        {EAGER: Provider(EAGER, "cpu", _eager), COMPILE: Provider(COMPILE, "cpu", _compiled),
+         "cpu": Provider("cpu", "cpu", _fused())},
+        items=lambda s: s["n"], item_unit="sample", check=_loss_check(1e-3, 5e-2),
+        description="AnoGAN latent search, 1024 samples x 100 Adam iterations, G 32-128-128-64, f 64-128-128"))
 
-register(Case(
-    "anogan_search", "bfloat16", SIZES, setup,
-    {EAGER: Provider(EAGER, "cpu", _eager), "cpu": Provider("cpu", "cpu", _fused(torch.bfloat16))},
-    items=lambda s: s["n"], item_unit="sample", check=_loss_check(2e-2, 2e-1),
-    description="the same search with bfloat16 products (fused) against the float32 eager loop"))
+    register(Case(
+        "anogan_search", "bfloat16", SIZES, setup,
+        {EAGER: Provider(EAGER, "cpu", _eager), "cpu": Provider("cpu", "cpu", _fused(torch.bfloat16))},
+        items=lambda s: s["n"], item_unit="sample", check=_loss_check(2e-2, 2e-1),
+        description="the same search with bfloat16 products (fused) against the float32 eager loop"))
 
 
 # ---- the figures of issue 5 (python -m bench.cases.anogan_search) ------------------------------------------

@@ -17,23 +17,29 @@ with its own z, its own Adam moments and its own step count, and one iteration i
 
 Backward. For the MLPs of :mod:`genad_fast.nn.gan` (stacks of ``Linear`` and ``LeakyReLU``) the
 vector–Jacobian product is written out: ``g <- leaky_relu_backward(g) @ W`` per layer, with the two
-incoming gradients joined by one ``addmm`` (``dL/dG(z) + dL/df · J_f``), into buffers allocated once,
-so an iteration is its ten matrix products plus a handful of fused element-wise passes. Other networks
+incoming gradients joined by one in-place ``addmm_`` (``dL/dG(z) + dL/df · J_f``), into buffers
+allocated once and bound to the working set once, so an iteration is a flat list of its ten matrix
+products and a handful of element-wise passes (no autograd graph, no slicing, no allocation but the
+residual op's outputs). Other networks
 (the convolutional ones) go through ``torch.autograd.grad(outputs=(G(z), f(G(z))), inputs=z,
 grad_outputs=(dL/dG(z), dL/df))``.
 
 bfloat16 products (``matmul_dtype=torch.bfloat16``): the networks' matrix products run in bfloat16
-with float32 accumulation (the hand-written path keeps bfloat16 copies of the weights; the autograd
-path uses ``torch.autocast``), as autocast would; z, the Adam state, the residual and the score stay
-float32.
+with float32 accumulation, as autocast would (the hand-written path keeps bfloat16 copies of the
+weights and, on CPUs with bfloat16 instructions, runs the forward layers through oneDNN's linear with
+bias and LeakyReLU fused; the autograd path uses ``torch.autocast``); z, the Adam state, the residual
+and the score stay float32.
 
 Early stopping. Every ``check_every`` iterations a row whose best loss improved by less than
-``tol`` (relative) since the previous check, ``patience`` checks in a row, is marked converged: its ``active`` flag is cleared with
-tensor ops, so ``masked_adam_`` leaves it alone. Converged rows then leave the matrix products:
+``tol`` (relative) since the previous check, ``patience`` checks in a row, is marked converged: its
+``active`` flag is cleared with tensor ops, so ``masked_adam_`` leaves it alone. Converged rows then leave the matrix products:
 at the check, once at most ``shrink`` of the working rows are still active, the active rows are
 gathered into a smaller working set (finished rows are written back first). Reading the active count
-for that decision is the only host–device synchronisation of the loop, one per ``check_every``
-iterations, outside the inner loop; with ``tol=0`` there is none at all until the end.
+for that decision (and, when it compacts, the row indices) is the only host–device synchronisation
+of the loop, once per ``check_every`` iterations, between segments; with ``tol=0`` or ``shrink=0``
+there is none at all. Justification: the alternative, masked rows kept in the products, costs a
+full-width iteration per iteration; one read per 10 iterations costs nothing on a CPU and one
+stream round trip on a GPU, where the segment between two reads is one CUDA-graph replay.
 
 Score. The result is the loss at the best latent code each row reached (over its iterations, and
 over the restarts of a sample), recomputed in one final forward pass together with its two parts
