@@ -15,7 +15,7 @@ __all__ = ["Anomaly", "SeriesData", "TabularData", "make_series", "make_tabular"
 
 #: Codes of ``SeriesData.kinds`` / ``TabularData.kinds``: 0 is normal.
 ANOMALY_KINDS = {"point": 1, "contextual": 2, "collective": 3, "uniform": 4, "shifted": 5, "trend": 6,
-                 "frequency": 7}
+                 "frequency": 7, "labelled": 8}  # labelled: a real data set's labels (kind unknown)
 #: The default anomaly types of :func:`make_series` (kept so that old seeds give the same series).
 SERIES_TYPES = ("point", "contextual", "collective")
 #: Every anomaly type :func:`make_series` can inject.
@@ -388,3 +388,16 @@ def make_tabular(n_train: int = 1000, n_test: int = 500, n_features: int = 8, *,
     params = dict(n_train=n_train, n_test=n_test, n_features=D, n_clusters=K, contamination=contamination,
                   outlier_types=types, shift=shift, seed=seed)
     return TabularData(train.astype(dtype), test.astype(dtype), (kinds > 0).astype(np.int8), kinds, params)
+
+
+_REAL = {"load_kdd_tsad_135", "load_ucr_anomaly", "load_digits_one_class", "load_wdbc", "load_wine",
+         "load_table", "load_file"}
+
+
+def __getattr__(name: str):
+    """The real-data loaders of :mod:`genad_fast.data`, reachable here too (imported on first use)."""
+    if name in _REAL:
+        import genad_fast.data
+
+        return getattr(genad_fast.data, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
