@@ -17,6 +17,8 @@ register_detector("pca", "genad_fast.detectors.sklearn_baselines:PCADetector")
 register_detector("ocsvm", "genad_fast.detectors.sklearn_baselines:OCSVMDetector")
 register_detector("iforest", "genad_fast.detectors.sklearn_baselines:IsolationForestDetector")
 register_detector("lof", "genad_fast.detectors.sklearn_baselines:LOFDetector")
+register_detector("kde", "genad_fast.detectors.kde:KDEDetector")
+register_detector("knn", "genad_fast.detectors.knn:KNNDetector")
 register_detector("anogan", "genad_fast.detectors.anogan:AnoGANDetector")
 register_detector("fanogan", "genad_fast.detectors.anogan:FAnoGANDetector")
 

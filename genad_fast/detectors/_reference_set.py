@@ -1,0 +1,90 @@
+"""The shared machinery of the detectors whose model *is* the training data (KDE, kNN): the reference set,
+its save/load, and leave-one-out scores for the training data.
+
+Fit keeps the training rows ``[N, D]`` (tabular) or the flattened grid windows ``[n, W·C]`` (series) as
+``reference_``, contiguous on ``device_``. A new point is scored against all of them by
+``_score_against(x, exclude_self=False)``, which the subclass implements with a fused op.
+
+The training data's own scores (``decision_scores_``, hence ``threshold_``) are leave-one-out: training row
+(window) i is scored against the others (``exclude_self=True`` of :func:`genad_fast.ops.kde_logpdf` /
+:func:`genad_fast.ops.knn_distance`). Scoring it as a new point would count it as its own neighbour (distance
+0, the largest kernel term) and make the training scores, and the threshold, optimistic. The base class scores
+the training data right after fitting, passing the very tensor it fitted on; it is recognised by identity
+(scoring calls always pass a freshly normalised tensor), as :class:`~genad_fast.detectors.sklearn_baselines.
+LOFDetector` does. In series mode with an off-grid end-aligned window, that window is not in the reference set
+and is scored as a new point. (Overlapping windows of the same series remain each other's neighbours: with
+``stride`` < ``window`` a training window's nearest other window is usually its shifted neighbour.)
+"""
+from __future__ import annotations
+
+import torch
+
+from genad_fast.detectors.base import BaseDetector
+from genad_fast.series import window_starts, windows_to_timestamps
+
+
+class ReferenceSetDetector(BaseDetector):
+    """A detector that scores against its training rows (or windows); see the module docstring."""
+
+    #: The fused ops keep memory O(N + M) whatever the batch: large batches pack the references fewer times.
+    score_batch_size = 65536
+
+    # ---- what a subclass provides -----------------------------------------------------------------
+    def _check_params(self) -> None:
+        """The subclass's own parameter checks (run at fit, before any work)."""
+
+    def _fit_reference(self, reference: torch.Tensor) -> None:
+        """Anything fitted besides the reference set (e.g. the bandwidth); ``reference`` is ``[n, F]``."""
+
+    def _score_against(self, x: torch.Tensor, exclude_self: bool) -> torch.Tensor:
+        """Scores ``[b]`` of rows ``x [b, F]`` against ``self.reference_`` (``x`` is the reference set itself
+        when ``exclude_self``)."""
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _set_extra_state(self, state: dict) -> None:
+        pass
+
+    # ---- hooks --------------------------------------------------------------------------------------
+    def _fit_model(self, data: torch.Tensor) -> None:
+        self._check_params()
+        self.reference_ = data.reshape(data.shape[0], -1).contiguous()
+        if self.reference_.data_ptr() == data.data_ptr():  # never alias the caller's (normalised) tensor
+            self.reference_ = self.reference_.clone()
+        self._fit_reference(self.reference_)
+        if not self.is_series:
+            self._fitted_on = data
+
+    def _fit_series(self, series: torch.Tensor) -> None:
+        super()._fit_series(series)
+        self._fitted_on = series
+
+    def _min_fit_samples(self) -> int:
+        self._check_params()
+        return int(self.min_fit_samples)
+
+    def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._score_against(batch.reshape(batch.shape[0], -1), False)
+
+    def _score_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.__dict__.pop("_fitted_on", None) is rows:
+            return self._score_against(self.reference_, True)
+        return super()._score_rows(rows)
+
+    def _score_series(self, series: torch.Tensor) -> torch.Tensor:
+        if self.__dict__.pop("_fitted_on", None) is not series:
+            return super()._score_series(series)
+        T, W, S = series.shape[0], int(self.window), int(self.stride)
+        scores = self._score_against(self.reference_, True)   # the grid windows: the reference set itself
+        if len(window_starts(T, W, S)) > scores.shape[0]:      # the end-aligned window is new to the model
+            scores = torch.cat([scores, self._score_model(series[T - W:].unsqueeze(0))])
+        return windows_to_timestamps(scores, T, W, S, reduce=self.reduce)
+
+    def _get_state(self) -> dict:
+        return {"reference": self.reference_, **self._extra_state()}
+
+    def _set_state(self, state: dict) -> None:
+        self.reference_ = state["reference"].to(device=self.device_, dtype=self._data_dtype()).contiguous()
+        self._set_extra_state(state)
