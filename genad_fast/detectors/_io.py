@@ -6,7 +6,8 @@ The file holds one dict (format version 1)::
      "library_version": "0.1.0", "torch_version": "2.14.1",
      "detector": "flow" or None,             # registry name, for genad_fast.load
      "class": "genad_fast.detectors.flow:FlowDetector",
-     "params": {...},                        # get_params(deep=False)
+     "params": {...},                        # get_params(deep=False); a threshold object as
+                                             # {"threshold_class": name, "params": {...}}
      "fitted": {"threshold_": float, "decision_scores_": float64 tensor, "n_features_in_": int,
                 "feature_names_in_": [str] or None, "seed_": int, "normalizer": {"mean", "scale"} or None,
                 "fitted_device": "cuda:0"},
@@ -82,10 +83,14 @@ def save_detector(det, path: str | os.PathLike) -> None:
     """Write ``det`` (fitted) to ``path`` atomically (a temporary file renamed into place)."""
     det._check_fitted()
     path = os.fspath(path)
+    from genad_fast.thresholds import BaseThreshold, threshold_to_spec
+
     params = {}
     for key, value in det.get_params(deep=False).items():
         if isinstance(value, torch.device):
             value = str(value)
+        if isinstance(value, BaseThreshold):  # a threshold rule object: its class name and parameters
+            value = threshold_to_spec(value)
         params[key] = _plain(value, f"parameter {key!r}")
     payload = {
         "format": FORMAT,
@@ -189,10 +194,12 @@ def load_detector(path: str | os.PathLike, map_location: torch.device | str = "c
     path = os.fspath(path)
     payload = read_payload(path, map_location=device)
     cls = _resolve_class(path, payload, expected)
-    params = payload["params"]
+    from genad_fast.thresholds import threshold_from_spec
+
     try:
+        params = {k: threshold_from_spec(v) for k, v in payload["params"].items()}
         det = cls(**params)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ModelFileError(path, f"its parameters do not fit {cls.__name__}: {exc}") from exc
     fitted = payload["fitted"]
     try:

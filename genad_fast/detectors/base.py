@@ -72,9 +72,10 @@ Hook contract (the base calls these; none of them validates user data, the base 
 ``_data_dtype() -> torch.dtype`` *optional*: dtype the data is cast to (default float32).
 
 Training scores: after the fit hook, the base scores the training data through the same path
-as ``decision_function``: ``decision_scores_`` and ``threshold_ = quantile(decision_scores_,
-1 - contamination)`` (linear interpolation, numpy's default) follow. Non-finite training scores
-are an error (a diverged model is not returned as fitted).
+as ``decision_function``: ``decision_scores_`` and ``threshold_`` (by default
+``quantile(decision_scores_, 1 - contamination)``, linear interpolation, numpy's default; see the
+``threshold`` parameter) follow. Non-finite training scores are an error (a diverged model is not
+returned as fitted).
 """
 from __future__ import annotations
 
@@ -153,9 +154,10 @@ class BaseDetector:
         Step between window starts (series only). The last window is aligned to the end of the
         series so the tail is scored.
     contamination : float in (0, 0.5], default 0.1
-        Expected fraction of anomalies; ``threshold_`` is the ``1 - contamination`` quantile of
-        the training scores (PyOD's default of 0.1; with clean training data it is the fraction
-        of training points flagged, so lower it, e.g. to 0.01, for fewer false alarms).
+        Expected fraction of anomalies; with ``threshold=None`` (the default), ``threshold_`` is the
+        ``1 - contamination`` quantile of the training scores (PyOD's default of 0.1; with clean
+        training data it is the fraction of training points flagged, so lower it, e.g. to 0.01, for
+        fewer false alarms).
     reduce : "mean", "max" or "min", default "mean"
         How the scores of the windows covering a timestamp combine (series only).
     normalize : bool, default True
@@ -172,6 +174,15 @@ class BaseDetector:
         global RNG state is restored afterwards). None draws a fresh seed at fit (kept in ``seed_``).
     verbose : bool, default True
         Progress bars for training epochs and long scoring (tqdm, on stderr).
+    threshold : None, float, str or threshold object, default None
+        How ``threshold_`` is set from the training scores (:mod:`genad_fast.thresholds`). None or
+        ``"contamination"``: the ``1 - contamination`` quantile. A float: that score, fixed.
+        ``"pot"``, ``"spot"``, ``"dspot"``: the extreme-value threshold of risk q = 1e-4 (Siffer et al.,
+        KDD 2017; at fit SPOT/DSPOT calibrate on the training scores, so ``"spot"`` gives POT's value and
+        ``"dspot"`` the last local mean plus the POT threshold of the deviations). An object such as
+        ``POTThreshold(q=1e-3)``: fitted (as an unfitted copy) on the training scores. Training scores
+        are lower than fresh ones for a model that overfits, so thresholds from them flag more than
+        intended on new data; :meth:`set_threshold` refits on held-out data.
 
     Fitted attributes: ``threshold_``, ``decision_scores_`` (float64 scores of the training data,
     one per row or per timestamp), ``n_features_in_``, ``feature_names_in_`` (DataFrame columns or
@@ -188,7 +199,8 @@ class BaseDetector:
 
     def __init__(self, *, window: int | None = None, stride: int = 1, contamination: float = 0.1,
                  reduce: str = "mean", normalize: bool = True, device: str = "auto",
-                 backend: str | None = None, seed: int | None = 0, verbose: bool = True) -> None:
+                 backend: str | None = None, seed: int | None = 0, verbose: bool = True,
+                 threshold: Any = None) -> None:
         self.window = window
         self.stride = stride
         self.contamination = contamination
@@ -198,6 +210,7 @@ class BaseDetector:
         self.backend = backend
         self.seed = seed
         self.verbose = verbose
+        self.threshold = threshold
 
     # ------------------------------------------------------------------ parameters (sklearn rules)
     @classmethod
@@ -323,7 +336,28 @@ class BaseDetector:
                              f"{scores.size} training {'timestamps' if self.is_series else 'rows'} "
                              f"(the first at {int(np.argmax(bad))}); the fit diverged or the data is degenerate")
         self.decision_scores_ = scores
-        self.threshold_ = float(np.quantile(scores, 1.0 - float(self.contamination)))
+        self.threshold_ = self._fit_threshold(getattr(self, "threshold", None), scores, None)
+        return self
+
+    def set_threshold(self, X: Any, y: Any = None, method: Any = None) -> "BaseDetector":
+        """Refit ``threshold_`` on the scores of held-out data ``X``; returns self.
+
+        ``method``: anything the ``threshold`` parameter accepts, or ``"best_f1"`` /
+        :class:`~genad_fast.thresholds.BestF1Threshold` (needs the 0/1 labels ``y`` of ``X``). None: best
+        F1 when ``y`` is given, else the detector's own ``threshold`` rule. Held-out scores avoid the
+        optimism of training scores (a model that overfits scores its training data lower than new
+        normal data). Use a validation split, never the test labels you report on.
+        """
+        self._check_fitted()
+        if method is None:
+            method = "best_f1" if y is not None else getattr(self, "threshold", None)
+        scores = self.decision_function(X)
+        if y is not None:
+            n_y = len(y)
+            if n_y != scores.shape[0]:
+                raise ValueError(f"y has {n_y} labels but X gives {scores.shape[0]} scores "
+                                 f"(one per {'timestamp' if self.is_series else 'row'})")
+        self.threshold_ = self._fit_threshold(method, scores, y)
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -473,6 +507,23 @@ class BaseDetector:
         check_int_param("seed", self.seed, 0, allow_none=True)
         _backend.requested_backend(self.backend)  # unknown names raise ValueError
         check_int_param("score_batch_size", self.score_batch_size, 1)
+        from genad_fast.thresholds import check_threshold_spec
+
+        spec = getattr(self, "threshold", None)
+        check_threshold_spec(spec)  # unknown names, NaN, bool: ValueError
+        if (isinstance(spec, str) and spec == "best_f1") or type(spec).__name__ == "BestF1Threshold":
+            raise ValueError("threshold='best_f1' needs labels, which fit does not take (it learns from normal "
+                             "data); fit, then det.set_threshold(X_val, y_val) on a labelled validation split")
+
+    def _fit_threshold(self, spec: Any, scores: np.ndarray, labels: Any) -> float:
+        from genad_fast.thresholds import make_threshold
+
+        rule = make_threshold(spec, float(self.contamination))
+        value = rule.fit(scores, labels).threshold_
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(value):
+            raise ValueError(f"the threshold rule {rule!r} gave threshold_={value!r}; a finite number is needed")
+        return float(value)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):

@@ -1,0 +1,457 @@
+"""Thresholds on anomaly scores: contamination quantile, POT, streaming SPOT / DSPOT, best F1 on labels.
+
+Every rule is a small object with ``fit(scores, labels=None) -> self`` and the fitted ``threshold_``;
+a point is an anomaly when ``score > threshold_`` (as :meth:`BaseDetector.predict`)::
+
+    ContaminationThreshold(0.01).fit(train_scores).threshold_
+    POTThreshold(q=1e-3, level=0.98).fit(train_scores).threshold_
+    spot = SPOTThreshold(q=1e-4).fit(calibration_scores); out = spot.run(stream)  # out.thresholds, out.alarms
+    DSPOTThreshold(depth=10).fit(calibration_scores).run(stream)
+    BestF1Threshold().fit(val_scores, val_labels).threshold_
+
+Detectors take any of them as ``threshold=`` (or a float, or the names "contamination", "pot",
+"spot", "dspot"; see :func:`make_threshold`).
+
+Extreme value theory (Siffer, Fouque, Termier, Largouet, "Anomaly Detection in Streams with Extreme
+Value Theory", KDD 2017): above a high level t, the excesses X - t of almost any continuous
+distribution follow a generalised Pareto distribution (Pickands-Balkema-de Haan), so the quantile of
+risk q -- the score exceeded with probability q -- is extrapolated from the fitted tail::
+
+    z_q = t + sigma/gamma * ((q n / N_t)^(-gamma) - 1)      (gamma != 0)
+    z_q = t - sigma * log(q n / N_t)                        (gamma = 0, exponential tail)
+
+with n scores, N_t of them above t. The tail is fitted by maximum likelihood with Grimshaw's reduction
+(as in the paper; :func:`fit_gpd`), not with ``scipy.stats.genpareto.fit``: the reduction turns the
+two-parameter search into a one-dimensional one, about ten times faster, which matters because SPOT
+refits at every new peak; the tests hold its likelihood against scipy's fit.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "BaseThreshold",
+    "FixedThreshold",
+    "ContaminationThreshold",
+    "POTThreshold",
+    "SPOTThreshold",
+    "DSPOTThreshold",
+    "BestF1Threshold",
+    "StreamResult",
+    "fit_gpd",
+    "pot_quantile",
+    "make_threshold",
+    "THRESHOLD_NAMES",
+]
+
+#: Names a detector's ``threshold=`` accepts.
+THRESHOLD_NAMES = ("contamination", "pot", "spot", "dspot")
+#: Fewest excesses over the initial level that a GPD fit accepts: two parameters from fewer points
+#: than this are mostly noise (lower ``level`` or give more scores).
+MIN_PEAKS = 10
+
+
+def _check_scores(scores: Any, name: str = "scores") -> np.ndarray:
+    if hasattr(scores, "detach"):
+        scores = scores.detach().cpu().numpy()
+    a = np.asarray(scores)
+    if a.ndim == 2 and 1 in a.shape:
+        a = a.reshape(-1)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise ValueError(f"{name} hold {int(bad.sum())} non-finite value(s) (the first at index "
+                         f"{int(np.argmax(bad))}); thresholds need finite scores")
+    return a
+
+
+def _check_prob(name: str, value: Any, lo: float = 0.0, hi: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not lo < float(value) < hi:
+        raise ValueError(f"{name} must be a number in ({lo:g}, {hi:g}), got {value!r}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------- GPD tail
+def _gpd_profile(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Profile log-likelihood of the GPD over x = gamma / sigma: (loglik, gamma, sigma) per x.
+
+    For fixed x the likelihood is maximal at gamma(x) = mean(log(1 + x y)), sigma = gamma / x, where it
+    equals -N log sigma - N (1 + gamma) (Grimshaw 1993); at x = 0 the limit is the exponential tail
+    gamma = 0, sigma = mean(y).
+    """
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    n = y.size
+    gamma = np.zeros_like(x)
+    sigma = np.full_like(x, y.mean())
+    nz = x != 0
+    if nz.any():
+        lg = np.log1p(np.multiply.outer(x[nz], y))
+        gamma[nz] = lg.mean(axis=1)
+        sigma[nz] = gamma[nz] / x[nz]
+    ll = -n * np.log(sigma) - n * (1.0 + gamma)
+    return ll, gamma, sigma
+
+
+def fit_gpd(excesses: Any) -> tuple[float, float]:
+    """Maximum-likelihood generalised Pareto fit ``(gamma, sigma)`` of positive excesses (location 0).
+
+    GPD: ``P(Y > y) = (1 + gamma y / sigma)^(-1/gamma)`` (exponential for gamma = 0). Grimshaw's
+    reduction (Grimshaw, Technometrics 1993; used by Siffer et al. 2017): every stationary point of the
+    likelihood has gamma = mean(log(1 + x Y)), sigma = gamma / x for some x = gamma / sigma in
+    (-1/max(Y), inf), so the fit is a one-dimensional search of the profile likelihood in x. The
+    profile is scanned on a grid (log-spaced in |x| mean(Y) on both sides of 0, and up to the support
+    bound -1/max(Y)); its interior local maxima are refined with bounded Brent and the best of them
+    (or the exponential tail, x = 0) wins. The likelihood is unbounded as x -> -1/max(Y) (gamma < -1,
+    a known irregularity of the GPD), so that boundary is never taken.
+    """
+    from scipy.optimize import minimize_scalar
+
+    y = np.asarray(excesses, dtype=np.float64).reshape(-1)
+    if y.size < 2:
+        raise ValueError(f"a GPD fit needs at least 2 excesses, got {y.size}")
+    if not np.isfinite(y).all() or (y <= 0).any():
+        raise ValueError("GPD excesses must be finite and > 0")
+    ymean, ymax = float(y.mean()), float(y.max())
+    neg = -np.concatenate((np.logspace(-6, -1, 16), np.linspace(0.15, 0.95, 17), 1.0 - np.logspace(-1.5, -6, 10)))
+    neg = np.sort(neg / ymax)  # towards the support bound -1/max(Y)
+    pos = np.logspace(-6, 6, 49) / ymean
+    grid = np.concatenate((neg, [0.0], pos))
+    ll, _, _ = _gpd_profile(grid, y)
+
+    def objective(v: float) -> float:
+        return -float(_gpd_profile(np.array([v]), y)[0][0])
+
+    best_x, best_ll = 0.0, float(ll[neg.size])  # the exponential tail is always a candidate
+    for i in range(1, grid.size):
+        right_ok = i == grid.size - 1 or ll[i] >= ll[i + 1]
+        if not (ll[i] >= ll[i - 1] and right_ok):
+            continue
+        if i == grid.size - 1:
+            x_i, ll_i = float(grid[i]), float(ll[i])
+        else:
+            res = minimize_scalar(objective, bounds=(float(grid[i - 1]), float(grid[i + 1])), method="bounded",
+                                  options={"xatol": 1e-10 * max(abs(float(grid[i])), 1.0 / ymean)})
+            x_i, ll_i = float(res.x), -float(res.fun)
+            if ll_i < ll[i]:
+                x_i, ll_i = float(grid[i]), float(ll[i])
+        if ll_i > best_ll:
+            best_x, best_ll = x_i, ll_i
+    _, gamma, sigma = _gpd_profile(np.array([best_x]), y)
+    return float(gamma[0]), float(sigma[0])
+
+
+def pot_quantile(t: float, gamma: float, sigma: float, q: float, n: int, n_peaks: int) -> float:
+    """The score exceeded with probability q: ``t + sigma/gamma ((q n / N_t)^-gamma - 1)`` (Siffer et al., eq. 1).
+
+    ``gamma = 0`` (|gamma| < 1e-12): ``t - sigma log(q n / N_t)``.
+    """
+    r = q * n / n_peaks
+    if abs(gamma) < 1e-12:
+        return float(t - sigma * np.log(r))
+    return float(t + sigma / gamma * (r ** (-gamma) - 1.0))
+
+
+# ---------------------------------------------------------------------------------------------- objects
+class BaseThreshold:
+    """Base of the threshold rules: scikit-learn style parameters (``get_params``/``set_params``, so a
+    detector's ``threshold=`` object clones with it), ``fit(scores, labels=None) -> self``, ``threshold_``.
+    """
+
+    def fit(self, scores: Any, labels: Any = None) -> "BaseThreshold":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params: Any) -> "BaseThreshold":
+        names = self._param_names()
+        for k, v in params.items():
+            if k not in names:
+                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}; valid: {', '.join(names)}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit(scores) first")
+
+
+class FixedThreshold(BaseThreshold):
+    """A fixed score threshold ``value`` (``fit`` only checks the scores)."""
+
+    def __init__(self, value: float = 0.0):
+        self.value = value
+
+    def fit(self, scores: Any, labels: Any = None) -> "FixedThreshold":
+        v = self.value
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v):
+            raise ValueError(f"a fixed threshold must be a finite number, got {v!r}")
+        _check_scores(scores)
+        self.threshold_ = float(v)
+        return self
+
+
+class ContaminationThreshold(BaseThreshold):
+    """``threshold_ = quantile(scores, 1 - contamination)`` (linear interpolation, numpy's default).
+
+    On clean training scores this flags about a ``contamination`` fraction of normal data: a false
+    alarm rate chosen by hand, with no model of the tail. ``labels`` are ignored.
+    """
+
+    def __init__(self, contamination: float = 0.1):
+        self.contamination = contamination
+
+    def fit(self, scores: Any, labels: Any = None) -> "ContaminationThreshold":
+        c = self.contamination
+        if isinstance(c, bool) or not isinstance(c, (int, float, np.floating)) or not 0.0 < float(c) <= 0.5:
+            raise ValueError(f"contamination must be a number in (0, 0.5], got {c!r}")
+        s = _check_scores(scores)
+        self.threshold_ = float(np.quantile(s, 1.0 - float(c)))
+        return self
+
+
+class POTThreshold(BaseThreshold):
+    """Peaks over threshold (Siffer et al., KDD 2017, Alg. 1): the score exceeded with probability ``q``,
+    extrapolated from a generalised Pareto tail fitted above the ``level`` quantile.
+
+    Parameters
+    ----------
+    q : float in (0, 1), default 1e-4
+        Risk: the false-alarm probability per point the threshold is meant to have (the paper's value).
+        It must be below the fraction of scores above the initial level (1 - level).
+    level : float in (0, 1), default 0.98
+        Quantile of the scores used as the initial level t (the paper's 98%).
+
+    Fitted: ``threshold_`` (= z_q), ``t_``, ``gamma_``, ``sigma_``, ``n_`` (scores), ``n_peaks_``.
+    ``labels`` are ignored. Needs at least ``MIN_PEAKS`` = 10 scores above t.
+    """
+
+    def __init__(self, q: float = 1e-4, level: float = 0.98):
+        self.q = q
+        self.level = level
+
+    def _calibrate(self, s: np.ndarray) -> np.ndarray:
+        q = _check_prob("q", self.q)
+        level = _check_prob("level", self.level)
+        t = float(np.quantile(s, level))
+        peaks = s[s > t] - t
+        if peaks.size < MIN_PEAKS:
+            raise ValueError(f"{type(self).__name__}: only {peaks.size} of {s.size} scores lie above the initial "
+                             f"level (the {level:g} quantile, {t:.6g}); a tail fit needs at least {MIN_PEAKS}: "
+                             f"give more scores or lower level")
+        if q >= peaks.size / s.size:
+            raise ValueError(f"{type(self).__name__}: q={q:g} must be below the fraction of scores above the "
+                             f"initial level ({peaks.size}/{s.size} = {peaks.size / s.size:.3g}); lower q or level")
+        self.q_, self.t_, self.n_, self.n_peaks_ = q, t, int(s.size), int(peaks.size)
+        self.gamma_, self.sigma_ = fit_gpd(peaks)
+        self.threshold_ = pot_quantile(t, self.gamma_, self.sigma_, q, self.n_, self.n_peaks_)
+        return peaks
+
+    def fit(self, scores: Any, labels: Any = None) -> "POTThreshold":
+        self._calibrate(_check_scores(scores))
+        return self
+
+
+class StreamResult(NamedTuple):
+    """What :meth:`SPOTThreshold.run` returns: per stream point, the threshold it was compared with
+    (float64) and whether it raised an alarm (bool, ``x > threshold``)."""
+
+    thresholds: np.ndarray
+    alarms: np.ndarray
+
+
+class SPOTThreshold(POTThreshold):
+    """Streaming POT (Siffer et al., KDD 2017, Alg. 2 "SPOT"): ``fit`` calibrates as :class:`POTThreshold`
+    on an initial batch; :meth:`run` then walks a stream, and for each point x:
+
+    - x > z_q: an alarm; the point is not used to update the model;
+    - t < x <= z_q: a new peak x - t; the GPD is refitted and z_q updated;
+    - otherwise: only the count n grows (so z_q drifts up slowly as q n / N_t grows).
+
+    ``threshold_`` is the current z_q (after fit, then after each run). Parameters as POTThreshold.
+    """
+
+    def fit(self, scores: Any, labels: Any = None) -> "SPOTThreshold":
+        self.peaks_ = self._calibrate(_check_scores(scores))
+        return self
+
+    def _step(self, x: float) -> tuple[float, bool]:
+        z = self.threshold_
+        if x > z:
+            return z, True
+        if x > self.t_:
+            self.peaks_ = np.append(self.peaks_, x - self.t_)
+            self.n_peaks_ += 1
+            self.n_ += 1
+            self.gamma_, self.sigma_ = fit_gpd(self.peaks_)
+            self.threshold_ = pot_quantile(self.t_, self.gamma_, self.sigma_, self.q_, self.n_, self.n_peaks_)
+        else:
+            self.n_ += 1  # z_q is recomputed at the next peak only (Alg. 2)
+        return z, False
+
+    def run(self, stream: Any) -> StreamResult:
+        """Walk ``stream`` (1-D scores) point by point; the state carries over to the next ``run``."""
+        self._check_fitted()
+        s = _check_scores(stream, "stream")
+        thr = np.empty(s.size)
+        alarms = np.zeros(s.size, dtype=bool)
+        for i, x in enumerate(s):
+            thr[i], alarms[i] = self._step(float(x))
+        return StreamResult(thr, alarms)
+
+
+class DSPOTThreshold(SPOTThreshold):
+    """SPOT with drift (Siffer et al., KDD 2017, Alg. 3 "DSPOT"): SPOT runs on ``x - M``, where M is the
+    mean of the last ``depth`` normal points, so the threshold ``M + z_q`` follows a drifting baseline.
+
+    ``fit``: the first ``depth`` scores fill the window, the rest are calibrated as POT on their local
+    deviations (the window sliding over them). :meth:`run`: an alarm (x > M + z_q) leaves the window
+    unchanged; any other point enters it (and a peak refits the tail, as SPOT).
+
+    Parameters
+    ----------
+    depth : int >= 1, default 10
+        Length of the moving average. Short enough to follow drift within about ``depth`` steps; the
+        paper leaves it to the user (it depends on how fast the baseline moves).
+    q, level : as :class:`POTThreshold`.
+
+    ``threshold_`` is the absolute threshold for the next point, ``M + z_q``; ``z_`` the relative one.
+    """
+
+    def __init__(self, depth: int = 10, q: float = 1e-4, level: float = 0.98):
+        super().__init__(q=q, level=level)
+        self.depth = depth
+
+    def fit(self, scores: Any, labels: Any = None) -> "DSPOTThreshold":
+        d = self.depth
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+            raise ValueError(f"depth must be an int >= 1, got {d!r}")
+        s = _check_scores(scores)
+        if s.size <= d:
+            raise ValueError(f"DSPOTThreshold needs more than depth={d} scores to calibrate, got {s.size}")
+        csum = np.concatenate(([0.0], np.cumsum(s)))
+        local = (csum[d:-1] - csum[:-d - 1]) / d  # mean of the d points before each of s[d:]
+        self.peaks_ = self._calibrate(s[d:] - local)
+        self.z_ = self.threshold_
+        self.window_ = s[-d:].copy()
+        self.threshold_ = float(self.window_.mean() + self.z_)
+        return self
+
+    def run(self, stream: Any) -> StreamResult:
+        """Walk ``stream`` point by point; the window and tail carry over to the next ``run``."""
+        self._check_fitted()
+        s = _check_scores(stream, "stream")
+        thr = np.empty(s.size)
+        alarms = np.zeros(s.size, dtype=bool)
+        window = list(self.window_)
+        total = float(sum(window))
+        d = len(window)
+        for i, x in enumerate(s):
+            m = total / d
+            self.threshold_ = self.z_
+            z, alarm = self._step(float(x) - m)  # SPOT on the local deviation
+            self.z_ = self.threshold_
+            thr[i], alarms[i] = m + z, alarm
+            if not alarm:
+                total += float(x) - window.pop(0)
+                window.append(float(x))
+        self.window_ = np.asarray(window)
+        self.threshold_ = float(total / d + self.z_)
+        return StreamResult(thr, alarms)
+
+
+class BestF1Threshold(BaseThreshold):
+    """The threshold of best point-wise F1 on labelled scores (:func:`genad_fast.metrics.best_f1`).
+
+    Fit it on a labelled *validation* split, never on the test labels the detector is judged on (that
+    is an oracle). Fitted: ``threshold_``, ``f1_``, ``precision_``, ``recall_`` (on the fitting data).
+    """
+
+    def __init__(self):
+        pass
+
+    def fit(self, scores: Any, labels: Any = None) -> "BestF1Threshold":
+        from genad_fast.metrics import best_f1
+
+        if labels is None:
+            raise ValueError("BestF1Threshold needs labels: fit(scores, labels) on a labelled validation split")
+        r = best_f1(labels, scores)
+        self.threshold_, self.f1_, self.precision_, self.recall_ = r["threshold"], r["f1"], r["precision"], r["recall"]
+        return self
+
+
+# ---------------------------------------------------------------------------------------------- resolution
+_CLASSES = {c.__name__: c for c in (FixedThreshold, ContaminationThreshold, POTThreshold, SPOTThreshold,
+                                    DSPOTThreshold, BestF1Threshold)}
+
+
+def make_threshold(spec: Any, contamination: float = 0.1) -> BaseThreshold:
+    """A fresh, unfitted threshold object for a detector's ``threshold=`` value.
+
+    None or "contamination": :class:`ContaminationThreshold` (``contamination``); a number:
+    :class:`FixedThreshold`; "pot", "spot", "dspot": those rules with their paper defaults;
+    "best_f1": :class:`BestF1Threshold` (needs labels); a threshold object: an unfitted copy of it
+    (the caller's object is never fitted in place).
+    """
+    if spec is None or (isinstance(spec, str) and spec == "contamination"):
+        return ContaminationThreshold(contamination)
+    if isinstance(spec, str):
+        named = {"pot": POTThreshold, "spot": SPOTThreshold, "dspot": DSPOTThreshold, "best_f1": BestF1Threshold}
+        if spec not in named:
+            raise ValueError(f"threshold must be None, a number, one of {', '.join(THRESHOLD_NAMES + ('best_f1',))} "
+                             f"or a threshold object, got {spec!r}")
+        return named[spec]()
+    if isinstance(spec, (bool, np.bool_)):
+        raise ValueError(f"threshold must be None, a number, a name or a threshold object, got {spec!r}")
+    if isinstance(spec, (int, float, np.floating, np.integer)):
+        if not np.isfinite(spec):
+            raise ValueError(f"a fixed threshold must be finite, got {spec!r}")
+        return FixedThreshold(float(spec))
+    if isinstance(spec, BaseThreshold):
+        return type(spec)(**spec.get_params())
+    if callable(getattr(spec, "fit", None)):
+        return copy.deepcopy(spec)
+    raise ValueError(f"threshold must be None, a number, one of {', '.join(THRESHOLD_NAMES)} or an object with "
+                     f"fit(scores, labels=None) and threshold_, got {type(spec).__name__}")
+
+
+def check_threshold_spec(spec: Any) -> None:
+    """ValueError unless ``spec`` is a valid ``threshold=`` value (checked before any work at fit)."""
+    make_threshold(spec)
+
+
+def threshold_to_spec(obj: BaseThreshold) -> dict:
+    """A threshold object as plain data for a model file: ``{"threshold_class": name, "params": {...}}``."""
+    name = type(obj).__name__
+    if _CLASSES.get(name) is not type(obj):
+        raise TypeError(f"threshold object {name} cannot be stored in a model file (only the classes of "
+                        f"genad_fast.thresholds can); store a float or a name instead")
+    return {"threshold_class": name, "params": obj.get_params()}
+
+
+def threshold_from_spec(spec: Any) -> Any:
+    """Inverse of :func:`threshold_to_spec`; any other value is returned unchanged."""
+    if isinstance(spec, dict) and "threshold_class" in spec:
+        cls = _CLASSES.get(spec["threshold_class"])
+        if cls is None:
+            raise ValueError(f"unknown threshold class {spec['threshold_class']!r} in a model file")
+        return cls(**spec.get("params", {}))
+    return spec
