@@ -22,8 +22,10 @@ risk q -- the score exceeded with probability q -- is extrapolated from the fitt
 
 with n scores, N_t of them above t. The tail is fitted by maximum likelihood with Grimshaw's reduction
 (as in the paper; :func:`fit_gpd`), not with ``scipy.stats.genpareto.fit``: the reduction turns the
-two-parameter search into a one-dimensional one, about ten times faster, which matters because SPOT
-refits at every new peak; the tests hold its likelihood against scipy's fit.
+two-parameter search into a one-dimensional one (about 1-5 ms for 200-2000 excesses against about
+10 ms for scipy's fit, measured on a shared 2-core machine), which matters because SPOT refits at every
+new peak; the tests hold its likelihood against scipy's fit. A refit costs O(number of peaks), so SPOT
+on a stream whose level drifts (every point a peak) slows down as it goes: use DSPOT there.
 """
 from __future__ import annotations
 
@@ -287,6 +289,11 @@ class SPOTThreshold(POTThreshold):
     - otherwise: only the count n grows (so z_q drifts up slowly as q n / N_t grows).
 
     ``threshold_`` is the current z_q (after fit, then after each run). Parameters as POTThreshold.
+
+    Known bias: keeping alarms out of the fit (so anomalies cannot inflate the tail) truncates the
+    tail at z_q, which pulls the refitted z_q down; on stationary exponential streams with q = 1e-3
+    the alarm rate measured 1.7 to 3.1 times q (four seeds, 30 000 points), where refitting with
+    every exceedance gave 0.8 to 1.3 times q. The smaller q is against 1 - level, the smaller the bias.
     """
 
     def fit(self, scores: Any, labels: Any = None) -> "SPOTThreshold":
