@@ -141,7 +141,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
     params = parse_params(args.param or [], cls, args.detector)
-    for key in ("window", "stride", "contamination", "device", "seed"):
+    for key in ("window", "stride", "contamination", "threshold", "device", "seed"):
         value = getattr(args, key)
         if value is not None:
             if key in params:
@@ -296,6 +296,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _threshold_arg(text: str) -> float | str:
+    """``--threshold``: a finite score, or a rule name of genad_fast.thresholds (contamination, pot, spot, dspot)."""
+    import math
+
+    from genad_fast.thresholds import THRESHOLD_NAMES
+
+    try:
+        value = float(text)
+    except ValueError:
+        name = text.strip().lower()
+        if name not in THRESHOLD_NAMES:
+            raise argparse.ArgumentTypeError(f"expected a number or one of {', '.join(THRESHOLD_NAMES)}, "
+                                             f"got {text!r}") from None
+        return name
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genad_fast._version import __version__
 
@@ -318,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--columns", help="comma-separated data columns (default: all but the time column)")
     fit.add_argument("--time-column", help="column holding time stamps; not used as data")
     fit.add_argument("--contamination", type=float, help="expected anomaly fraction, sets the threshold")
+    fit.add_argument("--threshold", type=_threshold_arg,
+                     help="threshold rule on the training scores: contamination (default), pot, spot, dspot "
+                          "(extreme-value, risk 1e-4), or a fixed score")
     fit.add_argument("--device", help="auto, cpu or cuda")
     fit.add_argument("--seed", type=int, help="random seed")
     fit.add_argument("--param", action="append", metavar="KEY=VALUE", help="detector parameter (repeatable)")

@@ -330,3 +330,24 @@ def test_set_threshold_on_held_out_data(gauss_cls):
         det.set_threshold(val, method="best_f1")
     with pytest.raises(NotFittedError):
         gauss_cls().set_threshold(val, y)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def test_cli_fit_threshold(registered_gauss, tmp_path, capsys):
+    import pandas as pd
+
+    from genad_fast import cli
+
+    pd.DataFrame(_rows(), columns=["a", "b", "c"]).to_csv(tmp_path / "train.csv", index=False)
+    args = ["fit", "--detector", "toy-gauss", "--input", str(tmp_path / "train.csv"), "--quiet"]
+    assert cli.main(args + ["--threshold", "pot", "--out", str(tmp_path / "pot.pt")]) == 0
+    det = genad_fast.load(tmp_path / "pot.pt")
+    assert det.threshold == "pot"
+    assert det.threshold_ == POTThreshold().fit(det.decision_scores_).threshold_
+    assert cli.main(args + ["--threshold", "2.5", "--out", str(tmp_path / "fixed.pt")]) == 0
+    assert genad_fast.load(tmp_path / "fixed.pt").threshold_ == 2.5
+    assert cli.main(args + ["--param", "threshold=dspot", "--out", str(tmp_path / "d.pt")]) == 0
+    assert genad_fast.load(tmp_path / "d.pt").threshold == "dspot"
+    capsys.readouterr()
+    assert cli.main(args + ["--threshold", "nope", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "expected a number or one of contamination, pot, spot, dspot" in capsys.readouterr().err
