@@ -36,6 +36,8 @@ __all__ = [
     "point_adjusted_f1",
     "range_prf",
     "evaluate",
+    "vus",
+    "point_adjust",
     "default_sliding_window",
     "anomaly_ranges",
 ]
@@ -479,7 +481,7 @@ def vus_pr(labels: Any, scores: Any, sliding_window: int | None = None, *,
 
 # ---------------------------------------------------------------------------------------------- all
 def evaluate(labels: Any, scores: Any, threshold: float | None = None,
-             sliding_window: int | None = None) -> dict[str, float]:
+             sliding_window: int | None = None, *, series: bool = True) -> dict[str, float]:
     """Every metric in one dict of floats.
 
     Always: ``auroc``, ``auprc``, ``vus_roc``, ``vus_pr``, ``f1_best`` (oracle threshold) and
@@ -487,17 +489,25 @@ def evaluate(labels: Any, scores: Any, threshold: float | None = None,
     (e.g. a detector's ``threshold_``; flagged = ``score > threshold``) also ``precision``, ``recall``,
     ``f1`` (point-wise) and ``range_precision``, ``range_recall``, ``range_f1`` (Tatbul et al. with
     alpha=0, flat bias, cardinality "one"). Needs both classes.
+
+    ``series=False`` (tabular rows, whose order means nothing): the range-based figures (``vus_*``,
+    ``f1_pa_best``, ``range_*``) are NaN, since runs of consecutive anomalous rows are not events.
     """
     y, s = _check_pair(labels, scores, True, "evaluate")
-    L = _check_window(sliding_window, y)
-    roc, pr = _vus(y, s, L, VUS_THRESHOLDS)
+    if not isinstance(series, (bool, np.bool_)):
+        raise ValueError(f"series must be True or False, got {series!r}")
+    nan = float("nan")
+    if series:
+        roc, pr = _vus(y, s, _check_window(sliding_window, y), VUS_THRESHOLDS)
+    else:
+        roc = pr = nan
     out = {
         "auroc": auroc(y, s),
         "auprc": auprc(y, s),
         "vus_roc": roc,
         "vus_pr": pr,
         "f1_best": _best_f1(y, s)["f1"],
-        "f1_pa_best": _best_f1(y, _point_adjust(y, s))["f1"],
+        "f1_pa_best": _best_f1(y, _point_adjust(y, s))["f1"] if series else nan,
     }
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
@@ -511,6 +521,6 @@ def evaluate(labels: Any, scores: Any, threshold: float | None = None,
         out["precision"] = precision
         out["recall"] = recall
         out["f1"] = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-        r = range_prf(y, pred)
+        r = range_prf(y, pred) if series else {"precision": nan, "recall": nan, "f1": nan}
         out["range_precision"], out["range_recall"], out["range_f1"] = r["precision"], r["recall"], r["f1"]
     return out

@@ -321,6 +321,11 @@ def test_evaluate_keys_and_values():
     assert out["recall"] == pytest.approx(recall_score(y, pred))
     assert out["range_f1"] == pytest.approx(M.range_prf(y, pred)["f1"])
     assert {"f1", "range_precision", "range_recall"} <= set(out)
+    tab = M.evaluate(y, s, threshold=thr, series=False)
+    assert math.isnan(tab["vus_pr"]) and math.isnan(tab["f1_pa_best"]) and math.isnan(tab["range_f1"])
+    assert tab["auroc"] == out["auroc"] and tab["f1"] == out["f1"]
+    with pytest.raises(ValueError, match="series"):
+        M.evaluate(y, s, series="no")
 
 
 # ---------------------------------------------------------------------------------------------- validation

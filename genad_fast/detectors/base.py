@@ -507,11 +507,11 @@ class BaseDetector:
         check_int_param("seed", self.seed, 0, allow_none=True)
         _backend.requested_backend(self.backend)  # unknown names raise ValueError
         check_int_param("score_batch_size", self.score_batch_size, 1)
-        from genad_fast.thresholds import check_threshold_spec
+        from genad_fast.thresholds import BestF1Threshold, check_threshold_spec
 
         spec = getattr(self, "threshold", None)
         check_threshold_spec(spec)  # unknown names, NaN, bool: ValueError
-        if (isinstance(spec, str) and spec == "best_f1") or type(spec).__name__ == "BestF1Threshold":
+        if (isinstance(spec, str) and spec == "best_f1") or isinstance(spec, BestF1Threshold):
             raise ValueError("threshold='best_f1' needs labels, which fit does not take (it learns from normal "
                              "data); fit, then det.set_threshold(X_val, y_val) on a labelled validation split")
 
