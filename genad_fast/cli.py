@@ -3,6 +3,8 @@
     genad-fast fit --detector flow --input train.csv [--window 64] [--columns a,b] [--time-column t]
                    [--param key=value ...] --out model.pt
     genad-fast score --model model.pt --input test.csv --out scores.csv [--plot scores.png]
+    genad-fast eval [--detectors flow,pca,...] [--datasets synthetic,kdd135,digits] [--seeds 3] [--quick]
+                    [--out DIR]
     genad-fast info
     genad-fast demo [ARGS...]     # genad_fast.demo.main(ARGS)
     genad-fast bench [ARGS...]    # bench.main(ARGS), from the source checkout
@@ -212,6 +214,62 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_list(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise CLIError(f"--{what} is empty")
+    return items
+
+
+def _eval_params(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``--param DETECTOR.KEY=VALUE`` -> {detector: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, eq, value = item.partition("=")
+        det, dot, key = target.strip().partition(".")
+        if not eq or not dot or not det or not key:
+            raise CLIError(f"--param {item!r}: expected DETECTOR.KEY=VALUE (e.g. flow.epochs=20)")
+        out.setdefault(det.lower(), {})[key] = parse_value(value)
+    return out
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from genad_fast import evaluation as ev
+
+    detectors = _split_list(args.detectors, "detectors")
+    datasets = _split_list(args.datasets, "datasets")
+    extra = _eval_params(args.param or [])
+    for det, params in extra.items():
+        spec = ev.resolve_detector(det)
+        if det not in detectors:
+            raise CLIError(f"--param for {det!r}, which is not in --detectors")
+        if spec.cls is not None:
+            valid = spec.cls._get_param_names()
+            bad = [k for k in params if k not in valid]
+            if bad:
+                raise CLIError(f"unknown parameter {bad[0]!r} for detector {det!r} (parameters: {', '.join(valid)})")
+    if args.contamination is not None and not 0.0 < args.contamination <= 0.5:
+        raise CLIError(f"--contamination must be in (0, 0.5], got {args.contamination}")
+    tasks = ev.resolve_datasets(datasets, quick=args.quick, label_column=args.label_column,
+                                train_fraction=args.train_fraction, file_kind=args.file_kind)
+    seeds = list(range(args.seeds))
+    machine = ev.machine_info(args.device)
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    records = ev.run_evaluation(detectors, tasks, seeds, quick=args.quick, device=args.device,
+                                contamination=args.contamination, detector_params=extra,
+                                plot_dir=None if args.no_plots else os.path.join(args.out, "plots"), log=log)
+    rows = ev.summarize(records)
+    config = dict(detectors=detectors, datasets=datasets, seeds=seeds, quick=args.quick, device=args.device,
+                  contamination=args.contamination, params=extra)
+    paths = ev.write_reports(args.out, records, rows, machine, config)
+    print(ev.markdown_table(rows))
+    for line in ev.goal_check(rows):
+        print(line)
+    print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['json']}"
+          + ("" if args.no_plots else f" and plots in {os.path.join(args.out, 'plots')}"))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import platform
 
@@ -357,6 +415,29 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--device", help="where to score: cpu (default), cuda or auto")
     score.add_argument("--quiet", action="store_true", help="no progress bars")
     score.set_defaults(func=cmd_score)
+
+    ev = sub.add_parser("eval", parents=[common], help="compare detectors on data sets: every metric as mean ± std "
+                                                       "over seeds, timings, Markdown/CSV/JSON tables, plots")
+    ev.add_argument("--detectors", default="flow,diffusion,anogan,vae,deepsvdd,ae,pca,kde,knn,iforest,ocsvm,lof",
+                    help="comma-separated registry names or aliases (ae, dcae, deepsvdd, deepsvdd-soft)")
+    ev.add_argument("--datasets", default="synthetic,kdd135,digits",
+                    help="comma-separated: synthetic, kdd135, digits, digits-<0..9>, wdbc, wine, file:<path>")
+    ev.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 (default 3)")
+    ev.add_argument("--out", default="eval_results", help="directory for results.{md,csv,json} and plots/")
+    ev.add_argument("--quick", action="store_true",
+                    help="short training (epochs=5 and the like) and a smaller synthetic series: a smoke run")
+    ev.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    ev.add_argument("--contamination", type=float, help="every detector's contamination (sets threshold_)")
+    ev.add_argument("--param", action="append", metavar="DETECTOR.KEY=VALUE",
+                    help="a detector parameter, e.g. flow.epochs=20 (repeatable)")
+    ev.add_argument("--label-column", help="file:<path> data sets: the 0/1 label column")
+    ev.add_argument("--train-fraction", type=float, default=0.5,
+                    help="file:<path> data sets: leading fraction of rows to train on (default 0.5)")
+    ev.add_argument("--file-kind", choices=("series", "tabular"), default="series",
+                    help="file:<path> data sets: rows are timestamps (series) or independent rows")
+    ev.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    ev.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    ev.set_defaults(func=cmd_eval)
 
     info = sub.add_parser("info", parents=[common], help="version, build, backends, torch/CUDA/triton, threads")
     info.set_defaults(func=cmd_info)
