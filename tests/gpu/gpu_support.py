@@ -23,6 +23,9 @@ from genad_fast import _backend
 HAS_CUDA = torch.cuda.is_available()
 CUDA_SKIP = "needs a CUDA device"
 DTYPES = [torch.float32, torch.float64]
+# The benchmark's diffusion shape, 6.5 M elements (thousands of blocks), on the GPU; a smaller one with the same
+# layout where the eager oracle runs on a CPU (its integer Philox takes tens of seconds per call there).
+BIG = (4096, 64, 25) if HAS_CUDA else (256, 64, 25)
 EPS = {torch.float32: torch.finfo(torch.float32).eps, torch.float64: torch.finfo(torch.float64).eps}
 
 

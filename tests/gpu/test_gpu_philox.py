@@ -32,7 +32,7 @@ CASES = [  # (seed, offset, shape)
     (5, 2**32 - 100, (7, 13, 11)),         # counters cross into the high word inside the tensor
     (2**63 - 1, 2**62, (4099,)),           # several blocks of counters
     (123, 2**62, (2, 0, 3)),
-    (9, 2**33 + 5, (4096, 64, 25)),        # 6.5 M elements: thousands of blocks
+    (9, 2**33 + 5, gs.BIG),                # the benchmark's diffusion shape on a GPU: thousands of blocks
 ]
 
 
@@ -52,7 +52,7 @@ def test_stream_is_the_cpu_kernels(pair, seed, offset, shape, dtype):
         ulps = gs.ulp_distance(got.float(), expected.float())
         worst = float(ulps.max())
         gs.record_max(f"philox[{pair}] vs cpu stream", max_ulps=worst)
-        if shape == (4096, 64, 25) and dtype == torch.float32:
+        if shape == gs.BIG and dtype == torch.float32:
             gs.record(f"philox[{pair}] vs cpu stream", bitwise_equal_share=float((got == expected).double().mean()),
                       elements=got.numel())
         assert worst <= MAX_ULPS, f"{worst:.1f} ulps from the CPU kernel's stream"
@@ -96,7 +96,7 @@ def test_same_position_same_numbers(pair):
 
 
 @pytest.mark.parametrize("dtype", gs.DTYPES)
-@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (3, 5, 4), (4096, 64, 25)])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (3, 5, 4), gs.BIG])
 def test_diffusion_in_kernel_noise_is_this_stream_bitwise(pair, dtype, shape):
     """add_noise / diffusion_step draw exactly randn(x.shape, seed, offset) of the same backend."""
     seed, offset = 2**40 + 9, 2**32 - 70
