@@ -231,11 +231,12 @@ def _run_one(spec: DetectorSpec, task: Task, data, seed: int, *, quick: bool, de
         scores = det.decision_function(data.test)
         record["score_s"] = time.perf_counter() - start
         threshold = float(det.threshold_)
-        metrics = evaluate(data.labels, scores, threshold=threshold if math.isfinite(threshold) else None)
+        metrics = evaluate(data.labels, scores, threshold=threshold if math.isfinite(threshold) else None,
+                           series=task.kind == "series")
     except Exception as exc:  # a detector that fails here is reported, with its reason, not dropped
         record.update(status="failed", reason=_one_line(exc))
         return record
-    if task.kind != "series":
+    if task.kind != "series":  # NaN there: order-based metrics mean nothing for rows
         metrics = {k: v for k, v in metrics.items() if k not in SERIES_METRICS}
     record.update(status="ok", threshold=threshold, metrics=metrics,
                   throughput=data.test.shape[0] / record["score_s"] if record["score_s"] > 0 else float("inf"))
