@@ -33,9 +33,13 @@ BLOCK_M = 64
 @triton.jit
 def _sqrt(x):
     # IEEE square root: tl.sqrt is an approximation for float32 on the GPU (float64 is exact either way).
+    # One assignment per branch, no early return: the compiler then takes only the branch of x's dtype
+    # (with `return` inside the `if` it compiled both, and sqrt_rn rejects float64).
     if x.dtype == tl.float64:
-        return tl.sqrt(x)
-    return tl.sqrt_rn(x)
+        y = tl.sqrt(x)
+    else:
+        y = tl.sqrt_rn(x)
+    return y
 
 
 @triton.jit
@@ -53,7 +57,8 @@ def _sq_dist_tile(q_ptr, r_ptr, rows, cols, row_ok, col_ok, D, stride_q, stride_
 @triton.jit
 def _kde_kernel(q_ptr, r_ptr, out_ptr,                 # [N, D], [M, D] (row strides), [N]
                 N, M, D, stride_q, stride_r,
-                neg_inv_2h2: "tl.float64", log_norm: "tl.float64",
+                neg_inv_2h2: tl.float64, log_norm: tl.float64,  # (unquoted: with `from __future__ import
+                # annotations` a quoted type reaches Triton as '"tl.float64"', which it ignores: fp32 scalars)
                 EXCLUDE_SELF: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr):
     dtype = q_ptr.dtype.element_ty
     acc_dtype = tl.float64 if dtype == tl.float64 else tl.float32
