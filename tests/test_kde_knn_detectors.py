@@ -13,7 +13,7 @@ from sklearn.neighbors import KernelDensity, NearestNeighbors
 
 import genad_fast
 from genad_fast import BackendUnavailableError, ops
-from genad_fast.datasets import make_series, make_tabular
+from genad_fast.datasets import make_tabular
 from genad_fast.detectors import NotFittedError, get_detector
 from genad_fast.detectors.kde import KDEDetector
 from genad_fast.detectors.knn import KNNDetector
