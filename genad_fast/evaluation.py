@@ -219,6 +219,10 @@ def _run_one(spec: DetectorSpec, task: Task, data, seed: int, *, quick: bool, de
                                   n_train=int(data.train.shape[0]), n_test=int(data.test.shape[0]),
                                   n_features=int(data.train.shape[1]), window=params.get("window"),
                                   params={k: v for k, v in params.items() if k not in ("verbose",)})
+    if task.kind == "tabular" and spec.cls._param_defaults().get("window") is not None:
+        record.update(status="n/a", reason=f"{spec.cls.__name__} models series only (it needs a window); "
+                                           "not run on tabular data")
+        return record
     if not data.labels.any() or data.labels.all():
         record.update(status="failed", reason="the test labels hold one class only; metrics need both")
         return record

@@ -164,3 +164,10 @@ def test_cli_eval_bad_arguments(tmp_path, capsys):
     assert "not in --detectors" in capsys.readouterr().err
     assert main(["eval", "--detectors", "pca", "--param", "epochs", "--out", str(tmp_path)]) == 1
     assert "expected DETECTOR.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_series_only_detector_is_not_applicable_to_tabular_data():
+    records = ev.run_evaluation(["diffusion"], [_tabular_task()], [0], log=None)
+    assert records[0]["status"] == "n/a" and "models series only" in records[0]["reason"]
+    row = ev.summarize(records)[0]
+    assert row["status"] == "n/a" and "auroc_mean" not in row
