@@ -299,7 +299,9 @@ def run_evaluation(detectors: Sequence[str], tasks: Sequence[Task], seeds: Seque
                         log(f"[{task.name}] {spec.name} seed {seed}: AUROC {m['auroc']:.3f} AUPRC {m['auprc']:.3f}"
                             f"{vus}, fit {rec['fit_s']:.2f} s, score {rec['score_s']:.2f} s")
                     else:
-                        log(f"[{task.name}] {spec.name} seed {seed}: {rec['status']}: {rec['reason']}")
+                        reason = rec["reason"]
+                        prefix = "" if reason.startswith(rec["status"]) else f"{rec['status']}: "
+                        log(f"[{task.name}] {spec.name} seed {seed}: {prefix}{reason}")
     return records
 
 
