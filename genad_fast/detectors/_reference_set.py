@@ -12,8 +12,15 @@ The training data's own scores (``decision_scores_``, hence ``threshold_``) are 
 the training data right after fitting, passing the very tensor it fitted on; it is recognised by identity
 (scoring calls always pass a freshly normalised tensor), as :class:`~genad_fast.detectors.sklearn_baselines.
 LOFDetector` does. In series mode with an off-grid end-aligned window, that window is not in the reference set
-and is scored as a new point. (Overlapping windows of the same series remain each other's neighbours: with
-``stride`` < ``window`` a training window's nearest other window is usually its shifted neighbour.)
+and is scored as a new point.
+
+Series: leaving one window out is not leaving its neighbourhood in time out. A training window's nearest
+other windows are mostly nearby in time (overlapping ones, or a period away in a slowly changing signal),
+which a new stretch of the series does not have: on ``make_series(T=8000, C=4, period=32)`` with window 16
+and kNN (k = 5), 74% of the windows of a held-out clean half of the training series score above the 0.9
+quantile of the leave-one-out scores of the other half (excluding the W − 1 overlapping windows as well
+changes the quantile by 0.3%). The ranking (AUROC) is not affected; for a threshold that holds on new data,
+use ``set_threshold`` on held-out normal data.
 """
 from __future__ import annotations
 
