@@ -253,6 +253,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     tasks = ev.resolve_datasets(datasets, quick=args.quick, label_column=args.label_column,
                                 train_fraction=args.train_fraction, file_kind=args.file_kind)
     seeds = list(range(args.seeds))
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     machine = ev.machine_info(args.device)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     records = ev.run_evaluation(detectors, tasks, seeds, quick=args.quick, device=args.device,
@@ -435,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="file:<path> data sets: leading fraction of rows to train on (default 0.5)")
     ev.add_argument("--file-kind", choices=("series", "tabular"), default="series",
                     help="file:<path> data sets: rows are timestamps (series) or independent rows")
+    ev.add_argument("--threads", type=_positive_int,
+                    help="torch intra-op threads (default: torch's); 1 keeps timings sane on a busy machine")
     ev.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     ev.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     ev.set_defaults(func=cmd_eval)

@@ -145,14 +145,16 @@ def test_cli_eval_end_to_end(tmp_path, capsys, registered_gauss):
     frame.to_csv(path, index=False)
     out = tmp_path / "res"
     code = main(["eval", "--detectors", "pca,toy-gauss,nope", "--datasets", f"wine,file:{path}", "--seeds", "2",
-                 "--quick", "--label-column", "y", "--out", str(out), "--quiet"])
+                 "--threads", "1", "--quick", "--label-column", "y", "--out", str(out), "--quiet"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "| wine | pca |" in captured.out and "| mine.csv | toy-gauss |" in captured.out
     assert "unavailable: unknown detector 'nope'" in captured.out
     assert (out / "results.md").is_file() and (out / "results.csv").is_file() and (out / "results.json").is_file()
     assert (out / "plots" / "mine.csv__pca.png").is_file()
-    runs = json.load(open(out / "results.json"))["runs"]
+    blob = json.load(open(out / "results.json"))
+    assert blob["machine"]["torch_threads"] == 1
+    runs = blob["runs"]
     mine = [r for r in runs if r["dataset"] == "mine.csv" and r["detector"] == "pca"]
     assert len(mine) == 2 and mine[0]["status"] == "ok" and mine[0]["metrics"]["auroc"] > 0.9
 
