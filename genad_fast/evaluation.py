@@ -459,7 +459,9 @@ def markdown_table(rows: Sequence[dict]) -> str:
             "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        status = r["status"] if not r.get("reason") else f"{r['status']}: {r['reason']}"
+        reason = r.get("reason")
+        status = r["status"] if not reason else reason if reason.startswith(r["status"]) else \
+            f"{r['status']}: {reason}"
         cells = [r["dataset"], r["detector"], *[_fmt(r, k) for k, _ in METRIC_COLUMNS], _fmt(r, "fit_s", 2),
                  _fmt(r, "score_s", 2), _fmt_rate(r), f"{r['seeds_ok']}/{r['seeds']}", status.replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
