@@ -14,8 +14,9 @@
 # The exit status is that of the first failed step. About 6-8 minutes on 16 cores (most of it nvcc and the
 # first compilation of each Triton kernel and torch.compile graph).
 #
-# Environment: OUT (where to write), PYTHON (default python3), PYTEST_ARGS (default "-x": stop at the first
-# failure; set it empty to run every test), GPU_CHECK_SECONDS (default 570: the whole run's wall-clock budget;
+# Environment: OUT (where to write), PYTHON (default python3), PYTEST_ARGS (default "--maxfail=30"; "-x" stops
+# at the first failure — the tests run grouped by pair, so with -x a failure on ("cuda", "cuda") would leave every
+# ("cuda", "triton") test unrun), GPU_CHECK_SECONDS (default 570: the whole run's wall-clock budget;
 # the tests are interrupted with SIGINT — pytest then still prints what failed — so that the benchmark keeps a
 # minute, and the benchmark gets what is left, at most 150 s), BENCH_PROVIDERS (default
 # eager,compile,cuda,triton), CMAKE_BUILD_PARALLEL_LEVEL (default 16), TORCH_CUDA_ARCH_LIST (default 9.0a).
@@ -117,7 +118,7 @@ run_step check_kernels check_kernels.log "$py" scripts/check_kernels.py --expect
 # ---- 4. tests/gpu ------------------------------------------------------------------------------------------------
 pytest_args=(tests/gpu -q -p no:cacheprovider --durations=15)
 # shellcheck disable=SC2206  # PYTEST_ARGS is a list of flags, split on purpose
-pytest_args+=(${PYTEST_ARGS--x})
+pytest_args+=(${PYTEST_ARGS---maxfail=30})
 if "$py" -c "import pytest_timeout" 2>/dev/null; then
   pytest_args+=(--timeout 600)
 fi
