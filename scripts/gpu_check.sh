@@ -79,6 +79,13 @@ else:
   echo "ninja: $(ninja --version 2>/dev/null || "$py" -c 'import ninja; print(ninja.__version__)' 2>/dev/null || echo missing)"
   "$py" -c "import scikit_build_core, pybind11; print('scikit-build-core', scikit_build_core.__version__, 'pybind11', pybind11.__version__)"
   "$py" -m pip --version
+  "$py" -c "
+import os, sysconfig
+inc = sysconfig.get_paths()['include']
+print('Python.h:', 'found' if os.path.exists(os.path.join(inc, 'Python.h')) else 'MISSING (the build needs the Python headers)', inc)
+from torch.utils import cpp_extension
+print('torch sees CUDA_HOME', cpp_extension.CUDA_HOME)
+"
   "$py" -c "import pytest, hypothesis, numpy, sklearn; print('pytest', pytest.__version__, 'hypothesis', hypothesis.__version__, 'numpy', numpy.__version__, 'scikit-learn', sklearn.__version__)"
   echo "git: $(git rev-parse HEAD 2>/dev/null || echo 'no git checkout')"
   return 0
