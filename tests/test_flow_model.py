@@ -97,3 +97,86 @@ def test_flow_learns_a_gaussian_mixture_to_its_entropy():
         nll = -flow.log_prob(test).mean().item()
     assert math.isfinite(nll)
     assert nll - entropy < 0.1, f"flow NLL {nll:.3f} nats vs mixture entropy {entropy:.3f}"
+
+
+# ---- the scoring plan (genad_fast.nn.flow_inference) against the modules ---------------------------
+
+from genad_fast.nn.flow_inference import FlowInference, chunk_rows  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("mixing", ["lu", "permutation"])
+def test_inference_plan_equals_the_eager_modules(mixing, dtype, tol):
+    torch.manual_seed(2)
+    flow = RealNVP(7, n_steps=3, hidden=16, n_blocks=2, mixing=mixing, backend="eager")
+    flow = _trained_like(flow.to(dtype), seed=3).eval()
+    with torch.no_grad():  # ActNorm far from the identity, as after data initialisation
+        for layer in flow.layers[::3]:
+            layer.bias.normal_(0, 0.5)
+            layer.log_scale.normal_(0, 0.3)
+    x = torch.randn(203, 7, dtype=dtype)
+    with torch.inference_mode():
+        expected = flow.log_prob(x)
+        # chunks of 64 rows: three full chunks and a ragged one, buffers reused by the second call
+        plan = FlowInference(flow, dtype, backend="cpu", chunk=64)
+        got = plan.log_prob(x)
+        again = plan.log_prob(x[:50])
+    torch.testing.assert_close(got, expected, atol=tol, rtol=tol)
+    torch.testing.assert_close(again, expected[:50], atol=tol, rtol=tol)
+
+
+def test_inference_plan_reads_overlapping_windows_in_place():
+    # Series windows reach the plan as a [n, W·C] view with row stride C (windows overlap).
+    torch.manual_seed(4)
+    W, C = 6, 3
+    flow = _trained_like(RealNVP(W * C, n_steps=2, hidden=8, mixing="permutation").double()).eval()
+    series = torch.randn(40, C, dtype=torch.float64)
+    windows = series.unfold(0, W, 1).transpose(1, 2).reshape(-1, W * C)
+    assert windows.stride() == (C, 1)  # a view, not a copy
+    with torch.inference_mode():
+        expected = flow.log_prob(windows.contiguous())
+        got = FlowInference(flow, torch.float64, backend="cpu", chunk=16).log_prob(windows)
+    torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+
+
+def test_inference_plan_bfloat16_products_err_no_more_than_autocast():
+    # bfloat16 products round differently from the modules' autocast (bias added apart, in-place
+    # residual), so the test bounds the error relative to float32, as flash-attention's tests do:
+    # the plan may be at most 2x further from the float32 density than the autocast modules are.
+    torch.manual_seed(5)
+    flow = RealNVP(8, n_steps=2, hidden=32).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    x = torch.randn(300, 8)
+    with torch.inference_mode():
+        exact = flow.log_prob(x)
+        flow.set_matmul_dtype(torch.bfloat16)
+        autocast = flow.log_prob(x)
+        flow.set_matmul_dtype(None)
+        got = FlowInference(flow, backend="cpu", matmul_dtype=torch.bfloat16).log_prob(x)
+    budget = (autocast - exact).abs().max().item()
+    assert 0 < (got - exact).abs().max().item() <= 2 * budget
+
+
+def test_inference_plan_rejects_bad_input():
+    flow = RealNVP(4, n_steps=1, hidden=8).eval()
+    with pytest.raises(ValueError, match="eager backend"):
+        FlowInference(flow, backend="eager")
+    with pytest.raises(ValueError, match="float32 or float64"):
+        FlowInference(flow, torch.float16, backend="cpu")
+    with pytest.raises(ValueError, match="chunk must be"):
+        FlowInference(flow, backend="cpu", chunk=0)
+    plan = FlowInference(flow, backend="cpu")
+    with pytest.raises(ValueError, match=r"x must be \[N, 4\]"):
+        plan.log_prob(torch.randn(3, 5))
+    with pytest.raises(ValueError, match="must be torch.float32"):
+        plan.log_prob(torch.randn(3, 4, dtype=torch.float64))
+    assert plan.log_prob(torch.empty(0, 4)).shape == (0,)
+
+
+def test_chunk_rows_rule():
+    assert chunk_rows(64, 128, 4) == 512              # 2 KiB per row: 512 rows fill 1 MiB
+    assert chunk_rows(8, 16, 4) == (1 << 20) // (4 * (32 + 32)) // 64 * 64
+    assert chunk_rows(1600, 128, 4) == 512            # wide windows: the GEMM floor

@@ -18,11 +18,17 @@ keep ``"nll"`` (the default) when anomalies are spikes, shifts and noise bursts,
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
+from genad_fast import _backend
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.flow import RealNVP
+from genad_fast.nn.flow_inference import FlowInference
+from genad_fast.ops import coupling as _coupling
 
 SCORES = ("nll", "typicality")
 MATMUL_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
@@ -61,6 +67,7 @@ class FlowDetector(BaseDetector):
     """
 
     min_fit_samples = 16
+    _plan: FlowInference | None = None   # set for the duration of one scoring call (fused backends)
 
     def __init__(self, n_steps: int = 8, hidden: int = 128, n_blocks: int = 2, clamp: float = 2.0,
                  mixing: str = "auto", score: str = "nll", epochs: int = 100, batch_size: int = 256,
@@ -113,23 +120,44 @@ class FlowDetector(BaseDetector):
                                       val_fraction=self.val_fraction, patience=self.patience)
         self.history_ = training.fit(self.model_, _nll_loss, data, config, self._torch_generator("fit"),
                                      verbose=self.verbose, desc="FlowDetector")
-        with torch.inference_mode():
+        with torch.inference_mode(), self._scoring(data.dtype, matmul_dtype=None):
             nll = torch.cat([self._nll(data[i:i + self.score_batch_size])
                              for i in range(0, data.shape[0], self.score_batch_size)])
         self.train_nll_mean_ = float(nll.double().mean())
 
+    @contextlib.contextmanager
+    def _scoring(self, dtype: torch.dtype, matmul_dtype: torch.dtype | None) -> Iterator[None]:
+        """Scoring set-up for one call. A fused backend scores through a :class:`FlowInference` plan
+        (layers folded once per call, rows streamed in cache-sized chunks); the eager backend runs the
+        modules themselves (``RealNVP.log_prob``), the plain reference."""
+        self.model_.set_backend(self.backend)
+        chosen = _backend.resolve(self.backend, self.device_, implemented=_coupling._IMPLEMENTED)
+        if chosen != "eager":
+            self._plan = FlowInference(self.model_, dtype, backend=self.backend, matmul_dtype=matmul_dtype)
+        else:
+            self.model_.set_matmul_dtype(matmul_dtype)
+        try:
+            yield
+        finally:
+            self._plan = None
+            self.model_.set_matmul_dtype(None)
+
     def _nll(self, batch: torch.Tensor) -> torch.Tensor:
         """-log p(x)/D per sample, nats per dimension."""
         x = batch.reshape(batch.shape[0], -1)
-        return -self.model_.log_prob(x) / x.shape[1]
+        log_p = self._plan.log_prob(x) if self._plan is not None else self.model_.log_prob(x)
+        return -log_p / x.shape[1]
+
+    def _score_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        with self._scoring(rows.dtype, MATMUL_DTYPES[self.matmul_dtype]):
+            return super()._score_rows(rows)
+
+    def _score_series(self, series: torch.Tensor) -> torch.Tensor:
+        with self._scoring(series.dtype, MATMUL_DTYPES[self.matmul_dtype]):
+            return super()._score_series(series)
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
-        self.model_.set_backend(self.backend)
-        self.model_.set_matmul_dtype(MATMUL_DTYPES[self.matmul_dtype])
-        try:
-            nll = self._nll(batch)
-        finally:
-            self.model_.set_matmul_dtype(None)
+        nll = self._nll(batch)
         return nll if self.score == "nll" else (nll - self.train_nll_mean_).abs()
 
     def _get_state(self) -> dict:
