@@ -177,6 +177,6 @@ def test_inference_plan_rejects_bad_input():
 
 
 def test_chunk_rows_rule():
-    assert chunk_rows(64, 128, 4) == 512              # 2 KiB per row: 512 rows fill 1 MiB
-    assert chunk_rows(8, 16, 4) == (1 << 20) // (4 * (32 + 32)) // 64 * 64
-    assert chunk_rows(1600, 128, 4) == 512            # wide windows: the GEMM floor
+    assert chunk_rows(64, 128, 4) == 1024             # 2 KiB per row: 1,024 rows fill 2 MiB
+    assert chunk_rows(8, 16, 4) == (2 << 20) // (4 * (32 + 32)) // 64 * 64
+    assert chunk_rows(1600, 128, 4) == 1024           # wide windows: the GEMM floor
