@@ -5,6 +5,11 @@ Sizes (issue 3): tabular 65,536 × 64, and a 100,000 × 25 series scored through
 stride 1 (every window: 100,000 − 63 flows of 1,600 dimensions). The model is the default
 FlowDetector architecture, briefly trained on generated data of the same shape (timing does not
 depend on how well it is trained). Items: rows (tabular) or timestamps (series).
+
+Providers: ``eager`` runs the modules (``RealNVP.log_prob``, the plain reference); ``compile`` is
+``torch.compile`` of that same ``log_prob``; ``cpu`` scores through the detector's fused path,
+:class:`genad_fast.nn.flow_inference.FlowInference` (folded ActNorm+LU, precomputed constant
+log-determinants, cache-sized row chunks, the fused coupling kernel).
 """
 from __future__ import annotations
 
