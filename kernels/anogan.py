@@ -34,17 +34,23 @@ def _sign_nan(d):
 @triton.jit
 def _sqrt(x):
     # IEEE square root: tl.sqrt is an approximation for float32 on the GPU (float64 is exact either way).
+    # One assignment per branch, no early return: with `return` inside the `if`, Triton compiles the statement
+    # after it too, and sqrt_rn rejects float64 (found on an H200; the interpreter does not compile).
     if x.dtype == tl.float64:
-        return tl.sqrt(x)
-    return tl.sqrt_rn(x)
+        y = tl.sqrt(x)
+    else:
+        y = tl.sqrt_rn(x)
+    return y
 
 
 @triton.jit
 def _div(a, b):
     # IEEE division, as torch divides: `/` on float32 is an approximate division on the GPU.
     if a.dtype == tl.float64:
-        return a / b
-    return tl.div_rn(a, b)
+        y = a / b
+    else:
+        y = tl.div_rn(a, b)
+    return y
 
 
 @triton.jit
@@ -65,7 +71,8 @@ def _residual_pass(a_ptr, b_ptr, g_ptr, rows, row_ok, K, stride_a, stride_b, neg
 def _residual_kernel(x_ptr, gx_ptr, fx_ptr, fgx_ptr,      # [B, P], [B, P], [B, F], [B, F]
                      loss_ptr, ggx_ptr, gfgx_ptr,          # [B], [B, P], [B, F] (contiguous)
                      B, P, F, stride_x, stride_gx, stride_fx, stride_fgx,
-                     w_p: "tl.float64", w_f: "tl.float64",
+                     w_p: tl.float64, w_f: tl.float64,  # unquoted: under `from __future__ import annotations`
+                     # a quoted type reaches Triton as '"tl.float64"', which it ignores (fp32 scalars)
                      BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
     dtype = x_ptr.dtype.element_ty
     acc_dtype = tl.float64 if dtype == tl.float64 else tl.float32
@@ -85,15 +92,14 @@ def _residual_kernel(x_ptr, gx_ptr, fx_ptr, fgx_ptr,      # [B, P], [B, P], [B, 
 def _masked_adam_kernel(z_ptr, g_ptr, m_ptr, v_ptr,       # [B, L] each, own row strides
                         step_ptr, active_ptr,              # [B] int64, [B] bool (as uint8)
                         B, L, stride_z, stride_g, stride_m, stride_v, stride_step, stride_active,
-                        lr: "tl.float64", log2_beta1: "tl.float64", log2_beta2: "tl.float64",
-                        lerp_coef: "tl.float64", beta2: "tl.float64", one_minus_beta2: "tl.float64",
-                        eps: "tl.float64",
+                        lr: tl.float64, log2_beta1: tl.float64, log2_beta2: tl.float64,
+                        lerp_coef: tl.float64, beta2: tl.float64, one_minus_beta2: tl.float64,
+                        eps: tl.float64,
                         LERP_SMALL: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
     dtype = z_ptr.dtype.element_ty
     rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
     act = tl.load(active_ptr + rows * stride_active, mask=rows < B, other=0) != 0
     step = tl.load(step_ptr + rows * stride_step, mask=act, other=0) + 1
-    tl.store(step_ptr + rows * stride_step, step, mask=act)
     # Row scalars in float64; inactive rows get harmless values (step 1) and are masked out below.
     t = tl.where(act, step, 1).to(tl.float64)
     lr64 = tl.full([], lr, tl.float64)
@@ -120,6 +126,12 @@ def _masked_adam_kernel(z_ptr, g_ptr, m_ptr, v_ptr,       # [B, L] each, own row
         tl.store(z_ptr + rows[:, None] * stride_z + cols[None, :], z, mask=mask)
         tl.store(m_ptr + rows[:, None] * stride_m + cols[None, :], m, mask=mask)
         tl.store(v_ptr + rows[:, None] * stride_v + cols[None, :], v, mask=mask)
+    # The step count is written last, behind a barrier: the [BLOCK_B] row vector is replicated across the warps
+    # of the program, and a warp that stored the new count before another warp had loaded the old one gave that
+    # warp's columns a second increment (wrong bias correction on whole row segments; seen on an H200, where
+    # the interpreter, which runs a program as one thread, cannot show it).
+    tl.debug_barrier()
+    tl.store(step_ptr + rows * stride_step, step, mask=act)
 
 
 def _check_rows(name: str, t: torch.Tensor) -> None:

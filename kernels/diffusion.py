@@ -146,6 +146,9 @@ def _recon_kernel(score_ptr, x_ptr, h_ptr, m_ptr, w_ptr,  # score: [B, T]; x, x_
     w = tl.load(w_ptr)
     s_ptrs = score_ptr + b * s0 + t * s1
     s = tl.load(s_ptrs, mask=live)
+    # The row vector may be replicated across warps: every warp reads the old score before any warp writes the
+    # new one (without the barrier a late warp could add its term twice; see masked_adam_ in anogan.py).
+    tl.debug_barrier()
     tl.store(s_ptrs, s + w * (acc / C.to(dtype)), mask=live)
 
 

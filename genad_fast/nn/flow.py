@@ -26,6 +26,14 @@ from genad_fast import ops
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+
+def _draw(fn, size, generator: torch.Generator | None, **kwargs) -> torch.Tensor:
+    """``fn(size)`` drawn from ``generator`` on the generator's own device (a CUDA generator only draws CUDA
+    tensors), returned on the CPU, where the modules are built before they are moved."""
+    device = generator.device if generator is not None else None
+    return fn(size, generator=generator, device=device, **kwargs).cpu()
+
+
 class ActNorm(nn.Module):
     """Per-feature affine y = (x + b)·exp(log_scale), initialised from the first batch (Glow §3.1)
     so that the output has zero mean and unit variance; log|det| = Σ log_scale."""
@@ -64,7 +72,7 @@ class LULinear(nn.Module):
 
     def __init__(self, dim: int, generator: torch.Generator | None = None):
         super().__init__()
-        q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
+        q, _ = torch.linalg.qr(_draw(torch.randn, (dim, dim), generator, dtype=torch.float64))
         p, lower, upper = torch.linalg.lu(q)
         diag = torch.diagonal(upper)
         self.register_buffer("perm", p.to(torch.get_default_dtype()))
@@ -92,7 +100,7 @@ class Permutation(nn.Module):
 
     def __init__(self, dim: int, generator: torch.Generator | None = None):
         super().__init__()
-        perm = torch.randperm(dim, generator=generator)
+        perm = _draw(torch.randperm, dim, generator)
         self.register_buffer("perm", perm)
         self.register_buffer("inv_perm", torch.argsort(perm))
 

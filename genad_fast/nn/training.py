@@ -41,7 +41,7 @@ class TrainHistory:
 
 def split_train_val(n: int, val_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Random disjoint index sets; the validation set is empty when val_fraction is 0 or n is tiny."""
-    perm = torch.randperm(n, generator=generator)
+    perm = torch.randperm(n, generator=generator, device=generator.device)
     n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
     if n - n_val < 1:
         n_val = 0
@@ -69,7 +69,7 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor], torch.Ten
     bar = tqdm(range(config.epochs), desc=desc, disable=not verbose, leave=False, unit="epoch")
     for epoch in bar:
         model.train()
-        order = train_idx[torch.randperm(train_idx.numel(), generator=generator)]
+        order = train_idx[torch.randperm(train_idx.numel(), generator=generator, device=generator.device).to(train_idx.device)]
         total, count = 0.0, 0
         for start in range(0, order.numel(), config.batch_size):
             batch = data[order[start:start + config.batch_size]]
