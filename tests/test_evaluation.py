@@ -93,7 +93,8 @@ def test_run_summarize_and_reports(tmp_path, registered_gauss, broken):
     rows = ev.summarize(records)
     row = next(r for r in rows if r["dataset"] == "tiny-series" and r["detector"] == "toy-gauss")
     vals = [by[("tiny-series", "toy-gauss", s)]["metrics"]["vus_pr"] for s in (0, 1)]
-    assert row["vus_pr_mean"] == pytest.approx(np.mean(vals)) and row["vus_pr_std"] == pytest.approx(np.std(vals, ddof=1))
+    assert row["vus_pr_mean"] == pytest.approx(np.mean(vals))
+    assert row["vus_pr_std"] == pytest.approx(np.std(vals, ddof=1))
     assert row["seeds_ok"] == 2 and row["status"] == "ok"
     failed = next(r for r in rows if r["detector"] == "toy-broken")
     assert failed["status"] == "failed" and "auroc_mean" not in failed
