@@ -21,7 +21,8 @@ if ! "$py" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] 
 fi
 echo "== installing build and test requirements"
 "$py" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja numpy tqdm pandas scikit-learn scipy \
-  pytest hypothesis expecttest pytest-benchmark matplotlib pyarrow
+  pytest hypothesis expecttest pytest-benchmark matplotlib pyarrow "aeon>=1.0"
+# (aeon: the data extra, so that the tests of the real-data loaders run rather than skip)
 
 if [ "$cuda" != "OFF" ] && command -v nvcc >/dev/null 2>&1; then
   nvcc_path=$(readlink -f "$(command -v nvcc)")
