@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from genad_fast.metrics import _as_1d
+
 __all__ = [
     "BaseThreshold",
     "FixedThreshold",
@@ -58,18 +60,7 @@ MIN_PEAKS = 10
 
 
 def _check_scores(scores: Any, name: str = "scores") -> np.ndarray:
-    if hasattr(scores, "detach"):
-        scores = scores.detach().cpu().numpy()
-    a = np.asarray(scores)
-    if a.ndim == 2 and 1 in a.shape:
-        a = a.reshape(-1)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
-    a = a.astype(np.float64)
+    a = _as_1d(scores, name).astype(np.float64)
     bad = ~np.isfinite(a)
     if bad.any():
         raise ValueError(f"{name} hold {int(bad.sum())} non-finite value(s) (the first at index "
