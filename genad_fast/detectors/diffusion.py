@@ -46,11 +46,13 @@ import contextlib
 
 import torch
 
-from genad_fast import ops
+from genad_fast import _backend, ops
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.denoiser import ConditionalDenoiser, Denoiser
+from genad_fast.nn.denoiser_inference import DenoiserInference
 from genad_fast.nn.schedules import SAMPLERS, SCHEDULES, NoiseSchedule
+from genad_fast.ops import diffusion as _diffusion_ops
 
 MODES = ("reconstruct", "impute")
 MASKS = ("grid", "random")
@@ -319,7 +321,21 @@ class DiffusionDetector(BaseDetector):
         tiles = _tiles(T, int(self.tile_size), self.model_.receptive_radius)
         per_call = int(self.tile_batch)
         groups = [tiles[i:i + per_call] for i in range(0, len(tiles), per_call)]
-        return {"coeffs": coeffs, "steps": steps, "groups": groups, "counters": ops.philox_counters(B * C * T)}
+        plan = {"coeffs": coeffs, "steps": steps, "groups": groups, "counters": ops.philox_counters(B * C * T),
+                "network": None}
+        if self._fused_network(state):
+            with torch.profiler.record_function("diffusion.network_plan"):
+                network = DenoiserInference(self.model_, state.dtype)
+                plan["network"] = network
+                plan["consts"] = [network.step_constants(steps[j]) for j in range(len(coeffs))]
+        return plan
+
+    def _fused_network(self, state: torch.Tensor) -> bool:
+        """Whether the denoiser runs as its inference plan (:mod:`genad_fast.nn.denoiser_inference`): with the
+        fused backends and float products. The eager backend runs the modules as trained (the reference), and
+        ``matmul_dtype="bfloat16"`` runs them under autocast."""
+        chosen = _backend.resolve(self.backend, state.device, implemented=_diffusion_ops._IMPLEMENTED)
+        return chosen != "eager" and MATMUL_DTYPES[self.matmul_dtype] is None
 
     def _run_chain(self, plan: dict, state: torch.Tensor, seed: int, offset: int, observed: torch.Tensor | None,
                    mask: torch.Tensor | None) -> torch.Tensor:
@@ -328,6 +344,7 @@ class DiffusionDetector(BaseDetector):
         length; replay with new data copied into the same input buffer)."""
         B, C, T = state.shape
         coeffs, steps, groups, counters = plan["coeffs"], plan["steps"], plan["groups"], plan["counters"]
+        network = plan["network"]
         k = len(coeffs)
         eps = torch.empty_like(state)
         autocast = self._autocast()
@@ -335,11 +352,15 @@ class DiffusionDetector(BaseDetector):
             with torch.profiler.record_function("diffusion.network"), autocast:
                 for group in groups:  # tiles batched into one call: [len(group) * B, C, tile + 2 halo]
                     x_in = _gather(state, group)
-                    if observed is None:
+                    if network is not None:
+                        if observed is not None:
+                            x_in = ConditionalDenoiser.inputs(x_in, _gather(observed, group), _gather(mask, group))
+                        out = network(x_in, plan["consts"][j])
+                    elif observed is None:
                         out = self.model_(x_in, step=steps[j:j + 1])
                     else:
                         out = self.model_(x_in, _gather(observed, group), _gather(mask, group), step=steps[j:j + 1])
-                    out = out.view(len(group), B, C, -1)
+                    out = out.reshape(len(group), B, C, -1)
                     for g, (s, e, lo, _) in enumerate(group):
                         eps[:, :, s:e] = out[g, :, :, s - lo:e - lo]
             with torch.profiler.record_function("diffusion.step"):
