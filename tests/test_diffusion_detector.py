@@ -231,6 +231,29 @@ def test_fused_and_eager_backends_agree(fitted, small):
         np.testing.assert_allclose(fused, eager, rtol=1e-4, atol=1e-6)
 
 
+
+@pytest.mark.skipif(not _cpu_ops_available(), reason="the compiled CPU ops are not built")
+def test_fused_backend_runs_the_inference_plan_with_the_modules_scores(fitted, small, monkeypatch):
+    """The fused backend runs the denoiser as its inference plan; the scores equal those of the same fused
+    pipeline with the modules (odd tiles, several per call, both modes); the eager backend keeps the modules."""
+    for det in fitted.values():
+        det.set_params(backend="cpu", tile_size=77, tile_batch=3)
+        try:
+            state = torch.zeros(1, 1, 1)
+            assert det._fused_network(state)
+            planned = det.decision_function(small.test[:500])
+            monkeypatch.setattr(DiffusionDetector, "_fused_network", lambda self, s: False)
+            modules = det.decision_function(small.test[:500])
+            monkeypatch.undo()
+            det.set_params(backend="eager")
+            assert not det._fused_network(state)
+            det.set_params(backend="cpu", matmul_dtype="bfloat16")
+            assert not det._fused_network(state)  # bfloat16 products: the modules under autocast
+        finally:
+            det.set_params(backend=None, tile_size=1024, tile_batch=4, matmul_dtype="float32")
+        np.testing.assert_allclose(planned, modules, rtol=1e-5, atol=1e-7)
+
+
 # ---- errors -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("params, match", [
     (dict(mode="forecast"), "mode must be"),

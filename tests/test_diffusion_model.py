@@ -202,3 +202,73 @@ def test_denoiser_bad_input():
         net(torch.randn(2, 3, 10))
     with pytest.raises(ValueError, match="batch of 2"):
         net(torch.randn(2, 3, 10), torch.tensor([1, 1, 1]))
+
+
+# ---- the inference plan (genad_fast.nn.denoiser_inference) ------------------------------------------------
+def _random_full_denoiser(conditional: bool, dtype: torch.dtype, kernel_size: int = 3) -> Denoiser:
+    """A small denoiser with every parameter random (a fresh one has a zero output layer: ε̂ = 0 hides all)."""
+    torch.manual_seed(3)
+    cls = ConditionalDenoiser if conditional else Denoiser
+    net = cls(4, residual_channels=12, n_layers=5, dilation_cycle=3, kernel_size=kernel_size, embedding_dim=16)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.4)
+    return net.to(dtype).eval()
+
+
+def _module_eps(net: Denoiser, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    step = net.step_mlp(sinusoidal_embedding(torch.tensor([t]), net.embedding_dim).to(x.dtype))
+    with torch.no_grad():
+        return Denoiser.forward(net, x, step=step), step  # the network on its own input (conditional: 3·C channels)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-5), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_inference_plan_equals_the_module(dtype, tol, conditional, kernel_size):
+    from genad_fast.nn.denoiser_inference import DenoiserInference
+
+    net = _random_full_denoiser(conditional, dtype, kernel_size)
+    plan = DenoiserInference(net, dtype)
+    assert plan.pad == 4 * (kernel_size - 1) // 2
+    # odd lengths, a read shorter than the gap, one read and several; the buffers are rebuilt between shapes
+    for n, length, t in ((3, 37, 7), (1, 3, 0), (2, 101, 19), (3, 37, 1)):
+        x = torch.randn(n, net.in_channels, length, dtype=dtype)
+        want, step = _module_eps(net, x, t)
+        got = plan(x, plan.step_constants(step))
+        assert got.shape == (n, 4, length) and got.dtype == dtype
+        scale = float(want.abs().max())
+        assert scale > 0.1  # the comparison is not between zeros
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol * scale)
+
+
+def test_inference_plan_padding_is_each_reads_own():
+    """Reads batched into one call stay independent: each read's edges see zeros, not its neighbour's values."""
+    from genad_fast.nn.denoiser_inference import DenoiserInference
+
+    net = _random_full_denoiser(False, torch.float64)
+    plan = DenoiserInference(net, torch.float64)
+    x = torch.randn(3, 4, 40, dtype=torch.float64)
+    _, step = _module_eps(net, x, 5)
+    consts = plan.step_constants(step)
+    together = plan(x, consts).clone()
+    for i in range(3):
+        torch.testing.assert_close(plan(x[i:i + 1], consts)[0], together[i], rtol=1e-12, atol=1e-12)
+
+
+def test_inference_plan_bad_input():
+    from genad_fast.nn.denoiser_inference import DenoiserInference
+
+    net = _random_full_denoiser(False, torch.float32)
+    plan = DenoiserInference(net)
+    consts = plan.step_constants(net.step_embedding(torch.tensor([2])))
+    with pytest.raises(ValueError, match=r"\[N, 4, L\]"):
+        plan(torch.randn(2, 5, 10), consts)
+    with pytest.raises(ValueError, match="float32"):
+        plan(torch.randn(2, 4, 10, dtype=torch.float64), consts)
+    with pytest.raises(ValueError, match="step_constants"):
+        plan(torch.randn(2, 4, 10), consts[:-1])
+    with pytest.raises(ValueError, match="float32 or float64"):
+        DenoiserInference(net, torch.bfloat16)
+    with pytest.raises(ValueError, match="needs a Denoiser"):
+        DenoiserInference(torch.nn.Linear(2, 2))

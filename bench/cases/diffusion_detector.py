@@ -8,8 +8,10 @@ quadratic-schedule steps, 2 DDPM steps back, 1 draw) over a C = 25 series:
   ``a*x + b*eps + c*z`` updates), per-window squared errors averaged over channels, then averaged over the two
   windows covering each timestamp (:func:`genad_fast.series.windows_to_timestamps`);
 - ``cpu``: ``det.decision_function`` with the fused CPU ops: tiles of 1024 timestamps plus a halo of the
-  receptive radius (4 per network call), every timestamp denoised once per step, Philox noise and the step
-  update in one fused op, the error accumulated into the score buffer.
+  receptive radius (4 per network call), every timestamp denoised once per step, the denoiser run as its
+  inference plan (:mod:`genad_fast.nn.denoiser_inference`: time-major shifted GEMMs, step constants folded
+  once per step), Philox noise and the step update in one fused op, the error accumulated into the score
+  buffer.
 
 Sizes run from 10^4 to 10^6 timestamps so the throughput column shows whether the cost per timestamp stays
 flat. The network is a cheap setting (32 residual channels, 6 layers, receptive field 37) so the whole case
