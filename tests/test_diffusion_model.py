@@ -254,6 +254,8 @@ def test_inference_plan_padding_is_each_reads_own():
     together = plan(x, consts).clone()
     for i in range(3):
         torch.testing.assert_close(plan(x[i:i + 1], consts)[0], together[i], rtol=1e-12, atol=1e-12)
+    # a list of reads is the same as their stack (the detector passes views of the state)
+    torch.testing.assert_close(plan([x[:1], x[1:]], consts), together, rtol=0, atol=0)
 
 
 def test_inference_plan_bad_input():
@@ -266,6 +268,10 @@ def test_inference_plan_bad_input():
         plan(torch.randn(2, 5, 10), consts)
     with pytest.raises(ValueError, match="float32"):
         plan(torch.randn(2, 4, 10, dtype=torch.float64), consts)
+    with pytest.raises(ValueError, match="one L for all"):
+        plan([torch.randn(1, 4, 10), torch.randn(1, 4, 11)], consts)
+    with pytest.raises(ValueError, match="empty list"):
+        plan([], consts)
     with pytest.raises(ValueError, match="step_constants"):
         plan(torch.randn(2, 4, 10), consts[:-1])
     with pytest.raises(ValueError, match="float32 or float64"):

@@ -353,15 +353,17 @@ class DiffusionDetector(BaseDetector):
         for j in self._progress(range(k), total=k, desc="denoise", unit="step", long_only=True):
             with torch.profiler.record_function("diffusion.network"), autocast:
                 for group in groups:  # tiles batched into one call: [len(group) * B, C, tile + 2 halo]
-                    x_in = _gather(state, group)
-                    if network is not None:
+                    if network is not None:  # the reads go into the plan's buffer as they are (no stacking)
+                        x_in = [state[:, :, lo:hi] for _, _, lo, hi in group]
                         if observed is not None:
-                            x_in = ConditionalDenoiser.inputs(x_in, _gather(observed, group), _gather(mask, group))
+                            x_in = ConditionalDenoiser.inputs(torch.cat(x_in), _gather(observed, group),
+                                                              _gather(mask, group))
                         out = network(x_in, plan["consts"][j])
                     elif observed is None:
-                        out = self.model_(x_in, step=steps[j:j + 1])
+                        out = self.model_(_gather(state, group), step=steps[j:j + 1])
                     else:
-                        out = self.model_(x_in, _gather(observed, group), _gather(mask, group), step=steps[j:j + 1])
+                        out = self.model_(_gather(state, group), _gather(observed, group), _gather(mask, group),
+                                          step=steps[j:j + 1])
                     out = out.reshape(len(group), B, C, -1)
                     for g, (s, e, lo, _) in enumerate(group):
                         eps[:, :, s:e] = out[g, :, :, s - lo:e - lo]

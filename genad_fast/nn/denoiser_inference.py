@@ -118,52 +118,68 @@ class DenoiserInference:
 
     # ---- the network ----------------------------------------------------------------------------------
     def _buffers(self, n: int, length: int, like: torch.Tensor) -> dict:
-        key = (n, length, like.device)
-        if self._bufs is None or self._bufs["key"] != key:
-            p, cr = self.pad, self.hidden
-            rows = n * (length + p) + p
-            new = lambda *s: torch.empty(*s, dtype=self.dtype, device=like.device)  # noqa: E731
-            self._bufs = {"key": key, "x": torch.zeros(rows, self.in_channels, dtype=self.dtype, device=like.device),
-                          "u": new(rows, cr), "s": new(rows, cr), "z": new(rows, 2 * cr), "y": new(rows, cr),
-                          "o": new(rows, self.channels)}
-        return self._bufs
+        """Buffers and their views for n reads of ``length``, kept while the shape stays (tiles of one series).
 
-    def __call__(self, x: torch.Tensor, consts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """ε̂ ``[N, channels, L]`` of the network input ``x`` ``[N, in_channels, L]`` at the step of ``consts``."""
-        if x.dim() != 3 or x.shape[1] != self.in_channels:
-            raise ValueError(f"x must be [N, {self.in_channels}, L], got {tuple(x.shape)}")
-        if x.dtype != self.dtype:
-            raise ValueError(f"x must be {self.dtype} (the plan's dtype), got {x.dtype}")
-        if len(consts) != len(self.conv_w):
-            raise ValueError(f"consts has {len(consts)} layers, the network {len(self.conv_w)}: use step_constants")
-        n, _, length = x.shape
+        Rows: read i occupies rows [i·seg + p, (i + 1)·seg) with seg = length + p; gaps of p rows sit before
+        each read and after the last (the buffers have n + 1 segments so that all gaps are one strided view).
+        """
+        key = (n, length, like.device)
+        if self._bufs is not None and self._bufs["key"] == key:
+            return self._bufs
         p, cr, half = self.pad, self.hidden, (self.kernel_size - 1) // 2
         seg = length + p
-        buf = self._buffers(n, length, x)
-        X, U, S, Z, Y, O = buf["x"], buf["u"], buf["s"], buf["z"], buf["y"], buf["o"]
-        rows = X.shape[0]
-        X[:n * seg].view(n, seg, -1)[:, p:].copy_(x.transpose(1, 2))
-        mid = slice(p, rows - p)                                # every read's rows (and the gaps between them)
-        u_gaps, u_last = U[:n * seg].view(n, seg, -1)[:, :p], U[n * seg:]
-        Zm, Ym, Um, Sm = Z[mid], Y[mid], U[mid], S[mid]
-        torch.addmm(self.inp[1], X[mid], self.inp[0], out=Um).relu_()   # h_0 = ReLU(W_in x + b_in) = u_0
-        Sm.zero_()
-        gate, filt = Zm[:, :cr], Zm[:, cr:]
+        alloc, end = (n + 1) * seg, n * seg                      # rows allocated; the last read ends at row end
+        dev = like.device
+        new = lambda c: torch.empty(alloc, c, dtype=self.dtype, device=dev)  # noqa: E731
+        X = torch.zeros(alloc, self.in_channels, dtype=self.dtype, device=dev)
+        U, S, Z, Y, O = new(cr), new(cr), new(2 * cr), new(cr), new(self.channels)
+        mid = slice(p, end)                                       # every read's rows and the gaps between them
+        taps = {d: [U[p + (j - half) * d:end + (j - half) * d] for j in range(self.kernel_size)]
+                for d in set(self.dilations)}
+        self._bufs = {"key": key, "x_reads": X.view(n + 1, seg, -1)[:n, p:], "x": X[mid],
+                      "u": U[mid], "u_gaps": U.view(n + 1, seg, -1)[:, :p], "taps": taps, "s": S[mid],
+                      "z": Z[mid], "gate": Z[mid, :cr], "filt": Z[mid, cr:], "y": Y[mid], "o": O[mid],
+                      "out": O.view(n + 1, seg, -1)[:n, p:].transpose(1, 2)}
+        return self._bufs
+
+    def __call__(self, x: torch.Tensor | list[torch.Tensor], consts: list[tuple[torch.Tensor, torch.Tensor]]
+                 ) -> torch.Tensor:
+        """ε̂ ``[N, channels, L]`` of the network input ``x`` ``[N, in_channels, L]`` at the step of ``consts``.
+
+        ``x`` may also be a list of reads ``[b_i, in_channels, L]`` (N = Σ b_i, stacked in order): they are
+        copied into the plan's buffer directly, without stacking them first."""
+        reads = list(x) if isinstance(x, (list, tuple)) else [x]
+        if not reads:
+            raise ValueError("x is an empty list of reads")
+        length = reads[0].shape[-1]
+        for r in reads:
+            if r.dim() != 3 or r.shape[1] != self.in_channels or r.shape[2] != length:
+                raise ValueError(f"x must be [N, {self.in_channels}, L] (one L for all reads), got {tuple(r.shape)}")
+            if r.dtype != self.dtype:
+                raise ValueError(f"x must be {self.dtype} (the plan's dtype), got {r.dtype}")
+        if len(consts) != len(self.conv_w):
+            raise ValueError(f"consts has {len(consts)} layers, the network {len(self.conv_w)}: use step_constants")
+        n = sum(r.shape[0] for r in reads)
+        v = self._buffers(n, length, reads[0])
+        i = 0
+        for r in reads:
+            v["x_reads"][i:i + r.shape[0]].copy_(r.transpose(1, 2))
+            i += r.shape[0]
+        Z, Y, U, S, gate, filt = v["z"], v["y"], v["u"], v["s"], v["gate"], v["filt"]
+        torch.addmm(self.inp[1], v["x"], self.inp[0], out=U).relu_()   # h_0 = ReLU(W_in x + b_in) = u_0
+        S.zero_()
+        u_gaps = v["u_gaps"]
         for d, ws, (wr, wsk), (bias, fill) in zip(self.dilations, self.conv_w, self.out_w, consts):
-            u_gaps.copy_(fill.expand_as(u_gaps))               # u + Q_l = 0 outside the reads: zero padding
-            u_last.copy_(fill.expand_as(u_last))
-            for j, w in enumerate(ws):
-                shift = (j - half) * d
-                src = U[p + shift:rows - p + shift]
-                if j == 0:
-                    torch.addmm(bias, src, w, out=Zm)
-                else:
-                    Zm.addmm_(src, w)
-            Zm.sigmoid_()                                       # σ(g), σ(2f)
-            torch.neg(gate, out=Ym)
-            Ym.addcmul_(gate, filt, value=2.0)                  # σ(g)·(2σ(2f) - 1) = σ(g)·tanh(f)
-            Um.addmm_(Ym, wr)                                   # u += 2^{l/2} W_r y
-            Sm.addmm_(Ym, wsk)                                  # skip += W_s y
-        torch.addmm(self.skip[1], Sm, self.skip[0], out=Ym)
-        torch.addmm(self.out[1], Ym.relu_(), self.out[0], out=O[mid])
-        return O[:n * seg].view(n, seg, -1)[:, p:].transpose(1, 2)
+            u_gaps.copy_(fill.expand_as(u_gaps))                # u + Q_l = 0 outside the reads: zero padding
+            taps = v["taps"][d]
+            torch.addmm(bias, taps[0], ws[0], out=Z)            # Σ_j U[rows + (j - half)·d] · W_j + bias
+            for src, w in zip(taps[1:], ws[1:]):
+                Z.addmm_(src, w)
+            Z.sigmoid_()                                        # σ(g), σ(2f)
+            torch.neg(gate, out=Y)
+            Y.addcmul_(gate, filt, value=2.0)                   # σ(g)·(2σ(2f) - 1) = σ(g)·tanh(f)
+            U.addmm_(Y, wr)                                     # u += 2^{l/2} W_r y
+            S.addmm_(Y, wsk)                                    # skip += W_s y
+        torch.addmm(self.skip[1], S, self.skip[0], out=Y)
+        torch.addmm(self.out[1], Y.relu_(), self.out[0], out=v["o"])
+        return v["out"]
