@@ -102,7 +102,7 @@ class DenoiserInference:
             w_sk = f64(model.skip.weight)[:, :, 0] / math.sqrt(n)
             self.skip = (cast(w_sk.T), cast(f64(model.skip.bias) + w_sk @ skip_bias))
             self.out = (cast(f64(model.out.weight)[:, :, 0].T), cast(f64(model.out.bias)))
-        self._bufs: dict | None = None
+        self._bufs: dict = {}
 
     # ---- per step -------------------------------------------------------------------------------------
     def step_constants(self, step: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -118,14 +118,15 @@ class DenoiserInference:
 
     # ---- the network ----------------------------------------------------------------------------------
     def _buffers(self, n: int, length: int, like: torch.Tensor) -> dict:
-        """Buffers and their views for n reads of ``length``, kept while the shape stays (tiles of one series).
+        """Buffers and their views for n reads of ``length``, kept for the last two shapes (a series' full groups
+        of tiles and its last, smaller group alternate).
 
         Rows: read i occupies rows [i·seg + p, (i + 1)·seg) with seg = length + p; gaps of p rows sit before
         each read and after the last (the buffers have n + 1 segments so that all gaps are one strided view).
         """
         key = (n, length, like.device)
-        if self._bufs is not None and self._bufs["key"] == key:
-            return self._bufs
+        if key in self._bufs:
+            return self._bufs[key]
         p, cr, half = self.pad, self.hidden, (self.kernel_size - 1) // 2
         seg = length + p
         alloc, end = (n + 1) * seg, n * seg                      # rows allocated; the last read ends at row end
@@ -136,11 +137,14 @@ class DenoiserInference:
         mid = slice(p, end)                                       # every read's rows and the gaps between them
         taps = {d: [U[p + (j - half) * d:end + (j - half) * d] for j in range(self.kernel_size)]
                 for d in set(self.dilations)}
-        self._bufs = {"key": key, "x_reads": X.view(n + 1, seg, -1)[:n, p:], "x": X[mid],
-                      "u": U[mid], "u_gaps": U.view(n + 1, seg, -1)[:, :p], "taps": taps, "s": S[mid],
-                      "z": Z[mid], "gate": Z[mid, :cr], "filt": Z[mid, cr:], "y": Y[mid], "o": O[mid],
-                      "out": O.view(n + 1, seg, -1)[:n, p:].transpose(1, 2)}
-        return self._bufs
+        bufs = {"x_reads": X.view(n + 1, seg, -1)[:n, p:], "x": X[mid],
+                "u": U[mid], "u_gaps": U.view(n + 1, seg, -1)[:, :p], "taps": taps, "s": S[mid],
+                "z": Z[mid], "gate": Z[mid, :cr], "filt": Z[mid, cr:], "y": Y[mid], "o": O[mid],
+                "out": O.view(n + 1, seg, -1)[:n, p:].transpose(1, 2)}
+        if len(self._bufs) >= 2:
+            self._bufs.pop(next(iter(self._bufs)))
+        self._bufs[key] = bufs
+        return bufs
 
     def __call__(self, x: torch.Tensor | list[torch.Tensor], consts: list[tuple[torch.Tensor, torch.Tensor]]
                  ) -> torch.Tensor:
