@@ -10,15 +10,15 @@ rest as a few large matrix products on a time-major ``[rows, channels]`` layout:
   before, between and after them (p = the largest dilation·(k-1)/2). A kernel-size-k dilated convolution
   is then k shifted products accumulated with ``addmm`` over all rows at once,
   ``Z = Σ_j U[rows + (j - (k-1)/2)·d] · W_jᵀ`` (on 2 Xeon cores 3 products of K=32 take about 0.6 of
-  oneDNN's conv1d here, and there is no im2col copy); the 1×1 convolutions are one product each. Rows in
+  oneDNN's conv1d here, and there is no im2col copy); the 1×1 convolutions are plain products. Rows in
   the gaps compute garbage that is never read as a result.
 * Residual scale. With u_l = 2^{l/2}·h_l - B_l the residual update h_{l+1} = (h_l + r_l)/√2 becomes
   u_{l+1} = u_l + 2^{l/2}·W_r·y_l: the factor goes into the layer's residual weights, 2^{-l/2} into the next
   dilated convolution's weights, and the residual biases into B_l = Σ_{j<l} 2^{j/2}·b_{r,j}. The residual and
   skip halves of the layer's 1×1 convolution are two products added in place (``addmm_``) to contiguous
   buffers u and skip (reading u out of one strided ``[u | skip]`` buffer makes each convolution product about
-  30 % slower, which costs more than the second ``addmm_``); the skip biases are summed once into the final skip convolution's bias, and 1/√L into its
-  weights.
+  30 % slower, which costs more than the second ``addmm_``); the skip biases are summed once into the final
+  skip convolution's bias, and 1/√L into its weights.
 * Step embedding. The convolution's input is 2^{-l/2}(u_l + Q_l) with Q_l = B_l + 2^{l/2}·P_l·e(t) constant
   over a call, so Σ_j W_j·Q_l goes into the convolution's bias once per step (:meth:`step_constants`), and
   the zero padding of every read is kept exact by filling u's gap rows with -Q_l before the layer: there
