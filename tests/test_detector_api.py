@@ -517,10 +517,13 @@ def test_registry(gauss_cls):
     assert "flow" in detector_names()  # built-in, registered lazily by import path
     with pytest.raises(ValueError, match="unknown detector 'nope'; registered detectors: .*flow"):
         get_detector("nope")
-    register_detector("toy-lazy", "conftest:GaussDetector")
+    # A lazy entry names an importable module (not "conftest": tests/gpu has its own conftest module too).
+    from genad_fast.detectors.sklearn_baselines import PCADetector
+
+    register_detector("toy-lazy", "genad_fast.detectors.sklearn_baselines:PCADetector")
     try:
-        assert get_detector("toy-lazy") is gauss_cls
-        register_detector("toy-lazy", gauss_cls)  # the class itself: same entry, no error
+        assert get_detector("toy-lazy") is PCADetector
+        register_detector("toy-lazy", PCADetector)  # the class itself: same entry, no error
         with pytest.raises(ValueError, match="already registered"):
             register_detector("toy-lazy", ExplicitDetector)
     finally:
