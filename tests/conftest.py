@@ -72,3 +72,29 @@ def series():
     from genad_fast.datasets import make_series
 
     return make_series(T=4000, C=4, period=32, seed=3)
+
+
+@pytest.fixture
+def save_load_round_trip(tmp_path):
+    """``run(cls, name, tabular, series, window)``: fit ``cls`` on rows (window None) or on the series (windows,
+    stride 3), save, load with ``genad_fast.load`` and check that the class, the scores and the threshold survive;
+    returns ``(fitted, loaded, path)`` for a detector's own checks."""
+    import numpy as np
+
+    import genad_fast
+
+    def run(cls, name, tabular, series, window):
+        if window is None:
+            train, test = tabular.train, tabular.test
+        else:
+            train, test = series.train[:900], series.test[:400]
+        det = cls(window=window, stride=1 if window is None else 3, verbose=False).fit(train)
+        path = tmp_path / f"{name}.pt"
+        det.save(path)
+        loaded = genad_fast.load(path)
+        assert type(loaded) is cls
+        np.testing.assert_array_equal(loaded.decision_function(test), det.decision_function(test))
+        assert loaded.threshold_ == det.threshold_
+        return det, loaded, path
+
+    return run

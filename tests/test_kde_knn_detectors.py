@@ -11,7 +11,6 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KernelDensity, NearestNeighbors
 
-import genad_fast
 from genad_fast import BackendUnavailableError, ops
 from genad_fast.datasets import make_tabular
 from genad_fast.detectors import NotFittedError, get_detector
@@ -162,18 +161,8 @@ def test_unavailable_backend_fails_at_fit(tabular, name):
 
 @pytest.mark.parametrize("name", sorted(ALL))
 @pytest.mark.parametrize("window", [None, 8])
-def test_save_load_gives_identical_scores(tmp_path, tabular, series, name, window):
-    if window is None:
-        train, test = tabular.train, tabular.test
-    else:
-        train, test = series.train[:900], series.test[:400]
-    det = ALL[name](window=window, stride=1 if window is None else 3, verbose=False).fit(train)
-    path = tmp_path / f"{name}.pt"
-    det.save(path)
-    loaded = genad_fast.load(path)
-    assert type(loaded) is ALL[name]
-    np.testing.assert_array_equal(loaded.decision_function(test), det.decision_function(test))
-    assert loaded.threshold_ == det.threshold_
+def test_save_load_gives_identical_scores(save_load_round_trip, tabular, series, name, window):
+    det, loaded, path = save_load_round_trip(ALL[name], name, tabular, series, window)
     assert torch.equal(loaded.reference_, det.reference_)
     if name == "kde":
         assert loaded.bandwidth_ == det.bandwidth_
