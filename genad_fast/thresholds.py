@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from genad_fast.metrics import _as_1d
+from genad_fast.metrics import _as_1d, best_f1
 
 __all__ = [
     "BaseThreshold",
@@ -387,7 +387,6 @@ class BestF1Threshold(BaseThreshold):
         pass
 
     def fit(self, scores: Any, labels: Any = None) -> "BestF1Threshold":
-        from genad_fast.metrics import best_f1
 
         if labels is None:
             raise ValueError("BestF1Threshold needs labels: fit(scores, labels) on a labelled validation split")

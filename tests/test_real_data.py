@@ -124,7 +124,7 @@ def test_load_table_and_file(tmp_path):
     with pytest.raises(ValueError, match="must hold 0/1, found 2"):
         load_table(str(path), label_column="y")
     frame.assign(a=["x"] * 100).to_csv(path, index=False)
-    with pytest.raises(ValueError, match="'a' are not numeric"):
+    with pytest.raises(ValueError, match="non-numeric column 'a'"):
         load_table(str(path), label_column="y")
     with pytest.raises(ValueError, match="does not exist"):
         load_table(str(tmp_path / "missing.csv"))

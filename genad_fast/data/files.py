@@ -16,6 +16,7 @@ def load_table(path: str, *, label_column: str | None = None, columns: list[str]
     (or False/True). Non-numeric data, NaN/inf and a missing column raise a ValueError naming the problem.
     """
     from genad_fast.cli import CLIError, read_table, select_columns
+    from genad_fast.detectors._validation import _frame_to_numpy
 
     try:
         frame = read_table(path)
@@ -42,18 +43,12 @@ def load_table(path: str, *, label_column: str | None = None, columns: list[str]
         data, _ = select_columns(frame, columns, time_column, path)
     except CLIError as exc:
         raise ValueError(str(exc)) from exc
-    import pandas as pd
-
-    non_numeric = [c for c in data.columns if not (pd.api.types.is_numeric_dtype(data[c].dtype)
-                                                    or pd.api.types.is_bool_dtype(data[c].dtype))]
-    if non_numeric:
-        raise ValueError(f"{path}: column(s) {', '.join(map(repr, non_numeric))} are not numeric")
-    X = data.to_numpy(dtype=np.float64)
+    X, names = _frame_to_numpy(data, str(path))  # the detectors' own check: numeric (or bool) columns only
     if X.shape[0] == 0:
         raise ValueError(f"{path} has no rows")
     if not np.isfinite(X).all():
         raise ValueError(f"{path} holds NaN or inf values (first at row {int(np.argwhere(~np.isfinite(X))[0, 0])})")
-    return X, labels, [str(c) for c in data.columns]
+    return X, labels, names
 
 
 def load_file(path: str, *, label_column: str | None = None, train_fraction: float = 0.5, kind: str = "series",

@@ -108,7 +108,7 @@ def train_wgan_gp(generator: nn.Module, critic: nn.Module, data: torch.Tensor, c
     critic.train()
     if not 0.0 <= config.ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {config.ema}")
-    gen_params = [p for p in generator.parameters()]
+    gen_params = list(generator.parameters())
     averaged = [p.detach().clone() for p in gen_params] if config.ema > 0 else None
     total_g_steps = 0
     bar = tqdm(range(config.epochs), desc=desc, disable=not verbose, leave=False, unit="epoch")
