@@ -104,9 +104,21 @@ def test_flow_learns_a_gaussian_mixture_to_its_entropy():
 from genad_fast.nn.flow_inference import FlowInference, chunk_rows  # noqa: E402
 
 
-@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+def _onednn(monkeypatch, use: bool, dtype: torch.dtype) -> None:
+    """Run the plan with (where this build has it) or without oneDNN's prepacked GELU linears."""
+    from genad_fast.nn import flow_inference, onednn
+
+    if use and not onednn.available(dtype):
+        pytest.skip(f"this torch build has no native oneDNN linear for {dtype}")
+    if not use:
+        monkeypatch.setattr(flow_inference.onednn, "available", lambda dtype: False)
+
+
+@pytest.mark.parametrize("dtype, tol, use_onednn", [(torch.float64, 1e-10, False), (torch.float32, 2e-5, False),
+                                                    (torch.float32, 2e-5, True)], ids=["f64", "f32", "f32-onednn"])
 @pytest.mark.parametrize("mixing", ["lu", "permutation"])
-def test_inference_plan_equals_the_eager_modules(mixing, dtype, tol):
+def test_inference_plan_equals_the_eager_modules(mixing, dtype, tol, use_onednn, monkeypatch):
+    _onednn(monkeypatch, use_onednn, dtype)
     torch.manual_seed(2)
     flow = RealNVP(7, n_steps=3, hidden=16, n_blocks=2, mixing=mixing, backend="eager")
     flow = _trained_like(flow.to(dtype), seed=3).eval()
@@ -119,6 +131,7 @@ def test_inference_plan_equals_the_eager_modules(mixing, dtype, tol):
         expected = flow.log_prob(x)
         # chunks of 64 rows: three full chunks and a ragged one, buffers reused by the second call
         plan = FlowInference(flow, dtype, backend="cpu", chunk=64)
+        assert plan.onednn == use_onednn
         got = plan.log_prob(x)
         again = plan.log_prob(x[:50])
     torch.testing.assert_close(got, expected, atol=tol, rtol=tol)
@@ -139,7 +152,9 @@ def test_inference_plan_reads_overlapping_windows_in_place():
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
 
 
-def test_inference_plan_bfloat16_products_err_no_more_than_autocast():
+@pytest.mark.parametrize("use_onednn", [False, True], ids=["addmm", "onednn"])
+def test_inference_plan_bfloat16_products_err_no_more_than_autocast(use_onednn, monkeypatch):
+    _onednn(monkeypatch, use_onednn, torch.bfloat16)
     # bfloat16 products round differently from the modules' autocast (bias added apart, in-place
     # residual), so the test bounds the error relative to float32, as flash-attention's tests do:
     # the plan may be at most 2x further from the float32 density than the autocast modules are.
@@ -155,7 +170,9 @@ def test_inference_plan_bfloat16_products_err_no_more_than_autocast():
         flow.set_matmul_dtype(torch.bfloat16)
         autocast = flow.log_prob(x)
         flow.set_matmul_dtype(None)
-        got = FlowInference(flow, backend="cpu", matmul_dtype=torch.bfloat16).log_prob(x)
+        plan = FlowInference(flow, backend="cpu", matmul_dtype=torch.bfloat16)
+        assert plan.onednn == use_onednn
+        got = plan.log_prob(x)
     budget = (autocast - exact).abs().max().item()
     assert 0 < (got - exact).abs().max().item() <= 2 * budget
 
@@ -177,6 +194,8 @@ def test_inference_plan_rejects_bad_input():
 
 
 def test_chunk_rows_rule():
-    assert chunk_rows(64, 128, 4) == 1024             # 2 KiB per row: 1,024 rows fill 2 MiB
-    assert chunk_rows(8, 16, 4) == (2 << 20) // (4 * (32 + 32)) // 64 * 64
-    assert chunk_rows(1600, 128, 4) == 1024           # wide windows: the GEMM floor
+    assert chunk_rows(64, 128, 4) == 16384            # 2 KiB per row: 16,384 rows fill 32 MiB
+    assert chunk_rows(8, 16, 4) == (32 << 20) // (4 * (32 + 32)) // 64 * 64
+    assert chunk_rows(64, 128, 4, target_bytes=2 << 20) == 1024
+    assert chunk_rows(1600, 128, 4) == 1216           # 26.6 KiB per row
+    assert chunk_rows(4000, 128, 4) == 1024           # wider windows: the GEMM floor

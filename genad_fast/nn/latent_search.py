@@ -64,6 +64,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genad_fast.nn import onednn
+
 __all__ = ["SearchResult", "latent_search", "linear_stack"]
 
 
@@ -121,12 +123,7 @@ def linear_stack(module: nn.Module) -> list[_Layer] | None:
 
 
 def _onednn_linear_available() -> bool:
-    mkldnn = getattr(torch.ops, "mkldnn", None)
-    try:
-        return (torch.backends.mkldnn.is_available() and hasattr(mkldnn, "_linear_pointwise")
-                and hasattr(mkldnn, "_reorder_linear_weight") and bool(mkldnn._is_mkldnn_bf16_supported()))
-    except (AttributeError, RuntimeError):
-        return False
+    return onednn.available(torch.bfloat16)
 
 
 def _mlp_layers(generator: nn.Module, critic: nn.Module) -> tuple[list[_Layer], list[_Layer]] | None:
@@ -175,10 +172,14 @@ class _MLPProgram:
                        and _onednn_linear_available())
         if self.onednn:
             def pack(w):
-                return torch.ops.mkldnn._reorder_linear_weight(w, capacity)
+                return onednn.pack(w, capacity)
 
-            self.packed_g = [(pack(cast(l.weight).contiguous()), cast(l.bias), l.slope) for l in g_layers]
-            self.packed_f = [(pack(cast(l.weight).contiguous()), cast(l.bias), l.slope) for l in f_layers]
+            self.packed_g = [(pack(cast(l.weight)), cast(l.bias), l.slope) for l in g_layers]
+            self.packed_f = [(pack(cast(l.weight)), cast(l.bias), l.slope) for l in f_layers]
+            # the backward products g·W are linears with weight Wᵀ: prepacked too (30 % faster than mm,
+            # which reorders W on every call)
+            self.packed_gt = [pack(cast(l.weight).t()) for l in g_layers]
+            self.packed_ft = [pack(cast(l.weight).t()) for l in f_layers]
 
         def buf(cols: int, dt: torch.dtype = self.mdtype) -> torch.Tensor:
             return torch.empty(capacity, cols, device=device, dtype=dt)
@@ -238,9 +239,9 @@ class _MLPProgram:
         return out
 
     def _bind_onednn(self, z: torch.Tensor, x: torch.Tensor, fx: torch.Tensor, lam: float, residual_op):
-        """:meth:`bind` for bfloat16 on the CPU: oneDNN forward (new activation tensors each call), aten backward."""
+        """:meth:`bind` for bfloat16 on the CPU: every product a prepacked oneDNN linear (new tensors each call)."""
         n = z.shape[0]
-        lin = torch.ops.mkldnn._linear_pointwise
+        lin, lin_add = onednn.linear, onednn.linear_add
         lrb = torch.ops.aten.leaky_relu_backward.grad_input
         zm = self.z_m[:n]
         gx32, fgx32 = self.gx32[:n], self.fgx32[:n]
@@ -249,34 +250,32 @@ class _MLPProgram:
 
         def layer_args(packed):
             return [(w, b, "leaky_relu" if slope else ("relu" if slope == 0.0 else "none"),
-                     [slope] if slope else [], slope) for w, b, slope in packed]
+                     [slope] if slope else []) for w, b, slope in packed]
 
         fwd_g, fwd_f = layer_args(self.packed_g), layer_args(self.packed_f)
-        bwd_f = [(w, slope, self.tmp_f[i][:n], self.grads_f[i][:n]) for i, (_, w, _, slope) in enumerate(self.f)]
-        bwd_g = [(w, slope, self.tmp_g[i][:n], self.grads_g[i][:n]) for i, (_, w, _, slope) in enumerate(self.g)]
+        bwd_f = [(wt, slope, self.tmp_f[i][:n]) for i, (wt, (_, _, _, slope)) in enumerate(zip(self.packed_ft, self.f))]
+        bwd_g = [(wt, slope, self.tmp_g[i][:n]) for i, (wt, (_, _, _, slope)) in enumerate(zip(self.packed_gt, self.g))]
 
         def backward(layers, acts, g, join=None):
             for i in reversed(range(len(layers))):
-                w, slope, tmp, out = layers[i]
+                wt, slope, tmp = layers[i]
                 if slope is not None:
                     lrb(g, acts[i], slope, True, grad_input=tmp)
                     g = tmp
                 if i == 0 and join is not None:
-                    join.addmm_(g, w)
-                    return join
-                torch.mm(g, w, out=out)
-                g = out
+                    return lin_add(g, join, wt, None)     # dL/dG(z) + (dL/df)·J_f
+                g = lin(g, wt, None)
             return g
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
             zm.copy_(z)
             h, acts_g, acts_f = zm, [], []
-            for w, b, attr, scalars, _ in fwd_g:
-                h = lin(h, w, b, attr, scalars, "")
+            for w, b, act, scalars in fwd_g:
+                h = lin(h, w, b, act, scalars)
                 acts_g.append(h)
             gx = h
-            for w, b, attr, scalars, _ in fwd_f:
-                h = lin(h, w, b, attr, scalars, "")
+            for w, b, act, scalars in fwd_f:
+                h = lin(h, w, b, act, scalars)
                 acts_f.append(h)
             gx32.copy_(gx)
             fgx32.copy_(h)
