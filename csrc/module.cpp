@@ -11,6 +11,11 @@
 #define GENAD_VERSION "unknown"
 #endif
 
+namespace genad::cpu {
+bool linear_act_has_mkl_bf16();
+void linear_act_set_mkl_bf16(bool use);
+}  // namespace genad::cpu
+
 namespace {
 
 py::dict build_info() {
@@ -39,4 +44,8 @@ py::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "genad_fast compiled ops (CPU, and CUDA when built with it)";
   m.def("build_info", &build_info, "How this extension was built: version, backends, CUDA archs, CPU ISA, threads");
+  m.def("_linear_act_has_mkl_bf16", &genad::cpu::linear_act_has_mkl_bf16,
+        "Whether torch exports MKL's cblas_gemm_bf16bf16f32 (linear_act's bfloat16 product on the CPU)");
+  m.def("_linear_act_set_mkl_bf16", &genad::cpu::linear_act_set_mkl_bf16,
+        "Use MKL's bfloat16 GEMM in linear_act when present (True, default) or ATen's cpublas (False)");
 }

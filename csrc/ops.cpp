@@ -45,4 +45,11 @@ TORCH_LIBRARY(genad_fast, m) {
   m.def("kde_logpdf(Tensor queries, Tensor refs, float bandwidth, bool exclude_self=False) -> Tensor");
   // Euclidean distances to the k nearest refs, ascending: [N, k]; exclude_self skips j == i (queries are refs).
   m.def("knn_distance(Tensor queries, Tensor refs, int k, bool exclude_self) -> Tensor");
+
+  // One layer of a small MLP, forward or backward, with its element-wise work fused around the product:
+  // out[M, N] = act(a·weight^T + bias + addend), a = x[M, K] (times (gate > 0 ? 1 : gate_slope) when gate is given:
+  // the LeakyReLU backward at that layer's output) rounded to weight's dtype; float32 accumulation; act =
+  // LeakyReLU(slope) when slope is given; out in out_dtype (default x's). float32 or bfloat16 throughout.
+  m.def("linear_act(Tensor x, Tensor weight, Tensor? bias, Tensor? gate, float gate_slope, Tensor? addend, "
+        "float? slope, ScalarType? out_dtype) -> Tensor");
 }

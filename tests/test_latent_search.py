@@ -210,18 +210,23 @@ def test_bfloat16_products_stay_close_to_float32():
         assert 0 < rel < 0.03, rel
 
 
-def test_onednn_and_aten_bfloat16_products_agree(monkeypatch):
+@pytest.mark.parametrize("matmul_dtype, tol", [(torch.bfloat16, (5e-3, 3e-2)), (None, (1e-5, 1e-3))])
+def test_layer_op_and_aten_programs_agree(monkeypatch, matmul_dtype, tol):
+    # the CPU kernels' program (one linear_act per layer and direction) against the plan of ATen calls
     g, c = nets(latent=8, d=16, hidden=(64, 64), critic=(64, 32), seed=4)
     x = torch.randn(40, 16)
     runs = {}
     for flag in (True, False):
-        if flag and not ls._onednn_linear_available():
-            pytest.skip("oneDNN bfloat16 linear is not available on this CPU")
-        monkeypatch.setattr(ls, "_onednn_linear_available", lambda flag=flag: flag)
+        monkeypatch.setattr(ls, "_layer_op_runs", lambda backend, device, flag=flag: flag)
         runs[flag] = latent_search(g, c, x, iterations=30, rng=torch.Generator().manual_seed(2),
-                                   matmul_dtype=torch.bfloat16)
+                                   matmul_dtype=matmul_dtype, backend="cpu")
     rel = ((runs[True].loss - runs[False].loss).abs() / runs[False].loss)
-    assert rel.mean().item() < 5e-3 and rel.max().item() < 3e-2
+    assert rel.mean().item() < tol[0] and rel.max().item() < tol[1], (rel.mean().item(), rel.max().item())
+
+
+def test_layer_op_program_is_used_on_the_cpu_backend_only():
+    assert ls._layer_op_runs("cpu", torch.device("cpu"))
+    assert not ls._layer_op_runs("eager", torch.device("cpu"))
 
 
 def test_convolutional_networks_go_through_autograd():

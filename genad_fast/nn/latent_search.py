@@ -64,8 +64,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genad_fast.nn import onednn
-
 __all__ = ["SearchResult", "latent_search", "linear_stack"]
 
 
@@ -122,8 +120,13 @@ def linear_stack(module: nn.Module) -> list[_Layer] | None:
     return layers
 
 
-def _onednn_linear_available() -> bool:
-    return onednn.available(torch.bfloat16)
+def _layer_op_runs(backend: str | None, device: torch.device) -> bool:
+    """Whether the search's backend resolves to the compiled CPU kernels, which include ``linear_act``."""
+    from genad_fast import _backend
+    from genad_fast.ops import linear
+
+    return (device.type == "cpu" and hasattr(torch.ops.genad_fast, "linear_act")
+            and _backend.resolve(backend, device, implemented=linear._IMPLEMENTED) == "cpu")
 
 
 def _mlp_layers(generator: nn.Module, critic: nn.Module) -> tuple[list[_Layer], list[_Layer]] | None:
@@ -149,7 +152,8 @@ class _MLPProgram:
     """
 
     def __init__(self, g_layers: list[_Layer], f_layers: list[_Layer], capacity: int,
-                 matmul_dtype: torch.dtype | None, device: torch.device, dtype: torch.dtype) -> None:
+                 matmul_dtype: torch.dtype | None, device: torch.device, dtype: torch.dtype,
+                 layer_op: bool = False) -> None:
         self.dtype = dtype
         self.mdtype = matmul_dtype or dtype
         cast = (lambda t: None if t is None else t.detach().to(device=device, dtype=self.mdtype))
@@ -165,21 +169,13 @@ class _MLPProgram:
                              f"the generator makes {self.out_dim}")
         self.n_features = f_layers[-1].weight.shape[0]
         self.mixed = self.mdtype != dtype
-        # bfloat16 on the CPU: the forward layers through oneDNN's linear with the bias and LeakyReLU fused
-        # and the weights prepacked once (the kernel torch.compile's CPU backend uses), 20-30 % faster than
-        # addmm (which copies the bias into its output first) followed by a separate activation pass
-        self.onednn = (self.mixed and self.mdtype == torch.bfloat16 and device.type == "cpu"
-                       and _onednn_linear_available())
-        if self.onednn:
-            def pack(w):
-                return onednn.pack(w, capacity)
-
-            self.packed_g = [(pack(cast(l.weight)), cast(l.bias), l.slope) for l in g_layers]
-            self.packed_f = [(pack(cast(l.weight)), cast(l.bias), l.slope) for l in f_layers]
-            # the backward products g·W are linears with weight Wᵀ: prepacked too (30 % faster than mm,
-            # which reorders W on every call)
-            self.packed_gt = [pack(cast(l.weight).t()) for l in g_layers]
-            self.packed_ft = [pack(cast(l.weight).t()) for l in f_layers]
+        # bfloat16 on the CPU: every layer, both ways, one call of the fused op linear_act (MKL's bfloat16
+        # GEMM with the casts, bias, LeakyReLU and its backward around it; see genad_fast.ops.linear)
+        self.layer_op = (self.mdtype in (torch.float32, torch.bfloat16) and dtype == torch.float32
+                         and device.type == "cpu" and layer_op)
+        if self.layer_op:
+            self.bias32_g = [None if l.bias is None else l.bias.detach().to(device, dtype) for l in g_layers]
+            self.bias32_f = [None if l.bias is None else l.bias.detach().to(device, dtype) for l in f_layers]
 
         def buf(cols: int, dt: torch.dtype = self.mdtype) -> torch.Tensor:
             return torch.empty(capacity, cols, device=device, dtype=dt)
@@ -238,53 +234,40 @@ class _MLPProgram:
             out.append((fn, args, kwargs, subs))
         return out
 
-    def _bind_onednn(self, z: torch.Tensor, x: torch.Tensor, fx: torch.Tensor, lam: float, residual_op):
-        """:meth:`bind` for bfloat16 on the CPU: every product a prepacked oneDNN linear (new tensors each call)."""
-        n = z.shape[0]
-        lin, lin_add = onednn.linear, onednn.linear_add
-        lrb = torch.ops.aten.leaky_relu_backward.grad_input
-        zm = self.z_m[:n]
-        gx32, fgx32 = self.gx32[:n], self.fgx32[:n]
-        g_gx, g_fgx = self.ggx_m[:n], self.gfgx_m[:n]
-        gz32 = self.gz32[:n]
+    def _bind_layer_op(self, z: torch.Tensor, x: torch.Tensor, fx: torch.Tensor, lam: float, residual_op):
+        """:meth:`bind` for bfloat16 on the CPU: ten ``linear_act`` calls an iteration and the residual op.
 
-        def layer_args(packed):
-            return [(w, b, "leaky_relu" if slope else ("relu" if slope == 0.0 else "none"),
-                     [slope] if slope else []) for w, b, slope in packed]
-
-        fwd_g, fwd_f = layer_args(self.packed_g), layer_args(self.packed_f)
-        bwd_f = [(wt, slope, self.tmp_f[i][:n]) for i, (wt, (_, _, _, slope)) in enumerate(zip(self.packed_ft, self.f))]
-        bwd_g = [(wt, slope, self.tmp_g[i][:n]) for i, (wt, (_, _, _, slope)) in enumerate(zip(self.packed_gt, self.g))]
-
-        def backward(layers, acts, g, join=None):
-            for i in reversed(range(len(layers))):
-                wt, slope, tmp = layers[i]
-                if slope is not None:
-                    lrb(g, acts[i], slope, True, grad_input=tmp)
-                    g = tmp
-                if i == 0 and join is not None:
-                    return lin_add(g, join, wt, None)     # dL/dG(z) + (dL/df)·J_f
-                g = lin(g, wt, None)
-            return g
+        The last layers of G and f write float32 (the residual op reads them as they are), the first layers
+        read float32 (z; G(z)) and the backward starts from the residual op's float32 gradients: no casts.
+        """
+        op = torch.ops.genad_fast.linear_act.default
+        f32, bf16 = self.dtype, self.mdtype
+        fwd_g = [(w, b, slope, f32 if i == len(self.g) - 1 else bf16)
+                 for i, ((_, w, _, slope), b) in enumerate(zip(self.g, self.bias32_g))]
+        fwd_f = [(w, b, slope, f32 if i == len(self.f) - 1 else bf16)
+                 for i, ((_, w, _, slope), b) in enumerate(zip(self.f, self.bias32_f))]
+        bwd_f = [(wt, 0.0 if slope is None else slope, slope is not None) for wt, _, _, slope in self.f]
+        bwd_g = [(wt, 0.0 if slope is None else slope, slope is not None, f32 if i == 0 else bf16)
+                 for i, (wt, _, _, slope) in enumerate(self.g)]
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
-            zm.copy_(z)
-            h, acts_g, acts_f = zm, [], []
-            for w, b, act, scalars in fwd_g:
-                h = lin(h, w, b, act, scalars)
+            h, acts_g, acts_f = z, [], []
+            for w, b, slope, out in fwd_g:
+                h = op(h, w, b, None, 0.0, None, slope, out)
                 acts_g.append(h)
             gx = h
-            for w, b, act, scalars in fwd_f:
-                h = lin(h, w, b, act, scalars)
+            for w, b, slope, out in fwd_f:
+                h = op(h, w, b, None, 0.0, None, slope, out)
                 acts_f.append(h)
-            gx32.copy_(gx)
-            fgx32.copy_(h)
-            loss, r_gx, r_fgx = residual_op(x, gx32, fx, fgx32, lam)
-            g_gx.copy_(r_gx)
-            g_fgx.copy_(r_fgx)
-            d_gx = backward(bwd_f, acts_f, g_fgx, join=g_gx)
-            gz32.copy_(backward(bwd_g, acts_g, d_gx))
-            return loss, gz32
+            loss, r_gx, r_fgx = residual_op(x, gx, fx, h, lam)
+            g = r_fgx
+            for i in reversed(range(len(bwd_f))):   # through f; its first layer adds dL/dG(z) (the join)
+                wt, slope, gated = bwd_f[i]
+                g = op(g, wt, None, acts_f[i] if gated else None, slope, r_gx if i == 0 else None, None, bf16)
+            for i in reversed(range(len(bwd_g))):   # through G, down to dL/dz in float32
+                wt, slope, gated, out = bwd_g[i]
+                g = op(g, wt, None, acts_g[i] if gated else None, slope, None, None, out)
+            return loss, g
         return step
 
     def bind(self, z: torch.Tensor, x: torch.Tensor, fx: torch.Tensor, lam: float, residual_op):
@@ -293,8 +276,8 @@ class _MLPProgram:
         Every view of the buffers and every argument is fixed here, once per working set, so an iteration
         is a flat list of calls: no slicing, no allocation besides the residual op's three outputs.
         """
-        if self.onednn:
-            return self._bind_onednn(z, x, fx, lam, residual_op)
+        if self.layer_op:
+            return self._bind_layer_op(z, x, fx, lam, residual_op)
         n = z.shape[0]
         fwd: list = []
         h = z
@@ -538,7 +521,8 @@ def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, i
         if vjp == "manual" and layers is None:
             raise ValueError("vjp='manual' needs an MLPGenerator and MLPCritic (stacks of Linear and LeakyReLU)")
         if layers is not None:
-            program = _MLPProgram(*layers, capacity=N, matmul_dtype=matmul_dtype, device=device, dtype=dtype)
+            program = _MLPProgram(*layers, capacity=N, matmul_dtype=matmul_dtype, device=device, dtype=dtype,
+                                  layer_op=_layer_op_runs(backend, device))
         else:
             program = _AutogradProgram(generator, critic, matmul_dtype, device, dtype)
 

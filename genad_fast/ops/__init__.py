@@ -5,9 +5,10 @@ from genad_fast.ops.coupling import coupling_forward, coupling_inverse
 from genad_fast.ops.diffusion import add_noise, diffusion_step, recon_error_accumulate_
 from genad_fast.ops.anogan import anogan_residual, masked_adam_
 from genad_fast.ops.distance import kde_logpdf, knn_distance, scott_bandwidth, silverman_bandwidth
+from genad_fast.ops.linear import linear_act
 
 __all__ = [
     "add_noise", "anogan_residual", "coupling_forward", "coupling_inverse", "diffusion_step", "masked_adam_",
     "philox_counters", "randn", "recon_error_accumulate_",
-    "kde_logpdf", "knn_distance", "scott_bandwidth", "silverman_bandwidth",
+    "kde_logpdf", "knn_distance", "scott_bandwidth", "silverman_bandwidth", "linear_act",
 ]
