@@ -26,9 +26,15 @@ grad_outputs=(dL/dG(z), dL/df))``.
 
 bfloat16 products (``matmul_dtype=torch.bfloat16``): the networks' matrix products run in bfloat16
 with float32 accumulation, as autocast would (the hand-written path keeps bfloat16 copies of the
-weights and, on CPUs with bfloat16 instructions, runs the forward layers through oneDNN's linear with
-bias and LeakyReLU fused; the autograd path uses ``torch.autocast``); z, the Adam state, the residual
-and the score stay float32.
+weights; the autograd path uses ``torch.autocast``); z, the Adam state, the residual and the score
+stay float32.
+
+On the CPU backend the hand-written path runs each layer, forward and backward, as one call of the
+fused op :func:`genad_fast.ops.linear_act` (float32, or bfloat16 through MKL's bfloat16 GEMM): the
+input cast and the LeakyReLU backward before the product, bias, the join of the two gradients, the
+LeakyReLU and the output cast after it, on each thread's rows while they are in cache. An iteration is
+then ten such calls, the residual op and Adam. Other backends (``eager``, CUDA) run the same plan as
+ATen calls into preallocated buffers.
 
 Early stopping. Every ``check_every`` iterations a row whose best loss improved by less than
 ``tol`` (relative) since the previous check, ``patience`` checks in a row, is marked converged: its
