@@ -3,7 +3,7 @@
 ``torch.ops.mkldnn._linear_pointwise(x, W_packed, b, attr, scalars, algorithm)`` computes
 ``act(x·Wᵀ + b)`` with the activation (``"gelu"`` with algorithm ``"none"`` = exact erf GELU,
 ``"leaky_relu"``, ``"relu"``, ``"none"``) applied in the GEMM's epilogue, while the tile is in
-registers; its ``.binary(x, other, W_packed, b, "add")`` overload computes ``x·Wᵀ + b + other``.
+registers (used by the flow's scoring plan for GELU(Linear(·))).
 The weight is reordered once (``_reorder_linear_weight``) into the blocked layout the kernel reads,
 so no call repacks it. On CPUs with AMX (Intel Sapphire Rapids and later) bfloat16 products run on
 the tile units; with AVX512-BF16 only (AMD Zen 4) on the vector units.
@@ -18,7 +18,7 @@ import functools
 
 import torch
 
-__all__ = ["available", "pack", "linear", "linear_add"]
+__all__ = ["available", "pack", "linear"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -48,7 +48,3 @@ def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, act
     algorithm = "none" if act == "gelu" else ""
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, act, scalars or [], algorithm)
 
-
-def linear_add(x: torch.Tensor, other: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``x·Wᵀ + b + other``, a new tensor (the residual add in the GEMM's epilogue)."""
-    return torch.ops.mkldnn._linear_pointwise.binary(x, other, packed, bias, "add")
