@@ -160,6 +160,14 @@ def test_the_cpu_kernel_rejects_what_the_wrapper_would():
                                         None)
 
 
+def test_no_autograd_says_so():
+    w = torch.randn(4, 5, requires_grad=True)
+    with pytest.raises(RuntimeError, match="no autograd formula"):
+        ops.linear_act(torch.randn(3, 5), w, backend="cpu")
+    with torch.no_grad():
+        assert ops.linear_act(torch.randn(3, 5), w, backend="cpu").shape == (3, 4)
+
+
 def test_no_triton_backend():
     with pytest.raises(BackendUnavailableError, match="no 'triton' implementation"):
         ops.linear_act(torch.randn(3, 5), torch.randn(4, 5), backend="triton")

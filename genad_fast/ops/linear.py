@@ -79,6 +79,9 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
         _check_matrix("addend", addend, (m, n), x.device)
     if out_dtype is not None and out_dtype not in _DTYPES:
         raise TypeError(f"out_dtype must be float32 or bfloat16, got {out_dtype}")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias, gate, addend)):
+        raise RuntimeError("linear_act has no autograd formula (it is the building block of hand-written backward "
+                           "passes): call it under torch.no_grad(), or on tensors that do not require grad")
     gate_slope = float(gate_slope)
     slope = None if slope is None else float(slope)
     chosen = _backend.resolve(backend, x.device, implemented=_IMPLEMENTED)
