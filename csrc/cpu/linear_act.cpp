@@ -3,11 +3,12 @@
 // Why a kernel of our own around a BLAS call: in AnoGAN's latent search every product is small
 // ([1024, 32..128] x [128, 128]) and runs a hundred times, so what surrounds the product decides the
 // time. oneDNN's linear (what torch runs for bfloat16) costs ~30 us per call before any arithmetic
-// (a primitive-cache lookup per call); MKL's cblas_gemm_bf16bf16f32 (AMX on Sapphire Rapids) costs
-// ~4 us (it is exported by libtorch_cpu; float32 products go through at::mm). And the dtype casts, the LeakyReLU backward on the input and the bias/activation/residual on
-// the output are separate ATen passes over the activations; here they are done on each thread's rows
-// while they are in cache: the input prologue converts (and gates) one row block into the product
-// dtype, the BLAS call writes a float32 tile, the epilogue adds, activates and stores in out_dtype.
+// (a primitive-cache lookup per call); MKL's cblas_gemm_bf16bf16f32 (AMX on Sapphire Rapids, exported
+// by libtorch_cpu) ~5 us; float32 products go through at::mm (MKL's sgemm). And the dtype casts, the
+// LeakyReLU backward on the input and the bias/activation/residual on the output are separate ATen
+// passes over the activations; here they are done on each thread's rows while they are in cache: the
+// input prologue converts (and gates) one row block into the product dtype, the BLAS call writes a
+// float32 tile, the epilogue adds, activates and stores in out_dtype.
 //
 // Rows are split into one block per thread (at::parallel_for); each block calls a single-threaded
 // BLAS product (MKL does not nest inside a parallel region; at::mm inside one runs on its thread).
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -55,7 +57,8 @@ const float* row_as_float(const at::Tensor& t, int64_t i, int64_t n, float* dst)
 // (bfloat16 values are exact in float32, so float32 sums of their products are the same formula).
 void product(at::ScalarType dtype, int64_t rows, int64_t n, int64_t k, const void* a, int64_t lda,
              const at::Tensor& weight, const at::Tensor& weight_f32, float* c) {
-  if (dtype == at::kBFloat16 && use_mkl_bf16()) {
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();   // MKL's LP64 interface takes int sizes
+  if (dtype == at::kBFloat16 && use_mkl_bf16() && n <= kIntMax && k <= kIntMax && lda <= kIntMax) {
     // row major (101), A not transposed (111), W transposed (112)
     cblas_gemm_bf16bf16f32(101, 111, 112, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k), 1.0f,
                            a, static_cast<int>(lda), weight.data_ptr(), static_cast<int>(k), 0.0f, c,
