@@ -18,7 +18,8 @@ through ping-pong buffers written in place (``out=``), the coupling's untouched 
 and its transformed half copied back into the buffer (no ``torch.cat``). The conditioner MLPs run as
 ``addmm`` (bias folded into the product) with in-place GELU and residual adds; on the CPU each block's
 GELU(Linear(·)) is one prepacked oneDNN linear with the GELU in its epilogue (:mod:`genad_fast.nn.onednn`).
-The coupling is the fused op (:func:`genad_fast.ops.coupling_forward`'s kernels), called directly on the resolved backend.
+The coupling is the fused op (:func:`genad_fast.ops.coupling_forward`'s kernels), called directly on the
+resolved backend.
 
 The result is log p(x) of the flow to float rounding (the order of the sums differs); it is tested
 against ``RealNVP.log_prob`` in float32 and float64. Which of these are op fusion and which are pipeline
