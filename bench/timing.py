@@ -126,3 +126,16 @@ def measure(call: Callable[[], Any], cfg: TimingConfig, device: torch.device) ->
     warm_up(call, cfg, device)
     samples = time_cuda(call, cfg, device) if device.type == "cuda" else time_cpu(call, cfg)
     return summarize(samples)
+
+
+def best_of(call: Callable[[], Any], repeats: int = 3) -> tuple[float, float]:
+    """Best wall-clock and best process-CPU seconds of ``repeats`` calls after one warm-up call: the figure
+    the issue reports print (``python -m bench.cases.<case>``). CPU time is the steadier one on a shared
+    machine (it does not count time other processes hold the cores)."""
+    call()
+    wall = cpu = float("inf")
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        call()
+        wall, cpu = min(wall, time.perf_counter() - w), min(cpu, time.process_time() - c)
+    return wall, cpu

@@ -47,5 +47,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("_linear_act_has_mkl_bf16", &genad::cpu::linear_act_has_mkl_bf16,
         "Whether torch exports MKL's cblas_gemm_bf16bf16f32 (linear_act's bfloat16 product on the CPU)");
   m.def("_linear_act_set_mkl_bf16", &genad::cpu::linear_act_set_mkl_bf16,
-        "Use MKL's bfloat16 GEMM in linear_act when present (True, default) or ATen's cpublas (False)");
+        "Use MKL's bfloat16 GEMM in linear_act when present (True, default) or at::mm in float32 (False)");
 }

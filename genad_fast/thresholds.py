@@ -387,7 +387,6 @@ class BestF1Threshold(BaseThreshold):
         pass
 
     def fit(self, scores: Any, labels: Any = None) -> "BestF1Threshold":
-
         if labels is None:
             raise ValueError("BestF1Threshold needs labels: fit(scores, labels) on a labelled validation split")
         r = best_f1(labels, scores)

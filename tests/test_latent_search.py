@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import genad_fast.nn.latent_search as ls
+from genad_fast import ops
 from genad_fast.nn.gan import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
 from genad_fast.nn.latent_search import latent_search, linear_stack
 
@@ -286,3 +287,20 @@ def test_bad_arguments(kwargs, match):
     g, c = nets()
     with pytest.raises(ValueError, match=match):
         latent_search(g, c, torch.randn(2, 6), **kwargs)
+
+
+@pytest.mark.parametrize("matmul_dtype", [None, torch.bfloat16])
+def test_reported_loss_is_the_loss_the_search_saw(matmul_dtype):
+    # The final pass recomputes the loss at each row's best code: it must be computed as the iterations
+    # computed it (the same linear_act calls on the CPU kernels), or the score is not the loss that won.
+    g, c = nets(latent=8, d=16, hidden=(64, 64), critic=(64, 32), seed=6)
+    x = torch.randn(30, 16)
+    res = latent_search(g, c, x, iterations=20, rng=torch.Generator().manual_seed(3), matmul_dtype=matmul_dtype,
+                        backend="cpu", lam=0.1)
+    layers = ls._mlp_layers(g, c)
+    prog = ls._MLPProgram(*layers, capacity=30, matmul_dtype=matmul_dtype, device=torch.device("cpu"),
+                          dtype=torch.float32, layer_op=True)
+    assert prog.layer_op
+    fx = c.features(x).flatten(1)
+    seen, _ = prog.bind(res.z.clone(), x, fx, 0.1, ops.anogan_residual)()
+    torch.testing.assert_close(res.loss, seen, rtol=1e-6, atol=1e-6)

@@ -135,8 +135,8 @@ def test_compiles_without_graph_breaks():
     (dict(x=torch.randn(3)), r"x must be a 2-D tensor", ValueError),
     (dict(w=torch.randn(4)), r"weight must be a 2-D tensor", ValueError),
     (dict(w=torch.randn(4, 6)), r"weight must have shape \[4, 5\]", ValueError),
-    (dict(x=torch.randn(3, 5, dtype=torch.float64)), r"x must be float32 or bfloat16", TypeError),
-    (dict(w=torch.randn(4, 5).half()), r"weight must be float32 or bfloat16", TypeError),
+    (dict(x=torch.randn(3, 5, dtype=torch.float64)), r"x must have dtype float32, bfloat16; got float64", TypeError),
+    (dict(w=torch.randn(4, 5).half()), r"weight must have dtype float32, bfloat16; got float16", TypeError),
     (dict(w=torch.randn(4, 10)[:, :5]), r"weight must be contiguous", ValueError),
     (dict(bias=torch.randn(3)), r"bias must have shape \[4\]", ValueError),
     (dict(gate=torch.randn(3, 4)), r"gate must have shape \[3, 5\]", ValueError),
@@ -186,9 +186,3 @@ def test_thread_counts_agree():
     finally:
         torch.set_num_threads(saved)
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-6, atol=1e-6)
-
-
-def test_option_grid_is_complete():
-    # every option combination of the kernel's prologue/epilogue is exercised by OPTIONS above
-    seen = {(bool(o.get("use_gate")), bool(o.get("use_addend")), "slope" in o) for o in OPTIONS.values()}
-    assert {(False, False, False), (False, False, True), (True, True, False), (True, True, True)} <= seen

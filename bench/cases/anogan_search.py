@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from bench.registry import COMPILE, EAGER, Case, Provider, Size, Unavailable, register
+from bench.timing import best_of
 
 N_SAMPLES, ITERATIONS, LR, LAM = 1024, 100, 0.05, 0.1
 WINDOW, CHANNELS, LATENT = 16, 4, 32
@@ -154,13 +155,7 @@ if __name__ != "__main__":
 # ---- the figures of issue 5 (python -m bench.cases.anogan_search) ------------------------------------------
 
 def _time(fn, repeats: int = 5) -> float:
-    fn()
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+    return best_of(fn, repeats)[0]
 
 
 def gemm_floor(G, D, n: int, iterations: int, dtype=torch.float32):

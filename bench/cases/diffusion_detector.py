@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from bench.registry import EAGER, Case, Provider, Size, Unavailable, register
+from bench.timing import best_of
 
 C = 25
 WINDOW, STRIDE = 100, 50            # ImDiffusion's test setting
@@ -140,20 +141,6 @@ if __name__ != "__main__":  # run as a script, the package import has registered
 
 
 # ---- profile, bfloat16 and the cost curve (python -m bench.cases.diffusion_detector) ---------------------------
-def _time(fn, repeats: int = 3) -> tuple[float, float]:
-    """Best wall-clock and best process-CPU seconds of ``repeats`` calls after one warm-up call. CPU time is the
-    steadier figure on a shared machine (it does not count time other processes hold the cores)."""
-    import time
-
-    fn()
-    wall = cpu = float("inf")
-    for _ in range(repeats):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        wall, cpu = min(wall, time.perf_counter() - w), min(cpu, time.process_time() - c)
-    return wall, cpu
-
-
 def profile_breakdown(n: int = 100_000, pipeline: str = "cpu") -> dict:
     """Seconds of one decision_function (``pipeline`` "cpu": fused tiled; "eager": windowed) in the network, the
     step update and the rest (torch.profiler ranges)."""
@@ -200,9 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     for n in (int(v) for v in args.sizes.split(",")):
         inputs = setup(Size("c", {"n": n}), torch.device("cpu"))
         reps = 3 if n <= 100_000 else 1
-        fused = _time(_fused("cpu")(inputs), reps)
-        bf16 = _time(_fused("cpu", "bfloat16")(inputs), reps)
-        eager = _time(_eager(inputs), reps)
+        fused = best_of(_fused("cpu")(inputs), reps)
+        bf16 = best_of(_fused("cpu", "bfloat16")(inputs), reps)
+        eager = best_of(_eager(inputs), reps)
         rows.append((n, fused, bf16, eager))
         us = lambda v: 1e6 * v / n  # noqa: E731
         print(f"T={n:>8d} us/timestamp wall (cpu): fused {us(fused[0]):6.2f} ({us(fused[1]):6.2f})  "

@@ -14,12 +14,12 @@ log-determinants, cache-sized row chunks, the fused coupling kernel).
 from __future__ import annotations
 
 import functools
-import time
 
 import numpy as np
 import torch
 
 from bench.registry import COMPILE, EAGER, Case, Provider, Size, Unavailable, allclose_check, register
+from bench.timing import best_of
 
 SIZES = [Size("tabular-65536x64", {"n": 65536, "d": 64, "window": None}),
          Size("series-100000x25-W64", {"n": 100_000, "d": 25, "window": 64})]
@@ -88,16 +88,6 @@ if __name__ != "__main__":
 
 # ---- the figures of issue 3 (python -m bench.cases.flow_detector) ----------------------------------------
 
-def _best_of(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def floor_seconds(det, n: int, repeats: int = 3) -> dict:
     """The fused plan's unavoidable work on ``n`` rows, each part alone into preallocated outputs, chunk by
     chunk: every conditioner and mixing product (``addmm``) and the five exact GELUs per step."""
@@ -130,7 +120,7 @@ def floor_seconds(det, n: int, repeats: int = 3) -> dict:
         for _ in range(n_chunks * len(plan.steps) * (1 + 2 * len(plan.steps[0][1].net.blocks))):
             torch._C._nn.gelu(h, out=g)
     flops = 2 * n_chunks * rows * sum(m2.numel() for _, _, m2, _ in gemms)
-    return {"gemm": _best_of(products, repeats), "gelu": _best_of(gelus, repeats), "gemm_gflop": flops / 1e9}
+    return {"gemm": best_of(products, repeats)[0], "gelu": best_of(gelus, repeats)[0], "gemm_gflop": flops / 1e9}
 
 
 def _profile(det, data, top: int = 8) -> list[tuple[str, float]]:
@@ -174,7 +164,7 @@ def main() -> None:
         for name, backend, md in (("eager float32", "eager", "float32"), ("eager bf16 autocast", "eager", "bfloat16"),
                                   ("fused float32", "cpu", "float32"), ("fused bf16", "cpu", "bfloat16")):
             det.set_params(backend=backend, matmul_dtype=md)
-            times[name] = _best_of(lambda: det.decision_function(data), repeats)
+            times[name] = best_of(lambda: det.decision_function(data), repeats)[0]
         base = times["eager float32"]
         print(f"== {size.label}, {det.score_batch_size} rows per call")
         for name, sec in times.items():

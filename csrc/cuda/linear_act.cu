@@ -30,8 +30,17 @@ at::Tensor linear_act_cuda(const at::Tensor& x, const at::Tensor& weight, const 
   }
   a = a.to(weight.scalar_type()).to(at::kFloat);  // the product's inputs have the weight's dtype
   at::Tensor y = at::mm(a, weight.to(at::kFloat).t());
-  if (bias) y.add_(bias->to(at::kFloat));
-  if (addend) y.add_(addend->to(at::kFloat));
+  // exact shapes: an add would broadcast a wrong-shaped bias or addend without a word
+  if (bias) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == y.size(1), "linear_act: bias must have shape [", y.size(1),
+                "], got ", bias->sizes());
+    y.add_(bias->to(at::kFloat));
+  }
+  if (addend) {
+    TORCH_CHECK(addend->sizes() == y.sizes(), "linear_act: addend must have shape ", y.sizes(), ", got ",
+                addend->sizes());
+    y.add_(addend->to(at::kFloat));
+  }
   if (slope) y = at::leaky_relu(y, *slope);
   return y.to(odtype);
 }

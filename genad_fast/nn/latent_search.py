@@ -175,13 +175,14 @@ class _MLPProgram:
                              f"the generator makes {self.out_dim}")
         self.n_features = f_layers[-1].weight.shape[0]
         self.mixed = self.mdtype != dtype
-        # bfloat16 on the CPU: every layer, both ways, one call of the fused op linear_act (MKL's bfloat16
-        # GEMM with the casts, bias, LeakyReLU and its backward around it; see genad_fast.ops.linear)
+        # On the CPU kernels (float32 data, float32 or bfloat16 products): every layer, both ways, one call of
+        # the fused op linear_act (the casts, bias, LeakyReLU and its backward around the product; see
+        # genad_fast.ops.linear). It allocates its outputs, so none of the plan's buffers below are needed.
         self.layer_op = (self.mdtype in (torch.float32, torch.bfloat16) and dtype == torch.float32
                          and device.type == "cpu" and layer_op)
         if self.layer_op:
-            self.bias32_g = [None if l.bias is None else l.bias.detach().to(device, dtype) for l in g_layers]
-            self.bias32_f = [None if l.bias is None else l.bias.detach().to(device, dtype) for l in f_layers]
+            self._init_layer_op(g_layers, f_layers, device)
+            return
 
         def buf(cols: int, dt: torch.dtype = self.mdtype) -> torch.Tensor:
             return torch.empty(capacity, cols, device=device, dtype=dt)
@@ -197,6 +198,35 @@ class _MLPProgram:
             self.gx32, self.fgx32 = buf(self.out_dim, dtype), buf(self.n_features, dtype)
             self.ggx_m, self.gfgx_m = buf(self.out_dim), buf(self.n_features)
             self.gz32 = buf(self.latent_dim, dtype)
+
+    def _init_layer_op(self, g_layers: list[_Layer], f_layers: list[_Layer], device: torch.device) -> None:
+        """The arguments of every ``linear_act`` call, fixed once: the last layers of G and f write float32
+        (the residual op reads them as they are), the first layers read float32 (z; G(z)) and the backward
+        starts from the residual op's float32 gradients, so there are no casts between calls."""
+        data, prod = self.dtype, self.mdtype
+
+        def forward(prog, layers):
+            return [(w, None if l.bias is None else l.bias.detach().to(device, data), slope,
+                     data if i == len(prog) - 1 else prod)
+                    for i, ((_, w, _, slope), l) in enumerate(zip(prog, layers))]
+
+        self.fwd_g, self.fwd_f = forward(self.g, g_layers), forward(self.f, f_layers)
+        # backward: weight Wᵀ, the LeakyReLU's slope as gate slope (gated by the layer's output), output dtype
+        self.bwd_f = [(wt, 0.0 if slope is None else slope, slope is not None, prod) for wt, _, _, slope in self.f]
+        self.bwd_g = [(wt, 0.0 if slope is None else slope, slope is not None, data if i == 0 else prod)
+                      for i, (wt, _, _, slope) in enumerate(self.g)]
+
+    def _layer_op_forward(self, z: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every layer's output through G, then f, by ``linear_act`` (the last of each in float32)."""
+        op = torch.ops.genad_fast.linear_act.default
+        h, acts_g, acts_f = z, [], []
+        for w, b, slope, out in self.fwd_g:
+            h = op(h, w, b, None, 0.0, None, slope, out)
+            acts_g.append(h)
+        for w, b, slope, out in self.fwd_f:
+            h = op(h, w, b, None, 0.0, None, slope, out)
+            acts_f.append(h)
+        return acts_g, acts_f
 
     @staticmethod
     def _forward_plan(layers, h, acts: list[torch.Tensor], n: int, plan: list) -> torch.Tensor:
@@ -241,37 +271,18 @@ class _MLPProgram:
         return out
 
     def _bind_layer_op(self, z: torch.Tensor, x: torch.Tensor, fx: torch.Tensor, lam: float, residual_op):
-        """:meth:`bind` for bfloat16 on the CPU: ten ``linear_act`` calls an iteration and the residual op.
-
-        The last layers of G and f write float32 (the residual op reads them as they are), the first layers
-        read float32 (z; G(z)) and the backward starts from the residual op's float32 gradients: no casts.
-        """
+        """:meth:`bind` on the CPU kernels: ten ``linear_act`` calls an iteration, the residual op between."""
         op = torch.ops.genad_fast.linear_act.default
-        f32, bf16 = self.dtype, self.mdtype
-        fwd_g = [(w, b, slope, f32 if i == len(self.g) - 1 else bf16)
-                 for i, ((_, w, _, slope), b) in enumerate(zip(self.g, self.bias32_g))]
-        fwd_f = [(w, b, slope, f32 if i == len(self.f) - 1 else bf16)
-                 for i, ((_, w, _, slope), b) in enumerate(zip(self.f, self.bias32_f))]
-        bwd_f = [(wt, 0.0 if slope is None else slope, slope is not None) for wt, _, _, slope in self.f]
-        bwd_g = [(wt, 0.0 if slope is None else slope, slope is not None, f32 if i == 0 else bf16)
-                 for i, (wt, _, _, slope) in enumerate(self.g)]
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
-            h, acts_g, acts_f = z, [], []
-            for w, b, slope, out in fwd_g:
-                h = op(h, w, b, None, 0.0, None, slope, out)
-                acts_g.append(h)
-            gx = h
-            for w, b, slope, out in fwd_f:
-                h = op(h, w, b, None, 0.0, None, slope, out)
-                acts_f.append(h)
-            loss, r_gx, r_fgx = residual_op(x, gx, fx, h, lam)
+            acts_g, acts_f = self._layer_op_forward(z)
+            loss, r_gx, r_fgx = residual_op(x, acts_g[-1], fx, acts_f[-1], lam)
             g = r_fgx
-            for i in reversed(range(len(bwd_f))):   # through f; its first layer adds dL/dG(z) (the join)
-                wt, slope, gated = bwd_f[i]
-                g = op(g, wt, None, acts_f[i] if gated else None, slope, r_gx if i == 0 else None, None, bf16)
-            for i in reversed(range(len(bwd_g))):   # through G, down to dL/dz in float32
-                wt, slope, gated, out = bwd_g[i]
+            for i in reversed(range(len(self.bwd_f))):   # through f; its first layer adds dL/dG(z) (the join)
+                wt, slope, gated, out = self.bwd_f[i]
+                g = op(g, wt, None, acts_f[i] if gated else None, slope, r_gx if i == 0 else None, None, out)
+            for i in reversed(range(len(self.bwd_g))):   # through G, down to dL/dz in float32
+                wt, slope, gated, out = self.bwd_g[i]
                 g = op(g, wt, None, acts_g[i] if gated else None, slope, None, None, out)
             return loss, g
         return step
@@ -325,7 +336,11 @@ class _MLPProgram:
 
     @torch.no_grad()
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """G(z) [n, out_dim] and f(G(z)) [n, n_features] in the working dtype (views into the buffers)."""
+        """G(z) [n, out_dim] and f(G(z)) [n, n_features] in the working dtype (views into the buffers), computed
+        as the search computes them."""
+        if self.layer_op:
+            acts_g, acts_f = self._layer_op_forward(z)
+            return acts_g[-1], acts_f[-1]
         n = z.shape[0]
         plan: list = []
         h = z

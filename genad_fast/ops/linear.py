@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from genad_fast import _backend, _ext
+from genad_fast.ops._common import check_float
 from genad_fast.reference import linear as _reference
 
 __all__ = ["linear_act"]
@@ -36,11 +37,8 @@ _IMPLEMENTED = ("eager", "cpu", "cuda")
 _DTYPES = (torch.float32, torch.bfloat16)
 
 
-def _check_matrix(name: str, t: torch.Tensor, shape: tuple[int, int], device: torch.device) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _DTYPES:
-        raise TypeError(f"{name} must be float32 or bfloat16, got {t.dtype}")
+def _check_matrix(name: str, t: torch.Tensor, shape: tuple[int, ...], device: torch.device) -> None:
+    check_float(name, t, _DTYPES)
     if tuple(t.shape) != shape:
         raise ValueError(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
     if t.device != device:
