@@ -2,8 +2,10 @@
 
 ``labels`` are 0/1 per row or timestamp (1 = anomalous), ``scores`` are real numbers, higher = more
 anomalous, ``predictions`` are 0/1. Every function checks its input and raises a ValueError that
-names the problem: different lengths, empty arrays, non-finite scores, labels other than 0/1, or a
-class missing where the metric needs both.
+names the problem: different lengths, empty arrays, NaN or -inf scores, labels other than 0/1, or a
+class missing where the metric needs both. A score of +inf is valid (a detector's verdict on a value far
+outside its training range): it ranks above every finite score, ties with the other +inf scores, and
+never turns into NaN inside a metric.
 
 Threshold convention (as :meth:`genad_fast.detectors.BaseDetector.predict`): a point is flagged when
 ``score > threshold``.
@@ -75,15 +77,21 @@ def _check_binary(x: Any, name: str) -> np.ndarray:
     return a.astype(np.int8)
 
 
-def _check_scores(x: Any, name: str = "scores") -> np.ndarray:
+def _check_scores(x: Any, name: str = "scores", who: str = "metrics") -> np.ndarray:
+    """``x`` as float64 scores: NaN and -inf are errors, +inf is kept.
+
+    +inf is a valid score (the detectors' rule for a value far outside the training range: maximally
+    anomalous); it ranks above every finite score and ties with the other +inf. NaN has no rank, and
+    -inf ("infinitely normal") is what no detector returns, so both point at a bug upstream.
+    """
     a = _as_1d(x, name)
     if a.dtype.kind == "b":
         a = a.astype(np.float64)
     a = a.astype(np.float64, copy=False)
-    bad = ~np.isfinite(a)
-    if bad.any():
-        raise ValueError(f"{name} hold {int(bad.sum())} non-finite value(s) (NaN or inf; the first at index "
-                         f"{int(np.argmax(bad))}); metrics need finite scores")
+    for bad, what in ((np.isnan(a), "NaN"), (a == -np.inf, "-inf")):
+        if bad.any():
+            raise ValueError(f"{name} hold {int(bad.sum())} {what} value(s) (the first at index "
+                             f"{int(np.argmax(bad))}); {who} need scores that are numbers or +inf")
     return a
 
 
@@ -115,7 +123,8 @@ def _pr_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     """Distinct score values ``v`` (descending) and, for the rule ``score >= v``, cumulative tp and fp."""
     order = np.argsort(-s, kind="stable")
     s_sorted, y_sorted = s[order], y[order].astype(np.int64)
-    last = np.flatnonzero(np.diff(s_sorted) != 0)  # last index of each run of equal scores
+    # last index of each run of equal scores (compared, not subtracted: inf - inf is NaN, not 0)
+    last = np.flatnonzero(s_sorted[1:] != s_sorted[:-1])
     last = np.concatenate((last, [s_sorted.size - 1]))
     tp = np.cumsum(y_sorted)[last]
     fp = (last + 1) - tp
@@ -152,10 +161,12 @@ def auprc(labels: Any, scores: Any) -> float:
 
 
 def _threshold_between(v: np.ndarray, k: int) -> float:
-    """A threshold t with ``score > t`` true for scores >= v[k] and false for the next lower distinct value.
+    """A finite threshold t with ``score > t`` true for scores >= v[k] and false for the next lower distinct value.
 
     The midpoint of v[k] and v[k+1] (the widest margin, which matters when the threshold is used on new
-    data); just below v[k] when v[k] is the lowest score.
+    data); just below v[k] when v[k] is the lowest score. When v[k] is +inf there is no midpoint: the
+    threshold is v[k+1] itself, the highest score left unflagged (or the largest float when every score
+    is +inf), so only what scores above every unflagged score is flagged.
     """
     hi = float(v[k])
     if k + 1 >= v.size:

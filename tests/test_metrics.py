@@ -337,10 +337,10 @@ def test_validation_errors(fn):
         fn(y, s[:3])
     with pytest.raises(ValueError, match="empty"):
         fn(np.array([]), np.array([]))
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="scores hold 1 NaN value.*index 1"):
         fn(y, np.array([0.1, np.nan, 0.2, 0.8]))
-    with pytest.raises(ValueError, match="non-finite"):
-        fn(y, np.array([0.1, np.inf, 0.2, 0.8]))
+    with pytest.raises(ValueError, match="scores hold 2 -inf value.*index 0"):
+        fn(y, np.array([-np.inf, 0.9, -np.inf, 0.8]))
     with pytest.raises(ValueError, match="only 0 and 1"):
         fn(np.array([0, 2, 0, 1]), s)
     with pytest.raises(ValueError, match="1-D"):
@@ -366,3 +366,62 @@ def test_bad_window_and_threshold():
         M.vus(y, s, 1, n_thresholds=0)
     with pytest.raises(ValueError, match="threshold"):
         M.evaluate(y, s, threshold=float("nan"))
+
+
+# ---------------------------------------------------------------------------------------------- +inf scores
+def _with_infs(rng, n_inf):
+    """A random case with ``n_inf`` scores set to +inf (some inside anomaly ranges, some outside, some
+    adjacent so they tie), and the same case with +inf replaced by a finite value above every score."""
+    y, s = _random_case(rng, 150, 300, rounded=True)  # rounded: ties among the finite scores too
+    idx = rng.choice(s.size, size=n_inf, replace=False)
+    idx = np.concatenate((idx, np.flatnonzero(y)[:2]))  # at least two +inf inside the ranges
+    s_inf, s_big = s.copy(), s.copy()
+    s_inf[idx] = np.inf
+    s_big[idx] = 2.0 * np.abs(s).max() + 1.0
+    return y, s_inf, s_big
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plus_inf_ranks_above_every_finite_score(seed):
+    """+inf scores are the highest, tied with each other: every ranking metric equals its value with
+    +inf replaced by a finite score above the rest (the old code rejected +inf; inf - inf in the
+    precision-recall steps would have split tied +inf scores)."""
+    rng = np.random.default_rng(seed)
+    y, s_inf, s_big = _with_infs(rng, int(rng.integers(1, 20)))
+    for fn in (M.auroc, M.auprc, lambda y, s: M.vus_roc(y, s, 3), lambda y, s: M.vus_pr(y, s, 3)):
+        got, want = fn(y, s_inf), fn(y, s_big)
+        assert math.isfinite(got) and got == pytest.approx(want, abs=1e-12), fn.__name__
+    for fn in (M.best_f1, M.point_adjusted_f1):
+        got, want = fn(y, s_inf), fn(y, s_big)
+        for key in ("f1", "precision", "recall"):
+            assert got[key] == pytest.approx(want[key], abs=1e-12), (fn.__name__, key)
+        assert math.isfinite(got["threshold"])
+    got, want = M.evaluate(y, s_inf, threshold=0.5, sliding_window=3), M.evaluate(y, s_big, threshold=0.5,
+                                                                                 sliding_window=3)
+    assert got == pytest.approx(want, abs=1e-12)
+    assert roc_auc_score(y, s_big) == pytest.approx(M.auroc(y, s_inf))
+
+
+def test_tied_plus_inf_scores_are_one_threshold_step():
+    """Two anomalies and one normal point at +inf form one step of the PR curve (precision 2/3 there);
+    the old ``np.diff`` run detection gave inf - inf = NaN != 0 and split them into three steps."""
+    y = np.array([1, 0, 1, 0, 0, 1])
+    s = np.array([np.inf, np.inf, np.inf, 0.1, 0.2, 0.3])
+    # steps: +inf -> tp 2, fp 1 (P 2/3, R 2/3); 0.3 -> tp 3 fp 1 (P 3/4, R 1); then only fp
+    assert M.auprc(y, s) == pytest.approx(2 / 3 * 2 / 3 + 1 / 3 * 3 / 4)
+    assert M.auprc(y, s) == pytest.approx(average_precision_score(y, np.where(np.isinf(s), 9.0, s)))
+    r = M.best_f1(y, s)
+    assert r["f1"] == pytest.approx(2 * 3 / (2 * 3 + 1))  # cut at 0.3: tp 3, fp 1, fn 0
+    assert r["threshold"] == pytest.approx(0.25)
+
+
+def test_best_f1_threshold_below_plus_inf_is_finite_and_reproduces_f1():
+    """The best cut separates the +inf scores from the rest: no midpoint exists, the threshold is the
+    highest unflagged score, and ``score > threshold`` gives the F1 reported."""
+    y = np.array([1, 1, 0, 0, 0, 0])
+    s = np.array([np.inf, np.inf, 3.0, 2.0, 1.0, 0.0])
+    r = M.best_f1(y, s)
+    assert r == {"f1": 1.0, "precision": 1.0, "recall": 1.0, "threshold": 3.0}
+    all_inf = M.best_f1(y, np.full(6, np.inf))
+    assert math.isfinite(all_inf["threshold"]) and np.all(np.full(6, np.inf) > all_inf["threshold"])
+    assert all_inf["recall"] == 1.0
