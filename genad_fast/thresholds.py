@@ -26,6 +26,11 @@ two-parameter search into a one-dimensional one (about 1-5 ms for 200-2000 exces
 10 ms for scipy's fit, measured on a shared 2-core machine), which matters because SPOT refits at every
 new peak; the tests hold its likelihood against scipy's fit. A refit costs O(number of peaks), so SPOT
 on a stream whose level drifts (every point a peak) slows down as it goes: use DSPOT there.
+
+Scores of +inf (a detector's verdict on a value far outside its training range) are valid input: they lie
+above every finite threshold, so every rule flags them, and every rule still returns a finite
+``threshold_`` (see :func:`finite_quantile`; the tail models POT/SPOT/DSPOT leave them out of the fit,
+as SPOT leaves its alarms out). NaN and -inf scores are an error.
 """
 from __future__ import annotations
 
@@ -35,7 +40,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from genad_fast.metrics import _as_1d, best_f1
+from genad_fast.metrics import _check_scores as _metrics_check_scores
+from genad_fast.metrics import best_f1
 
 __all__ = [
     "BaseThreshold",
@@ -48,6 +54,7 @@ __all__ = [
     "StreamResult",
     "fit_gpd",
     "pot_quantile",
+    "finite_quantile",
     "make_threshold",
     "THRESHOLD_NAMES",
 ]
@@ -60,12 +67,31 @@ MIN_PEAKS = 10
 
 
 def _check_scores(scores: Any, name: str = "scores") -> np.ndarray:
-    a = _as_1d(scores, name).astype(np.float64)
-    bad = ~np.isfinite(a)
-    if bad.any():
-        raise ValueError(f"{name} hold {int(bad.sum())} non-finite value(s) (the first at index "
-                         f"{int(np.argmax(bad))}); thresholds need finite scores")
-    return a
+    """Float64 scores; NaN and -inf raise, +inf is kept (see the module docstring)."""
+    return _metrics_check_scores(scores, name, "thresholds")
+
+
+def finite_quantile(scores: np.ndarray, level: float) -> float:
+    """``np.quantile(scores, level)`` (linear interpolation) made finite when +inf scores are present.
+
+    Where the interpolation involves a +inf neighbour -- numpy would give +inf, or NaN from
+    ``inf - inf`` / ``0 * inf`` -- the result is the largest finite score instead: ``score > threshold``
+    then flags exactly the +inf scores, the closest a finite threshold gets to "the quantile is +inf"
+    (a threshold of +inf would flag nothing, not even the +inf scores). All scores +inf: a ValueError (no finite score to
+    place a threshold at).
+    """
+    finite = scores[np.isfinite(scores)]
+    if finite.size == scores.size:
+        return float(np.quantile(scores, level))
+    if finite.size == 0:
+        raise ValueError(f"all {scores.size} scores are +inf; a threshold needs at least one finite score")
+    # numpy's "linear" method interpolates between sorted positions floor(p) and floor(p) + 1 (p = level (n-1));
+    # +inf sorts last, so both are finite exactly when floor(p) + 1 < (number of finite scores).
+    p = level * (scores.size - 1)
+    nxt = min(int(np.floor(p)) + 1, scores.size - 1)
+    if nxt < finite.size:  # the +inf scores lie beyond both neighbours: capping them changes nothing
+        return float(np.quantile(np.minimum(scores, finite.max()), level))
+    return float(finite.max())
 
 
 def _check_prob(name: str, value: Any, lo: float = 0.0, hi: float = 1.0) -> float:
@@ -206,7 +232,8 @@ class ContaminationThreshold(BaseThreshold):
     """``threshold_ = quantile(scores, 1 - contamination)`` (linear interpolation, numpy's default).
 
     On clean training scores this flags about a ``contamination`` fraction of normal data: a false
-    alarm rate chosen by hand, with no model of the tail. ``labels`` are ignored.
+    alarm rate chosen by hand, with no model of the tail. ``labels`` are ignored. When the quantile
+    reaches the +inf scores it is the largest finite score (:func:`finite_quantile`).
     """
 
     def __init__(self, contamination: float = 0.1):
@@ -217,7 +244,7 @@ class ContaminationThreshold(BaseThreshold):
         if isinstance(c, bool) or not isinstance(c, (int, float, np.floating)) or not 0.0 < float(c) <= 0.5:
             raise ValueError(f"contamination must be a number in (0, 0.5], got {c!r}")
         s = _check_scores(scores)
-        self.threshold_ = float(np.quantile(s, 1.0 - float(c)))
+        self.threshold_ = finite_quantile(s, 1.0 - float(c))
         return self
 
 
@@ -235,6 +262,10 @@ class POTThreshold(BaseThreshold):
 
     Fitted: ``threshold_`` (= z_q), ``t_``, ``gamma_``, ``sigma_``, ``n_`` (scores), ``n_peaks_``.
     ``labels`` are ignored. Needs at least ``MIN_PEAKS`` = 10 scores above t.
+
+    +inf scores are left out of the calibration (out of n and of the peaks; ``n_inf_`` counts them): an
+    excess of +inf has no GPD likelihood, and a point beyond every finite threshold is an alarm, which
+    SPOT keeps out of its model too.
     """
 
     def __init__(self, q: float = 1e-4, level: float = 0.98):
@@ -244,6 +275,12 @@ class POTThreshold(BaseThreshold):
     def _calibrate(self, s: np.ndarray) -> np.ndarray:
         q = _check_prob("q", self.q)
         level = _check_prob("level", self.level)
+        finite = np.isfinite(s)
+        self.n_inf_ = int(s.size - np.count_nonzero(finite))
+        s = s[finite]
+        if s.size == 0:
+            raise ValueError(f"{type(self).__name__}: all {self.n_inf_} scores are +inf; a tail fit needs "
+                             f"finite scores")
         t = float(np.quantile(s, level))
         peaks = s[s > t] - t
         if peaks.size < MIN_PEAKS:
@@ -321,7 +358,8 @@ class DSPOTThreshold(SPOTThreshold):
     mean of the last ``depth`` normal points, so the threshold ``M + z_q`` follows a drifting baseline.
 
     ``fit``: the first ``depth`` scores fill the window, the rest are calibrated as POT on their local
-    deviations (the window sliding over them). :meth:`run`: an alarm (x > M + z_q) leaves the window
+    deviations (the window sliding over them). +inf scores are alarms at any threshold: as in
+    :meth:`run`, they never enter the window (nor the tail fit). :meth:`run`: an alarm (x > M + z_q) leaves the window
     unchanged; any other point enters it (and a peak refits the tail, as SPOT).
 
     Parameters
@@ -343,11 +381,14 @@ class DSPOTThreshold(SPOTThreshold):
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
             raise ValueError(f"depth must be an int >= 1, got {d!r}")
         s = _check_scores(scores)
+        n_inf = int(s.size - np.count_nonzero(np.isfinite(s)))
+        s = s[np.isfinite(s)]  # +inf: alarms, kept out of the moving window (inf - inf would poison it)
         if s.size <= d:
-            raise ValueError(f"DSPOTThreshold needs more than depth={d} scores to calibrate, got {s.size}")
+            raise ValueError(f"DSPOTThreshold needs more than depth={d} finite scores to calibrate, got {s.size}")
         csum = np.concatenate(([0.0], np.cumsum(s)))
         local = (csum[d:-1] - csum[:-d - 1]) / d  # mean of the d points before each of s[d:]
         self.peaks_ = self._calibrate(s[d:] - local)
+        self.n_inf_ = n_inf
         self.z_ = self.threshold_
         self.window_ = s[-d:].copy()
         self.threshold_ = float(self.window_.mean() + self.z_)

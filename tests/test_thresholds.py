@@ -18,6 +18,7 @@ from genad_fast.thresholds import (
     FixedThreshold,
     POTThreshold,
     SPOTThreshold,
+    finite_quantile,
     fit_gpd,
     make_threshold,
     pot_quantile,
@@ -96,8 +97,8 @@ def test_pot_errors():
         POTThreshold(level=1.0).fit(x)
     with pytest.raises(ValueError, match="q must be"):
         POTThreshold(q=0).fit(x)
-    with pytest.raises(ValueError, match="non-finite"):
-        POTThreshold().fit(np.array([1.0, np.inf] * 500))
+    with pytest.raises(ValueError, match="NaN"):
+        POTThreshold().fit(np.array([1.0, np.nan] * 500))
 
 
 def test_contamination_and_fixed():
@@ -351,3 +352,118 @@ def test_cli_fit_threshold(registered_gauss, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(args + ["--threshold", "nope", "--out", str(tmp_path / "x.pt")]) == 2
     assert "expected a number or one of contamination, pot, spot, dspot" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- +inf scores
+def _normal_scores_with_infs(n=3000, n_inf=30, seed=11):
+    """Exponential scores with ``n_inf`` of them set to +inf at random positions, and the finite rest."""
+    rng = np.random.default_rng(seed)
+    s = rng.exponential(size=n)
+    s[rng.choice(n, size=n_inf, replace=False)] = np.inf
+    return s, s[np.isfinite(s)]
+
+
+@pytest.mark.parametrize("n_inf, level", [(1, 0.5), (3, 0.9), (10, 0.99), (10, 0.999), (50, 0.99), (100, 0.95)])
+def test_finite_quantile_with_plus_inf(n_inf, level):
+    """Below the +inf scores: numpy's quantile; reaching them (where numpy gives inf or NaN): the largest
+    finite score, so ``score > threshold`` flags exactly the +inf scores."""
+    s, finite = _normal_scores_with_infs(1000, n_inf)
+    got = finite_quantile(s, level)
+    assert math.isfinite(got)
+    with np.errstate(invalid="ignore"):
+        raw = np.quantile(s, level)
+    if math.isfinite(raw):
+        assert got == raw
+    else:
+        assert got == finite.max()
+        assert np.array_equal(s > got, np.isinf(s))
+
+
+def test_numpy_quantile_between_infs_is_nan():
+    """Why finite_quantile exists: numpy interpolates inf - inf (and 0 * inf) into NaN."""
+    with np.errstate(invalid="ignore"):
+        assert math.isnan(np.quantile(np.array([0.0, 1.0, np.inf, np.inf]), 0.9))
+    assert finite_quantile(np.array([0.0, 1.0, np.inf, np.inf]), 0.9) == 1.0
+
+
+def test_contamination_with_plus_inf_scores():
+    s, finite = _normal_scores_with_infs(1000, 5)
+    thr = ContaminationThreshold(0.1).fit(s).threshold_
+    assert thr == np.quantile(np.minimum(s, finite.max()), 0.9)  # the 5 +inf lie above the 90% quantile
+    s2, finite2 = _normal_scores_with_infs(100, 30)  # 30% +inf: the 90% quantile lies among them
+    thr2 = ContaminationThreshold(0.1).fit(s2).threshold_
+    assert thr2 == finite2.max() and np.array_equal(s2 > thr2, np.isinf(s2))
+    with pytest.raises(ValueError, match=r"all 4 scores are \+inf"):
+        ContaminationThreshold(0.1).fit(np.full(4, np.inf))
+    for bad, what in ((np.nan, "NaN"), (-np.inf, "-inf")):
+        with pytest.raises(ValueError, match=f"1 {what} value.*index 2"):
+            ContaminationThreshold(0.1).fit(np.array([0.0, 1.0, bad, 2.0]))
+
+
+@pytest.mark.parametrize("cls", [POTThreshold, SPOTThreshold])
+def test_pot_leaves_plus_inf_out_of_the_tail(cls):
+    """+inf scores have no GPD likelihood: the tail is fitted on the finite scores, the threshold is finite."""
+    s, finite = _normal_scores_with_infs()
+    got, want = cls(q=1e-3).fit(s), cls(q=1e-3).fit(finite)
+    assert math.isfinite(got.threshold_) and got.threshold_ == want.threshold_
+    assert (got.n_, got.n_peaks_, got.n_inf_) == (want.n_, want.n_peaks_, 30)
+    with pytest.raises(ValueError, match=r"\+inf"):
+        cls().fit(np.full(50, np.inf))
+
+
+def test_spot_stream_plus_inf_is_an_alarm_and_leaves_the_model_alone():
+    rng = np.random.default_rng(12)
+    calib, stream = rng.exponential(size=3000), rng.exponential(size=1000)
+    with_inf = np.insert(stream, [100, 100, 700], np.inf)
+    a, b = SPOTThreshold(q=1e-3).fit(calib), SPOTThreshold(q=1e-3).fit(calib)
+    out_a, out_b = a.run(stream), b.run(with_inf)
+    is_inf = np.isinf(with_inf)
+    assert out_b.alarms[is_inf].all() and np.isfinite(out_b.thresholds).all()
+    np.testing.assert_array_equal(out_b.thresholds[~is_inf], out_a.thresholds)
+    assert (a.threshold_, a.n_, a.n_peaks_) == (b.threshold_, b.n_, b.n_peaks_)
+
+
+def test_dspot_plus_inf_never_enters_the_window():
+    """An +inf in the calibration or the stream would make the moving mean inf and the next deviation
+    inf - inf = NaN; it is an alarm instead, kept out of the window (as DSPOT's run does with alarms)."""
+    rng = np.random.default_rng(13)
+    calib, stream = rng.normal(size=2000), rng.normal(size=800)
+    calib_inf = np.insert(calib, [500, 1999], np.inf)
+    got, want = DSPOTThreshold(depth=5, q=1e-3).fit(calib_inf), DSPOTThreshold(depth=5, q=1e-3).fit(calib)
+    assert got.threshold_ == want.threshold_ and got.z_ == want.z_ and got.n_inf_ == 2
+    out_want = want.run(stream)
+    out_got = got.run(np.insert(stream, 400, np.inf))
+    assert out_got.alarms[400] and np.isfinite(out_got.thresholds).all()
+    np.testing.assert_array_equal(np.delete(out_got.thresholds, 400), out_want.thresholds)
+    np.testing.assert_array_equal(np.delete(out_got.alarms, 400), out_want.alarms)
+    with pytest.raises(ValueError, match="finite scores"):
+        DSPOTThreshold(depth=5).fit(np.concatenate((np.ones(3), np.full(10, np.inf))))
+
+
+def test_best_f1_and_fixed_thresholds_with_plus_inf():
+    rng = np.random.default_rng(14)
+    y = (rng.random(400) < 0.1).astype(int)
+    s = rng.normal(size=400) + 2.0 * y
+    s[np.flatnonzero(y)[:5]] = np.inf
+    b = BestF1Threshold().fit(s, y)
+    assert math.isfinite(b.threshold_) and (s[np.isinf(s)] > b.threshold_).all()
+    assert b.f1_ == metrics.best_f1(y, s)["f1"]
+    assert FixedThreshold(2.0).fit(s).threshold_ == 2.0
+
+
+def test_detector_set_threshold_on_scores_with_plus_inf(gauss_cls, monkeypatch):
+    """set_threshold on held-out scores holding +inf (the detectors' verdict on a 3e38 sentinel) gives a
+    finite threshold that flags them, for every named rule."""
+    x = _rows()
+    det = gauss_cls(verbose=False).fit(x)
+    held_out = det.decision_function(_rows(seed=1))
+    held_out[::97] = np.inf
+    monkeypatch.setattr(det, "decision_function", lambda X: held_out.copy())
+    for method in ("contamination", "pot", "spot", "dspot", 0.5):
+        det.set_threshold(x, method=method)
+        assert math.isfinite(det.threshold_), method
+        assert (held_out[np.isinf(held_out)] > det.threshold_).all(), method
+    y = np.zeros(held_out.size, dtype=int)
+    y[::97] = 1
+    det.set_threshold(x, y)
+    assert math.isfinite(det.threshold_) and np.array_equal(held_out > det.threshold_, y == 1)
