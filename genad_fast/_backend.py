@@ -105,6 +105,8 @@ def _check_runnable(name: str, device: torch.device) -> None:
 
 def requested_backend(backend: str | None) -> str:
     """The backend asked for: the argument, else ``GENAD_FAST_BACKEND``, else ``'auto'``."""
+    if backend is not None and not isinstance(backend, str):  # e.g. backend=5: say so, not AttributeError
+        raise ValueError(f"backend must be None or one of {', '.join(BACKENDS)}, 'auto', got {backend!r}")
     name = backend if backend is not None else os.environ.get(ENV_VAR, "auto")
     name = name.strip().lower() or "auto"
     if name != "auto" and name not in BACKENDS:

@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class CLIError(Exception):
 
 # ---------------------------------------------------------------------------------------------- files
 def _kind(path: str, what: str) -> str:
+    """The reader/writer for ``path`` from its extension (``what`` names the option, e.g. ``--out``)."""
     p = path.lower()
     for suffix in (".gz", ".bz2", ".zip", ".xz"):
         if p.endswith(suffix):
@@ -45,6 +47,7 @@ def _kind(path: str, what: str) -> str:
 
 
 def read_table(path: str):
+    """The table in ``path`` (.csv, .tsv, .parquet, optionally compressed); a file without rows is an error."""
     import pandas as pd
 
     kind = _kind(path, "input")
@@ -52,16 +55,22 @@ def read_table(path: str):
         raise CLIError(f"input file {path!r} does not exist")
     try:
         if kind == "parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
     except ImportError as exc:
         raise CLIError(f"cannot read {path!r}: {exc} (Parquet needs pyarrow: pip install genad-fast[parquet])")
     except Exception as exc:  # parser errors, permissions, empty files
         raise CLIError(f"cannot read {path!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    # A header-only CSV reads as object columns with no rows; said as it is, not as "non-numeric column".
+    if len(frame) == 0:
+        raise CLIError(f"input file {path!r} has no data rows (columns: {', '.join(map(str, frame.columns))})")
+    return frame
 
 
 def write_table(frame, path: str) -> None:
-    kind = _kind(path, "output")
+    """Write ``frame`` to ``path`` in the format its extension names."""
+    kind = _kind(path, "--out")
     try:
         if kind == "parquet":
             frame.to_parquet(path, index=False)
@@ -71,6 +80,55 @@ def write_table(frame, path: str) -> None:
         raise CLIError(f"cannot write {path!r}: {exc} (Parquet needs pyarrow: pip install genad-fast[parquet])")
     except OSError as exc:
         raise CLIError(f"cannot write {path!r}: {exc.strerror or exc}")
+
+
+def check_output_path(path: str, option: str) -> None:
+    """Fail now, before any long work, unless ``path`` (given as ``option``) can be written.
+
+    The directory must exist and take a new file (probed by creating and removing one, which also sees
+    read-only file systems and, unlike ``os.access``, holds for root), ``path`` must not be a directory, and
+    an existing file must be writable. Messages name the path as the user typed it.
+    """
+    if os.path.isdir(path):
+        raise CLIError(f"{option} {path!r} is a directory; give a file name")
+    directory = os.path.dirname(path) or "."
+    if not os.path.exists(directory):
+        raise CLIError(f"{option} {path!r}: directory {directory!r} does not exist")
+    if not os.path.isdir(directory):
+        raise CLIError(f"{option} {path!r}: {directory!r} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise CLIError(f"{option} {path!r}: cannot create files in {directory!r}: {exc.strerror or exc}") from None
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise CLIError(f"{option} {path!r} exists and is not writable")
+
+
+def check_output_dir(path: str, option: str) -> None:
+    """Like :func:`check_output_path` for a directory that the command creates if needed (``eval --out``)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"{option} {path!r} exists and is not a directory")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):  # the nearest existing ancestor is where makedirs starts
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise CLIError(f"{option} {path!r}: {existing!r} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise CLIError(f"{option} {path!r}: cannot create files in {existing!r}: {exc.strerror or exc}") from None
+
+
+def check_plot_dependencies() -> None:
+    """``--plot`` needs matplotlib's Agg canvas (what genad_fast.plotting imports); fail before the work if absent."""
+    try:
+        importlib.import_module("matplotlib.backends.backend_agg")
+        importlib.import_module("matplotlib.figure")
+    except ImportError as exc:
+        raise CLIError(f"--plot needs matplotlib, which cannot be imported ({exc}); "
+                       f"pip install genad-fast[plot], or leave out --plot") from None
 
 
 def select_columns(frame, columns: list[str] | None, time_column: str | None, source: str):
@@ -134,10 +192,42 @@ def parse_params(items: list[str], cls: type, detector: str) -> dict[str, Any]:
     return params
 
 
+# ---------------------------------------------------------------------------------------------- detectors
+#: The parameter checks a detector runs at the start of fit, by the hook names the detectors use
+#: (BaseDetector has no public "check parameters" entry point): the base's, each class's own, AnoGAN's search.
+_PARAM_CHECKS = ("_check_base_params", "_check_params", "_check_search_params")
+
+
+def check_detector_params(det) -> None:
+    """Run every parameter check ``det.fit`` would run before touching data: its own checks, then the device
+    and backend (an explicitly named backend or device that cannot run here). Raises what the checks raise."""
+    from genad_fast import _backend
+    from genad_fast.detectors import resolve_device
+
+    for hook in _PARAM_CHECKS:
+        check = getattr(det, hook, None)
+        if callable(check):
+            check()
+    _backend.resolve(det.backend, resolve_device(det.device))
+
+
+def build_detector(cls: type, params: dict[str, Any], name: str):
+    """``cls(**params)`` with its parameters checked now, so a bad ``--param`` fails before the data is read."""
+    from genad_fast._backend import BackendUnavailableError
+
+    try:
+        det = cls(**params)
+        check_detector_params(det)
+    except (TypeError, ValueError, BackendUnavailableError) as exc:
+        raise CLIError(f"detector {name!r}: {exc}") from exc
+    return det
+
+
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_fit(args: argparse.Namespace) -> int:
     from genad_fast.detectors import get_detector
 
+    # Everything that can be checked without the data is checked first: a bad option never costs a fit.
     try:
         cls = get_detector(args.detector)
     except ValueError as exc:
@@ -151,14 +241,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
             params[key] = value
     if args.quiet:
         params["verbose"] = False
+    det = build_detector(cls, params, args.detector)
+    check_output_path(args.out, "--out")
+
     frame = read_table(args.input)
     data, _ = select_columns(frame, _split_columns(args.columns), args.time_column, args.input)
-    try:
-        det = cls(**params)
-    except TypeError as exc:
-        raise CLIError(f"detector {args.detector!r}: {exc}") from exc
     det.fit(data)
-    det.save(args.out)
+    try:
+        det.save(args.out)
+    except OSError as exc:  # the message would name save's temporary file; say which file the user asked for
+        raise CLIError(f"cannot write model file {args.out!r}: {exc.strerror or exc}") from exc
     n_flag = int((det.decision_scores_ > det.threshold_).sum())
     mode = f"window={det.window}, stride={det.stride}" if det.is_series else "tabular"
     print(f"fitted {args.detector} on {data.shape[0]} rows x {data.shape[1]} columns ({mode}) on {det.device_}; "
@@ -186,6 +278,15 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from genad_fast.detectors import load
 
+    # The outputs are checked before the model is loaded and the data scored: a typo never costs the work,
+    # and a plot that cannot be drawn never leaves a scores file behind a failed command.
+    _kind(args.out, "--out")
+    check_output_path(args.out, "--out")
+    if args.plot:
+        if os.path.abspath(args.plot) == os.path.abspath(args.out):
+            raise CLIError(f"--plot {args.plot!r} is the same file as --out")
+        check_output_path(args.plot, "--plot")
+        check_plot_dependencies()
     try:
         det = load(args.model, map_location=args.device or "cpu")
     except (OSError, ValueError) as exc:
@@ -206,9 +307,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.plot:
         from genad_fast.plotting import plot_scores
 
-        plot_scores(args.plot, data.to_numpy(dtype=np.float64), scores, det.threshold_,
-                    time=_plot_time_axis(time), columns=[str(c) for c in data.columns],
-                    title=f"{type(det).__name__} on {os.path.basename(args.input)}")
+        try:
+            plot_scores(args.plot, data.to_numpy(dtype=np.float64), scores, det.threshold_,
+                        time=_plot_time_axis(time), columns=[str(c) for c in data.columns],
+                        title=f"{type(det).__name__} on {os.path.basename(args.input)}")
+        except (OSError, ValueError) as exc:  # checked beforehand, so rare (a full disk): keep the scores, say so
+            raise CLIError(f"the scores are complete in {args.out!r}, but --plot {args.plot!r} failed: "
+                           f"{_one_line(exc)}") from exc
     print(f"scored {len(scores)} rows: {int(flagged.sum())} above threshold {det.threshold_:.6g} -> {args.out}"
           + (f", plot -> {args.plot}" if args.plot else ""))
     return 0
@@ -233,25 +338,66 @@ def _eval_params(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _eval_specs(detectors: list[str], extra: dict[str, dict[str, Any]], device: str) -> None:
+    """Check ``--detectors`` and ``--param`` of ``eval`` before any run: unknown names, unknown parameters and
+    invalid values are errors here, not rows of a report that ends with status 0. A registered detector that
+    cannot be imported stays a report row (it names what is missing)."""
+    from genad_fast import evaluation as ev
+    from genad_fast.detectors import detector_names
+
+    specs = {spec.name: spec for spec in map(ev.resolve_detector, detectors)}
+    known = detector_names()
+    unknown = [name for name, spec in specs.items() if spec.registry_name not in known]
+    if unknown:
+        raise CLIError(f"--detectors: unknown detector{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(map(repr, unknown))}; choose from {', '.join(sorted({*known, *ev.ALIASES}))}")
+    for det, params in extra.items():
+        spec = specs.get(det)
+        if spec is None:
+            raise CLIError(f"--param for {det!r}, which is not in --detectors")
+        if spec.cls is None:
+            continue
+        valid = spec.cls._get_param_names()
+        bad = [k for k in params if k not in valid]
+        if bad:
+            raise CLIError(f"unknown parameter {bad[0]!r} for detector {det!r} (parameters: {', '.join(valid)})")
+        build_detector(spec.cls, {**spec.params, "device": device, **params}, det)
+
+
+def _eval_tasks(args: argparse.Namespace, datasets: list[str]) -> list:
+    """``--datasets`` as tasks; an unknown name or a ``file:`` that does not exist is an error before any run."""
+    from genad_fast import evaluation as ev
+
+    if not 0.0 < args.train_fraction < 1.0:
+        raise CLIError(f"--train-fraction must be in (0, 1), got {args.train_fraction}")
+    for name in datasets:
+        if name.lower().startswith("file:") and not os.path.isfile(name[5:]):
+            raise CLIError(f"--datasets {name!r}: file {name[5:]!r} does not exist")
+    tasks = ev.resolve_datasets(datasets, quick=args.quick, label_column=args.label_column,
+                                train_fraction=args.train_fraction, file_kind=args.file_kind)
+    unknown = [t.name for t in tasks if t.kind == ev.UNKNOWN_KIND]
+    if unknown:
+        raise CLIError(f"--datasets: unknown data set{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(map(repr, unknown))}; choose from {ev.DATASET_CHOICES}")
+    return tasks
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from genad_fast import evaluation as ev
+    from genad_fast.detectors import resolve_device
 
     detectors = _split_list(args.detectors, "detectors")
     datasets = _split_list(args.datasets, "datasets")
     extra = _eval_params(args.param or [])
-    for det, params in extra.items():
-        spec = ev.resolve_detector(det)
-        if det not in detectors:
-            raise CLIError(f"--param for {det!r}, which is not in --detectors")
-        if spec.cls is not None:
-            valid = spec.cls._get_param_names()
-            bad = [k for k in params if k not in valid]
-            if bad:
-                raise CLIError(f"unknown parameter {bad[0]!r} for detector {det!r} (parameters: {', '.join(valid)})")
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise CLIError(f"--device: {exc}") from exc
+    _eval_specs(detectors, extra, args.device)
     if args.contamination is not None and not 0.0 < args.contamination <= 0.5:
         raise CLIError(f"--contamination must be in (0, 0.5], got {args.contamination}")
-    tasks = ev.resolve_datasets(datasets, quick=args.quick, label_column=args.label_column,
-                                train_fraction=args.train_fraction, file_kind=args.file_kind)
+    tasks = _eval_tasks(args, datasets)
+    check_output_dir(args.out, "--out")
     seeds = list(range(args.seeds))
     if args.threads is not None:
         import torch

@@ -35,6 +35,10 @@ __all__ = ["ALIASES", "DEFAULT_DATASETS", "DEFAULT_DETECTORS", "QUICK_PARAMS", "
 DEFAULT_DETECTORS = ("flow", "diffusion", "anogan", "vae", "deepsvdd", "ae", "pca", "kde", "knn", "iforest",
                      "ocsvm", "lof")
 DEFAULT_DATASETS = ("synthetic", "kdd135", "digits")
+#: The data set names :func:`resolve_datasets` knows, as the CLI's errors list them.
+DATASET_CHOICES = "synthetic, kdd135, digits, digits-<0..9>, wdbc, wine, file:<path>"
+#: ``Task.kind`` of a name :func:`resolve_datasets` does not know (the CLI rejects it before any run).
+UNKNOWN_KIND = "unknown"
 #: The issue's short names for registered detectors, with fixed parameters.
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "ae": ("autoencoder", {}),
@@ -152,8 +156,8 @@ def resolve_datasets(names: Sequence[str], *, quick: bool = False, label_column:
                               lambda s, p=path: load_file(p, label_column=label_column, kind=file_kind,
                                                           train_fraction=train_fraction), seeded=False))
         else:
-            tasks.append(Task(name, "unknown", None, reason="unavailable: unknown data set; choose from synthetic, "
-                              "kdd135, digits, digits-<0..9>, wdbc, wine, file:<path>"))
+            tasks.append(Task(name, UNKNOWN_KIND, None, reason=f"unavailable: unknown data set; choose from "
+                                                                f"{DATASET_CHOICES}"))
     return tasks
 
 
