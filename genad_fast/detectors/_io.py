@@ -165,7 +165,7 @@ def _check_checksum(path: str, payload: dict) -> None:
 def _describe(value: Any) -> str:
     """A short description of a stored value for an error message (never a whole tensor)."""
     if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+        return f"a Tensor of dtype {value.dtype} and shape {tuple(value.shape)}"
     text = repr(value)
     return f"a {type(value).__name__} ({text if len(text) <= 60 else text[:57] + '...'})"
 
@@ -403,8 +403,8 @@ def read_payload(path: str | os.PathLike, map_location: torch.device | str = "cp
         text = str(exc)
         marker = "WeightsUnpickler error:"
         why = text.split(marker, 1)[1].strip().split(". ")[0] if marker in text else text.splitlines()[0]
-        raise ModelFileError(path, f"holds pickled Python objects or is not a torch file; genad_fast reads "
-                                   f"model files with weights_only=True ({why})") from exc
+        raise ModelFileError(path, f"holds pickled Python objects, or is corrupt or not a torch file; genad_fast "
+                                   f"reads model files with weights_only=True ({why})") from exc
     except Exception as exc:  # zip reader errors (truncation), EOFError, ...
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelFileError(path, f"cannot be read: truncated, corrupt or not a model file ({first})") from exc
@@ -487,17 +487,24 @@ def load_detector(path: str | os.PathLike, map_location: torch.device | str = "c
     det.device_ = device
     for attr, value in attrs.items():
         setattr(det, attr, value)
+    # The file's state before restoring (the error names its key, not a symptom deep inside the detector),
+    # the restored one after (values the detector derives from it, such as LOF's refit neighbours).
+    _check_finite_state(path, payload["state"], cls)
     try:
         det._set_state(payload["state"])
     except NotImplementedError:
         raise
     except _STATE_ERRORS as exc:
         raise ModelFileError(path, f"cannot restore the {cls.__name__}: {type(exc).__name__}: {exc}") from exc
-    # The restored state, not only the file's: a NaN weight or reference row would make every score NaN.
-    bad = _first_non_finite(det._get_state(), "state")
+    _check_finite_state(path, det._get_state(), cls)
+    return det
+
+
+def _check_finite_state(path: str, state: dict, cls: type) -> None:
+    """A NaN weight or reference row would make every score NaN, and ``predict`` would call everything normal."""
+    bad = _first_non_finite(state, "state")
     if bad is not None:
         raise ModelFileError(path, f"{bad} holds NaN/inf values; the {cls.__name__} needs finite weights and data")
-    return det
 
 
 def load(path: str | os.PathLike, map_location: torch.device | str = "cpu"):
