@@ -213,6 +213,15 @@ def _blocks_to_timestamps(values: torch.Tensor, T: int, window: int, stride: int
     return out[:T] / counts[:T] if mean else out[:T]
 
 
+def constant_columns(x: torch.Tensor) -> torch.Tensor:
+    """Boolean ``[C]``: the columns of ``x[N, C]`` that are (numerically) constant,
+    population std <= 10·eps(float64)·max(1, |mean|), computed in float64 (scikit-learn's StandardScaler rule)."""
+    xd = x.detach().to(torch.float64)
+    mean = xd.mean(dim=0)
+    std = xd.std(dim=0, unbiased=False) if xd.shape[0] > 1 else torch.zeros_like(mean)
+    return std <= 10 * torch.finfo(torch.float64).eps * torch.clamp(mean.abs(), min=1.0)
+
+
 @dataclass
 class Normalizer:
     """Per-channel standardisation fitted on training data: ``z = (x - mean) / scale``.
@@ -236,8 +245,7 @@ class Normalizer:
         xd = x2.detach().to(torch.float64)
         mean = xd.mean(dim=0)
         std = xd.std(dim=0, unbiased=False) if xd.shape[0] > 1 else torch.zeros_like(mean)
-        tol = 10 * torch.finfo(torch.float64).eps * torch.clamp(mean.abs(), min=1.0)
-        scale = torch.where(std <= tol, torch.ones_like(std), std)
+        scale = torch.where(constant_columns(xd), torch.ones_like(std), std)
         return cls(mean=mean, scale=scale)
 
     @property

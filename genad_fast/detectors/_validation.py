@@ -75,8 +75,11 @@ def to_tensor(X: Any, name: str = "X") -> tuple[torch.Tensor, list[str] | None]:
             raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.dtype.kind != "f" or arr.dtype == np.float16:
         arr = arr.astype(np.float64)
-    if not arr.flags.writeable:  # torch.from_numpy warns on read-only memory
-        arr = arr.copy()
+    if not arr.dtype.isnative:  # big-endian '>f8' files: torch holds native byte order only
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if any(s < 0 for s in arr.strides) or not arr.flags.writeable:
+        # torch.from_numpy refuses negative strides (x[::-1]) and warns on read-only memory
+        arr = np.array(arr, copy=True)
     return torch.from_numpy(arr), columns
 
 
