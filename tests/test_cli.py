@@ -184,3 +184,158 @@ def test_console_script_error_is_one_line(tmp_path):
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith(("RuntimeWarning", "  warnings.warn"))]
     assert lines == [f"genad-fast: error: model file '{tmp_path / 'none.pt'}' does not exist"]
+
+
+# ---------------------------------------------------------------------------------------------- checks first
+# Issue #12, point 9: everything a command needs is checked before the work starts, errors name the user's input.
+@pytest.fixture
+def counted(registered_gauss, monkeypatch):
+    """Counts of the toy detector's fit and score hooks: a check that comes first leaves them at zero."""
+    calls = {"fit": 0, "score": 0}
+    fit, score = registered_gauss._fit_model, registered_gauss._score_model
+
+    def counted_fit(self, data):
+        calls["fit"] += 1
+        return fit(self, data)
+
+    def counted_score(self, batch):
+        calls["score"] += 1
+        return score(self, batch)
+
+    monkeypatch.setattr(registered_gauss, "_fit_model", counted_fit)
+    monkeypatch.setattr(registered_gauss, "_score_model", counted_score)
+    return calls
+
+
+def _fit_args(d: Path, out: str, *extra: str) -> list[str]:
+    return ["fit", "--detector", "toy-gauss", "--input", str(d / "train.csv"), "--time-column", "t",
+            "--out", out, "--quiet", *extra]
+
+
+@pytest.mark.parametrize("out, message", [
+    ("{d}/no/such/dir/m.pt", "--out '{d}/no/such/dir/m.pt': directory '{d}/no/such/dir' does not exist"),
+    ("{d}/train.csv/m.pt", "--out '{d}/train.csv/m.pt': '{d}/train.csv' is not a directory"),
+    ("{d}", "--out '{d}' is a directory; give a file name"),
+], ids=["missing-directory", "parent-is-a-file", "is-a-directory"])
+def test_fit_checks_out_before_the_fit(series_files, counted, capsys, out, message):
+    d, _, _ = series_files
+    assert cli.main(_fit_args(d, out.format(d=d))) == 1
+    assert _error_line(capsys) == f"genad-fast: error: {message.format(d=d)}"
+    assert counted["fit"] == 0  # no fit was run, and lost, for a path that cannot be written
+
+
+def test_fit_out_error_names_the_path_given_not_a_temporary_file(series_files, registered_gauss, monkeypatch,
+                                                                 capsys):
+    """The directory disappears during the fit: the save fails, and says which file the user asked for."""
+    d, _, _ = series_files
+    target = d / "models"
+    target.mkdir()
+    fit = registered_gauss._fit_model
+
+    def fit_then_remove_the_directory(self, data):
+        fit(self, data)
+        target.rmdir()
+
+    monkeypatch.setattr(registered_gauss, "_fit_model", fit_then_remove_the_directory)
+    assert cli.main(_fit_args(d, str(target / "m.pt"))) == 1
+    line = _error_line(capsys)
+    assert f"cannot write model file '{target / 'm.pt'}'" in line and ".tmp" not in line, line
+
+
+@pytest.mark.parametrize("param, match", [
+    ("backend=5", r"detector 'toy-gauss': backend must be None or one of .*got 5$"),
+    ("backend=fast", "unknown backend backend='fast'"),
+    ("reduce=median", "reduce must be one of mean, max, min, got 'median'"),
+    ("stride=0", "stride must be"),
+    ("threshold=best_f1", "threshold='best_f1' needs labels"),
+    ("device=tpu", "device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got 'tpu'"),
+], ids=["backend=5", "backend=fast", "reduce=median", "stride=0", "threshold=best_f1", "device=tpu"])
+def test_fit_checks_parameters_before_reading_the_data(registered_gauss, tmp_path, capsys, param, match):
+    """The input does not even exist: the parameter error comes first, in words (no AttributeError)."""
+    rc = cli.main(["fit", "--detector", "toy-gauss", "--input", str(tmp_path / "big.csv"), "--param", param,
+                   "--out", str(tmp_path / "m.pt"), "--quiet"])
+    assert rc == 1
+    line = _error_line(capsys)
+    assert re.search(match, line) and "Error:" not in line, line
+
+
+@pytest.mark.parametrize("detector, param, match", [
+    ("kde", "bandwidth=-1", "bandwidth must be a finite number > 0"),
+    ("knn", "n_neighbors=0", "n_neighbors must be an int >= 1"),
+    ("flow", "epochs=0", "epochs"),
+    ("anogan", "iterations=0", "iterations"),  # AnoGAN's search parameters are checked apart from the GAN's
+    ("pca", "score=nope", "score must be"),
+], ids=["kde", "knn", "flow", "anogan", "pca"])
+def test_fit_runs_each_detectors_own_parameter_checks_first(tmp_path, capsys, detector, param, match):
+    rc = cli.main(["fit", "--detector", detector, "--input", str(tmp_path / "big.csv"), "--param", param,
+                   "--out", str(tmp_path / "m.pt"), "--quiet"])
+    assert rc == 1
+    line = _error_line(capsys)
+    assert f"detector {detector!r}: " in line and re.search(match, line), line
+
+
+def test_header_only_csv_says_it_has_no_rows(registered_gauss, tmp_path, capsys):
+    (tmp_path / "empty.csv").write_text("t,a,b\n")
+    rc = cli.main(["fit", "--detector", "toy-gauss", "--input", str(tmp_path / "empty.csv"), "--time-column", "t",
+                   "--out", str(tmp_path / "m.pt"), "--quiet"])
+    assert rc == 1
+    assert _error_line(capsys).endswith(f"input file '{tmp_path / 'empty.csv'}' has no data rows (columns: t, a, b)")
+
+
+@pytest.fixture
+def fitted(series_files, registered_gauss, capsys):
+    d, _, _ = series_files
+    assert cli.main(_fit_args(d, str(d / "m.pt"))) == 0
+    capsys.readouterr()
+    return d
+
+
+def _score_args(d: Path, out: str, *extra: str) -> list[str]:
+    return ["score", "--model", str(d / "m.pt"), "--input", str(d / "test.csv"), "--time-column", "t",
+            "--out", out, "--quiet", *extra]
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--out", "{d}/nodir/s.csv"], "--out '{d}/nodir/s.csv': directory '{d}/nodir' does not exist"),
+    (["--out", "{d}/s.xlsx"], "--out '{d}/s.xlsx': unknown file type '.xlsx'"),
+    (["--out", "{d}/s.csv", "--plot", "{d}/nodir/s.png"], "--plot '{d}/nodir/s.png': directory '{d}/nodir' does"),
+    (["--out", "{d}/s.csv", "--plot", "{d}/s.csv"], "--plot '{d}/s.csv' is the same file as --out"),
+], ids=["out-missing-directory", "out-unknown-type", "plot-missing-directory", "plot-is-out"])
+def test_score_checks_outputs_before_scoring(fitted, counted, capsys, extra, match):
+    d = fitted
+    extra = [a.format(d=d) for a in extra]
+    assert cli.main(_score_args(d, extra[1], *extra[2:])) == 1
+    line = _error_line(capsys)
+    assert match.format(d=d) in line, line
+    assert counted["score"] == 0 and not (d / "s.csv").exists()
+
+
+def test_score_without_matplotlib_fails_before_writing_anything(fitted, counted, monkeypatch, capsys):
+    """A --plot that cannot be drawn used to leave a complete scores file behind an exit status of 1."""
+    d = fitted
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)  # import fails as if not installed
+    assert cli.main(_score_args(d, str(d / "s.csv"), "--plot", str(d / "s.png"))) == 1
+    assert "--plot needs matplotlib" in _error_line(capsys)
+    assert counted["score"] == 0 and not (d / "s.csv").exists() and not (d / "s.png").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--detectors", "pca,nope", "--datasets", "wine"], "--detectors: unknown detector 'nope'; choose from "),
+    (["--detectors", "pca", "--datasets", "wine,nope"], "--datasets: unknown data set 'nope'; choose from synthetic"),
+    (["--detectors", "pca", "--datasets", "file:{d}/none.csv"], "--datasets 'file:{d}/none.csv': file '{d}/none.csv' "
+                                                                "does not exist"),
+    (["--detectors", "pca", "--datasets", "wine", "--param", "pca.score=nope"], "detector 'pca': score must be"),
+    (["--detectors", "pca", "--datasets", "wine", "--train-fraction", "1.5"],
+     "--train-fraction must be in (0, 1), got 1.5"),
+    (["--detectors", "pca", "--datasets", "wine", "--device", "tpu"], "--device: device must be"),
+    (["--detectors", "pca", "--datasets", "wine", "--out", "{d}/file"], "--out '{d}/file' exists and is not a directory"),
+], ids=["detector", "dataset", "file", "param", "train-fraction", "device", "out"])
+def test_eval_rejects_bad_arguments_before_any_run(tmp_path, capsys, argv, message):
+    """These used to run (or skip, as a report row) and exit 0, or fail only after every run."""
+    (tmp_path / "file").write_text("")
+    out = ["--out", str(tmp_path / "res")] if "--out" not in argv else []
+    rc = cli.main(["eval", "--seeds", "1", "--quick", "--quiet", "--no-plots", *out,
+                   *[a.format(d=tmp_path) for a in argv]])
+    assert rc == 1
+    assert message.format(d=tmp_path) in _error_line(capsys)
+    assert not (tmp_path / "res").exists()  # nothing ran, nothing was written
