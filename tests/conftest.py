@@ -1,10 +1,24 @@
-"""Shared fixtures: a tiny test-only detector on the BaseDetector API."""
+"""Shared fixtures: a tiny test-only detector on the BaseDetector API; the Hypothesis profiles."""
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from genad_fast.detectors import BaseDetector, register_detector, unregister_detector
+
+# Hypothesis profiles (docs/testing.md). "ci", the default: reproducible (derandomize: the same examples on every
+# run), no per-example deadline (a shared 2-core machine has no stable timing); the fuzz suite (tests/fuzz) fits
+# in about 4 minutes. "long": `pytest -m fuzz --hypothesis-profile long`, 100x the examples (about an hour),
+# random, for hunting. Fuzz tests scale their own budgets by max_examples / 100 (tests/fuzz/fuzz_strategies.py).
+_SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=_SLOW_IS_FINE)
+settings.register_profile("long", deadline=None, max_examples=10_000, print_blob=True,
+                          suppress_health_check=_SLOW_IS_FINE)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))  # --hypothesis-profile overrides this
 
 
 class GaussDetector(BaseDetector):

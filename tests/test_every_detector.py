@@ -21,44 +21,13 @@ import pytest
 import torch
 
 import genad_fast
-from genad_fast.detectors import detector_names, get_detector
+from genad_fast.detectors import detector_names
 from genad_fast.series import window_starts
+from tiny_detectors import STRIDE, WINDOW, cases, make_detector
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-#: Per detector: the smallest settings that still train (a fit takes well under a second on one core).
-TINY: dict[str, dict] = {
-    "flow": dict(n_steps=2, hidden=16, n_blocks=1, epochs=3),
-    "diffusion": dict(residual_channels=8, n_layers=2, dilation_cycle=2, embedding_dim=16, n_steps=10, epochs=2,
-                      batch_size=64),
-    "autoencoder": dict(hidden=(16,), epochs=3),
-    "vae": dict(hidden=(16,), epochs=3),
-    "deep_svdd": dict(hidden=(16,), epochs=3, pretrain_epochs=2),
-    "iforest": dict(n_estimators=20),
-    "lof": dict(n_neighbors=10),
-    "anogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, encoder_epochs=2,
-                   iterations=5),
-    "fanogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, encoder_epochs=2),
-}
-#: Detectors that only model series (window=None is refused at fit).
-SERIES_ONLY = {"diffusion"}
-WINDOW, STRIDE = 16, 4
 TAB_COLS, SER_COLS = ["a", "b", "c", "d"], ["a", "b", "c"]
-
-
-def _cases() -> list[tuple[str, str]]:
-    out = []
-    for name in detector_names():
-        if name not in SERIES_ONLY:
-            out.append((name, "tabular"))
-        out.append((name, "series"))
-    return out
-
-
-def make_detector(name: str, mode: str, **overrides) -> genad_fast.detectors.BaseDetector:
-    """A fresh tiny detector of registry name ``name`` in ``mode`` ("tabular" or "series")."""
-    geometry = dict(window=None) if mode == "tabular" else dict(window=WINDOW, stride=STRIDE)
-    return get_detector(name)(verbose=False, **{**geometry, **TINY.get(name, {}), **overrides})
 
 
 def _exact16(a: np.ndarray) -> np.ndarray:
@@ -94,7 +63,7 @@ class Case:
         return self.mode == "series"
 
 
-@pytest.fixture(scope="module", params=_cases(), ids=lambda c: f"{c[0]}-{c[1]}")
+@pytest.fixture(scope="module", params=cases(), ids=lambda c: f"{c[0]}-{c[1]}")
 def case(request) -> Case:
     name, mode = request.param
     if mode == "tabular":

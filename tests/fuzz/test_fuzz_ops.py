@@ -1,0 +1,194 @@
+"""Property-based fuzzing of the fused ops against their eager twins (``genad_fast.reference``).
+
+Random shapes (empty, one row, odd widths), layouts (row strides, column slices, batch views), float32 and
+float64, constant and near-constant columns, magnitudes from 1e-30 to 1e30, and NaN/±inf at random places.
+Invariants: the cpu backend equals eager within the op tests' error budget, scaled to the data's magnitude;
+NaN appears exactly where the reference has it; nothing crashes. Budgets follow the Hypothesis profile
+(``ci`` by default; ``--hypothesis-profile long`` for an hour-long run).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fuzz_strategies import DTYPES, MAGNITUDES, assert_nan_where, examples, layouts, matrices
+from hypothesis import given
+from hypothesis import strategies as st
+
+import genad_fast
+from genad_fast import ops
+from genad_fast.reference import anogan as ref_anogan
+from genad_fast.reference import coupling as ref_coupling
+from genad_fast.reference import diffusion as ref_diffusion
+from genad_fast.reference import distance as ref_distance
+from genad_fast.reference import linear as ref_linear
+
+_CPU = next((b for b in genad_fast.backends() if b.name == "cpu"), None)
+pytestmark = [pytest.mark.fuzz,
+              pytest.mark.skipif(_CPU is None or not _CPU.available,
+                                 reason=f"the cpu backend is not available ({getattr(_CPU, 'reason', 'unknown')})")]
+
+
+#: Relative error budget of a fused float32/float64 result against the eager one (the op tests' values).
+RTOL = {torch.float32: 2e-5, torch.float64: 1e-12}
+
+
+def _matches(a: torch.Tensor, b: torch.Tensor, atol: float, r: float) -> torch.Tensor:
+    """Elementwise: both NaN, equal (infinities included), or finite and within ``atol + r |b|``."""
+    both = torch.isfinite(a) & torch.isfinite(b)
+    near = torch.zeros_like(both)
+    near[both] = (a[both] - b[both]).abs() <= atol + r * b[both].abs()
+    return (torch.isnan(a) & torch.isnan(b)) | (a == b) | near
+
+
+def assert_budget(got: torch.Tensor, want: torch.Tensor, scale: float, what: str,
+                  truth: torch.Tensor | None = None) -> None:
+    """Equal to eager within RTOL relative to each value and to ``scale`` (the size of the terms that were
+    summed), infinities and NaN in the same places. Where they differ, ``truth`` (the reference on the
+    float64-upcast inputs) decides, as in flash-attention's tests: the fused value is fine when it is within
+    the budget of the float64 value, or at most twice as far from it as the eager one (the eager float32
+    reference underflows or overflows in places where a fused kernel, accumulating wider, does not)."""
+    assert got.shape == want.shape and got.dtype == want.dtype, (what, got.shape, want.shape, got.dtype, want.dtype)
+    r = RTOL[want.dtype]
+    atol = r * max(scale, 1e-30)
+    ok = _matches(got, want, atol, r)
+    if truth is not None and not bool(ok.all()):
+        g, w, t = got.double(), want.double(), truth.double()
+        ok |= _matches(g, t, atol, 4 * r) | ((g - t).abs() <= 2 * (w - t).abs() + atol)
+    else:
+        assert_nan_where(got, want, what)
+    if not bool(ok.all()):
+        i = tuple((~ok).nonzero()[0].tolist())
+        raise AssertionError(f"{what}: {int((~ok).sum())} values beyond the budget (rtol {r:g}, atol {atol:.3g}); "
+                             f"the first at {list(i)}: fused {got[i].item()!r}, eager {want[i].item()!r}"
+                             + (f", float64 {truth[i].item()!r}" if truth is not None else ""))
+
+
+def finite_max(*ts: torch.Tensor) -> float:
+    vals = [t[torch.isfinite(t)].abs().max().item() for t in ts if torch.isfinite(t).any()]
+    return max(vals, default=0.0)
+
+
+# ---------------------------------------------------------------------------------------------- coupling
+@examples(60)
+@given(xs=matrices(), clamp=st.sampled_from([0.0, 0.5, 2.0, 5.0]), h_mag=st.sampled_from([-3, 0, 0, 1, 2]),
+       inverse=st.booleans(), data=st.data())
+def test_coupling_cpu_equals_eager(xs, clamp, h_mag, inverse, data):
+    x, _ = xs
+    n, d = x.reshape(-1, x.shape[-1]).shape
+    h_dense = torch.randn(n, 2 * d, generator=torch.Generator().manual_seed(n * 31 + d), dtype=torch.float64)
+    h = data.draw(layouts((h_dense * 10.0 ** h_mag).to(x.dtype))).reshape(*x.shape[:-1], 2 * d)
+    fn = (ops.coupling_inverse, ref_coupling.coupling_inverse) if inverse else (ops.coupling_forward, ref_coupling.coupling_forward)
+    y, logdet = fn[0](x, h, clamp, backend="cpu")
+    y_ref, logdet_ref = fn[1](x, h, clamp)
+    assert_budget(y, y_ref, finite_max(y_ref), "y")
+    assert_budget(logdet, logdet_ref, d * finite_max(h[..., :d]), "logdet")
+
+
+# ---------------------------------------------------------------------------------------------- diffusion
+def _coefficients(n: int, dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.rand(n, generator=g, dtype=torch.float64).to(dtype) * 2 - 0.5 for _ in range(3))
+
+
+@examples(60)
+@given(xs=matrices(), seed=st.integers(0, 2**63 - 1), offset=st.integers(0, 2**40), explicit=st.booleans(),
+       step=st.booleans(), data=st.data())
+def test_diffusion_ops_cpu_equal_eager(xs, seed, offset, explicit, step, data):
+    x, dense = xs
+    b = x.shape[0]
+    a, bb, c = _coefficients(b, x.dtype, seed % 1000)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed % 1000), dtype=x.dtype) \
+        if explicit else None
+    if step:
+        eps = data.draw(layouts((dense * 0.5 + 1.0).reshape(dense.shape)))
+        if x.dim() != eps.dim():  # a batch view: each sample's elements must be contiguous (the op's contract)
+            eps = eps.contiguous().reshape(x.shape)
+        got = ops.diffusion_step(x, eps, a, bb, c, seed, offset, noise, backend="cpu")
+        want = ref_diffusion.diffusion_step(x, eps, a, bb, c, seed, offset, noise)
+    else:
+        got = ops.add_noise(x, a, bb, seed, offset, noise, backend="cpu")
+        want = ref_diffusion.add_noise(x, a, bb, seed, offset, noise)
+    # drawn noise: Box-Muller in float32 vs the reference's, as the op tests' NOISE_TOL (4e-6 absolute)
+    scale = finite_max(want) + (0.0 if explicit else 4e-6 / RTOL[x.dtype] * 4)
+    assert_budget(got, want, scale, "diffusion_step" if step else "add_noise")
+
+
+# ---------------------------------------------------------------------------------------------- kde / knn
+@examples(50)
+@given(qs=matrices(rows=st.integers(0, 20), cols=st.integers(1, 9), magnitude=st.just(0)),
+       m=st.integers(1, 25), mag=MAGNITUDES, bandwidth=st.sampled_from([0.3, 1.0, 5.0, "scott", "silverman"]),
+       k_frac=st.floats(0.0, 1.0))
+def test_kde_knn_cpu_equal_eager(qs, m, mag, bandwidth, k_frac):
+    q, _ = qs
+    d = q.shape[-1]
+    scale = 10.0 ** mag
+    refs = (torch.randn(m, d, generator=torch.Generator().manual_seed(m * 7 + d), dtype=torch.float64)).to(q.dtype)
+    q, refs = q * scale, refs * scale
+    h = bandwidth if isinstance(bandwidth, str) else bandwidth * scale
+    try:
+        got = ops.kde_logpdf(q, refs, h, backend="cpu")
+    except ValueError as exc:  # e.g. a data-driven bandwidth of a constant reference set
+        assert "bandwidth" in str(exc), exc
+    else:
+        h_val = h if not isinstance(h, str) else getattr(ops, f"{h}_bandwidth")(refs)
+        want = ref_distance.kde_logpdf(q, refs, h_val)
+        truth = ref_distance.kde_logpdf(q.double(), refs.double(), h_val)
+        assert_budget(got, want, finite_max(want) + 10.0, "kde_logpdf", truth)
+    k = 1 + int(k_frac * (m - 1))
+    got = ops.knn_distance(q, refs, k, backend="cpu")
+    want = ref_distance.knn_distance(q, refs, k)
+    assert_budget(got, want, finite_max(want), "knn_distance", ref_distance.knn_distance(q.double(), refs.double(), k))
+
+
+# ---------------------------------------------------------------------------------------------- anogan / linear
+@examples(50)
+@given(xs=matrices(), f=st.integers(0, 17), lam=st.floats(0.0, 1.0), data=st.data())
+def test_anogan_residual_cpu_equals_eager(xs, f, lam, data):
+    x, dense = xs
+    gx = data.draw(layouts((dense * 0.75 + 0.25).to(dense.dtype))).reshape(x.shape)
+    rows = dense.shape[0]
+    feats = torch.randn(rows, f, generator=torch.Generator().manual_seed(rows + 13 * f), dtype=dense.dtype)
+    fx, fgx = feats.reshape(*x.shape[:-1], f), (feats * 1.5).reshape(*x.shape[:-1], f)
+    got = ops.anogan_residual(x, gx, fx, fgx, lam, backend="cpu")
+    want = ref_anogan.anogan_residual(x, gx, fx, fgx, lam)
+    sums = x.shape[-1] * finite_max(x, gx) + f * finite_max(fx, fgx)
+    assert_budget(got[0], want[0], sums, "loss")
+    for i, name in ((1, "grad_gx"), (2, "grad_fgx")):
+        assert_budget(got[i], want[i], finite_max(want[i]), name)
+
+
+@examples(40)
+@given(xs=matrices(dtype=st.just(torch.float32), bad_values=False, magnitude=st.sampled_from([-3, 0, 1, 3])),
+       n=st.integers(1, 40), bias=st.booleans(), slope=st.sampled_from([None, 0.0, 0.2]))
+def test_linear_act_cpu_equals_eager(xs, n, bias, slope):
+    x, _ = xs
+    if x.dim() != 2:
+        x = x.reshape(-1, x.shape[-1])
+    k = x.shape[1]
+    g = torch.Generator().manual_seed(n * 101 + k)
+    w = torch.randn(n, k, generator=g)
+    b = torch.randn(n, generator=g) if bias else None
+    got = ops.linear_act(x, w, b, slope=slope, backend="cpu")
+    want = ref_linear.linear_act(x, w, b, slope=slope)
+    assert_budget(got, want, k * finite_max(x) * finite_max(w) + 1.0, "linear_act")
+
+
+# ---------------------------------------------------------------------------------------------- found defects
+EMPTY_FROM_NUMPY = {
+    "coupling_forward": lambda x: ops.coupling_forward(x, torch.zeros(0, 4, dtype=x.dtype), 0.0, backend="cpu")[0],
+    "add_noise": lambda x: ops.add_noise(x, torch.zeros(0, dtype=x.dtype), torch.zeros(0, dtype=x.dtype), 0, 0,
+                                         backend="cpu"),
+    "kde_logpdf": lambda x: ops.kde_logpdf(x, torch.ones(3, 2, dtype=x.dtype), 1.0, backend="cpu"),
+    "knn_distance": lambda x: ops.knn_distance(x, torch.ones(3, 2, dtype=x.dtype), 1, backend="cpu"),
+    "anogan_residual": lambda x: ops.anogan_residual(x, x, x, x, 0.1, backend="cpu")[0],
+}
+
+
+@pytest.mark.parametrize("op", sorted(EMPTY_FROM_NUMPY))
+def test_empty_batch_from_numpy(op):
+    """Found by the fuzzing: ``torch.from_numpy(np.zeros((0, D)))`` is contiguous with strides (0, 0), and the
+    ops' unit-last-stride check refuses it, where the contract says empty batches return empty outputs."""
+    x = torch.from_numpy(np.zeros((0, 2)))
+    assert x.is_contiguous() and x.stride() == (0, 0)
+    assert EMPTY_FROM_NUMPY[op](x).shape[0] == 0
