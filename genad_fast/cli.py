@@ -9,8 +9,10 @@
     genad-fast demo [ARGS...]     # genad_fast.demo.main(ARGS)
     genad-fast bench [ARGS...]    # bench.main(ARGS), from the source checkout
 
-Errors print one line (``genad-fast: error: ...``) and exit with status 1 (2 for usage errors);
-``--debug`` shows the traceback instead.
+Everything a command needs that can be checked without the data (output paths writable, the plot's
+dependencies, every detector parameter, eval's detector and data set names) is checked before any data is
+read, so a typo never costs a fit. Errors print one line (``genad-fast: error: ...``) naming the option and
+value as typed, and exit with status 1 (2 for usage errors); ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -176,16 +178,23 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_params(items: list[str], cls: type, detector: str) -> dict[str, Any]:
+def check_param_names(cls: type, keys, detector: str) -> None:
+    """Every name in ``keys`` is a constructor parameter of ``cls`` (the detector registered as ``detector``)."""
     valid = cls._get_param_names()
+    for key in keys:
+        if key not in valid:
+            raise CLIError(f"unknown parameter {key!r} for detector {detector!r} (parameters: {', '.join(valid)})")
+
+
+def parse_params(items: list[str], cls: type, detector: str) -> dict[str, Any]:
+    """``--param key=value`` items as constructor parameters of ``cls``; unknown or repeated names are errors."""
     params: dict[str, Any] = {}
     for item in items:
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or not key:
             raise CLIError(f"--param {item!r}: expected key=value")
-        if key not in valid:
-            raise CLIError(f"unknown parameter {key!r} for detector {detector!r} (parameters: {', '.join(valid)})")
+        check_param_names(cls, [key], detector)
         if key in params:
             raise CLIError(f"parameter {key!r} given twice")
         params[key] = parse_value(value)
@@ -357,10 +366,7 @@ def _eval_specs(detectors: list[str], extra: dict[str, dict[str, Any]], device: 
             raise CLIError(f"--param for {det!r}, which is not in --detectors")
         if spec.cls is None:
             continue
-        valid = spec.cls._get_param_names()
-        bad = [k for k in params if k not in valid]
-        if bad:
-            raise CLIError(f"unknown parameter {bad[0]!r} for detector {det!r} (parameters: {', '.join(valid)})")
+        check_param_names(spec.cls, params, det)
         build_detector(spec.cls, {**spec.params, "device": device, **params}, det)
 
 

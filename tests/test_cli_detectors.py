@@ -48,7 +48,7 @@ def _params(name: str) -> list[str]:
 
 
 def _write_files(d: Path, n_columns: int, suffix: str) -> tuple[list[str], pd.DataFrame]:
-    """train/test files with a time column ``t`` and ``n_columns`` value columns; returns the names and the test part."""
+    """train/test files: a time column ``t`` and ``n_columns`` value columns; returns the names and the test part."""
     data = make_series(T=T, C=n_columns, period=32, anomaly_types=("point",), seed=n_columns)
     columns = [f"x{i}" for i in range(n_columns)]
     frames = []
