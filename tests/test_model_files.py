@@ -136,7 +136,16 @@ def test_saved_file_is_sealed_and_loads(kind, saved, data):
     back = genad_fast.load(path)
     assert type(back) is type(det) and back.threshold_ == det.threshold_
     assert back.feature_names_in_ == ["a", "b", "c"]
+    _assert_same_stats(back.input_stats_, getattr(det, "input_stats_", None))
+    _assert_same_stats(back.normalizer_, det.normalizer_)
     np.testing.assert_array_equal(back.decision_function(data[1]), det.decision_function(data[1]))
+
+
+def _assert_same_stats(a, b):
+    """Two Normalizer-like statistics (or None) hold the same numbers."""
+    assert (a is None) == (b is None)
+    if a is not None:
+        assert torch.equal(a.mean, b.mean) and torch.equal(a.scale, b.scale)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -165,6 +174,22 @@ def test_version_1_file_is_still_checked(saved, tmp_path):
 
 
 # ------------------------------------------------------------------ checksum
+def test_checksum_covers_dtype_shape_and_structure_not_key_order():
+    base = {"a": torch.arange(6.0).reshape(2, 3), "b": [1, "x", None], "c": 0.5}
+    same = {"c": 0.5, "b": [1, "x", None], "a": torch.arange(6.0).reshape(2, 3)}
+    assert payload_checksum(base) == payload_checksum(same) == payload_checksum({**base, "checksum": "old"})
+    variants = [
+        {**base, "a": torch.arange(6.0).reshape(3, 2)},                    # same bytes, another shape
+        {**base, "a": torch.arange(6.0).reshape(2, 3).view(torch.int32)},  # same bytes, another dtype
+        {**base, "a": torch.arange(6.0).reshape(2, 3).tolist()},           # a list of the same numbers
+        {**base, "b": (1, "x", None)},                                     # a tuple instead of a list
+        {**base, "c": 0.5000000000000001},                                 # one ulp
+        {**base, "c": "0.5"},                                              # another type
+    ]
+    digests = {payload_checksum(v) for v in variants}
+    assert len(digests) == len(variants) and payload_checksum(base) not in digests
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_flipped_bit_in_a_state_tensor(kind, saved, tmp_path):
     _, path = saved(kind)

@@ -119,8 +119,10 @@ def seal(payload: dict) -> dict:
     return payload
 
 
-def _chunk(h: Any, tag: bytes, data: bytes) -> None:
-    h.update(tag + len(data).to_bytes(8, "little") + data)
+def _chunk(h: Any, tag: bytes, data: bytes | np.ndarray) -> None:
+    """``tag``, the length of ``data`` (bytes, or a 1-D uint8 array hashed without a copy), then ``data``."""
+    h.update(tag + len(data).to_bytes(8, "little"))
+    h.update(data)
 
 
 def _digest(h: Any, value: Any, where: str) -> None:
@@ -129,7 +131,7 @@ def _digest(h: Any, value: Any, where: str) -> None:
             raise TypeError(f"{where}: a {value.layout} tensor cannot be checksummed; store it dense")
         t = value.detach().cpu().contiguous().reshape(-1)
         _chunk(h, b"T", f"{t.dtype}|{tuple(value.shape)}".encode())
-        _chunk(h, b"B", t.view(torch.uint8).numpy().tobytes())
+        _chunk(h, b"B", t.view(torch.uint8).numpy())
     elif isinstance(value, dict):
         _chunk(h, b"D", str(len(value)).encode())
         for key in sorted(value, key=lambda k: (type(k).__name__, str(k))):
