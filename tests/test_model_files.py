@@ -1,7 +1,7 @@
 """Model files of every registered detector kind, damaged in every way a file can be: each must be refused with a
 ModelFileError that names the file, the field and the problem (never loaded silently, never an AttributeError).
 
-Each kind is fitted once, small (a fraction of a second), on a 3-channel series through windows, from a DataFrame
+Each kind is fitted once, small (tests/tiny_detectors.py), on a 3-channel series through windows, from a DataFrame
 so that ``feature_names_in_`` is stored. A test copies the saved file, changes it and loads the copy. Files whose
 fields are changed on purpose are re-sealed with a fresh checksum (:func:`_edit`), so the field checks are tested
 on their own and not only through the checksum; the checksum tests change the bytes without re-sealing.
@@ -18,30 +18,14 @@ import torch
 
 import genad_fast
 from genad_fast.datasets import make_series
-from genad_fast.detectors import FORMAT_VERSION, ModelFileError, detector_names, get_detector
+from genad_fast.detectors import FORMAT_VERSION, ModelFileError, detector_names
 from genad_fast.detectors._io import FITTED_FIELDS, payload_checksum, seal
+from tiny_detectors import make_detector
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-#: Per registered kind: constructor arguments small enough to fit in well under a second.
-SMALL = {
-    "anogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, encoder_epochs=2,
-                   iterations=5),
-    "fanogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, encoder_epochs=2),
-    "autoencoder": dict(hidden=(8, 16), epochs=2),
-    "vae": dict(hidden=(8, 16), epochs=2),
-    "deep_svdd": dict(hidden=(8, 16), epochs=2, pretrain_epochs=1),
-    "diffusion": dict(residual_channels=8, n_layers=3, dilation_cycle=3, embedding_dim=16, n_steps=10, epochs=1,
-                      batch_size=64, noise_level=4, denoise_steps=2),
-    "flow": dict(n_steps=2, hidden=16, n_blocks=1, epochs=2, backend="cpu"),
-    "iforest": dict(n_estimators=10),
-    "kde": {},
-    "knn": dict(n_neighbors=5),
-    "lof": dict(n_neighbors=5),
-    "ocsvm": {},
-    "pca": {},
-}
-KINDS = sorted(SMALL)
+#: Every registered kind (fitted small: tests/tiny_detectors.py), on a series through windows.
+KINDS = detector_names()
 
 #: Per fitted field: a value of the wrong type (every field of the table must be listed).
 WRONG_TYPE = {
@@ -70,7 +54,7 @@ def saved(data, tmp_path_factory):
 
     def get(kind):
         if kind not in cache:
-            det = get_detector(kind)(window=16, stride=4, verbose=False, **SMALL[kind]).fit(data[0])
+            det = make_detector(kind, "series").fit(data[0])
             path = folder / f"{kind}.pt"
             det.save(path)
             cache[kind] = det, path
@@ -118,10 +102,6 @@ def _load_fails(path, pattern):
 
 
 # ------------------------------------------------------------------ sound files
-def test_every_registered_kind_is_covered():
-    assert sorted(detector_names()) == KINDS, "add the new detector kind to SMALL"
-
-
 def test_every_fitted_field_has_a_wrong_type_case():
     assert sorted(f.key for f in FITTED_FIELDS) == sorted(WRONG_TYPE)
 
