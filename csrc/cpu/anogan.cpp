@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <limits>
 #include <tuple>
 
 #include <genad/anogan.h>
@@ -196,6 +197,15 @@ void masked_adam_cpu(const at::Tensor& z, const at::Tensor& grad, const at::Tens
   TORCH_CHECK(beta1 >= 0.0 && beta1 < 1.0, op, ": beta1 must be in [0, 1), got ", beta1);
   TORCH_CHECK(beta2 >= 0.0 && beta2 < 1.0, op, ": beta2 must be in [0, 1), got ", beta2);
   TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, op, ": eps must be a finite number >= 0, got ", eps);
+  // Every count must be in [0, 2^63 − 1) before anything is written (the text of
+  // genad_fast.reference.anogan.check_step_counts): a negative count is no bias correction, 2^63 − 1 would wrap.
+  const int64_t* counts = step.const_data_ptr<int64_t>();
+  for (int64_t r = 0; r < B; ++r) {
+    const int64_t t = counts[r * step.stride(0)];
+    TORCH_CHECK_VALUE(t >= 0 && t < std::numeric_limits<int64_t>::max(),
+                      "masked_adam_: step must hold update counts in [0, 2^63 - 1) (2^63 - 1 would wrap when "
+                      "incremented), got ", t);
+  }
   if (B == 0) {
     return;
   }

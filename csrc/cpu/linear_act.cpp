@@ -52,13 +52,25 @@ const float* row_as_float(const at::Tensor& t, int64_t i, int64_t n, float* dst)
   return dst;
 }
 
-// C[rows, n] (float32, ld n) = A[rows, k] · W[n, k]ᵀ, A of the product dtype (W's). `weight_f32` is W as
+// Whether MKL's LP64 cblas_gemm_bf16bf16f32 takes these arguments (row major, A not transposed, B = W
+// transposed): int sizes, and leading dimensions no smaller than a row, lda >= max(1, k), ldb = k >= max(1, k),
+// ldc = n >= max(1, n). MKL rejects anything else with a printed message and returns without writing C, so
+// a call it rejects must never be made: the tile would keep whatever it held before.
+bool mkl_gemm_args_ok(int64_t rows, int64_t n, int64_t k, int64_t lda) {
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+  return rows >= 0 && rows <= kIntMax && n >= 1 && n <= kIntMax && k >= 1 && k <= kIntMax && lda >= k &&
+         lda <= kIntMax;
+}
+
+// C[rows, n] (float32, ld n) = A[rows, k] · W[n, k]ᵀ, A of the product dtype (W's) with rows at lda >= k
+// (they never overlap: the caller converts overlapping rows into a buffer of its own). `weight_f32` is W as
 // float32 (W itself when it is float32): the product through ATen when MKL's bfloat16 GEMM is not used
-// (bfloat16 values are exact in float32, so float32 sums of their products are the same formula).
+// (bfloat16 values are exact in float32, so float32 sums of their products are the same formula), and for
+// sizes beyond MKL's int interface.
 void product(at::ScalarType dtype, int64_t rows, int64_t n, int64_t k, const void* a, int64_t lda,
              const at::Tensor& weight, const at::Tensor& weight_f32, float* c) {
-  constexpr int64_t kIntMax = std::numeric_limits<int>::max();   // MKL's LP64 interface takes int sizes
-  if (dtype == at::kBFloat16 && use_mkl_bf16() && n <= kIntMax && k <= kIntMax && lda <= kIntMax) {
+  TORCH_INTERNAL_ASSERT(k >= 1 && lda >= k, "linear_act: product rows must not overlap, got lda ", lda, " < k ", k);
+  if (dtype == at::kBFloat16 && use_mkl_bf16() && mkl_gemm_args_ok(rows, n, k, lda)) {
     // row major (101), A not transposed (111), W transposed (112)
     cblas_gemm_bf16bf16f32(101, 111, 112, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k), 1.0f,
                            a, static_cast<int>(lda), weight.data_ptr(), static_cast<int>(k), 0.0f, c,
@@ -117,8 +129,11 @@ at::Tensor linear_act_cpu(const at::Tensor& x, const at::Tensor& weight, const s
     if (b.scalar_type() == at::kFloat) std::copy(b.data_ptr<float>(), b.data_ptr<float>() + N, bias_f.begin());
     else at::vec::convert(b.data_ptr<at::BFloat16>(), bias_f.data(), N);
   }
-  // x is the product's A operand as it is when it already has the product dtype and no gate
-  const bool direct = !gate && x.scalar_type() == pdtype;
+  // x is the product's A operand as it is when it already has the product dtype, no gate, and rows that do not
+  // overlap (a row stride of at least K; one row has no stride that matters). A broadcast or overlapping x
+  // (row stride < K) goes through the prologue's buffer like a converted one: BLAS takes no lda < K.
+  const bool rows_apart = M <= 1 || x.stride(0) >= K;
+  const bool direct = !gate && x.scalar_type() == pdtype && rows_apart;
   const bool has_act = slope.has_value();
   const float act_slope = static_cast<float>(slope.value_or(0.0));
   const float gslope = static_cast<float>(gate_slope);
@@ -148,7 +163,7 @@ at::Tensor linear_act_cpu(const at::Tensor& x, const at::Tensor& weight, const s
         int64_t lda;
         if (direct) {
           a = static_cast<const char*>(x.data_ptr()) + r0 * x.stride(0) * psize;
-          lda = x.stride(0);
+          lda = M <= 1 ? K : x.stride(0);
         } else {
           for (int64_t i = 0; i < rows; ++i) {
             const float* xr = row_as_float(x, r0 + i, K, row_k.data());

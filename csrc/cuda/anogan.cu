@@ -76,7 +76,10 @@ __global__ void masked_adam_kernel(T* __restrict__ z, int64_t sz,               
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (row >= B || !active[row * sa]) return;
-  const int64_t t = step[row * ss] + 1;
+  const int64_t t0 = step[row * ss];
+  // counts must be in [0, 2^63 − 1) (the op layer queues the same check for every row, without a host sync)
+  CUDA_KERNEL_ASSERT_MSG(t0 >= 0 && t0 < INT64_MAX, "masked_adam_: step must hold update counts in [0, 2^63 - 1)");
+  const int64_t t = t0 + 1;
   __syncwarp();  // every lane has read the old count before lane 0 overwrites it
   if (lane == 0) step[row * ss] = t;
   double nss, bc2s;

@@ -24,8 +24,10 @@ steps each row as a parameter of its own::
 z, m, v and step. ``active`` stays a tensor read by the kernel: no host–device synchronisation, so a search loop
 can be captured in a CUDA graph.
 
-Inputs may have any leading shape (flattened to rows) and be column slices of a bigger matrix (unit last stride,
-any row stride): they are read, and for masked_adam_ updated, in place, never copied.
+Inputs may have any leading shape (flattened to rows) and any layout: column slices of a bigger matrix (unit last
+stride, any row stride) are read in place, other layouts are copied once (``ops._common.rows_view``). The tensors
+masked_adam_ updates are views, never copies: a layout that no row view describes, or one that overlaps itself or
+another argument, is refused.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ import numbers
 import torch
 
 from genad_fast import _backend, _ext
-from genad_fast.ops._common import check_float, check_same, rows_view
+from genad_fast.ops._common import check_float, check_no_overlap, check_same, inplace_rows_view, rows_view
 from genad_fast.reference import anogan as _reference
 
 __all__ = ["anogan_residual", "masked_adam_"]
@@ -55,15 +57,17 @@ def _check_number(name: str, value, lo: float, hi: float, hi_open: bool = False)
     return value
 
 
-def _flat_rows(name: str, t: torch.Tensor) -> torch.Tensor:
-    """A [..]-shaped per-row tensor as a 1-D view (never a copy)."""
+def _flat_rows(name: str, t: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """A [..]-shaped per-row tensor as 1-D: a view, or for an input that no view describes, a copy."""
     if t.dim() == 1:
         return t
     try:
         return t.view(-1)
     except RuntimeError as exc:
-        raise ValueError(f"{name} with shape {tuple(t.shape)} and strides {t.stride()} cannot be viewed as one "
-                         f"entry per row without a copy; pass a contiguous tensor") from exc
+        if not inplace:
+            return t.reshape(-1)
+        raise ValueError(f"{name} is updated in place and with shape {tuple(t.shape)} and strides {t.stride()} "
+                         f"cannot be viewed as one entry per row; pass a contiguous tensor") from exc
 
 
 def anogan_residual(x: torch.Tensor, gx: torch.Tensor, fx: torch.Tensor, fgx: torch.Tensor, lam: float = 0.1, *,
@@ -121,8 +125,9 @@ def masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.
         lr, beta1, beta2, eps: as torch.optim.Adam (lr >= 0, 0 <= beta < 1, eps >= 0).
         backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None (``GENAD_FAST_BACKEND``, else auto).
 
-    Call it under ``torch.no_grad()`` when z requires grad, as an optimizer step is. z, m, v and step must not
-    overlap one another.
+    Call it under ``torch.no_grad()`` when z requires grad, as an optimizer step is. z, m, v and step are
+    updated in place: each must be viewable as rows with unit last stride, and none may overlap itself, another
+    or grad/active (ValueError on every backend). Step counts must be in [0, 2^63 − 1).
     """
     for name, t in (("z", z), ("grad", grad), ("m", m), ("v", v)):
         check_float(name, t)
@@ -151,12 +156,16 @@ def masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.
     beta1 = _check_number("beta1", beta1, 0.0, 1.0, hi_open=True)
     beta2 = _check_number("beta2", beta2, 0.0, 1.0, hi_open=True)
     eps = _check_number("eps", eps, 0.0, math.inf)
-    z2, g2, m2, v2 = (rows_view(name, t) for name, t in (("z", z), ("grad", grad), ("m", m), ("v", v)))
-    step1, active1 = _flat_rows("step", step), _flat_rows("active", active)
+    check_no_overlap("masked_adam_", {"z": z, "m": m, "v": v, "step": step}, {"grad": grad, "active": active})
+    z2, m2, v2 = (inplace_rows_view(name, t) for name, t in (("z", z), ("m", m), ("v", v)))
+    step1 = _flat_rows("step", step, inplace=True)
+    g2, active1 = rows_view("grad", grad), _flat_rows("active", active, inplace=False)
     chosen = _backend.resolve(backend, z.device, implemented=_IMPLEMENTED)
     if chosen == "eager":
         _reference.masked_adam_(z, grad, m, v, step, active, lr, beta1, beta2, eps)
         return
+    if chosen != "cpu":  # (the CPU kernel checks the counts itself, in the loop it runs anyway)
+        _reference.check_step_counts(step1)
     ns = torch.ops.genad_fast_triton if chosen == "triton" else torch.ops.genad_fast
     ns.masked_adam_(z2, g2, m2, v2, step1, active1, lr, beta1, beta2, eps)
 

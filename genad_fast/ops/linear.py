@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from genad_fast import _backend, _ext
-from genad_fast.ops._common import check_float
+from genad_fast.ops._common import check_float, rows_view
 from genad_fast.reference import linear as _reference
 
 __all__ = ["linear_act"]
@@ -43,8 +43,6 @@ def _check_matrix(name: str, t: torch.Tensor, shape: tuple[int, ...], device: to
         raise ValueError(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
     if t.device != device:
         raise ValueError(f"{name} is on {t.device}, x on {device}: pass tensors on one device")
-    if t.dim() == 2 and t.shape[1] > 1 and t.stride(1) != 1:
-        raise ValueError(f"{name} must have unit stride on its last dimension, got strides {t.stride()}")
 
 
 def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
@@ -54,8 +52,9 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     """``act(a·weightᵀ + bias + addend)``; see the module docstring.
 
     Args:
-        x: ``[M, K]`` float32 or bfloat16 (unit last stride, any row stride).
-        weight: ``[N, K]`` contiguous, float32 or bfloat16: the product's dtype.
+        x: ``[M, K]`` float32 or bfloat16, any layout (rows are read in place at any row stride; a non-unit
+            column stride is copied first).
+        weight: ``[N, K]`` float32 or bfloat16: the product's dtype (made contiguous: no copy if it is).
         bias: ``[N]`` or None. gate: ``[M, K]`` or None, with ``gate_slope``. addend: ``[M, N]`` or None.
         slope: LeakyReLU slope of the output, or None for none. out_dtype: float32, bfloat16 or None (x's).
         backend: ``"eager"``, ``"cpu"``, ``"cuda"`` or None (``GENAD_FAST_BACKEND``, else auto).
@@ -67,8 +66,6 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     (m, k), n = x.shape, weight.shape[0]
     _check_matrix("x", x, (m, k), x.device)
     _check_matrix("weight", weight, (n, k), x.device)
-    if not weight.is_contiguous():
-        raise ValueError("weight must be contiguous")
     if bias is not None:
         _check_matrix("bias", bias, (n,), x.device)
     if gate is not None:
@@ -80,6 +77,13 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias, gate, addend)):
         raise RuntimeError("linear_act has no autograd formula (it is the building block of hand-written backward "
                            "passes): call it under torch.no_grad(), or on tensors that do not require grad")
+    # Any layout is an input like any other. The kernel reads x, gate and addend by rows at any row stride (rows
+    # that overlap, e.g. a broadcast x, included), so only a non-unit column stride is copied; weight and bias
+    # are read whole, so they are made contiguous (no copy when they are).
+    x, gate, addend = (None if t is None else rows_view(name, t)
+                       for name, t in (("x", x), ("gate", gate), ("addend", addend)))
+    weight = weight.contiguous()
+    bias = None if bias is None else bias.contiguous()
     gate_slope = float(gate_slope)
     slope = None if slope is None else float(slope)
     chosen = _backend.resolve(backend, x.device, implemented=_IMPLEMENTED)

@@ -34,6 +34,25 @@ def anogan_residual(x: torch.Tensor, gx: torch.Tensor, fx: torch.Tensor, fgx: to
     return loss, grad_gx, grad_fgx
 
 
+STEP_LIMIT = 2**63 - 1  # step + 1 must stay an int64
+
+
+def check_step_counts(step: torch.Tensor) -> None:
+    """Every row's update count must be in [0, 2^63 − 1): a negative count has no meaning (1 − β^t would not be
+    a bias correction) and 2^63 − 1 would wrap to −2^63 when incremented. A CPU tensor raises ValueError here;
+    on a GPU the check is queued as a device-side assertion (no host synchronisation, so a search loop stays
+    capturable in a CUDA graph), which raises at the next synchronisation."""
+    message = "masked_adam_: step must hold update counts in [0, 2^63 - 1) (2^63 - 1 would wrap when incremented)"
+    if step.numel() == 0:
+        return
+    if step.device.type != "cpu" or torch.compiler.is_compiling():  # (a traced value cannot branch the graph)
+        torch._assert_async(((step >= 0) & (step < STEP_LIMIT)).all(), message)
+        return
+    lo, hi = torch.aminmax(step)
+    if lo < 0 or hi >= STEP_LIMIT:
+        raise ValueError(f"{message}, got {int(lo) if lo < 0 else int(hi)}")
+
+
 @torch.no_grad()
 def masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: torch.Tensor,
                  active: torch.Tensor, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
@@ -42,6 +61,7 @@ def masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.
 
     ``step`` (int64, z's leading shape) counts each row's updates; ``m``, ``v`` are the moment estimates.
     """
+    check_step_counts(step)
     act = active.unsqueeze(-1)
     new_step = step + active.to(step.dtype)
     t = new_step.to(torch.float64)
