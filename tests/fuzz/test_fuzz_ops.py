@@ -70,7 +70,7 @@ def finite_max(*ts: torch.Tensor) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- coupling
-@examples(60)
+@examples(200)
 @given(xs=matrices(), clamp=st.sampled_from([0.0, 0.5, 2.0, 5.0]), h_mag=st.sampled_from([-3, 0, 0, 1, 2]),
        inverse=st.booleans(), data=st.data())
 def test_coupling_cpu_equals_eager(xs, clamp, h_mag, inverse, data):
@@ -91,7 +91,7 @@ def _coefficients(n: int, dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, 
     return tuple(torch.rand(n, generator=g, dtype=torch.float64).to(dtype) * 2 - 0.5 for _ in range(3))
 
 
-@examples(60)
+@examples(200)
 @given(xs=matrices(), seed=st.integers(0, 2**63 - 1), offset=st.integers(0, 2**40), explicit=st.booleans(),
        step=st.booleans(), data=st.data())
 def test_diffusion_ops_cpu_equal_eager(xs, seed, offset, explicit, step, data):
@@ -115,7 +115,7 @@ def test_diffusion_ops_cpu_equal_eager(xs, seed, offset, explicit, step, data):
 
 
 # ---------------------------------------------------------------------------------------------- kde / knn
-@examples(50)
+@examples(150)
 @given(qs=matrices(rows=st.integers(0, 20), cols=st.integers(1, 9), magnitude=st.just(0)),
        m=st.integers(1, 25), mag=MAGNITUDES, bandwidth=st.sampled_from([0.3, 1.0, 5.0, "scott", "silverman"]),
        k_frac=st.floats(0.0, 1.0))
@@ -142,7 +142,7 @@ def test_kde_knn_cpu_equal_eager(qs, m, mag, bandwidth, k_frac):
 
 
 # ---------------------------------------------------------------------------------------------- anogan / linear
-@examples(50)
+@examples(150)
 @given(xs=matrices(), f=st.integers(0, 17), lam=st.floats(0.0, 1.0), data=st.data())
 def test_anogan_residual_cpu_equals_eager(xs, f, lam, data):
     x, dense = xs
@@ -158,7 +158,7 @@ def test_anogan_residual_cpu_equals_eager(xs, f, lam, data):
         assert_budget(got[i], want[i], finite_max(want[i]), name)
 
 
-@examples(40)
+@examples(120)
 @given(xs=matrices(dtype=st.just(torch.float32), bad_values=False, magnitude=st.sampled_from([-3, 0, 1, 3])),
        n=st.integers(1, 40), bias=st.booleans(), slope=st.sampled_from([None, 0.0, 0.2]))
 def test_linear_act_cpu_equals_eager(xs, n, bias, slope):
