@@ -25,8 +25,8 @@ class GaussDetector(BaseDetector):
     """Diagonal Gaussian over each row (tabular) or flattened window (series): score = mean z^2.
 
     ``per_timestamp=True`` returns ``[b, W]`` window scores (mean z^2 over channels); ``jitter``
-    perturbs the mean with the detector's torch generator and a global-RNG draw is kept in
-    ``global_draw_``, so seeding and RNG isolation can be tested.
+    perturbs the mean with the detector's torch generator and a draw from a second stream of its seed is
+    kept in ``extra_draw_``, so seeding and RNG isolation can be tested.
     """
 
     def __init__(self, per_timestamp: bool = False, jitter: float = 0.0, **kwargs):
@@ -39,7 +39,9 @@ class GaussDetector(BaseDetector):
         noise = torch.randn(flat.shape[1], generator=self._torch_generator(), device=flat.device)
         self.mean_ = flat.mean(0) + self.jitter * noise
         self.var_ = flat.var(0, unbiased=False).clamp_min(1e-6)
-        self.global_draw_ = torch.rand(())  # from the global RNG, inside the base's seeded scope
+        # hooks never draw from the global RNG: every stream is a generator of the detector's seed
+        self.extra_draw_ = torch.rand((), generator=self._torch_generator("extra", device=flat.device),
+                                      device=flat.device)
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
         b = batch.shape[0]
@@ -49,12 +51,12 @@ class GaussDetector(BaseDetector):
         return z2.mean(1)
 
     def _get_state(self) -> dict:
-        return {"mean": self.mean_, "var": self.var_, "global_draw": self.global_draw_}
+        return {"mean": self.mean_, "var": self.var_, "extra_draw": self.extra_draw_}
 
     def _set_state(self, state: dict) -> None:
         self.mean_ = state["mean"].to(self.device_)
         self.var_ = state["var"].to(self.device_)
-        self.global_draw_ = state["global_draw"]
+        self.extra_draw_ = state["extra_draw"]
 
 
 @pytest.fixture

@@ -314,8 +314,8 @@ def test_same_seed_same_model_other_seed_other_model(gauss_cls):
     a = gauss_cls(jitter=0.1, seed=7, verbose=False).fit(X)
     b = gauss_cls(jitter=0.1, seed=7, verbose=False).fit(X)
     c = gauss_cls(jitter=0.1, seed=8, verbose=False).fit(X)
-    assert torch.equal(a.mean_, b.mean_) and a.global_draw_ == b.global_draw_
-    assert not torch.equal(a.mean_, c.mean_) and a.global_draw_ != c.global_draw_
+    assert torch.equal(a.mean_, b.mean_) and a.extra_draw_ == b.extra_draw_
+    assert not torch.equal(a.mean_, c.mean_) and a.extra_draw_ != c.extra_draw_
     np.testing.assert_array_equal(a.decision_function(X), b.decision_function(X))
 
 
@@ -388,7 +388,7 @@ def test_save_load_round_trip(gauss_cls, tmp_path):
     np.testing.assert_array_equal(back.decision_scores_, det.decision_scores_)
     np.testing.assert_array_equal(back.decision_function(frame), det.decision_function(frame))
     assert torch.equal(back.normalizer_.mean, det.normalizer_.mean) and back.device_ == torch.device("cpu")
-    assert back.seed_ == det.seed_ and back.global_draw_ == det.global_draw_
+    assert back.seed_ == det.seed_ and back.extra_draw_ == det.extra_draw_
     assert gauss_cls.load(path, map_location="auto").device_ == torch.device("cpu")  # no GPU here
     with pytest.raises(ModelFileError, match="not registered here"):
         BaseDetector.load(path)  # the generic loader goes through the registry
@@ -402,7 +402,7 @@ def test_file_is_plain_data_readable_with_weights_only(gauss_cls, tmp_path):
     assert payload["library_version"] == genad_fast.__version__
     assert payload["class"] == "conftest:GaussDetector" and payload["detector"] is None
     assert payload["params"]["window"] == 10 and payload["fitted"]["threshold_"] == det.threshold_
-    assert set(payload["state"]) == {"mean", "var", "global_draw"}
+    assert set(payload["state"]) == {"mean", "var", "extra_draw"}
     assert set(payload["fitted"]["normalizer"]) == {"mean", "scale"}
 
 

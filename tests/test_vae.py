@@ -122,8 +122,9 @@ def test_detector_score_is_the_model_score():
     data = make_tabular(n_train=300, n_test=50, n_features=4, seed=2)
     det = VAEDetector(normalize=False, n_samples=5, **{**SMALL, "epochs": 2}).fit(data.train)
     x = torch.as_tensor(data.test)
-    with det._rng_scope("score"), torch.no_grad():
-        expected = det.model_.scores(x, "recon_prob", 5).double().numpy()
+    with det._call_scope("score") as call, torch.no_grad():  # the scoring call's own latent-sample stream
+        noise = call.generator("latent-samples", det.device_)
+        expected = det.model_.scores(x, "recon_prob", 5, generator=noise).double().numpy()
     np.testing.assert_allclose(det.decision_function(data.test), expected, rtol=1e-6)
 
 

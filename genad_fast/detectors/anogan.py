@@ -34,6 +34,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
 from genad_fast.detectors._network import sample_shape
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
@@ -138,17 +139,19 @@ class _GANDetector(BaseDetector):
         return DEFAULT_HIDDEN_MLP if self._arch(shape) == "mlp" else DEFAULT_HIDDEN_CONV
 
     def _build(self, shape: tuple[int, ...], latent: int, with_encoder: bool) -> None:
-        arch = self._arch(shape)
-        self.generator_ = make_generator(shape, latent, self._hidden_for(self.hidden, shape), architecture=arch,
-                                         kernel_size=self.kernel_size).to(self.device_)
-        self.critic_ = make_critic(shape, self._hidden_for(self.critic_hidden, shape), architecture=arch,
-                                   kernel_size=self.kernel_size).to(self.device_)
+        arch, k = self._arch(shape), self.kernel_size
+        hidden, critic_hidden = self._hidden_for(self.hidden, shape), self._hidden_for(self.critic_hidden, shape)
+        self.generator_ = build_network(
+            self, lambda: make_generator(shape, latent, hidden, architecture=arch, kernel_size=k), "generator")
+        self.critic_ = build_network(
+            self, lambda: make_critic(shape, critic_hidden, architecture=arch, kernel_size=k), "critic")
         self.encoder_ = None
         if with_encoder:
             enc_shape = shape if arch == "conv" else (int(np.prod(shape)),)
-            self.encoder_ = _FlatInput(make_encoder(enc_shape, self._hidden_for(self.encoder_hidden, shape), latent,
-                                                    kernel_size=self.kernel_size), flatten=arch == "mlp"
-                                       ).to(self.device_)
+            enc_hidden = self._hidden_for(self.encoder_hidden, shape)
+            self.encoder_ = build_network(
+                self, lambda: _FlatInput(make_encoder(enc_shape, enc_hidden, latent, kernel_size=k),
+                                         flatten=arch == "mlp"), "encoder")
         self.sample_shape_ = shape
         self.latent_dim_ = latent
 
@@ -183,17 +186,14 @@ class _GANDetector(BaseDetector):
     def _check_search_params(self) -> None:
         pass
 
+    # decision_components collects the two parts of every batch's score on its own thread (several threads
+    # may score one detector at once): a list kept for this detector and thread while it runs.
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
         score, residual, feature = self._components(batch)
-        if self._collect is not None:
-            self._collect.append((residual.detach(), feature.detach()))
+        collect = get_thread_value(self, "components")
+        if collect is not None:
+            collect.append((residual.detach(), feature.detach()))
         return score
-
-    _collect: list | None = None
-
-    def _score_series(self, series: torch.Tensor) -> torch.Tensor:
-        self._collect_T = int(series.shape[0])  # for decision_components
-        return super()._score_series(series)
 
     def decision_components(self, X) -> dict[str, np.ndarray]:
         """``{"score", "residual", "feature"}``: ``decision_function(X)`` with its two parts.
@@ -203,16 +203,12 @@ class _GANDetector(BaseDetector):
         sum |f(x) - f(G(z))|, score = (1 - lam) * residual + lam * feature. f-AnoGAN: residual =
         mean squared error of x, feature = mean squared error of f(x), score = residual + kappa * feature.
         """
-        self._collect = []
-        try:
+        with thread_value(self, "components", []) as parts:
             score = self.decision_function(X)
-            parts = self._collect
-        finally:
-            self._collect = None
         residual = torch.cat([p[0] for p in parts])
         feature = torch.cat([p[1] for p in parts])
         if self.is_series:
-            T, W, S = self._collect_T, int(self.window), int(self.stride)
+            T, W, S = score.shape[0], int(self.window), int(self.stride)
             residual = windows_to_timestamps(residual, T, W, S, reduce=self.reduce)
             feature = windows_to_timestamps(feature, T, W, S, reduce=self.reduce)
         as_np = (lambda t: t.detach().to(device="cpu", dtype=torch.float64).numpy())
@@ -356,12 +352,13 @@ class AnoGANDetector(_GANDetector):
                                  "refit with init='encoder'")
             with torch.no_grad():
                 z0 = self.encoder_(batch)
-        # z ~ N(0, I) from the global RNG, which the base seeds for each scoring call (reproducible scores)
+        # z ~ N(0, I) from the call's generator, continued over its batches (reproducible scores)
+        call = current_call(self)
         result = latent_search(self.generator_, self.critic_, batch, iterations=int(self.iterations),
                                lam=float(self.lam), lr=float(self.search_lr), restarts=int(self.restarts),
                                tol=float(self.tol), check_every=int(self.check_every), z0=z0,
-                               matmul_dtype=MATMUL_DTYPES[self.matmul_dtype],
-                               backend=self.backend)
+                               rng=call.generator("latent-start", self.device_),
+                               matmul_dtype=MATMUL_DTYPES[self.matmul_dtype], backend=call.backend)
         return result.loss, result.residual, result.feature
 
 

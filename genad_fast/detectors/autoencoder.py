@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from genad_fast.detectors._call import build_network
 from genad_fast.detectors._network import NetworkParamsMixin, default_code_size, sample_shape
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
@@ -80,8 +81,9 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
             raise ValueError(f"per_timestamp must be True or False, got {self.per_timestamp!r}")
 
     def _build(self, shape: tuple[int, ...], latent: int) -> AutoEncoder:
-        return AutoEncoder(shape, latent, self._hidden_for(shape), kernel_size=self.kernel_size,
-                           batch_norm=self.batch_norm).to(self.device_)
+        hidden = self._hidden_for(shape)
+        return build_network(self, lambda: AutoEncoder(shape, latent, hidden, kernel_size=self.kernel_size,
+                                                       batch_norm=self.batch_norm), "autoencoder")
 
     def _fit_model(self, data: torch.Tensor) -> None:
         self._check_params()

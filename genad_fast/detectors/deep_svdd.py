@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 
+from genad_fast.detectors._call import build_network
 from genad_fast.detectors._network import NetworkParamsMixin, _number, default_code_size, sample_shape
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
@@ -110,14 +111,18 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
         _number("center_eps", self.center_eps, 0.0, low_open=True)
 
     def _build(self, shape: tuple[int, ...], rep_dim: int) -> DeepSVDD:
-        net = svdd_network(shape, self._hidden_for(shape), rep_dim, kernel_size=self.kernel_size,
-                           batch_norm=self.batch_norm)
-        return DeepSVDD(net, rep_dim, objective=self.objective, nu=float(self.nu)).to(self.device_)
+        hidden = self._hidden_for(shape)
+
+        def make() -> DeepSVDD:
+            net = svdd_network(shape, hidden, rep_dim, kernel_size=self.kernel_size, batch_norm=self.batch_norm)
+            return DeepSVDD(net, rep_dim, objective=self.objective, nu=float(self.nu))
+        return build_network(self, make, "svdd")
 
     def _pretrain(self, shape: tuple[int, ...], rep_dim: int, data: torch.Tensor) -> torch.nn.Module:
         """Train a bias-free autoencoder with φ's architecture as its encoder; return that encoder."""
-        ae = AutoEncoder(shape, rep_dim, self._hidden_for(shape), kernel_size=self.kernel_size, bias=False,
-                         batch_norm=self.batch_norm).to(self.device_)
+        hidden = self._hidden_for(shape)
+        ae = build_network(self, lambda: AutoEncoder(shape, rep_dim, hidden, kernel_size=self.kernel_size, bias=False,
+                                                     batch_norm=self.batch_norm), "pretrain-autoencoder")
         self.pretrain_history_ = training.fit(ae, reconstruction_loss, data, self._train_config(self.pretrain_epochs),
                                               self._torch_generator("pretrain"), verbose=self.verbose,
                                               desc="DeepSVDDDetector pre-training")

@@ -29,6 +29,7 @@ import numbers
 import torch
 
 from genad_fast import ops
+from genad_fast.detectors._call import current_call
 from genad_fast.detectors._reference_set import ReferenceSetDetector
 
 __all__ = ["KDEDetector"]
@@ -78,7 +79,8 @@ class KDEDetector(ReferenceSetDetector):
         self.bandwidth_ = sigma * rule(reference)
 
     def _score_against(self, x: torch.Tensor, exclude_self: bool) -> torch.Tensor:
-        return -ops.kde_logpdf(x, self.reference_, self.bandwidth_, exclude_self=exclude_self, backend=self.backend)
+        return -ops.kde_logpdf(x, self.reference_, self.bandwidth_, exclude_self=exclude_self,
+                                backend=current_call(self).backend)
 
     def _extra_state(self) -> dict:
         return {"bandwidth": self.bandwidth_}

@@ -20,6 +20,7 @@ import numbers
 import torch
 
 from genad_fast import ops
+from genad_fast.detectors._call import current_call
 from genad_fast.detectors._reference_set import ReferenceSetDetector
 
 __all__ = ["KNN_METHODS", "KNNDetector"]
@@ -67,5 +68,5 @@ class KNNDetector(ReferenceSetDetector):
         if k > available:  # only after set_params on a fitted model: fit checks this
             raise ValueError(f"n_neighbors={k} is larger than the {self.reference_.shape[0]} training "
                              f"{'windows' if self.is_series else 'rows'} the model holds; refit")
-        d = ops.knn_distance(x, self.reference_, k, exclude_self, backend=self.backend)
+        d = ops.knn_distance(x, self.reference_, k, exclude_self, backend=current_call(self).backend)
         return d[:, -1] if self.method == "largest" else d.mean(1)

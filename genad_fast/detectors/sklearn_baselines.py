@@ -237,9 +237,13 @@ class OCSVMDetector(_SklearnDetector):
     def _make_estimator(self, random_state: int):
         from sklearn.svm import OneClassSVM
 
-        # libsvm's one-class solver draws no random numbers: random_state is not needed.
-        return OneClassSVM(kernel=self.kernel, nu=self.nu, gamma=self.gamma, degree=self.degree, coef0=self.coef0,
-                           tol=self.tol, max_iter=self.max_iter)
+        est = OneClassSVM(kernel=self.kernel, nu=self.nu, gamma=self.gamma, degree=self.degree, coef0=self.coef0,
+                          tol=self.tol, max_iter=self.max_iter)
+        # libsvm's one-class solver uses no random numbers, but scikit-learn's fit still draws a seed for it from
+        # check_random_state(self.random_state), which OneClassSVM leaves None: the global numpy RNG, shared by
+        # every thread. Its own int keeps that draw off the global stream.
+        est.random_state = random_state
+        return est
 
     def _extract_state(self, est, X: np.ndarray) -> dict:
         return {"support_vectors": _t(est.support_vectors_), "dual_coef": _t(est.dual_coef_[0]),

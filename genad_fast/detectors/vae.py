@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from genad_fast.detectors._call import build_network, current_call
 from genad_fast.detectors._network import NetworkParamsMixin, default_code_size, sample_shape
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
@@ -114,8 +115,10 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
             raise ValueError(f"min_variance must be a number > 0, got {self.min_variance!r}")
 
     def _build(self, shape: tuple[int, ...], latent: int) -> GaussianVAE:
-        return GaussianVAE(shape, latent, self._hidden_for(shape), kernel_size=self.kernel_size,
-                           batch_norm=self.batch_norm, min_variance=float(self.min_variance)).to(self.device_)
+        hidden = self._hidden_for(shape)
+        return build_network(self, lambda: GaussianVAE(shape, latent, hidden, kernel_size=self.kernel_size,
+                                                       batch_norm=self.batch_norm,
+                                                       min_variance=float(self.min_variance)), "vae")
 
     def _fit_model(self, data: torch.Tensor) -> None:
         self._check_params()
@@ -123,7 +126,12 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
         latent = self.latent_dim if self.latent_dim is not None else default_code_size(data[0].numel())
         self.model_ = self._build(shape, latent)
         beta = float(self.beta)
-        self.history_ = training.fit(self.model_, lambda m, b: elbo_loss(m, b, beta), data, self._train_config(),
+        noise = current_call(self, "fit").generator("elbo", self.device_)  # the reparameterisation's ε
+
+        def loss(model: GaussianVAE, batch: torch.Tensor) -> torch.Tensor:
+            return elbo_loss(model, batch, beta, noise)
+
+        self.history_ = training.fit(self.model_, loss, data, self._train_config(),
                                      self._torch_generator("fit"), verbose=self.verbose, desc="VAEDetector")
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
@@ -131,7 +139,8 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
         L = int(self.n_samples)
         per_t = self.is_series and self.per_timestamp
         step = max(1, MAX_CODES_PER_PASS // L)
-        return torch.cat([self.model_.scores(batch[i:i + step], self.score, L, per_timestamp=per_t)
+        noise = current_call(self).generator("latent-samples", self.device_)  # continued over the call's batches
+        return torch.cat([self.model_.scores(batch[i:i + step], self.score, L, per_timestamp=per_t, generator=noise)
                           for i in range(0, batch.shape[0], step)])
 
     def _get_state(self) -> dict:

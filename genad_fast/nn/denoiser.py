@@ -63,8 +63,14 @@ class _ResidualLayer(nn.Module):
         self.conv = nn.Conv1d(channels, 2 * channels, kernel_size, dilation=dilation,
                               padding=dilation * (kernel_size - 1) // 2)
         self.out = nn.Conv1d(channels, 2 * channels, 1)
-        nn.init.kaiming_normal_(self.conv.weight)
-        nn.init.kaiming_normal_(self.out.weight)
+        self.init_parameters_()
+
+    @torch.no_grad()
+    def init_parameters_(self, generator: torch.Generator | None = None) -> None:
+        """Kaiming-normal weights of both convolutions (DiffWave); the biases keep PyTorch's default
+        (:func:`genad_fast.nn.init.init_module_`). ``generator`` None: the global RNG."""
+        nn.init.kaiming_normal_(self.conv.weight, generator=generator)
+        nn.init.kaiming_normal_(self.out.weight, generator=generator)
 
     def forward(self, h: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.conv(h + self.step_proj(step).unsqueeze(-1))
@@ -113,13 +119,20 @@ class Denoiser(nn.Module):
         hidden = 2 * embedding_dim
         self.step_mlp = nn.Sequential(nn.Linear(embedding_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         self.inp = nn.Conv1d(self.in_channels, residual_channels, 1)
-        nn.init.kaiming_normal_(self.inp.weight)
         self.layers = nn.ModuleList(
             _ResidualLayer(residual_channels, hidden, 2 ** (i % dilation_cycle), kernel_size) for i in range(n_layers))
         self.skip = nn.Conv1d(residual_channels, residual_channels, 1)
-        nn.init.kaiming_normal_(self.skip.weight)
         self.out = nn.Conv1d(residual_channels, channels, 1)
-        nn.init.zeros_(self.out.weight)  # starts predicting ε̂ = 0, as DiffWave
+        self.init_parameters_()
+
+    @torch.no_grad()
+    def init_parameters_(self, generator: torch.Generator | None = None) -> None:
+        """Kaiming-normal input and skip projections, and the output projection at zero, so the network starts
+        predicting ε̂ = 0 (DiffWave); the rest keeps its own initialisation
+        (:func:`genad_fast.nn.init.init_module_`). ``generator`` None: the global RNG."""
+        nn.init.kaiming_normal_(self.inp.weight, generator=generator)
+        nn.init.kaiming_normal_(self.skip.weight, generator=generator)
+        nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     @property

@@ -46,6 +46,13 @@ class ActNorm(nn.Module):
         self.eps = eps
 
     @torch.no_grad()
+    def init_parameters_(self, generator: torch.Generator | None = None) -> None:
+        """The identity, not yet initialised from data (:func:`genad_fast.nn.init.init_module_`)."""
+        self.bias.zero_()
+        self.log_scale.zero_()
+        self.initialized.fill_(False)
+
+    @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
         std = x.std(dim=0, unbiased=False) if x.shape[0] > 1 else torch.ones_like(x[0])
         self.bias.copy_(-x.mean(dim=0))
@@ -72,16 +79,31 @@ class LULinear(nn.Module):
 
     def __init__(self, dim: int, generator: torch.Generator | None = None):
         super().__init__()
+        self.register_buffer("perm", torch.empty(dim, dim))
+        self.register_buffer("sign_s", torch.empty(dim))
+        self.register_buffer("lower_mask", torch.empty(dim, dim))
+        self.register_buffer("eye", torch.empty(dim, dim))
+        self.lower = nn.Parameter(torch.empty(dim, dim))
+        self.upper = nn.Parameter(torch.empty(dim, dim))
+        self.log_s = nn.Parameter(torch.empty(dim))
+        if not self.lower.is_meta:  # on "meta" (genad_fast.nn.init.build_module) the builder initialises
+            self.init_parameters_(generator)
+
+    @torch.no_grad()
+    def init_parameters_(self, generator: torch.Generator | None = None) -> None:
+        """W = Q, a random rotation: Q from the QR decomposition of a standard normal matrix drawn from
+        ``generator`` (None: the global RNG), factorised as Q = P·L·U."""
+        dim = self.log_s.shape[0]
         q, _ = torch.linalg.qr(_draw(torch.randn, (dim, dim), generator, dtype=torch.float64))
         p, lower, upper = torch.linalg.lu(q)
         diag = torch.diagonal(upper)
-        self.register_buffer("perm", p.to(torch.get_default_dtype()))
-        self.register_buffer("sign_s", torch.sign(diag).to(torch.get_default_dtype()))
-        self.register_buffer("lower_mask", torch.tril(torch.ones(dim, dim), -1))
-        self.register_buffer("eye", torch.eye(dim))
-        self.lower = nn.Parameter(lower.to(torch.get_default_dtype()))
-        self.upper = nn.Parameter(torch.triu(upper, 1).to(torch.get_default_dtype()))
-        self.log_s = nn.Parameter(torch.log(diag.abs()).to(torch.get_default_dtype()))
+        self.perm.copy_(p)
+        self.sign_s.copy_(torch.sign(diag))
+        self.lower_mask.copy_(torch.tril(torch.ones(dim, dim), -1))
+        self.eye.copy_(torch.eye(dim))
+        self.lower.copy_(lower)
+        self.upper.copy_(torch.triu(upper, 1))
+        self.log_s.copy_(torch.log(diag.abs()))
 
     def weight(self) -> torch.Tensor:
         lower = self.lower * self.lower_mask + self.eye
@@ -100,9 +122,17 @@ class Permutation(nn.Module):
 
     def __init__(self, dim: int, generator: torch.Generator | None = None):
         super().__init__()
-        perm = _draw(torch.randperm, dim, generator)
-        self.register_buffer("perm", perm)
-        self.register_buffer("inv_perm", torch.argsort(perm))
+        self.register_buffer("perm", torch.empty(dim, dtype=torch.int64))
+        self.register_buffer("inv_perm", torch.empty(dim, dtype=torch.int64))
+        if not self.perm.is_meta:  # on "meta" (genad_fast.nn.init.build_module) the builder initialises
+            self.init_parameters_(generator)
+
+    @torch.no_grad()
+    def init_parameters_(self, generator: torch.Generator | None = None) -> None:
+        """A uniformly random permutation drawn from ``generator`` (None: the global RNG), and its inverse."""
+        perm = _draw(torch.randperm, self.perm.shape[0], generator)
+        self.perm.copy_(perm)
+        self.inv_perm.copy_(torch.argsort(perm))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x[:, self.perm], x.new_zeros(x.shape[0])
@@ -121,7 +151,13 @@ class ResidualMLP(nn.Module):
             nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
             for _ in range(n_blocks))
         self.out = nn.Linear(hidden, d_out)
-        nn.init.zeros_(self.out.weight)  # every coupling starts as the identity map
+        self.init_parameters_()
+
+    @torch.no_grad()
+    def init_parameters_(self, generator: torch.Generator | None = None) -> None:
+        """The last layer at zero, so that every coupling starts as the identity map (the others keep
+        PyTorch's default initialisation, :func:`genad_fast.nn.init.init_module_`)."""
+        nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,6 +173,9 @@ class AffineCoupling(nn.Module):
     The transformed half is a column slice of x, passed to the fused op in place (no copy).
     ``matmul_dtype=torch.bfloat16`` runs the conditioner's products in bfloat16 (autocast);
     the coupling itself and its log-determinant stay in the input dtype.
+
+    ``backend`` and ``matmul_dtype`` are defaults: ``forward``/``inverse`` take both per call, so a caller
+    that shares the module between threads passes them and never sets the attributes.
     """
 
     def __init__(self, dim: int, hidden: int, n_blocks: int, clamp: float, backend: str | None = None):
@@ -150,28 +189,36 @@ class AffineCoupling(nn.Module):
         self.matmul_dtype: torch.dtype | None = None
         self.conditioner = ResidualMLP(self.d_cond, 2 * self.d_trans, hidden, n_blocks)
 
-    def _conditioner(self, x_a: torch.Tensor) -> torch.Tensor:
-        if self.matmul_dtype is None or self.matmul_dtype == x_a.dtype:
+    def _conditioner(self, x_a: torch.Tensor, matmul_dtype: torch.dtype | None) -> torch.Tensor:
+        dtype = self.matmul_dtype if matmul_dtype is None else matmul_dtype
+        if dtype is None or dtype == x_a.dtype:
             return self.conditioner(x_a)
-        with torch.autocast(device_type=x_a.device.type, dtype=self.matmul_dtype):
+        with torch.autocast(device_type=x_a.device.type, dtype=dtype):
             h = self.conditioner(x_a)
         return h.to(x_a.dtype)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *, backend: str | None = None,
+                matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_a, x_b·exp(s) + t) and Σ s; ``backend``/``matmul_dtype`` None: the module's own."""
         x_a, x_b = x[:, : self.d_cond], x[:, self.d_cond:]
-        y_b, logdet = ops.coupling_forward(x_b, self._conditioner(x_a), self.clamp, backend=self.backend)
+        y_b, logdet = ops.coupling_forward(x_b, self._conditioner(x_a, matmul_dtype), self.clamp,
+                                           backend=self.backend if backend is None else backend)
         return torch.cat([x_a, y_b], dim=1), logdet
 
-    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def inverse(self, y: torch.Tensor, *, backend: str | None = None,
+                matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         y_a, y_b = y[:, : self.d_cond], y[:, self.d_cond:]
-        x_b, logdet = ops.coupling_inverse(y_b, self._conditioner(y_a), self.clamp, backend=self.backend)
+        x_b, logdet = ops.coupling_inverse(y_b, self._conditioner(y_a, matmul_dtype), self.clamp,
+                                           backend=self.backend if backend is None else backend)
         return torch.cat([y_a, x_b], dim=1), logdet
 
 
 class RealNVP(nn.Module):
     """A stack of ``n_steps`` (ActNorm, mixing, affine coupling) steps over D features, base N(0, I).
 
-    ``log_prob(x)`` is exact; ``forward(x)`` returns (z, Σ log|det|) and ``inverse(z)`` returns x.
+    ``log_prob(x)`` is exact; ``forward(x)`` returns (z, Σ log|det|) and ``inverse(z)`` returns x. All three take
+    the couplings' ``backend`` and ``matmul_dtype`` per call (None: what ``set_backend``/``set_matmul_dtype``
+    set); code that shares one flow between threads passes them instead of setting them.
     ``mixing``: "lu" (LU-parametrised linear, Glow) or "permutation" (fixed, free) — "auto" takes LU up
     to 256 features, where its D² products stay small next to the conditioners, and permutations above.
     """
@@ -201,20 +248,29 @@ class RealNVP(nn.Module):
             if isinstance(layer, AffineCoupling):
                 layer.matmul_dtype = dtype
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *, backend: str | None = None,
+                matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # float64 accumulation for float64 data, float32 otherwise (never narrower)
         logdet = torch.zeros(x.shape[0], dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
         for layer in self.layers:
-            x, ld = layer(x)
+            if isinstance(layer, AffineCoupling):
+                x, ld = layer(x, backend=backend, matmul_dtype=matmul_dtype)
+            else:
+                x, ld = layer(x)
             logdet = logdet + ld
         return x, logdet
 
-    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+    def inverse(self, z: torch.Tensor, *, backend: str | None = None,
+                matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
         for layer in reversed(self.layers):
-            z, _ = layer.inverse(z)
+            if isinstance(layer, AffineCoupling):
+                z, _ = layer.inverse(z, backend=backend, matmul_dtype=matmul_dtype)
+            else:
+                z, _ = layer.inverse(z)
         return z
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, *, backend: str | None = None,
+                 matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
         """Exact log-density log p(x) in nats, one value per row."""
-        z, logdet = self(x)
+        z, logdet = self(x, backend=backend, matmul_dtype=matmul_dtype)
         return -0.5 * (z.pow(2).sum(dim=1) + self.dim * LOG_2PI) + logdet

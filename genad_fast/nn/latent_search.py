@@ -391,8 +391,13 @@ class _AutogradProgram:
 
 @contextlib.contextmanager
 def _frozen(*modules: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the duration of the search, restored afterwards."""
-    saved = [(m, m.training, [(p, p.requires_grad) for p in m.parameters()]) for m in modules]
+    """Eval mode and no parameter gradients for the duration of the search, restored afterwards.
+
+    Networks that are frozen already are not touched at all (the detectors freeze theirs once, at fit and at
+    load): such networks may be searched by several threads at once, and one search restoring a mode would
+    change it under another."""
+    saved = [(m, m.training, [(p, p.requires_grad) for p in m.parameters()]) for m in modules
+             if not _is_frozen(m)]
     try:
         for m, _, params in saved:
             m.eval()
@@ -404,6 +409,10 @@ def _frozen(*modules: nn.Module) -> Iterator[None]:
             m.train(training)
             for p, rg in params:
                 p.requires_grad_(rg)
+
+
+def _is_frozen(module: nn.Module) -> bool:
+    return not any(m.training for m in module.modules()) and not any(p.requires_grad for p in module.parameters())
 
 
 # ---------------------------------------------------------------------------- the search

@@ -95,6 +95,13 @@ class DeepSVDD(nn.Module):
         self.register_buffer("center", torch.zeros(rep_dim))
         self.register_buffer("radius", torch.zeros(()))
 
+    @torch.no_grad()
+    def init_parameters_(self, generator: torch.Generator | None = None) -> None:
+        """c = 0 and R = 0 until :meth:`init_center` and :meth:`solve_radius` set them from data
+        (:func:`genad_fast.nn.init.init_module_`; φ initialises itself)."""
+        self.center.zero_()
+        self.radius.zero_()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 

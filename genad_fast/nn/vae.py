@@ -80,14 +80,16 @@ class GaussianVAE(nn.Module):
         """KL(N(μ, σ²) || N(0, I)) per sample, ``[N]``."""
         return 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var).sum(-1)
 
-    def log_likelihoods(self, x: torch.Tensor, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_likelihoods(self, x: torch.Tensor, n_samples: int, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """Elementwise ``log p(x|z_l)`` ``[L, N, *sample_shape]`` for L = ``n_samples`` draws z_l ~ q(z|x)
         (one decoder pass over all L·N codes), and ``KL(q(z|x) || p(z))`` ``[N]``.
 
-        The noise comes from the global torch RNG (the detectors seed it).
+        The noise ε comes from ``generator`` (on x's device; None: the global torch RNG, which other threads
+        share: the detectors always pass theirs).
         """
         mu, log_var = self.encode(x)
-        eps = torch.randn((n_samples, *mu.shape), device=mu.device, dtype=mu.dtype)
+        eps = torch.randn((n_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * log_var) * eps                       # [L, N, latent]
         mean, dec_log_var = self.decode(z.reshape(-1, mu.shape[-1]))  # [L·N, *sample_shape]
         mean = mean.view(n_samples, *x.shape)
@@ -96,13 +98,15 @@ class GaussianVAE(nn.Module):
         return ll, self.kl(mu, log_var)
 
     def scores(self, x: torch.Tensor, kind: str = "recon_prob", n_samples: int = 10,
-               per_timestamp: bool = False) -> torch.Tensor:
-        """Anomaly scores (higher = more anomalous), see the module docstring: ``[N]``, or ``[N, W]`` per timestamp."""
+               per_timestamp: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Anomaly scores (higher = more anomalous), see the module docstring: ``[N]``, or ``[N, W]`` per timestamp.
+
+        ``generator`` draws the latent samples (see :meth:`log_likelihoods`)."""
         if kind not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {kind!r}")
         if per_timestamp and len(self.sample_shape) != 2:
             raise ValueError("per-timestamp scores need window samples (W, C)")
-        ll, kl = self.log_likelihoods(x, n_samples)
+        ll, kl = self.log_likelihoods(x, n_samples, generator)
         # Sum the log-densities over everything but the timestamp (per_timestamp) or over the whole sample.
         ll = ll.sum(-1) if per_timestamp else ll.flatten(2).sum(-1)  # [L, N, W] or [L, N]
         if kind == "elbo":
@@ -111,8 +115,10 @@ class GaussianVAE(nn.Module):
         return -(torch.logsumexp(ll, dim=0) - math.log(n_samples))
 
 
-def elbo_loss(model: GaussianVAE, batch: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-    """``-ELBO_β / D`` averaged over the batch, one latent sample per input (the training loss)."""
-    ll, kl = model.log_likelihoods(batch, 1)
+def elbo_loss(model: GaussianVAE, batch: torch.Tensor, beta: float = 1.0,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """``-ELBO_β / D`` averaged over the batch, one latent sample per input drawn from ``generator`` (the
+    training loss)."""
+    ll, kl = model.log_likelihoods(batch, 1, generator)
     neg_elbo = -ll[0].flatten(1).sum(-1) + beta * kl
     return neg_elbo.mean() / model.n_dims
