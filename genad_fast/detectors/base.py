@@ -323,7 +323,7 @@ class BaseDetector:
         self.normalizer_ = Normalizer.fit(x) if self.normalize else None
         z = self._apply_normalizer(x)
 
-        with self._rng_scope("fit"):
+        with self._call_scope("fit"):
             if self.is_series:
                 self._fit_series(z)
             else:
@@ -448,23 +448,13 @@ class BaseDetector:
         """A numpy ``Generator`` seeded from ``seed_`` and ``purpose`` (independent of the torch streams)."""
         return np.random.default_rng(np.random.SeedSequence(self.seed_, spawn_key=(zlib.crc32(purpose.encode()),)))
 
-    @contextlib.contextmanager
-    def _rng_scope(self, purpose: str) -> Iterator[None]:
-        """Seed the global torch RNG (CPU, and the CUDA device in use) from ``seed_`` and restore it on exit.
+    def _call_scope(self, purpose: str) -> contextlib.AbstractContextManager:
+        """One fit (``"fit"``) or scoring (``"score"``) call: its generators, the backend read once, what the
+        hooks build for it, kept per thread (:mod:`genad_fast.detectors._call`). No global RNG is seeded,
+        drawn from or restored: a fitted detector is shared between threads."""
+        from genad_fast.detectors._call import call_scope
 
-        Code that draws from the global RNG (``nn.Linear`` initialisation, dropout, ``torch.randn``
-        without a generator) becomes reproducible, and other code sees no change of RNG state.
-        """
-        devices: list[int] = []
-        if self.device_.type == "cuda":
-            devices = [self.device_.index if self.device_.index is not None else torch.cuda.current_device()]
-        seed = _stream_seed(self.seed_, purpose)
-        with torch.random.fork_rng(devices=devices):
-            torch.random.default_generator.manual_seed(seed)
-            for idx in devices:
-                with torch.cuda.device(idx):
-                    torch.cuda.manual_seed(seed)
-            yield
+        return call_scope(self, purpose)
 
     def _progress(self, iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
                   long_only: bool = False, **kwargs: Any):
@@ -572,7 +562,7 @@ class BaseDetector:
 
     def _score_normalized(self, z: torch.Tensor) -> np.ndarray:
         grad = contextlib.nullcontext() if self.score_needs_grad else torch.inference_mode()
-        with grad, self._rng_scope("score"):
+        with grad, self._call_scope("score"):
             scores = self._score_series(z) if self.is_series else self._score_rows(z)
         self._check_hook_output("_score_series" if self.is_series else "_score_rows", scores, (z.shape[0],))
         return scores.detach().to(device="cpu", dtype=torch.float64).numpy()
