@@ -376,9 +376,13 @@ def _eval_tasks(args: argparse.Namespace, datasets: list[str]) -> list:
 
     if not 0.0 < args.train_fraction < 1.0:
         raise CLIError(f"--train-fraction must be in (0, 1), got {args.train_fraction}")
-    for name in datasets:
-        if name.lower().startswith("file:") and not os.path.isfile(name[5:]):
+    files = [name for name in datasets if name.lower().startswith("file:")]
+    for name in files:
+        if not os.path.isfile(name[5:]):
             raise CLIError(f"--datasets {name!r}: file {name[5:]!r} does not exist")
+    if args.label_column is not None and not files:  # it would be ignored: say so rather than drop it
+        raise CLIError(f"--label-column {args.label_column!r} applies to file:<path> data sets, and --datasets "
+                       f"has none")
     tasks = ev.resolve_datasets(datasets, quick=args.quick, label_column=args.label_column,
                                 train_fraction=args.train_fraction, file_kind=args.file_kind)
     unknown = [t.name for t in tasks if t.kind == ev.UNKNOWN_KIND]

@@ -330,7 +330,9 @@ def test_score_without_matplotlib_fails_before_writing_anything(fitted, counted,
     (["--detectors", "pca", "--datasets", "wine", "--device", "tpu"], "--device: device must be"),
     (["--detectors", "pca", "--datasets", "wine", "--out", "{d}/file"],
      "--out '{d}/file' exists and is not a directory"),
-], ids=["detector", "dataset", "file", "param", "train-fraction", "device", "out"])
+    (["--detectors", "pca", "--datasets", "wine", "--label-column", "y"],
+     "--label-column 'y' applies to file:<path> data sets, and --datasets has none"),
+], ids=["detector", "dataset", "file", "param", "train-fraction", "device", "out", "label-column"])
 def test_eval_rejects_bad_arguments_before_any_run(tmp_path, capsys, argv, message):
     """These used to run (or skip, as a report row) and exit 0, or fail only after every run."""
     (tmp_path / "file").write_text("")
