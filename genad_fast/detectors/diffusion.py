@@ -50,6 +50,7 @@ import contextlib
 import torch
 
 from genad_fast import _backend, ops
+from genad_fast.detectors._call import build_network, current_call
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.denoiser import ConditionalDenoiser, Denoiser
@@ -202,9 +203,15 @@ class DiffusionDetector(BaseDetector):
 
     def _build(self, channels: int) -> Denoiser:
         cls = ConditionalDenoiser if self.mode == "impute" else Denoiser
-        return cls(channels, residual_channels=self.residual_channels, n_layers=self.n_layers,
-                   dilation_cycle=self.dilation_cycle, kernel_size=self.kernel_size,
-                   embedding_dim=self.embedding_dim).to(self.device_)
+        return build_network(self, lambda: cls(channels, residual_channels=self.residual_channels,
+                                               n_layers=self.n_layers, dilation_cycle=self.dilation_cycle,
+                                               kernel_size=self.kernel_size, embedding_dim=self.embedding_dim),
+                             "denoiser")
+
+    def _ops_backend(self) -> str:
+        """The backend of this call's ops: asked for once per fit/scoring call (never None, so no op reads
+        ``GENAD_FAST_BACKEND`` again in the middle of a call)."""
+        return current_call(self).backend
 
     # ---- training --------------------------------------------------------------------------------
     def _fit_model(self, data: torch.Tensor) -> None:
@@ -218,8 +225,10 @@ class DiffusionDetector(BaseDetector):
         self.model_ = model
         schedule = self._noise_schedule()
         alpha_bar = schedule.alpha_bars.to(device=self.device_, dtype=torch.float32)
-        loss = _ReconstructLoss(alpha_bar, self.backend) if self.mode == "reconstruct" else \
-            _ImputeLoss(alpha_bar, self.backend, self._mask_kinds(), max(1, self.window // self.mask_split))
+        call = current_call(self, "fit")
+        noise = call.generator("training-noise", self.device_)  # steps t, noise z and masks of the loss
+        loss = _ReconstructLoss(alpha_bar, call.backend, noise) if self.mode == "reconstruct" else \
+            _ImputeLoss(alpha_bar, call.backend, noise, self._mask_kinds(), max(1, self.window // self.mask_split))
         config = training.TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                       weight_decay=self.weight_decay, grad_clip=self.grad_clip,
                                       val_fraction=self.val_fraction, patience=self.patience)
@@ -254,14 +263,14 @@ class DiffusionDetector(BaseDetector):
         taus = schedule.timesteps(self._noise_level() - 1, self._chain_length())
         a0, b0 = schedule.add_noise_coefficients([taus[0]] * K)
         x0 = x.reshape(1, C * T).expand(K, C * T)
-        state = ops.add_noise(x0, *self._on_device(a0, b0), seed, 0, backend=self.backend)
+        state = ops.add_noise(x0, *self._on_device(a0, b0), seed, 0, backend=self._ops_backend())
         offset = ops.philox_counters(K * C * T)
         x_hat = self._reverse_chain(state.view(K, C, T), taus, seed, offset)
         score = torch.zeros(1, T, dtype=torch.float32, device=x.device)
         x_tc = x.t().unsqueeze(0)  # [1, T, C] views of the [C, T] layouts: no copies
         for k in range(K):
             ops.recon_error_accumulate_(score, x_tc, x_hat[k:k + 1].transpose(1, 2), None, 1.0 / K,
-                                        backend=self.backend)
+                                        backend=self._ops_backend())
         return score[0]
 
     def _score_impute(self, x: torch.Tensor, seed: int, mask_seed: int) -> torch.Tensor:
@@ -276,7 +285,7 @@ class DiffusionDetector(BaseDetector):
         # The chain starts from pure noise at step N (CSDI, ImDiffusion): x_N = z.
         ones, zeros = torch.ones(B, dtype=torch.float64), torch.zeros(B, dtype=torch.float64)
         x0 = x.reshape(1, C * T).expand(B, C * T)
-        state = ops.add_noise(x0, *self._on_device(zeros, ones), seed, 0, backend=self.backend)
+        state = ops.add_noise(x0, *self._on_device(zeros, ones), seed, 0, backend=self._ops_backend())
         offset = ops.philox_counters(B * C * T)
         observed = x.unsqueeze(0).expand(B, C, T)
         x_hat = self._reverse_chain(state.view(B, C, T), taus, seed, offset, observed=observed, mask=observed_mask)
@@ -285,7 +294,8 @@ class DiffusionDetector(BaseDetector):
         weight = 2.0 / (K * M)  # M / 2 complementary pairs, each covering every point once
         for b in range(B):
             ops.recon_error_accumulate_(score, x_tc, x_hat[b:b + 1].transpose(1, 2),
-                                        targets[b // K:b // K + 1].transpose(1, 2), weight, backend=self.backend)
+                                        targets[b // K:b // K + 1].transpose(1, 2), weight,
+                                        backend=self._ops_backend())
         return score[0]
 
     def _target_masks(self, C: int, T: int, seed: int) -> torch.Tensor:
@@ -297,7 +307,7 @@ class DiffusionDetector(BaseDetector):
                 block = max(1, self.window // self.mask_split)
                 m = ((torch.arange(T, device=dev) // block) % 2).to(torch.float32).expand(C, T)
             else:
-                m = (ops.randn((C, T), seed, 0, device=dev, backend=self.backend) > 0).to(torch.float32)
+                m = (ops.randn((C, T), seed, 0, device=dev, backend=self._ops_backend()) > 0).to(torch.float32)
             out += [m, 1.0 - m]
         return torch.stack(out)
 
@@ -337,7 +347,7 @@ class DiffusionDetector(BaseDetector):
         """Whether the denoiser runs as its inference plan (:mod:`genad_fast.nn.denoiser_inference`): with the
         fused backends and float products. The eager backend runs the modules as trained (the reference), and
         ``matmul_dtype="bfloat16"`` runs them under autocast."""
-        chosen = _backend.resolve(self.backend, state.device, implemented=_diffusion_ops._IMPLEMENTED)
+        chosen = _backend.resolve(self._ops_backend(), state.device, implemented=_diffusion_ops._IMPLEMENTED)
         return chosen != "eager" and MATMUL_DTYPES[self.matmul_dtype] is None
 
     def _run_chain(self, plan: dict, state: torch.Tensor, seed: int, offset: int, observed: torch.Tensor | None,
@@ -370,7 +380,7 @@ class DiffusionDetector(BaseDetector):
                         eps[:, :, s:e] = out[g, :, :, s - lo:e - lo]
             with torch.profiler.record_function("diffusion.step"):
                 state = ops.diffusion_step(state.view(B, C * T), eps.view(B, C * T), *coeffs[j], seed,
-                                           offset + j * counters, backend=self.backend).view(B, C, T)
+                                           offset + j * counters, backend=self._ops_backend()).view(B, C, T)
         return state
 
     def _autocast(self):
@@ -420,17 +430,21 @@ def _gather(x: torch.Tensor, group: list[tuple[int, int, int, int]]) -> torch.Te
 
 
 class _ReconstructLoss:
-    """ε-prediction MSE (Ho et al. 2020, eq. 14): t uniform over the N steps, x_t from the fused add_noise."""
+    """ε-prediction MSE (Ho et al. 2020, eq. 14): t uniform over the N steps, x_t from the fused add_noise.
 
-    def __init__(self, alpha_bar: torch.Tensor, backend: str | None):
+    Its random numbers (t, z, and the masks of :class:`_ImputeLoss`) come from ``generator``, on the data's
+    device."""
+
+    def __init__(self, alpha_bar: torch.Tensor, backend: str | None, generator: torch.Generator):
         self.alpha_bar = alpha_bar
         self.backend = backend
+        self.generator = generator
 
     def noisy(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b = x0.shape[0]
-        t = torch.randint(0, self.alpha_bar.numel(), (b,), device=x0.device)
+        t = torch.randint(0, self.alpha_bar.numel(), (b,), generator=self.generator, device=x0.device)
         ab = self.alpha_bar[t]
-        z = torch.randn_like(x0)
+        z = torch.randn(x0.shape, generator=self.generator, device=x0.device, dtype=x0.dtype)
         x_t = ops.add_noise(x0.reshape(b, -1), ab.sqrt(), (1.0 - ab).sqrt(), 0, 0, noise=z.reshape(b, -1),
                             backend=self.backend).view_as(x0)
         return x_t, z, t
@@ -445,17 +459,18 @@ class _ImputeLoss(_ReconstructLoss):
     """CSDI/ImDiffusion training: a random mask per window (a grid mask with random phase, or each point with
     probability 1/2, as allowed by ``kinds``); ε-prediction MSE on the masked (imputed) points only."""
 
-    def __init__(self, alpha_bar: torch.Tensor, backend: str | None, kinds: tuple[str, ...], block: int):
-        super().__init__(alpha_bar, backend)
+    def __init__(self, alpha_bar: torch.Tensor, backend: str | None, generator: torch.Generator,
+                 kinds: tuple[str, ...], block: int):
+        super().__init__(alpha_bar, backend, generator)
         self.kinds = kinds
         self.block = block
 
     def target_mask(self, b: int, C: int, W: int, device: torch.device) -> torch.Tensor:
-        kind = torch.randint(0, len(self.kinds), (b, 1, 1), device=device)
-        phase = torch.randint(0, 2 * self.block, (b, 1, 1), device=device)
+        kind = torch.randint(0, len(self.kinds), (b, 1, 1), generator=self.generator, device=device)
+        phase = torch.randint(0, 2 * self.block, (b, 1, 1), generator=self.generator, device=device)
         t = torch.arange(W, device=device).view(1, 1, W)
         grid = (((t + phase) // self.block) % 2).to(torch.float32).expand(b, C, W)
-        rand = (torch.rand(b, C, W, device=device) < 0.5).to(torch.float32)
+        rand = (torch.rand(b, C, W, generator=self.generator, device=device) < 0.5).to(torch.float32)
         pick_grid = torch.tensor([k == "grid" for k in self.kinds], device=device)[kind]
         return torch.where(pick_grid, grid, rand)
 

@@ -19,11 +19,14 @@ keep ``"nll"`` (the default) when anomalies are spikes, shifts and noise bursts,
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
 from genad_fast import _backend
+from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.flow import RealNVP
@@ -72,7 +75,6 @@ class FlowDetector(BaseDetector):
     #: chunks; the eager modules run whole calls (measured, 65,536 × 64 on 2 Xeon cores: eager 670 /
     #: 624 / 667 ms at 4,096 / 8,192 / 16,384 rows per call, fused 536 / 494 / 488 ms).
     score_batch_size = 16384
-    _plan: FlowInference | None = None   # set for the duration of one scoring call (fused backends)
 
     def __init__(self, n_steps: int = 8, hidden: int = 128, n_blocks: int = 2, clamp: float = 2.0,
                  mixing: str = "auto", score: str = "nll", epochs: int = 100, batch_size: int = 256,
@@ -110,8 +112,9 @@ class FlowDetector(BaseDetector):
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
     def _build(self, dim: int) -> RealNVP:
-        return RealNVP(dim, n_steps=self.n_steps, hidden=self.hidden, n_blocks=self.n_blocks, clamp=self.clamp,
-                       mixing=self.mixing, backend=self.backend).to(self.device_)
+        return build_network(self, lambda: RealNVP(dim, n_steps=self.n_steps, hidden=self.hidden,
+                                                   n_blocks=self.n_blocks, clamp=self.clamp, mixing=self.mixing,
+                                                   backend=self.backend), "flow")
 
     def _fit_model(self, data: torch.Tensor) -> None:
         self._check_params()
@@ -123,7 +126,8 @@ class FlowDetector(BaseDetector):
         config = training.TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                       weight_decay=self.weight_decay, grad_clip=self.grad_clip,
                                       val_fraction=self.val_fraction, patience=self.patience)
-        self.history_ = training.fit(self.model_, _nll_loss, data, config, self._torch_generator("fit"),
+        loss = functools.partial(_nll_loss, backend=current_call(self, "fit").backend)
+        self.history_ = training.fit(self.model_, loss, data, config, self._torch_generator("fit"),
                                      verbose=self.verbose, desc="FlowDetector")
         with torch.inference_mode(), self._scoring(data.dtype, matmul_dtype=None):
             nll = torch.cat([self._nll(data[i:i + self.score_batch_size])
@@ -134,23 +138,21 @@ class FlowDetector(BaseDetector):
     def _scoring(self, dtype: torch.dtype, matmul_dtype: torch.dtype | None) -> Iterator[None]:
         """Scoring set-up for one call. A fused backend scores through a :class:`FlowInference` plan
         (layers folded once per call, rows streamed in cache-sized chunks); the eager backend runs the
-        modules themselves (``RealNVP.log_prob``), the plain reference."""
-        self.model_.set_backend(self.backend)
-        chosen = _backend.resolve(self.backend, self.device_, implemented=_coupling._IMPLEMENTED)
-        if chosen != "eager":
-            self._plan = FlowInference(self.model_, dtype, backend=self.backend, matmul_dtype=matmul_dtype)
-        else:
-            self.model_.set_matmul_dtype(matmul_dtype)
-        try:
+        modules themselves (``RealNVP.log_prob``), the plain reference. The set-up is this thread's, for the
+        block (several threads may score one detector): the model is never changed."""
+        backend = current_call(self).backend
+        chosen = _backend.resolve(backend, self.device_, implemented=_coupling._IMPLEMENTED)
+        plan = FlowInference(self.model_, dtype, backend=backend, matmul_dtype=matmul_dtype) \
+            if chosen != "eager" else None
+        with thread_value(self, "scoring", _Scoring(plan, backend, matmul_dtype)):
             yield
-        finally:
-            self._plan = None
-            self.model_.set_matmul_dtype(None)
 
     def _nll(self, batch: torch.Tensor) -> torch.Tensor:
         """-log p(x)/D per sample, nats per dimension."""
         x = batch.reshape(batch.shape[0], -1)
-        log_p = self._plan.log_prob(x) if self._plan is not None else self.model_.log_prob(x)
+        s = get_thread_value(self, "scoring") or _Scoring(None, current_call(self).backend, None)
+        log_p = s.plan.log_prob(x) if s.plan is not None else \
+            self.model_.log_prob(x, backend=s.backend, matmul_dtype=s.matmul_dtype)
         return -log_p / x.shape[1]
 
     def _score_rows(self, rows: torch.Tensor) -> torch.Tensor:
@@ -175,6 +177,15 @@ class FlowDetector(BaseDetector):
         self.train_nll_mean_ = float(state["train_nll_mean"])
 
 
-def _nll_loss(model: RealNVP, batch: torch.Tensor) -> torch.Tensor:
+def _nll_loss(model: RealNVP, batch: torch.Tensor, backend: str) -> torch.Tensor:
     x = batch.reshape(batch.shape[0], -1)
-    return -model.log_prob(x).mean() / x.shape[1]
+    return -model.log_prob(x, backend=backend).mean() / x.shape[1]
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """One scoring call's set-up: the fused plan (None: the eager modules), the backend asked for, the products' dtype."""
+
+    plan: FlowInference | None
+    backend: str
+    matmul_dtype: torch.dtype | None
