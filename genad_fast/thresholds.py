@@ -77,8 +77,8 @@ def finite_quantile(scores: np.ndarray, level: float) -> float:
     Where the interpolation involves a +inf neighbour -- numpy would give +inf, or NaN from
     ``inf - inf`` / ``0 * inf`` -- the result is the largest finite score instead: ``score > threshold``
     then flags exactly the +inf scores, the closest a finite threshold gets to "the quantile is +inf"
-    (a threshold of +inf would flag nothing, not even the +inf scores). All scores +inf: a ValueError (no finite score to
-    place a threshold at).
+    (a threshold of +inf would flag nothing, not even the +inf scores). All scores +inf: a ValueError (no
+    finite score to place a threshold at).
     """
     finite = scores[np.isfinite(scores)]
     if finite.size == scores.size:

@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 next_report += args.report_every
     gc.collect()
     rss, fds = rss_mib(), open_fds()
-    print(f"end: rss {rss:.1f} MiB, fds {fds}, {rounds} rounds in {(time.monotonic() - start) / 60:.1f} min", flush=True)
+    minutes = (time.monotonic() - start) / 60
+    print(f"end: rss {rss:.1f} MiB, fds {fds}, {rounds} rounds in {minutes:.1f} min", flush=True)
     if baseline is None:
         print("FAIL: the run ended before the warm-up did; give more --minutes or a shorter --warmup")
         return 1

@@ -350,7 +350,9 @@ def test_smallest_inputs(case):
         for i in (0, 17):
             s = case.det.decision_function(case.test[i:i + 1])
             assert s.shape == (1,)
-            np.testing.assert_allclose(s[0], case.ref[i], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(s[0], case.ref[i], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{case.name}: row {i} scores differently alone than in a batch of "
+                                               f"{case.test.shape[0]} (its score depends on the other rows)")
 
 
 @pytest.mark.parametrize("name", sorted(n for n in detector_names()))

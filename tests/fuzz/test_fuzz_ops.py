@@ -78,7 +78,8 @@ def test_coupling_cpu_equals_eager(xs, clamp, h_mag, inverse, data):
     n, d = x.reshape(-1, x.shape[-1]).shape
     h_dense = torch.randn(n, 2 * d, generator=torch.Generator().manual_seed(n * 31 + d), dtype=torch.float64)
     h = data.draw(layouts((h_dense * 10.0 ** h_mag).to(x.dtype))).reshape(*x.shape[:-1], 2 * d)
-    fn = (ops.coupling_inverse, ref_coupling.coupling_inverse) if inverse else (ops.coupling_forward, ref_coupling.coupling_forward)
+    fn = (ops.coupling_inverse, ref_coupling.coupling_inverse) if inverse else \
+        (ops.coupling_forward, ref_coupling.coupling_forward)
     y, logdet = fn[0](x, h, clamp, backend="cpu")
     y_ref, logdet_ref = fn[1](x, h, clamp)
     assert_budget(y, y_ref, finite_max(y_ref), "y")
