@@ -90,6 +90,13 @@ import numpy as np
 import torch
 
 from genad_fast import _backend
+from genad_fast.detectors._extremes import (
+    extreme_entries,
+    infinite_timestamps,
+    replace_extremes,
+    warn_constant,
+    warn_extremes,
+)
 from genad_fast.detectors._validation import (
     NotFittedError,
     check_finite,
@@ -100,6 +107,7 @@ from genad_fast.detectors._validation import (
 from genad_fast.series import (
     REDUCTIONS,
     Normalizer,
+    constant_columns,
     iter_window_batches,
     n_window_batches,
     sliding_windows,
@@ -317,10 +325,15 @@ class BaseDetector:
             int(np.random.SeedSequence().entropy % (1 << 63))
 
         x, columns = self._validate(X, fitting=True)
+        x = self._cast(x)
         self.n_features_in_ = int(x.shape[1])
         self.feature_names_in_ = columns
         self._check_enough(x)
-        self.normalizer_ = Normalizer.fit(x) if self.normalize else None
+        self.input_stats_ = Normalizer.fit(x)  # the extreme-value guard's reference (_extremes.py)
+        self.normalizer_ = self.input_stats_ if self.normalize else None
+        constant = constant_columns(x)
+        if bool(constant.any()):
+            warn_constant(constant, columns, type(self).__name__)
         z = self._apply_normalizer(x)
 
         with self._call_scope("fit"):
@@ -363,8 +376,15 @@ class BaseDetector:
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly scores, higher = more anomalous: float64 ``[N]`` (tabular) or ``[T]`` (series)."""
         self._check_fitted()
-        x, _ = self._validate(X, fitting=False)
-        return self._score_normalized(self._apply_normalizer(x))
+        x, columns = self._validate(X, fitting=False)
+        x, extreme_rows = self._guard_extremes(x, columns)
+        scores = self._score_normalized(self._apply_normalizer(x))
+        if extreme_rows is not None:
+            infinite = extreme_rows.cpu() if not self.is_series else infinite_timestamps(
+                extreme_rows.cpu(), int(self.window), int(self.stride), self.reduce)
+            scores[infinite.numpy()] = np.inf
+        self._check_scores(scores)
+        return scores
 
     def predict(self, X: Any) -> np.ndarray:
         """1 where ``decision_function(X) > threshold_``, else 0 (int64, like PyOD)."""
@@ -521,7 +541,10 @@ class BaseDetector:
                                  f"(or load a saved model)")
 
     def _validate(self, X: Any, fitting: bool) -> tuple[torch.Tensor, list[str] | None]:
-        """Checked data as ``[rows, features]`` on ``device_`` in ``_data_dtype()``, plus DataFrame column names."""
+        """Checked data as ``[rows, features]`` (the user's float dtype and device), plus DataFrame column names.
+
+        Not yet cast: :meth:`_cast` does that, after the extreme-value guard at scoring (a cast to float32
+        could overflow on a value the guard replaces)."""
         t, columns = to_tensor(X, "X")
         t = check_rank(t, self.is_series, "X")
         what = ("timestamps", "channels") if self.is_series else ("rows", "features")
@@ -539,11 +562,40 @@ class BaseDetector:
         check_finite(t, "X", columns)
         if self.is_series and t.shape[0] < self.window:
             raise ValueError(f"X has {t.shape[0]} timestamps, fewer than window={self.window}")
-        out = t.to(device=self.device_, dtype=self._data_dtype())
+        return t, columns
+
+    def _cast(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` on ``device_`` in ``_data_dtype()``, C-contiguous (whatever layout the user's array had)."""
+        out = t.to(device=self.device_, dtype=self._data_dtype()).contiguous()
         if out.dtype != t.dtype and not bool(torch.isfinite(out).all()):
             first = tuple(int(i) for i in (~torch.isfinite(out)).nonzero()[0].tolist())
             raise ValueError(f"X value {float(t[first])} at row {first[0]} overflows {out.dtype}; rescale the data")
-        return out, columns
+        return out
+
+    def _input_stats(self) -> Normalizer | None:
+        """The training statistics of the extreme-value guard (files written before it: the normaliser, if any)."""
+        return getattr(self, "input_stats_", None) or self.normalizer_
+
+    def _guard_extremes(self, t: torch.Tensor, columns: list[str] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validated scoring data with extreme values replaced (see :mod:`genad_fast.detectors._extremes`), cast
+        for the model, and the boolean ``[rows]`` mask of the rows/timestamps that held one (None if none did)."""
+        stats = self._input_stats()
+        if stats is None:
+            return self._cast(t), None
+        entries = extreme_entries(t, stats)
+        if not bool(entries.any()):
+            return self._cast(t), None
+        warn_extremes(entries, "windows" if self.is_series else "rows", columns)
+        return self._cast(replace_extremes(t, entries, stats)), entries.any(dim=1)
+
+    def _check_scores(self, scores: np.ndarray) -> None:
+        """A score is finite or +inf; NaN or -inf means the model's arithmetic broke: an error, never a silent 'normal'."""
+        bad = np.isnan(scores) | np.isneginf(scores)
+        if bad.any():
+            raise RuntimeError(f"{type(self).__name__} produced {int(bad.sum())} NaN/-inf score(s) of {scores.size} "
+                               f"from finite input (the first at {'timestamp' if self.is_series else 'row'} "
+                               f"{int(np.argmax(bad))}); this is a bug: please report it with the data's shape "
+                               f"and value range")
 
     def _check_enough(self, x: torch.Tensor) -> None:
         need = self._min_fit_samples()

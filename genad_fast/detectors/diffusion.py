@@ -238,6 +238,9 @@ class DiffusionDetector(BaseDetector):
     # ---- scoring ---------------------------------------------------------------------------------
     def _fit_series(self, series: torch.Tensor) -> None:
         self._check_params()
+        # The range of normal data, per channel: reconstructions are clipped to it (see _reverse_chain).
+        self.train_min_ = series.amin(dim=0).to(torch.float32)
+        self.train_max_ = series.amax(dim=0).to(torch.float32)
         super()._fit_series(series)
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - series are scored in tiles
@@ -316,9 +319,21 @@ class DiffusionDetector(BaseDetector):
 
     def _reverse_chain(self, state: torch.Tensor, taus: list[int], seed: int, offset: int,
                        observed: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the k reverse steps τ_k -> ... -> τ_1 -> data on ``state`` ``[B, C, T]``; returns x̂_0."""
+        """Run the k reverse steps τ_k -> ... -> τ_1 -> data on ``state`` ``[B, C, T]``; returns x̂_0.
+
+        x̂_0 is clipped, per channel, to the range of the normalised training series, as DDPM clips its
+        estimate to the data range (Ho et al. 2020, ``clip_denoised``): a reconstruction of normal data is
+        normal data. Without it a denoiser that acts near the identity on inputs far outside what it was
+        trained on reproduces a huge spike and scores it low; with it the error of a value x beyond the range
+        [lo, hi] is at least (x - hi)² (or (lo - x)²), so it grows with the spike and a spike far outside
+        the training range is flagged.
+        """
         plan = self._plan_chain(state, taus)
-        return self._run_chain(plan, state, seed, offset, observed, mask)
+        x_hat = self._run_chain(plan, state, seed, offset, observed, mask)
+        lo, hi = getattr(self, "train_min_", None), getattr(self, "train_max_", None)
+        if lo is None:  # a model file from before the clip
+            return x_hat
+        return torch.clamp(x_hat, lo.to(x_hat).view(1, -1, 1), hi.to(x_hat).view(1, -1, 1))
 
     def _plan_chain(self, state: torch.Tensor, taus: list[int]) -> dict:
         """Everything the sampling loop needs, fixed before it starts: per-step coefficient vectors on the device,
@@ -391,12 +406,15 @@ class DiffusionDetector(BaseDetector):
 
     # ---- model files ----------------------------------------------------------------------------
     def _get_state(self) -> dict:
-        return {"model": self.model_.state_dict(), "channels": self.model_.channels}
+        return {"model": self.model_.state_dict(), "channels": self.model_.channels,
+                "train_min": self.train_min_, "train_max": self.train_max_}
 
     def _set_state(self, state: dict) -> None:
         self.model_ = self._build(int(state["channels"]))
         self.model_.load_state_dict(state["model"])
         self.model_.eval()
+        self.train_min_ = state.get("train_min")  # absent in files from before the clip: no clip
+        self.train_max_ = state.get("train_max")
 
 
 def _tiles(T: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:

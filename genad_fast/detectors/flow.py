@@ -19,7 +19,7 @@ keep ``"nll"`` (the default) when anomalies are spikes, shifts and noise bursts,
 from __future__ import annotations
 
 import contextlib
-import functools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -122,12 +122,14 @@ class FlowDetector(BaseDetector):
         if dim < 2:
             raise ValueError("FlowDetector needs at least 2 dimensions per sample (features, or window x channels); "
                              f"got {dim}: use a window of 2 or more for a one-channel series")
-        self.model_ = self._build(dim)
+        self.dim_ = dim
+        self._freeze_constant_dims(data)
+        self.model_ = self._build(self._n_active())
+        self._initialize_actnorm(data)
         config = training.TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                       weight_decay=self.weight_decay, grad_clip=self.grad_clip,
                                       val_fraction=self.val_fraction, patience=self.patience)
-        loss = functools.partial(_nll_loss, backend=current_call(self, "fit").backend)
-        self.history_ = training.fit(self.model_, loss, data, config, self._torch_generator("fit"),
+        self.history_ = training.fit(self.model_, self._training_loss, data, config, self._torch_generator("fit"),
                                      verbose=self.verbose, desc="FlowDetector")
         with torch.inference_mode(), self._scoring(data.dtype, matmul_dtype=None):
             nll = torch.cat([self._nll(data[i:i + self.score_batch_size])
@@ -148,12 +150,61 @@ class FlowDetector(BaseDetector):
             yield
 
     def _nll(self, batch: torch.Tensor) -> torch.Tensor:
-        """-log p(x)/D per sample, nats per dimension."""
+        """-log p(x)/D per sample, nats per dimension (D counts the frozen dimensions too)."""
         x = batch.reshape(batch.shape[0], -1)
+        active = self._active(x)
         s = get_thread_value(self, "scoring") or _Scoring(None, current_call(self).backend, None)
-        log_p = s.plan.log_prob(x) if s.plan is not None else \
-            self.model_.log_prob(x, backend=s.backend, matmul_dtype=s.matmul_dtype)
-        return -log_p / x.shape[1]
+        log_p = s.plan.log_prob(active) if s.plan is not None else \
+            self.model_.log_prob(active, backend=s.backend, matmul_dtype=s.matmul_dtype)
+        return -(log_p + self._frozen_log_prob(x)) / x.shape[1]
+
+    # ---- constant dimensions -------------------------------------------------------------------
+    # A dimension that is constant in the training data (a stuck sensor, an image pixel that is never lit)
+    # has no density: a flow maximises its likelihood by shrinking it without bound (ActNorm starts by
+    # dividing it by ~0), so training diverges or scores explode. Such dimensions are "frozen": the flow
+    # models the others, and each frozen one gets a fixed standard normal around its training value, in
+    # the units the flow sees (the Normalizer leaves constant columns unscaled, i.e. in their own units):
+    #     log p(x) = log p_flow(x_active) + Σ_frozen log N(x_j; c_j, 1).
+    def _freeze_constant_dims(self, data: torch.Tensor) -> None:
+        hi, lo = data.amax(dim=0).flatten(), data.amin(dim=0).flatten()  # reductions of the window view: no copy
+        frozen = (hi - lo) <= 1e-9 * torch.clamp(hi.abs(), min=1.0)
+        n_active = int((~frozen).sum())
+        if n_active < 2:
+            raise ValueError(f"FlowDetector: {int(frozen.sum())} of {frozen.numel()} dimensions per sample are "
+                             f"constant in the training data, leaving {n_active}; a flow needs at least 2 that vary")
+        if bool(frozen.any()):
+            self.active_dims_ = (~frozen).nonzero().flatten()
+            self.frozen_dims_ = frozen.nonzero().flatten()
+            self.frozen_values_ = lo[self.frozen_dims_].clone()
+        else:
+            self.active_dims_ = self.frozen_dims_ = self.frozen_values_ = None
+
+    def _n_active(self) -> int:
+        return int(self.active_dims_.numel()) if self.active_dims_ is not None else int(self.dim_)
+
+    def _active(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.active_dims_ is None else x.index_select(1, self.active_dims_)
+
+    def _frozen_log_prob(self, x: torch.Tensor) -> torch.Tensor | float:
+        if self.frozen_dims_ is None:
+            return 0.0
+        d = x.index_select(1, self.frozen_dims_) - self.frozen_values_.to(x.dtype)
+        return -0.5 * (d.double().pow(2).sum(dim=1) + d.shape[1] * math.log(2 * math.pi)).to(x.dtype)
+
+    def _initialize_actnorm(self, data: torch.Tensor) -> None:
+        """Glow's data-dependent ActNorm initialisation, on up to 4,096 training samples instead of the first
+        batch: a dimension that happens to be constant within one batch would start scaled by 1/eps."""
+        n = min(int(data.shape[0]), 4096)
+        idx = torch.randperm(int(data.shape[0]), generator=self._torch_generator("actnorm-init", device="cpu"),
+                             device="cpu")[:n].to(data.device)
+        self.model_.train()
+        with torch.no_grad():
+            self.model_.log_prob(self._active(data[idx].reshape(n, -1)), backend=current_call(self, "fit").backend)
+
+    def _training_loss(self, model: RealNVP, batch: torch.Tensor) -> torch.Tensor:
+        # The frozen dimensions hold their training value exactly: their term is a constant, left out.
+        x = self._active(batch.reshape(batch.shape[0], -1))
+        return -model.log_prob(x, backend=current_call(self, "fit").backend).mean() / x.shape[1]
 
     def _score_rows(self, rows: torch.Tensor) -> torch.Tensor:
         with self._scoring(rows.dtype, MATMUL_DTYPES[self.matmul_dtype]):
@@ -168,18 +219,20 @@ class FlowDetector(BaseDetector):
         return nll if self.score == "nll" else (nll - self.train_nll_mean_).abs()
 
     def _get_state(self) -> dict:
-        return {"model": self.model_.state_dict(), "dim": self.model_.dim, "train_nll_mean": self.train_nll_mean_}
+        return {"model": self.model_.state_dict(), "dim": self.model_.dim, "train_nll_mean": self.train_nll_mean_,
+                "input_dim": self.dim_, "active_dims": self.active_dims_, "frozen_dims": self.frozen_dims_,
+                "frozen_values": self.frozen_values_}
 
     def _set_state(self, state: dict) -> None:
         self.model_ = self._build(int(state["dim"]))
         self.model_.load_state_dict(state["model"])
         self.model_.eval()
         self.train_nll_mean_ = float(state["train_nll_mean"])
-
-
-def _nll_loss(model: RealNVP, batch: torch.Tensor, backend: str) -> torch.Tensor:
-    x = batch.reshape(batch.shape[0], -1)
-    return -model.log_prob(x, backend=backend).mean() / x.shape[1]
+        # files from before constant dimensions were frozen: every dimension is active
+        self.dim_ = int(state.get("input_dim", state["dim"]))
+        self.active_dims_ = state.get("active_dims")
+        self.frozen_dims_ = state.get("frozen_dims")
+        self.frozen_values_ = state.get("frozen_values")
 
 
 @dataclass(frozen=True)
