@@ -151,7 +151,9 @@ def kde_logpdf(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float, excl
     out = torch.empty((N,), dtype=queries.dtype, device=queries.device)
     if N == 0:
         return out
-    log_norm = -math.log(M - 1 if exclude_self else M) - 0.5 * D * math.log(2.0 * math.pi * bandwidth * bandwidth)
+    # log(2πh²) as log(2π) + 2·log h: h² overflows for h > 1.3e154
+    log_norm = (-math.log(M - 1 if exclude_self else M)
+                - 0.5 * D * (math.log(2.0 * math.pi) + 2.0 * math.log(bandwidth)))
     grid = (triton.cdiv(N, BLOCK_N),)
     _kde_kernel[grid](queries, refs, out, N, M, D, queries.stride(0), refs.stride(0),
                       -0.5 / (bandwidth * bandwidth), log_norm,

@@ -334,6 +334,26 @@ def test_bad_input(call, exc, match):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("h", [1e23, 1e160, 1e300])
+def test_kde_huge_bandwidths_give_the_normaliser(backend, dtype, h):
+    # Issue #12: log(2πh²) was taken of h² itself, which overflows for h > 1.3e154: the density was −inf. For
+    # data far smaller than h every kernel term is 1, so log p = −(D/2)·(log 2π + 2·log h) exactly.
+    q, r = _data(5, 7, 3, dtype, seed=22)
+    want = -1.5 * (math.log(2.0 * math.pi) + 2.0 * math.log(h))
+    torch.testing.assert_close(ops.kde_logpdf(q, r, h, backend=backend),
+                               torch.full((5,), want, dtype=dtype), rtol=1e-6, atol=0)
+
+
+def test_knn_refuses_more_refs_than_int32_positions_hold():
+    # The CPU kernel's candidate lists hold int32 positions: M >= 2^31 is refused before anything is allocated
+    # (a broadcast of one row: no memory behind the 2^31 rows).
+    q = torch.zeros(2, 1)
+    with pytest.raises(ValueError, match=r"at most 2\^31 - 1 refs \(int32 positions\), got M = 2147483648"):
+        ops.knn_distance(q, torch.zeros(1, 1).expand(2**31, 1), 1, backend="cpu")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_any_input_layout_equals_the_reference(backend):
     # Issue #12: queries and refs of any layout are accepted (a view where the kernels can read it, else one
     # copy); a non-unit last stride used to be an error. Broadcast rows (row stride 0) are read in place.

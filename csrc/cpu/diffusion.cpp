@@ -369,8 +369,12 @@ void recon_error_accumulate_cpu(at::Tensor score, const at::Tensor& x, const at:
               ": score must be [B, T] = [", x.size(0), ", ", x.size(1), "], got ", score.sizes());
   TORCH_CHECK(score.scalar_type() == x.scalar_type(), op, ": score must have x's dtype ", x.scalar_type(), ", got ",
               score.scalar_type());
+  // the mean over zero channels is 0/0 (the text of genad_fast.ops.recon_error_accumulate_)
+  TORCH_CHECK_VALUE(x.size(2) >= 1, "x must have at least one channel (C >= 1), got shape (", x.size(0), ", ",
+                    x.size(1), ", 0): the mean over channels of an empty set is undefined");
   at::assert_no_internal_overlap(score);  // an expanded score would be updated by several timestamps at once
   for (const at::Tensor* t : {&x, &x_hat}) at::assert_no_partial_overlap(score, *t);
+  if (mask) at::assert_no_partial_overlap(score, *mask);
   const int64_t B = x.size(0), Tn = x.size(1), C = x.size(2);
   if (B == 0 || Tn == 0) return;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genad_fast_recon_error_cpu", [&] {

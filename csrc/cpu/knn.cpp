@@ -307,7 +307,9 @@ at::Tensor knn_distance_cpu(const at::Tensor& queries, const at::Tensor& refs, i
   }
   const int64_t available = exclude_self ? M - 1 : M;
   TORCH_CHECK(k >= 1, op, ": k must be >= 1, got ", k);
-  TORCH_CHECK(M < (int64_t{1} << 31), op, ": at most 2^31 - 1 refs are supported, got ", M);
+  // the candidate lists hold packed positions as int32 (half the bytes of the hot append path)
+  TORCH_CHECK_VALUE(M < (int64_t{1} << 31), op, ": the CPU kernel takes at most 2^31 - 1 refs (int32 positions), "
+                    "got M = ", M);
   TORCH_CHECK(k <= available, op, ": k = ", k, " is larger than the ", available, " reference",
               available == 1 ? "" : "s", exclude_self ? " left once each point's own row is excluded" : "",
               " (M = ", M, ")");

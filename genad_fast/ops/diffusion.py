@@ -8,8 +8,9 @@ The coefficients a, b, c are vectors with one entry per sample, so one call runs
 (a = sqrt(ᾱ_t), b = sqrt(1 − ᾱ_t)), the DDPM posterior (a = 1/sqrt(α_t), b = −β_t/(sqrt(α_t)·sqrt(1 − ᾱ_t)),
 c = σ_t), DDIM with any η (Song et al. 2021, eq. 12, with x̂_0 substituted), or a different timestep per sample.
 
-The data are ``[B, ...]``: sample i is ``x[i]``, its elements contiguous (any stride between samples, e.g. a
-slice along the batch or a sample broadcast with stride 0); the ops see them as ``[B, M]`` views, never copies.
+The data are ``[B, ...]``: sample i is ``x[i]``. The kernels read them as ``[B, M]`` rows with any stride between
+samples (a slice along the batch, a sample broadcast with stride 0): such inputs are views; any other layout (a
+channel slice of ``[B, W, C]`` windows, a transpose) is copied once into a contiguous tensor.
 z is standard normal noise of the data's shape, drawn inside the kernel from the project's Philox stream
 (DESIGN.md, "Noise") for the whole tensor: exactly ``genad_fast.ops.randn(x.shape, seed, offset)``, element by
 element, on every backend. A caller that draws again advances ``offset`` by ``philox_counters(x.numel())``.
@@ -32,7 +33,7 @@ import numbers
 import torch
 
 from genad_fast import _backend, _ext
-from genad_fast.ops._common import check_float, check_rank, check_same
+from genad_fast.ops._common import check_float, check_no_overlap, check_rank, check_same
 from genad_fast.ops.noise import _check_u63
 from genad_fast.reference import diffusion as _reference
 
@@ -45,7 +46,9 @@ _LIMIT = 2**63
 # ---- input checks -------------------------------------------------------------------------------------------
 
 def _rows(name: str, t: torch.Tensor) -> torch.Tensor:
-    """``t[B, ...]`` as a ``[B, M]`` view with a sample's M elements contiguous (any row stride), never a copy."""
+    """An input ``t[B, ...]`` as ``[B, M]`` with a sample's M elements contiguous: a view when one exists (any
+    stride between samples, a broadcast sample included), else one contiguous copy (e.g. a channel slice of a
+    ``[B, W, C]`` window batch)."""
     if t.dim() < 1:
         raise ValueError(f"{name} must have a batch dimension [B, ...], got a scalar")
     B, M = t.shape[0], math.prod(t.shape[1:])
@@ -54,8 +57,7 @@ def _rows(name: str, t: torch.Tensor) -> torch.Tensor:
     except RuntimeError:
         rows = None
     if rows is None or (M > 1 and rows.stride(1) != 1):
-        raise ValueError(f"{name} must have each sample's elements contiguous (any stride between samples), got "
-                         f"shape {tuple(t.shape)} with strides {t.stride()}; pass x.contiguous()")
+        rows = t.contiguous().view(B, M)
     return rows
 
 
@@ -111,7 +113,7 @@ def add_noise(x0: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: int, off
     """The forward process q(x_t | x0) of DDPM (Ho et al. 2020, eq. 4): x_t = a_i·x0 + b_i·z, fused.
 
     Args:
-        x0: ``[B, ...]`` float32/float64 data, each sample's elements contiguous (any stride between samples).
+        x0: ``[B, ...]`` float32/float64 data, any layout (see the module docstring).
         a, b: ``[B]`` per-sample coefficients (e.g. sqrt(ᾱ_t) and sqrt(1 − ᾱ_t) at each sample's t), float32 or
             float64 (cast to x0's dtype).
         seed, offset: the Philox stream, integers in [0, 2^63): z = ``genad_fast.ops.randn(x0.shape, seed,
@@ -143,7 +145,7 @@ def diffusion_step(x_t: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, b: tor
     a = sqrt(ᾱ_s/ᾱ_t), b = sqrt(1 − ᾱ_s − σ²) − sqrt(ᾱ_s)·sqrt(1 − ᾱ_t)/sqrt(ᾱ_t), c = σ (η-scaled).
 
     Args:
-        x_t, eps: ``[B, ...]`` float32/float64, same shape, dtype and device; each sample's elements contiguous.
+        x_t, eps: ``[B, ...]`` float32/float64, same shape, dtype and device, any layout.
         a, b, c: ``[B]`` per-sample coefficients (cast to x_t's dtype).
         seed, offset, noise, backend: as in :func:`add_noise`.
 
@@ -174,8 +176,9 @@ def recon_error_accumulate_(score: torch.Tensor, x: torch.Tensor, x_hat: torch.T
     in the data's dtype (float32 or wider). NaN/inf propagate, also where the mask is 0 (0·inf is NaN).
 
     Args:
-        score: ``[B, T]`` buffer of x's dtype, updated in place (any strides, not overlapping itself).
-        x, x_hat: ``[B, T, C]`` float32/float64, any strides (e.g. ``state.transpose(1, 2)`` of a ``[B, C, T]``
+        score: ``[B, T]`` buffer of x's dtype, updated in place (any strides; it must overlap neither itself
+            nor x, x_hat or mask: ValueError on every backend).
+        x, x_hat: ``[B, T, C]`` float32/float64, C >= 1, any strides (e.g. ``state.transpose(1, 2)`` of a ``[B, C, T]``
             state); x may be broadcast over the batch (stride 0).
         mask: None (all ones) or ``[B, T, C]`` of x's dtype.
         weight: a real number.
@@ -185,6 +188,9 @@ def recon_error_accumulate_(score: torch.Tensor, x: torch.Tensor, x_hat: torch.T
     """
     check_float("x", x)
     check_rank("x", x, 3)
+    if x.shape[2] == 0:
+        raise ValueError(f"x must have at least one channel (C >= 1), got shape {tuple(x.shape)}: the mean over "
+                         f"channels of an empty set is undefined")
     check_float("x_hat", x_hat)
     check_same("x", x, "x_hat", x_hat)
     if x_hat.shape != x.shape:
@@ -202,6 +208,7 @@ def recon_error_accumulate_(score: torch.Tensor, x: torch.Tensor, x_hat: torch.T
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
         raise TypeError(f"weight must be a real number, got {type(weight).__name__}")
     _check_no_grad("recon_error_accumulate_", score=score, x=x, x_hat=x_hat, mask=mask)
+    check_no_overlap("recon_error_accumulate_", {"score": score}, {"x": x, "x_hat": x_hat, "mask": mask})
     chosen = _backend.resolve(backend, x.device, implemented=_IMPLEMENTED)
     if chosen == "eager":
         return _reference.recon_error_accumulate_(score, x, x_hat, mask, float(weight))

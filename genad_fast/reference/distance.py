@@ -48,7 +48,9 @@ def kde_logpdf(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float, excl
     D = queries.shape[-1]
     q = queries.reshape(-1, D)
     M = refs.shape[0]
-    log_norm = -math.log(M - 1 if exclude_self else M) - 0.5 * D * math.log(2.0 * math.pi * bandwidth * bandwidth)
+    # log(2πh²) as log(2π) + 2·log h: h² overflows for h > 1.3e154
+    log_norm = (-math.log(M - 1 if exclude_self else M)
+                - 0.5 * D * (math.log(2.0 * math.pi) + 2.0 * math.log(bandwidth)))
     starts, step = _chunks(q.shape[0], M, chunk_elems)
     out = []
     for s in starts:

@@ -21,9 +21,10 @@
 namespace genad::distance {
 
 // −log M − (D/2)·log(2πh²): the normalisation of a Gaussian KDE over M points in D dimensions.
+// log(2πh²) as log(2π) + 2·log h: h² overflows double for h > 1.3e154 (the density would be −inf).
 GENAD_HD double kde_log_norm(int64_t M, int64_t D, double bandwidth) {
-  const double two_pi = 6.283185307179586476925286766559;
-  return -::log(static_cast<double>(M)) - 0.5 * static_cast<double>(D) * ::log(two_pi * bandwidth * bandwidth);
+  const double log_two_pi = 1.8378770664093454835606594728112;
+  return -::log(static_cast<double>(M)) - 0.5 * static_cast<double>(D) * (log_two_pi + 2.0 * ::log(bandwidth));
 }
 
 // Σ_d (a_d − b_d)² accumulated in A (float or double): NaN in, NaN out; inf − inf = NaN, as torch.cdist.
