@@ -150,11 +150,19 @@ def test_lof_needs_more_rows_than_neighbours():
         LOFDetector(verbose=False).fit(np.random.default_rng(0).normal(size=(20, 3)))
 
 
-def test_pca_refuses_a_singular_covariance():
-    x = np.random.default_rng(0).normal(size=(200, 3))
-    x = np.column_stack([x, x[:, 0] + x[:, 1]])  # rank 3 in 4 dimensions
-    with pytest.raises(ValueError, match="rank below 4"):
-        PCADetector(n_components=None, normalize=False, verbose=False).fit(x)
-    with pytest.raises(ValueError, match="no variance outside the 3 kept components"):
-        PCADetector(n_components=3, normalize=False, verbose=False).fit(x)
+def test_pca_fits_a_singular_covariance_with_floored_variances():
+    # rank 3 in 4 dimensions: the likelihood's zero variance is floored at 1e-6 of the largest
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    x = np.column_stack([x, x[:, 0] + x[:, 1]])
+    on = np.column_stack([rng.normal(size=(5, 3)), np.zeros(5)])
+    on[:, 3] = on[:, 0] + on[:, 1]
+    off = on.copy()
+    off[:, 3] += 0.5
+    for k in (None, 3):
+        det = PCADetector(n_components=k, normalize=False, verbose=False).fit(x)
+        assert np.isfinite(det.decision_scores_).all()
+        assert (det.decision_function(off) > det.decision_function(on) + 1e3).all()
+    with pytest.raises(ValueError, match="every training column is constant"):
+        PCADetector(verbose=False, normalize=False).fit(np.ones((50, 3)))
     assert np.isfinite(PCADetector(n_components=2, normalize=False, verbose=False).fit(x).decision_scores_).all()

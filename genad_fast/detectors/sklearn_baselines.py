@@ -105,6 +105,8 @@ def _t(a: Any) -> torch.Tensor:
 
 # ================================================================================================ PCA
 PCA_SCORES = ("likelihood", "reconstruction")
+#: Smallest variance the likelihood uses, relative to the largest (see PCADetector._extract_state).
+PCA_VARIANCE_FLOOR = 1e-6
 
 
 class PCADetector(_SklearnDetector):
@@ -120,7 +122,9 @@ class PCADetector(_SklearnDetector):
                          + Σ_j log λ_j + (D - k) log σ² + D log 2π ],
           p = Vᵀ (x - μ)
 
-      (with all components kept, σ² = 0 and the residual terms vanish: a full-covariance Gaussian);
+      (with all components kept, σ² = 0 and the residual terms vanish: a full-covariance Gaussian). Every
+      variance is floored at 1e-6 times the largest, so rank-deficient training data (constant columns,
+      dependent columns) give a proper, if very narrow, Gaussian across the missing directions;
     - ``score="reconstruction"``: the squared distance to the principal subspace (the SPE or Q
       statistic, Jackson & Mudholkar, 1979), ``||x - μ - V Vᵀ (x - μ)||²``; needs k < D.
 
@@ -155,19 +159,17 @@ class PCADetector(_SklearnDetector):
         return PCA(n_components=self.n_components, svd_solver=self.svd_solver, random_state=random_state)
 
     def _extract_state(self, est, X: np.ndarray) -> dict:
-        D, k = X.shape[1], int(est.n_components_)
         lam, noise = np.asarray(est.explained_variance_, dtype=np.float64), float(est.noise_variance_)
-        # Variances at the rounding level of the largest one are zeros: the covariance is singular there.
-        tiny = float(lam.max(initial=0.0)) * D * np.finfo(np.float64).eps
-        if k < D and not noise > tiny:
-            raise ValueError(f"PCADetector: the training data have no variance outside the {k} kept components "
-                             f"(rank {k} or less in {D} dimensions), so the likelihood is undefined; keep fewer "
-                             f"components (n_components) or use more training data")
-        if k == D and not lam.min() > tiny:
-            raise ValueError(f"PCADetector: the training data have rank below {D}, so the full-covariance "
-                             f"likelihood is undefined; keep fewer components (n_components < {D})")
-        return {"mean": _t(est.mean_), "components": _t(est.components_), "explained_variance": _t(lam),
-                "noise_variance": noise}
+        top = float(lam.max(initial=0.0))
+        if not top > 0:
+            raise ValueError("PCADetector: every training column is constant; there is no variance to model")
+        # Rank-deficient data (a constant column, a column that is a sum of others, fewer rows than columns) have
+        # zero variances, where the likelihood is undefined. Variances are floored at PCA_VARIANCE_FLOOR times the
+        # largest one (the covariance's condition number is at most 1/PCA_VARIANCE_FLOOR): a point off the
+        # training data's subspace is then very unlikely instead of infinitely so.
+        floor = PCA_VARIANCE_FLOOR * top
+        return {"mean": _t(est.mean_), "components": _t(est.components_),
+                "explained_variance": _t(np.maximum(lam, floor)), "noise_variance": max(noise, floor)}
 
     def _score_state(self, x: torch.Tensor) -> torch.Tensor:
         s = self.state_
