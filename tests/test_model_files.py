@@ -392,3 +392,25 @@ def test_damaged_and_foreign_files(kind, saved, tmp_path):
                 "is not a genad_fast model file")
     _load_fails(_edit(path, bad, lambda p: p.__setitem__("format_version", FORMAT_VERSION + 1)),
                 rf"format version {FORMAT_VERSION + 1} .*upgrade genad_fast")
+
+
+# ---- a state complete in form but not in substance: caught by the probe at load -------------------------
+@pytest.mark.parametrize("kind", ["kde", "knn", "pca", "iforest", "ocsvm", "lof"])
+def test_a_state_with_a_missing_key_fails_at_load_not_at_scoring(saved, tmp_path, kind):
+    _, path = saved(kind)
+    payload = torch.load(path, weights_only=True)
+    key = max(payload["state"], key=lambda k: payload["state"][k].numel()
+              if isinstance(payload["state"][k], torch.Tensor) else 0)
+    bad = _edit(path, tmp_path / "missing.pt", lambda p: p["state"].pop(key))
+    _load_fails(bad, "cannot")
+
+
+@pytest.mark.parametrize("kind", ["kde", "knn"])
+def test_a_reference_set_of_the_wrong_width_fails_at_load(saved, tmp_path, kind):
+    _, path = saved(kind)
+
+    def widen(p):
+        ref = p["state"]["reference"]
+        p["state"]["reference"] = torch.cat([ref, ref[:, :1]], dim=1)
+
+    _load_fails(_edit(path, tmp_path / "wide.pt", widen), "cannot score")

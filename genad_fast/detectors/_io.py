@@ -499,7 +499,35 @@ def load_detector(path: str | os.PathLike, map_location: torch.device | str = "c
     except _STATE_ERRORS as exc:
         raise ModelFileError(path, f"cannot restore the {cls.__name__}: {type(exc).__name__}: {exc}") from exc
     _check_finite_state(path, det._get_state(), cls)
+    _probe(path, det, cls)
     return det
+
+
+def _probe(path: str, det, cls: type) -> None:
+    """Score one small input at the training mean: a state that is complete in form but not in substance
+    (a missing key read only at scoring, a reference set or weight of the wrong width) fails here, at load,
+    naming the file, instead of at the user's first scoring call."""
+    stats = det._input_stats()
+    rows = int(det.window) if det.is_series else 1
+    if stats is not None:
+        probe = stats.mean.to(torch.float64).expand(rows, -1)
+    else:
+        probe = torch.zeros(rows, int(det.n_features_in_), dtype=torch.float64)
+    if det.feature_names_in_ is not None:
+        import pandas as pd
+
+        probe = pd.DataFrame(probe.numpy(), columns=det.feature_names_in_)
+    verbose = det.verbose
+    det.verbose = False
+    try:
+        det.decision_function(probe)
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the state breaks, the file is what is wrong
+        raise ModelFileError(path, f"the restored {cls.__name__} cannot score (its state does not fit its "
+                                   f"parameters): {type(exc).__name__}: {exc}") from exc
+    finally:
+        det.verbose = verbose
 
 
 def _check_finite_state(path: str, state: dict, cls: type) -> None:
