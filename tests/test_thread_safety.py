@@ -6,7 +6,7 @@
 - two detectors fitted in two threads at once equal the same fits done one after the other;
 - a fit in another process gives the same scores as a fit here (same seed).
 
-Each case is small (a fit takes about a second on one core).
+Each case is small (a fit takes about a second on one core) and runs on the CPU, where equal means bitwise equal.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def make_inputs(kind: str, n: int) -> list[np.ndarray]:
 
 def build(case: str, seed: int = 0):
     name, params, kind = CASES[case]
-    det = get_detector(name)(seed=seed, verbose=False, **params)
+    det = get_detector(name)(seed=seed, verbose=False, device="cpu", **params)  # bitwise equality: CPU
     det.score_batch_size = SCORE_BATCH
     return det
 
