@@ -90,19 +90,22 @@ def check_no_overlap(op: str, inplace: dict[str, torch.Tensor],
         # Traced tensors have no addresses. The compiled graph functionalizes the in-place op (the mutated
         # arguments are written back after it), so the check belongs to the eager call that supplies the tensors.
         return
+    spans = []  # (name, tensor, first byte, last byte) of the in-place arguments, then of the inputs
     for name, t in inplace.items():
-        if not _distinct_elements(t):
+        # (ATen's own test first: it answers "no overlap" at C speed for dense tensors, "too hard" for slices)
+        if t.numel() > 1 and torch._debug_has_internal_overlap(t) != 0 and not _distinct_elements(t):
             raise ValueError(f"{op}: {name} is written in place but several of its elements share one memory "
                              f"location (shape {tuple(t.shape)}, strides {t.stride()}: a broadcast or overlapping "
                              f"view); pass a tensor that owns its elements, e.g. {name}.clone()")
+        if t.numel() > 0:
+            spans.append((name, t, *_byte_range(t)))
+    n_written = len(spans)
+    spans += [(name, t, *_byte_range(t)) for name, t in (inputs or {}).items() if t is not None and t.numel() > 0]
     # Address ranges first (cheap): tensors in different allocations never share one, so only pairs whose
     # ranges intersect get the exact test.
-    spans = [(name, t, _byte_range(t)) for name, t in inplace.items() if t.numel() > 0]
-    n_written = len(spans)
-    spans += [(name, t, _byte_range(t)) for name, t in (inputs or {}).items() if t is not None and t.numel() > 0]
     for i in range(n_written):
-        name, t, (a0, a1) = spans[i]
-        for other_name, o, (b0, b1) in spans[i + 1:]:
+        name, t, a0, a1 = spans[i]
+        for other_name, o, b0, b1 in spans[i + 1:]:
             if a0 <= b1 and b0 <= a1 and o.device == t.device and _rows_overlap(t, a0, o, b0):
                 raise ValueError(f"{op}: {name} is written in place and overlaps {other_name} in memory; pass "
                                  f"tensors that do not share memory (e.g. {other_name}.clone())")
@@ -125,9 +128,12 @@ def _distinct_elements(t: torch.Tensor) -> bool:
 
 def _byte_range(t: torch.Tensor) -> tuple[int, int]:
     """[first, last] byte address ``t`` touches (numel >= 1)."""
+    span = 0
+    for size, stride in zip(t.shape, t.stride()):
+        span += (size - 1) * stride
+    e = t.element_size()
     start = t.data_ptr()
-    last = start + sum((s - 1) * st for s, st in zip(t.shape, t.stride())) * t.element_size()
-    return start, last + t.element_size() - 1
+    return start, start + (span + 1) * e - 1
 
 
 def _row_layout(t: torch.Tensor) -> tuple[int, int, int] | None:

@@ -136,7 +136,7 @@ def _recon_data(shape, dtype, device, seed=0, layout="btc"):
 
 
 @pytest.mark.parametrize("dtype", gs.DTYPES)
-@pytest.mark.parametrize("shape", [(0, 4, 3), (2, 3, 0), (1, 1, 1), (2, 7, 13), (3, 50, 25), gs.BIG])
+@pytest.mark.parametrize("shape", [(0, 4, 3), (1, 1, 1), (2, 7, 13), (3, 50, 25), gs.BIG])  # C = 0: an error
 @pytest.mark.parametrize("layout", ["btc", "bct"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_recon_error_matches_eager(pair, dtype, shape, layout, masked):
@@ -147,7 +147,7 @@ def test_recon_error_matches_eager(pair, dtype, shape, layout, masked):
     out = ops.recon_error_accumulate_(score, x, x_hat, mask, 1 / 3, backend=pair.backend)
     assert out is score
     ref.recon_error_accumulate_(expected, x, x_hat, mask, 1 / 3)
-    torch.testing.assert_close(score, expected, equal_nan=True, **RECON_TOL[dtype])  # C = 0: mean of nothing, NaN
+    torch.testing.assert_close(score, expected, equal_nan=True, **RECON_TOL[dtype])
 
 
 def test_recon_error_accumulates_draws_and_masks(pair):

@@ -99,7 +99,7 @@ def _recon(shape, dtype, layout, seed=0):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(0, 3, 2), (1, 1, 1), (2, 7, 13), (3, 50, 40), (2, 3, 0)])
+@pytest.mark.parametrize("shape", [(0, 3, 2), (1, 1, 1), (2, 7, 13), (3, 50, 40)])  # C = 0: an error
 @pytest.mark.parametrize("layout", ["btc", "bct"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_recon_error_matches_reference(dtype, shape, layout, masked):
