@@ -70,6 +70,8 @@ def _whole_series_scores(det: DiffusionDetector, series: np.ndarray) -> np.ndarr
                 eps = det.model_(state, x.expand(B, C, T), 1 - target, t)
             a, b, c = (float(v[0]) for v in schedule.step_coefficients(det.sampler, [taus[j]], [taus[j + 1]], det.eta))
             state = a * state + b * eps + c * ops.randn((B, C * T), seed, q * (j + 1)).view(B, C, T)
+    # x̂_0 clipped, per channel, to the range of the normalised training series
+    state = torch.clamp(state, det.train_min_.view(1, -1, 1), det.train_max_.view(1, -1, 1))
     err = (x - state) ** 2
     if target is None:
         return err.mean(1).mean(0).double().numpy()
