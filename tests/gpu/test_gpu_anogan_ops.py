@@ -114,6 +114,17 @@ def test_masked_adam_matches_eager(pair, dtype, shape, beta1):
         torch.testing.assert_close(a, b, **ADAM_TOL[dtype])
 
 
+def test_masked_adam_refuses_overlapping_state(pair):
+    # Issue #12: one check before the backend is chosen, so every device refuses with the same message. (Bad
+    # step counts are a device-side assertion on a GPU, which would end the CUDA context: not tested here.)
+    z, m = torch.zeros(4, 5, device=pair.dev), torch.zeros(4, 5, device=pair.dev)
+    step, active = torch.zeros(4, dtype=torch.int64, device=pair.dev), torch.ones(4, dtype=torch.bool, device=pair.dev)
+    with pytest.raises(ValueError, match="z is written in place but several of its elements share"):
+        ops.masked_adam_(z[:1].expand(4, 5), z, m, m.clone(), step, active, backend=pair.backend)
+    with pytest.raises(ValueError, match="m is written in place and overlaps v"):
+        ops.masked_adam_(z, z.clone(), m, m, step, active, backend=pair.backend)
+
+
 def test_masked_adam_column_slices(pair):
     B, L = 1200, 21
     g = torch.Generator().manual_seed(9)

@@ -210,3 +210,21 @@ def test_opcheck(pair, dtype):
     for args in [(torch.zeros(2, 9, dtype=dtype, device=pair.dev), xr, hr, mr, 0.5),
                  (torch.zeros(2, 9, dtype=dtype, device=pair.dev), xt, ht, None, 2.0)]:
         torch.library.opcheck(ns.recon_error_accumulate_, args)
+
+
+def test_layouts_aliases_and_zero_channels(pair):
+    # Issue #12: a channel slice of [B, W, C] windows is an input like any other; a score aliasing x and zero
+    # channels are errors with one message on every device.
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 6, 5, dtype=torch.float64, generator=g).to(pair.dev)[:, :, :3]
+    eps, noise = torch.randn_like(x), torch.randn_like(x)
+    a, b, c = (torch.rand(4, dtype=torch.float64, generator=g).to(pair.dev) for _ in range(3))
+    out = ops.diffusion_step(x, eps, a, b, c, 3, 1, noise, backend=pair.backend)
+    torch.testing.assert_close(out, ref.diffusion_step(x.contiguous(), eps, a, b, c, 3, 1, noise),
+                               rtol=1e-12, atol=1e-12)
+    xs = torch.arange(30.0, device=pair.dev).reshape(2, 5, 3)
+    with pytest.raises(ValueError, match="score is written in place and overlaps x"):
+        ops.recon_error_accumulate_(xs[:, :, 0], xs, torch.zeros_like(xs), backend=pair.backend)
+    with pytest.raises(ValueError, match=r"x must have at least one channel \(C >= 1\)"):
+        ops.recon_error_accumulate_(torch.zeros(2, 5, device=pair.dev), xs[:, :, :0], xs[:, :, :0],
+                                    backend=pair.backend)
