@@ -36,7 +36,7 @@ import torch
 
 from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
 from genad_fast.detectors._network import sample_shape
-from genad_fast.detectors.base import BaseDetector
+from genad_fast.detectors.base import BaseDetector, _stream_seed
 from genad_fast.nn import training
 from genad_fast.nn.blocks import make_encoder
 from genad_fast.nn.gan import make_critic, make_generator, _resolve_architecture
@@ -352,12 +352,12 @@ class AnoGANDetector(_GANDetector):
                                  "refit with init='encoder'")
             with torch.no_grad():
                 z0 = self.encoder_(batch)
-        # z ~ N(0, I) from the call's generator, continued over its batches (reproducible scores)
+        # z ~ N(0, I) keyed on each row's content: a row scores the same alone, in any batch or stream
         call = current_call(self)
         result = latent_search(self.generator_, self.critic_, batch, iterations=int(self.iterations),
                                lam=float(self.lam), lr=float(self.search_lr), restarts=int(self.restarts),
                                tol=float(self.tol), check_every=int(self.check_every), z0=z0,
-                               rng=call.generator("latent-start", self.device_),
+                               start_seed=_stream_seed(self.seed_, "latent-start"),
                                matmul_dtype=MATMUL_DTYPES[self.matmul_dtype], backend=call.backend)
         return result.loss, result.residual, result.feature
 

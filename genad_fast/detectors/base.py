@@ -42,17 +42,20 @@ Hook contract (the base calls these; none of them validates user data, the base 
     :func:`genad_fast.series.sliding_windows`, stride ``self.stride``; copy one batch at a
     time, e.g. ``data[idx].reshape(len(idx), -1)``). ``data`` is already normalised
     (``normalize=True``), on ``self.device_``, of dtype ``self._data_dtype()`` (float32), finite,
-    and holds at least ``self._min_fit_samples()`` rows/windows. It runs inside a seeded,
-    forked global RNG scope (module initialisation and ``torch.randn`` without a generator are
-    reproducible and leak no RNG state); for explicit streams use ``self._torch_generator()``
-    / ``self._numpy_rng()``. Show epochs with ``self._progress(...)``, log them with
+    and holds at least ``self._min_fit_samples()`` rows/windows. Detectors never touch the
+    process-global RNG (threads share it): draw only from ``self._torch_generator(purpose)``,
+    ``self._numpy_rng(purpose)`` or ``current_call(self).generator(name, device)``, and build
+    networks with :func:`genad_fast.detectors._call.build_network` (initialised from a
+    generator). Show epochs with ``self._progress(...)``, log them with
     ``self._log_epoch(...)``. Set fitted attributes with a trailing underscore.
 ``_score_model(batch)`` *required*
     Scores of ``batch`` (``[b, D]`` rows or ``[b, W, C]`` windows, at most
     ``self.score_batch_size`` of them), higher = more anomalous: a tensor ``[b]``, or for windows
     optionally ``[b, W]`` (one score per timestamp of each window). Runs under
     ``torch.inference_mode()`` unless the class sets ``score_needs_grad = True`` (e.g. AnoGAN's
-    latent search), and in a seeded RNG scope, so a stochastic score is reproducible.
+    latent search). A stochastic score draws from the call's generators
+    (:mod:`genad_fast.detectors._call`), so it is reproducible, and the same for a row whatever
+    other rows share the call.
 ``_get_state() -> dict`` / ``_set_state(state)`` *required for save/load*
     Everything ``_fit_model`` learned, as tensors, numbers, strings, None, lists, tuples and
     dicts (``module.state_dict()`` qualifies; modules and arbitrary objects do not: files are
@@ -83,7 +86,7 @@ import contextlib
 import inspect
 import logging
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -178,8 +181,8 @@ class BaseDetector:
         Implementation of the fused ops (None: ``GENAD_FAST_BACKEND``, else automatic). A backend
         named explicitly that cannot run is an error at fit.
     seed : int or None, default 0
-        Seeds every random choice of fit and scoring (through generators derived from it; the
-        global RNG state is restored afterwards). None draws a fresh seed at fit (kept in ``seed_``).
+        Seeds every random choice of fit and scoring, through generators derived from it (the
+        process-global RNG is never read or changed). None draws a fresh seed at fit (kept in ``seed_``).
     verbose : bool, default True
         Progress bars for training epochs and long scoring (tqdm, on stderr).
     threshold : None, float, str or threshold object, default None

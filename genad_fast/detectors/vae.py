@@ -24,7 +24,7 @@ import torch
 
 from genad_fast.detectors._call import build_network, current_call
 from genad_fast.detectors._network import NetworkParamsMixin, default_code_size, sample_shape
-from genad_fast.detectors.base import BaseDetector
+from genad_fast.detectors.base import BaseDetector, _stream_seed
 from genad_fast.nn import training
 from genad_fast.nn.vae import SCORES, GaussianVAE, elbo_loss
 
@@ -139,8 +139,9 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
         L = int(self.n_samples)
         per_t = self.is_series and self.per_timestamp
         step = max(1, MAX_CODES_PER_PASS // L)
-        noise = current_call(self).generator("latent-samples", self.device_)  # continued over the call's batches
-        return torch.cat([self.model_.scores(batch[i:i + step], self.score, L, per_timestamp=per_t, generator=noise)
+        # ε keyed on each row's content: a row scores the same alone, in any batch or stream
+        seed = _stream_seed(self.seed_, "latent-samples")
+        return torch.cat([self.model_.scores(batch[i:i + step], self.score, L, per_timestamp=per_t, noise_seed=seed)
                           for i in range(0, batch.shape[0], step)])
 
     def _get_state(self) -> dict:

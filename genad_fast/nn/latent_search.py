@@ -70,6 +70,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genad_fast.nn.keyed_noise import keyed_normals, row_keys
+
 __all__ = ["SearchResult", "latent_search", "linear_stack"]
 
 
@@ -480,7 +482,7 @@ class _WorkingSet:
 def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, iterations: int = 500,
                   lam: float = 0.1, lr: float = 0.05, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                   restarts: int = 1, tol: float = 0.0, check_every: int = 10, patience: int = 2, shrink: float = 0.75,
-                  z0: torch.Tensor | None = None, rng: torch.Generator | None = None,
+                  z0: torch.Tensor | None = None, rng: torch.Generator | None = None, start_seed: int | None = None,
                   matmul_dtype: torch.dtype | None = None, backend: str | None = None, vjp: str = "auto",
                   cuda_graph: bool = False) -> SearchResult:
     """AnoGAN's latent search for every sample of ``x`` [B, *sample_shape] at once (module docstring).
@@ -492,7 +494,9 @@ def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, i
     iterations, lam, lr, beta1, beta2, eps
         Adam steps per restart (the paper: 500), the feature weight (paper: 0.1), Adam's settings.
     restarts
-        Independent starts per sample, z ~ N(0, I) from ``rng``; the lowest final loss wins.
+        Independent starts per sample, z ~ N(0, I); the lowest final loss wins. With ``start_seed`` the
+        starts are keyed on each sample's content (:mod:`genad_fast.nn.keyed_noise`): a sample gets the same
+        starts, and so the same result, alone or among any others; else they come from ``rng``.
     z0
         [B, latent_dim] start of the first restart (e.g. f-AnoGAN's encoder output); the others are random.
     tol, check_every, patience, shrink
@@ -539,7 +543,12 @@ def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, i
         xf = x.flatten(1).to(dtype)
         fx = critic.features(x.to(dtype)).flatten(1)
         N = B * restarts
-        z = torch.randn(N, latent_dim, generator=rng, device=device, dtype=dtype)
+        if start_seed is not None:
+            keys = row_keys(x)
+            z = torch.cat([keyed_normals(keys, start_seed + r, latent_dim, dtype) for r in range(restarts)]) \
+                if B else torch.empty(0, latent_dim, device=device, dtype=dtype)
+        else:
+            z = torch.randn(N, latent_dim, generator=rng, device=device, dtype=dtype)
         if z0 is not None:
             z[:B] = z0.to(dtype)
         if N == 0:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genad_fast.nn.blocks import make_decoder, make_encoder
+from genad_fast.nn.keyed_noise import keyed_normals, row_keys
 
 __all__ = ["GaussianVAE", "SCORES", "elbo_loss"]
 
@@ -80,16 +81,23 @@ class GaussianVAE(nn.Module):
         """KL(N(μ, σ²) || N(0, I)) per sample, ``[N]``."""
         return 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var).sum(-1)
 
-    def log_likelihoods(self, x: torch.Tensor, n_samples: int, generator: torch.Generator | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_likelihoods(self, x: torch.Tensor, n_samples: int, generator: torch.Generator | None = None,
+                        noise_seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Elementwise ``log p(x|z_l)`` ``[L, N, *sample_shape]`` for L = ``n_samples`` draws z_l ~ q(z|x)
         (one decoder pass over all L·N codes), and ``KL(q(z|x) || p(z))`` ``[N]``.
 
         The noise ε comes from ``generator`` (on x's device; None: the global torch RNG, which other threads
-        share: the detectors always pass theirs).
+        share: the detectors always pass theirs). With ``noise_seed`` ε is keyed on each row's content instead
+        (:mod:`genad_fast.nn.keyed_noise`): a row's draws, and so its score, are the same alone or among any
+        other rows.
         """
         mu, log_var = self.encode(x)
-        eps = torch.randn((n_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+        if noise_seed is not None:
+            n, latent = mu.shape
+            eps = keyed_normals(row_keys(x), noise_seed, n_samples * latent, mu.dtype).view(n, n_samples, latent)
+            eps = eps.transpose(0, 1)
+        else:
+            eps = torch.randn((n_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * log_var) * eps                       # [L, N, latent]
         mean, dec_log_var = self.decode(z.reshape(-1, mu.shape[-1]))  # [L·N, *sample_shape]
         mean = mean.view(n_samples, *x.shape)
@@ -98,15 +106,16 @@ class GaussianVAE(nn.Module):
         return ll, self.kl(mu, log_var)
 
     def scores(self, x: torch.Tensor, kind: str = "recon_prob", n_samples: int = 10,
-               per_timestamp: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+               per_timestamp: bool = False, generator: torch.Generator | None = None,
+               noise_seed: int | None = None) -> torch.Tensor:
         """Anomaly scores (higher = more anomalous), see the module docstring: ``[N]``, or ``[N, W]`` per timestamp.
 
-        ``generator`` draws the latent samples (see :meth:`log_likelihoods`)."""
+        ``generator`` or ``noise_seed`` draws the latent samples (see :meth:`log_likelihoods`)."""
         if kind not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {kind!r}")
         if per_timestamp and len(self.sample_shape) != 2:
             raise ValueError("per-timestamp scores need window samples (W, C)")
-        ll, kl = self.log_likelihoods(x, n_samples, generator)
+        ll, kl = self.log_likelihoods(x, n_samples, generator, noise_seed)
         # Sum the log-densities over everything but the timestamp (per_timestamp) or over the whole sample.
         ll = ll.sum(-1) if per_timestamp else ll.flatten(2).sum(-1)  # [L, N, W] or [L, N]
         if kind == "elbo":

@@ -1,0 +1,40 @@
+"""Noise keyed on a row's content (genad_fast.nn.keyed_noise): the same row, the same draws, in any batch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from genad_fast.nn.keyed_noise import keyed_normals, row_keys
+
+
+def test_a_row_gets_the_same_draws_alone_and_in_any_batch():
+    x = torch.randn(50, 7, generator=torch.Generator().manual_seed(0))
+    together = keyed_normals(row_keys(x), seed=3, n=16)
+    alone = torch.cat([keyed_normals(row_keys(x[i:i + 1]), seed=3, n=16) for i in range(50)])
+    shuffled = keyed_normals(row_keys(x.flip(0)), seed=3, n=16).flip(0)
+    torch.testing.assert_close(together, alone, rtol=0, atol=0)
+    torch.testing.assert_close(together, shuffled, rtol=0, atol=0)
+    assert not torch.equal(together, keyed_normals(row_keys(x), seed=4, n=16))
+
+
+def test_keys_see_every_bit_and_layout_does_not_matter():
+    x = torch.randn(20, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = x.clone()
+    y[:, 4] = torch.nextafter(y[:, 4].float(), torch.tensor(np.inf)).double()  # one float32 ulp in one column
+    assert (row_keys(x) != row_keys(y)).all()
+    torch.testing.assert_close(row_keys(x), row_keys(x.t().contiguous().t()), rtol=0, atol=0)
+    assert row_keys(x).unique().numel() == 20
+
+
+@pytest.mark.parametrize("n_rows", [1, 4096])
+def test_the_draws_are_standard_normal_and_uncorrelated(n_rows):
+    x = torch.randn(n_rows, 3, generator=torch.Generator().manual_seed(2))
+    z = keyed_normals(row_keys(x), seed=11, n=max(1, 40000 // n_rows), dtype=torch.float64).flatten().numpy()
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    if n_rows > 1:
+        draws = keyed_normals(row_keys(x), seed=11, n=2, dtype=torch.float64).numpy()
+        assert abs(np.corrcoef(draws[:, 0], draws[:, 1])[0, 1]) < 0.06
+        near = keyed_normals(row_keys(x[:, :1].expand(-1, 3).contiguous()), seed=11, n=1).numpy()
+        assert np.isfinite(near).all()
