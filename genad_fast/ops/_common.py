@@ -39,9 +39,19 @@ def rows_view(name: str, t: torch.Tensor) -> torch.Tensor:
     if t.dim() < 1:
         raise ValueError(f"{name} must have at least 1 dimension, got a scalar")
     K = t.shape[-1]
-    rows = t if t.dim() == 2 else _try_view(t, (-1, K))
-    if rows is None or (K > 1 and rows.stride(-1) != 1):
-        rows = t.contiguous().view(-1, K)
+    return as_matrix(t, t.shape if t.dim() == 2 else (-1, K))
+
+
+def as_matrix(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``t`` as a 2-D tensor of ``shape`` with unit stride along each row: a view when one exists (any row
+    stride, a zero one included), else one contiguous copy."""
+    rows = _try_view(t, tuple(shape))
+    if rows is None or (rows.shape[1] > 1 and rows.stride(1) != 1):
+        rows = t.contiguous().view(tuple(shape))
+    if rows.numel() == 0 and rows.shape[1] > 1 and rows.stride(1) != 1:
+        # numpy's empty arrays carry strides (0, 0) and torch calls them contiguous: nothing to copy, but the
+        # kernels check strides, so they get a fresh empty tensor
+        rows = t.new_empty(rows.shape)
     return rows
 
 

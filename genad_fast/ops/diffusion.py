@@ -33,7 +33,7 @@ import numbers
 import torch
 
 from genad_fast import _backend, _ext
-from genad_fast.ops._common import check_float, check_no_overlap, check_rank, check_same
+from genad_fast.ops._common import as_matrix, check_float, check_no_overlap, check_rank, check_same
 from genad_fast.ops.noise import _check_u63
 from genad_fast.reference import diffusion as _reference
 
@@ -51,14 +51,7 @@ def _rows(name: str, t: torch.Tensor) -> torch.Tensor:
     ``[B, W, C]`` window batch)."""
     if t.dim() < 1:
         raise ValueError(f"{name} must have a batch dimension [B, ...], got a scalar")
-    B, M = t.shape[0], math.prod(t.shape[1:])
-    try:
-        rows = t.view(B, M)
-    except RuntimeError:
-        rows = None
-    if rows is None or (M > 1 and rows.stride(1) != 1):
-        rows = t.contiguous().view(B, M)
-    return rows
+    return as_matrix(t, (t.shape[0], math.prod(t.shape[1:])))
 
 
 def _check_data(name: str, t: torch.Tensor) -> torch.Tensor:
