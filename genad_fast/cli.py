@@ -96,13 +96,7 @@ def check_output_path(path: str, option: str) -> None:
     directory = os.path.dirname(path) or "."
     if not os.path.exists(directory):
         raise CLIError(f"{option} {path!r}: directory {directory!r} does not exist")
-    if not os.path.isdir(directory):
-        raise CLIError(f"{option} {path!r}: {directory!r} is not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        raise CLIError(f"{option} {path!r}: cannot create files in {directory!r}: {exc.strerror or exc}") from None
+    _check_creatable_in(directory, path, option)
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise CLIError(f"{option} {path!r} exists and is not writable")
 
@@ -114,13 +108,18 @@ def check_output_dir(path: str, option: str) -> None:
     existing = os.path.abspath(path)
     while not os.path.exists(existing):  # the nearest existing ancestor is where makedirs starts
         existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise CLIError(f"{option} {path!r}: {existing!r} is not a directory")
+    _check_creatable_in(existing, path, option)
+
+
+def _check_creatable_in(directory: str, path: str, option: str) -> None:
+    """``directory`` is a directory that takes a new file (probed: ``os.access`` says yes to root)."""
+    if not os.path.isdir(directory):
+        raise CLIError(f"{option} {path!r}: {directory!r} is not a directory")
     try:
-        with tempfile.TemporaryFile(dir=existing):
+        with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:
-        raise CLIError(f"{option} {path!r}: cannot create files in {existing!r}: {exc.strerror or exc}") from None
+        raise CLIError(f"{option} {path!r}: cannot create files in {directory!r}: {exc.strerror or exc}") from None
 
 
 def check_plot_dependencies() -> None:
