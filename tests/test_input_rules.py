@@ -261,3 +261,22 @@ def test_all_constant_columns_are_a_clear_error():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConstantColumnWarning)
             FlowDetector(**SMALL_FLOW).fit(np.ones((100, 3)))
+
+
+def test_set_threshold_and_metrics_take_plus_inf_scores():
+    X = _tabular()
+    det = KNNDetector(verbose=False).fit(X)
+    val = _tabular(n=60, seed=1)
+    val[5, 0] = 3e38
+    labels = np.zeros(60, dtype=int)
+    labels[5] = 1
+    with pytest.warns(ExtremeValueWarning):
+        det.set_threshold(val)  # the detector's own rule (the contamination quantile) over scores holding +inf
+    assert np.isfinite(det.threshold_)
+    with pytest.warns(ExtremeValueWarning):
+        det.set_threshold(val, labels)  # best F1: the cut below +inf, finite
+    assert np.isfinite(det.threshold_)
+    with pytest.warns(ExtremeValueWarning):
+        scores = det.decision_function(val)
+        assert det.predict(val)[5] == 1
+    assert metrics.auroc(labels, scores) == 1.0
