@@ -178,10 +178,13 @@ def parse_value(text: str) -> Any:
 
 
 def check_param_names(cls: type, keys, detector: str) -> None:
-    """Every name in ``keys`` is a constructor parameter of ``cls`` (the detector registered as ``detector``)."""
+    """Every name in ``keys`` is a constructor parameter of ``cls`` (the detector registered as ``detector``), or
+    a renamed one's old spelling (``score``): the constructor still takes it, with a DeprecationWarning."""
+    from genad_fast.detectors._renamed import RENAMED_PARAMS
+
     valid = cls._get_param_names()
     for key in keys:
-        if key not in valid:
+        if key not in valid and RENAMED_PARAMS.get(key) not in valid:
             raise CLIError(f"unknown parameter {key!r} for detector {detector!r} (parameters: {', '.join(valid)})")
 
 

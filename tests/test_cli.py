@@ -324,7 +324,7 @@ def test_score_without_matplotlib_fails_before_writing_anything(fitted, counted,
     (["--detectors", "pca", "--datasets", "wine,nope"], "--datasets: unknown data set 'nope'; choose from synthetic"),
     (["--detectors", "pca", "--datasets", "file:{d}/none.csv"], "--datasets 'file:{d}/none.csv': file '{d}/none.csv' "
                                                                 "does not exist"),
-    (["--detectors", "pca", "--datasets", "wine", "--param", "pca.score=nope"], "detector 'pca': score must be"),
+    (["--detectors", "pca", "--datasets", "wine", "--param", "pca.score=nope"], "detector 'pca': anomaly_score must be"),
     (["--detectors", "pca", "--datasets", "wine", "--train-fraction", "1.5"],
      "--train-fraction must be in (0, 1), got 1.5"),
     (["--detectors", "pca", "--datasets", "wine", "--device", "tpu"], "--device: device must be"),

@@ -454,9 +454,12 @@ def _resolve_class(path: str, payload: dict, expected: type | None) -> type:
 
 def _make_detector(path: str, cls: type, stored: dict):
     """``cls(**params)`` from the file's params: known names only, values passing the detector's checks."""
+    from genad_fast.detectors._renamed import canonical_params
     from genad_fast.thresholds import threshold_from_spec
 
     known = set(cls._get_param_names())
+    # Files written before a parameter was renamed hold its old name (params["score"]): read it as the new one.
+    stored = canonical_params(stored, known, cls.__name__, warn=False)
     unknown = sorted(k for k in stored if k not in known)
     if unknown:
         raise ModelFileError(path, f"its params hold unknown parameter(s) {', '.join(map(repr, unknown))} "

@@ -7,7 +7,7 @@ Kingma & Dhariwal, NeurIPS 2018); points the model finds unlikely are anomalous:
 
 Raw likelihood is known to mis-rank some inputs: a flow can give *higher* density to data that are
 simpler than the training data (Nalisnick et al., ICLR 2019; Kirichenko, Izmailov & Wilson, NeurIPS 2020)
-— for series, a frozen sensor or a flat segment is the classic case. ``score="typicality"`` instead
+— for series, a frozen sensor or a flat segment is the classic case. ``anomaly_score="typicality"`` instead
 measures how far a point's NLL lies from the NLL typical of the training data, on either side
 (the typicality test of Nalisnick et al., arXiv:1906.02994, for one sample):
 
@@ -27,6 +27,7 @@ import torch
 
 from genad_fast import _backend
 from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
+from genad_fast.detectors._renamed import take_renamed
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.flow import RealNVP
@@ -54,8 +55,9 @@ class FlowDetector(BaseDetector):
     mixing : "auto", "lu" or "permutation", default "auto"
         Invertible mixing between couplings: LU-parametrised linear maps (Glow) up to 256 features,
         fixed permutations above (where D² products would dominate).
-    score : "nll" or "typicality", default "nll"
-        Anomaly score, see the module docstring.
+    anomaly_score : "nll" or "typicality", default "nll"
+        Anomaly score, see the module docstring. Formerly ``score`` (still accepted, with a
+        DeprecationWarning: an attribute ``score`` hid scikit-learn's ``score()`` method).
     epochs, batch_size, lr, weight_decay, grad_clip, val_fraction, patience
         Training: Adam, global gradient-norm clipping, early stopping on a held-out split.
     reduce : "min", "mean" or "max", default "min"
@@ -77,16 +79,17 @@ class FlowDetector(BaseDetector):
     score_batch_size = 16384
 
     def __init__(self, n_steps: int = 8, hidden: int = 128, n_blocks: int = 2, clamp: float = 2.0,
-                 mixing: str = "auto", score: str = "nll", epochs: int = 100, batch_size: int = 256,
+                 mixing: str = "auto", anomaly_score: str = "nll", epochs: int = 100, batch_size: int = 256,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 5.0, val_fraction: float = 0.1,
                  patience: int = 10, matmul_dtype: str = "float32", reduce: str = "min", **kwargs):
+        anomaly_score = take_renamed(kwargs, "score", "anomaly_score", anomaly_score, "nll", type(self).__name__)
         super().__init__(reduce=reduce, **kwargs)
         self.n_steps = n_steps
         self.hidden = hidden
         self.n_blocks = n_blocks
         self.clamp = clamp
         self.mixing = mixing
-        self.score = score
+        self.anomaly_score = anomaly_score
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -98,8 +101,8 @@ class FlowDetector(BaseDetector):
 
     # ---- hooks -------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if self.anomaly_score not in SCORES:
+            raise ValueError(f"anomaly_score must be one of {SCORES}, got {self.anomaly_score!r}")
         if self.matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, got {self.matmul_dtype!r}")
         for name in ("n_steps", "hidden", "n_blocks", "epochs", "batch_size"):
@@ -216,7 +219,7 @@ class FlowDetector(BaseDetector):
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
         nll = self._nll(batch)
-        return nll if self.score == "nll" else (nll - self.train_nll_mean_).abs()
+        return nll if self.anomaly_score == "nll" else (nll - self.train_nll_mean_).abs()
 
     def _get_state(self) -> dict:
         return {"model": self.model_.state_dict(), "dim": self.model_.dim, "train_nll_mean": self.train_nll_mean_,

@@ -7,7 +7,7 @@ the sign flipped so that higher means more anomalous:
     score(x) = -estimator.score_samples(x)
 
 which is, per model: the negative log-likelihood under probabilistic PCA (Tipping & Bishop, 1999) or
-the squared reconstruction error (``PCADetector(score="reconstruction")``); ``-Σ_i α_i K(s_i, x)`` for
+the squared reconstruction error (``PCADetector(anomaly_score="reconstruction")``); ``-Σ_i α_i K(s_i, x)`` for
 the One-Class SVM (Schölkopf et al., 2001); ``2^(-E[h(x)] / c(ψ))`` for the Isolation Forest (Liu, Ting &
 Zhou, 2008); the local outlier factor (Breunig et al., 2000).
 
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genad_fast.detectors._renamed import take_renamed
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.series import window_starts, windows_to_timestamps
 
@@ -114,7 +115,7 @@ class PCADetector(_SklearnDetector):
 
     With the top k principal directions V (``[D, k]``), their variances λ_1..λ_k and the mean μ:
 
-    - ``score="likelihood"``: the negative log-likelihood under probabilistic PCA (Tipping & Bishop,
+    - ``anomaly_score="likelihood"``: the negative log-likelihood under probabilistic PCA (Tipping & Bishop,
       1999), ``C = V diag(λ) Vᵀ + σ² (I - V Vᵀ)``, σ² the mean of the D - k discarded variances
       (``-PCA.score_samples``)::
 
@@ -125,7 +126,7 @@ class PCADetector(_SklearnDetector):
       (with all components kept, σ² = 0 and the residual terms vanish: a full-covariance Gaussian). Every
       variance is floored at 1e-6 times the largest, so rank-deficient training data (constant columns,
       dependent columns) give a proper, if very narrow, Gaussian across the missing directions;
-    - ``score="reconstruction"``: the squared distance to the principal subspace (the SPE or Q
+    - ``anomaly_score="reconstruction"``: the squared distance to the principal subspace (the SPE or Q
       statistic, Jackson & Mudholkar, 1979), ``||x - μ - V Vᵀ (x - μ)||²``; needs k < D.
 
     Parameters
@@ -133,7 +134,9 @@ class PCADetector(_SklearnDetector):
     n_components : int, float or None, default 0.95
         As for scikit-learn's PCA: an int k, a fraction in (0, 1) of the variance to keep, or None
         for all components.
-    score : "likelihood" or "reconstruction", default "likelihood"
+    anomaly_score : "likelihood" or "reconstruction", default "likelihood"
+        Formerly ``score`` (still accepted, with a DeprecationWarning: an attribute ``score`` hid
+        scikit-learn's ``score()`` method).
     svd_solver : str, default "auto"
         As for scikit-learn's PCA (its randomized solver is seeded from ``seed``).
     reduce : "min", "mean" or "max", default "min"
@@ -142,16 +145,18 @@ class PCADetector(_SklearnDetector):
         The shared detector parameters (window, stride, contamination, seed, ...).
     """
 
-    def __init__(self, n_components: int | float | None = 0.95, score: str = "likelihood", svd_solver: str = "auto",
-                 reduce: str = "min", **kwargs):
+    def __init__(self, n_components: int | float | None = 0.95, anomaly_score: str = "likelihood",
+                 svd_solver: str = "auto", reduce: str = "min", **kwargs):
+        anomaly_score = take_renamed(kwargs, "score", "anomaly_score", anomaly_score, "likelihood",
+                                     type(self).__name__)
         super().__init__(reduce=reduce, **kwargs)
         self.n_components = n_components
-        self.score = score
+        self.anomaly_score = anomaly_score
         self.svd_solver = svd_solver
 
     def _check_params(self) -> None:
-        if self.score not in PCA_SCORES:
-            raise ValueError(f"score must be one of {PCA_SCORES}, got {self.score!r}")
+        if self.anomaly_score not in PCA_SCORES:
+            raise ValueError(f"anomaly_score must be one of {PCA_SCORES}, got {self.anomaly_score!r}")
 
     def _make_estimator(self, random_state: int):
         from sklearn.decomposition import PCA
@@ -173,14 +178,14 @@ class PCADetector(_SklearnDetector):
 
     def _score_state(self, x: torch.Tensor) -> torch.Tensor:
         s = self.state_
-        if self.score not in PCA_SCORES:
-            raise ValueError(f"score must be one of {PCA_SCORES}, got {self.score!r}")
+        if self.anomaly_score not in PCA_SCORES:
+            raise ValueError(f"anomaly_score must be one of {PCA_SCORES}, got {self.anomaly_score!r}")
         V, lam, noise = s["components"], s["explained_variance"], float(s["noise_variance"])
         xc = x - s["mean"]
         p = xc @ V.T                                    # [b, k] coordinates in the principal directions
-        if self.score == "reconstruction":
+        if self.anomaly_score == "reconstruction":
             if V.shape[0] == V.shape[1]:
-                raise ValueError("score='reconstruction' needs fewer components than dimensions "
+                raise ValueError("anomaly_score='reconstruction' needs fewer components than dimensions "
                                  f"(n_components < {V.shape[1]}): with all of them every error is 0")
             return (xc - p @ V).square().sum(1)
         D, k = V.shape[1], V.shape[0]

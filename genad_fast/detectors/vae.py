@@ -9,8 +9,8 @@ with a Gaussian encoder q(z|x) = N(μ(x), diag σ²(x)) and a Gaussian decoder p
 (:class:`genad_fast.nn.vae.GaussianVAE`: an MLP for rows, 1-D convolutions over time for windows).
 The anomaly score uses L = ``n_samples`` codes z_l ~ q(z|x), decoded in one batched pass:
 
-    score="recon_prob":  -log( (1/L) Σ_l p(x | z_l) )          (An & Cho, 2015: reconstruction probability)
-    score="elbo":        -(1/L) Σ_l log p(x | z_l) + KL(q(z|x) || N(0, I))     (negative ELBO, β = 1)
+    anomaly_score="recon_prob":  -log( (1/L) Σ_l p(x | z_l) )          (An & Cho, 2015: reconstruction probability)
+    anomaly_score="elbo":        -(1/L) Σ_l log p(x | z_l) + KL(q(z|x) || N(0, I))     (negative ELBO, β = 1)
 
 The reconstruction probability uses the decoder's variance, so a deviation on a channel the model
 reconstructs precisely counts more than one on a noisy channel. With ``per_timestamp=True`` (windows),
@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from genad_fast.detectors._call import build_network, current_call
+from genad_fast.detectors._renamed import take_renamed
 from genad_fast.detectors._network import NetworkParamsMixin, default_code_size, sample_shape
 from genad_fast.detectors.base import BaseDetector, _stream_seed
 from genad_fast.nn import training
@@ -42,8 +43,9 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
     beta : float, default 1.0
         Weight of the KL term in the training objective (β-VAE); > 0. The ``"elbo"`` score always
         uses β = 1 (the bound on -log p(x)).
-    score : "recon_prob" or "elbo", default "recon_prob"
-        Anomaly score, see the module docstring.
+    anomaly_score : "recon_prob" or "elbo", default "recon_prob"
+        Anomaly score, see the module docstring. Formerly ``score`` (still accepted, with a
+        DeprecationWarning: an attribute ``score`` hid scikit-learn's ``score()`` method).
     n_samples : int, default 16
         L, the latent samples per input at scoring.
     hidden : tuple of int or None, default None
@@ -70,16 +72,18 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
 
     min_fit_samples = 8
 
-    def __init__(self, latent_dim: int | None = None, beta: float = 1.0, score: str = "recon_prob",
+    def __init__(self, latent_dim: int | None = None, beta: float = 1.0, anomaly_score: str = "recon_prob",
                  n_samples: int = 16, hidden: tuple[int, ...] | None = None, kernel_size: int = 5,
                  batch_norm: bool = False, min_variance: float = 1e-3, per_timestamp: bool = True,
                  epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
                  grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, reduce: str = "min",
                  **kwargs):
+        anomaly_score = take_renamed(kwargs, "score", "anomaly_score", anomaly_score, "recon_prob",
+                                     type(self).__name__)
         super().__init__(reduce=reduce, **kwargs)
         self.latent_dim = latent_dim
         self.beta = beta
-        self.score = score
+        self.anomaly_score = anomaly_score
         self.n_samples = n_samples
         self.hidden = hidden
         self.kernel_size = kernel_size
@@ -95,8 +99,8 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
         self.patience = patience
 
     def _check_score_params(self) -> None:
-        if self.score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if self.anomaly_score not in SCORES:
+            raise ValueError(f"anomaly_score must be one of {SCORES}, got {self.anomaly_score!r}")
         if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 1:
             raise ValueError(f"n_samples must be an int >= 1, got {self.n_samples!r}")
         if not isinstance(self.per_timestamp, bool):
@@ -141,7 +145,7 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
         step = max(1, MAX_CODES_PER_PASS // L)
         # ε keyed on each row's content: a row scores the same alone, in any batch or stream
         seed = _stream_seed(self.seed_, "latent-samples")
-        return torch.cat([self.model_.scores(batch[i:i + step], self.score, L, per_timestamp=per_t, noise_seed=seed)
+        return torch.cat([self.model_.scores(batch[i:i + step], self.anomaly_score, L, per_timestamp=per_t, noise_seed=seed)
                           for i in range(0, batch.shape[0], step)])
 
     def _get_state(self) -> dict:
