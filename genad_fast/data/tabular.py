@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genad_fast.datasets import ANOMALY_KINDS, TabularData
+from genad_fast.data.containers import ANOMALY_KINDS, TabularData
 
 __all__ = ["load_digits_one_class", "load_wdbc", "load_wine", "global_contrast_normalize"]
 

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from genad_fast.datasets import ANOMALY_KINDS, Anomaly, SeriesData
+from genad_fast.data.containers import ANOMALY_KINDS, Anomaly, SeriesData
 
 __all__ = ["load_kdd_tsad_135", "load_ucr_anomaly", "parse_ucr_name", "series_from_labels"]
 
