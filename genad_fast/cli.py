@@ -7,7 +7,7 @@
                     [--out DIR]
     genad-fast info
     genad-fast demo [ARGS...]     # genad_fast.demo.main(ARGS)
-    genad-fast bench [ARGS...]    # bench.main(ARGS), from the source checkout
+    genad-fast bench [ARGS...]    # `python -m bench ARGS` in a child process, from the source checkout
 
 Everything a command needs that can be checked without the data (output paths writable, the plot's
 dependencies, every detector parameter, eval's detector and data set names) is checked before any data is
@@ -21,13 +21,17 @@ import ast
 import importlib
 import importlib.util
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+# The table reader and writer belong to the data package, which the evaluation uses too; the CLI only calls
+# down into it (nothing below the CLI imports it: scripts/check_imports.py checks that).
+from genad_fast.data.files import READERS, read_table, select_columns, table_kind, write_table  # noqa: F401
+
 PROG = "genad-fast"
-READERS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 class CLIError(Exception):
@@ -35,55 +39,6 @@ class CLIError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------- files
-def _kind(path: str, what: str) -> str:
-    """The reader/writer for ``path`` from its extension (``what`` names the option, e.g. ``--out``)."""
-    p = path.lower()
-    for suffix in (".gz", ".bz2", ".zip", ".xz"):
-        if p.endswith(suffix):
-            p = p[: -len(suffix)]
-            break
-    ext = os.path.splitext(p)[1]
-    if ext not in READERS:
-        raise CLIError(f"{what} {path!r}: unknown file type {ext or '(none)'!r}; use .csv, .tsv or .parquet")
-    return READERS[ext]
-
-
-def read_table(path: str):
-    """The table in ``path`` (.csv, .tsv, .parquet, optionally compressed); a file without rows is an error."""
-    import pandas as pd
-
-    kind = _kind(path, "input")
-    if not os.path.exists(path):
-        raise CLIError(f"input file {path!r} does not exist")
-    try:
-        if kind == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
-    except ImportError as exc:
-        raise CLIError(f"cannot read {path!r}: {exc} (Parquet needs pyarrow: pip install genad-fast[parquet])")
-    except Exception as exc:  # parser errors, permissions, empty files
-        raise CLIError(f"cannot read {path!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    # A header-only CSV reads as object columns with no rows; said as it is, not as "non-numeric column".
-    if len(frame) == 0:
-        raise CLIError(f"input file {path!r} has no data rows (columns: {', '.join(map(str, frame.columns))})")
-    return frame
-
-
-def write_table(frame, path: str) -> None:
-    """Write ``frame`` to ``path`` in the format its extension names."""
-    kind = _kind(path, "--out")
-    try:
-        if kind == "parquet":
-            frame.to_parquet(path, index=False)
-        else:
-            frame.to_csv(path, index=False, sep="\t" if kind == "tsv" else ",")
-    except ImportError as exc:
-        raise CLIError(f"cannot write {path!r}: {exc} (Parquet needs pyarrow: pip install genad-fast[parquet])")
-    except OSError as exc:
-        raise CLIError(f"cannot write {path!r}: {exc.strerror or exc}")
-
-
 def check_output_path(path: str, option: str) -> None:
     """Fail now, before any long work, unless ``path`` (given as ``option``) can be written.
 
@@ -130,28 +85,6 @@ def check_plot_dependencies() -> None:
     except ImportError as exc:
         raise CLIError(f"--plot needs matplotlib, which cannot be imported ({exc}); "
                        f"pip install genad-fast[plot], or leave out --plot") from None
-
-
-def select_columns(frame, columns: list[str] | None, time_column: str | None, source: str):
-    """The data columns (named, or every column but the time column) and the time column values."""
-    names = [str(c) for c in frame.columns]
-    frame = frame.set_axis(names, axis=1)
-    time = None
-    if time_column is not None:
-        if time_column not in names:
-            raise CLIError(f"time column {time_column!r} is not in {source} (columns: {', '.join(names)})")
-        time = frame[time_column]
-    if columns:
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise CLIError(f"column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} not in "
-                           f"{source} (columns: {', '.join(names)})")
-        data = frame[columns]
-    else:
-        data = frame.drop(columns=[time_column]) if time_column is not None else frame
-    if data.shape[1] == 0:
-        raise CLIError(f"{source} has no data columns")
-    return data, time
 
 
 def _split_columns(text: str | None) -> list[str] | None:
@@ -291,7 +224,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     # The outputs are checked before the model is loaded and the data scored: a typo never costs the work,
     # and a plot that cannot be drawn never leaves a scores file behind a failed command.
-    _kind(args.out, "--out")
+    table_kind(args.out, "--out")
     check_output_path(args.out, "--out")
     if args.plot:
         if os.path.abspath(args.plot) == os.path.abspath(args.out):
@@ -483,26 +416,30 @@ def _source_root() -> Path | None:
     import genad_fast
 
     root = Path(genad_fast.__file__).resolve().parent.parent
-    return root if (root / "bench" / "__init__.py").is_file() else None
+    return root if (root / "bench" / "__main__.py").is_file() else None
 
 
 def cmd_bench(argv: list[str]) -> int:
+    """``python -m bench ARGV`` from the source checkout, in a child process; its exit status.
+
+    bench/ is a folder of the repository, not part of the package (the wheel does not ship it), so the CLI
+    runs it as the program it is rather than importing it: the child finds it through ``PYTHONPATH`` and
+    keeps the user's working directory, so relative ``--out`` paths mean what they say.
+    """
     root = _source_root()
     if root is None:
         print(f"{PROG}: the benchmarks live in the source checkout (bench/); run `{PROG} bench` or "
               f"`python -m bench` from a clone of the repository", file=sys.stderr)
         return 1
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    bench = importlib.import_module("bench")
-    if Path(bench.__file__).resolve().parent != root / "bench":
-        raise CLIError(f"`import bench` found {bench.__file__}, not {root / 'bench'}; run from the source checkout")
-    run = getattr(bench, "main", None)
-    if run is None:  # the suite keeps its runner in bench/run.py (`python -m bench` calls bench.run.main)
-        run = getattr(importlib.import_module("bench.run"), "main", None)
-    if run is None:
-        raise CLIError(f"{root / 'bench'} has no main(argv); it is not the genad_fast benchmark package")
-    return int(run(argv) or 0)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    # `-m` puts the working directory first on the child's sys.path: a bench/ there would shadow the
+    # checkout's. PYTHONSAFEPATH (Python >= 3.11) leaves it out; older Pythons get the shadowing refused.
+    env["PYTHONSAFEPATH"] = "1"
+    local = Path.cwd() / "bench"
+    if sys.version_info < (3, 11) and local.is_dir() and local.resolve() != root / "bench":
+        raise CLIError(f"{local} would shadow the benchmarks of {root}; run from another directory")
+    return subprocess.call([sys.executable, "-m", "bench", *argv], env=env)
 
 
 # ---------------------------------------------------------------------------------------------- parser
