@@ -39,7 +39,9 @@ import numpy as np
 import torch
 
 from genad_fast._version import __version__
-from genad_fast.detectors._registry import _class_path, get_detector, registered_name, _REGISTRY
+from genad_fast.detectors._device import resolve_device
+from genad_fast.detectors._registry import (_REGISTRY, _class_path, get_detector, is_base_detector,
+                                            registered_name)
 from genad_fast.series import Normalizer
 
 FORMAT = "genad_fast.detector"
@@ -426,12 +428,14 @@ def read_payload(path: str | os.PathLike, map_location: torch.device | str = "cp
 
 
 def _resolve_class(path: str, payload: dict, expected: type | None) -> type:
-    from genad_fast.detectors.base import BaseDetector
-
+    # ``BaseDetector.load`` (like ``genad_fast.load``, expected=None) takes any registered detector. This
+    # module sits below base.py, so it knows the base class by its import path (is_base_detector).
+    if expected is not None and is_base_detector(expected):
+        expected = None
     stored_name, stored_class = payload.get("detector"), payload["class"]
     label = f"a detector of class {stored_class.rpartition(':')[2]}" + \
         (f" (registered as {stored_name!r})" if stored_name else "")
-    if expected is not None and expected is not BaseDetector and _class_path(expected) == stored_class:
+    if expected is not None and _class_path(expected) == stored_class:
         return expected
     candidate = None
     if stored_name is not None and stored_name in _REGISTRY:
@@ -441,7 +445,7 @@ def _resolve_class(path: str, payload: dict, expected: type | None) -> type:
             if entry == stored_class or (isinstance(entry, type) and _class_path(entry) == stored_class):
                 candidate = get_detector(name)
                 break
-    if expected is not None and expected is not BaseDetector:
+    if expected is not None:
         if candidate is None or not issubclass(candidate, expected):
             raise ModelFileError(path, f"holds {label}, not a {expected.__name__}; load it with "
                                        f"genad_fast.load() or that class's load()")
@@ -478,8 +482,6 @@ def _make_detector(path: str, cls: type, stored: dict):
 
 def load_detector(path: str | os.PathLike, map_location: torch.device | str = "cpu", expected: type | None = None):
     """Rebuild the detector stored at ``path`` on ``map_location`` ("cpu", "cuda", "auto", a torch.device)."""
-    from genad_fast.detectors.base import resolve_device
-
     device = resolve_device(map_location)
     path = os.fspath(path)
     payload = read_payload(path, map_location=device)

@@ -2,6 +2,10 @@
 
 An entry is a class or a ``"module:QualName"`` string imported on first use, so listing the
 built-in detectors does not import them (nor their networks).
+
+This module is the bottom of the detectors' bookkeeping: ``base.py`` (save/load) uses ``_io``, which uses
+the registry, so the registry must not import ``base.py``. It recognises detector classes by the import path
+of ``BaseDetector`` in their MRO (:func:`is_detector_class`), which is exact: that path names one class.
 """
 from __future__ import annotations
 
@@ -10,10 +14,22 @@ import re
 
 _REGISTRY: dict[str, type | str] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+#: The class every detector derives from, as :func:`_class_path` spells it.
+BASE_PATH = "genad_fast.detectors.base:BaseDetector"
 
 
 def _class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def is_base_detector(cls: type) -> bool:
+    """``cls`` is ``BaseDetector`` itself."""
+    return isinstance(cls, type) and _class_path(cls) == BASE_PATH
+
+
+def is_detector_class(obj: object) -> bool:
+    """``obj`` is ``BaseDetector`` or a subclass (``issubclass`` without importing base.py)."""
+    return isinstance(obj, type) and any(_class_path(c) == BASE_PATH for c in obj.__mro__)
 
 
 def register_detector(name: str, cls: type | str, *, replace: bool = False) -> None:
@@ -27,11 +43,8 @@ def register_detector(name: str, cls: type | str, *, replace: bool = False) -> N
     if isinstance(cls, str):
         if ":" not in cls:
             raise ValueError(f"a lazy detector entry must be 'module:QualName', got {cls!r}")
-    else:
-        from genad_fast.detectors.base import BaseDetector
-
-        if not (isinstance(cls, type) and issubclass(cls, BaseDetector)):
-            raise TypeError(f"register_detector({name!r}, ...) needs a BaseDetector subclass, got {cls!r}")
+    elif not is_detector_class(cls):
+        raise TypeError(f"register_detector({name!r}, ...) needs a BaseDetector subclass, got {cls!r}")
     old = _REGISTRY.get(name)
     # A module registering its own class under the name a lazy entry points at is the same entry.
     same = old is cls or (isinstance(old, str) and not isinstance(cls, str) and old == _class_path(cls))
@@ -69,9 +82,7 @@ def get_detector(name: str) -> type:
         except (ImportError, AttributeError) as exc:
             raise ValueError(f"detector {key!r} is registered as {entry} but cannot be imported: "
                              f"{type(exc).__name__}: {exc}") from exc
-        from genad_fast.detectors.base import BaseDetector
-
-        if not (isinstance(obj, type) and issubclass(obj, BaseDetector)):
+        if not is_detector_class(obj):
             raise TypeError(f"detector {key!r} ({entry}) is not a BaseDetector subclass")
         _REGISTRY[key] = obj
         entry = obj

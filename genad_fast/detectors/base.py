@@ -93,6 +93,7 @@ import numpy as np
 import torch
 
 from genad_fast import _backend
+from genad_fast.detectors._device import resolve_device
 from genad_fast.detectors._extremes import (
     extreme_entries,
     infinite_timestamps,
@@ -100,6 +101,9 @@ from genad_fast.detectors._extremes import (
     warn_constant,
     warn_extremes,
 )
+# Model files: _io reads and writes them without importing this module (it finds classes through the
+# registry), so save/load call straight down into it.
+from genad_fast.detectors._io import load_detector, save_detector
 from genad_fast.detectors._validation import (
     NotFittedError,
     check_finite,
@@ -120,29 +124,6 @@ from genad_fast.series import (
 logger = logging.getLogger("genad_fast")
 
 __all__ = ["BaseDetector", "resolve_device"]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None -> ``cuda`` if a GPU is visible else ``cpu``; ``"cpu"``; ``"cuda"``/``"cuda:i"``.
-
-    Asking for CUDA on a machine without a visible GPU is an error, never a silent CPU run.
-    """
-    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        d = torch.device(device.strip().lower() if isinstance(device, str) else device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {device!r}") from exc
-    if d.type == "cpu":
-        return torch.device("cpu")
-    if d.type != "cuda":
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but no CUDA device is visible "
-                         "(torch.cuda.is_available() is False); use device='cpu' or 'auto'")
-    if d.index is not None and d.index >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
-    return d
 
 
 def _stream_seed(seed: int, purpose: str) -> int:
@@ -472,8 +453,6 @@ class BaseDetector:
 
     def save(self, path: str) -> None:
         """Write the fitted detector to ``path`` (see :mod:`genad_fast.detectors._io` for the format)."""
-        from genad_fast.detectors._io import save_detector
-
         save_detector(self, path)
 
     @classmethod
@@ -483,8 +462,6 @@ class BaseDetector:
         ``BaseDetector.load`` accepts any registered detector; ``SomeDetector.load`` also checks
         that the file holds a SomeDetector (or a subclass).
         """
-        from genad_fast.detectors._io import load_detector
-
         return load_detector(path, map_location=map_location, expected=cls)
 
     # ------------------------------------------------------------------ hooks (see module docstring)
