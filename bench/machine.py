@@ -1,52 +1,42 @@
-"""What a result was measured on: machine, versions, git revision and date."""
+"""What a result was measured on: machine, versions, git revision and date.
+
+The facts themselves come from :mod:`genad_fast.provenance`, which ``genad-fast eval`` uses too, so both
+reports describe a machine the same way; this module adds what only the benchmarks need (the last-level
+cache size, the 1-minute load as one number, the cpu meter).
+"""
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import platform
 import resource
-import subprocess
-import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bench.bandwidth import last_level_cache_bytes
+from genad_fast import provenance
+from genad_fast.provenance import cpu_model, memory_gib, now_utc, versions  # noqa: F401  (bench's API)
 
+#: The repository this bench/ belongs to.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def memory_gib() -> float | None:
-    try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30), 1)
-    except (ValueError, OSError, AttributeError):
-        return None
+def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
+    """``{"revision", "dirty"}`` of the checkout the benchmarks ran from (not where genad_fast is installed)."""
+    return provenance.git_info(root)
 
 
 def load_average() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
+    """The 1-minute load average: others' work on a shared machine skews every timing."""
+    loads = provenance.load_average()
+    return loads[0] if loads else None
 
 
 def machine_info() -> dict[str, Any]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info: dict[str, Any] = {
+    return {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
@@ -54,56 +44,9 @@ def machine_info() -> dict[str, Any]:
         "llc_bytes": last_level_cache_bytes(),
         "memory_gib": memory_gib(),
         "platform": platform.platform(),
-        "load_avg_1m": load_average(),       # others' work on a shared machine skews every timing
-        "gpu": None,
+        "load_avg_1m": load_average(),
+        "gpu": provenance.gpu_name(with_details=True),
     }
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info["gpu"] = f"{props.name} (sm_{props.major}{props.minor}, {props.total_memory / (1 << 30):.0f} GiB)"
-    return info
-
-
-def _dist_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def versions() -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "triton": _dist_version("triton"),   # from metadata: importing triton is slow and not needed
-        "numpy": _dist_version("numpy"),
-    }
-    try:
-        import genad_fast
-
-        out["genad_fast"] = genad_fast.__version__
-        out["genad_fast_build"] = genad_fast.build_info()
-    except Exception as exc:
-        out["genad_fast"] = None
-        out["genad_fast_build"] = {"loaded": False, "error": f"{type(exc).__name__}: {exc}"}
-    return out
-
-
-def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        try:
-            res = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return res.stdout.strip() if res.returncode == 0 else None
-
-    rev = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"revision": rev, "dirty": bool(status) if status is not None else None}
-
-
-def now_utc() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class CpuMeter:

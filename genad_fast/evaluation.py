@@ -20,13 +20,14 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from genad_fast import provenance
 
 __all__ = ["ALIASES", "DEFAULT_DATASETS", "DEFAULT_DETECTORS", "QUICK_PARAMS", "DetectorSpec", "Task",
            "estimate_period", "resolve_detector", "resolve_datasets", "run_evaluation", "summarize",
@@ -398,47 +399,28 @@ def _row(dataset: str, detector: str, recs: list[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- machine
-def _version(module: str) -> str:
-    try:
-        mod = __import__(module)
-        return str(getattr(mod, "__version__", "installed"))
-    except Exception as exc:
-        return f"not available ({type(exc).__name__})"
-
-
-def _git_revision() -> str | None:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if not os.path.isdir(os.path.join(root, ".git")):
-        return None
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if rev.returncode != 0:
-        return None
-    return rev.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
-
-
 def machine_info(device: str = "cpu") -> dict:
-    """Machine, load, threads, versions, the compiled extension and the git revision, for the report."""
+    """Machine, load, threads, versions, the compiled extension and the git revision, for the report
+    (the facts come from :mod:`genad_fast.provenance`, which the benchmarks use too)."""
     import torch
 
-    import genad_fast
+    versions = provenance.versions()
+    build = versions["genad_fast_build"]
 
-    info = genad_fast.build_info()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    def installed(dist: str) -> str:
+        return provenance.dist_version(dist) or "not installed"
+
     return dict(
         date_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         command=" ".join(sys.argv),
         platform=platform.platform(), machine=platform.machine(), processor=platform.processor() or None,
-        cpus=os.cpu_count(), load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        torch_threads=torch.get_num_threads(), device=device, gpu=gpu,
-        python=platform.python_version(), genad_fast=genad_fast.__version__, torch=torch.__version__,
-        numpy=np.__version__, scikit_learn=_version("sklearn"), scipy=_version("scipy"), aeon=_version("aeon"),
-        extension="loaded" if info.get("loaded") else f"not loaded: {info.get('error')}",
-        git=_git_revision(),
+        cpus=os.cpu_count(), load_average=provenance.load_average(),
+        torch_threads=torch.get_num_threads(), device=device, gpu=provenance.gpu_name(),
+        python=versions["python"], genad_fast=versions["genad_fast"], torch=versions["torch"],
+        numpy=np.__version__, scikit_learn=installed("scikit-learn"), scipy=installed("scipy"),
+        aeon=installed("aeon"),
+        extension="loaded" if build.get("loaded") else f"not loaded: {build.get('error')}",
+        git=provenance.git_revision(),
     )
 
 
