@@ -19,6 +19,7 @@ scripts/setup_env.sh .venv torch==2.14.1 "${GENAD_CUDA:-ON}"
 
 step "2/5 kernel registration (CPU + CUDA)"
 .venv/bin/python scripts/check_kernels.py --expect CPU,CUDA
+.venv/bin/python scripts/check_imports.py  # static: no import cycle, nothing below the CLI imports it or bench/
 
 step "3/5 CPU tests"
 .venv/bin/python -m pytest tests --ignore=tests/triton_kernels -q -p no:cacheprovider
