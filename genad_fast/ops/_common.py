@@ -1,6 +1,8 @@
 """Input checks shared by the op modules: every error names the argument and the problem."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -39,7 +41,7 @@ def rows_view(name: str, t: torch.Tensor) -> torch.Tensor:
     if t.dim() < 1:
         raise ValueError(f"{name} must have at least 1 dimension, got a scalar")
     K = t.shape[-1]
-    return as_matrix(t, t.shape if t.dim() == 2 else (-1, K))
+    return as_matrix(t, (math.prod(t.shape[:-1]), K))  # not -1: a K = 0 view of 0 rows is ambiguous
 
 
 def as_matrix(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -64,7 +66,7 @@ def inplace_rows_view(name: str, t: torch.Tensor) -> torch.Tensor:
     if t.dim() < 1:
         raise ValueError(f"{name} must have at least 1 dimension, got a scalar")
     K = t.shape[-1]
-    rows = t if t.dim() == 2 else _try_view(t, (-1, K))
+    rows = t if t.dim() == 2 else _try_view(t, (math.prod(t.shape[:-1]), K))
     if rows is None or (K > 1 and rows.stride(-1) != 1):
         raise ValueError(f"{name} is updated in place and must be viewable as rows [N, {K}] with unit stride on "
                          f"its last dimension, got shape {tuple(t.shape)} with strides {t.stride()}; pass a "

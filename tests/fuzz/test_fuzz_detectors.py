@@ -79,14 +79,16 @@ def _must_name_the_problem(exc: Exception, what: str) -> None:
 
 
 def _extreme_rows(train: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``x`` with a value beyond 1e6 training standard deviations (a constant column: its own units),
+    """Rows of ``x`` with a value beyond 1e6 training standard deviations (a constant column — std at most
+    10·eps·max(1, |mean|), the Normalizer's rule, so also a column of values ~1e-30 — in its own units),
     ``(certainly, possibly)``: the training statistics are taken in float64 and in float32 (the precision a
     detector may compute them in), and a value between 1e4 and 1e8 deviations in either is left undecided."""
     zs = []
     for dt in (np.float64, np.float32):
         t = train.astype(dt).astype(np.float64)
-        std = t.std(0)
-        zs.append(np.abs(x - t.mean(0)) / np.where(std > 0, std, 1.0))
+        mean, std = t.mean(0), t.std(0)
+        constant = std <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
+        zs.append(np.abs(x - mean) / np.where(constant, 1.0, std))
     certain = ((zs[0] > 1e8) & (zs[1] > 1e8)).any(1)
     maybe = ((zs[0] > 1e4) | (zs[1] > 1e4)).any(1)
     return certain, maybe
