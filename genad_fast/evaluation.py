@@ -103,7 +103,7 @@ class Task:
 
 
 def _synthetic(quick: bool) -> Task:
-    from genad_fast.datasets import ALL_SERIES_TYPES, make_series
+    from genad_fast.data import ALL_SERIES_TYPES, make_series
 
     kw = dict(T=3000, C=4, period=32) if quick else dict(T=10000, C=8, period=64)
     return Task("synthetic", "series", lambda s: make_series(anomaly_types=ALL_SERIES_TYPES, seed=s, **kw))
