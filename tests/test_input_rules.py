@@ -280,3 +280,22 @@ def test_set_threshold_and_metrics_take_plus_inf_scores():
         scores = det.decision_function(val)
         assert det.predict(val)[5] == 1
     assert metrics.auroc(labels, scores) == 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_quick_extreme_test_never_misses_what_the_exact_one_flags(dtype):
+    from genad_fast.detectors._extremes import extreme_entries, may_hold_extremes
+    from genad_fast.series import Normalizer
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        C = int(rng.integers(1, 5))
+        train = rng.normal(size=(50, C)) * 10.0 ** rng.integers(-6, 7, size=C) + 10.0 ** rng.integers(-3, 12, size=C)
+        stats = Normalizer.fit(torch.from_numpy(train))
+        bound = stats.mean.numpy() + EXTREME_SIGMAS * stats.scale.numpy() * rng.choice([-1.0, 1.0], size=C)
+        x = torch.from_numpy(np.r_[train[:3], bound[None]]).to(dtype)
+        x[-1] = torch.nextafter(x[-1], x[-1] * 2)  # one ulp beyond or at the bound, in x's dtype
+        exact = bool(extreme_entries(x, stats).any())
+        assert may_hold_extremes(x, stats) or not exact, trial
+    clean = torch.from_numpy(train).to(dtype)
+    assert not may_hold_extremes(clean, stats)

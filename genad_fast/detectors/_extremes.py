@@ -46,6 +46,28 @@ class ConstantColumnWarning(UserWarning):
     """Some training columns are constant (stuck sensors): they are centred, not scaled."""
 
 
+def may_hold_extremes(x: torch.Tensor, stats: Normalizer) -> bool:
+    """False when ``x[N, C]`` certainly holds no extreme value, tested against the bounds
+    ``mean ± EXTREME_SIGMAS · scale`` rounded inwards to ``x``'s dtype (so the quick tests never miss a value the
+    exact float64 test of :func:`extreme_entries` would flag). Clean data, the common case, costs one min/max
+    pass over all of ``x`` against the tightest bounds of any column (a contiguous reduction: about a copy's
+    time); only when that fails, a min/max per column."""
+    mean, reach = stats.mean.to(device=x.device), EXTREME_SIGMAS * stats.scale.to(device=x.device)
+    lo, hi = _inward(mean - reach, x.dtype, up=True), _inward(mean + reach, x.dtype, up=False)
+    all_min, all_max = torch.aminmax(x)
+    if bool((all_min >= lo.max()) & (all_max <= hi.min())):
+        return False
+    col_min, col_max = torch.aminmax(x, dim=0)
+    return bool(((col_min < lo) | (col_max > hi)).any())
+
+
+def _inward(bound: torch.Tensor, dtype: torch.dtype, up: bool) -> torch.Tensor:
+    """``bound`` (float64) in ``dtype``, rounded towards the inside of the interval (up for a lower bound)."""
+    b = bound.to(dtype)
+    outside = b.double() < bound if up else b.double() > bound
+    return torch.where(outside, torch.nextafter(b, torch.full_like(b, float("inf") if up else float("-inf"))), b)
+
+
 def extreme_entries(x: torch.Tensor, stats: Normalizer) -> torch.Tensor:
     """Boolean ``[N, C]``: where ``|x - mean| > EXTREME_SIGMAS · scale`` (computed in float64)."""
     xd = x.to(torch.float64)

@@ -97,6 +97,7 @@ from genad_fast.detectors._device import resolve_device
 from genad_fast.detectors._extremes import (
     extreme_entries,
     infinite_timestamps,
+    may_hold_extremes,
     replace_extremes,
     warn_constant,
     warn_extremes,
@@ -637,6 +638,8 @@ class BaseDetector:
         for the model, and the boolean ``[rows]`` mask of the rows/timestamps that held one (None if none did)."""
         stats = self._input_stats()
         if stats is None:
+            return self._cast(t), None
+        if not may_hold_extremes(t, stats):
             return self._cast(t), None
         entries = extreme_entries(t, stats)
         if not bool(entries.any()):
