@@ -23,6 +23,12 @@ C++ kernels: distances from |q|² + |r|² − 2 q·r in registers, finished in p
 top-k filter; exact direct differences for rows with non-finite values), ``cuda`` and ``triton`` (direct
 differences in tiles). Inputs may be column slices of a bigger matrix (unit last stride, any row stride).
 
+Precision of the cpu backend: the expansion |q|² + |r|² − 2 q·r carries an absolute error in d² of about
+eps·(|q|² + |r|²) (eps = 6e-8 in float32), so KDE log-densities may be off by up to eps·(|q|² + |r|²)/(2h²)
+nats and kNN distances by sqrt(eps·(|q|² + |r|²)) where the distance itself is small. That is negligible on
+standardised data (the detectors standardise by default: |q|², |r|² ~ d, h ~ 1); on raw data whose spread
+is large next to the bandwidth, standardise first or pass float64.
+
 These ops have no autograd formula — they are scores, not training losses: inputs that require grad (with grad
 mode on) are rejected with an error rather than silently detached. Bandwidth rules for ``bandwidth=``:
 :func:`scott_bandwidth`, :func:`silverman_bandwidth`.
