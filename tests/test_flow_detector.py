@@ -48,7 +48,7 @@ def test_typicality_is_the_distance_to_the_training_nll():
     det = FlowDetector(backend="cpu", **SMALL).fit(data.train)
     nll = det.decision_function(data.test)
     assert det.train_nll_mean_ == pytest.approx(det.decision_scores_.mean(), rel=1e-6)
-    det.set_params(score="typicality")
+    det.set_params(anomaly_score="typicality")
     np.testing.assert_allclose(det.decision_function(data.test), np.abs(nll - det.train_nll_mean_), rtol=1e-6, atol=1e-6)
 
 
@@ -119,7 +119,7 @@ def test_divergence_is_an_error_not_a_nan_model():
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(score="likelihood"), "score must be"),
+    (dict(anomaly_score="likelihood"), "score must be"),
     (dict(matmul_dtype="float16"), "matmul_dtype"),
     (dict(hidden=0), "hidden must be"),
     (dict(clamp=-1.0), "clamp must be"),

@@ -49,7 +49,7 @@ def test_scores_are_scikit_learns(tabular, cls, params):
 
 
 def test_pca_reconstruction_score_is_the_residual_of_the_projection(tabular):
-    det = PCADetector(n_components=2, score="reconstruction", normalize=False, verbose=False).fit(tabular.train)
+    det = PCADetector(n_components=2, anomaly_score="reconstruction", normalize=False, verbose=False).fit(tabular.train)
     x = tabular.test.astype(np.float64)
     est = det.estimator_
     expected = ((x - est.inverse_transform(est.transform(x))) ** 2).sum(1)
@@ -131,8 +131,8 @@ def test_seed_decides_the_forest(tabular):
 
 
 @pytest.mark.parametrize("cls, params, match", [
-    (PCADetector, dict(score="mahalanobis"), "score must be one of"),
-    (PCADetector, dict(n_components=None, score="reconstruction"), "needs fewer components"),
+    (PCADetector, dict(anomaly_score="mahalanobis"), "score must be one of"),
+    (PCADetector, dict(n_components=None, anomaly_score="reconstruction"), "needs fewer components"),
     (PCADetector, dict(n_components=99), "n_components"),
     (OCSVMDetector, dict(kernel="precomputed"), "kernel must be one of"),
     (OCSVMDetector, dict(nu=2.0), "nu"),

@@ -104,11 +104,11 @@ def test_variances_are_bounded():
 
 def test_finds_injected_series_anomalies(series, fitted):
     for score in ("recon_prob", "elbo"):
-        fitted.set_params(score=score)
+        fitted.set_params(anomaly_score=score)
         try:
             scores = fitted.decision_function(series.test)
         finally:
-            fitted.set_params(score="recon_prob")
+            fitted.set_params(anomaly_score="recon_prob")
         assert scores.shape == (series.test.shape[0],)
         assert roc_auc_score(series.labels, scores) >= 0.9, score
 
@@ -163,7 +163,7 @@ def test_save_load_round_trip(tmp_path, series, fitted):
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(score="likelihood"), "score must be"),
+    (dict(anomaly_score="likelihood"), "score must be"),
     (dict(n_samples=0), "n_samples must be"),
     (dict(beta=0.0), "beta must be"),
     (dict(beta="1"), "beta must be"),
