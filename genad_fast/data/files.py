@@ -75,14 +75,23 @@ def write_table(frame, path: str) -> None:
         raise TableError(f"cannot write {path!r}: {exc.strerror or exc}")
 
 
+def _named(frame):
+    """``frame`` with its column labels as strings, and those strings."""
+    names = [str(c) for c in frame.columns]
+    return frame.set_axis(names, axis=1), names
+
+
+def _require_column(name: str, names: list[str], source: str, what: str, error: type[Exception]) -> None:
+    if name not in names:
+        raise error(f"{what} {name!r} is not in {source} (columns: {', '.join(names)})")
+
+
 def select_columns(frame, columns: list[str] | None, time_column: str | None, source: str):
     """The data columns (named, or every column but the time column) and the time column values."""
-    names = [str(c) for c in frame.columns]
-    frame = frame.set_axis(names, axis=1)
+    frame, names = _named(frame)
     time = None
     if time_column is not None:
-        if time_column not in names:
-            raise TableError(f"time column {time_column!r} is not in {source} (columns: {', '.join(names)})")
+        _require_column(time_column, names, source, "time column", TableError)
         time = frame[time_column]
     if columns:
         missing = [c for c in columns if c not in names]
@@ -104,13 +113,10 @@ def load_table(path: str, *, label_column: str | None = None, columns: list[str]
     The data columns are ``columns``, else every column but the label and time columns. Labels must be 0/1
     (or False/True). Non-numeric data, NaN/inf and a missing column raise a ValueError naming the problem.
     """
-    frame = read_table(path)
-    names = [str(c) for c in frame.columns]
-    frame = frame.set_axis(names, axis=1)
+    frame, names = _named(read_table(path))
     labels = None
     if label_column is not None:
-        if label_column not in names:
-            raise ValueError(f"label column {label_column!r} is not in {path} (columns: {', '.join(names)})")
+        _require_column(label_column, names, path, "label column", ValueError)
         raw = frame[label_column]
         if raw.isna().any():
             raise ValueError(f"label column {label_column!r} of {path} has missing values")
