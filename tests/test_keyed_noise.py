@@ -41,6 +41,6 @@ def test_the_draws_are_standard_normal_and_uncorrelated(n_rows):
 
 
 def test_tables_stay_small_for_wide_draws():
-    assert table_bits(16) == 15 and table_bits(1024) == 14 and table_bits(10 ** 6) == 10
+    assert table_bits(16) == 15 and table_bits(160) == 14 and table_bits(1024) == 12 and table_bits(10 ** 6) == 10
     z = keyed_normals(row_keys(torch.randn(3, 2)), seed=5, n=20000)
     assert z.shape == (3, 20000) and torch.isfinite(z).all()

@@ -11,7 +11,7 @@ scores differently alone, in a batch, or in a stream. Keying the draws on the ro
 ``bits`` are the IEEE bits of the row's float32 values, φ the golden-ratio increment of splitmix64 (Steele,
 Lea & Flood, OOPSLA 2014). The same row gets the same draws in any batch, on any thread, in any process; a
 row's draws are exactly standard normal. Different rows pick table rows by a hash, so some share draws (any
-two with probability 2^-b, b = 15 unless the draws are wider than 512): that changes nothing for either
+two with probability 2^-b, b = 15 unless the draws are wider than 128): that changes nothing for either
 row's score, which depends on its own draws only. The table is drawn once per (seed, n, dtype, device) and
 cached, so keyed draws cost a gather (hashing every element instead cost 1.8 s per 10^7 normals, a quarter of
 a VAE scoring call).
@@ -69,12 +69,12 @@ def keyed_normals(keys: torch.Tensor, seed: int, n: int, dtype: torch.dtype = to
 
 
 def table_bits(n: int) -> int:
-    """log2 of a table's rows: 2^15, fewer for wide draws so that a table holds at most 2^24 numbers (64 MiB in
-    float32), and never fewer than 2^10."""
-    return max(10, min(15, ((1 << 24) // max(n, 1)).bit_length() - 1))
+    """log2 of a table's rows: 2^15, fewer for wide draws so that a table holds at most 2^22 numbers (16 MiB in
+    float32; with at most four tables cached, a long-running scorer keeps at most 64 MiB), never fewer than 2^10."""
+    return max(10, min(15, ((1 << 22) // max(n, 1)).bit_length() - 1))
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _table(seed: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed & ((1 << 63) - 1))
     return torch.randn(1 << table_bits(n), n, generator=g, dtype=dtype).to(device)
