@@ -41,9 +41,14 @@ SIZES = [Size("1e4x25", {"n": 10_000}), Size("1e5x25", {"n": 100_000}), Size("1e
 
 
 def make_data(n: int, seed: int = 0) -> np.ndarray:
-    """A [n, 25] float32 series: three incommensurate sinusoids mixed into 25 channels plus 10 % noise."""
+    """A [n, 25] float32 series: three incommensurate sinusoids mixed into 25 channels plus 10 % noise.
+
+    The mixing matrix is the same for every ``seed`` (only the phases and the noise change): training and
+    scored series come from one process, so the scored series is normal data for the fitted model. (With a
+    mix drawn per seed, the scored channels left the training range and the detector's clip of x̂_0 to that
+    range, rightly, scored them ~5x higher than the unclipped eager pipeline.)"""
+    mix = np.random.default_rng(12345).normal(size=(3, C)).astype(np.float32)
     rng = np.random.default_rng(seed)
-    mix = rng.normal(size=(3, C)).astype(np.float32)
     t = np.arange(n, dtype=np.float64)
     latent = np.stack([np.sin(2 * np.pi * t / p + rng.uniform(0, 6.3)) for p in (64.0, 27.5, 198.0)], 1)
     x = latent.astype(np.float32) @ mix
