@@ -88,10 +88,12 @@ def versions() -> dict[str, Any]:
         "numpy": dist_version("numpy"),
     }
     try:
-        import genad_fast
+        # The two leaf modules, not the package: provenance sits below the package's re-exports.
+        from genad_fast._ext import build_info
+        from genad_fast._version import __version__
 
-        out["genad_fast"] = genad_fast.__version__
-        out["genad_fast_build"] = genad_fast.build_info()
+        out["genad_fast"] = __version__
+        out["genad_fast_build"] = build_info()
     except Exception as exc:  # the benchmarks report on a package that fails to import, too
         out["genad_fast"] = None
         out["genad_fast_build"] = {"loaded": False, "error": f"{type(exc).__name__}: {exc}"}

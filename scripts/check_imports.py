@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Static check of genad_fast's import graph: no cycles, and nothing below the CLI imports the CLI or bench/.
+"""Static check of genad_fast's import graph: no cycles, and no upward import (DESIGN.md's layers).
 
 DESIGN.md's layers say data flows down and nothing calls up. This reads every ``.py`` file of
 ``genad_fast/`` (``kernels/`` as ``genad_fast.kernels``, as the wheel ships it) and ``bench/`` with
@@ -16,6 +16,9 @@ cycle. Only modules of the scanned trees are nodes; third-party imports are igno
 Reported, with file and line of every edge involved:
 
 - every cycle of the module graph (each strongly connected component, with one cycle through it);
+- every upward import: the layers of :data:`LAYERS` (reference/extension < backend choice < ops < models
+  and score utilities < detectors < data, evaluation and provenance < package root and entry points < bench);
+  a module in no layer is reported too, so a new top-level module has to be placed;
 - every import of ``genad_fast.cli`` from another genad_fast module (the CLI is the top of the
   package: everything it uses must be importable without it);
 - every import of ``bench`` from genad_fast (bench/ is not in the wheel: the package cannot need it).
@@ -36,6 +39,34 @@ TREES = {"genad_fast": "genad_fast", "kernels": "genad_fast.kernels", "bench": "
 TOP = ("genad_fast.cli", "genad_fast.__main__")
 #: Packages that genad_fast must not import at all (not shipped in the wheel).
 OUTSIDE = ("bench",)
+#: DESIGN.md's layers, bottom to top, as module-name prefixes (the longest matching prefix decides). A module
+#: may import its own layer and the layers below; an import of a higher layer is an upward import. The package
+#: root ``genad_fast`` (its ``__init__`` re-exports the public names) sits at the top with the entry points (the
+#: CLI and the demo, which use the package as a user does).
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("genad_fast._version", "genad_fast._C", "genad_fast._ext", "genad_fast.reference", "genad_fast.kernels"),
+    ("genad_fast._backend",),
+    ("genad_fast.ops",),
+    ("genad_fast.nn", "genad_fast.series", "genad_fast.metrics", "genad_fast.thresholds"),
+    ("genad_fast.detectors",),
+    ("genad_fast.data", "genad_fast.datasets", "genad_fast.provenance", "genad_fast.plotting",
+     "genad_fast.eval_plot", "genad_fast.evaluation"),
+    ("genad_fast", "genad_fast.cli", "genad_fast.__main__", "genad_fast.demo"),
+    ("bench",),
+)
+
+
+def layer_of(module: str) -> int | None:
+    """Index in :data:`LAYERS` of ``module`` (the longest matching prefix), or None for a module in no layer."""
+    best, best_len = None, -1
+    for rank, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            # The package root names itself only: as a prefix it would place every new module at the top.
+            if (module == p or (p != "genad_fast" and module.startswith(p + "."))) and len(p) > best_len:
+                best, best_len = rank, len(p)
+    return best
+
+
 #: Compiled extension modules (built by CMake, absent from a fresh checkout): leaves of the graph, so that
 #: ``from genad_fast import _C`` is an edge to ``genad_fast._C``, not to the package ``genad_fast``.
 BINARY = ("genad_fast._C",)
@@ -222,7 +253,9 @@ def one_cycle(component: list[str], edges: list[Edge]) -> list[Edge]:
 
 
 def layer_violations(edges: list[Edge]) -> list[Edge]:
-    """Imports of the CLI from below it, and imports of bench/ from genad_fast."""
+    """Upward imports (:data:`LAYERS`): among them every import of the CLI from below it and of bench/ from
+    genad_fast; and every import from or of a module that is in no layer (a new top-level module must be
+    placed in the table)."""
     def under(name: str, prefixes) -> bool:
         return any(name == p or name.startswith(p + ".") for p in prefixes)
 
@@ -231,6 +264,10 @@ def layer_violations(edges: list[Edge]) -> list[Edge]:
         if not under(e.source, ("genad_fast",)):
             continue  # bench/ may import anything of genad_fast: it sits on top
         if under(e.target, OUTSIDE) or (e.target in TOP and e.source not in TOP):
+            bad.append(e)
+            continue
+        src, dst = layer_of(e.source), layer_of(e.target)
+        if src is None or dst is None or dst > src:
             bad.append(e)
     return bad
 
@@ -252,7 +289,9 @@ def report(root: Path, show_graph: bool = False) -> tuple[list[str], int]:
     for e in violations:
         lines.append(f"layer: {e.source} imports {e.target}  [{e.where()}]")
     problems = len(components) + len(violations)
-    lines.append("no import cycles, no imports of the CLI or bench from below" if not problems
+    lines.append("no import cycles, no upward imports (layers: "
+                 + " < ".join("/".join(p.rpartition(".")[2] for p in layer) for layer in LAYERS) + ")"
+                 if not problems
                  else f"{len(components)} cycle(s), {len(violations)} layer violation(s)")
     return lines, problems
 

@@ -49,24 +49,39 @@ def test_the_data_package_and_model_files_sit_below_their_users():
 def test_the_checker_finds_lazy_cycles_and_upward_imports(tmp_path):
     root = _tree(tmp_path, {
         "genad_fast/__init__.py": "",
-        "genad_fast/a.py": "from . import b\n",                                # relative, module level
-        "genad_fast/b.py": "def f():\n    import genad_fast.a\n",               # lazy: still a cycle a <-> b
-        "genad_fast/c.py": "from genad_fast import _C\n",                       # the compiled extension: a leaf
-        "genad_fast/cli.py": "from genad_fast import a\n",                      # the CLI may import anything
-        "genad_fast/low.py": "def g():\n    from genad_fast.cli import main\n",  # but nothing imports it
-        "genad_fast/runner.py": "import importlib\nimportlib.import_module('bench.run')\n",
+        "genad_fast/nn/__init__.py": "",
+        "genad_fast/nn/a.py": "from . import b\n",                              # relative, module level
+        "genad_fast/nn/b.py": "def f():\n    import genad_fast.nn.a\n",        # lazy: still a cycle a <-> b
+        "genad_fast/ops/__init__.py": "",
+        "genad_fast/ops/c.py": "from genad_fast import _C\n",                   # the compiled extension: a leaf
+        "genad_fast/ops/up.py": "def g():\n    from genad_fast.detectors import d\n",  # ops -> detectors: upward
+        "genad_fast/detectors/__init__.py": "",
+        "genad_fast/detectors/d.py": "from genad_fast.nn import a\n",            # detectors -> nn: down, fine
+        "genad_fast/cli.py": "from genad_fast.nn import a\n",                   # the CLI may import anything
+        "genad_fast/series.py": "def g():\n    from genad_fast.cli import main\n",  # but nothing imports it
+        "genad_fast/evaluation.py": "import importlib\nimportlib.import_module('bench.run')\n",
+        "genad_fast/newthing.py": "from genad_fast.ops import c\n",              # in no layer: must be placed
         "bench/__init__.py": "",
         "bench/run.py": "import genad_fast.cli\n",                               # bench sits on top: fine
     })
     chk = _checker()
     modules, edges = chk.import_graph(root)
-    assert chk.strongly_connected(modules, edges) == [["genad_fast.a", "genad_fast.b"]]
-    cycle = chk.one_cycle(["genad_fast.a", "genad_fast.b"], edges)
-    assert [(e.source, e.target, e.lazy) for e in cycle] == [("genad_fast.a", "genad_fast.b", False),
-                                                              ("genad_fast.b", "genad_fast.a", True)]
-    assert ("genad_fast.c", "genad_fast._C") in {(e.source, e.target) for e in edges}
+    assert chk.strongly_connected(modules, edges) == [["genad_fast.nn.a", "genad_fast.nn.b"]]
+    cycle = chk.one_cycle(["genad_fast.nn.a", "genad_fast.nn.b"], edges)
+    assert [(e.source, e.target, e.lazy) for e in cycle] == [("genad_fast.nn.a", "genad_fast.nn.b", False),
+                                                              ("genad_fast.nn.b", "genad_fast.nn.a", True)]
+    assert ("genad_fast.ops.c", "genad_fast._C") in {(e.source, e.target) for e in edges}
     bad = {(e.source, e.target) for e in chk.layer_violations(edges)}
-    assert bad == {("genad_fast.low", "genad_fast.cli"), ("genad_fast.runner", "bench.run")}
+    assert bad == {("genad_fast.series", "genad_fast.cli"), ("genad_fast.evaluation", "bench.run"),
+                   ("genad_fast.ops.up", "genad_fast.detectors.d"), ("genad_fast.newthing", "genad_fast.ops.c")}
     lines, problems = chk.report(root)
-    assert problems == 3 and any(line.startswith("cycle 1: 2 modules") for line in lines)
+    assert problems == 5 and any(line.startswith("cycle 1: 2 modules") for line in lines)
     assert chk.main([str(root)]) == 1
+
+
+def test_every_module_of_the_package_has_a_layer():
+    chk = _checker()
+    modules, _ = chk.import_graph(ROOT)
+    assert [m for m in modules if chk.layer_of(m) is None] == []
+    assert chk.layer_of("genad_fast.ops.coupling") < chk.layer_of("genad_fast.nn.flow") \
+        < chk.layer_of("genad_fast.detectors.base") < chk.layer_of("genad_fast.cli")
