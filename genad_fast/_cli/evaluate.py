@@ -1,0 +1,106 @@
+"""``genad-fast eval``: the names, parameters and data sets checked before any run, then
+:func:`genad_fast.evaluation.run_evaluation` and its reports."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from genad_fast._cli.checks import CLIError, check_output_dir, split_list
+from genad_fast._cli.params import build_detector, check_param_names, parse_value
+
+
+def _eval_params(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``--param DETECTOR.KEY=VALUE`` -> {detector: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, eq, value = item.partition("=")
+        det, dot, key = target.strip().partition(".")
+        if not eq or not dot or not det or not key:
+            raise CLIError(f"--param {item!r}: expected DETECTOR.KEY=VALUE (e.g. flow.epochs=20)")
+        out.setdefault(det.lower(), {})[key] = parse_value(value)
+    return out
+
+
+def _eval_specs(detectors: list[str], extra: dict[str, dict[str, Any]], device: str) -> None:
+    """Check ``--detectors`` and ``--param`` of ``eval`` before any run: unknown names, unknown parameters and
+    invalid values are errors here, not rows of a report that ends with status 0. A registered detector that
+    cannot be imported stays a report row (it names what is missing)."""
+    from genad_fast import evaluation as ev
+    from genad_fast.detectors import detector_names
+
+    specs = {spec.name: spec for spec in map(ev.resolve_detector, detectors)}
+    known = detector_names()
+    unknown = [name for name, spec in specs.items() if spec.registry_name not in known]
+    if unknown:
+        raise CLIError(f"--detectors: unknown detector{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(map(repr, unknown))}; choose from {', '.join(sorted({*known, *ev.ALIASES}))}")
+    for det, params in extra.items():
+        spec = specs.get(det)
+        if spec is None:
+            raise CLIError(f"--param for {det!r}, which is not in --detectors")
+        if spec.cls is None:
+            continue
+        check_param_names(spec.cls, params, det)
+        build_detector(spec.cls, {**spec.params, "device": device, **params}, det)
+
+
+def _eval_tasks(args: argparse.Namespace, datasets: list[str]) -> list:
+    """``--datasets`` as tasks; an unknown name or a ``file:`` that does not exist is an error before any run."""
+    from genad_fast import evaluation as ev
+
+    if not 0.0 < args.train_fraction < 1.0:
+        raise CLIError(f"--train-fraction must be in (0, 1), got {args.train_fraction}")
+    files = [name for name in datasets if name.lower().startswith("file:")]
+    for name in files:
+        if not os.path.isfile(name[5:]):
+            raise CLIError(f"--datasets {name!r}: file {name[5:]!r} does not exist")
+    if args.label_column is not None and not files:  # it would be ignored: say so rather than drop it
+        raise CLIError(f"--label-column {args.label_column!r} applies to file:<path> data sets, and --datasets "
+                       f"has none")
+    tasks = ev.resolve_datasets(datasets, quick=args.quick, label_column=args.label_column,
+                                train_fraction=args.train_fraction, file_kind=args.file_kind)
+    unknown = [t.name for t in tasks if t.kind == ev.UNKNOWN_KIND]
+    if unknown:
+        raise CLIError(f"--datasets: unknown data set{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(map(repr, unknown))}; choose from {ev.DATASET_CHOICES}")
+    return tasks
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from genad_fast import evaluation as ev
+    from genad_fast.detectors import resolve_device
+
+    detectors = split_list(args.detectors, "detectors")
+    datasets = split_list(args.datasets, "datasets")
+    extra = _eval_params(args.param or [])
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise CLIError(f"--device: {exc}") from exc
+    _eval_specs(detectors, extra, args.device)
+    if args.contamination is not None and not 0.0 < args.contamination <= 0.5:
+        raise CLIError(f"--contamination must be in (0, 0.5], got {args.contamination}")
+    tasks = _eval_tasks(args, datasets)
+    check_output_dir(args.out, "--out")
+    seeds = list(range(args.seeds))
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    machine = ev.machine_info(args.device)
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    records = ev.run_evaluation(detectors, tasks, seeds, quick=args.quick, device=args.device,
+                                contamination=args.contamination, detector_params=extra,
+                                plot_dir=None if args.no_plots else os.path.join(args.out, "plots"), log=log)
+    rows = ev.summarize(records)
+    config = dict(detectors=detectors, datasets=datasets, seeds=seeds, quick=args.quick, device=args.device,
+                  contamination=args.contamination, params=extra)
+    paths = ev.write_reports(args.out, records, rows, machine, config)
+    print(ev.markdown_table(rows))
+    for line in ev.goal_check(rows):
+        print(line)
+    print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['json']}"
+          + ("" if args.no_plots else f" and plots in {os.path.join(args.out, 'plots')}"))
+    return 0
