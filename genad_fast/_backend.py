@@ -115,13 +115,51 @@ def requested_backend(backend: str | None) -> str:
     return name
 
 
-def resolve(backend: str | None, device: torch.device | str, implemented: tuple[str, ...] = BACKENDS) -> str:
+def resolve(backend: str | None, device: torch.device | str, implemented: tuple[str, ...] = BACKENDS,
+            op: str = "this op") -> str:
     """The backend that will run an op on ``device`` tensors.
 
-    ``implemented`` lists the backends the op has; asking for another one by name is an error.
+    ``implemented`` lists the backends the op has; asking for another one by name is an error. This reads
+    ``GENAD_FAST_BACKEND`` when ``backend`` is None: a caller that runs several ops builds one
+    :class:`genad_fast.ops.Dispatch` instead, which resolves every op once (:func:`resolve_table`).
     """
     device = torch.device(device)
-    name = requested_backend(backend)
+    return _choose(requested_backend(backend), device, implemented, op, lambda name: _check_runnable(name, device))
+
+
+def resolve_table(requested: str, device: torch.device, table: dict[str, tuple[str, ...]]
+                  ) -> dict[str, str | BackendUnavailableError]:
+    """:func:`resolve` for every op of ``table`` (op -> the backends it has) at once, for the backend
+    ``requested`` (a name or ``"auto"``, as :func:`requested_backend` returns it): per op the backend that runs
+    it, or the error that says why the requested backend cannot. Each backend's runnability is checked once.
+
+    Raises BackendUnavailableError when a backend asked for by name cannot run on ``device`` at all.
+    """
+    memo: dict[str, BackendUnavailableError | None] = {}
+
+    def check(name: str) -> None:
+        if name not in memo:
+            try:
+                _check_runnable(name, device)
+                memo[name] = None
+            except BackendUnavailableError as exc:
+                memo[name] = exc
+        if memo[name] is not None:
+            raise memo[name]
+
+    if requested != "auto":
+        check(requested)
+    out: dict[str, str | BackendUnavailableError] = {}
+    for op, implemented in table.items():
+        try:
+            out[op] = _choose(requested, device, implemented, op, check)
+        except BackendUnavailableError as exc:
+            out[op] = exc
+    return out
+
+
+def _choose(name: str, device: torch.device, implemented: tuple[str, ...], op: str, check) -> str:
+    """The rule of :func:`resolve` for the requested ``name``; ``check(backend)`` raises if it cannot run."""
     if name == "auto":
         if device.type == "cuda":
             order = ("cuda", "triton", "eager")
@@ -133,12 +171,12 @@ def resolve(backend: str | None, device: torch.device | str, implemented: tuple[
             if candidate not in implemented:
                 continue
             try:
-                _check_runnable(candidate, device)
+                check(candidate)
             except BackendUnavailableError:
                 continue
             return candidate
         return "eager"
     if name not in implemented:
-        raise BackendUnavailableError(f"this op has no {name!r} implementation (it has: {', '.join(implemented)})")
-    _check_runnable(name, device)
+        raise BackendUnavailableError(f"{op} has no {name!r} implementation (it has: {', '.join(implemented)})")
+    check(name)
     return name

@@ -1,5 +1,7 @@
 """Fused ops: one module per hot path. Each validates its inputs, picks the backend
-(``backend=`` > ``GENAD_FAST_BACKEND`` > auto) and registers fake and autograd kernels."""
+(``backend=`` > ``GENAD_FAST_BACKEND`` > auto, or the choice of a :class:`Dispatch` made once per call) and
+registers fake and autograd kernels. The schemas of both kernel libraries are one table (:mod:`.schema`)."""
+from genad_fast.ops.dispatch import Dispatch
 from genad_fast.ops.noise import philox_counters, randn
 from genad_fast.ops.coupling import coupling_forward, coupling_inverse
 from genad_fast.ops.diffusion import add_noise, diffusion_step, recon_error_accumulate_
@@ -8,6 +10,7 @@ from genad_fast.ops.distance import kde_logpdf, knn_distance, scott_bandwidth, s
 from genad_fast.ops.linear import linear_act
 
 __all__ = [
+    "Dispatch",
     "add_noise", "anogan_residual", "coupling_forward", "coupling_inverse", "diffusion_step", "masked_adam_",
     "philox_counters", "randn", "recon_error_accumulate_",
     "kde_logpdf", "knn_distance", "scott_bandwidth", "silverman_bandwidth", "linear_act",

@@ -36,13 +36,13 @@ import numbers
 
 import torch
 
-from genad_fast import _backend, _ext
+from genad_fast import _ext
 from genad_fast.ops._common import check_float, check_no_overlap, check_same, inplace_rows_view, rows_view
+from genad_fast.ops.dispatch import Dispatch, kernel, select
+from genad_fast.ops.schema import CPP_NAMESPACE, TRITON_NAMESPACE, define_triton
 from genad_fast.reference import anogan as _reference
 
 __all__ = ["anogan_residual", "masked_adam_"]
-
-_IMPLEMENTED = ("eager", "cpu", "cuda", "triton")
 
 
 def _check_number(name: str, value, lo: float, hi: float, hi_open: bool = False) -> float:
@@ -71,14 +71,15 @@ def _flat_rows(name: str, t: torch.Tensor, inplace: bool) -> torch.Tensor:
 
 
 def anogan_residual(x: torch.Tensor, gx: torch.Tensor, fx: torch.Tensor, fgx: torch.Tensor, lam: float = 0.1, *,
-                    backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    backend: str | Dispatch | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """AnoGAN's residual loss and its sub-gradients in one pass; see the module docstring.
 
     Args:
         x, gx: the samples and their reconstructions G(z), ``[..., P]``, same shape.
         fx, fgx: their discriminator features f(x), f(G(z)), ``[..., F]``, same shape, same leading shape as x.
         lam: the feature weight λ in [0, 1] (the paper uses 0.1).
-        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None (``GENAD_FAST_BACKEND``, else auto).
+        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"``, None (``GENAD_FAST_BACKEND``, else auto) or a
+            :class:`~genad_fast.ops.Dispatch` (the choice of the caller's call, made once).
 
     Returns:
         ``(loss, grad_gx, grad_fgx)``: loss of x's leading shape, the gradients of gx's and fgx's shapes
@@ -100,11 +101,10 @@ def anogan_residual(x: torch.Tensor, gx: torch.Tensor, fx: torch.Tensor, fgx: to
                          f"{tuple(fx.shape)}")
     lam = _check_number("lam", lam, 0.0, 1.0)
     rows = [rows_view(name, t) for name, t in (("x", x), ("gx", gx), ("fx", fx), ("fgx", fgx))]
-    chosen = _backend.resolve(backend, x.device, implemented=_IMPLEMENTED)
+    chosen = select("anogan_residual", backend, x.device)
     if chosen == "eager":
         return _reference.anogan_residual(x, gx, fx, fgx, lam)
-    ns = torch.ops.genad_fast_triton if chosen == "triton" else torch.ops.genad_fast
-    loss, grad_gx, grad_fgx = ns.anogan_residual(*rows, lam)
+    loss, grad_gx, grad_fgx = kernel("anogan_residual", chosen)(*rows, lam)
     if x.dim() == 2:
         return loss, grad_gx, grad_fgx
     return loss.view(x.shape[:-1]), grad_gx.view(x.shape), grad_fgx.view(fx.shape)
@@ -112,7 +112,7 @@ def anogan_residual(x: torch.Tensor, gx: torch.Tensor, fx: torch.Tensor, fgx: to
 
 def masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: torch.Tensor,
                  active: torch.Tensor, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 *, backend: str | None = None) -> None:
+                 *, backend: str | Dispatch | None = None) -> None:
     """Adam on the rows of ``z`` whose ``active`` flag is set, in place; see the module docstring.
 
     Args:
@@ -123,7 +123,8 @@ def masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.
             for the active rows before their bias correction, as torch.optim.Adam does.
         active: bool tensor of z's leading shape; rows where it is False are left untouched (z, m, v, step).
         lr, beta1, beta2, eps: as torch.optim.Adam (lr >= 0, 0 <= beta < 1, eps >= 0).
-        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None (``GENAD_FAST_BACKEND``, else auto).
+        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"``, None (``GENAD_FAST_BACKEND``, else auto) or a
+            :class:`~genad_fast.ops.Dispatch` (the choice of the caller's call, made once).
 
     Call it under ``torch.no_grad()`` when z requires grad, as an optimizer step is. z, m, v and step are
     updated in place: each must be viewable as rows with unit last stride, and none may overlap itself, another
@@ -160,14 +161,13 @@ def masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.
     z2, m2, v2 = (inplace_rows_view(name, t) for name, t in (("z", z), ("m", m), ("v", v)))
     step1 = _flat_rows("step", step, inplace=True)
     g2, active1 = rows_view("grad", grad), _flat_rows("active", active, inplace=False)
-    chosen = _backend.resolve(backend, z.device, implemented=_IMPLEMENTED)
+    chosen = select("masked_adam_", backend, z.device)
     if chosen == "eager":
         _reference.masked_adam_(z, grad, m, v, step, active, lr, beta1, beta2, eps)
         return
     if chosen != "cpu":  # (the CPU kernel checks the counts itself, in the loop it runs anyway)
         _reference.check_step_counts(step1)
-    ns = torch.ops.genad_fast_triton if chosen == "triton" else torch.ops.genad_fast
-    ns.masked_adam_(z2, g2, m2, v2, step1, active1, lr, beta1, beta2, eps)
+    kernel("masked_adam_", chosen)(z2, g2, m2, v2, step1, active1, lr, beta1, beta2, eps)
 
 
 # ---- fake kernels and autograd, shared by the C++ ops and their Triton twins ----------------------
@@ -203,12 +203,11 @@ def _register(namespace: str) -> None:
 
 
 if _ext._C is not None:
-    _register("genad_fast")
+    _register(CPP_NAMESPACE)
 
 
-# Triton twins, defined at import (cheap, and torch.compile then never traces a definition); Triton itself is
-# imported only on the first call, so `import genad_fast` does not import triton.
-@torch.library.custom_op("genad_fast_triton::anogan_residual", mutates_args=())
+# Triton twins, defined at import from the schema table (cheap, and torch.compile then never traces a
+# definition); Triton itself is imported only on the first call, so `import genad_fast` does not import triton.
 def _triton_residual(x: torch.Tensor, gx: torch.Tensor, fx: torch.Tensor, fgx: torch.Tensor,
                      lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from genad_fast.kernels import anogan as _kernel
@@ -216,7 +215,6 @@ def _triton_residual(x: torch.Tensor, gx: torch.Tensor, fx: torch.Tensor, fgx: t
     return _kernel.anogan_residual(x, gx, fx, fgx, lam)
 
 
-@torch.library.custom_op("genad_fast_triton::masked_adam_", mutates_args=("z", "m", "v", "step"))
 def _triton_masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: torch.Tensor,
                          active: torch.Tensor, lr: float, beta1: float, beta2: float, eps: float) -> None:
     from genad_fast.kernels import anogan as _kernel
@@ -224,4 +222,6 @@ def _triton_masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v
     _kernel.masked_adam_(z, grad, m, v, step, active, lr, beta1, beta2, eps)
 
 
-_register("genad_fast_triton")
+define_triton("anogan_residual", _triton_residual)
+define_triton("masked_adam_", _triton_masked_adam_)
+_register(TRITON_NAMESPACE)

@@ -16,13 +16,13 @@ import math
 
 import torch
 
-from genad_fast import _backend, _ext
+from genad_fast import _ext
 from genad_fast.ops._common import check_float, check_same, rows_view
+from genad_fast.ops.dispatch import Dispatch, kernel, select
+from genad_fast.ops.schema import CPP_NAMESPACE, TRITON_NAMESPACE, define_triton
 from genad_fast.reference import coupling as _reference
 
 __all__ = ["coupling_forward", "coupling_inverse"]
-
-_IMPLEMENTED = ("eager", "cpu", "cuda", "triton")
 
 
 def _check(a_name: str, a: torch.Tensor, h: torch.Tensor, clamp: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,31 +43,31 @@ def _check(a_name: str, a: torch.Tensor, h: torch.Tensor, clamp: float) -> tuple
     return rows_view(a_name, a), rows_view("h", h)
 
 
-def _run(inverse: bool, a: torch.Tensor, h: torch.Tensor, clamp: float, backend: str | None):
+def _run(inverse: bool, a: torch.Tensor, h: torch.Tensor, clamp: float, backend: str | Dispatch | None):
     name = "y" if inverse else "x"
     a2, h2 = _check(name, a, h, clamp)
-    chosen = _backend.resolve(backend, a.device, implemented=_IMPLEMENTED)
+    op = "coupling_inverse" if inverse else "coupling_forward"
+    chosen = select(op, backend, a.device)
     if chosen == "eager":
         ref = _reference.coupling_inverse if inverse else _reference.coupling_forward
         return ref(a, h, float(clamp))
-    ns = torch.ops.genad_fast_triton if chosen == "triton" else torch.ops.genad_fast
-    op = ns.coupling_inverse if inverse else ns.coupling_forward
-    out, logdet = op(a2, h2, float(clamp))
+    out, logdet = kernel(op, chosen)(a2, h2, float(clamp))
     return out.view(a.shape), logdet.view(a.shape[:-1])
 
 
 def coupling_forward(x: torch.Tensor, h: torch.Tensor, clamp: float = 0.0, *,
-                     backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     backend: str | Dispatch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """y = x·exp(s) + t and logdet = Σ s for ``x[..., D]``, ``h[..., 2D]`` = (s_raw | t); see the module docstring.
 
     Returns ``(y, logdet)`` with y of x's shape (contiguous) and logdet of x's leading shape, in x's dtype.
-    ``backend``: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None (``GENAD_FAST_BACKEND``, else auto).
+    ``backend``: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"``, None (``GENAD_FAST_BACKEND``, else auto) or
+    a :class:`~genad_fast.ops.Dispatch` (the choice of the caller's call, made once).
     """
     return _run(False, x, h, clamp, backend)
 
 
 def coupling_inverse(y: torch.Tensor, h: torch.Tensor, clamp: float = 0.0, *,
-                     backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     backend: str | Dispatch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """x = (y − t)·exp(−s) and logdet = −Σ s, the inverse of :func:`coupling_forward` with the same h."""
     return _run(True, y, h, clamp, backend)
 
@@ -111,26 +111,23 @@ def _register(namespace: str) -> None:
 
 
 if _ext._C is not None:
-    _register("genad_fast")
+    _register(CPP_NAMESPACE)
 
 
-# Triton twins, defined at import (cheap); Triton itself is imported only on the first call, so
-# `import genad_fast` does not import triton.
-@torch.library.custom_op("genad_fast_triton::coupling_forward", mutates_args=())
+# Triton twins, defined at import from the schema table (cheap); Triton itself is imported only on the first
+# call, so `import genad_fast` does not import triton.
 def _triton_forward(x: torch.Tensor, h: torch.Tensor, clamp: float) -> tuple[torch.Tensor, torch.Tensor]:
     from genad_fast.kernels import coupling as _kernel
 
     return _kernel.coupling(x, h, clamp, inverse=False)
 
 
-@torch.library.custom_op("genad_fast_triton::coupling_inverse", mutates_args=())
 def _triton_inverse(y: torch.Tensor, h: torch.Tensor, clamp: float) -> tuple[torch.Tensor, torch.Tensor]:
     from genad_fast.kernels import coupling as _kernel
 
     return _kernel.coupling(y, h, clamp, inverse=True)
 
 
-@torch.library.custom_op("genad_fast_triton::coupling_backward", mutates_args=())
 def _triton_backward(grad_out: torch.Tensor, grad_logdet: torch.Tensor, inp: torch.Tensor, h: torch.Tensor,
                      clamp: float, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
     from genad_fast.kernels import coupling as _kernel
@@ -138,4 +135,7 @@ def _triton_backward(grad_out: torch.Tensor, grad_logdet: torch.Tensor, inp: tor
     return _kernel.coupling_backward(grad_out, grad_logdet, inp, h, clamp, inverse)
 
 
-_register("genad_fast_triton")
+define_triton("coupling_forward", _triton_forward)
+define_triton("coupling_inverse", _triton_inverse)
+define_triton("coupling_backward", _triton_backward)
+_register(TRITON_NAMESPACE)

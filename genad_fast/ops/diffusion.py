@@ -32,14 +32,15 @@ import numbers
 
 import torch
 
-from genad_fast import _backend, _ext
+from genad_fast import _ext
 from genad_fast.ops._common import as_matrix, check_float, check_no_overlap, check_rank, check_same
+from genad_fast.ops.dispatch import Dispatch, kernel, select
 from genad_fast.ops.noise import _check_u63
+from genad_fast.ops.schema import CPP_NAMESPACE, TRITON_NAMESPACE, define_triton
 from genad_fast.reference import diffusion as _reference
 
 __all__ = ["add_noise", "diffusion_step", "recon_error_accumulate_"]
 
-_IMPLEMENTED = ("eager", "cpu", "cuda", "triton")
 _LIMIT = 2**63
 
 
@@ -95,14 +96,10 @@ def _check_no_grad(op: str, **tensors: torch.Tensor | None) -> None:
                                f"call it under torch.no_grad() or pass {name}.detach()")
 
 
-def _namespace(backend: str):
-    return torch.ops.genad_fast_triton if backend == "triton" else torch.ops.genad_fast
-
-
 # ---- public ops ---------------------------------------------------------------------------------------------
 
 def add_noise(x0: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: int, offset: int = 0,
-              noise: torch.Tensor | None = None, *, backend: str | None = None) -> torch.Tensor:
+              noise: torch.Tensor | None = None, *, backend: str | Dispatch | None = None) -> torch.Tensor:
     """The forward process q(x_t | x0) of DDPM (Ho et al. 2020, eq. 4): x_t = a_i·x0 + b_i·z, fused.
 
     Args:
@@ -112,7 +109,8 @@ def add_noise(x0: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: int, off
         seed, offset: the Philox stream, integers in [0, 2^63): z = ``genad_fast.ops.randn(x0.shape, seed,
             offset)``. Ignored when ``noise`` is given.
         noise: an explicit z of x0's shape and dtype, or None.
-        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None (``GENAD_FAST_BACKEND``, else auto).
+        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"``, None (``GENAD_FAST_BACKEND``, else auto) or a
+            :class:`~genad_fast.ops.Dispatch` (the choice of the caller's call, made once).
 
     Returns a new contiguous tensor of x0's shape and dtype. Not differentiable (a sampling op).
     """
@@ -122,15 +120,15 @@ def add_noise(x0: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: int, off
     n2 = None if noise is None else _check_like("noise", noise, "x0", x0)
     seed, offset = _check_stream(seed, offset, x0.numel())
     _check_no_grad("add_noise", x0=x0, a=a, b=b, noise=noise)
-    chosen = _backend.resolve(backend, x0.device, implemented=_IMPLEMENTED)
+    chosen = select("add_noise", backend, x0.device)
     if chosen == "eager":
         return _reference.add_noise(x0, a, b, seed, offset, noise)
-    return _namespace(chosen).add_noise(x2, a, b, seed, offset, n2).view(x0.shape)
+    return kernel("add_noise", chosen)(x2, a, b, seed, offset, n2).view(x0.shape)
 
 
 def diffusion_step(x_t: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
                    seed: int, offset: int = 0, noise: torch.Tensor | None = None, *,
-                   backend: str | None = None) -> torch.Tensor:
+                   backend: str | Dispatch | None = None) -> torch.Tensor:
     """One reverse step x_s = a_i·x_t + b_i·eps + c_i·z, fused (noise drawn in the kernel).
 
     With ε̂ the denoiser's output, DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) is a = 1/sqrt(α_t),
@@ -152,15 +150,15 @@ def diffusion_step(x_t: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, b: tor
     n2 = None if noise is None else _check_like("noise", noise, "x_t", x_t)
     seed, offset = _check_stream(seed, offset, x_t.numel())
     _check_no_grad("diffusion_step", x_t=x_t, eps=eps, a=a, b=b, c=c, noise=noise)
-    chosen = _backend.resolve(backend, x_t.device, implemented=_IMPLEMENTED)
+    chosen = select("diffusion_step", backend, x_t.device)
     if chosen == "eager":
         return _reference.diffusion_step(x_t, eps, a, b, c, seed, offset, noise)
-    return _namespace(chosen).diffusion_step(x2, e2, a, b, c, seed, offset, n2).view(x_t.shape)
+    return kernel("diffusion_step", chosen)(x2, e2, a, b, c, seed, offset, n2).view(x_t.shape)
 
 
 def recon_error_accumulate_(score: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor,
                             mask: torch.Tensor | None = None, weight: float = 1.0, *,
-                            backend: str | None = None) -> torch.Tensor:
+                            backend: str | Dispatch | None = None) -> torch.Tensor:
     """score[b, t] += weight·(1/C)·Σ_c mask[b, t, c]·(x[b, t, c] − x̂[b, t, c])², in place; returns ``score``.
 
     The per-timestamp reconstruction error of diffusion scoring, averaged over channels (DiffusionAE, Pintilie
@@ -202,10 +200,10 @@ def recon_error_accumulate_(score: torch.Tensor, x: torch.Tensor, x_hat: torch.T
         raise TypeError(f"weight must be a real number, got {type(weight).__name__}")
     _check_no_grad("recon_error_accumulate_", score=score, x=x, x_hat=x_hat, mask=mask)
     check_no_overlap("recon_error_accumulate_", {"score": score}, {"x": x, "x_hat": x_hat, "mask": mask})
-    chosen = _backend.resolve(backend, x.device, implemented=_IMPLEMENTED)
+    chosen = select("recon_error_accumulate_", backend, x.device)
     if chosen == "eager":
         return _reference.recon_error_accumulate_(score, x, x_hat, mask, float(weight))
-    _namespace(chosen).recon_error_accumulate_(score, x, x_hat, mask, float(weight))
+    kernel("recon_error_accumulate_", chosen)(score, x, x_hat, mask, float(weight))
     return score
 
 
@@ -223,15 +221,18 @@ def _fake_recon(score, x, x_hat, mask, weight):
     return None
 
 
+def _register(namespace: str) -> None:
+    torch.library.register_fake(f"{namespace}::add_noise")(_fake_add_noise)
+    torch.library.register_fake(f"{namespace}::diffusion_step")(_fake_step)
+    torch.library.register_fake(f"{namespace}::recon_error_accumulate_")(_fake_recon)
+
+
 if _ext._C is not None:
-    torch.library.register_fake("genad_fast::add_noise")(_fake_add_noise)
-    torch.library.register_fake("genad_fast::diffusion_step")(_fake_step)
-    torch.library.register_fake("genad_fast::recon_error_accumulate_")(_fake_recon)
+    _register(CPP_NAMESPACE)
 
 
-# Triton twins with the C++ schemas, defined at import (cheap); Triton itself is imported only on the first
+# Triton twins, defined at import from the schema table (cheap); Triton itself is imported only on the first
 # call, so `import genad_fast` does not import triton.
-@torch.library.custom_op("genad_fast_triton::add_noise", mutates_args=())
 def _triton_add_noise(x0: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: int, offset: int,
                       noise: torch.Tensor | None) -> torch.Tensor:
     from genad_fast.kernels import diffusion as _kernel
@@ -239,7 +240,6 @@ def _triton_add_noise(x0: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: 
     return _kernel.combine(x0, None, a, None, b, seed, offset, noise)
 
 
-@torch.library.custom_op("genad_fast_triton::diffusion_step", mutates_args=())
 def _triton_step(x_t: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
                  seed: int, offset: int, noise: torch.Tensor | None) -> torch.Tensor:
     from genad_fast.kernels import diffusion as _kernel
@@ -247,7 +247,6 @@ def _triton_step(x_t: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, b: torch
     return _kernel.combine(x_t, eps, a, b, c, seed, offset, noise)
 
 
-@torch.library.custom_op("genad_fast_triton::recon_error_accumulate_", mutates_args=("score",))
 def _triton_recon(score: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor | None,
                   weight: float) -> None:
     from genad_fast.kernels import diffusion as _kernel
@@ -255,6 +254,7 @@ def _triton_recon(score: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, mas
     _kernel.recon_error_accumulate_(score, x, x_hat, mask, weight)
 
 
-_triton_add_noise.register_fake(_fake_add_noise)
-_triton_step.register_fake(_fake_step)
-_triton_recon.register_fake(_fake_recon)
+define_triton("add_noise", _triton_add_noise)
+define_triton("diffusion_step", _triton_step)
+define_triton("recon_error_accumulate_", _triton_recon)
+_register(TRITON_NAMESPACE)

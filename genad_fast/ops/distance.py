@@ -41,13 +41,14 @@ from typing import Any
 
 import torch
 
-from genad_fast import _backend, _ext
+from genad_fast import _ext
 from genad_fast.ops._common import check_float, check_same, rows_view
+from genad_fast.ops.dispatch import Dispatch, kernel, select
+from genad_fast.ops.schema import CPP_NAMESPACE, TRITON_NAMESPACE, define_triton
 from genad_fast.reference import distance as _reference
 
 __all__ = ["kde_logpdf", "knn_distance", "scott_bandwidth", "silverman_bandwidth"]
 
-_IMPLEMENTED = ("eager", "cpu", "cuda", "triton")
 BANDWIDTH_RULES = ("scott", "silverman")
 
 
@@ -144,7 +145,7 @@ def _resolve_bandwidth(bandwidth: Any, refs: torch.Tensor) -> float:
 # ---- public ops --------------------------------------------------------------------------------------------
 
 def kde_logpdf(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float | str, *, exclude_self: bool = False,
-               backend: str | None = None) -> torch.Tensor:
+               backend: str | Dispatch | None = None) -> torch.Tensor:
     """Gaussian KDE log-density of each query under the references; see the module docstring.
 
     Args:
@@ -154,7 +155,8 @@ def kde_logpdf(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float | str
             :func:`scott_bandwidth`, :func:`silverman_bandwidth`).
         exclude_self: the queries are the references: leave each point out of its own density (normalised by
             M − 1).
-        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None (``GENAD_FAST_BACKEND``, else auto).
+        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"``, None (``GENAD_FAST_BACKEND``, else auto) or a
+            :class:`~genad_fast.ops.Dispatch` (the choice of the caller's call, made once).
 
     Returns:
         log p of the queries' leading shape, in their dtype (sums accumulated in float64 or, per lane, in
@@ -166,15 +168,14 @@ def kde_logpdf(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float | str
         raise ValueError(f"exclude_self=True needs at least 2 refs (each point's density comes from the others), "
                          f"got {refs.shape[0]}")
     h = _resolve_bandwidth(bandwidth, refs)
-    chosen = _backend.resolve(backend, queries.device, implemented=_IMPLEMENTED)
+    chosen = select("kde_logpdf", backend, queries.device)
     if chosen == "eager":
         return _reference.kde_logpdf(queries, refs, h, exclude_self)
-    ns = torch.ops.genad_fast_triton if chosen == "triton" else torch.ops.genad_fast
-    return ns.kde_logpdf(q2, r2, h, exclude_self).view(queries.shape[:-1])
+    return kernel("kde_logpdf", chosen)(q2, r2, h, exclude_self).view(queries.shape[:-1])
 
 
 def knn_distance(queries: torch.Tensor, refs: torch.Tensor, k: int, exclude_self: bool = False, *,
-                 backend: str | None = None) -> torch.Tensor:
+                 backend: str | Dispatch | None = None) -> torch.Tensor:
     """Euclidean distances of each query to its k nearest references, ascending; see the module docstring.
 
     Args:
@@ -182,7 +183,8 @@ def knn_distance(queries: torch.Tensor, refs: torch.Tensor, k: int, exclude_self
         refs: ``[M, D]``, same dtype and device.
         k: neighbours, 1 <= k <= M (k <= M − 1 with exclude_self).
         exclude_self: the queries are the references: row i is not its own neighbour.
-        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None (``GENAD_FAST_BACKEND``, else auto).
+        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"``, None (``GENAD_FAST_BACKEND``, else auto) or a
+            :class:`~genad_fast.ops.Dispatch` (the choice of the caller's call, made once).
 
     Returns:
         ``[..., k]`` in the queries' dtype.
@@ -199,11 +201,10 @@ def knn_distance(queries: torch.Tensor, refs: torch.Tensor, k: int, exclude_self
     if k > available:
         raise ValueError(f"k = {k} is larger than the {available} refs available (M = {M}"
                          f"{', each point excluded from its own neighbours' if exclude_self else ''})")
-    chosen = _backend.resolve(backend, queries.device, implemented=_IMPLEMENTED)
+    chosen = select("knn_distance", backend, queries.device)
     if chosen == "eager":
         return _reference.knn_distance(queries, refs, k, exclude_self)
-    ns = torch.ops.genad_fast_triton if chosen == "triton" else torch.ops.genad_fast
-    return ns.knn_distance(q2, r2, k, exclude_self).view(*queries.shape[:-1], k)
+    return kernel("knn_distance", chosen)(q2, r2, k, exclude_self).view(*queries.shape[:-1], k)
 
 
 # ---- fake kernels (no autograd: see the module docstring) --------------------------------------------------
@@ -222,23 +223,24 @@ def _register(namespace: str) -> None:
 
 
 if _ext._C is not None:
-    _register("genad_fast")
+    _register(CPP_NAMESPACE)
 
 
-# Triton twins, defined at import (cheap, and torch.compile then never traces a definition); Triton itself is
-# imported only on the first call, so `import genad_fast` does not import triton.
-@torch.library.custom_op("genad_fast_triton::kde_logpdf", mutates_args=())
-def _triton_kde(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float, exclude_self: bool) -> torch.Tensor:
+# Triton twins, defined at import from the schema table (cheap, and torch.compile then never traces a
+# definition); Triton itself is imported only on the first call, so `import genad_fast` does not import triton.
+def _triton_kde(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float, exclude_self: bool = False
+                ) -> torch.Tensor:
     from genad_fast.kernels import distance as _kernel
 
     return _kernel.kde_logpdf(queries, refs, bandwidth, exclude_self)
 
 
-@torch.library.custom_op("genad_fast_triton::knn_distance", mutates_args=())
 def _triton_knn(queries: torch.Tensor, refs: torch.Tensor, k: int, exclude_self: bool) -> torch.Tensor:
     from genad_fast.kernels import distance as _kernel
 
     return _kernel.knn_distance(queries, refs, k, exclude_self)
 
 
-_register("genad_fast_triton")
+define_triton("kde_logpdf", _triton_kde)
+define_triton("knn_distance", _triton_knn)
+_register(TRITON_NAMESPACE)

@@ -27,13 +27,17 @@ from __future__ import annotations
 
 import torch
 
-from genad_fast import _backend, _ext
+from genad_fast import _ext
 from genad_fast.ops._common import check_float, rows_view
+from genad_fast.ops.dispatch import Dispatch, kernel, select
+from genad_fast.ops.schema import IMPLEMENTED
 from genad_fast.reference import linear as _reference
 
 __all__ = ["linear_act"]
 
-_IMPLEMENTED = ("eager", "cpu", "cuda")
+# The backends linear_act has (the table in ops/schema.py). Kept under this name for nn/latent_search.py,
+# which the lead converts to Dispatch.has("linear_act") next; nothing else may read it.
+_IMPLEMENTED = IMPLEMENTED["linear_act"]
 _DTYPES = (torch.float32, torch.bfloat16)
 
 
@@ -48,7 +52,7 @@ def _check_matrix(name: str, t: torch.Tensor, shape: tuple[int, ...], device: to
 def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                gate: torch.Tensor | None = None, gate_slope: float = 0.0, addend: torch.Tensor | None = None,
                slope: float | None = None, out_dtype: torch.dtype | None = None,
-               backend: str | None = None) -> torch.Tensor:
+               backend: str | Dispatch | None = None) -> torch.Tensor:
     """``act(a·weightᵀ + bias + addend)``; see the module docstring.
 
     Args:
@@ -57,7 +61,9 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
         weight: ``[N, K]`` float32 or bfloat16: the product's dtype (made contiguous: no copy if it is).
         bias: ``[N]`` or None. gate: ``[M, K]`` or None, with ``gate_slope``. addend: ``[M, N]`` or None.
         slope: LeakyReLU slope of the output, or None for none. out_dtype: float32, bfloat16 or None (x's).
-        backend: ``"eager"``, ``"cpu"``, ``"cuda"`` or None (``GENAD_FAST_BACKEND``, else auto).
+        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, None (``GENAD_FAST_BACKEND``, else auto) or a
+            :class:`~genad_fast.ops.Dispatch`. There is no Triton kernel: ``"triton"`` raises
+            BackendUnavailableError (``Dispatch.has("linear_act")`` asks without raising).
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
         raise ValueError(f"x must be a 2-D tensor [M, K], got {getattr(x, 'shape', type(x).__name__)}")
@@ -86,10 +92,10 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     bias = None if bias is None else bias.contiguous()
     gate_slope = float(gate_slope)
     slope = None if slope is None else float(slope)
-    chosen = _backend.resolve(backend, x.device, implemented=_IMPLEMENTED)
+    chosen = select("linear_act", backend, x.device)
     if chosen == "eager":
         return _reference.linear_act(x, weight, bias, gate, gate_slope, addend, slope, out_dtype)
-    return torch.ops.genad_fast.linear_act(x, weight, bias, gate, gate_slope, addend, slope, out_dtype)
+    return kernel("linear_act", chosen)(x, weight, bias, gate, gate_slope, addend, slope, out_dtype)
 
 
 def _fake_linear_act(x, weight, bias, gate, gate_slope, addend, slope, out_dtype):

@@ -16,14 +16,15 @@ from collections.abc import Sequence
 
 import torch
 
-from genad_fast import _backend, _ext
+from genad_fast import _ext
 from genad_fast.ops._common import FLOAT_DTYPES
+from genad_fast.ops.dispatch import Dispatch, kernel, select
+from genad_fast.ops.schema import CPP_NAMESPACE, TRITON_NAMESPACE, define_triton
 from genad_fast.reference import philox as _reference
 
 __all__ = ["randn", "philox_counters"]
 
 _LIMIT = 2**63  # seeds and offsets are non-negative int64 values
-_IMPLEMENTED = ("eager", "cpu", "cuda", "triton")
 
 
 def philox_counters(n: int) -> int:
@@ -61,7 +62,7 @@ def _as_shape(shape) -> tuple[int, ...]:
 
 
 def randn(shape, seed: int, offset: int = 0, dtype: torch.dtype = torch.float32,
-          device: torch.device | str = "cpu", *, backend: str | None = None) -> torch.Tensor:
+          device: torch.device | str = "cpu", *, backend: str | Dispatch | None = None) -> torch.Tensor:
     """Standard normal noise of ``shape`` from the Philox stream at (``seed``, ``offset``).
 
     Args:
@@ -70,7 +71,8 @@ def randn(shape, seed: int, offset: int = 0, dtype: torch.dtype = torch.float32,
         offset: the first counter, in [0, 2^63); ``offset + philox_counters(numel)`` must not exceed 2^63.
         dtype: float32 or float64 (float64 holds the float32 normals converted).
         device: where the tensor lives.
-        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"`` or None (``GENAD_FAST_BACKEND``, else auto).
+        backend: ``"eager"``, ``"cpu"``, ``"cuda"``, ``"triton"``, None (``GENAD_FAST_BACKEND``, else auto) or a
+            :class:`~genad_fast.ops.Dispatch` (its choice for ``philox_normal_``).
     """
     dims = _as_shape(shape)
     seed = _check_u63("seed", seed)
@@ -82,28 +84,22 @@ def randn(shape, seed: int, offset: int = 0, dtype: torch.dtype = torch.float32,
         raise ValueError(f"offset + philox_counters(numel) must not exceed 2^63 (counters stay int64), "
                          f"got offset={offset} with {q} counters")
     device = torch.device(device)
-    name = _backend.resolve(backend, device, implemented=_IMPLEMENTED)
+    name = select("philox_normal_", backend, device)
     if name == "eager":
         return _reference.randn(dims, seed, offset, dtype=dtype, device=device)
     out = torch.empty(dims, dtype=dtype, device=device)
-    if name == "triton":
-        torch.ops.genad_fast_triton.philox_normal_(out, seed, offset)
-    else:
-        torch.ops.genad_fast.philox_normal_(out, seed, offset)
+    kernel("philox_normal_", name)(out, seed, offset)
     return out
 
 
 # ---- fake kernels and the Triton op ----------------------------------------------------------------
 
-if _ext._C is not None:
-    @torch.library.register_fake("genad_fast::philox_normal_")
-    def _philox_normal_fake(out: torch.Tensor, seed: int, offset: int) -> None:
-        return None
+def _philox_normal_fake(out: torch.Tensor, seed: int, offset: int) -> None:
+    return None
 
 
-# Defined at import (cheap, and torch.compile then never traces a definition); Triton itself is imported
-# only on the first call, so `import genad_fast` does not import triton.
-@torch.library.custom_op("genad_fast_triton::philox_normal_", mutates_args=("out",))
+# Defined at import from the schema table (cheap, and torch.compile then never traces a definition); Triton
+# itself is imported only on the first call, so `import genad_fast` does not import triton.
 def _triton_philox_normal_(out: torch.Tensor, seed: int, offset: int) -> None:
     """Triton twin of genad_fast::philox_normal_ (kernels/philox.py): fills contiguous ``out`` in place."""
     if out.dtype not in FLOAT_DTYPES or not out.is_contiguous():
@@ -114,6 +110,6 @@ def _triton_philox_normal_(out: torch.Tensor, seed: int, offset: int) -> None:
     _kernel.philox_normal_(out, seed, offset)
 
 
-@_triton_philox_normal_.register_fake
-def _triton_philox_normal_fake(out: torch.Tensor, seed: int, offset: int) -> None:
-    return None
+define_triton("philox_normal_", _triton_philox_normal_)
+for _namespace in ((CPP_NAMESPACE, TRITON_NAMESPACE) if _ext._C is not None else (TRITON_NAMESPACE,)):
+    torch.library.register_fake(f"{_namespace}::philox_normal_")(_philox_normal_fake)
