@@ -12,7 +12,8 @@ from genad_fast.datasets import make_series, make_tabular
 from genad_fast.detectors import get_detector
 from genad_fast.detectors.anogan import AnoGANDetector, FAnoGANDetector
 from genad_fast.nn.gan import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator, make_critic, make_generator
-from genad_fast.nn.gan_training import GANConfig, gradient_penalty, izif_terms, train_wgan_gp
+from genad_fast.nn.gan.encoder import izif_terms
+from genad_fast.nn.gan.training import GANConfig, gradient_penalty, train_wgan_gp
 from genad_fast.nn.training import TrainingDivergedError
 
 # 30 WGAN-GP epochs are enough for make_series at W=16 (AUROC 0.95-0.99 over seeds 0-2).
@@ -99,7 +100,7 @@ def test_anogan_components_add_up_per_row():
 
 
 def test_anogan_score_is_the_latent_search_loss():
-    from genad_fast.nn.latent_search import latent_search
+    from genad_fast.nn.gan.search import latent_search
 
     data = make_tabular(n_train=200, n_test=12, n_features=5, seed=0)
     det = AnoGANDetector(normalize=False, restarts=2, **TINY).fit(data.train)

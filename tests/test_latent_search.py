@@ -1,13 +1,13 @@
-"""AnoGAN's batched latent search (genad_fast.nn.latent_search) against one-sample-at-a-time Adam loops."""
+"""AnoGAN's batched latent search (genad_fast.nn.gan.search) against one-sample-at-a-time Adam loops."""
 import math
 
 import pytest
 import torch
 
-import genad_fast.nn.latent_search as ls
+import genad_fast.nn.gan.search.program as ls
 from genad_fast import ops
 from genad_fast.nn.gan import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
-from genad_fast.nn.latent_search import latent_search, linear_stack
+from genad_fast.nn.gan.search import latent_search, linear_stack
 
 LAM = 0.1
 

@@ -10,7 +10,7 @@ Registered cases (``python -m bench --cases 'anogan_search:*'``):
 
 - ``anogan_search:float32``: ``eager`` = a batched loop with ``torch.optim.Adam`` on z (autograd
   through G and f, the best loss per row kept); ``compile`` = ``torch.compile`` of that loop;
-  ``cpu`` = :func:`genad_fast.nn.latent_search.latent_search` (hand-written backward, fused residual and
+  ``cpu`` = :func:`genad_fast.nn.gan.search.latent_search` (hand-written backward, fused residual and
   masked-Adam ops), float32.
 - ``anogan_search:bfloat16``: ``eager`` = the same float32 eager loop (the baseline of the goal),
   ``cpu`` = the fused search with bfloat16 products.
@@ -94,7 +94,7 @@ def one_sample_search(G, D, x, z0, iterations: int, lr: float = LR, lam: float =
 
 def fused_search(G, D, x, z0, iterations: int, matmul_dtype=None, tol: float = 0.0, backend: str = "cpu",
                  lr: float = LR, lam: float = LAM):
-    from genad_fast.nn.latent_search import latent_search
+    from genad_fast.nn.gan.search import latent_search
 
     return latent_search(G, D, x, iterations=iterations, lam=lam, lr=lr, z0=z0, tol=tol,
                          matmul_dtype=matmul_dtype, backend=backend)
@@ -161,7 +161,7 @@ def _time(fn, repeats: int = 5) -> float:
 def gemm_floor(G, D, n: int, iterations: int, dtype=torch.float32):
     """The search's matrix products alone: per iteration the 5 forward and 5 backward products of
     [n, in] x [in, out] (G's three layers, f's two), into preallocated outputs, nothing else."""
-    from genad_fast.nn.latent_search import linear_stack
+    from genad_fast.nn.gan.search import linear_stack
 
     weights = [layer.weight.detach().to(dtype) for layer in linear_stack(G.net) + linear_stack(D.body)]
     fwd = [w.t().contiguous() for w in weights]

@@ -1,24 +1,16 @@
 """AnoGANDetector and FAnoGANDetector: GAN-based anomaly scores, by latent search or by an encoder.
 
-Both train a GAN on normal data only (WGAN-GP, see :mod:`genad_fast.nn.gan_training`): a generator
-G: z -> x and a critic whose intermediate features f(x) describe what "looks normal".
+Both train a GAN on normal data only (WGAN-GP, :mod:`genad_fast.nn.gan.training`): a generator
+G: z -> x and a critic whose intermediate features f(x) describe what "looks normal"
+(:mod:`genad_fast.nn.gan.networks`). This module is the estimator glue; the models live in
+:mod:`genad_fast.nn.gan`.
 
-AnoGAN (Schlegl et al., IPMI 2017). A sample is scored by searching the latent space for the
-generated sample closest to it, with Adam on z, G and the critic frozen, and taking the loss reached:
+AnoGAN (Schlegl et al., IPMI 2017): score(x) = min_z (1 - lam) * sum |x - G(z)| + lam * sum |f(x) - f(G(z))|,
+the loss reached by the batched latent search (:func:`genad_fast.nn.gan.search.latent_search`);
+``init="encoder"`` starts it from f-AnoGAN's encoder, which needs far fewer iterations.
 
-    score(x) = min_z (1 - lam) * sum |x - G(z)| + lam * sum |f(x) - f(G(z))|        (lam = 0.1)
-
-— the residual part says how far x is from anything G can make, the feature part how far its critic
-features are from those of that closest normal-looking sample. All samples of a batch are searched at
-once, with fused kernels (:func:`genad_fast.nn.latent_search.latent_search`); ``init="encoder"``
-starts the search from f-AnoGAN's encoder, which needs far fewer iterations.
-
-f-AnoGAN (Schlegl et al., Medical Image Analysis 2019). After the GAN, an encoder E: x -> z is trained
-with the izi_f loss (:mod:`genad_fast.nn.gan_training`), and a sample is scored in one pass:
-
-    score(x) = 1/n ||x - G(E(x))||^2 + kappa / n_f ||f(x) - f(G(E(x)))||^2             (kappa = 1)
-
-(n = entries of a sample, n_f = number of features).
+f-AnoGAN (Schlegl et al., Medical Image Analysis 2019): score(x) = 1/n ||x - G(E(x))||^2 +
+kappa / n_f ||f(x) - f(G(E(x)))||^2, one pass through the izi_f encoder E (:mod:`genad_fast.nn.gan.encoder`).
 
 For series every window of W timestamps is one sample; its score goes to every timestamp it covers
 and the base class combines the windows covering a timestamp (``reduce``, "min" by default: a
@@ -38,22 +30,16 @@ from genad_fast.detectors._call import build_network, current_call, get_thread_v
 from genad_fast.detectors._network import sample_shape
 from genad_fast.detectors.base import BaseDetector, _stream_seed
 from genad_fast.nn import training
-from genad_fast.nn.blocks import make_encoder
-from genad_fast.nn.gan import make_critic, make_generator, _resolve_architecture
-from genad_fast.nn.gan_training import GANConfig, freeze, izif_loss, izif_terms, train_wgan_gp
-from genad_fast.nn.latent_search import latent_search
+from genad_fast.nn.gan.encoder import izif_score, train_izif_encoder
+from genad_fast.nn.gan.networks import (default_hidden, default_latent_dim, freeze, make_critic, make_generator,
+                                        make_izif_encoder, resolve_architecture)
+from genad_fast.nn.gan.search import latent_search
+from genad_fast.nn.gan.training import GANConfig, train_wgan_gp
 from genad_fast.series import windows_to_timestamps
 
 __all__ = ["AnoGANDetector", "FAnoGANDetector"]
 
 MATMUL_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
-DEFAULT_HIDDEN_MLP = (128, 128)
-DEFAULT_HIDDEN_CONV = (32, 64)
-
-
-def default_latent_dim(n_dims: int) -> int:
-    """Latent size when ``latent_dim=None``: half the sample size, at least 2 and at most 32."""
-    return min(32, max(2, n_dims // 2))
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> None:
@@ -130,28 +116,17 @@ class _GANDetector(BaseDetector):
         if self.matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, got {self.matmul_dtype!r}")
 
-    def _arch(self, shape: tuple[int, ...]) -> str:
-        return _resolve_architecture(shape, self.architecture)  # "conv" on rows is an error there
-
-    def _hidden_for(self, value, shape: tuple[int, ...]) -> tuple[int, ...]:
-        if value is not None:
-            return tuple(int(w) for w in value)
-        return DEFAULT_HIDDEN_MLP if self._arch(shape) == "mlp" else DEFAULT_HIDDEN_CONV
-
     def _build(self, shape: tuple[int, ...], latent: int, with_encoder: bool) -> None:
-        arch, k = self._arch(shape), self.kernel_size
-        hidden, critic_hidden = self._hidden_for(self.hidden, shape), self._hidden_for(self.critic_hidden, shape)
+        arch, k = resolve_architecture(shape, self.architecture), self.kernel_size  # "conv" on rows: an error
+        hidden, critic_hidden, encoder_hidden = (default_hidden(arch) if v is None else tuple(int(w) for w in v)
+                                                 for v in (self.hidden, self.critic_hidden, self.encoder_hidden))
         self.generator_ = build_network(
             self, lambda: make_generator(shape, latent, hidden, architecture=arch, kernel_size=k), "generator")
         self.critic_ = build_network(
             self, lambda: make_critic(shape, critic_hidden, architecture=arch, kernel_size=k), "critic")
-        self.encoder_ = None
-        if with_encoder:
-            enc_shape = shape if arch == "conv" else (int(np.prod(shape)),)
-            enc_hidden = self._hidden_for(self.encoder_hidden, shape)
-            self.encoder_ = build_network(
-                self, lambda: _FlatInput(make_encoder(enc_shape, enc_hidden, latent, kernel_size=k),
-                                         flatten=arch == "mlp"), "encoder")
+        self.encoder_ = None if not with_encoder else build_network(
+            self, lambda: make_izif_encoder(shape, encoder_hidden, latent, architecture=arch, kernel_size=k),
+            "encoder")
         self.sample_shape_ = shape
         self.latent_dim_ = latent
 
@@ -169,19 +144,12 @@ class _GANDetector(BaseDetector):
                                           verbose=self.verbose, desc=f"{name} GAN")
         self.encoder_history_ = None
         if self.encoder_ is not None:
-            kappa = float(self.kappa)
-            G, D = self.generator_, self.critic_
-
-            def loss_fn(encoder, batch):
-                return izif_loss(encoder, G, D, batch, kappa)
-
             enc_config = training.TrainConfig(epochs=int(self.encoder_epochs), batch_size=int(self.batch_size),
                                               lr=float(self.encoder_lr), val_fraction=float(self.val_fraction),
                                               patience=int(self.patience))
-            self.encoder_history_ = training.fit(self.encoder_, loss_fn, data, enc_config,
-                                                 self._torch_generator("encoder"), verbose=self.verbose,
-                                                 desc=f"{name} encoder")
-            freeze(self.encoder_)
+            self.encoder_history_ = train_izif_encoder(
+                self.encoder_, self.generator_, self.critic_, data, float(self.kappa), enc_config,
+                self._torch_generator("encoder"), verbose=self.verbose, desc=f"{name} encoder")
 
     def _check_search_params(self) -> None:
         pass
@@ -229,17 +197,6 @@ class _GANDetector(BaseDetector):
         if self.encoder_ is not None:
             self.encoder_.load_state_dict(state["encoder"])
             freeze(self.encoder_)
-
-
-class _FlatInput(torch.nn.Module):
-    """An encoder taking samples of any shape: flattens them first for an MLP."""
-
-    def __init__(self, net: torch.nn.Module, flatten: bool) -> None:
-        super().__init__()
-        self.net, self.flatten = net, flatten
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.reshape(x.shape[0], -1) if self.flatten else x)
 
 
 _GAN_DOC = """
@@ -388,15 +345,5 @@ class FAnoGANDetector(_GANDetector):
 
     def _components(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         self._check_params()
-        dtype = MATMUL_DTYPES[self.matmul_dtype]
-        ctx = torch.autocast(device_type=self.device_.type, dtype=dtype) if dtype is not None else _null()
-        with ctx:
-            residual, feature = izif_terms(self.encoder_, self.generator_, self.critic_, batch)
-        residual, feature = residual.float(), feature.float()
-        return residual + float(self.kappa) * feature, residual, feature
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
+        return izif_score(self.encoder_, self.generator_, self.critic_, batch, float(self.kappa),
+                          MATMUL_DTYPES[self.matmul_dtype])

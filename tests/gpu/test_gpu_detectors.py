@@ -22,7 +22,7 @@ from genad_fast.datasets import make_series, make_tabular
 from genad_fast.detectors.anogan import AnoGANDetector
 from genad_fast.detectors.diffusion import DiffusionDetector
 from genad_fast.detectors.flow import FlowDetector
-from genad_fast.nn.latent_search import latent_search
+from genad_fast.nn.gan.search import latent_search
 
 FLOW = dict(window=16, n_steps=4, hidden=32, n_blocks=1, epochs=3, verbose=False, seed=0)
 # receptive field 15 (dilations 1, 2, 4); tiles of 256 in pairs: several network calls per step

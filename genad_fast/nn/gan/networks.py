@@ -19,24 +19,33 @@ would couple the samples of a batch (Gulrajani et al., NeurIPS 2017, Sec. 4; the
 normalisation instead, which these small critics do without).
 
 Both MLPs are ``nn.Sequential`` stacks of ``Linear`` and ``LeakyReLU`` only, which
-:func:`genad_fast.nn.latent_search.linear_stack` recognises to run AnoGAN's latent search with a
+:func:`genad_fast.nn.gan.search.linear_stack` recognises to run AnoGAN's latent search with a
 hand-written backward pass.
+
+f-AnoGAN's encoder E: x -> z (Schlegl et al., MedIA 2019, Sec. 2.3) is the shared encoder of
+:func:`genad_fast.nn.blocks.make_encoder` (an MLP on flattened samples, or 1-D convolutions on windows)
+behind :class:`FlatInput`. :func:`freeze` and :func:`frozen` fix the networks for the latent search and the
+encoder's training.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
-from genad_fast.nn.blocks import pooled_lengths
+from genad_fast.nn.blocks import make_encoder, pooled_lengths
 
-__all__ = ["ConvCritic", "ConvGenerator", "MLPCritic", "MLPGenerator", "NEGATIVE_SLOPE", "make_critic",
-           "make_generator"]
+__all__ = ["ARCHITECTURES", "ConvCritic", "ConvGenerator", "FlatInput", "MLPCritic", "MLPGenerator",
+           "NEGATIVE_SLOPE", "default_hidden", "default_latent_dim", "freeze", "frozen", "make_critic",
+           "make_generator", "make_izif_encoder", "resolve_architecture"]
 
 #: LeakyReLU slope of every GAN network (Radford et al., ICLR 2016; Gulrajani et al. 2017's networks).
 NEGATIVE_SLOPE = 0.2
 ARCHITECTURES = ("auto", "mlp", "conv")
+#: Hidden widths (MLP) or channels (convolution stages) when a detector leaves them unset.
+DEFAULT_HIDDEN = {"mlp": (128, 128), "conv": (32, 64)}
 
 
 def _check_widths(name: str, widths: Sequence[int]) -> tuple[int, ...]:
@@ -155,7 +164,8 @@ class ConvGenerator(nn.Module):
         return self.body(h).transpose(1, 2)  # back to [N, W, C]
 
 
-def _resolve_architecture(sample_shape: tuple[int, ...], architecture: str) -> str:
+def resolve_architecture(sample_shape: tuple[int, ...], architecture: str) -> str:
+    """"mlp" or "conv" for samples of ``sample_shape``: "auto" is MLPs for vectors, convolutions for windows."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     if len(sample_shape) not in (1, 2) or min(sample_shape) < 1:
@@ -171,7 +181,7 @@ def make_generator(sample_shape: Sequence[int], latent_dim: int, hidden: Sequenc
                    architecture: str = "auto", kernel_size: int = 5) -> nn.Module:
     """An MLP generator (vectors, or flattened windows with ``architecture="mlp"``) or a convolutional one."""
     shape = tuple(int(s) for s in sample_shape)
-    if _resolve_architecture(shape, architecture) == "mlp":
+    if resolve_architecture(shape, architecture) == "mlp":
         return MLPGenerator(latent_dim, hidden, shape)
     return ConvGenerator(latent_dim, shape[0], shape[1], hidden, kernel_size)
 
@@ -180,6 +190,73 @@ def make_critic(sample_shape: Sequence[int], hidden: Sequence[int], *, architect
                 kernel_size: int = 5) -> nn.Module:
     """The critic matching :func:`make_generator`; it has ``features(x)`` and ``n_features``."""
     shape = tuple(int(s) for s in sample_shape)
-    if _resolve_architecture(shape, architecture) == "mlp":
+    if resolve_architecture(shape, architecture) == "mlp":
         return MLPCritic(shape, hidden)
     return ConvCritic(shape[0], shape[1], hidden, kernel_size)
+
+
+def default_latent_dim(n_dims: int) -> int:
+    """Latent size for samples of ``n_dims`` entries when none is given: half of them, at least 2 and at most 32."""
+    return min(32, max(2, n_dims // 2))
+
+
+def default_hidden(architecture: str) -> tuple[int, ...]:
+    """Hidden widths of the ``"mlp"`` networks, or channels of the ``"conv"`` ones, when none are given."""
+    return DEFAULT_HIDDEN[architecture]
+
+
+class FlatInput(nn.Module):
+    """An encoder taking samples of any shape: flattens them first for an MLP."""
+
+    def __init__(self, net: nn.Module, flatten: bool) -> None:
+        super().__init__()
+        self.net, self.flatten = net, flatten
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(x.shape[0], -1) if self.flatten else x)
+
+
+def make_izif_encoder(sample_shape: Sequence[int], hidden: Sequence[int], latent_dim: int, *,
+                      architecture: str = "auto", kernel_size: int = 5) -> FlatInput:
+    """f-AnoGAN's encoder E: x [N, *sample_shape] -> z [N, latent_dim], matching :func:`make_generator`'s
+    architecture: an MLP on the flattened sample, or convolutions over a window's time axis."""
+    shape = tuple(int(s) for s in sample_shape)
+    mlp = resolve_architecture(shape, architecture) == "mlp"
+    n = 1
+    for s in shape:
+        n *= s
+    return FlatInput(make_encoder((n,) if mlp else shape, hidden, latent_dim, kernel_size=kernel_size), flatten=mlp)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Eval mode and no parameter gradients: the networks AnoGAN's search and the encoder see are fixed."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def _is_frozen(module: nn.Module) -> bool:
+    return not any(m.training for m in module.modules()) and not any(p.requires_grad for p in module.parameters())
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients for the duration of a ``with`` block, restored afterwards.
+
+    Networks that are frozen already are not touched at all (the detectors freeze theirs once, at fit and at
+    load): such networks may be searched by several threads at once, and one search restoring a mode would
+    change it under another."""
+    saved = [(m, m.training, [(p, p.requires_grad) for p in m.parameters()]) for m in modules
+             if not _is_frozen(m)]
+    try:
+        for m, _, params in saved:
+            m.eval()
+            for p, _ in params:
+                p.requires_grad_(False)
+        yield
+    finally:
+        for m, training, params in saved:
+            m.train(training)
+            for p, rg in params:
+                p.requires_grad_(rg)
