@@ -87,7 +87,7 @@ def cmd_bench(argv: list[str]) -> int:
 def _positive_int_arg(text: str) -> int:
     """An argparse ``type``: the option's text as an int >= 1 (ArgumentTypeError, a usage error, otherwise).
 
-    Not the model-file loader's ``_positive_int`` (genad_fast.detectors._io): that one checks a value already
+    Not the model-file loader's ``_positive_int`` (genad_fast.detectors._model_fields): that one checks a value already
     read from a file (no parsing) and reports through the loader's error type; the test they share is ``>= 1``."""
     try:
         value = int(text)
