@@ -1,5 +1,6 @@
-"""Philox noise (DESIGN.md, "Noise"): reference vs an independent numpy Philox, CPU kernel vs reference,
-thread-count invariance, moments, opcheck, torch.compile, the shared C++ header, and input errors."""
+"""Philox noise (DESIGN.md, "Noise"): reference vs an independent numpy Philox; the spec's checks
+(tests/op_specs/philox.py) on the eager and cpu backends; thread-count invariance, moments, torch.compile, the
+shared C++ header, and input errors."""
 from __future__ import annotations
 
 import importlib.util
@@ -15,30 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-import genad_fast
 from genad_fast import BackendUnavailableError, ops
 from genad_fast.reference import philox as ref
+from op_specs import philox as spec
+from op_specs.compare import close
+from op_specs.targets import CPU_TARGETS, HAS_CPU_OP, MEDIUM, Target, needs_cpu_op, run_opcheck, upto
 
-HAS_CPU_OP = genad_fast.build_info()["loaded"]
-needs_cpu_op = pytest.mark.skipif(not HAS_CPU_OP, reason="genad_fast._C is not built")
 REPO = Path(__file__).resolve().parents[1]
-
-# ulp-level differences are expected: SLEEF (CPU kernel) and torch's log/sin/cos (reference) may round
-# differently in the last bit; |z| <= sqrt(-2 ln 1e-7) < 5.7, so this is a few float32 ulps.
-TOL = dict(rtol=1e-5, atol=1e-6)
-
-CASES = [  # (seed, offset, shape)
-    (0, 0, (0,)),
-    (0, 0, (1,)),
-    (1, 0, (3,)),
-    (7, 3, (4,)),
-    (42, 10, (5,)),
-    (3, 0, (1001,)),
-    (2**40 + 1, 2**35 + 7, (1001,)),       # seed and offset above 2^32: both key and counter words used
-    (5, 2**32 - 100, (7, 13, 11)),         # counters cross into the high word inside the tensor
-    (2**63 - 1, 0, (17,)),
-    (123, 2**62, (2, 0, 3)),
-]
+TOL = spec.TOL
 
 
 # ---- an independent Philox4x32-10 in numpy (Random123 order: bump the key before rounds 2..10) ----------
@@ -110,42 +95,45 @@ def test_reference_layout_is_triton_randn4x(seed, offset, m):
     z = _randn4x_np(seed, np.arange(m, dtype=np.uint64) + np.uint64(offset))
     got = ref.randn((4 * m,), seed, offset).view(4, m)
     for k in range(4):
-        torch.testing.assert_close(got[k], torch.from_numpy(z[k]), **TOL)
+        close(got[k], torch.from_numpy(z[k]), TOL)
 
 
-# First values of the stream, computed once from the numpy twin of tl.randn4x above.
-KNOWN = [
-    (0, 0, [0.04655153, -0.38836142, 0.66999519, -2.37303329, 0.27419773, 0.88505173, -1.09542656, 0.44528437]),
-    (2**40 + 5, 2**33 + 1,
-     [-1.10599625, -0.00166211, 0.52748430, 0.33973834, -0.13825922, 0.19302921, -1.22758389, 0.93028575]),
-]
+# ---- the spec's checks -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("seed,offset,values", spec.KNOWN)
+def test_known_first_values(target, seed, offset, values):
+    spec.check_known_first_values(target, seed, offset, values)
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("cpu", marks=needs_cpu_op)])
-@pytest.mark.parametrize("seed,offset,values", KNOWN)
-def test_known_first_values(backend, seed, offset, values):
-    got = ops.randn(8, seed, offset, backend=backend)
-    torch.testing.assert_close(got, torch.tensor(values), rtol=0, atol=2e-7)
-
-
-# ---- the CPU kernel against the reference -------------------------------------------------------------
-
-@needs_cpu_op
+@pytest.mark.parametrize("target", CPU_TARGETS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("seed,offset,shape", CASES)
-def test_cpu_matches_reference(seed, offset, shape, dtype):
-    expected = ref.randn(shape, seed, offset, dtype=dtype)
-    got = ops.randn(shape, seed, offset, dtype=dtype, backend="cpu")
-    assert got.shape == torch.Size(shape) and got.dtype == dtype
-    torch.testing.assert_close(got, expected, **TOL)
+@pytest.mark.parametrize("seed,offset,shape", upto(spec.CASES, MEDIUM))
+def test_matches_reference(target, seed, offset, shape, dtype):
+    spec.check_matches_reference(target, seed, offset, shape, dtype)
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+def test_float64_is_float32_converted(target):
+    spec.check_float64_is_float32_converted(target)
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+def test_draws_continue_the_stream(target):
+    spec.check_draws_continue_the_stream(target)
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+def test_same_position_same_numbers(target):
+    spec.check_same_position_same_numbers(target)
 
 
 @needs_cpu_op
-def test_cpu_float64_is_float32_converted():
-    a = ops.randn(10007, 11, 5, dtype=torch.float32, backend="cpu")
-    b = ops.randn(10007, 11, 5, dtype=torch.float64, backend="cpu")
-    assert torch.equal(b, a.double())
+def test_opcheck():
+    run_opcheck(Target("cpu", "cpu"), spec.opcheck_samples)
 
+
+# ---- the CPU runner's own checks ---------------------------------------------------------------------------
 
 def test_eager_backend_is_the_reference():
     assert torch.equal(ops.randn((3, 5), 4, 9, backend="eager"), ref.randn((3, 5), 4, 9))
@@ -163,16 +151,6 @@ def test_cpu_thread_count_invariant():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two)
-
-
-@needs_cpu_op
-def test_cpu_draws_continue_the_stream():
-    """Two draws with offset advanced by philox_counters equal one larger draw, counter by counter."""
-    m1, m2, seed = 1000, 337, 8
-    a = ops.randn(4 * m1, seed, 5, backend="cpu").view(4, m1)
-    b = ops.randn(4 * m2, seed, 5 + ops.philox_counters(4 * m1), backend="cpu").view(4, m2)
-    whole = ops.randn(4 * (m1 + m2), seed, 5, backend="cpu").view(4, m1 + m2)
-    assert torch.equal(whole, torch.cat([a, b], dim=1))
 
 
 def test_philox_counters():
@@ -207,21 +185,7 @@ def test_moments_and_shape(seed):
     assert d < 1.95 / math.sqrt(n)
 
 
-def test_different_seeds_and_offsets_differ():
-    a = ops.randn(1000, 1, 0)
-    assert not torch.equal(a, ops.randn(1000, 2, 0))
-    assert not torch.equal(a, ops.randn(1000, 1, 1))
-    assert not torch.equal(a, ops.randn(1000, 1 + 2**32, 0))  # the high key word matters
-
-
 # ---- op registration -------------------------------------------------------------------------------------
-
-@needs_cpu_op
-@pytest.mark.parametrize("shape,dtype", [((0,), torch.float32), ((5,), torch.float32), ((7, 13), torch.float64)])
-def test_opcheck(shape, dtype):
-    out = torch.empty(shape, dtype=dtype)
-    torch.library.opcheck(torch.ops.genad_fast.philox_normal_, (out, 3, 2**33 + 4))
-
 
 @needs_cpu_op
 def test_torch_compile_fullgraph():
@@ -262,7 +226,7 @@ def test_header_normal_at_matches_reference(tmp_path):
     for seed, offset, n in cases:
         out = subprocess.run([str(exe), str(seed), str(offset), str(n)], check=True, capture_output=True, text=True)
         got = torch.tensor([float(v) for v in out.stdout.split()])
-        torch.testing.assert_close(got, ref.randn(n, seed, offset), **TOL)
+        close(got, ref.randn(n, seed, offset), TOL)
 
 
 # ---- errors ----------------------------------------------------------------------------------------------

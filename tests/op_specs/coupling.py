@@ -213,9 +213,10 @@ def check_logdet_only_gradient(target: Target):
     assert (h.grad[:, 4:] == 0).all()
 
 
-def opcheck_samples(device) -> dict:
+def opcheck_samples(target: Target) -> dict:
     """Registered op name -> argument tuples for ``torch.library.opcheck``: inputs that require grad (the autograd
     registration), both clamps, dense and expanded (stride 0) output gradients."""
+    device = target.dev
     x, h = inputs((9, 7), F32, device)
     x.requires_grad_(True)
     h.requires_grad_(True)

@@ -99,10 +99,10 @@ def need_ops(target: Target):
 
 
 def run_opcheck(target: Target, samples: dict, names: Sequence[str] | None = None) -> None:
-    """``torch.library.opcheck`` of each registered op on each of its samples (``samples(device)``: name -> list of
-    argument tuples), on the target's namespace."""
+    """``torch.library.opcheck`` of each registered op on each of its samples (``samples(target)``: name -> list of
+    argument tuples on the target's device), on the target's namespace."""
     ns = need_ops(target)
-    for name, cases in samples(target.dev).items():
+    for name, cases in samples(target).items():
         if names is not None and name not in names:
             continue
         for args in cases:
