@@ -7,11 +7,11 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
-#include <cmath>
-#include <limits>
 #include <tuple>
 
 #include <genad/anogan.h>
+#include <genad/cpu_helpers.h>
+#include <genad/host/anogan.h>
 
 namespace genad::cpu {
 namespace {
@@ -40,27 +40,6 @@ struct VecMath {
     return V::blendv(s, V(T(-1)), d < zero);
   }
 };
-
-// Rows per parallel chunk: about at::internal::GRAIN_SIZE elements, at least one row.
-int64_t row_grain(int64_t width) {
-  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(width, 1));
-}
-
-void check_rows(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor for the CPU kernel, got ", t.device());
-  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [B, K], got shape ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-  // Column slices of a bigger matrix are used in place through their row stride.
-  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name,
-              " must have unit stride on its last dimension, got strides ", t.strides());
-}
-
-void check_like(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* name, const char* ref_name) {
-  check_rows(t, op, name);
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " and ", ref_name, " must share a dtype, got ",
-              t.scalar_type(), " and ", ref.scalar_type());
-}
 
 // loss[B], grad_gx[B, P], grad_fgx[B, F] from x, gx [B, P] and fx, fgx [B, F] (each with its own row stride).
 template <typename T>
@@ -97,16 +76,8 @@ void residual_rows(const T* x, int64_t sx, const T* gx, int64_t sgx, const T* fx
 std::tuple<at::Tensor, at::Tensor, at::Tensor> anogan_residual_cpu(const at::Tensor& x, const at::Tensor& gx,
                                                                    const at::Tensor& fx, const at::Tensor& fgx,
                                                                    double lam) {
-  const char* op = "genad_fast::anogan_residual";
-  check_rows(x, op, "x");
-  check_like(gx, x, op, "gx", "x");
-  check_like(fx, x, op, "fx", "x");
-  check_like(fgx, x, op, "fgx", "x");
-  TORCH_CHECK(gx.sizes() == x.sizes(), op, ": gx must have the shape of x ", x.sizes(), ", got ", gx.sizes());
-  TORCH_CHECK(fgx.sizes() == fx.sizes(), op, ": fgx must have the shape of fx ", fx.sizes(), ", got ", fgx.sizes());
-  TORCH_CHECK(fx.size(0) == x.size(0), op, ": fx must have one row per row of x (", x.size(0), "), got ", fx.size(0));
-  TORCH_CHECK(std::isfinite(lam) && lam >= 0.0 && lam <= 1.0, op, ": lam must be a number in [0, 1], got ", lam);
-  const int64_t B = x.size(0), P = x.size(1), F = fx.size(1);
+  const host::ResidualArgs args = host::check_anogan_residual(host::kCPU, x, gx, fx, fgx, lam);
+  const int64_t B = args.B, P = args.P, F = args.F;
   at::Tensor loss = at::empty({B}, x.options());
   at::Tensor grad_gx = at::empty({B, P}, x.options());
   at::Tensor grad_fgx = at::empty({B, F}, x.options());
@@ -117,8 +88,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> anogan_residual_cpu(const at::Ten
     residual_rows<scalar_t>(x.const_data_ptr<scalar_t>(), x.stride(0), gx.const_data_ptr<scalar_t>(), gx.stride(0),
                             fx.const_data_ptr<scalar_t>(), fx.stride(0), fgx.const_data_ptr<scalar_t>(),
                             fgx.stride(0), loss.mutable_data_ptr<scalar_t>(), grad_gx.mutable_data_ptr<scalar_t>(),
-                            grad_fgx.mutable_data_ptr<scalar_t>(), B, P, F, static_cast<scalar_t>(1.0 - lam),
-                            static_cast<scalar_t>(lam));
+                            grad_fgx.mutable_data_ptr<scalar_t>(), B, P, F, static_cast<scalar_t>(args.w_p),
+                            static_cast<scalar_t>(args.w_f));
   });
   return {loss, grad_gx, grad_fgx};
 }
@@ -174,38 +145,9 @@ void masked_adam_rows(T* z, int64_t sz, const T* g, int64_t sg, T* m, int64_t sm
 void masked_adam_cpu(const at::Tensor& z, const at::Tensor& grad, const at::Tensor& m, const at::Tensor& v,
                      const at::Tensor& step, const at::Tensor& active, double lr, double beta1, double beta2,
                      double eps) {
-  const char* op = "genad_fast::masked_adam_";
-  check_rows(z, op, "z");
-  auto check_state = [&](const at::Tensor& t, const char* name) {
-    check_like(t, z, op, name, "z");
-    TORCH_CHECK(t.sizes() == z.sizes(), op, ": ", name, " must have the shape of z ", z.sizes(), ", got ", t.sizes());
-  };
-  check_state(grad, "grad");
-  check_state(m, "m");
-  check_state(v, "v");
-  const int64_t B = z.size(0), L = z.size(1);
-  TORCH_CHECK(step.device().is_cpu() && active.device().is_cpu(), op, ": step and active must be CPU tensors, got ",
-              step.device(), " and ", active.device());
-  TORCH_CHECK(step.scalar_type() == at::kLong, op, ": step must be int64 (each row's update count), got ",
-              step.scalar_type());
-  TORCH_CHECK(active.scalar_type() == at::kBool, op, ": active must be bool, got ", active.scalar_type());
-  TORCH_CHECK(step.dim() == 1 && step.size(0) == B, op, ": step must be 1-D with one entry per row (", B,
-              "), got shape ", step.sizes());
-  TORCH_CHECK(active.dim() == 1 && active.size(0) == B, op, ": active must be 1-D with one entry per row (", B,
-              "), got shape ", active.sizes());
-  TORCH_CHECK(std::isfinite(lr) && lr >= 0.0, op, ": lr must be a finite number >= 0, got ", lr);
-  TORCH_CHECK(beta1 >= 0.0 && beta1 < 1.0, op, ": beta1 must be in [0, 1), got ", beta1);
-  TORCH_CHECK(beta2 >= 0.0 && beta2 < 1.0, op, ": beta2 must be in [0, 1), got ", beta2);
-  TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, op, ": eps must be a finite number >= 0, got ", eps);
-  // Every count must be in [0, 2^63 − 1) before anything is written (the text of
-  // genad_fast.reference.anogan.check_step_counts): a negative count is no bias correction, 2^63 − 1 would wrap.
-  const int64_t* counts = step.const_data_ptr<int64_t>();
-  for (int64_t r = 0; r < B; ++r) {
-    const int64_t t = counts[r * step.stride(0)];
-    TORCH_CHECK_VALUE(t >= 0 && t < std::numeric_limits<int64_t>::max(),
-                      "masked_adam_: step must hold update counts in [0, 2^63 - 1) (2^63 - 1 would wrap when "
-                      "incremented), got ", t);
-  }
+  const host::AdamArgs args = host::check_masked_adam(host::kCPU, z, grad, m, v, step, active, lr, beta1, beta2, eps);
+  const int64_t B = args.B, L = args.L;
+  host::check_step_counts_on_host(step);
   if (B == 0) {
     return;
   }

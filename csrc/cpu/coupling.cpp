@@ -11,8 +11,8 @@
 #include <tuple>
 
 #include <genad/coupling.h>
-
-#include <genad/huge_pages.h>
+#include <genad/cpu_helpers.h>
+#include <genad/host/coupling.h>
 
 namespace genad::cpu {
 namespace {
@@ -47,44 +47,6 @@ struct VecMath {
   static at::vec::Vectorized<float> tanh(const at::vec::Vectorized<float>& v) { return tanh_float(v); }
   static at::vec::Vectorized<double> tanh(const at::vec::Vectorized<double>& v) { return v.tanh(); }
 };
-
-// Rows per parallel chunk: about at::internal::GRAIN_SIZE elements, at least one row.
-int64_t row_grain(int64_t D) {
-  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(D, 1));
-}
-
-// A fresh output that the kernel writes in full: huge pages spare it most first-touch page faults.
-at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  at::Tensor t = at::empty(sizes, options);
-  genad::advise_huge_pages(t.data_ptr(), t.nbytes());
-  return t;
-}
-
-void check_rows(const at::Tensor& t, const char* op, const char* name, bool broadcast_ok = false) {
-  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor for the CPU kernel, got ", t.device());
-  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [N, K], got shape ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-  // Column slices of a bigger matrix are read in place through their row stride; only the
-  // last dimension must be contiguous.
-  // (grad_out may also be broadcast along a row, column stride 0, as autograd hands over the
-  // gradient of y.sum(): reading it as such spares materialising an [N, D] tensor of ones.)
-  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1 || (broadcast_ok && t.stride(1) == 0), op, ": ", name,
-              " must have unit stride on its last dimension, got strides ", t.strides());
-}
-
-void check_pair(const at::Tensor& a, const at::Tensor& h, double clamp, const char* op, const char* a_name) {
-  check_rows(a, op, a_name);
-  check_rows(h, op, "h");
-  TORCH_CHECK(h.scalar_type() == a.scalar_type(), op, ": ", a_name, " and h must share a dtype, got ",
-              a.scalar_type(), " and ", h.scalar_type());
-  TORCH_CHECK(h.size(0) == a.size(0), op, ": ", a_name, " and h must have the same number of rows, got ",
-              a.size(0), " and ", h.size(0));
-  TORCH_CHECK(h.size(1) == 2 * a.size(1), op, ": h must be 2·D = ", 2 * a.size(1),
-              " wide (log-scale | shift) for ", a_name, " of width D = ", a.size(1), ", got ", h.size(1));
-  TORCH_CHECK(std::isfinite(clamp) && clamp >= 0.0, op, ": clamp must be a finite number >= 0 (0: no clamp), got ",
-              clamp);
-}
 
 // y[N, D] and logdet[N] from x[N, D] (row stride sx) and h[N, 2D] (row stride sh).
 template <typename T, bool kInverse, bool kClamp>
@@ -168,12 +130,20 @@ void coupling_backward_rows(const T* gout, int64_t sg, bool g_bcast, const T* gl
   });
 }
 
+// run(inverse_tag, clamp_tag) with both flags as compile-time constants (std::true_type / std::false_type).
+template <class F>
+void with_tags(bool inverse, bool clamp, const F& run) {
+  if (inverse) {
+    clamp ? run(std::true_type{}, std::true_type{}) : run(std::true_type{}, std::false_type{});
+  } else {
+    clamp ? run(std::false_type{}, std::true_type{}) : run(std::false_type{}, std::false_type{});
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor> coupling_cpu(const at::Tensor& a, const at::Tensor& h, double clamp,
                                                 bool inverse) {
-  const char* op = inverse ? "genad_fast::coupling_inverse" : "genad_fast::coupling_forward";
-  const char* a_name = inverse ? "y" : "x";
-  check_pair(a, h, clamp, op, a_name);
-  const int64_t N = a.size(0), D = a.size(1);
+  const host::CouplingArgs args = host::check_coupling(host::kCPU, inverse, a, h, clamp);
+  const int64_t N = args.N, D = args.D;
   at::Tensor out = empty_output({N, D}, a.options());
   at::Tensor logdet = empty_output({N}, a.options());
   if (N == 0) {
@@ -186,11 +156,7 @@ std::tuple<at::Tensor, at::Tensor> coupling_cpu(const at::Tensor& a, const at::T
           a.const_data_ptr<scalar_t>(), a.stride(0), h.const_data_ptr<scalar_t>(), h.stride(0),
           out.mutable_data_ptr<scalar_t>(), logdet.mutable_data_ptr<scalar_t>(), N, D, c);
     };
-    if (inverse) {
-      clamp > 0 ? run(std::true_type{}, std::true_type{}) : run(std::true_type{}, std::false_type{});
-    } else {
-      clamp > 0 ? run(std::false_type{}, std::true_type{}) : run(std::false_type{}, std::false_type{});
-    }
+    with_tags(inverse, clamp > 0, run);
   });
   return {out, logdet};
 }
@@ -206,19 +172,8 @@ std::tuple<at::Tensor, at::Tensor> coupling_inverse_cpu(const at::Tensor& y, con
 std::tuple<at::Tensor, at::Tensor> coupling_backward_cpu(const at::Tensor& grad_out, const at::Tensor& grad_logdet,
                                                          const at::Tensor& inp, const at::Tensor& h, double clamp,
                                                          bool inverse) {
-  const char* op = "genad_fast::coupling_backward";
-  check_pair(inp, h, clamp, op, "inp");
-  check_rows(grad_out, op, "grad_out", /*broadcast_ok=*/true);
-  TORCH_CHECK(grad_out.sizes() == inp.sizes(), op, ": grad_out must have the shape of inp ", inp.sizes(), ", got ",
-              grad_out.sizes());
-  TORCH_CHECK(grad_out.scalar_type() == inp.scalar_type(), op, ": grad_out must have the dtype of inp, got ",
-              grad_out.scalar_type(), " and ", inp.scalar_type());
-  TORCH_CHECK(grad_logdet.device().is_cpu(), op, ": grad_logdet must be a CPU tensor, got ", grad_logdet.device());
-  TORCH_CHECK(grad_logdet.dim() == 1 && grad_logdet.size(0) == inp.size(0), op,
-              ": grad_logdet must be 1-D with one entry per row (", inp.size(0), "), got shape ", grad_logdet.sizes());
-  TORCH_CHECK(grad_logdet.scalar_type() == inp.scalar_type(), op, ": grad_logdet must have the dtype of inp, got ",
-              grad_logdet.scalar_type(), " and ", inp.scalar_type());
-  const int64_t N = inp.size(0), D = inp.size(1);
+  const host::CouplingArgs args = host::check_coupling_backward(host::kCPU, grad_out, grad_logdet, inp, h, clamp);
+  const int64_t N = args.N, D = args.D;
   at::Tensor grad_inp = empty_output({N, D}, inp.options());
   at::Tensor grad_h = empty_output({N, 2 * D}, inp.options());
   if (N == 0) {
@@ -233,11 +188,7 @@ std::tuple<at::Tensor, at::Tensor> coupling_backward_cpu(const at::Tensor& grad_
           grad_logdet.stride(0), inp.const_data_ptr<scalar_t>(), inp.stride(0), h.const_data_ptr<scalar_t>(),
           h.stride(0), grad_inp.mutable_data_ptr<scalar_t>(), grad_h.mutable_data_ptr<scalar_t>(), N, D, c);
     };
-    if (inverse) {
-      clamp > 0 ? run(std::true_type{}, std::true_type{}) : run(std::true_type{}, std::false_type{});
-    } else {
-      clamp > 0 ? run(std::false_type{}, std::true_type{}) : run(std::false_type{}, std::false_type{});
-    }
+    with_tags(inverse, clamp > 0, run);
   });
   return {grad_inp, grad_h};
 }

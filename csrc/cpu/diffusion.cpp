@@ -9,13 +9,11 @@
 // crosses a sample boundary). Every element goes through the same at::vec expression (partial registers at the
 // ends of runs), so its value depends on its position only: the result is the same for any thread count.
 #include <ATen/ATen.h>
-#include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <type_traits>
@@ -24,7 +22,9 @@
 #include <immintrin.h>
 #endif
 
+#include "genad/cpu_helpers.h"
 #include "genad/diffusion.h"
+#include "genad/host/diffusion.h"
 #include "philox_block.h"
 
 namespace genad {
@@ -39,40 +39,13 @@ constexpr int64_t kGrainBlocks = 32;
 // Elements per work chunk when the noise is an explicit tensor, and for the reduction.
 constexpr int64_t kGrainElems = 16384;
 
-// f(begin, end) over [0, n) in chunks of `grain` that the threads take from a shared counter. Static halves (what
-// at::parallel_for does) make the op wait for a thread the OS has descheduled, which on a shared machine is most of
-// the time; here the running threads take over its chunks. Each chunk's result does not depend on which thread
-// computes it, so the output stays the same for any thread count or schedule.
-template <class F>
-void parallel_chunks(int64_t n, int64_t grain, const F& f) {
-  if (n <= 0) return;
-  const int64_t chunks = (n + grain - 1) / grain;
-  std::atomic<int64_t> next{0};
-  at::parallel_for(0, std::min<int64_t>(chunks, at::get_num_threads()), 1, [&](int64_t, int64_t) {
-    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
-         c = next.fetch_add(1, std::memory_order_relaxed)) {
-      f(c * grain, std::min(n, (c + 1) * grain));
-    }
-  });
-}
-
 // ---- add_noise / diffusion_step -----------------------------------------------------------------------------
 
+// The shared parameters (genad/host/diffusion.h) and whether the output is written with non-temporal stores
+// (it is bigger than the caches).
 template <typename T>
-struct Combine {
-  const T* x;    // [B, M], row stride sx: x0 (add_noise) or x_t (step)
-  int64_t sx;
-  const T* e;    // [B, M], row stride se: eps (step), null for add_noise
-  int64_t se;
-  const T* a;    // [B], stride sa: coefficient of x
-  int64_t sa;
-  const T* b;    // [B], stride sb: coefficient of eps (step), null for add_noise
-  int64_t sb;
-  const T* c;    // [B], stride sc: coefficient of the noise
-  int64_t sc;
-  T* out;        // [B, M] contiguous
-  int64_t M;
-  bool stream;   // non-temporal stores for the output (bigger than the caches)
+struct Combine : host::CombineParams<T> {
+  bool stream;
 };
 
 // Output bytes from which the result is written with non-temporal stores: a tensor this big does not stay in cache
@@ -193,62 +166,18 @@ void combine_tensor(const Combine<T>& p, int64_t n, const T* noise, int64_t sn) 
   });
 }
 
-void check_data(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [B, M], got shape ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name,
-              " must have a sample's elements contiguous (unit last stride), got strides ", t.strides());
-}
-
-void check_like(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name) {
-  check_data(t, op, name);
-  TORCH_CHECK(t.sizes() == like.sizes(), op, ": ", name, " must have the data's shape ", like.sizes(), ", got ",
-              t.sizes());
-  TORCH_CHECK(t.scalar_type() == like.scalar_type(), op, ": ", name, " must have the data's dtype ",
-              like.scalar_type(), ", got ", t.scalar_type());
-}
-
-void check_coefficient(const at::Tensor& v, const at::Tensor& data, const char* op, const char* name) {
-  TORCH_CHECK(v.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got ", v.device());
-  TORCH_CHECK(v.dim() == 1 && v.size(0) == data.size(0), op, ": ", name,
-              " must be a vector of one coefficient per sample, shape [", data.size(0), "], got ", v.sizes());
-  TORCH_CHECK(v.scalar_type() == data.scalar_type(), op, ": ", name, " must have the data's dtype ",
-              data.scalar_type(), ", got ", v.scalar_type());
-}
-
 // add_noise when eps (and b) are absent; the noise coefficient is `c`.
 at::Tensor combine(const char* op, const at::Tensor& x, const std::optional<at::Tensor>& eps, const at::Tensor& a,
                    const std::optional<at::Tensor>& b, const at::Tensor& c, const char* c_name, int64_t seed,
                    int64_t offset, const std::optional<at::Tensor>& noise) {
-  check_data(x, op, eps ? "x_t" : "x0");
-  if (eps) check_like(*eps, x, op, "eps");
-  check_coefficient(a, x, op, "a");
-  if (b) check_coefficient(*b, x, op, "b");
-  check_coefficient(c, x, op, c_name);
-  if (noise) check_like(*noise, x, op, "noise");
-  TORCH_CHECK(seed >= 0, op, ": seed must be in [0, 2^63), got ", seed);
-  TORCH_CHECK(offset >= 0, op, ": offset must be in [0, 2^63), got ", offset);
-  const int64_t B = x.size(0), M = x.size(1);
+  const host::CombineArgs args = host::check_combine(host::kCPU, op, x, eps, a, b, c, c_name, seed, offset, noise);
+  const int64_t B = args.B, M = args.M;
   at::Tensor out = at::empty({B, M}, x.options());
   if (B == 0 || M == 0) return out;
   // No madvise(MADV_HUGEPAGE) here, unlike the noise op: on the VMs this was measured on, a fresh 2 MiB page costs
   // far more than 512 small faults (hypervisor backing), and a sampling loop's outputs are recycled by malloc.
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genad_fast_diffusion_cpu", [&] {
-    const Combine<scalar_t> p{x.const_data_ptr<scalar_t>(),
-                              x.stride(0),
-                              eps ? eps->const_data_ptr<scalar_t>() : nullptr,
-                              eps ? eps->stride(0) : 0,
-                              a.const_data_ptr<scalar_t>(),
-                              a.stride(0),
-                              b ? b->const_data_ptr<scalar_t>() : nullptr,
-                              b ? b->stride(0) : 0,
-                              c.const_data_ptr<scalar_t>(),
-                              c.stride(0),
-                              out.mutable_data_ptr<scalar_t>(),
-                              M,
-                              out.nbytes() >= kStreamBytes};
+    const Combine<scalar_t> p{host::combine_params<scalar_t>(x, eps, a, b, c, out), out.nbytes() >= kStreamBytes};
     if (noise) {
       combine_tensor(p, B * M, noise->const_data_ptr<scalar_t>(), noise->stride(0));
     } else {
@@ -272,18 +201,7 @@ at::Tensor diffusion_step_cpu(const at::Tensor& x_t, const at::Tensor& eps, cons
 // ---- recon_error_accumulate_ ----------------------------------------------------------------------------------
 
 template <typename T>
-struct Recon {
-  T* score;  // [B, T]
-  int64_t s0, s1;
-  const T* x;  // [B, T, C]
-  int64_t x0, x1, x2;
-  const T* h;  // x_hat [B, T, C]
-  int64_t h0, h1, h2;
-  const T* m;  // mask [B, T, C] or null
-  int64_t m0, m1, m2;
-  int64_t C;
-  T weight;
-};
+using Recon = host::ReconParams<T>;
 
 // Channels contiguous (the [B, T, C] layout): one register-wide sum over C per timestamp.
 template <typename T>
@@ -347,54 +265,13 @@ void recon_tiles(const Recon<T>& p, int64_t B, int64_t Tn) {
   });
 }
 
-void check_recon(const at::Tensor& t, const at::Tensor& x, const char* op, const char* name) {
-  TORCH_CHECK(t.device() == x.device(), op, ": ", name, " must be on x's device ", x.device(), ", got ", t.device());
-  TORCH_CHECK(t.sizes() == x.sizes(), op, ": ", name, " must have x's shape ", x.sizes(), ", got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": ", name, " must have x's dtype ", x.scalar_type(), ", got ",
-              t.scalar_type());
-}
-
 void recon_error_accumulate_cpu(at::Tensor score, const at::Tensor& x, const at::Tensor& x_hat,
                                 const std::optional<at::Tensor>& mask, double weight) {
-  const char* op = "genad_fast::recon_error_accumulate_";
-  TORCH_CHECK(x.device().is_cpu(), op, ": x must be a CPU tensor, got ", x.device());
-  TORCH_CHECK(x.dim() == 3, op, ": x must be 3-D [B, T, C], got shape ", x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
-              ": x must be float32 or float64, got ", x.scalar_type());
-  check_recon(x_hat, x, op, "x_hat");
-  if (mask) check_recon(*mask, x, op, "mask");
-  TORCH_CHECK(score.device() == x.device(), op, ": score must be on x's device ", x.device(), ", got ",
-              score.device());
-  TORCH_CHECK(score.dim() == 2 && score.size(0) == x.size(0) && score.size(1) == x.size(1), op,
-              ": score must be [B, T] = [", x.size(0), ", ", x.size(1), "], got ", score.sizes());
-  TORCH_CHECK(score.scalar_type() == x.scalar_type(), op, ": score must have x's dtype ", x.scalar_type(), ", got ",
-              score.scalar_type());
-  // the mean over zero channels is 0/0 (the text of genad_fast.ops.recon_error_accumulate_)
-  TORCH_CHECK_VALUE(x.size(2) >= 1, "x must have at least one channel (C >= 1), got shape (", x.size(0), ", ",
-                    x.size(1), ", 0): the mean over channels of an empty set is undefined");
-  at::assert_no_internal_overlap(score);  // an expanded score would be updated by several timestamps at once
-  for (const at::Tensor* t : {&x, &x_hat}) at::assert_no_partial_overlap(score, *t);
-  if (mask) at::assert_no_partial_overlap(score, *mask);
-  const int64_t B = x.size(0), Tn = x.size(1), C = x.size(2);
+  const host::ReconArgs args = host::check_recon(host::kCPU, score, x, x_hat, mask);
+  const int64_t B = args.B, Tn = args.Tn, C = args.C;
   if (B == 0 || Tn == 0) return;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genad_fast_recon_error_cpu", [&] {
-    const Recon<scalar_t> p{score.mutable_data_ptr<scalar_t>(),
-                            score.stride(0),
-                            score.stride(1),
-                            x.const_data_ptr<scalar_t>(),
-                            x.stride(0),
-                            x.stride(1),
-                            x.stride(2),
-                            x_hat.const_data_ptr<scalar_t>(),
-                            x_hat.stride(0),
-                            x_hat.stride(1),
-                            x_hat.stride(2),
-                            mask ? mask->const_data_ptr<scalar_t>() : nullptr,
-                            mask ? mask->stride(0) : 0,
-                            mask ? mask->stride(1) : 0,
-                            mask ? mask->stride(2) : 0,
-                            C,
-                            static_cast<scalar_t>(weight)};
+    const Recon<scalar_t> p = host::recon_params<scalar_t>(score, x, x_hat, mask, weight);
     const bool unit_c = C <= 1 || (x.stride(2) == 1 && x_hat.stride(2) == 1 && (!mask || mask->stride(2) == 1));
     if (unit_c) {
       recon_rows(p, B, Tn);

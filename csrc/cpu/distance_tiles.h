@@ -22,7 +22,6 @@
 #include <c10/macros/Macros.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -30,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include <genad/cpu_helpers.h>
 #include <genad/distance.h>
 
 namespace genad::cpu::dist {
@@ -280,18 +280,6 @@ C10_ALWAYS_INLINE Vec<T> exp2_nonpos(const Vec<T>& x) {
   return x.exp2();
 }
 
-// Runs fn(chunk) for chunk = 0 … n_chunks − 1 on every thread, handing chunks out one at a time (an atomic
-// counter rather than a static split: the threads of a shared machine do not progress at the same speed).
-template <class Fn>
-void for_each_chunk(int64_t n_chunks, const Fn& fn) {
-  if (n_chunks <= 0) return;
-  std::atomic<int64_t> next{0};
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), n_chunks);
-  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    for (int64_t c = next.fetch_add(1); c < n_chunks; c = next.fetch_add(1)) fn(c);
-  });
-}
-
 // Strips per panel: the packed references one pass over a query block touches, about 128 KiB (half an L2 slice
 // of the smallest CPUs we target), between 4 and 64 strips.
 template <typename T>
@@ -306,26 +294,6 @@ inline int64_t chunk_rows(int64_t N) {
   int64_t rows = std::min<int64_t>(128, (N + 4 * threads - 1) / (4 * threads));
   rows = (rows + kRows - 1) / kRows * kRows;
   return std::max<int64_t>(rows, kRows);
-}
-
-// The checks every CPU entry point makes (the Python layer gives friendlier messages first).
-inline void check_pair(const at::Tensor& q, const at::Tensor& r, const char* op) {
-  TORCH_CHECK(q.device().is_cpu() && r.device().is_cpu(), op, ": queries and refs must be CPU tensors for the CPU ",
-              "kernel, got ", q.device(), " and ", r.device());
-  TORCH_CHECK(q.dim() == 2 && r.dim() == 2, op, ": queries [N, D] and refs [M, D] must be 2-D, got shapes ",
-              q.sizes(), " and ", r.sizes());
-  TORCH_CHECK(q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble, op,
-              ": queries must be float32 or float64, got ", q.scalar_type());
-  TORCH_CHECK(r.scalar_type() == q.scalar_type(), op, ": queries and refs must share a dtype, got ", q.scalar_type(),
-              " and ", r.scalar_type());
-  TORCH_CHECK(q.size(1) == r.size(1), op, ": queries and refs must have the same number of columns D, got ",
-              q.size(1), " and ", r.size(1));
-  TORCH_CHECK(q.size(1) >= 1, op, ": rows must have at least one coordinate (D >= 1), got D = 0");
-  // Column slices of a bigger matrix are read in place through their row stride.
-  TORCH_CHECK(q.size(1) <= 1 || q.stride(1) == 1, op, ": queries must have unit stride on its last dimension, got ",
-              "strides ", q.strides());
-  TORCH_CHECK(r.size(1) <= 1 || r.stride(1) == 1, op, ": refs must have unit stride on its last dimension, got ",
-              "strides ", r.strides());
 }
 
 }  // namespace genad::cpu::dist

@@ -13,6 +13,8 @@
 // non-finite values follow IEEE rules. NaN/inf rows take the exact path (direct differences, genad/distance.h).
 #include <torch/library.h>
 
+#include <genad/host/distance.h>
+
 #include "distance_tiles.h"
 
 namespace genad::cpu {
@@ -204,21 +206,22 @@ void kde_chunk(const KdeContext<T>& ctx, int64_t i0, int64_t i1, T* out) {
 }
 
 template <typename T>
-void kde_impl(const at::Tensor& queries, const at::Tensor& refs, double bandwidth, bool exclude_self, at::Tensor& out) {
-  const int64_t N = queries.size(0), M = refs.size(0), D = queries.size(1);
-  const PackedRefs<T> P = pack_refs<T>(refs.const_data_ptr<T>(), refs.stride(0), M, D);
-  const double inv_2h2 = 1.0 / (2.0 * bandwidth * bandwidth);
+void kde_impl(const at::Tensor& queries, const at::Tensor& refs, double bandwidth, const host::KdeArgs& args,
+              bool exclude_self, at::Tensor& out) {
+  const int64_t N = args.N;
+  const PackedRefs<T> P = pack_refs<T>(refs.const_data_ptr<T>(), refs.stride(0), args.M, args.D);
   KdeContext<T> ctx{&P,
                     queries.const_data_ptr<T>(),
                     queries.stride(0),
                     refs.const_data_ptr<T>(),
                     refs.stride(0),
-                    static_cast<T>(-kLog2e * inv_2h2),
-                    inv_2h2,
-                    gd::kde_log_norm(exclude_self ? M - 1 : M, D, bandwidth),
+                    static_cast<T>(-kLog2e * args.inv_2h2),
+                    args.inv_2h2,
+                    args.log_norm,
                     exclude_self};
+  // This kernel's exponent scale is in T: a bandwidth that is fine in double can overflow it in float32.
   TORCH_CHECK(std::isfinite(ctx.c2), "genad_fast::kde_logpdf: bandwidth ", bandwidth, " is too small for ",
-              queries.scalar_type(), ": 1/(2h²) overflows");
+              host::dtype_name(queries.scalar_type()), ": 1/(2h²) overflows");
   T* o = out.mutable_data_ptr<T>();
   const int64_t rows = chunk_rows(N);
   for_each_chunk((N + rows - 1) / rows, [&](int64_t c) {
@@ -227,23 +230,12 @@ void kde_impl(const at::Tensor& queries, const at::Tensor& refs, double bandwidt
 }
 
 at::Tensor kde_logpdf_cpu(const at::Tensor& queries, const at::Tensor& refs, double bandwidth, bool exclude_self) {
-  const char* op = "genad_fast::kde_logpdf";
-  check_pair(queries, refs, op);
-  TORCH_CHECK(std::isfinite(bandwidth) && bandwidth > 0.0, op, ": bandwidth must be a finite number > 0, got ",
-              bandwidth);
-  TORCH_CHECK(std::isfinite(1.0 / (2.0 * bandwidth * bandwidth)), op, ": bandwidth ", bandwidth,
-              " is too small: 1/(2h²) overflows");
-  const int64_t N = queries.size(0), M = refs.size(0);
-  if (exclude_self) {
-    TORCH_CHECK(N == M, op, ": exclude_self needs the queries to be the refs (N == M), got N = ", N, ", M = ", M);
-    TORCH_CHECK(M >= 2, op, ": exclude_self needs at least 2 refs (each point's density comes from the others), ",
-                "got ", M);
-  }
-  TORCH_CHECK(M >= 1, op, ": refs must have at least one row");
+  const host::KdeArgs args = host::check_kde(host::kCPU, queries, refs, bandwidth, exclude_self);
+  const int64_t N = args.N;
   at::Tensor out = at::empty({N}, queries.options());
   if (N == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(queries.scalar_type(), "genad_fast_kde_logpdf_cpu", [&] {
-    kde_impl<scalar_t>(queries, refs, bandwidth, exclude_self, out);
+    kde_impl<scalar_t>(queries, refs, bandwidth, args, exclude_self, out);
   });
   return out;
 }

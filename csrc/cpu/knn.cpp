@@ -12,6 +12,8 @@
 // NaN after +inf.
 #include <torch/library.h>
 
+#include <genad/host/distance.h>
+
 #include "distance_tiles.h"
 
 namespace genad::cpu {
@@ -299,20 +301,11 @@ void knn_impl(const at::Tensor& queries, const at::Tensor& refs, int64_t k, bool
 }
 
 at::Tensor knn_distance_cpu(const at::Tensor& queries, const at::Tensor& refs, int64_t k, bool exclude_self) {
-  const char* op = "genad_fast::knn_distance";
-  check_pair(queries, refs, op);
-  const int64_t N = queries.size(0), M = refs.size(0);
-  if (exclude_self) {
-    TORCH_CHECK(N == M, op, ": exclude_self needs the queries to be the refs (N == M), got N = ", N, ", M = ", M);
-  }
-  const int64_t available = exclude_self ? M - 1 : M;
-  TORCH_CHECK(k >= 1, op, ": k must be >= 1, got ", k);
+  const host::KnnArgs args = host::check_knn(host::kCPU, queries, refs, k, exclude_self);
+  const int64_t N = args.N;
   // the candidate lists hold packed positions as int32 (half the bytes of the hot append path)
-  TORCH_CHECK_VALUE(M < (int64_t{1} << 31), op, ": the CPU kernel takes at most 2^31 - 1 refs (int32 positions), "
-                    "got M = ", M);
-  TORCH_CHECK(k <= available, op, ": k = ", k, " is larger than the ", available, " reference",
-              available == 1 ? "" : "s", exclude_self ? " left once each point's own row is excluded" : "",
-              " (M = ", M, ")");
+  TORCH_CHECK_VALUE(args.M < (int64_t{1} << 31), "genad_fast::knn_distance: the CPU kernel takes at most 2^31 - 1 "
+                    "refs (int32 positions), got M = ", args.M);
   at::Tensor out = at::empty({N, k}, queries.options());
   if (N == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(queries.scalar_type(), "genad_fast_knn_distance_cpu", [&] {

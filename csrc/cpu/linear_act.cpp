@@ -24,6 +24,8 @@
 #include <optional>
 #include <vector>
 
+#include <genad/host/linear_act.h>
+
 // MKL's bfloat16 GEMM (float32 accumulate and output), exported by libtorch_cpu when torch is built
 // with MKL. Weak: a torch without it leaves the pointer null and the kernel uses at::mm in float32.
 extern "C" void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, int k, float alpha,
@@ -87,39 +89,16 @@ void grow(std::vector<T>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(n);
 }
 
-void check_matrix(const at::Tensor& t, const char* name, int64_t rows, int64_t cols) {
-  TORCH_CHECK(t.device().is_cpu(), "linear_act: ", name, " must be a CPU tensor for the CPU kernel, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16, "linear_act: ", name,
-              " must be float32 or bfloat16, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows && t.size(1) == cols, "linear_act: ", name, " must have shape [",
-              rows, ", ", cols, "], got ", t.sizes());
-  TORCH_CHECK(cols <= 1 || t.stride(1) == 1, "linear_act: ", name,
-              " must have unit stride on its last dimension, got strides ", t.strides());
-}
-
 }  // namespace
 
 at::Tensor linear_act_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                           const std::optional<at::Tensor>& gate, double gate_slope,
                           const std::optional<at::Tensor>& addend, std::optional<double> slope,
                           std::optional<at::ScalarType> out_dtype) {
-  TORCH_CHECK(x.dim() == 2, "linear_act: x must be 2-D [M, K], got shape ", x.sizes());
-  TORCH_CHECK(weight.dim() == 2, "linear_act: weight must be 2-D [N, K], got shape ", weight.sizes());
-  const int64_t M = x.size(0), K = x.size(1), N = weight.size(0);
-  check_matrix(x, "x", M, K);
-  check_matrix(weight, "weight", N, K);
-  TORCH_CHECK(weight.is_contiguous(), "linear_act: weight must be contiguous");
-  if (bias) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == N, "linear_act: bias must have shape [", N, "], got ",
-                bias->sizes());
-    check_matrix(bias->view({1, N}), "bias", 1, N);
-  }
-  if (gate) check_matrix(*gate, "gate", M, K);
-  if (addend) check_matrix(*addend, "addend", M, N);
+  const host::LinearActArgs args = host::check_linear_act(host::kCPU, x, weight, bias, gate, addend, out_dtype);
+  const int64_t M = args.M, K = args.K, N = args.N;
   const at::ScalarType pdtype = weight.scalar_type();
-  const at::ScalarType odtype = out_dtype.value_or(x.scalar_type());
-  TORCH_CHECK(odtype == at::kFloat || odtype == at::kBFloat16, "linear_act: out_dtype must be float32 or bfloat16, got ",
-              odtype);
+  const at::ScalarType odtype = args.out_dtype;
   at::Tensor out = at::empty({M, N}, x.options().dtype(odtype));
   if (M == 0 || N == 0) return out;
 

@@ -13,10 +13,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
+#include "genad/cpu_helpers.h"
+#include "genad/host/philox.h"
 #include "genad/philox.h"
 #include "philox_block.h"
 
@@ -61,29 +59,11 @@ void philox_normal_impl(scalar_t* out, int64_t n, uint64_t seed, uint64_t offset
   });
 }
 
-// A fresh output buffer takes one page fault per 4 KiB page on its first write, which for a large noise tensor
-// costs more than generating it (2^24 floats: ~30 ms of faults against ~12 ms of work on 2 cores). The op writes
-// every byte, so it asks for transparent huge pages on the 2 MiB-aligned interior: 512x fewer faults. Only a hint:
-// memory already mapped keeps its pages, and nothing changes where THP is off.
-void advise_huge_pages(void* data, size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  if (bytes < 2 * kHuge) return;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHuge - 1);
-  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // failure is harmless
-#endif
-}
-
 void philox_normal_(at::Tensor out, int64_t seed, int64_t offset) {
-  TORCH_CHECK(out.device().is_cpu(), "philox_normal_: out must be a CPU tensor, got ", out.device());
-  TORCH_CHECK(out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble,
-              "philox_normal_: out must be float32 or float64, got ", out.scalar_type());
-  TORCH_CHECK(out.is_contiguous(), "philox_normal_: out must be contiguous");
-  TORCH_CHECK(seed >= 0, "philox_normal_: seed must be in [0, 2^63), got ", seed);
-  TORCH_CHECK(offset >= 0, "philox_normal_: offset must be in [0, 2^63), got ", offset);
-  const int64_t n = out.numel();
+  const int64_t n = host::check_philox_normal(host::kCPU, out, seed, offset);
   if (n == 0) return;
+  // The op writes every byte of a buffer that is often fresh: for a large noise tensor the page faults cost
+  // more than generating it (2^24 floats: ~30 ms of faults against ~12 ms of work on 2 cores).
   advise_huge_pages(out.data_ptr(), static_cast<size_t>(n) * out.element_size());
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "philox_normal_", [&] {
     philox_normal_impl<scalar_t>(out.data_ptr<scalar_t>(), n, static_cast<uint64_t>(seed),

@@ -13,10 +13,11 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <tuple>
 
 #include "genad/anogan.h"
+#include "genad/cuda_helpers.cuh"
+#include "genad/host/anogan.h"
 
 namespace genad {
 namespace cuda {
@@ -24,15 +25,7 @@ namespace {
 
 namespace ga = genad::anogan;
 
-constexpr int kWarp = 32;
 constexpr int kWarpsPerBlock = 8;
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // Σ|a − b| over one row (this lane's share), writing neg_w·sign(a − b) to grad.
 template <typename T>
@@ -99,34 +92,13 @@ __global__ void masked_adam_kernel(T* __restrict__ z, int64_t sz,               
   }
 }
 
-void check_rows(const at::Tensor& t, const char* op, const char* name, const at::Tensor& ref) {
-  TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got ", t.device());
-  TORCH_CHECK(t.device() == ref.device(), op, ": all tensors must be on one device, got ", name, " on ", t.device(),
-              " and ", ref.device());
-  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [B, K], got shape ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " must have the dtype of the first input, got ",
-              t.scalar_type(), " and ", ref.scalar_type());
-  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name,
-              " must have unit stride on its last dimension, got strides ", t.strides());
-}
-
-unsigned blocks_for(int64_t B) { return static_cast<unsigned>((B + kWarpsPerBlock - 1) / kWarpsPerBlock); }
+unsigned blocks_for(int64_t B) { return warp_row_blocks(B, kWarpsPerBlock); }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> anogan_residual_cuda(const at::Tensor& x, const at::Tensor& gx,
                                                                     const at::Tensor& fx, const at::Tensor& fgx,
                                                                     double lam) {
-  const char* op = "genad_fast::anogan_residual";
-  check_rows(x, op, "x", x);
-  check_rows(gx, op, "gx", x);
-  check_rows(fx, op, "fx", x);
-  check_rows(fgx, op, "fgx", x);
-  TORCH_CHECK(gx.sizes() == x.sizes(), op, ": gx must have the shape of x ", x.sizes(), ", got ", gx.sizes());
-  TORCH_CHECK(fgx.sizes() == fx.sizes(), op, ": fgx must have the shape of fx ", fx.sizes(), ", got ", fgx.sizes());
-  TORCH_CHECK(fx.size(0) == x.size(0), op, ": fx must have one row per row of x (", x.size(0), "), got ", fx.size(0));
-  TORCH_CHECK(std::isfinite(lam) && lam >= 0.0 && lam <= 1.0, op, ": lam must be a number in [0, 1], got ", lam);
-  const int64_t B = x.size(0), P = x.size(1), F = fx.size(1);
+  const host::ResidualArgs args = host::check_anogan_residual(host::kCUDA, x, gx, fx, fgx, lam);
+  const int64_t B = args.B, P = args.P, F = args.F;
   at::Tensor loss = at::empty({B}, x.options());
   at::Tensor grad_gx = at::empty({B, P}, x.options());
   at::Tensor grad_fgx = at::empty({B, F}, x.options());
@@ -138,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> anogan_residual_cuda(const at::Te
         x.const_data_ptr<scalar_t>(), x.stride(0), gx.const_data_ptr<scalar_t>(), gx.stride(0),
         fx.const_data_ptr<scalar_t>(), fx.stride(0), fgx.const_data_ptr<scalar_t>(), fgx.stride(0),
         loss.mutable_data_ptr<scalar_t>(), grad_gx.mutable_data_ptr<scalar_t>(), grad_fgx.mutable_data_ptr<scalar_t>(),
-        B, P, F, static_cast<scalar_t>(1.0 - lam), static_cast<scalar_t>(lam));
+        B, P, F, static_cast<scalar_t>(args.w_p), static_cast<scalar_t>(args.w_f));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {loss, grad_gx, grad_fgx};
@@ -147,24 +119,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> anogan_residual_cuda(const at::Te
 void masked_adam_cuda(const at::Tensor& z, const at::Tensor& grad, const at::Tensor& m, const at::Tensor& v,
                       const at::Tensor& step, const at::Tensor& active, double lr, double beta1, double beta2,
                       double eps) {
-  const char* op = "genad_fast::masked_adam_";
-  check_rows(z, op, "z", z);
-  check_rows(grad, op, "grad", z);
-  check_rows(m, op, "m", z);
-  check_rows(v, op, "v", z);
-  TORCH_CHECK(grad.sizes() == z.sizes() && m.sizes() == z.sizes() && v.sizes() == z.sizes(), op,
-              ": grad, m and v must have the shape of z ", z.sizes());
-  const int64_t B = z.size(0), L = z.size(1);
-  TORCH_CHECK(step.device() == z.device() && active.device() == z.device(), op,
-              ": step and active must be on z's device ", z.device());
-  TORCH_CHECK(step.scalar_type() == at::kLong && step.dim() == 1 && step.size(0) == B, op,
-              ": step must be an int64 tensor [B] (B = ", B, "), got ", step.scalar_type(), " ", step.sizes());
-  TORCH_CHECK(active.scalar_type() == at::kBool && active.dim() == 1 && active.size(0) == B, op,
-              ": active must be a bool tensor [B] (B = ", B, "), got ", active.scalar_type(), " ", active.sizes());
-  TORCH_CHECK(std::isfinite(lr) && lr >= 0.0, op, ": lr must be a finite number >= 0, got ", lr);
-  TORCH_CHECK(beta1 >= 0.0 && beta1 < 1.0 && beta2 >= 0.0 && beta2 < 1.0, op,
-              ": beta1 and beta2 must be in [0, 1), got ", beta1, " and ", beta2);
-  TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, op, ": eps must be a finite number >= 0, got ", eps);
+  const host::AdamArgs args = host::check_masked_adam(host::kCUDA, z, grad, m, v, step, active, lr, beta1, beta2, eps);
+  const int64_t B = args.B, L = args.L;
+  // (the step counts' range is asserted by the kernel, per row: reading them here would sync with the device)
   if (B == 0) return;
   const c10::cuda::CUDAGuard guard(z.device());
   auto stream = c10::cuda::getCurrentCUDAStream();

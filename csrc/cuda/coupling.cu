@@ -10,10 +10,11 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <tuple>
 
 #include "genad/coupling.h"
+#include "genad/cuda_helpers.cuh"
+#include "genad/host/coupling.h"
 
 namespace genad {
 namespace cuda {
@@ -21,15 +22,7 @@ namespace {
 
 namespace gc = genad::coupling;
 
-constexpr int kWarp = 32;
 constexpr int kWarpsPerBlock = 8;
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 template <typename scalar_t, bool kInverse>
 __global__ void coupling_kernel(const scalar_t* __restrict__ a, int64_t stride_a,  // [N, D] x or y
@@ -84,32 +77,12 @@ __global__ void coupling_backward_kernel(const scalar_t* __restrict__ g, int64_t
   }
 }
 
-void check_rows(const at::Tensor& t, const char* op, const char* name, bool broadcast_ok = false) {
-  TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got ", t.device());
-  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D [N, K], got shape ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1 || (broadcast_ok && t.stride(1) == 0), op, ": ", name,
-              " must have unit stride on its last dimension, got strides ", t.strides());
-}
-
-void check_pair(const at::Tensor& a, const at::Tensor& h, double clamp, const char* op) {
-  check_rows(a, op, "input");
-  check_rows(h, op, "h");
-  TORCH_CHECK(h.scalar_type() == a.scalar_type(), op, ": input and h must share a dtype");
-  TORCH_CHECK(h.device() == a.device(), op, ": input and h must be on one device");
-  TORCH_CHECK(h.size(0) == a.size(0), op, ": input and h must have the same number of rows");
-  TORCH_CHECK(h.size(1) == 2 * a.size(1), op, ": h must be 2·D = ", 2 * a.size(1), " wide, got ", h.size(1));
-  TORCH_CHECK(std::isfinite(clamp) && clamp >= 0.0, op, ": clamp must be a finite number >= 0, got ", clamp);
-}
-
-unsigned blocks_for(int64_t N) { return static_cast<unsigned>((N + kWarpsPerBlock - 1) / kWarpsPerBlock); }
+unsigned blocks_for(int64_t N) { return warp_row_blocks(N, kWarpsPerBlock); }
 
 std::tuple<at::Tensor, at::Tensor> coupling_cuda(const at::Tensor& a, const at::Tensor& h, double clamp,
                                                  bool inverse) {
-  const char* op = inverse ? "genad_fast::coupling_inverse" : "genad_fast::coupling_forward";
-  check_pair(a, h, clamp, op);
-  const int64_t N = a.size(0), D = a.size(1);
+  const host::CouplingArgs args = host::check_coupling(host::kCUDA, inverse, a, h, clamp);
+  const int64_t N = args.N, D = args.D;
   at::Tensor out = at::empty({N, D}, a.options());
   at::Tensor logdet = at::empty({N}, a.options());
   if (N == 0) return {out, logdet};
@@ -138,15 +111,8 @@ std::tuple<at::Tensor, at::Tensor> coupling_inverse_cuda(const at::Tensor& y, co
 std::tuple<at::Tensor, at::Tensor> coupling_backward_cuda(const at::Tensor& grad_out, const at::Tensor& grad_logdet,
                                                           const at::Tensor& inp, const at::Tensor& h, double clamp,
                                                           bool inverse) {
-  const char* op = "genad_fast::coupling_backward";
-  check_pair(inp, h, clamp, op);
-  check_rows(grad_out, op, "grad_out", /*broadcast_ok=*/true);
-  TORCH_CHECK(grad_out.sizes() == inp.sizes() && grad_out.scalar_type() == inp.scalar_type(), op,
-              ": grad_out must match inp in shape and dtype");
-  TORCH_CHECK(grad_logdet.is_cuda() && grad_logdet.dim() == 1 && grad_logdet.size(0) == inp.size(0) &&
-                  grad_logdet.scalar_type() == inp.scalar_type(),
-              op, ": grad_logdet must be a CUDA tensor [N] of inp's dtype");
-  const int64_t N = inp.size(0), D = inp.size(1);
+  const host::CouplingArgs args = host::check_coupling_backward(host::kCUDA, grad_out, grad_logdet, inp, h, clamp);
+  const int64_t N = args.N, D = args.D;
   at::Tensor grad_inp = at::empty({N, D}, inp.options());
   at::Tensor grad_h = at::empty({N, 2 * D}, inp.options());
   if (N == 0) return {grad_inp, grad_h};

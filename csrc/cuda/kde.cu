@@ -17,10 +17,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cmath>
-
 #include "distance_tile.cuh"
 #include "genad/distance.h"
+#include "genad/host/distance.h"
 
 namespace genad {
 namespace cuda {
@@ -67,47 +66,18 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-void check_input(const at::Tensor& t, const char* name, const at::Tensor& ref) {
-  const char* op = "genad_fast::kde_logpdf";
-  TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got ", t.device());
-  TORCH_CHECK(t.device() == ref.device(), op, ": queries and refs must be on one device, got ", ref.device(), " and ",
-              t.device());
-  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D, got shape ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": queries and refs must share a dtype, got ",
-              ref.scalar_type(), " and ", t.scalar_type());
-  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name, " must have unit stride on its last dimension, ",
-              "got strides ", t.strides());
-}
-
 at::Tensor kde_logpdf_cuda(const at::Tensor& queries, const at::Tensor& refs, double bandwidth, bool exclude_self) {
-  const char* op = "genad_fast::kde_logpdf";
-  check_input(queries, "queries", queries);
-  check_input(refs, "refs", queries);
-  const int64_t N = queries.size(0), M = refs.size(0), D = queries.size(1);
-  TORCH_CHECK(refs.size(1) == D, op, ": queries and refs must have the same number of columns D, got ", D, " and ",
-              refs.size(1));
-  TORCH_CHECK(D >= 1, op, ": rows must have at least one coordinate (D >= 1), got D = 0");
-  TORCH_CHECK(std::isfinite(bandwidth) && bandwidth > 0.0, op, ": bandwidth must be a finite number > 0, got ",
-              bandwidth);
-  const double inv_2h2 = 1.0 / (2.0 * bandwidth * bandwidth);
-  TORCH_CHECK(std::isfinite(inv_2h2), op, ": bandwidth ", bandwidth, " is too small: 1/(2h²) overflows");
-  if (exclude_self) {
-    TORCH_CHECK(N == M, op, ": exclude_self needs the queries to be the refs (N == M), got N = ", N, ", M = ", M);
-    TORCH_CHECK(M >= 2, op, ": exclude_self needs at least 2 refs, got ", M);
-  }
-  TORCH_CHECK(M >= 1, op, ": refs must have at least one row");
+  const host::KdeArgs args = host::check_kde(host::kCUDA, queries, refs, bandwidth, exclude_self);
+  const int64_t N = args.N, M = args.M, D = args.D;
   at::Tensor out = at::empty({N}, queries.options());
   if (N == 0) return out;
   const c10::cuda::CUDAGuard guard(queries.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const double log_norm = gd::kde_log_norm(exclude_self ? M - 1 : M, D, bandwidth);
   const unsigned blocks = static_cast<unsigned>((N + kTileQ - 1) / kTileQ);
   AT_DISPATCH_FLOATING_TYPES(queries.scalar_type(), "genad_fast_kde_logpdf_cuda", [&] {
     kde_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
         queries.const_data_ptr<scalar_t>(), queries.stride(0), N, refs.const_data_ptr<scalar_t>(), refs.stride(0), M,
-        D, inv_2h2, log_norm, exclude_self, out.mutable_data_ptr<scalar_t>());
+        D, args.inv_2h2, args.log_norm, exclude_self, out.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;

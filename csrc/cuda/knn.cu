@@ -15,10 +15,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cmath>
-
 #include "distance_tile.cuh"
 #include "genad/distance.h"
+#include "genad/host/distance.h"
 
 namespace genad {
 namespace cuda {
@@ -78,35 +77,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-void check_input(const at::Tensor& t, const char* name, const at::Tensor& ref) {
-  const char* op = "genad_fast::knn_distance";
-  TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got ", t.device());
-  TORCH_CHECK(t.device() == ref.device(), op, ": queries and refs must be on one device, got ", ref.device(), " and ",
-              t.device());
-  TORCH_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D, got shape ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": queries and refs must share a dtype, got ",
-              ref.scalar_type(), " and ", t.scalar_type());
-  TORCH_CHECK(t.size(1) <= 1 || t.stride(1) == 1, op, ": ", name, " must have unit stride on its last dimension, ",
-              "got strides ", t.strides());
-}
-
 at::Tensor knn_distance_cuda(const at::Tensor& queries, const at::Tensor& refs, int64_t k, bool exclude_self) {
-  const char* op = "genad_fast::knn_distance";
-  check_input(queries, "queries", queries);
-  check_input(refs, "refs", queries);
-  const int64_t N = queries.size(0), M = refs.size(0), D = queries.size(1);
-  TORCH_CHECK(refs.size(1) == D, op, ": queries and refs must have the same number of columns D, got ", D, " and ",
-              refs.size(1));
-  TORCH_CHECK(D >= 1, op, ": rows must have at least one coordinate (D >= 1), got D = 0");
-  if (exclude_self) {
-    TORCH_CHECK(N == M, op, ": exclude_self needs the queries to be the refs (N == M), got N = ", N, ", M = ", M);
-  }
-  const int64_t available = exclude_self ? M - 1 : M;
-  TORCH_CHECK(k >= 1, op, ": k must be >= 1, got ", k);
-  TORCH_CHECK(k <= available, op, ": k = ", k, " is larger than the ", available, " references available (M = ", M,
-              exclude_self ? ", each point's own row excluded)" : ")");
+  const host::KnnArgs args = host::check_knn(host::kCUDA, queries, refs, k, exclude_self);
+  const int64_t N = args.N, M = args.M, D = args.D;
   at::Tensor out = at::empty({N, k}, queries.options());
   if (N == 0) return out;
   const c10::cuda::CUDAGuard guard(queries.device());

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "genad/host/philox.h"
 #include "genad/philox.h"
 
 namespace genad {
@@ -35,13 +36,7 @@ __global__ void philox_normal_kernel(scalar_t* __restrict__ out,  // [n]
 }
 
 void philox_normal_(at::Tensor out, int64_t seed, int64_t offset) {
-  TORCH_CHECK(out.is_cuda(), "philox_normal_: out must be a CUDA tensor, got ", out.device());
-  TORCH_CHECK(out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble,
-              "philox_normal_: out must be float32 or float64, got ", out.scalar_type());
-  TORCH_CHECK(out.is_contiguous(), "philox_normal_: out must be contiguous");
-  TORCH_CHECK(seed >= 0, "philox_normal_: seed must be in [0, 2^63), got ", seed);
-  TORCH_CHECK(offset >= 0, "philox_normal_: offset must be in [0, 2^63), got ", offset);
-  const uint64_t n = static_cast<uint64_t>(out.numel());
+  const uint64_t n = static_cast<uint64_t>(host::check_philox_normal(host::kCUDA, out, seed, offset));
   if (n == 0) return;
   const uint64_t q = px::counters(n);
 
