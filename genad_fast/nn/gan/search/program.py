@@ -100,6 +100,17 @@ class _MLPProgram:
             h = o
         return h
 
+    def _networks_plan(self, z: torch.Tensor, plan: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """Appends the calls computing G(z) and f(G(z)) into the buffers (z first copied to the product dtype
+        when it differs) to ``plan``; returns the views they will hold."""
+        n = z.shape[0]
+        h = z
+        if self.mixed:
+            h = self.z_m[:n]
+            plan.append((h.copy_, (z,), {}))
+        gx = self._forward_plan(self.g, h, self.acts_g, n, plan)
+        return gx, self._forward_plan(self.f, gx, self.acts_f, n, plan)
+
     @staticmethod
     def _backward_plan(layers, g, acts, grads, tmps, n: int, plan: list, join=None) -> torch.Tensor:
         """``g`` = dL/d(output of the last layer) -> dL/d(input of the first), plus ``join`` if given."""
@@ -139,12 +150,7 @@ class _MLPProgram:
             return self.plan.bind(z, x, fx, lam, residual_op)
         n = z.shape[0]
         fwd: list = []
-        h = z
-        if self.mixed:
-            h = self.z_m[:n]
-            fwd.append((h.copy_, (z,), {}))
-        gx = self._forward_plan(self.g, h, self.acts_g, n, fwd)
-        fgx = self._forward_plan(self.f, gx, self.acts_f, n, fwd)
+        gx, fgx = self._networks_plan(z, fwd)
         bwd: list = []
         if self.mixed:  # the residual in float32, its gradients back in the product dtype
             gx32, fgx32 = self.gx32[:n], self.fgx32[:n]
@@ -183,14 +189,8 @@ class _MLPProgram:
         if self.layer_op:
             acts_g, acts_f = self.plan.forward(z)
             return acts_g[-1], acts_f[-1]
-        n = z.shape[0]
         plan: list = []
-        h = z
-        if self.mixed:
-            h = self.z_m[:n]
-            plan.append((h.copy_, (z,), {}))
-        gx = self._forward_plan(self.g, h, self.acts_g, n, plan)
-        fgx = self._forward_plan(self.f, gx, self.acts_f, n, plan)
+        gx, fgx = self._networks_plan(z, plan)
         for fn, args, kwargs in plan:
             fn(*args, **kwargs)
         return gx, fgx
