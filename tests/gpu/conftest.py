@@ -1,8 +1,9 @@
-"""tests/gpu: every fused op and the GPU paths of the detectors on (device, backend) pairs (see gpu_support.py).
+"""tests/gpu: every fused op and the GPU paths of the detectors on (device, backend) pairs (see gpu_support.py);
+the ops' inputs, oracles, tolerances and checks are the op specs' (tests/op_specs), shared with the other runners.
 
     python3 -m pytest tests/gpu -q -p no:cacheprovider          # on a GPU machine: scripts/gpu_check.sh
 
-Without CUDA the CPU pairs run and the CUDA pairs are skipped ("needs a CUDA device"). With CUDA, TF32 is
+Without CUDA the CPU pairs run and the CUDA pairs are skipped ("no CUDA device"). With CUDA, TF32 is
 switched off for the run (float32 matmuls and convolutions in full precision), so that scores of one model on
 the GPU and on the CPU can be compared with float32 tolerances; Triton must not be interpreted.
 """
