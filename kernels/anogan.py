@@ -136,7 +136,8 @@ def _masked_adam_kernel(z_ptr, g_ptr, m_ptr, v_ptr,       # [B, L] each, own row
 
 def _check_rows(name: str, t: torch.Tensor) -> None:
     if t.dim() != 2 or (t.shape[1] > 1 and t.stride(1) != 1):
-        raise ValueError(f"{name} must be 2-D with unit last stride, got shape {tuple(t.shape)}, strides {t.stride()}")
+        raise ValueError(f"{name} must be 2-D, got shape {list(t.shape)}" if t.dim() != 2 else
+                         f"{name} must have unit stride on its last dimension, got strides {list(t.stride())}")
 
 
 def anogan_residual(x: torch.Tensor, gx: torch.Tensor, fx: torch.Tensor, fgx: torch.Tensor,
@@ -168,8 +169,12 @@ def masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.
     for name, t in (("z", z), ("grad", grad), ("m", m), ("v", v)):
         _check_rows(name, t)
     if step.dtype != torch.int64 or active.dtype != torch.bool or step.dim() != 1 or active.dim() != 1:
-        raise ValueError(f"step must be int64 [B] and active bool [B], got {step.dtype} {tuple(step.shape)} and "
-                         f"{active.dtype} {tuple(active.shape)}")
+        raise ValueError(  # the texts of the C++ checks (csrc/include/genad/host/anogan.h)
+            f"step must be int64, got {str(step.dtype).removeprefix('torch.')}" if step.dtype != torch.int64 else
+            f"active must be bool, got {str(active.dtype).removeprefix('torch.')}" if active.dtype != torch.bool else
+            f"step must be a vector of one update count per row, shape [{z.shape[0]}], got shape {list(step.shape)}"
+            if step.dim() != 1 else
+            f"active must be a vector of one flag per row, shape [{z.shape[0]}], got shape {list(active.shape)}")
     B, L = z.shape
     if B == 0:
         return

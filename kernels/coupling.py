@@ -101,7 +101,8 @@ def _clamp_arg(clamp: float, like: torch.Tensor):
 
 def _check_rows(name: str, t: torch.Tensor, broadcast_ok: bool = False) -> None:
     if t.dim() != 2 or (t.shape[1] > 1 and t.stride(1) != 1 and not (broadcast_ok and t.stride(1) == 0)):
-        raise ValueError(f"{name} must be 2-D with unit last stride, got shape {tuple(t.shape)}, strides {t.stride()}")
+        raise ValueError(f"{name} must be 2-D, got shape {list(t.shape)}" if t.dim() != 2 else
+                         f"{name} must have unit stride on its last dimension, got strides {list(t.stride())}")
 
 
 def coupling(a: torch.Tensor, h: torch.Tensor, clamp: float, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:

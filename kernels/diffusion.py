@@ -76,17 +76,24 @@ def _combine_noise_kernel(x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, noise_ptr, out_ptr,
 
 def _check_rows(name: str, t: torch.Tensor, like: torch.Tensor | None = None) -> None:
     if t.dtype not in (torch.float32, torch.float64) or t.dim() != 2:
-        raise ValueError(f"{name} must be a 2-D [B, M] float32/float64 tensor, got {t.dtype} {tuple(t.shape)}")
+        raise ValueError(f"{name} must be 2-D, got shape {list(t.shape)}" if t.dim() != 2 else
+                         f"{name} must be float32 or float64, got {str(t.dtype).removeprefix('torch.')}")
     if t.shape[1] > 1 and t.stride(1) != 1:
-        raise ValueError(f"{name} must have unit last stride, got strides {t.stride()}")
+        raise ValueError(f"{name} must have unit stride on its last dimension, got strides {list(t.stride())}")
     if like is not None and (t.shape != like.shape or t.dtype != like.dtype or t.device != like.device):
-        raise ValueError(f"{name} must match the data's shape, dtype and device")
+        raise ValueError(f"{name} must be on the data's device {like.device}, got {t.device}" if t.device != like.device
+                         else f"{name} must have the data's shape {list(like.shape)}, got {list(t.shape)}"
+                         if t.shape != like.shape else f"{name} must have the data's dtype "
+                         f"{str(like.dtype).removeprefix('torch.')}, got {str(t.dtype).removeprefix('torch.')}")
 
 
 def _check_coefficient(name: str, v: torch.Tensor, like: torch.Tensor) -> None:
     if v.dim() != 1 or v.shape[0] != like.shape[0] or v.dtype != like.dtype or v.device != like.device:
-        raise ValueError(f"{name} must be a vector [{like.shape[0]}] of the data's dtype and device, got "
-                         f"{v.dtype} {tuple(v.shape)} on {v.device}")
+        raise ValueError(f"{name} must be on the data's device {like.device}, got {v.device}" if v.device != like.device
+                         else f"{name} must be a vector of one coefficient per sample, shape [{like.shape[0]}], got "
+                         f"shape {list(v.shape)}" if v.dim() != 1 or v.shape[0] != like.shape[0] else
+                         f"{name} must have the data's dtype {str(like.dtype).removeprefix('torch.')}, got "
+                         f"{str(v.dtype).removeprefix('torch.')}")
 
 
 def combine(x: torch.Tensor, eps: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor | None, c: torch.Tensor,
@@ -100,7 +107,8 @@ def combine(x: torch.Tensor, eps: torch.Tensor | None, a: torch.Tensor, b: torch
         if v is not None:
             _check_coefficient(name, v, x)
     if seed < 0 or offset < 0:
-        raise ValueError(f"seed and offset must be in [0, 2^63), got {seed} and {offset}")
+        raise ValueError(f"seed must be in [0, 2^63), got {seed}" if seed < 0 else
+                         f"offset must be in [0, 2^63), got {offset}")
     B, M = x.shape
     out = torch.empty((B, M), dtype=x.dtype, device=x.device)
     n = B * M
@@ -156,12 +164,19 @@ def recon_error_accumulate_(score: torch.Tensor, x: torch.Tensor, x_hat: torch.T
                             weight: float) -> None:
     """score[B, T] += weight·mean_c(mask·(x − x̂)²), in place, for [B, T, C] inputs of any strides."""
     if x.dtype not in (torch.float32, torch.float64) or x.dim() != 3:
-        raise ValueError(f"x must be a 3-D [B, T, C] float32/float64 tensor, got {x.dtype} {tuple(x.shape)}")
+        raise ValueError(f"x must be 3-D, got shape {list(x.shape)}" if x.dim() != 3 else
+                         f"x must be float32 or float64, got {str(x.dtype).removeprefix('torch.')}")
     for name, t in (("x_hat", x_hat), ("mask", mask)):
         if t is not None and (t.shape != x.shape or t.dtype != x.dtype or t.device != x.device):
-            raise ValueError(f"{name} must match x's shape, dtype and device")
+            raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}" if t.device != x.device else
+                             f"{name} must have x's shape {list(x.shape)}, got {list(t.shape)}" if t.shape != x.shape
+                             else f"{name} must have x's dtype {str(x.dtype).removeprefix('torch.')}, got "
+                             f"{str(t.dtype).removeprefix('torch.')}")
     if score.shape != x.shape[:2] or score.dtype != x.dtype or score.device != x.device:
-        raise ValueError(f"score must be [B, T] = {list(x.shape[:2])} of x's dtype and device")
+        raise ValueError(f"score must be on x's device {x.device}, got {score.device}" if score.device != x.device
+                         else f"score must have shape {list(x.shape[:2])}, got {list(score.shape)}"
+                         if score.shape != x.shape[:2] else f"score must have x's dtype "
+                         f"{str(x.dtype).removeprefix('torch.')}, got {str(score.dtype).removeprefix('torch.')}")
     B, T, C = x.shape
     if B * T == 0:
         return

@@ -139,7 +139,8 @@ def _knn_kernel(q_ptr, r_ptr, out_ptr,                 # [N, D], [M, D] (row str
 
 def _check_rows(name: str, t: torch.Tensor) -> None:
     if t.dim() != 2 or (t.shape[1] > 1 and t.stride(1) != 1):
-        raise ValueError(f"{name} must be 2-D with unit last stride, got shape {tuple(t.shape)}, strides {t.stride()}")
+        raise ValueError(f"{name} must be 2-D, got shape {list(t.shape)}" if t.dim() != 2 else
+                         f"{name} must have unit stride on its last dimension, got strides {list(t.stride())}")
 
 
 def kde_logpdf(queries: torch.Tensor, refs: torch.Tensor, bandwidth: float, exclude_self: bool) -> torch.Tensor:

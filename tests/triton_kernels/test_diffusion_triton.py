@@ -107,11 +107,11 @@ def test_opcheck_triton_ops(name):
 
 def test_triton_ops_check_their_inputs():
     x, eps, _, a, b, c = spec.data((4, 6), torch.float32)
-    with pytest.raises(ValueError, match=r"a must be a vector \[4\]"):
+    with pytest.raises(ValueError, match=r"a must be a vector of one coefficient per sample, shape \[4\]"):
         torch.ops.genad_fast_triton.diffusion_step(x, eps, a[:3], b, c, 0, 0, None)
-    with pytest.raises(ValueError, match="unit last stride"):
+    with pytest.raises(ValueError, match="data must have unit stride on its last dimension"):
         torch.ops.genad_fast_triton.add_noise(x.t(), a, b, 0, 0, None)
-    with pytest.raises(ValueError, match="seed and offset"):
+    with pytest.raises(ValueError, match="seed must be in"):
         torch.ops.genad_fast_triton.add_noise(x, a, b, -1, 0, None)
-    with pytest.raises(ValueError, match=r"score must be \[B, T\]"):
+    with pytest.raises(ValueError, match=r"score must have shape \[1, 4\], got \[4\]"):
         torch.ops.genad_fast_triton.recon_error_accumulate_(torch.zeros(4), x[None], x[None], None, 1.0)

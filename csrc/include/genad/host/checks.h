@@ -13,10 +13,11 @@
 //   unit stride  <name> must have unit stride on its last dimension, got strides <strides>
 //   contiguous   <name> must be contiguous, got strides <strides>
 //
-// Dtypes print as Python prints them without "torch." (float32), sizes and strides as lists ([4, 3]), so the
-// Triton twins (kernels/*.py) raise the same text for the contracts they check; scalar ranges have one text
-// each in their op's header. tests/test_op_contract_errors.py holds this table and checks every backend
-// against it. Host code only (ATen); the per-element math shared with the GPU is in genad/<op>.h.
+// <ref>'s is <ref>' for a name ending in s (queries'). Dtypes print as Python prints them without "torch."
+// (float32), sizes and strides as lists ([4, 3]), so the Triton twins (kernels/*.py) raise the same text for
+// the contracts they check; scalar ranges have one text each in their op's header. tests/test_op_contract_errors.py
+// holds this table and checks the CPU kernels (and, in tests/triton_kernels, the Triton twins) against it.
+// Host code only (ATen); the per-element math shared with the GPU is in genad/<op>.h.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -54,7 +55,7 @@ class Checks {
   // On this backend and on ref's device (one GPU of several).
   void same_device(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) const {
     device(t, name);
-    TORCH_CHECK(t.device() == ref.device(), op_, ": ", name, " must be on ", ref_name, "'s device ", ref.device(),
+    TORCH_CHECK(t.device() == ref.device(), op_, ": ", name, " must be on ", owner(ref_name), " device ", ref.device(),
                 ", got ", t.device());
   }
 
@@ -72,17 +73,17 @@ class Checks {
   void floating(const at::Tensor& t, const char* name) const { dtype(t, name, {at::kFloat, at::kDouble}); }
 
   void same_dtype(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) const {
-    TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op_, ": ", name, " must have ", ref_name, "'s dtype ",
+    TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op_, ": ", name, " must have ", owner(ref_name), " dtype ",
                 dtype_name(ref.scalar_type()), ", got ", dtype_name(t.scalar_type()));
   }
 
   void same_shape(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) const {
-    TORCH_CHECK(t.sizes() == ref.sizes(), op_, ": ", name, " must have ", ref_name, "'s shape ", ref.sizes(),
+    TORCH_CHECK(t.sizes() == ref.sizes(), op_, ": ", name, " must have ", owner(ref_name), " shape ", ref.sizes(),
                 ", got ", t.sizes());
   }
 
   void same_rows(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) const {
-    TORCH_CHECK(t.size(0) == ref.size(0), op_, ": ", name, " must have ", ref_name, "'s number of rows ",
+    TORCH_CHECK(t.size(0) == ref.size(0), op_, ": ", name, " must have ", owner(ref_name), " number of rows ",
                 ref.size(0), ", got ", t.size(0));
   }
 
@@ -125,6 +126,13 @@ class Checks {
   }
 
  private:
+  // "x's", "the data's", "queries'"
+  static std::string owner(const char* ref) {
+    std::string s(ref);
+    s += !s.empty() && s.back() == 's' ? "'" : "'s";
+    return s;
+  }
+
   // "float32", "float32 or float64", "float32, float64 or bfloat16"
   static std::string one_of(std::initializer_list<at::ScalarType> allowed) {
     std::string s;
