@@ -223,10 +223,7 @@ void kde_impl(const at::Tensor& queries, const at::Tensor& refs, double bandwidt
   TORCH_CHECK(std::isfinite(ctx.c2), "genad_fast::kde_logpdf: bandwidth ", bandwidth, " is too small for ",
               host::dtype_name(queries.scalar_type()), ": 1/(2h²) overflows");
   T* o = out.mutable_data_ptr<T>();
-  const int64_t rows = chunk_rows(N);
-  for_each_chunk((N + rows - 1) / rows, [&](int64_t c) {
-    kde_chunk(ctx, c * rows, std::min(N, (c + 1) * rows), o);
-  });
+  parallel_chunks(N, chunk_rows(N), [&](int64_t i0, int64_t i1) { kde_chunk(ctx, i0, i1, o); });
 }
 
 at::Tensor kde_logpdf_cpu(const at::Tensor& queries, const at::Tensor& refs, double bandwidth, bool exclude_self) {

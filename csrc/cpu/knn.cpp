@@ -294,10 +294,7 @@ void knn_impl(const at::Tensor& queries, const at::Tensor& refs, int64_t k, bool
   const KnnContext<T> ctx{&P, queries.const_data_ptr<T>(), queries.stride(0), refs.const_data_ptr<T>(),
                           refs.stride(0), k, exclude_self};
   T* o = out.mutable_data_ptr<T>();
-  const int64_t rows = chunk_rows(N);
-  for_each_chunk((N + rows - 1) / rows, [&](int64_t c) {
-    knn_chunk(ctx, c * rows, std::min(N, (c + 1) * rows), o);
-  });
+  parallel_chunks(N, chunk_rows(N), [&](int64_t i0, int64_t i1) { knn_chunk(ctx, i0, i1, o); });
 }
 
 at::Tensor knn_distance_cpu(const at::Tensor& queries, const at::Tensor& refs, int64_t k, bool exclude_self) {
