@@ -1,6 +1,13 @@
 // Every genad_fast op schema, defined once. Kernels register per device in
 // csrc/cpu/<op>.cpp and csrc/cuda/<op>.cu; fake (meta) kernels and autograd
 // formulas are registered from Python (genad_fast/ops/).
+//
+// Below the schemas:
+//   include/genad/<op>.h         per-element math (GENAD_HD inline functions), run by CPU and CUDA kernels
+//   include/genad/host/<op>.h    the op's argument checks (one text per contract, host/checks.h) and kernel
+//                                parameter structs; the device files call them and keep only kernels and launches
+//   include/genad/cpu_helpers.h  work splitting and output allocation of the CPU kernels
+//   include/genad/cuda_helpers.cuh  warp reductions and grid sizes of the CUDA kernels
 #include <torch/library.h>
 
 TORCH_LIBRARY(genad_fast, m) {
