@@ -19,7 +19,6 @@ import pytest
 import torch
 
 import genad_fast
-from op_specs.compare import EPS, assert_terms_close, assert_within_budget, ulp_distance  # noqa: F401 (transition)
 from op_specs.targets import DTYPES, HAS_CUDA, LARGE, NO_CUDA, Target, cpu_backend, need_ops, needs_cpu_op, on_gpu
 
 __all__ = ["BIG", "CPU_PAIRS", "CUDA_PAIRS", "DTYPES", "HAS_CUDA", "Pair", "captured", "check_pair_runs",

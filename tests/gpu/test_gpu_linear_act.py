@@ -1,51 +1,68 @@
-"""linear_act on the device against the eager reference on the same device: forward and gated backward layers,
-float32 and bfloat16 products, strided rows, opcheck. Contracts and tolerances as tests/test_linear_act.py; the op
-has no Triton kernel, which the triton pair checks is said, not hidden."""
+"""linear_act on the device against the eager reference on the same device: the spec's checks
+(tests/op_specs/linear_act.py) at the GPU runner's sizes — forward and gated backward layers, float32 and bfloat16
+products, strided rows and any layout, NaN/inf, empty inputs, opcheck. The op has no Triton kernel, which the
+triton pair checks is said, not hidden."""
 from __future__ import annotations
 
 import pytest
-import torch
 
-from genad_fast import BackendUnavailableError, ops
-from genad_fast.reference import linear as ref
-
-F32, BF16 = torch.float32, torch.bfloat16
+import gpu_support as gs
+from op_specs import linear_act as spec
+from op_specs.targets import LARGE, run_opcheck, upto
 
 
-def _inputs(m, k, n, x_dtype, w_dtype, device, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(m, k, generator=g).to(x_dtype)
-    w = (torch.randn(n, k, generator=g) / k ** 0.5).to(w_dtype)
-    rest = torch.randn(n, generator=g), torch.randn(m, k, generator=g).to(BF16), torch.randn(m, n, generator=g)
-    return [t.to(device) for t in (x, w, *rest)]
+def _implemented(pair):
+    if pair.backend not in spec.IMPLEMENTED:
+        spec.check_not_implemented_says_so(pair)
+        pytest.skip(f"linear_act has no {pair.backend} kernel (checked that it says so)")
 
 
-@pytest.mark.parametrize("x_dtype, w_dtype, out_dtype", [(F32, F32, None), (BF16, BF16, None), (F32, BF16, F32)])
-@pytest.mark.parametrize("m, k, n", [(1024, 128, 128), (7, 5, 3), (3000, 64, 33)])
-@pytest.mark.parametrize("layer", ["forward", "backward"])
-def test_matches_eager(pair, x_dtype, w_dtype, out_dtype, m, k, n, layer):
-    x, w, bias, gate, addend = _inputs(m, k, n, x_dtype, w_dtype, pair.dev)
-    kwargs = (dict(bias=bias, slope=0.2) if layer == "forward"
-              else dict(gate=gate, gate_slope=0.2, addend=addend))
-    if pair.backend == "triton":
-        with pytest.raises(BackendUnavailableError, match="no 'triton' implementation"):
-            ops.linear_act(x, w, out_dtype=out_dtype, backend=pair.backend, **kwargs)
-        return
-    got = ops.linear_act(x, w, out_dtype=out_dtype, backend=pair.backend, **kwargs)
-    want = ref.linear_act(x, w, kwargs.get("bias"), kwargs.get("gate"), kwargs.get("gate_slope", 0.0),
-                          kwargs.get("addend"), kwargs.get("slope"), out_dtype)
-    assert got.device == x.device and got.dtype == want.dtype
-    tol = dict(rtol=8e-3, atol=8e-3) if want.dtype == BF16 else dict(rtol=2e-5, atol=2e-5)
-    torch.testing.assert_close(got.float(), want.float(), **tol)
+@pytest.mark.parametrize("option", spec.OPTIONS)
+@pytest.mark.parametrize("x_dtype, w_dtype, out_dtype", spec.DTYPES)
+@pytest.mark.parametrize("m, k, n", upto(spec.SHAPES, LARGE))
+def test_matches_eager(pair, option, x_dtype, w_dtype, out_dtype, m, k, n):
+    spec.check_matches_reference(pair, option, x_dtype, w_dtype, out_dtype, m, k, n)
 
 
-def test_strided_rows_and_opcheck(pair):
-    if pair.backend in ("triton", "eager"):
-        pytest.skip(f"the {pair.backend} pair runs no linear_act kernel")
-    x, w, bias, gate, addend = _inputs(600, 48, 20, BF16, BF16, pair.dev)
-    xs = x[::2, 8:40]
-    ws = w[:, :32].contiguous()
-    got = ops.linear_act(xs, ws, bias, slope=0.1, out_dtype=F32, backend=pair.backend)
-    torch.testing.assert_close(got, ref.linear_act(xs.contiguous(), ws, bias, None, 0.0, None, 0.1, F32),
-                               rtol=2e-5, atol=2e-5)
-    torch.library.opcheck(torch.ops.genad_fast.linear_act, (x, w, bias, gate, 0.2, addend, 0.3, F32))
+def test_is_an_mlp_layer_and_its_backward(pair):
+    _implemented(pair)
+    spec.check_is_an_mlp_layer_and_its_backward(pair)
+
+
+def test_strided_rows(pair):
+    _implemented(pair)
+    spec.check_strided_rows(pair)
+
+
+@pytest.mark.parametrize("layout", spec.LAYOUTS)
+@pytest.mark.parametrize("x_dtype, w_dtype", [(gs.DTYPES[0], gs.DTYPES[0]), (spec.BF16, spec.BF16)])
+def test_any_input_layout_equals_eager(pair, layout, x_dtype, w_dtype):
+    _implemented(pair)
+    spec.check_any_input_layout(pair, layout, x_dtype, w_dtype, 300, 48, 24)
+
+
+def test_any_weight_and_bias_layout_equals_eager(pair):
+    _implemented(pair)
+    spec.check_any_weight_and_bias_layout(pair)
+
+
+def test_kernel_copes_with_overlapping_rows(pair):
+    _implemented(pair)
+    if pair.ops is None:
+        pytest.skip("the eager backend is plain PyTorch: it has no registered op")
+    spec.check_kernel_copes_with_overlapping_rows(pair)
+
+
+def test_nan_and_inf_propagate(pair):
+    _implemented(pair)
+    spec.check_nan_and_inf_propagate(pair)
+
+
+def test_empty_inputs(pair):
+    _implemented(pair)
+    spec.check_empty_inputs(pair)
+
+
+def test_opcheck(pair):
+    _implemented(pair)
+    run_opcheck(pair, spec.opcheck_samples)
