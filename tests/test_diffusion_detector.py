@@ -13,6 +13,8 @@ from genad_fast import ops
 from genad_fast.datasets import make_series
 from genad_fast.detectors import get_detector
 from genad_fast.detectors.diffusion import DiffusionDetector
+from genad_fast.nn.diffusion import sampler as sampler_module
+from genad_fast.nn.diffusion.sampler import SeriesSampler
 
 # receptive field 15 (dilations 1, 2, 4), 10 diffusion steps: seconds, not minutes
 TINY = dict(window=32, stride=4, residual_channels=8, n_layers=3, dilation_cycle=3, embedding_dim=16, n_steps=10,
@@ -98,9 +100,7 @@ def test_tiled_scoring_equals_the_whole_series_at_once(mode, fitted, small):
 @pytest.mark.parametrize("T, tile, halo", [(400, 32, 7), (46, 32, 7), (47, 32, 7), (100, 5, 7), (1000, 1, 0),
                                            (83, 20, 10)])
 def test_tiles_partition_the_series_with_equal_reads(T, tile, halo):
-    from genad_fast.detectors.diffusion import _tiles
-
-    tiles = _tiles(T, tile, halo)
+    tiles = sampler_module.tiles(T, tile, halo)
     owned = [t for s, e, _, _ in tiles for t in range(s, e)]
     assert owned == list(range(T))
     assert len({hi - lo for _, _, lo, hi in tiles}) == 1
@@ -111,21 +111,19 @@ def test_tiles_partition_the_series_with_equal_reads(T, tile, halo):
         assert len(tiles) == 1 or e - s <= tile + halo
 
 
-def test_halo_must_cover_the_receptive_radius(fitted, small):
+def test_halo_must_cover_the_receptive_radius(fitted, small, monkeypatch):
     """The halo is exactly the receptive radius: one timestamp less and tile borders show (so the test above has
     teeth)."""
-    import genad_fast.detectors.diffusion as mod
-
     det = fitted["reconstruct"]
     test = small.test[:300]
     det.set_params(tile_size=40)
-    real = mod._tiles
+    real = sampler_module.tiles
     try:
         good = det.decision_function(test)
-        mod._tiles = lambda T, tile, halo: real(T, tile, halo - 1)
+        monkeypatch.setattr(sampler_module, "tiles", lambda T, tile, halo: real(T, tile, halo - 1))
         short = det.decision_function(test)
     finally:
-        mod._tiles = real
+        monkeypatch.undo()
         det.set_params(tile_size=1024, tile_batch=4)
     assert not np.allclose(short, good, rtol=1e-4, atol=1e-6)
 
@@ -154,19 +152,19 @@ def _no_host_reads():
 
 
 @pytest.mark.parametrize("mode", ["reconstruct", "impute"])
-def test_sampling_loop_reads_nothing_on_the_host(mode, fitted, small):
+def test_sampling_loop_reads_nothing_on_the_host(mode, fitted, small, monkeypatch):
     det = fitted[mode]
-    real = det._run_chain
+    real = SeriesSampler.run_chain
 
     def guarded(*args, **kwargs):
         with _no_host_reads():
             return real(*args, **kwargs)
 
-    det._run_chain = guarded
+    monkeypatch.setattr(SeriesSampler, "run_chain", guarded)
     try:
         scores = det.decision_function(small.test[:300])
     finally:
-        del det._run_chain
+        monkeypatch.undo()
     assert np.isfinite(scores).all()
     with pytest.raises(AssertionError, match="host-device sync"), _no_host_reads():  # the guard itself works
         bool(torch.ones(1))
@@ -241,16 +239,15 @@ def test_fused_backend_runs_the_inference_plan_with_the_modules_scores(fitted, s
     for det in fitted.values():
         det.set_params(backend="cpu", tile_size=77, tile_batch=3)
         try:
-            state = torch.zeros(1, 1, 1)
-            assert det._fused_network(state)
+            assert det._sampler().fused_network
             planned = det.decision_function(small.test[:500])
-            monkeypatch.setattr(DiffusionDetector, "_fused_network", lambda self, s: False)
+            monkeypatch.setattr(SeriesSampler, "fused_network", property(lambda self: False))
             modules = det.decision_function(small.test[:500])
             monkeypatch.undo()
             det.set_params(backend="eager")
-            assert not det._fused_network(state)
+            assert not det._sampler().fused_network
             det.set_params(backend="cpu", matmul_dtype="bfloat16")
-            assert not det._fused_network(state)  # bfloat16 products: the modules under autocast
+            assert not det._sampler().fused_network  # bfloat16 products: the modules under autocast
         finally:
             det.set_params(backend=None, tile_size=1024, tile_batch=4, matmul_dtype="float32")
         np.testing.assert_allclose(planned, modules, rtol=1e-5, atol=1e-7)

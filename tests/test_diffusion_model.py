@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from genad_fast.nn.denoiser import ConditionalDenoiser, Denoiser, sinusoidal_embedding
-from genad_fast.nn.schedules import NoiseSchedule, make_betas
+from genad_fast.nn.diffusion.denoiser import ConditionalDenoiser, Denoiser, sinusoidal_embedding
+from genad_fast.nn.diffusion.schedules import NoiseSchedule, make_betas
 
 torch.set_default_dtype(torch.float32)
 
@@ -204,7 +204,7 @@ def test_denoiser_bad_input():
         net(torch.randn(2, 3, 10), torch.tensor([1, 1, 1]))
 
 
-# ---- the inference plan (genad_fast.nn.denoiser_inference) ------------------------------------------------
+# ---- the inference plan (genad_fast.nn.diffusion.plan) ------------------------------------------------
 def _random_full_denoiser(conditional: bool, dtype: torch.dtype, kernel_size: int = 3) -> Denoiser:
     """A small denoiser with every parameter random (a fresh one has a zero output layer: ε̂ = 0 hides all)."""
     torch.manual_seed(3)
@@ -226,7 +226,7 @@ def _module_eps(net: Denoiser, x: torch.Tensor, t: int) -> tuple[torch.Tensor, t
 @pytest.mark.parametrize("conditional", [False, True])
 @pytest.mark.parametrize("kernel_size", [3, 5])
 def test_inference_plan_equals_the_module(dtype, tol, conditional, kernel_size):
-    from genad_fast.nn.denoiser_inference import DenoiserInference
+    from genad_fast.nn.diffusion.plan import DenoiserInference
 
     net = _random_full_denoiser(conditional, dtype, kernel_size)
     plan = DenoiserInference(net, dtype)
@@ -244,7 +244,7 @@ def test_inference_plan_equals_the_module(dtype, tol, conditional, kernel_size):
 
 def test_inference_plan_padding_is_each_reads_own():
     """Reads batched into one call stay independent: each read's edges see zeros, not its neighbour's values."""
-    from genad_fast.nn.denoiser_inference import DenoiserInference
+    from genad_fast.nn.diffusion.plan import DenoiserInference
 
     net = _random_full_denoiser(False, torch.float64)
     plan = DenoiserInference(net, torch.float64)
@@ -259,7 +259,7 @@ def test_inference_plan_padding_is_each_reads_own():
 
 
 def test_inference_plan_bad_input():
-    from genad_fast.nn.denoiser_inference import DenoiserInference
+    from genad_fast.nn.diffusion.plan import DenoiserInference
 
     net = _random_full_denoiser(False, torch.float32)
     plan = DenoiserInference(net)

@@ -66,7 +66,7 @@ def test_fused_and_eager_backends_agree(series, fitted_series_detector):
 def test_fused_scoring_runs_the_inference_plan_and_equals_eager(monkeypatch):
     # Tabular: the fused backend scores through FlowInference (counted), the eager backend through
     # the modules; both give the same scores to float32 rounding.
-    from genad_fast.nn import flow_inference
+    from genad_fast.nn.flow import plan as flow_inference
 
     data = make_tabular(n_train=600, n_test=300, n_features=6, seed=5)
     det = FlowDetector(backend="cpu", **{**SMALL, "epochs": 3}).fit(data.train)

@@ -99,14 +99,14 @@ def test_flow_learns_a_gaussian_mixture_to_its_entropy():
     assert nll - entropy < 0.1, f"flow NLL {nll:.3f} nats vs mixture entropy {entropy:.3f}"
 
 
-# ---- the scoring plan (genad_fast.nn.flow_inference) against the modules ---------------------------
+# ---- the inference plan (genad_fast.nn.flow.plan) against the modules ---------------------------
 
-from genad_fast.nn.flow_inference import FlowInference, chunk_rows  # noqa: E402
+from genad_fast.nn.flow.plan import FlowInference, chunk_rows  # noqa: E402
 
 
 def _onednn(monkeypatch, use: bool, dtype: torch.dtype) -> None:
     """Run the plan with (where this build has it) or without oneDNN's prepacked GELU linears."""
-    from genad_fast.nn import flow_inference, onednn
+    from genad_fast.nn.flow import onednn, plan as flow_inference
 
     if use and not onednn.available(dtype):
         pytest.skip(f"this torch build has no native oneDNN linear for {dtype}")

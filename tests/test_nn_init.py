@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from genad_fast.nn.blocks import make_encoder
-from genad_fast.nn.denoiser import ConditionalDenoiser
+from genad_fast.nn.diffusion import ConditionalDenoiser
 from genad_fast.nn.flow import ActNorm, AffineCoupling, LULinear, Permutation, RealNVP
 from genad_fast.nn.init import build_module, init_module_
 from genad_fast.nn.svdd import DeepSVDD, svdd_network

@@ -9,7 +9,7 @@ quadratic-schedule steps, 2 DDPM steps back, 1 draw) over a C = 25 series:
   windows covering each timestamp (:func:`genad_fast.series.windows_to_timestamps`);
 - ``cpu``: ``det.decision_function`` with the fused CPU ops: tiles of 1024 timestamps plus a halo of the
   receptive radius (4 per network call), every timestamp denoised once per step, the denoiser run as its
-  inference plan (:mod:`genad_fast.nn.denoiser_inference`: time-major shifted GEMMs, step constants folded
+  inference plan (:mod:`genad_fast.nn.diffusion.plan`: time-major shifted GEMMs, step constants folded
   once per step), Philox noise and the step update in one fused op, the error accumulated into the score
   buffer.
 

@@ -8,7 +8,7 @@ depend on how well it is trained). Items: rows (tabular) or timestamps (series).
 
 Providers: ``eager`` runs the modules (``RealNVP.log_prob``, the plain reference); ``compile`` is
 ``torch.compile`` of that same ``log_prob``; ``cpu`` scores through the detector's fused path,
-:class:`genad_fast.nn.flow_inference.FlowInference` (folded ActNorm+LU, precomputed constant
+:class:`genad_fast.nn.flow.plan.FlowInference` (folded ActNorm+LU, precomputed constant
 log-determinants, cache-sized row chunks, the fused coupling kernel).
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ if __name__ != "__main__":
 def floor_seconds(det, n: int, repeats: int = 3) -> dict:
     """The fused plan's unavoidable work on ``n`` rows, each part alone into preallocated outputs, chunk by
     chunk: every conditioner and mixing product (``addmm``) and the five exact GELUs per step."""
-    from genad_fast.nn.flow_inference import FlowInference
+    from genad_fast.nn.flow.plan import FlowInference
 
     plan = FlowInference(det.model_, torch.float32, backend="cpu")
     rows = min(plan.chunk, n)

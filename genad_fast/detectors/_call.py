@@ -16,8 +16,11 @@ call, so that the batches of one call continue one stream and every call (in any
 the same numbers as any other with the same seed and input.
 
 Backend. ``Call.backend`` is the backend asked for (the ``backend`` parameter, else ``GENAD_FAST_BACKEND``,
-else ``"auto"``), read once when the call opens. Detectors pass it to every op and plan as an explicit
-``backend=``, so no op reads the environment again in the middle of a call; it is never None.
+else ``"auto"``), read once when the call opens; it is never None. ``Call.dispatch`` is the op layer's choice
+for the call (:class:`genad_fast.ops.Dispatch`: per op the backend that runs it on the detector's device, and
+its kernels), built from it at its first use and kept for the rest of the call. Detectors hand the dispatch to
+every op, model, inference plan and loop (``backend=call.dispatch``), so nothing below resolves a backend or
+reads the environment again in the middle of a call.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from typing import Any
 import torch
 
 from genad_fast import _backend
+from genad_fast.ops import Dispatch
 
 __all__ = ["Call", "build_network", "call_scope", "current_call", "get_thread_value", "thread_value"]
 
@@ -67,16 +71,28 @@ def get_thread_value(owner: object, key: str, default: Any = None) -> Any:
 
 @dataclass
 class Call:
-    """One fit or scoring call: its purpose, the backend asked for and its generators.
+    """One fit or scoring call: its purpose, the backend asked for, its dispatch and its generators.
 
-    ``make_generator(purpose, device)`` is the detector's ``_torch_generator``. What else a hook builds for the
-    call (an inference plan) it keeps with :func:`thread_value` around the work, never on the detector.
+    ``make_generator(purpose, device)`` is the detector's ``_torch_generator``; ``device`` the detector's
+    ``device_`` when the call opened (None before a fit has chosen one). What else a hook builds for the call
+    (an inference plan) it keeps with :func:`thread_value` around the work, never on the detector.
     """
 
     purpose: str
     backend: str
     make_generator: Callable[[str, Any], torch.Generator]
+    device: torch.device | None = None
     _generators: dict[tuple[str, str], torch.Generator] = field(default_factory=dict)
+    _dispatch: Dispatch | None = None
+
+    @property
+    def dispatch(self) -> Dispatch:
+        """The op layer's backend choice for this call on the detector's device (built once, at first use)."""
+        if self._dispatch is None:
+            if self.device is None:
+                raise RuntimeError("the call has no device yet: the detector chooses it when fit starts")
+            self._dispatch = Dispatch.build(self.backend, self.device)
+        return self._dispatch
 
     def generator(self, name: str, device: torch.device | str) -> torch.Generator:
         """The call's generator ``name`` on ``device``: seeded from the detector's seed and ``"<purpose>/<name>"``
@@ -90,7 +106,8 @@ class Call:
 
 
 def _new_call(detector: Any, purpose: str) -> Call:
-    return Call(purpose, _backend.requested_backend(detector.backend), detector._torch_generator)
+    return Call(purpose, _backend.requested_backend(detector.backend), detector._torch_generator,
+                getattr(detector, "device_", None))
 
 
 @contextlib.contextmanager

@@ -21,18 +21,15 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 
-from genad_fast import _backend
 from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
 from genad_fast.detectors._renamed import take_renamed
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.flow import RealNVP
-from genad_fast.nn.flow_inference import FlowInference
-from genad_fast.ops import coupling as _coupling
+from genad_fast.nn.flow.plan import scoring_log_prob
 
 SCORES = ("nll", "typicality")
 MATMUL_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
@@ -73,7 +70,7 @@ class FlowDetector(BaseDetector):
 
     min_fit_samples = 16
     #: Rows or windows per scoring call: the fused plan streams each call in cache-sized chunks
-    #: (:func:`~genad_fast.nn.flow_inference.chunk_rows`), and its per-call set-up amortises over more
+    #: (:func:`~genad_fast.nn.flow.plan.chunk_rows`), and its per-call set-up amortises over more
     #: chunks; the eager modules run whole calls (measured, 65,536 × 64 on 2 Xeon cores: eager 670 /
     #: 624 / 667 ms at 4,096 / 8,192 / 16,384 rows per call, fused 536 / 494 / 488 ms).
     score_batch_size = 16384
@@ -116,8 +113,8 @@ class FlowDetector(BaseDetector):
 
     def _build(self, dim: int) -> RealNVP:
         return build_network(self, lambda: RealNVP(dim, n_steps=self.n_steps, hidden=self.hidden,
-                                                   n_blocks=self.n_blocks, clamp=self.clamp, mixing=self.mixing,
-                                                   backend=self.backend), "flow")
+                                                   n_blocks=self.n_blocks, clamp=self.clamp, mixing=self.mixing),
+                             "flow")
 
     def _fit_model(self, data: torch.Tensor) -> None:
         self._check_params()
@@ -141,24 +138,22 @@ class FlowDetector(BaseDetector):
 
     @contextlib.contextmanager
     def _scoring(self, dtype: torch.dtype, matmul_dtype: torch.dtype | None) -> Iterator[None]:
-        """Scoring set-up for one call. A fused backend scores through a :class:`FlowInference` plan
-        (layers folded once per call, rows streamed in cache-sized chunks); the eager backend runs the
-        modules themselves (``RealNVP.log_prob``), the plain reference. The set-up is this thread's, for the
-        block (several threads may score one detector): the model is never changed."""
-        backend = current_call(self).backend
-        chosen = _backend.resolve(backend, self.device_, implemented=_coupling._IMPLEMENTED)
-        plan = FlowInference(self.model_, dtype, backend=backend, matmul_dtype=matmul_dtype) \
-            if chosen != "eager" else None
-        with thread_value(self, "scoring", _Scoring(plan, backend, matmul_dtype)):
+        """Scoring set-up for one call: log p(x) by the flow's inference plan where the call's dispatch has a
+        compiled coupling kernel (layers folded once per call, rows streamed in cache-sized chunks), else by the
+        modules themselves, the plain reference (:func:`~genad_fast.nn.flow.plan.scoring_log_prob`). The
+        set-up is this thread's, for the block (several threads may score one detector): the model is never
+        changed."""
+        log_prob = scoring_log_prob(self.model_, dtype, current_call(self).dispatch, matmul_dtype)
+        with thread_value(self, "scoring", log_prob):
             yield
 
     def _nll(self, batch: torch.Tensor) -> torch.Tensor:
         """-log p(x)/D per sample, nats per dimension (D counts the frozen dimensions too)."""
         x = batch.reshape(batch.shape[0], -1)
         active = self._active(x)
-        s = get_thread_value(self, "scoring") or _Scoring(None, current_call(self).backend, None)
-        log_p = s.plan.log_prob(active) if s.plan is not None else \
-            self.model_.log_prob(active, backend=s.backend, matmul_dtype=s.matmul_dtype)
+        log_prob = get_thread_value(self, "scoring")
+        log_p = log_prob(active) if log_prob is not None else \
+            self.model_.log_prob(active, backend=current_call(self).dispatch)
         return -(log_p + self._frozen_log_prob(x)) / x.shape[1]
 
     # ---- constant dimensions -------------------------------------------------------------------
@@ -202,12 +197,12 @@ class FlowDetector(BaseDetector):
                              device="cpu")[:n].to(data.device)
         self.model_.train()
         with torch.no_grad():
-            self.model_.log_prob(self._active(data[idx].reshape(n, -1)), backend=current_call(self, "fit").backend)
+            self.model_.log_prob(self._active(data[idx].reshape(n, -1)), backend=current_call(self, "fit").dispatch)
 
     def _training_loss(self, model: RealNVP, batch: torch.Tensor) -> torch.Tensor:
         # The frozen dimensions hold their training value exactly: their term is a constant, left out.
         x = self._active(batch.reshape(batch.shape[0], -1))
-        return -model.log_prob(x, backend=current_call(self, "fit").backend).mean() / x.shape[1]
+        return -model.log_prob(x, backend=current_call(self, "fit").dispatch).mean() / x.shape[1]
 
     def _score_rows(self, rows: torch.Tensor) -> torch.Tensor:
         with self._scoring(rows.dtype, MATMUL_DTYPES[self.matmul_dtype]):
@@ -237,11 +232,3 @@ class FlowDetector(BaseDetector):
         self.frozen_dims_ = state.get("frozen_dims")
         self.frozen_values_ = state.get("frozen_values")
 
-
-@dataclass(frozen=True)
-class _Scoring:
-    """One scoring call's set-up: the fused plan (None: the eager modules), the backend asked for, the products' dtype."""
-
-    plan: FlowInference | None
-    backend: str
-    matmul_dtype: torch.dtype | None

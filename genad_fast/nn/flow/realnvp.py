@@ -22,9 +22,11 @@ import torch
 from torch import nn
 
 from genad_fast import ops
+from genad_fast.ops import Dispatch
+
+__all__ = ["LOG_2PI", "ActNorm", "AffineCoupling", "LULinear", "Permutation", "RealNVP", "ResidualMLP"]
 
 LOG_2PI = math.log(2.0 * math.pi)
-
 
 
 def _draw(fn, size, generator: torch.Generator | None, **kwargs) -> torch.Tensor:
@@ -174,11 +176,12 @@ class AffineCoupling(nn.Module):
     ``matmul_dtype=torch.bfloat16`` runs the conditioner's products in bfloat16 (autocast);
     the coupling itself and its log-determinant stay in the input dtype.
 
-    ``backend`` and ``matmul_dtype`` are defaults: ``forward``/``inverse`` take both per call, so a caller
-    that shares the module between threads passes them and never sets the attributes.
+    ``backend`` (a name, None, or the :class:`~genad_fast.ops.Dispatch` of the caller's call) and
+    ``matmul_dtype`` are defaults: ``forward``/``inverse`` take both per call, so a caller that shares the
+    module between threads passes them and never sets the attributes.
     """
 
-    def __init__(self, dim: int, hidden: int, n_blocks: int, clamp: float, backend: str | None = None):
+    def __init__(self, dim: int, hidden: int, n_blocks: int, clamp: float, backend: str | Dispatch | None = None):
         super().__init__()
         if dim < 2:
             raise ValueError(f"an affine coupling needs at least 2 features, got {dim}")
@@ -197,7 +200,7 @@ class AffineCoupling(nn.Module):
             h = self.conditioner(x_a)
         return h.to(x_a.dtype)
 
-    def forward(self, x: torch.Tensor, *, backend: str | None = None,
+    def forward(self, x: torch.Tensor, *, backend: str | Dispatch | None = None,
                 matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_a, x_b·exp(s) + t) and Σ s; ``backend``/``matmul_dtype`` None: the module's own."""
         x_a, x_b = x[:, : self.d_cond], x[:, self.d_cond:]
@@ -205,7 +208,7 @@ class AffineCoupling(nn.Module):
                                            backend=self.backend if backend is None else backend)
         return torch.cat([x_a, y_b], dim=1), logdet
 
-    def inverse(self, y: torch.Tensor, *, backend: str | None = None,
+    def inverse(self, y: torch.Tensor, *, backend: str | Dispatch | None = None,
                 matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         y_a, y_b = y[:, : self.d_cond], y[:, self.d_cond:]
         x_b, logdet = ops.coupling_inverse(y_b, self._conditioner(y_a, matmul_dtype), self.clamp,
@@ -217,14 +220,16 @@ class RealNVP(nn.Module):
     """A stack of ``n_steps`` (ActNorm, mixing, affine coupling) steps over D features, base N(0, I).
 
     ``log_prob(x)`` is exact; ``forward(x)`` returns (z, Σ log|det|) and ``inverse(z)`` returns x. All three take
-    the couplings' ``backend`` and ``matmul_dtype`` per call (None: what ``set_backend``/``set_matmul_dtype``
+    the couplings' ``backend`` (a name, or the :class:`~genad_fast.ops.Dispatch` of the caller's fit or scoring
+    call) and ``matmul_dtype`` per call (None: the constructor's ``backend``, and what ``set_matmul_dtype``
     set); code that shares one flow between threads passes them instead of setting them.
     ``mixing``: "lu" (LU-parametrised linear, Glow) or "permutation" (fixed, free) — "auto" takes LU up
     to 256 features, where its D² products stay small next to the conditioners, and permutations above.
     """
 
     def __init__(self, dim: int, n_steps: int = 8, hidden: int = 128, n_blocks: int = 2, clamp: float = 2.0,
-                 mixing: str = "auto", backend: str | None = None, generator: torch.Generator | None = None):
+                 mixing: str = "auto", backend: str | Dispatch | None = None,
+                 generator: torch.Generator | None = None):
         super().__init__()
         if mixing == "auto":
             mixing = "lu" if dim <= 256 else "permutation"
@@ -238,17 +243,12 @@ class RealNVP(nn.Module):
             layers.append(AffineCoupling(dim, hidden, n_blocks, clamp, backend))
         self.layers = nn.ModuleList(layers)
 
-    def set_backend(self, backend: str | None) -> None:
-        for layer in self.layers:
-            if isinstance(layer, AffineCoupling):
-                layer.backend = backend
-
     def set_matmul_dtype(self, dtype: torch.dtype | None) -> None:
         for layer in self.layers:
             if isinstance(layer, AffineCoupling):
                 layer.matmul_dtype = dtype
 
-    def forward(self, x: torch.Tensor, *, backend: str | None = None,
+    def forward(self, x: torch.Tensor, *, backend: str | Dispatch | None = None,
                 matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # float64 accumulation for float64 data, float32 otherwise (never narrower)
         logdet = torch.zeros(x.shape[0], dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
@@ -260,7 +260,7 @@ class RealNVP(nn.Module):
             logdet = logdet + ld
         return x, logdet
 
-    def inverse(self, z: torch.Tensor, *, backend: str | None = None,
+    def inverse(self, z: torch.Tensor, *, backend: str | Dispatch | None = None,
                 matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
         for layer in reversed(self.layers):
             if isinstance(layer, AffineCoupling):
@@ -269,7 +269,7 @@ class RealNVP(nn.Module):
                 z, _ = layer.inverse(z)
         return z
 
-    def log_prob(self, x: torch.Tensor, *, backend: str | None = None,
+    def log_prob(self, x: torch.Tensor, *, backend: str | Dispatch | None = None,
                  matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
         """Exact log-density log p(x) in nats, one value per row."""
         z, logdet = self(x, backend=backend, matmul_dtype=matmul_dtype)

@@ -1,4 +1,4 @@
-"""Scoring plan of a :class:`~genad_fast.nn.flow.RealNVP`: the same log-density, restructured for inference.
+"""Inference plan of a :class:`~genad_fast.nn.flow.RealNVP`: the same log-density, restructured for scoring.
 
 The modules compute, per step k, ActNorm -> mixing -> affine coupling, each layer a fresh tensor
 (plus a ``torch.cat`` of the two coupling halves), and rebuild the LU product W = P·L·U on every call.
@@ -17,9 +17,9 @@ Then it streams the rows in chunks small enough that a chunk's activations stay 
 through ping-pong buffers written in place (``out=``), the coupling's untouched half read where it lies
 and its transformed half copied back into the buffer (no ``torch.cat``). The conditioner MLPs run as
 ``addmm`` (bias folded into the product) with in-place GELU and residual adds; on the CPU each block's
-GELU(Linear(·)) is one prepacked oneDNN linear with the GELU in its epilogue (:mod:`genad_fast.nn.onednn`).
-The coupling is the fused op (:func:`genad_fast.ops.coupling_forward`'s kernels), called directly on the
-resolved backend.
+GELU(Linear(·)) is one prepacked oneDNN linear with the GELU in its epilogue (:mod:`genad_fast.nn.flow.onednn`).
+The coupling is the fused op's kernel, taken from the call's :class:`~genad_fast.ops.Dispatch`
+(``dispatch.kernel("coupling_forward")``) and called directly on the plan's own [rows, D] buffers.
 
 The result is log p(x) of the flow to float rounding (the order of the sums differs); it is tested
 against ``RealNVP.log_prob`` in float32 and float64. Which of these are op fusion and which are pipeline
@@ -29,17 +29,18 @@ pipeline around unchanged ATen/BLAS ops.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from genad_fast import _backend
-from genad_fast.nn import onednn
-from genad_fast.nn.flow import LOG_2PI, ActNorm, AffineCoupling, LULinear, Permutation, RealNVP
-from genad_fast.ops import coupling as _coupling
+from genad_fast.nn.flow import onednn
+from genad_fast.nn.flow.realnvp import LOG_2PI, ActNorm, AffineCoupling, LULinear, Permutation, RealNVP
+from genad_fast.ops import Dispatch
 
-__all__ = ["FlowInference", "chunk_rows"]
+__all__ = ["FlowInference", "chunk_rows", "scoring_log_prob"]
 
 #: Bytes of activations a chunk of rows may occupy: a share of the last-level cache, not L2. Smaller chunks
 #: keep activations closer but pay the ~15 ATen calls per step (dispatch, thread fork/join) once more per
@@ -52,6 +53,8 @@ CHUNK_TARGET_BYTES = 32 << 20
 #: conditioner holds 1.2 MB of weights per step; measured on 2 Xeon cores: 512 rows 5% slower than
 #: 1,024 for such windows, 4,096 rows 45% slower).
 MIN_CHUNK_ROWS = 1024
+
+
 def chunk_rows(dim: int, hidden: int, itemsize: int, target_bytes: int = CHUNK_TARGET_BYTES) -> int:
     """Rows per chunk on the CPU: as many as keep one chunk's live activations in ``target_bytes``,
     at least :data:`MIN_CHUNK_ROWS`, a multiple of 64.
@@ -98,23 +101,23 @@ def _linear(layer: nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.T
 class FlowInference:
     """log p(x) of a fixed ``RealNVP`` with its layers folded for scoring (see the module docstring).
 
-    ``backend``: the coupling op's backend (``"cpu"``, ``"cuda"``, ``"triton"``; not ``"eager"``: the
-    eager backend is the modules themselves). ``matmul_dtype``: dtype of the conditioners' products
-    (None: the data dtype; ``torch.bfloat16`` as the modules' autocast option). ``chunk``: rows per
-    chunk (default: :func:`chunk_rows` on the CPU, whole batches on a GPU). Build it after the
-    parameters are final; it copies them.
+    ``backend``: the :class:`~genad_fast.ops.Dispatch` of the scoring call, or a backend name (None:
+    ``GENAD_FAST_BACKEND``) from which one is built; its coupling kernel must be compiled (``"cpu"``,
+    ``"cuda"``, ``"triton"``; not ``"eager"``: the eager backend is the modules themselves).
+    ``matmul_dtype``: dtype of the conditioners' products (None: the data dtype; ``torch.bfloat16`` as the
+    modules' autocast option). ``chunk``: rows per chunk (default: :func:`chunk_rows` on the CPU, whole
+    batches on a GPU). Build it after the parameters are final; it copies them.
     """
 
-    def __init__(self, flow: RealNVP, dtype: torch.dtype = torch.float32, *, backend: str | None = None,
+    def __init__(self, flow: RealNVP, dtype: torch.dtype = torch.float32, *, backend: Dispatch | str | None = None,
                  matmul_dtype: torch.dtype | None = None, chunk: int | None = None):
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"FlowInference runs in float32 or float64, got {dtype}")
         device = next(flow.parameters()).device
-        chosen = _backend.resolve(backend, device, implemented=_coupling._IMPLEMENTED)
-        if chosen == "eager":
+        dispatch = backend if isinstance(backend, Dispatch) else Dispatch.build(backend, device)
+        if not dispatch.has("coupling_forward"):
             raise ValueError("FlowInference runs the fused coupling op; the eager backend is RealNVP.log_prob itself")
-        ns = torch.ops.genad_fast_triton if chosen == "triton" else torch.ops.genad_fast
-        self._coupling_op = ns.coupling_forward
+        self._coupling_op = dispatch.kernel("coupling_forward")
         self.dim = flow.dim
         self.dtype = dtype
         self.mdtype = dtype if matmul_dtype is None else matmul_dtype
@@ -217,6 +220,16 @@ class FlowInference:
             m = min(rows, n - i)
             self._chunk(x[i:i + m], (bufs[0][:m], bufs[1][:m]), out[i:i + m])
         return out
+
+
+def scoring_log_prob(flow: RealNVP, dtype: torch.dtype, dispatch: Dispatch,
+                     matmul_dtype: torch.dtype | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """log p(x) of ``flow`` for one scoring call: its :class:`FlowInference` plan where a compiled coupling kernel
+    runs (``dispatch.has("coupling_forward")``), else the modules themselves (``RealNVP.log_prob``, the eager
+    reference), with the call's dispatch and product dtype. Build it after the parameters are final."""
+    if dispatch.has("coupling_forward"):
+        return FlowInference(flow, dtype, backend=dispatch, matmul_dtype=matmul_dtype).log_prob
+    return functools.partial(flow.log_prob, backend=dispatch, matmul_dtype=matmul_dtype)
 
 
 def _lu_weight64(mix: LULinear) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Scoring plan of a :class:`~genad_fast.nn.denoiser.Denoiser`: the same ε̂, restructured for inference.
+"""Inference plan of a :class:`~genad_fast.nn.diffusion.Denoiser`: the same ε̂, restructured for scoring.
 
 The modules run every layer as ``[B, C, L]`` tensors: a broadcast add of the step projection, a oneDNN
 dilated convolution, six element-wise passes for the gated unit, a batched 1×1 product, two passes for the
@@ -37,7 +37,7 @@ import math
 
 import torch
 
-from genad_fast.nn.denoiser import ConditionalDenoiser, Denoiser
+from genad_fast.nn.diffusion.denoiser import ConditionalDenoiser, Denoiser
 
 __all__ = ["DenoiserInference"]
 
