@@ -22,6 +22,7 @@ from genad_fast.datasets import make_series, make_tabular
 from genad_fast.detectors.anogan import AnoGANDetector
 from genad_fast.detectors.diffusion import DiffusionDetector
 from genad_fast.detectors.flow import FlowDetector
+from genad_fast.nn.diffusion.sampler import target_masks
 from genad_fast.nn.gan.search import latent_search
 
 FLOW = dict(window=16, n_steps=4, hidden=32, n_blocks=1, epochs=3, verbose=False, seed=0)
@@ -118,7 +119,7 @@ def test_diffusion_detector(pair, diffusion, series, mode, tmp_path):
     _check_scores(pair, det, series.test, tmp_path, name=f"DiffusionDetector {mode}")
 
 
-def _chain_inputs(det, pair, mode, T=700, K=2, seed=0):
+def _chain_inputs(det, sampler, pair, mode, T=700, K=2, seed=0):
     """A [B, C, T] state and, for impute, the observed series and mask, as the detector's scoring builds them."""
     g = torch.Generator().manual_seed(seed)
     C = det.n_features_in_
@@ -129,7 +130,8 @@ def _chain_inputs(det, pair, mode, T=700, K=2, seed=0):
         return state, taus, None, None
     taus = schedule.timesteps(det.n_steps - 1, det._chain_length())
     x = torch.randn(C, T, generator=g).to(pair.dev)
-    targets = det._target_masks(C, T, 5)
+    targets = target_masks(C, T, 5, det._mask_kinds(), max(1, det.window // det.mask_split), pair.dev,
+                           sampler.dispatch)
     B = targets.shape[0] * K
     mask = (1.0 - targets).repeat_interleave(K, dim=0)
     return torch.randn(B, C, T, generator=g).to(pair.dev), taus, x.unsqueeze(0).expand(B, C, T), mask
@@ -140,18 +142,19 @@ def test_diffusion_denoising_loop_replays_in_a_cuda_graph(pair, diffusion, mode)
     """The sampling loop makes no host-device synchronisation and has static shapes: captured once, replayed with
     the same input, and replayed after new data is copied into the input buffer, it gives the eager loop's x̂_0."""
     det = diffusion[mode]
-    state, taus, observed, mask = _chain_inputs(det, pair, mode)
+    sampler = det._sampler()  # the detector's reverse process (nn/diffusion/sampler.py), with its dispatch
+    state, taus, observed, mask = _chain_inputs(det, sampler, pair, mode)
     seed, offset = 2**40 + 3, 12345
-    plan = det._plan_chain(state, taus)
+    plan = sampler.plan_chain(state, taus)
     with torch.no_grad():
-        expected = det._run_chain(plan, state.clone(), seed, offset, observed, mask)
+        expected = sampler.run_chain(plan, state.clone(), seed, offset, observed, mask)
         static = state.clone()
-        replay = gs.captured(lambda: det._run_chain(plan, static, seed, offset, observed, mask), pair.dev)
+        replay = gs.captured(lambda: sampler.run_chain(plan, static, seed, offset, observed, mask), pair.dev)
         got = replay().clone()
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
         gs.record(f"DiffusionDetector {mode} graph replay[{pair}]", max_abs_diff=float((got - expected).abs().max()))
         new_state = torch.randn(state.shape, generator=torch.Generator().manual_seed(9)).to(pair.dev)
-        expected_new = det._run_chain(plan, new_state.clone(), seed, offset, observed, mask)
+        expected_new = sampler.run_chain(plan, new_state.clone(), seed, offset, observed, mask)
         static.copy_(new_state)
         torch.testing.assert_close(replay(), expected_new, rtol=1e-6, atol=1e-6)
     assert not torch.allclose(expected, expected_new)
