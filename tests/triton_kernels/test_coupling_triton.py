@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from op_specs import coupling as spec
 from op_specs.targets import DTYPES, INTERPRETER, SMALL, run_opcheck, upto
