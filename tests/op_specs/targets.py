@@ -8,7 +8,7 @@ CPU pairs, with the large shapes cut to what the eager oracle computes in second
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pytest
 import torch
@@ -65,8 +65,8 @@ def params(*targets: Target) -> list:
 
 
 def upto(cases: Sequence, size: int) -> list:
-    """The cases sized for a runner: ``cases`` holds plain values (every size) or ``(value, min_size)`` pairs
-    wrapped by :func:`sized`."""
+    """The cases a runner of ``size`` runs: the plain values (every runner) and those :func:`sized` at most
+    ``size``, unwrapped."""
     return [c.value if isinstance(c, _Sized) else c for c in cases if not isinstance(c, _Sized) or c.size <= size]
 
 
@@ -98,7 +98,7 @@ def need_ops(target: Target):
     return target.ops
 
 
-def run_opcheck(target: Target, samples: dict, names: Sequence[str] | None = None) -> None:
+def run_opcheck(target: Target, samples: Callable[[Target], dict], names: Sequence[str] | None = None) -> None:
     """``torch.library.opcheck`` of each registered op on each of its samples (``samples(target)``: name -> list of
     argument tuples on the target's device), on the target's namespace."""
     ns = need_ops(target)
