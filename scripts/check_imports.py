@@ -47,7 +47,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("genad_fast._version", "genad_fast._C", "genad_fast._ext", "genad_fast.reference", "genad_fast.kernels"),
     ("genad_fast._backend",),
     ("genad_fast.ops",),
-    ("genad_fast.nn", "genad_fast.series", "genad_fast.metrics", "genad_fast.thresholds"),
+    ("genad_fast.nn", "genad_fast.series", "genad_fast.metrics", "genad_fast.thresholds", "genad_fast._params"),
     ("genad_fast.detectors",),
     ("genad_fast.data", "genad_fast.datasets", "genad_fast.provenance", "genad_fast.plotting",
      "genad_fast.eval_plot", "genad_fast.evaluation"),

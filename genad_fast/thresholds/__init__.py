@@ -12,20 +12,8 @@ a point is an anomaly when ``score > threshold_`` (as :meth:`BaseDetector.predic
 Detectors take any of them as ``threshold=`` (or a float, or the names "contamination", "pot",
 "spot", "dspot"; see :func:`make_threshold`).
 
-Extreme value theory (Siffer, Fouque, Termier, Largouet, "Anomaly Detection in Streams with Extreme
-Value Theory", KDD 2017): above a high level t, the excesses X - t of almost any continuous
-distribution follow a generalised Pareto distribution (Pickands-Balkema-de Haan), so the quantile of
-risk q -- the score exceeded with probability q -- is extrapolated from the fitted tail::
-
-    z_q = t + sigma/gamma * ((q n / N_t)^(-gamma) - 1)      (gamma != 0)
-    z_q = t - sigma * log(q n / N_t)                        (gamma = 0, exponential tail)
-
-with n scores, N_t of them above t. The tail is fitted by maximum likelihood with Grimshaw's reduction
-(as in the paper; :func:`fit_gpd`), not with ``scipy.stats.genpareto.fit``: the reduction turns the
-two-parameter search into a one-dimensional one (about 1-5 ms for 200-2000 excesses against about
-10 ms for scipy's fit, measured on a shared 2-core machine), which matters because SPOT refits at every
-new peak; the tests hold its likelihood against scipy's fit. A refit costs O(number of peaks), so SPOT
-on a stream whose level drifts (every point a peak) slows down as it goes: use DSPOT there.
+The tail rules (POT, SPOT, DSPOT) extrapolate from a generalised Pareto tail of the scores (Siffer et
+al., KDD 2017); the extreme value theory and the tail fit are in :mod:`genad_fast.thresholds.gpd`.
 
 Scores of +inf (a detector's verdict on a value far outside its training range) are valid input: they lie
 above every finite threshold, so every rule flags them, and every rule still returns a finite
@@ -35,13 +23,14 @@ as SPOT leaves its alarms out). NaN and -inf scores are an error.
 from __future__ import annotations
 
 import copy
-import inspect
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from genad_fast._params import Param, Parametrized
 from genad_fast.metrics import _check_scores as _metrics_check_scores
 from genad_fast.metrics import best_f1
+from genad_fast.thresholds.gpd import MIN_PEAKS, fit_gpd, pot_quantile
 
 __all__ = [
     "BaseThreshold",
@@ -61,9 +50,6 @@ __all__ = [
 
 #: Names a detector's ``threshold=`` accepts.
 THRESHOLD_NAMES = ("contamination", "pot", "spot", "dspot")
-#: Fewest excesses over the initial level that a GPD fit accepts: two parameters from fewer points
-#: than this are mostly noise (lower ``level`` or give more scores).
-MIN_PEAKS = 10
 
 
 def _check_scores(scores: Any, name: str = "scores") -> np.ndarray:
@@ -94,119 +80,16 @@ def finite_quantile(scores: np.ndarray, level: float) -> float:
     return float(finite.max())
 
 
-def _check_prob(name: str, value: Any, lo: float = 0.0, hi: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not lo < float(value) < hi:
-        raise ValueError(f"{name} must be a number in ({lo:g}, {hi:g}), got {value!r}")
-    return float(value)
-
-
-# ---------------------------------------------------------------------------------------------- GPD tail
-def _gpd_profile(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Profile log-likelihood of the GPD over x = gamma / sigma: (loglik, gamma, sigma) per x.
-
-    For fixed x the likelihood is maximal at gamma(x) = mean(log(1 + x y)), sigma = gamma / x, where it
-    equals -N log sigma - N (1 + gamma) (Grimshaw 1993); at x = 0 the limit is the exponential tail
-    gamma = 0, sigma = mean(y).
-    """
-    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
-    n = y.size
-    gamma = np.zeros_like(x)
-    sigma = np.full_like(x, y.mean())
-    nz = x != 0
-    if nz.any():
-        lg = np.log1p(np.multiply.outer(x[nz], y))
-        gamma[nz] = lg.mean(axis=1)
-        sigma[nz] = gamma[nz] / x[nz]
-    ll = -n * np.log(sigma) - n * (1.0 + gamma)
-    return ll, gamma, sigma
-
-
-def fit_gpd(excesses: Any) -> tuple[float, float]:
-    """Maximum-likelihood generalised Pareto fit ``(gamma, sigma)`` of positive excesses (location 0).
-
-    GPD: ``P(Y > y) = (1 + gamma y / sigma)^(-1/gamma)`` (exponential for gamma = 0). Grimshaw's
-    reduction (Grimshaw, Technometrics 1993; used by Siffer et al. 2017): every stationary point of the
-    likelihood has gamma = mean(log(1 + x Y)), sigma = gamma / x for some x = gamma / sigma in
-    (-1/max(Y), inf), so the fit is a one-dimensional search of the profile likelihood in x. The
-    profile is scanned on a grid (log-spaced in |x| mean(Y) on both sides of 0, and up to the support
-    bound -1/max(Y)); its interior local maxima are refined with bounded Brent and the best of them
-    (or the exponential tail, x = 0) wins. The likelihood is unbounded as x -> -1/max(Y) (gamma < -1,
-    a known irregularity of the GPD), so that boundary is never taken.
-    """
-    from scipy.optimize import minimize_scalar
-
-    y = np.asarray(excesses, dtype=np.float64).reshape(-1)
-    if y.size < 2:
-        raise ValueError(f"a GPD fit needs at least 2 excesses, got {y.size}")
-    if not np.isfinite(y).all() or (y <= 0).any():
-        raise ValueError("GPD excesses must be finite and > 0")
-    ymean, ymax = float(y.mean()), float(y.max())
-    neg = -np.concatenate((np.logspace(-6, -1, 16), np.linspace(0.15, 0.95, 17), 1.0 - np.logspace(-1.5, -6, 10)))
-    neg = np.sort(neg / ymax)  # towards the support bound -1/max(Y)
-    pos = np.logspace(-6, 6, 49) / ymean
-    grid = np.concatenate((neg, [0.0], pos))
-    ll, _, _ = _gpd_profile(grid, y)
-
-    def objective(v: float) -> float:
-        return -float(_gpd_profile(np.array([v]), y)[0][0])
-
-    best_x, best_ll = 0.0, float(ll[neg.size])  # the exponential tail is always a candidate
-    for i in range(1, grid.size):
-        right_ok = i == grid.size - 1 or ll[i] >= ll[i + 1]
-        if not (ll[i] >= ll[i - 1] and right_ok):
-            continue
-        if i == grid.size - 1:
-            x_i, ll_i = float(grid[i]), float(ll[i])
-        else:
-            res = minimize_scalar(objective, bounds=(float(grid[i - 1]), float(grid[i + 1])), method="bounded",
-                                  options={"xatol": 1e-10 * max(abs(float(grid[i])), 1.0 / ymean)})
-            x_i, ll_i = float(res.x), -float(res.fun)
-            if ll_i < ll[i]:
-                x_i, ll_i = float(grid[i]), float(ll[i])
-        if ll_i > best_ll:
-            best_x, best_ll = x_i, ll_i
-    _, gamma, sigma = _gpd_profile(np.array([best_x]), y)
-    return float(gamma[0]), float(sigma[0])
-
-
-def pot_quantile(t: float, gamma: float, sigma: float, q: float, n: int, n_peaks: int) -> float:
-    """The score exceeded with probability q: ``t + sigma/gamma ((q n / N_t)^-gamma - 1)`` (Siffer et al., eq. 1).
-
-    ``gamma = 0`` (|gamma| < 1e-12): ``t - sigma log(q n / N_t)``.
-    """
-    r = q * n / n_peaks
-    if abs(gamma) < 1e-12:
-        return float(t - sigma * np.log(r))
-    return float(t + sigma / gamma * (r ** (-gamma) - 1.0))
-
-
 # ---------------------------------------------------------------------------------------------- objects
-class BaseThreshold:
-    """Base of the threshold rules: scikit-learn style parameters (``get_params``/``set_params``, so a
-    detector's ``threshold=`` object clones with it), ``fit(scores, labels=None) -> self``, ``threshold_``.
-    """
+class BaseThreshold(Parametrized):
+    """Base of the threshold rules: scikit-learn style parameters declared as specs (:mod:`genad_fast._params`:
+    ``get_params``/``set_params``, so a detector's ``threshold=`` object clones with it; the checks; the docs),
+    ``fit(scores, labels=None) -> self``, ``threshold_``. The repr shows every parameter."""
+
+    _repr_changed_only = False
 
     def fit(self, scores: Any, labels: Any = None) -> "BaseThreshold":  # pragma: no cover - abstract
         raise NotImplementedError
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p.name for p in inspect.signature(cls.__init__).parameters.values()
-                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names()}
-
-    def set_params(self, **params: Any) -> "BaseThreshold":
-        names = self._param_names()
-        for k, v in params.items():
-            if k not in names:
-                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}; valid: {', '.join(names)}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
@@ -216,15 +99,15 @@ class BaseThreshold:
 class FixedThreshold(BaseThreshold):
     """A fixed score threshold ``value`` (``fit`` only checks the scores)."""
 
+    _param_specs = (Param("value", "number", "The threshold.", finite=True),)
+
     def __init__(self, value: float = 0.0):
         self.value = value
 
     def fit(self, scores: Any, labels: Any = None) -> "FixedThreshold":
-        v = self.value
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v):
-            raise ValueError(f"a fixed threshold must be a finite number, got {v!r}")
+        self._check_params()
         _check_scores(scores)
-        self.threshold_ = float(v)
+        self.threshold_ = float(self.value)
         return self
 
 
@@ -236,15 +119,16 @@ class ContaminationThreshold(BaseThreshold):
     reaches the +inf scores it is the largest finite score (:func:`finite_quantile`).
     """
 
+    _param_specs = (Param("contamination", "number", "The expected fraction of anomalies.", low=0.0, high=0.5,
+                          low_open=True),)
+
     def __init__(self, contamination: float = 0.1):
         self.contamination = contamination
 
     def fit(self, scores: Any, labels: Any = None) -> "ContaminationThreshold":
-        c = self.contamination
-        if isinstance(c, bool) or not isinstance(c, (int, float, np.floating)) or not 0.0 < float(c) <= 0.5:
-            raise ValueError(f"contamination must be a number in (0, 0.5], got {c!r}")
+        self._check_params()
         s = _check_scores(scores)
-        self.threshold_ = finite_quantile(s, 1.0 - float(c))
+        self.threshold_ = finite_quantile(s, 1.0 - float(self.contamination))
         return self
 
 
@@ -254,11 +138,6 @@ class POTThreshold(BaseThreshold):
 
     Parameters
     ----------
-    q : float in (0, 1), default 1e-4
-        Risk: the false-alarm probability per point the threshold is meant to have (the paper's value).
-        It must be below the fraction of scores above the initial level (1 - level).
-    level : float in (0, 1), default 0.98
-        Quantile of the scores used as the initial level t (the paper's 98%).
 
     Fitted: ``threshold_`` (= z_q), ``t_``, ``gamma_``, ``sigma_``, ``n_`` (scores), ``n_peaks_``.
     ``labels`` are ignored. Needs at least ``MIN_PEAKS`` = 10 scores above t.
@@ -268,13 +147,21 @@ class POTThreshold(BaseThreshold):
     SPOT keeps out of its model too.
     """
 
+    _param_specs = (
+        Param("q", "number", "Risk: the false-alarm probability per point the threshold is meant to have (the "
+              "paper's value). It must be below the fraction of scores above the initial level (1 - level).",
+              low=0.0, high=1.0, low_open=True, high_open=True),
+        Param("level", "number", "Quantile of the scores used as the initial level t (the paper's 98%).",
+              low=0.0, high=1.0, low_open=True, high_open=True),
+    )
+
     def __init__(self, q: float = 1e-4, level: float = 0.98):
         self.q = q
         self.level = level
 
     def _calibrate(self, s: np.ndarray) -> np.ndarray:
-        q = _check_prob("q", self.q)
-        level = _check_prob("level", self.level)
+        self._check_params()
+        q, level = float(self.q), float(self.level)
         finite = np.isfinite(s)
         self.n_inf_ = int(s.size - np.count_nonzero(finite))
         s = s[finite]
@@ -364,22 +251,21 @@ class DSPOTThreshold(SPOTThreshold):
 
     Parameters
     ----------
-    depth : int >= 1, default 10
-        Length of the moving average. Short enough to follow drift within about ``depth`` steps; the
-        paper leaves it to the user (it depends on how fast the baseline moves).
-    q, level : as :class:`POTThreshold`.
 
     ``threshold_`` is the absolute threshold for the next point, ``M + z_q``; ``z_`` the relative one.
     """
+
+    _param_specs = (Param("depth", "int", "Length of the moving average. Short enough to follow drift within "
+                          "about ``depth`` steps; the paper leaves it to the user (it depends on how fast the "
+                          "baseline moves).", low=1),)
 
     def __init__(self, depth: int = 10, q: float = 1e-4, level: float = 0.98):
         super().__init__(q=q, level=level)
         self.depth = depth
 
     def fit(self, scores: Any, labels: Any = None) -> "DSPOTThreshold":
-        d = self.depth
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-            raise ValueError(f"depth must be an int >= 1, got {d!r}")
+        self._check_params()
+        d = int(self.depth)
         s = _check_scores(scores)
         n_inf = int(s.size - np.count_nonzero(np.isfinite(s)))
         s = s[np.isfinite(s)]  # +inf: alarms, kept out of the moving window (inf - inf would poison it)
@@ -423,9 +309,6 @@ class BestF1Threshold(BaseThreshold):
     Fit it on a labelled *validation* split, never on the test labels the detector is judged on (that
     is an oracle). Fitted: ``threshold_``, ``f1_``, ``precision_``, ``recall_`` (on the fitting data).
     """
-
-    def __init__(self):
-        pass
 
     def fit(self, scores: Any, labels: Any = None) -> "BestF1Threshold":
         if labels is None:
