@@ -28,6 +28,7 @@ import torch
 
 __all__ = [
     "Normalizer",
+    "WindowGrid",
     "iter_window_batches",
     "n_windows",
     "sliding_windows",
@@ -56,26 +57,68 @@ def _check_geometry(T: int, window: int, stride: int) -> None:
         raise ValueError(f"a series of {T} timestamps is shorter than window={window}")
 
 
-def _grid_count(T: int, window: int, stride: int) -> int:
-    """Windows on the regular grid 0, S, 2S, ... that fit in the series."""
-    return (T - window) // stride + 1
+@dataclass(frozen=True)
+class WindowGrid:
+    """The windows of a series of ``T`` timestamps: length ``W``, a start every ``S`` steps, the last window
+    aligned to the end (see the module docstring). Checked on construction (``1 <= S <= W <= T``, ints).
+
+    ``n_grid`` windows lie on the regular grid 0, S, 2S, ... (one zero-copy view, :meth:`windows`); when
+    ``S`` does not divide ``T - W``, one more (``has_tail``) starts at ``T - W``: ``n_windows`` in all.
+    """
+
+    T: int
+    W: int
+    S: int = 1
+
+    def __post_init__(self) -> None:
+        _check_geometry(self.T, self.W, self.S)
+
+    @property
+    def n_grid(self) -> int:
+        """Windows on the regular grid 0, S, 2S, ... that fit in the series."""
+        return (self.T - self.W) // self.S + 1
+
+    @property
+    def has_tail(self) -> bool:
+        """Whether the end-aligned window ``T - W`` is off the grid (a window of its own)."""
+        return (self.n_grid - 1) * self.S < self.T - self.W
+
+    @property
+    def n_windows(self) -> int:
+        return self.n_grid + int(self.has_tail)
+
+    def starts(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """Start index of every window, int64 ``[n_windows]``, increasing; the last one is ``T - W``."""
+        starts = torch.arange(self.n_grid, dtype=torch.int64, device=device) * self.S
+        if self.has_tail:
+            starts = torch.cat([starts, torch.tensor([self.T - self.W], dtype=torch.int64, device=device)])
+        return starts
+
+    def n_batches(self, batch_size: int) -> int:
+        """How many batches :meth:`batches` yields (for progress bars)."""
+        return -(-self.n_grid // batch_size) + int(self.has_tail)
+
+    def windows(self, series: torch.Tensor) -> torch.Tensor:
+        """The grid windows of ``series`` (``[T, C]`` or ``[T]``) as a view: see :func:`sliding_windows`."""
+        return sliding_windows(series, self.W, self.S)
+
+    def batches(self, series: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+        """Views ``[b, W, C]`` over every window, in order: see :func:`iter_window_batches`."""
+        return iter_window_batches(series, self.W, self.S, batch_size)
+
+    def to_timestamps(self, scores: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
+        """Window scores back to one per timestamp: see :func:`windows_to_timestamps`."""
+        return windows_to_timestamps(scores, self.T, self.W, self.S, reduce=reduce)
 
 
 def n_windows(T: int, window: int, stride: int = 1) -> int:
     """Number of windows :func:`window_starts` gives: the grid windows plus the end-aligned one if off-grid."""
-    _check_geometry(T, window, stride)
-    k = _grid_count(T, window, stride)
-    return k + (1 if (k - 1) * stride < T - window else 0)
+    return WindowGrid(T, window, stride).n_windows
 
 
 def window_starts(T: int, window: int, stride: int = 1, device: torch.device | str | None = None) -> torch.Tensor:
     """Start index of every window, int64 ``[n_windows]``, increasing; the last one is ``T - window``."""
-    _check_geometry(T, window, stride)
-    k = _grid_count(T, window, stride)
-    starts = torch.arange(k, dtype=torch.int64, device=device) * stride
-    if (k - 1) * stride < T - window:
-        starts = torch.cat([starts, torch.tensor([T - window], dtype=torch.int64, device=device)])
-    return starts
+    return WindowGrid(T, window, stride).starts(device)
 
 
 def _as_2d(series: torch.Tensor, name: str = "series") -> tuple[torch.Tensor, bool]:
@@ -113,20 +156,18 @@ def iter_window_batches(series: torch.Tensor, window: int, stride: int, batch_si
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    x, one_channel = _as_2d(series)
-    grid = sliding_windows(series, window, stride)
-    for i in range(0, grid.shape[0], batch_size):
-        yield grid[i:i + batch_size]
-    T = x.shape[0]
-    if (grid.shape[0] - 1) * stride < T - window:
-        tail = series[T - window:]
-        yield tail.unsqueeze(0)
+    x, _ = _as_2d(series)
+    grid = WindowGrid(x.shape[0], window, stride)
+    view = sliding_windows(series, window, stride)
+    for i in range(0, grid.n_grid, batch_size):
+        yield view[i:i + batch_size]
+    if grid.has_tail:
+        yield series[grid.T - window:].unsqueeze(0)
 
 
 def n_window_batches(T: int, window: int, stride: int, batch_size: int) -> int:
     """How many batches :func:`iter_window_batches` yields (for progress bars)."""
-    k = _grid_count(T, window, stride)
-    return -(-k // batch_size) + (n_windows(T, window, stride) - k)
+    return WindowGrid(T, window, stride).n_batches(batch_size)
 
 
 def windows_to_timestamps(scores: torch.Tensor, T: int, window: int, stride: int = 1,
@@ -185,7 +226,7 @@ def _blocks_to_timestamps(values: torch.Tensor, T: int, window: int, stride: int
     add (or max) per ``q``. The off-grid tail window, if any, is added last.
     """
     W, S = window, stride
-    k = (T - W) // S + 1
+    k = WindowGrid(T, W, S).n_grid
     q_steps = -(-W // S)
     mean = reduce == "mean"
     combine = torch.maximum if reduce == "max" else torch.minimum

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from genad_fast.series import (
     Normalizer,
+    WindowGrid,
     iter_window_batches,
     n_window_batches,
     n_windows,
@@ -73,6 +74,31 @@ def test_iter_window_batches_covers_every_start_with_views():
     for b in batches:
         assert b.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
     assert batches[-1].shape[0] == 1 and torch.equal(batches[-1][0], x[-W:])
+
+
+@pytest.mark.parametrize("T, W, S", [(10, 4, 3), (11, 4, 3), (4, 4, 1), (5, 4, 4), (23, 5, 4), (100, 7, 1)])
+def test_window_grid_is_the_functions_in_one_object(T, W, S):
+    grid = WindowGrid(T, W, S)
+    starts = window_starts(T, W, S)
+    assert torch.equal(grid.starts(), starts) and grid.n_windows == n_windows(T, W, S) == starts.numel()
+    assert grid.n_grid == sliding_windows(torch.zeros(T, 1), W, S).shape[0]
+    assert grid.has_tail == (grid.n_windows > grid.n_grid) and (not grid.has_tail or starts[-1] == T - W)
+    assert grid.n_batches(2) == n_window_batches(T, W, S, 2) == len(list(grid.batches(torch.zeros(T, 2), 2)))
+    scores = torch.rand(grid.n_windows, dtype=torch.float64)
+    assert torch.equal(grid.to_timestamps(scores, "max"), windows_to_timestamps(scores, T, W, S, reduce="max"))
+    x = torch.randn(T, 2)
+    assert torch.equal(grid.windows(x), sliding_windows(x, W, S))
+    with pytest.raises(AttributeError):
+        grid.T = 3  # frozen
+
+
+def test_window_grid_counts_by_hand():
+    g = WindowGrid(11, 4, 3)  # grid starts 0, 3, 6; the end window starts at 7
+    assert (g.n_grid, g.has_tail, g.n_windows, g.starts().tolist()) == (3, True, 4, [0, 3, 6, 7])
+    assert g.n_batches(2) == 3  # [0, 3], [6], [7]
+    assert not WindowGrid(10, 4, 3).has_tail and WindowGrid(10, 4, 3).n_windows == 3
+    with pytest.raises(ValueError, match="longer than window"):
+        WindowGrid(10, 4, 5)
 
 
 @pytest.mark.parametrize("T, W, S", [(3, 4, 1), (10, 0, 1), (10, 4, 0), (10, 4, 5)])
