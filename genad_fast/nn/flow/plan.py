@@ -115,6 +115,7 @@ class FlowInference:
             raise ValueError(f"FlowInference runs in float32 or float64, got {dtype}")
         device = next(flow.parameters()).device
         dispatch = backend if isinstance(backend, Dispatch) else Dispatch.build(backend, device)
+        dispatch.backend_of("coupling_forward", device)  # ValueError: a dispatch for another device type
         if not dispatch.has("coupling_forward"):
             raise ValueError("FlowInference runs the fused coupling op; the eager backend is RealNVP.log_prob itself")
         self._coupling_op = dispatch.kernel("coupling_forward")
