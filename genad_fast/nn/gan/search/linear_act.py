@@ -8,27 +8,29 @@ thread's rows while they are in cache. An iteration is then ten such calls, the 
 Other backends (``eager``, CUDA) run the same plan as ATen calls into preallocated buffers.
 
 The two functions that choose and fetch the kernel, :func:`_layer_op_runs` and :func:`_linear_act_op`,
-are the only places of the search that resolve a backend or name the op namespace.
+ask the call's :class:`~genad_fast.ops.Dispatch`: the search resolves no backend of its own.
 """
 from __future__ import annotations
 
 import torch
 
+from genad_fast.ops import Dispatch
+from genad_fast.ops.dispatch import kernel
+
 __all__: list[str] = []
 
 
-def _layer_op_runs(backend: str | None, device: torch.device) -> bool:
-    """Whether the search's backend resolves to the compiled CPU kernels, which include ``linear_act``."""
-    from genad_fast import _backend
-    from genad_fast.ops import linear
-
-    return (device.type == "cpu" and hasattr(torch.ops.genad_fast, "linear_act")
-            and _backend.resolve(backend, device, implemented=linear._IMPLEMENTED) == "cpu")
+def _layer_op_runs(backend: "Dispatch | str | None", device: torch.device) -> bool:
+    """Whether the search's ``linear_act`` runs on the compiled CPU kernel (``backend``: the call's dispatch, or a
+    name resolved here for a direct call). A backend without the op (Triton) runs the ATen plan instead."""
+    d = backend if isinstance(backend, Dispatch) else Dispatch.build(backend, device)
+    return device.type == "cpu" and d.has("linear_act") and d.backend_of("linear_act") == "cpu"
 
 
 def _linear_act_op():
-    """The compiled ``linear_act`` kernel, called without the op layer's per-call checks (ten calls an iteration)."""
-    return torch.ops.genad_fast.linear_act.default
+    """The compiled CPU ``linear_act`` kernel, called without the op layer's per-call checks (ten calls an
+    iteration; :func:`_layer_op_runs` said it runs here)."""
+    return kernel("linear_act", "cpu").default
 
 
 class _LinearActPlan:

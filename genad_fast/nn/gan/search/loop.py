@@ -36,6 +36,7 @@ from genad_fast.nn.gan.search.graphs import _GraphRunner
 from genad_fast.nn.gan.search.loss import SearchResult, final_result
 from genad_fast.nn.gan.search.program import make_program
 from genad_fast.nn.keyed_noise import keyed_normals, row_keys
+from genad_fast.ops import Dispatch
 
 __all__ = ["latent_search"]
 
@@ -112,7 +113,7 @@ def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, i
                   lam: float = 0.1, lr: float = 0.05, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                   restarts: int = 1, tol: float = 0.0, check_every: int = 10, patience: int = 2, shrink: float = 0.75,
                   z0: torch.Tensor | None = None, rng: torch.Generator | None = None, start_seed: int | None = None,
-                  matmul_dtype: torch.dtype | None = None, backend: str | None = None, vjp: str = "auto",
+                  matmul_dtype: torch.dtype | None = None, backend: "Dispatch | str | None" = None, vjp: str = "auto",
                   cuda_graph: bool = False) -> SearchResult:
     """AnoGAN's latent search for every sample of ``x`` [B, *sample_shape] at once (module docstring).
 
@@ -137,7 +138,8 @@ def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, i
     matmul_dtype
         None (the networks' dtype) or ``torch.bfloat16`` for the products.
     backend
-        Backend of the fused ops (None = automatic).
+        The call's :class:`~genad_fast.ops.Dispatch` (a detector hands its own down), or a backend name for a
+        direct call (None = ``GENAD_FAST_BACKEND``, else automatic), resolved once for the whole search.
     vjp
         "auto" (hand-written for the MLPs of :mod:`genad_fast.nn.gan.networks`, autograd otherwise),
         "manual" (error if the networks are not such MLPs) or "autograd".
@@ -159,6 +161,8 @@ def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, i
         raise ValueError(f"z0 must have shape [{B}, {latent_dim}], got {list(z0.shape)}")
     lam = float(lam)
 
+    # The backend is resolved once for the whole search (a detector hands its call's dispatch down).
+    backend = backend if isinstance(backend, Dispatch) else Dispatch.build(backend, device)
     residual = functools.partial(residual_op, backend=backend)
     adam = functools.partial(adam_op, lr=lr, beta1=beta1, beta2=beta2, eps=eps, backend=backend)
 

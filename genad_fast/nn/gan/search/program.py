@@ -233,7 +233,7 @@ class _AutogradProgram:
 
 def make_program(generator: nn.Module, critic: nn.Module, *, vjp: str, capacity: int,
                  matmul_dtype: torch.dtype | None, device: torch.device, dtype: torch.dtype,
-                 backend: str | None) -> _MLPProgram | _AutogradProgram:
+                 backend) -> _MLPProgram | _AutogradProgram:
     """The program of the search: written out for the MLP pair (``vjp`` "auto" or "manual"; on the compiled
     CPU kernels when the backend resolves to them), autograd otherwise (``vjp`` "autograd", or other networks;
     ``vjp="manual"`` then is an error)."""
