@@ -46,7 +46,7 @@ def test_fit_and_score_a_series_end_to_end(registered_gauss, series_files, capsy
     assert rc == 0
     assert "fitted toy-gauss on 600 rows x 3 columns (window=16, stride=1)" in capsys.readouterr().out
     det = genad_fast.load(d / "model.pt")
-    assert det.window == 16 and det.per_timestamp is True and det.feature_names_in_ == ["a", "b", "c"]
+    assert det.window == 16 and det.per_timestamp is True and list(det.feature_names_in_) == ["a", "b", "c"]
 
     rc = cli.main(["score", "--model", str(d / "model.pt"), "--input", str(d / "test.csv"), "--time-column", "t",
                    "--out", str(d / "scores.csv"), "--plot", str(d / "scores.png"), "--quiet"])

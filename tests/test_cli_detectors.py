@@ -79,7 +79,7 @@ def _fit_and_score(d: Path, name: str, n_columns: int, window: int | None, suffi
     assert rc == 0, f"fit exited {rc}"
     det = genad_fast.load(model)
     assert type(det) is get_detector(name)
-    assert det.n_features_in_ == n_columns and det.feature_names_in_ == columns
+    assert det.n_features_in_ == n_columns and list(det.feature_names_in_) == columns
     if window is not None:
         assert det.window == window and det.stride == 4
 

@@ -125,13 +125,28 @@ def test_input_types_agree(gauss_cls):
     ref = gauss_cls(verbose=False).fit(X).decision_function(X)
     frame = pd.DataFrame(X, columns=["a", "b", "c"])
     det = gauss_cls(verbose=False).fit(frame)
-    assert det.feature_names_in_ == ["a", "b", "c"]
+    assert list(det.feature_names_in_) == ["a", "b", "c"]
     np.testing.assert_array_equal(det.decision_function(frame), ref)
     np.testing.assert_array_equal(det.decision_function(X), ref)  # arrays skip the name check
     np.testing.assert_array_equal(det.decision_function(torch.from_numpy(X)), ref)
     np.testing.assert_array_equal(det.decision_function(X.tolist()), ref)
     ints = gauss_cls(verbose=False).fit(np.arange(40).reshape(20, 2))
     assert ints.decision_scores_.shape == (20,)
+
+
+def test_feature_names_in_as_scikit_learn_types_it(gauss_cls):
+    X = _rows(60, 3)
+    det = gauss_cls(verbose=False).fit(pd.DataFrame(X, columns=["a", "b", "c"]))
+    names = det.feature_names_in_
+    assert isinstance(names, np.ndarray) and names.dtype == object and names.tolist() == ["a", "b", "c"]
+    assert all(type(n) is str for n in names)
+    # column labels that are not all strings are no feature names (scikit-learn's rule), nor are arrays'
+    assert gauss_cls(verbose=False).fit(pd.DataFrame(X)).feature_names_in_ is None
+    assert gauss_cls(verbose=False).fit(pd.DataFrame(X, columns=["a", 1, "c"])).feature_names_in_ is None
+    assert det.fit(X).feature_names_in_ is None  # a refit on an array forgets the old names
+    # a DataFrame with int labels scores a detector fitted on named columns without a name check
+    named = gauss_cls(verbose=False).fit(pd.DataFrame(X, columns=["a", "b", "c"]))
+    np.testing.assert_array_equal(named.decision_function(pd.DataFrame(X)), named.decision_function(X))
 
 
 def test_one_dimensional_series_is_one_channel(gauss_cls):
@@ -219,13 +234,13 @@ def test_unfitted_use(gauss_cls):
 @pytest.mark.parametrize("params, match", [
     (dict(contamination=0.7), r"contamination must be a number in \(0, 0.5\]"),
     (dict(contamination=0.0), "contamination"),
-    (dict(window=0), "window must be >= 1"),
+    (dict(window=0), "window must be an int >= 1 or None, got 0"),
     (dict(window=2.5), "window must be an int"),
     (dict(window=4, stride=5), "stride=5 is longer than window=4"),
-    (dict(stride=0), "stride must be >= 1"),
+    (dict(stride=0), "stride must be an int >= 1, got 0"),
     (dict(reduce="median"), "reduce must be one of mean, max"),
     (dict(normalize="yes"), "normalize must be True or False"),
-    (dict(seed=-1), "seed must be >= 0"),
+    (dict(seed=-1), "seed must be an int >= 0 or None, got -1"),
     (dict(backend="fast"), "unknown backend"),
     (dict(device="tpu"), "device must be 'auto', 'cpu', 'cuda'"),
 ])
@@ -384,7 +399,8 @@ def test_save_load_round_trip(gauss_cls, tmp_path):
     det.save(path)
     back = gauss_cls.load(path)
     assert type(back) is gauss_cls and back.get_params() == det.get_params()
-    assert back.threshold_ == det.threshold_ and back.feature_names_in_ == ["x", "y", "z"]
+    assert back.threshold_ == det.threshold_ and list(back.feature_names_in_) == ["x", "y", "z"]
+    assert isinstance(back.feature_names_in_, np.ndarray) and back.feature_names_in_.dtype == object
     np.testing.assert_array_equal(back.decision_scores_, det.decision_scores_)
     np.testing.assert_array_equal(back.decision_function(frame), det.decision_function(frame))
     assert torch.equal(back.normalizer_.mean, det.normalizer_.mean) and back.device_ == torch.device("cpu")

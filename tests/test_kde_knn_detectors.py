@@ -205,8 +205,8 @@ def test_reference_does_not_alias_the_callers_tensor():
 # ---- errors ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cls, params, match", [
-    (KDEDetector, dict(bandwidth="median"), "bandwidth must be a number > 0 or one of"),
-    (KDEDetector, dict(bandwidth="Scott"), "bandwidth must be a number > 0 or one of"),
+    (KDEDetector, dict(bandwidth="median"), "bandwidth must be a finite number > 0 or one of scott, silverman"),
+    (KDEDetector, dict(bandwidth="Scott"), "bandwidth must be a finite number > 0 or one of scott, silverman"),
     (KDEDetector, dict(bandwidth=0.0), "bandwidth must be a finite number > 0"),
     (KDEDetector, dict(bandwidth=-1.0), "bandwidth must be a finite number > 0"),
     (KDEDetector, dict(bandwidth=math.inf), "bandwidth must be a finite number > 0"),

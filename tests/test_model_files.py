@@ -115,7 +115,7 @@ def test_saved_file_is_sealed_and_loads(kind, saved, data):
     assert payload["checksum"] == payload_checksum(payload)
     back = genad_fast.load(path)
     assert type(back) is type(det) and back.threshold_ == det.threshold_
-    assert back.feature_names_in_ == ["a", "b", "c"]
+    assert list(back.feature_names_in_) == ["a", "b", "c"] and back.feature_names_in_.dtype == object
     _assert_same_stats(back.input_stats_, getattr(det, "input_stats_", None))
     _assert_same_stats(back.normalizer_, det.normalizer_)
     np.testing.assert_array_equal(back.decision_function(data[1]), det.decision_function(data[1]))

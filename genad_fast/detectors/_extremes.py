@@ -30,7 +30,7 @@ import warnings
 
 import torch
 
-from genad_fast.series import Normalizer, constant_columns, window_starts, windows_to_timestamps
+from genad_fast.series import Normalizer, WindowGrid, constant_columns
 
 __all__ = ["EXTREME_SIGMAS", "ExtremeValueWarning", "ConstantColumnWarning", "constant_columns"]
 
@@ -82,7 +82,7 @@ def replace_extremes(x: torch.Tensor, entries: torch.Tensor, stats: Normalizer) 
     return torch.where(entries, mean, x)
 
 
-def warn_extremes(entries: torch.Tensor, what: str, columns: list[str] | None) -> None:
+def warn_extremes(entries: torch.Tensor, what: str, columns: list | None) -> None:
     count = int(entries.sum())
     row, col = (int(i) for i in entries.nonzero()[0].tolist())
     name = repr(columns[col]) if columns is not None else str(col)
@@ -91,23 +91,22 @@ def warn_extremes(entries: torch.Tensor, what: str, columns: list[str] | None) -
                   f"the {what} holding them score +inf", ExtremeValueWarning, stacklevel=4)
 
 
-def infinite_timestamps(extreme_rows: torch.Tensor, window: int, stride: int, reduce: str) -> torch.Tensor:
+def infinite_timestamps(extreme_rows: torch.Tensor, grid: WindowGrid, reduce: str) -> torch.Tensor:
     """Boolean ``[T]``: timestamps whose score is ``+inf`` because windows covering them hold an extreme value.
 
-    The windows are the scoring grid of :func:`genad_fast.series.window_starts`; a window holding an
-    extreme timestamp scores +inf, and :func:`genad_fast.series.windows_to_timestamps` with ``reduce``
-    decides which timestamps that reaches.
+    The windows are the scoring ``grid`` (every window of :meth:`genad_fast.series.WindowGrid.starts`); a window
+    holding an extreme timestamp scores +inf, and :meth:`~genad_fast.series.WindowGrid.to_timestamps` with
+    ``reduce`` decides which timestamps that reaches.
     """
-    T = extreme_rows.shape[0]
-    counts = torch.zeros(T + 1, dtype=torch.int64, device=extreme_rows.device)
+    counts = torch.zeros(grid.T + 1, dtype=torch.int64, device=extreme_rows.device)
     counts[1:] = torch.cumsum(extreme_rows.to(torch.int64), 0)
-    starts = window_starts(T, window, stride, device=extreme_rows.device)
-    holds = (counts[starts + window] - counts[starts]) > 0
+    starts = grid.starts(device=extreme_rows.device)
+    holds = (counts[starts + grid.W] - counts[starts]) > 0
     window_scores = torch.where(holds, float("inf"), 0.0).to(torch.float64)
-    return torch.isposinf(windows_to_timestamps(window_scores, T, window, stride, reduce=reduce))
+    return torch.isposinf(grid.to_timestamps(window_scores, reduce))
 
 
-def warn_constant(mask: torch.Tensor, columns: list[str] | None, detector: str) -> None:
+def warn_constant(mask: torch.Tensor, columns: list | None, detector: str) -> None:
     idx = mask.nonzero().flatten().tolist()
     names = [repr(columns[i]) if columns is not None else str(i) for i in idx]
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")

@@ -9,10 +9,9 @@ The training data's own scores (``decision_scores_``, hence ``threshold_``) are 
 (window) i is scored against the others (``exclude_self=True`` of :func:`genad_fast.ops.kde_logpdf` /
 :func:`genad_fast.ops.knn_distance`). Scoring it as a new point would count it as its own neighbour (distance
 0, the largest kernel term) and make the training scores, and the threshold, optimistic. The base class scores
-the training data right after fitting, passing the very tensor it fitted on; it is recognised by identity
-(scoring calls always pass a freshly normalised tensor), as :class:`~genad_fast.detectors.sklearn_baselines.
-LOFDetector` does. In series mode with an off-grid end-aligned window, that window is not in the reference set
-and is scored as a new point.
+the training scores from ``_training_scores`` (as :class:`~genad_fast.detectors.sklearn_baselines.LOFDetector`
+does); in series mode with an off-grid end-aligned window, the base scores that window as a new point (it is
+not in the reference set).
 
 Series: leaving one window out is not leaving its neighbourhood in time out. A training window's nearest
 other windows are mostly nearby in time (overlapping ones, or a period away in a slowly changing signal),
@@ -27,7 +26,6 @@ from __future__ import annotations
 import torch
 
 from genad_fast.detectors.base import BaseDetector
-from genad_fast.series import window_starts, windows_to_timestamps
 
 
 class ReferenceSetDetector(BaseDetector):
@@ -37,9 +35,6 @@ class ReferenceSetDetector(BaseDetector):
     score_batch_size = 65536
 
     # ---- what a subclass provides -----------------------------------------------------------------
-    def _check_params(self) -> None:
-        """The subclass's own parameter checks (run at fit, before any work)."""
-
     def _fit_reference(self, reference: torch.Tensor) -> None:
         """Anything fitted besides the reference set (e.g. the bandwidth); ``reference`` is ``[n, F]``."""
 
@@ -56,38 +51,16 @@ class ReferenceSetDetector(BaseDetector):
 
     # ---- hooks --------------------------------------------------------------------------------------
     def _fit_model(self, data: torch.Tensor) -> None:
-        self._check_params()
         self.reference_ = data.reshape(data.shape[0], -1).contiguous()
         if self.reference_.data_ptr() == data.data_ptr():  # never alias the caller's (normalised) tensor
             self.reference_ = self.reference_.clone()
         self._fit_reference(self.reference_)
-        if not self.is_series:
-            self._fitted_on = data
 
-    def _fit_series(self, series: torch.Tensor) -> None:
-        super()._fit_series(series)
-        self._fitted_on = series
-
-    def _min_fit_samples(self) -> int:
-        self._check_params()
-        return int(self.min_fit_samples)
+    def _training_scores(self) -> torch.Tensor:
+        return self._score_against(self.reference_, True)  # leave-one-out: each row (window) among the others
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
         return self._score_against(batch.reshape(batch.shape[0], -1), False)
-
-    def _score_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        if self.__dict__.pop("_fitted_on", None) is rows:
-            return self._score_against(self.reference_, True)
-        return super()._score_rows(rows)
-
-    def _score_series(self, series: torch.Tensor) -> torch.Tensor:
-        if self.__dict__.pop("_fitted_on", None) is not series:
-            return super()._score_series(series)
-        T, W, S = series.shape[0], int(self.window), int(self.stride)
-        scores = self._score_against(self.reference_, True)   # the grid windows: the reference set itself
-        if len(window_starts(T, W, S)) > scores.shape[0]:      # the end-aligned window is new to the model
-            scores = torch.cat([scores, self._score_model(series[T - W:].unsqueeze(0))])
-        return windows_to_timestamps(scores, T, W, S, reduce=self.reduce)
 
     def _get_state(self) -> dict:
         return {"reference": self.reference_, **self._extra_state()}

@@ -5,7 +5,6 @@ problem; nothing is dropped, clipped, imputed or reordered.
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
@@ -26,11 +25,11 @@ def _numeric_kind_ok(kind: str) -> bool:
     return kind in "biuf"
 
 
-def _frame_to_numpy(X: Any, name: str) -> tuple[np.ndarray, list[str]]:
+def _frame_to_numpy(X: Any, name: str) -> tuple[np.ndarray, list]:
     import pandas as pd
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-    columns = [str(c) for c in X.columns]
+    columns = list(X.columns)  # the labels as they are: feature names only when all are str (scikit-learn)
     for col, dtype in zip(columns, X.dtypes):
         if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype)) or pd.api.types.is_complex_dtype(dtype):
             raise ValueError(f"{name} has a non-numeric column {col!r} (dtype {dtype}); "
@@ -42,13 +41,13 @@ def _frame_to_numpy(X: Any, name: str) -> tuple[np.ndarray, list[str]]:
     return values, columns
 
 
-def to_tensor(X: Any, name: str = "X") -> tuple[torch.Tensor, list[str] | None]:
-    """``X`` as a floating torch tensor (float64 for non-float input), plus its column names if a DataFrame.
+def to_tensor(X: Any, name: str = "X") -> tuple[torch.Tensor, list | None]:
+    """``X`` as a floating torch tensor (float64 for non-float input), plus its column labels if a DataFrame.
 
     Accepts torch tensors (real floating, integer or bool), numpy arrays, pandas DataFrames and
     Series, and nested sequences of numbers.
     """
-    columns: list[str] | None = None
+    columns: list | None = None
     if isinstance(X, torch.Tensor):
         t = X.detach()
         if t.is_complex():
@@ -83,7 +82,7 @@ def to_tensor(X: Any, name: str = "X") -> tuple[torch.Tensor, list[str] | None]:
     return torch.from_numpy(arr), columns
 
 
-def check_finite(x: torch.Tensor, name: str = "X", columns: list[str] | None = None) -> None:
+def check_finite(x: torch.Tensor, name: str = "X", columns: list | None = None) -> None:
     """Raise if ``x`` holds NaN or inf: how many, and where the first one is."""
     finite = torch.isfinite(x)
     if bool(finite.all()):
@@ -115,11 +114,3 @@ def check_rank(x: torch.Tensor, series: bool, name: str = "X") -> torch.Tensor:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(x.shape)}{hint}")
     return x
 
-
-def check_int_param(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an int{' or None' if allow_none else ''}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import torch
 
+from genad_fast._params import Param
 from genad_fast.detectors._call import build_network
-from genad_fast.detectors._network import NetworkParamsMixin, default_code_size, sample_shape
-from genad_fast.detectors.base import BaseDetector
+from genad_fast.detectors._network import HIDDEN, NetworkParamsMixin, default_code_size, sample_shape
+from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.autoencoder import AutoEncoder, reconstruction_loss
 
@@ -27,32 +28,22 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
 
     Parameters
     ----------
-    latent_dim : int or None, default None
-        Bottleneck size; None: half the input size (features, or W·C), at least 2, at most 16.
-        It must be smaller than the input for the error to mean anything (an autoencoder as wide
-        as its input can learn the identity and reconstruct anomalies too).
-    hidden : tuple of int or None, default None
-        Hidden widths of the MLP (rows) or channels of the convolution stages (windows, each stage
-        halves the length); None: (128, 64) for rows, (32, 64) for windows.
-    kernel_size : int, default 5
-        Odd convolution kernel length (windows).
-    batch_norm : bool, default False
-        Batch normalisation after each hidden layer.
-    per_timestamp : bool, default True
-        Windows: score each timestamp by its own reconstruction error (else each window by its mean error).
-    epochs, batch_size, lr, weight_decay, grad_clip, val_fraction, patience
-        Training (:func:`genad_fast.nn.training.fit`): Adam, global gradient-norm clipping, early
-        stopping on a held-out split.
-    reduce : "min", "mean" or "max", default "min"
-        Series: how the scores of the windows covering a timestamp combine. A window's code depends on
-        all its timestamps, so an anomaly spoils the reconstruction of the normal timestamps around it
-        in every window it falls in; "min" keeps the score where every covering window finds it
-        anomalous (see :data:`genad_fast.series.REDUCTIONS`).
-    **kwargs
-        The shared detector parameters (window, stride, contamination, device, seed, ...).
     """
 
     min_fit_samples = 8
+    _param_specs = (
+        Param("latent_dim", "int", "Bottleneck size; None: half the input size (features, or W·C), at least 2, at "
+              "most 16. It must be smaller than the input for the error to mean anything (an autoencoder as wide "
+              "as its input can learn the identity and reconstruct anomalies too).", low=1, allow_none=True),
+        HIDDEN.but(doc="Hidden widths of the MLP (rows) or channels of the convolution stages (windows, each stage "
+                   "halves the length); None: (128, 64) for rows, (32, 64) for windows."),
+        Param("per_timestamp", "bool", "Windows: score each timestamp by its own reconstruction error (else each "
+              "window by its mean error).", scoring=True),
+        REDUCE.but(doc="Series: how the scores of the windows covering a timestamp combine. A window's code depends "
+                   "on all its timestamps, so an anomaly spoils the reconstruction of the normal timestamps around "
+                   "it in every window it falls in; \"min\" keeps the score where every covering window finds it "
+                   "anomalous (see :data:`genad_fast.series.REDUCTIONS`)."),
+    )
 
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, kernel_size: int = 5,
                  batch_norm: bool = False, per_timestamp: bool = True, epochs: int = 50, batch_size: int = 128,
@@ -72,21 +63,12 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
         self.val_fraction = val_fraction
         self.patience = patience
 
-    def _check_params(self) -> None:
-        self._check_network_params()
-        if self.latent_dim is not None and (isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int)
-                                            or self.latent_dim < 1):
-            raise ValueError(f"latent_dim must be None or an int >= 1, got {self.latent_dim!r}")
-        if not isinstance(self.per_timestamp, bool):
-            raise ValueError(f"per_timestamp must be True or False, got {self.per_timestamp!r}")
-
     def _build(self, shape: tuple[int, ...], latent: int) -> AutoEncoder:
         hidden = self._hidden_for(shape)
         return build_network(self, lambda: AutoEncoder(shape, latent, hidden, kernel_size=self.kernel_size,
                                                        batch_norm=self.batch_norm), "autoencoder")
 
     def _fit_model(self, data: torch.Tensor) -> None:
-        self._check_params()
         shape = sample_shape(data)
         n_dims = data[0].numel()
         latent = self.latent_dim if self.latent_dim is not None else default_code_size(n_dims)

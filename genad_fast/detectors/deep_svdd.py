@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import torch
 
+from genad_fast._params import Param
 from genad_fast.detectors._call import build_network
-from genad_fast.detectors._network import NetworkParamsMixin, _number, default_code_size, sample_shape
-from genad_fast.detectors.base import BaseDetector
+from genad_fast.detectors._network import NetworkParamsMixin, default_code_size, sample_shape
+from genad_fast.detectors._training_params import TRAINING_SPECS
+from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.autoencoder import AutoEncoder, reconstruction_loss
 from genad_fast.nn.svdd import OBJECTIVES, DeepSVDD, svdd_loss, svdd_network
@@ -40,37 +42,29 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
 
     Parameters
     ----------
-    objective : "one-class" or "soft-boundary", default "one-class"
-        See the module docstring.
-    nu : float in (0, 1], default 0.1
-        Soft-boundary: the upper bound on the fraction of training points outside the sphere (ν).
-    rep_dim : int or None, default None
-        Output size of φ; None: half the input size (features, or W·C), at least 2, at most 16.
-    pretrain_epochs : int, default 20
-        Epochs of bias-free autoencoder pre-training (same batch size, learning rate, clipping and
-        early stopping as the main training); 0 starts φ from its random initialisation.
-    warm_up_epochs : int, default 10
-        Soft-boundary: epochs before the radius is first solved for.
-    center_eps : float, default 0.1
-        The guard of c: coordinates of |c_j| below it are set to ±center_eps; > 0.
-    hidden : tuple of int or None, default None
-        Hidden widths (MLP) or convolution channels per stage (windows); None: (128, 64) for rows,
-        (32, 64) for windows.
-    kernel_size : int, default 5
-        Odd convolution kernel length (windows).
-    batch_norm : bool, default False
-        Batch normalisation (without affine parameters: φ stays bias-free) after each hidden layer.
-    epochs, batch_size, lr, weight_decay, grad_clip, val_fraction, patience
-        Training (:func:`genad_fast.nn.training.fit`); ``weight_decay`` is the λ of the objective
-        (default 1e-6 as in the paper).
-    reduce : "min", "mean" or "max", default "min"
-        Series: how the scores of the windows covering a timestamp combine; "min" keeps a window-level
-        score on the anomaly instead of smearing it over the W - 1 timestamps on either side.
-    **kwargs
-        The shared detector parameters (window, stride, contamination, device, seed, ...).
     """
 
     min_fit_samples = 8
+    _param_specs = (
+        Param("objective", "choice", "See the module docstring.", choices=OBJECTIVES),
+        Param("nu", "number", "Soft-boundary: the upper bound on the fraction of training points outside the "
+              "sphere (ν).", low=0.0, high=1.0, low_open=True),
+        Param("rep_dim", "int", "Output size of φ; None: half the input size (features, or W·C), at least 2, at "
+              "most 16.", low=1, allow_none=True),
+        Param("pretrain_epochs", "int", "Epochs of bias-free autoencoder pre-training (same batch size, learning "
+              "rate, clipping and early stopping as the main training); 0 starts φ from its random "
+              "initialisation.", low=0),
+        Param("warm_up_epochs", "int", "Soft-boundary: epochs before the radius is first solved for.", low=0),
+        Param("center_eps", "number", "The guard of c: coordinates of |c_j| below it are set to ±center_eps.",
+              low=0.0, low_open=True),
+        Param("batch_norm", "bool", "Batch normalisation (without affine parameters: φ stays bias-free) after each "
+              "hidden layer."),
+        TRAINING_SPECS["weight_decay"].but(doc="The λ of the objective (default 1e-6 as in the paper): an L2 "
+                                           "penalty on the weights."),
+        REDUCE.but(doc="Series: how the scores of the windows covering a timestamp combine; \"min\" keeps a "
+                   "window-level score on the anomaly instead of smearing it over the W - 1 timestamps on either "
+                   "side."),
+    )
 
     def __init__(self, objective: str = "one-class", nu: float = 0.1, rep_dim: int | None = None,
                  pretrain_epochs: int = 20, warm_up_epochs: int = 10, center_eps: float = 0.1,
@@ -96,20 +90,6 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
         self.val_fraction = val_fraction
         self.patience = patience
 
-    def _check_params(self) -> None:
-        self._check_network_params()
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        _number("nu", self.nu, 0.0, 1.0, low_open=True, high_open=False)
-        if self.rep_dim is not None and (isinstance(self.rep_dim, bool) or not isinstance(self.rep_dim, int)
-                                         or self.rep_dim < 1):
-            raise ValueError(f"rep_dim must be None or an int >= 1, got {self.rep_dim!r}")
-        for name in ("pretrain_epochs", "warm_up_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        _number("center_eps", self.center_eps, 0.0, low_open=True)
-
     def _build(self, shape: tuple[int, ...], rep_dim: int) -> DeepSVDD:
         hidden = self._hidden_for(shape)
 
@@ -129,7 +109,6 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
         return ae.encoder
 
     def _fit_model(self, data: torch.Tensor) -> None:
-        self._check_params()
         shape = self.sample_shape_ = sample_shape(data)
         rep_dim = self.rep_dim if self.rep_dim is not None else default_code_size(data[0].numel())
         model = self._build(shape, rep_dim)

@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import torch
 
+from genad_fast._params import Param
 from genad_fast.detectors._call import build_network, current_call
+from genad_fast.detectors._network import MATMUL_DTYPE, MATMUL_DTYPES
+from genad_fast.detectors._training_params import TrainingParamsMixin
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.diffusion import SAMPLERS, SCHEDULES, ConditionalDenoiser, Denoiser, NoiseSchedule
@@ -40,54 +43,67 @@ from genad_fast.nn.diffusion.sampler import SeriesSampler
 
 MODES = ("reconstruct", "impute")
 MASKS = ("grid", "random")
-MATMUL_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 _U63 = 1 << 63
 
 
-class DiffusionDetector(BaseDetector):
+def _masks_rule(name: str, masks) -> None:
+    kinds = (masks,) if isinstance(masks, str) else tuple(masks) if hasattr(masks, "__iter__") else ()
+    if not kinds or any(m not in MASKS for m in kinds) or len(set(kinds)) != len(kinds):
+        raise ValueError(f"{name} must be a non-empty selection of {MASKS} without repeats, got {masks!r}")
+
+
+def _sampling(name: str, doc: str, **rule) -> Param:
+    """A parameter of the reverse chain or the tiling: read at scoring too."""
+    return Param(name, rule.pop("kind", "int"), doc, scoring=True, **rule)
+
+
+class DiffusionDetector(TrainingParamsMixin, BaseDetector):
     """Denoising-diffusion detector for multivariate series (see the module docstring).
 
     Parameters
     ----------
-    window : int, default 100
-        Training window length (ImDiffusion: 100); must cover the denoiser's receptive field. Scoring is tiled
-        and does not use windows.
-    mode : "reconstruct" or "impute", default "reconstruct"
-    n_steps : int, default 50
-        Diffusion steps N (CSDI, ImDiffusion: 50).
-    schedule : "quadratic", "linear" or "cosine", default "quadratic" (CSDI, ImDiffusion)
-    beta_start, beta_end : float or None
-        Override the schedule's end points (quadratic: 1e-4, 0.5; linear: 1e-4, 0.02 scaled by 1000/N).
-    noise_level : int or None, default None
-        Reconstruct: the level t0 in [1, n_steps] the series is noised to. None: n_steps // 5 (with the
-        quadratic schedule ᾱ ≈ 0.93, a noise std of about 0.27 of a normalised channel: enough to wash out an
-        anomaly's detail, little enough to keep the normal pattern recoverable).
-    denoise_steps : int or None, default None
-        Reverse steps k: <= noise_level (reconstruct) or <= n_steps (impute). None: the full chain.
-    sampler : "ddpm" or "ddim", default "ddpm" (ancestral sampling, as DDPM, CSDI and ImDiffusion)
-    eta : float in [0, 1], default 0.0
-        DDIM's stochasticity (0: deterministic; 1: the DDPM posterior). Used by ``sampler="ddim"`` only.
-    n_draws : int, default 2
-        Noise draws K averaged per timestamp.
-    masks : tuple of "grid" and/or "random", default both
-        Impute: the mask kinds, each used with its complement.
-    mask_split : int, default 4
-        Impute: a window holds ``mask_split`` grid blocks (ImDiffusion's ``split``), block = window // mask_split.
-    residual_channels, n_layers, dilation_cycle, kernel_size, embedding_dim
-        Denoiser architecture (:class:`genad_fast.nn.denoiser.Denoiser`); defaults give a receptive field of 61.
-    epochs, batch_size, lr, weight_decay, grad_clip, val_fraction, patience
-        Training (:func:`genad_fast.nn.training.fit`): Adam, clipping, early stopping on a held-out split.
-    tile_size : int, default 1024
-        Timestamps a tile owns at scoring; it reads a halo of the receptive radius more on each side.
-    tile_batch : int, default 4
-        Tiles per network call (batched, since all tile reads have one length). Memory of the network at scoring
-        is about tile_batch x draws (x masks) x (tile_size + 2 halo) x 2 residual_channels floats per tensor;
-        the defaults keep one call's activations near a CPU core's L2 cache.
-    matmul_dtype : "float32" or "bfloat16", default "float32"
-        Dtype of the denoiser's products at scoring (autocast); the state, steps and scores stay float32.
-    **kwargs
-        The shared detector parameters (stride, contamination, device, backend, seed, verbose, ...).
     """
+
+    _param_specs = (
+        BaseDetector.param_spec("window").but(allow_none=False, doc="Training window length (ImDiffusion: 100); "
+                                              "must cover the denoiser's receptive field. Scoring is tiled and does "
+                                              "not use windows."),
+        Param("mode", "choice", "Reconstruction- or imputation-based scores (module docstring).", choices=MODES),
+        _sampling("n_steps", "Diffusion steps N (CSDI, ImDiffusion: 50).", low=1),
+        _sampling("schedule", "The noise schedule (quadratic: CSDI, ImDiffusion).", kind="choice", choices=SCHEDULES),
+        *(_sampling(name, "Override the schedule's end points (quadratic: 1e-4, 0.5; linear: 1e-4, 0.02 scaled by "
+                    "1000/N).", kind="number", low=0.0, high=1.0, low_open=True, high_open=True, allow_none=True)
+          for name in ("beta_start", "beta_end")),
+        _sampling("noise_level", "Reconstruct: the level t0 in [1, n_steps] the series is noised to. None: n_steps "
+                  "// 5 (with the quadratic schedule ᾱ ≈ 0.93, a noise std of about 0.27 of a normalised channel: "
+                  "enough to wash out an anomaly's detail, little enough to keep the normal pattern recoverable).",
+                  low=1, allow_none=True),
+        _sampling("denoise_steps", "Reverse steps k: <= noise_level (reconstruct) or <= n_steps (impute). None: the "
+                  "full chain.", low=1, allow_none=True),
+        _sampling("sampler", "Ancestral sampling (DDPM, as CSDI and ImDiffusion) or DDIM.", kind="choice",
+                  choices=SAMPLERS),
+        _sampling("eta", "DDIM's stochasticity (0: deterministic; 1: the DDPM posterior). Used by "
+                  "``sampler=\"ddim\"`` only.", kind="number", low=0.0, high=1.0),
+        _sampling("n_draws", "Noise draws K averaged per timestamp.", low=1),
+        _sampling("masks", "Impute: the mask kinds, each used with its complement.", kind="any", check=_masks_rule,
+                  type_doc='tuple of "grid" and/or "random"'),
+        _sampling("mask_split", "Impute: a window holds ``mask_split`` grid blocks (ImDiffusion's ``split``), block "
+                  "= window // mask_split.", low=1),
+        # the denoiser (:class:`genad_fast.nn.denoiser.Denoiser`); the defaults give a receptive field of 61
+        Param("residual_channels", "int", "Channels of the denoiser's residual layers.", low=1),
+        Param("n_layers", "int", "Residual layers of the denoiser.", low=1),
+        Param("dilation_cycle", "int", "Layer l has dilation 2^(l mod dilation_cycle).", low=1),
+        Param("kernel_size", "int", "Length of the denoiser's dilated convolutions.", low=1),
+        Param("embedding_dim", "int", "Size of the sinusoidal step embedding (CSDI: 128).", low=1),
+        _sampling("tile_size", "Timestamps a tile owns at scoring; it reads a halo of the receptive radius more on "
+                  "each side.", low=1),
+        _sampling("tile_batch", "Tiles per network call (batched, since all tile reads have one length). Memory of "
+                  "the network at scoring is about tile_batch x draws (x masks) x (tile_size + 2 halo) x 2 "
+                  "residual_channels floats per tensor; the defaults keep one call's activations near a CPU core's "
+                  "L2 cache.", low=1),
+        MATMUL_DTYPE.but(doc="Dtype of the denoiser's products at scoring (autocast); the state, steps and scores "
+                         "stay float32."),
+    )
 
     min_fit_samples = 16
 
@@ -130,31 +146,10 @@ class DiffusionDetector(BaseDetector):
         self.matmul_dtype = matmul_dtype
 
     # ---- parameters ------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.window is None:
-            raise ValueError("DiffusionDetector models series: window must be an int (the training window), not None")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.matmul_dtype not in MATMUL_DTYPES:
-            raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, got {self.matmul_dtype!r}")
-        for name in ("n_steps", "n_draws", "mask_split", "residual_channels", "n_layers", "dilation_cycle",
-                     "kernel_size", "embedding_dim", "epochs", "batch_size", "tile_size", "tile_batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.eta, bool) or not isinstance(self.eta, (int, float)) or not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be a number in [0, 1], got {self.eta!r}")
-        masks = (self.masks,) if isinstance(self.masks, str) else tuple(self.masks)
-        if not masks or any(m not in MASKS for m in masks) or len(set(masks)) != len(masks):
-            raise ValueError(f"masks must be a non-empty selection of {MASKS} without repeats, got {self.masks!r}")
+    def _check_params(self, scoring: bool = False) -> None:
+        super()._check_params(scoring)
         if self.mode == "impute" and self.window // self.mask_split < 1:
             raise ValueError(f"mask_split={self.mask_split} leaves grid blocks of 0 timestamps in window={self.window}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         self._noise_level()
         self._chain_length()
 
@@ -190,7 +185,6 @@ class DiffusionDetector(BaseDetector):
 
     # ---- training --------------------------------------------------------------------------------
     def _fit_model(self, data: torch.Tensor) -> None:
-        self._check_params()
         model = self._build(int(data.shape[2]))
         if model.receptive_field > self.window:
             raise ValueError(f"window={self.window} is shorter than the denoiser's receptive field "
@@ -204,15 +198,11 @@ class DiffusionDetector(BaseDetector):
         noise = call.generator("training-noise", self.device_)  # steps t, noise z and masks of the loss
         loss = ReconstructLoss(alpha_bar, call.dispatch, noise) if self.mode == "reconstruct" else \
             ImputeLoss(alpha_bar, call.dispatch, noise, self._mask_kinds(), max(1, self.window // self.mask_split))
-        config = training.TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                      weight_decay=self.weight_decay, grad_clip=self.grad_clip,
-                                      val_fraction=self.val_fraction, patience=self.patience)
-        self.history_ = training.fit(self.model_, loss, data, config, self._torch_generator("fit"),
+        self.history_ = training.fit(self.model_, loss, data, self._train_config(), self._torch_generator("fit"),
                                      verbose=self.verbose, desc="DiffusionDetector")
 
     # ---- scoring ---------------------------------------------------------------------------------
     def _fit_series(self, series: torch.Tensor) -> None:
-        self._check_params()
         # The range of normal data, per channel: reconstructions are clipped to it (SeriesSampler.reverse_chain).
         self.train_min_ = series.amin(dim=0).to(torch.float32)
         self.train_max_ = series.amax(dim=0).to(torch.float32)
@@ -222,7 +212,6 @@ class DiffusionDetector(BaseDetector):
         raise NotImplementedError("DiffusionDetector scores whole series (_score_series)")
 
     def _score_series(self, series: torch.Tensor) -> torch.Tensor:
-        self._check_params()
         T, C = series.shape
         rf = self.model_.receptive_field
         if T < rf:

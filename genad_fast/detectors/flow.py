@@ -25,48 +25,43 @@ from collections.abc import Iterator
 import torch
 
 from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
+from genad_fast._params import Param
+from genad_fast.detectors._network import MATMUL_DTYPE, MATMUL_DTYPES
 from genad_fast.detectors._renamed import take_renamed
-from genad_fast.detectors.base import BaseDetector
+from genad_fast.detectors._training_params import TrainingParamsMixin
+from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.flow import RealNVP
 from genad_fast.nn.flow.plan import scoring_log_prob
 
 SCORES = ("nll", "typicality")
-MATMUL_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 
 
-class FlowDetector(BaseDetector):
+class FlowDetector(TrainingParamsMixin, BaseDetector):
     """Normalizing-flow detector (exact likelihood), tabular or over windows of a series.
 
     Parameters
     ----------
-    n_steps : int, default 8
-        Flow steps, each ActNorm -> invertible mixing -> affine coupling.
-    hidden : int, default 128
-        Width of the residual-MLP conditioners.
-    n_blocks : int, default 2
-        Residual blocks per conditioner.
-    clamp : float, default 2.0
-        Bound on the coupling log-scale, s = clamp·tanh(s_raw/clamp): keeps training stable
-        (exp(s) in [e^-2, e^2] per step). 0 disables it.
-    mixing : "auto", "lu" or "permutation", default "auto"
-        Invertible mixing between couplings: LU-parametrised linear maps (Glow) up to 256 features,
-        fixed permutations above (where D² products would dominate).
-    anomaly_score : "nll" or "typicality", default "nll"
-        Anomaly score, see the module docstring. Formerly ``score`` (still accepted, with a
-        DeprecationWarning: an attribute ``score`` hid scikit-learn's ``score()`` method).
-    epochs, batch_size, lr, weight_decay, grad_clip, val_fraction, patience
-        Training: Adam, global gradient-norm clipping, early stopping on a held-out split.
-    reduce : "min", "mean" or "max", default "min"
-        Series: how the scores of the windows covering a timestamp combine. A flow scores whole
-        windows, so "mean" and "max" smear an anomaly's score over the W - 1 normal timestamps on
-        either side; "min" keeps it where every covering window is anomalous, i.e. on the anomaly.
-    matmul_dtype : "float32" or "bfloat16", default "float32"
-        Dtype of the conditioners' matrix products at scoring (bfloat16 is faster on CPUs with
-        bf16 instructions; the coupling transform and log-determinants stay float32).
-    **kwargs
-        The shared detector parameters (window, stride, contamination, device, backend, seed, ...).
     """
+
+    _param_specs = (
+        Param("n_steps", "int", "Flow steps, each ActNorm -> invertible mixing -> affine coupling.", low=1),
+        Param("hidden", "int", "Width of the residual-MLP conditioners.", low=1),
+        Param("n_blocks", "int", "Residual blocks per conditioner.", low=1),
+        Param("clamp", "number", "Bound on the coupling log-scale, s = clamp·tanh(s_raw/clamp): keeps training "
+              "stable (exp(s) in [e^-2, e^2] per step). 0 disables it.", low=0.0),
+        Param("mixing", "choice", "Invertible mixing between couplings: LU-parametrised linear maps (Glow) up to 256 "
+              "features, fixed permutations above (where D² products would dominate).",
+              choices=("auto", "lu", "permutation")),
+        Param("anomaly_score", "choice", "Anomaly score, see the module docstring. Formerly ``score`` (still "
+              "accepted, with a DeprecationWarning: an attribute ``score`` hid scikit-learn's ``score()`` method).",
+              choices=SCORES, scoring=True),
+        REDUCE.but(doc="Series: how the scores of the windows covering a timestamp combine. A flow scores whole "
+                   "windows, so \"mean\" and \"max\" smear an anomaly's score over the W - 1 normal timestamps on "
+                   "either side; \"min\" keeps it where every covering window is anomalous, i.e. on the anomaly."),
+        MATMUL_DTYPE.but(doc="Dtype of the conditioners' matrix products at scoring (bfloat16 is faster on CPUs "
+                         "with bf16 instructions; the coupling transform and log-determinants stay float32)."),
+    )
 
     min_fit_samples = 16
     #: Rows or windows per scoring call: the fused plan streams each call in cache-sized chunks
@@ -97,27 +92,12 @@ class FlowDetector(BaseDetector):
         self.matmul_dtype = matmul_dtype
 
     # ---- hooks -------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.anomaly_score not in SCORES:
-            raise ValueError(f"anomaly_score must be one of {SCORES}, got {self.anomaly_score!r}")
-        if self.matmul_dtype not in MATMUL_DTYPES:
-            raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, got {self.matmul_dtype!r}")
-        for name in ("n_steps", "hidden", "n_blocks", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.clamp < 0:
-            raise ValueError(f"clamp must be >= 0 (0 = no clamp), got {self.clamp}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-
     def _build(self, dim: int) -> RealNVP:
         return build_network(self, lambda: RealNVP(dim, n_steps=self.n_steps, hidden=self.hidden,
                                                    n_blocks=self.n_blocks, clamp=self.clamp, mixing=self.mixing),
                              "flow")
 
     def _fit_model(self, data: torch.Tensor) -> None:
-        self._check_params()
         dim = data[0].numel()
         if dim < 2:
             raise ValueError("FlowDetector needs at least 2 dimensions per sample (features, or window x channels); "
@@ -126,15 +106,15 @@ class FlowDetector(BaseDetector):
         self._freeze_constant_dims(data)
         self.model_ = self._build(self._n_active())
         self._initialize_actnorm(data)
-        config = training.TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                      weight_decay=self.weight_decay, grad_clip=self.grad_clip,
-                                      val_fraction=self.val_fraction, patience=self.patience)
-        self.history_ = training.fit(self.model_, self._training_loss, data, config, self._torch_generator("fit"),
-                                     verbose=self.verbose, desc="FlowDetector")
+        self.history_ = training.fit(self.model_, self._training_loss, data, self._train_config(),
+                                     self._torch_generator("fit"), verbose=self.verbose, desc="FlowDetector")
+        # The NLL of the training data, for typicality's mean; in the batches of a scoring pass, so that with
+        # float32 products they are the training scores too (_training_scores): no second pass.
         with torch.inference_mode(), self._scoring(data.dtype, matmul_dtype=None):
             nll = torch.cat([self._nll(data[i:i + self.score_batch_size])
                              for i in range(0, data.shape[0], self.score_batch_size)])
         self.train_nll_mean_ = float(nll.double().mean())
+        self._fit_nll = nll
 
     @contextlib.contextmanager
     def _scoring(self, dtype: torch.dtype, matmul_dtype: torch.dtype | None) -> Iterator[None]:
@@ -204,13 +184,14 @@ class FlowDetector(BaseDetector):
         x = self._active(batch.reshape(batch.shape[0], -1))
         return -model.log_prob(x, backend=current_call(self, "fit").dispatch).mean() / x.shape[1]
 
-    def _score_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        with self._scoring(rows.dtype, MATMUL_DTYPES[self.matmul_dtype]):
-            return super()._score_rows(rows)
+    def _score_context(self, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+        return self._scoring(dtype, MATMUL_DTYPES[self.matmul_dtype])
 
-    def _score_series(self, series: torch.Tensor) -> torch.Tensor:
-        with self._scoring(series.dtype, MATMUL_DTYPES[self.matmul_dtype]):
-            return super()._score_series(series)
+    def _training_scores(self) -> torch.Tensor | None:
+        nll = self.__dict__.pop("_fit_nll", None)
+        if nll is None or MATMUL_DTYPES[self.matmul_dtype] is not None:  # bfloat16 products score otherwise
+            return None
+        return nll if self.anomaly_score == "nll" else (nll - self.train_nll_mean_).abs()
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
         nll = self._nll(batch)

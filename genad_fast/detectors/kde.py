@@ -24,13 +24,14 @@ Series: a window gets one score; ``reduce`` defaults to "min", as for the other 
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
 from genad_fast import ops
+from genad_fast._params import Param
 from genad_fast.detectors._call import current_call
 from genad_fast.detectors._reference_set import ReferenceSetDetector
+from genad_fast.detectors.base import REDUCE
 
 __all__ = ["KDEDetector"]
 
@@ -40,31 +41,22 @@ BANDWIDTH_RULES = ("scott", "silverman")
 class KDEDetector(ReferenceSetDetector):
     """Gaussian kernel density detector, tabular or over windows of a series.
 
-    Parameters
-    ----------
-    bandwidth : "scott", "silverman" or float > 0, default "scott"
-        The kernel's standard deviation h, or the rule that sets it from the training data (module docstring).
-    reduce : "min", "mean" or "max", default "min"
-        Series: how the window scores covering a timestamp combine.
-    **kwargs
-        The shared detector parameters (window, stride, contamination, normalize, device, backend, seed, ...).
-
     Fitted attributes: ``bandwidth_`` (h), ``reference_`` (the training rows or flattened windows ``[N, d]``),
     and the base's.
+
+    Parameters
+    ----------
     """
+
+    _param_specs = (
+        Param("bandwidth", "number", "The kernel's standard deviation h, or the rule that sets it from the training "
+              "data (module docstring).", low=0.0, low_open=True, finite=True, choices=BANDWIDTH_RULES),
+        REDUCE,
+    )
 
     def __init__(self, bandwidth: str | float = "scott", reduce: str = "min", **kwargs):
         super().__init__(reduce=reduce, **kwargs)
         self.bandwidth = bandwidth
-
-    def _check_params(self) -> None:
-        b = self.bandwidth
-        if isinstance(b, str):
-            if b not in BANDWIDTH_RULES:
-                raise ValueError(f"bandwidth must be a number > 0 or one of {BANDWIDTH_RULES}, got {b!r}")
-            return
-        if isinstance(b, bool) or not isinstance(b, numbers.Real) or not (math.isfinite(float(b)) and b > 0):
-            raise ValueError(f"bandwidth must be a finite number > 0 or one of {BANDWIDTH_RULES}, got {b!r}")
 
     def _fit_reference(self, reference: torch.Tensor) -> None:
         if not isinstance(self.bandwidth, str):

@@ -15,13 +15,13 @@ Series: a window gets one score; ``reduce`` defaults to "min", as for the other 
 """
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from genad_fast import ops
+from genad_fast._params import Param
 from genad_fast.detectors._call import current_call
 from genad_fast.detectors._reference_set import ReferenceSetDetector
+from genad_fast.detectors.base import REDUCE
 
 __all__ = ["KNN_METHODS", "KNNDetector"]
 
@@ -31,38 +31,29 @@ KNN_METHODS = ("largest", "mean")
 class KNNDetector(ReferenceSetDetector):
     """k-nearest-neighbour distance detector, tabular or over windows of a series.
 
+    Fitted attributes: ``reference_`` (the training rows or flattened windows ``[n, F]``), and the base's.
+
     Parameters
     ----------
-    n_neighbors : int, default 5
-        k; fitting needs more than k rows (windows), since training points are scored among the others.
-    method : "largest" or "mean", default "largest"
-        The distance to the k-th neighbour, or the mean of the k distances (see the module docstring).
-    reduce : "min", "mean" or "max", default "min"
-        Series: how the window scores covering a timestamp combine.
-    **kwargs
-        The shared detector parameters (window, stride, contamination, normalize, device, backend, seed, ...).
-
-    Fitted attributes: ``reference_`` (the training rows or flattened windows ``[n, F]``), and the base's.
     """
+
+    _param_specs = (
+        Param("n_neighbors", "int", "k; fitting needs more than k rows (windows), since training points are scored "
+              "among the others.", low=1, scoring=True),
+        Param("method", "choice", "The distance to the k-th neighbour, or the mean of the k distances (see the "
+              "module docstring).", choices=KNN_METHODS, scoring=True),
+        REDUCE,
+    )
 
     def __init__(self, n_neighbors: int = 5, method: str = "largest", reduce: str = "min", **kwargs):
         super().__init__(reduce=reduce, **kwargs)
         self.n_neighbors = n_neighbors
         self.method = method
 
-    def _check_params(self) -> None:
-        k = self.n_neighbors
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"n_neighbors must be an int >= 1, got {k!r}")
-        if self.method not in KNN_METHODS:
-            raise ValueError(f"method must be one of {KNN_METHODS}, got {self.method!r}")
-
     def _min_fit_samples(self) -> int:
-        self._check_params()
         return int(self.n_neighbors) + 1
 
     def _score_against(self, x: torch.Tensor, exclude_self: bool) -> torch.Tensor:
-        self._check_params()
         k = int(self.n_neighbors)
         available = self.reference_.shape[0] - (1 if exclude_self else 0)
         if k > available:  # only after set_params on a fitted model: fit checks this

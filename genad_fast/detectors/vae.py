@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import torch
 
+from genad_fast._params import Param
 from genad_fast.detectors._call import build_network, current_call
-from genad_fast.detectors._renamed import take_renamed
+from genad_fast.detectors._hook_helpers import stream_seed
 from genad_fast.detectors._network import NetworkParamsMixin, default_code_size, sample_shape
-from genad_fast.detectors.base import BaseDetector, _stream_seed
+from genad_fast.detectors._renamed import take_renamed
+from genad_fast.detectors._training_params import TRAINING_SPECS
+from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.vae import SCORES, GaussianVAE, elbo_loss
 
@@ -38,39 +41,29 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
 
     Parameters
     ----------
-    latent_dim : int or None, default None
-        Size of z; None: half the input size (features, or W·C), at least 2, at most 16.
-    beta : float, default 1.0
-        Weight of the KL term in the training objective (β-VAE); > 0. The ``"elbo"`` score always
-        uses β = 1 (the bound on -log p(x)).
-    anomaly_score : "recon_prob" or "elbo", default "recon_prob"
-        Anomaly score, see the module docstring. Formerly ``score`` (still accepted, with a
-        DeprecationWarning: an attribute ``score`` hid scikit-learn's ``score()`` method).
-    n_samples : int, default 16
-        L, the latent samples per input at scoring.
-    hidden : tuple of int or None, default None
-        Hidden widths (MLP) or convolution channels per stage (windows); None: (128, 64) for rows,
-        (32, 64) for windows.
-    kernel_size : int, default 5
-        Odd convolution kernel length (windows).
-    batch_norm : bool, default False
-        Batch normalisation after each hidden layer.
-    min_variance : float, default 1e-3
-        Floor of the decoder variance s² (in units of the normalised data); > 0.
-    per_timestamp : bool, default True
-        Windows: one score per timestamp of each window (else one per window).
-    epochs, batch_size, lr, weight_decay, grad_clip, val_fraction, patience
-        Training (:func:`genad_fast.nn.training.fit`) on -ELBO_β / D with one latent sample per input.
-    reduce : "min", "mean" or "max", default "min"
-        Series: how the scores of the windows covering a timestamp combine. A window's code depends on
-        all its timestamps, so an anomaly degrades the reconstruction of the normal timestamps around it
-        in every window it falls in; "min" keeps the score where every covering window finds it
-        anomalous (see :data:`genad_fast.series.REDUCTIONS`).
-    **kwargs
-        The shared detector parameters (window, stride, contamination, device, seed, ...).
     """
 
     min_fit_samples = 8
+    _param_specs = (
+        Param("latent_dim", "int", "Size of z; None: half the input size (features, or W·C), at least 2, at most 16.",
+              low=1, allow_none=True),
+        Param("beta", "number", "Weight of the KL term in the training objective (β-VAE). The ``\"elbo\"`` score "
+              "always uses β = 1 (the bound on -log p(x)).", low=0.0, low_open=True),
+        Param("anomaly_score", "choice", "Anomaly score, see the module docstring. Formerly ``score`` (still "
+              "accepted, with a DeprecationWarning: an attribute ``score`` hid scikit-learn's ``score()`` method).",
+              choices=SCORES, scoring=True),
+        Param("n_samples", "int", "L, the latent samples per input at scoring.", low=1, scoring=True),
+        Param("min_variance", "number", "Floor of the decoder variance s² (in units of the normalised data).",
+              low=0.0, low_open=True),
+        Param("per_timestamp", "bool", "Windows: one score per timestamp of each window (else one per window).",
+              scoring=True),
+        TRAINING_SPECS["epochs"].but(doc="Training epochs (:func:`genad_fast.nn.training.fit`) on -ELBO_β / D with "
+                                     "one latent sample per input; at most, early stopping may end sooner."),
+        REDUCE.but(doc="Series: how the scores of the windows covering a timestamp combine. A window's code depends "
+                   "on all its timestamps, so an anomaly degrades the reconstruction of the normal timestamps "
+                   "around it in every window it falls in; \"min\" keeps the score where every covering window "
+                   "finds it anomalous (see :data:`genad_fast.series.REDUCTIONS`)."),
+    )
 
     def __init__(self, latent_dim: int | None = None, beta: float = 1.0, anomaly_score: str = "recon_prob",
                  n_samples: int = 16, hidden: tuple[int, ...] | None = None, kernel_size: int = 5,
@@ -98,26 +91,6 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
         self.val_fraction = val_fraction
         self.patience = patience
 
-    def _check_score_params(self) -> None:
-        if self.anomaly_score not in SCORES:
-            raise ValueError(f"anomaly_score must be one of {SCORES}, got {self.anomaly_score!r}")
-        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 1:
-            raise ValueError(f"n_samples must be an int >= 1, got {self.n_samples!r}")
-        if not isinstance(self.per_timestamp, bool):
-            raise ValueError(f"per_timestamp must be True or False, got {self.per_timestamp!r}")
-
-    def _check_params(self) -> None:
-        self._check_network_params()
-        self._check_score_params()
-        if self.latent_dim is not None and (isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int)
-                                            or self.latent_dim < 1):
-            raise ValueError(f"latent_dim must be None or an int >= 1, got {self.latent_dim!r}")
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta > 0:
-            raise ValueError(f"beta must be a number > 0, got {self.beta!r}")
-        if isinstance(self.min_variance, bool) or not isinstance(self.min_variance, (int, float)) \
-                or not self.min_variance > 0:
-            raise ValueError(f"min_variance must be a number > 0, got {self.min_variance!r}")
-
     def _build(self, shape: tuple[int, ...], latent: int) -> GaussianVAE:
         hidden = self._hidden_for(shape)
         return build_network(self, lambda: GaussianVAE(shape, latent, hidden, kernel_size=self.kernel_size,
@@ -125,7 +98,6 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
                                                        min_variance=float(self.min_variance)), "vae")
 
     def _fit_model(self, data: torch.Tensor) -> None:
-        self._check_params()
         shape = sample_shape(data)
         latent = self.latent_dim if self.latent_dim is not None else default_code_size(data[0].numel())
         self.model_ = self._build(shape, latent)
@@ -139,12 +111,11 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
                                      self._torch_generator("fit"), verbose=self.verbose, desc="VAEDetector")
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
-        self._check_score_params()  # score, n_samples and per_timestamp may be changed after fit
         L = int(self.n_samples)
         per_t = self.is_series and self.per_timestamp
         step = max(1, MAX_CODES_PER_PASS // L)
         # ε keyed on each row's content: a row scores the same alone, in any batch or stream
-        seed = _stream_seed(self.seed_, "latent-samples")
+        seed = stream_seed(self.seed_, "latent-samples")
         return torch.cat([self.model_.scores(batch[i:i + step], self.anomaly_score, L, per_timestamp=per_t, noise_seed=seed)
                           for i in range(0, batch.shape[0], step)])
 

@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from genad_fast._params import Param
 from genad_fast.detectors.base import BaseDetector
+
+
+def sklearn_param(name: str, estimator: str, type_doc: str, doc: str = "") -> Param:
+    """A parameter passed on to the scikit-learn estimator as it is: scikit-learn checks it at fit."""
+    return Param(name, "any", doc or f"As for scikit-learn's ``{estimator}``.", type_doc=type_doc)
 
 
 def _rows(data: torch.Tensor) -> torch.Tensor:
@@ -31,9 +37,6 @@ class _SklearnDetector(BaseDetector):
     min_fit_samples = 2
 
     # ---- what each wrapper provides -----------------------------------------------------------
-    def _check_params(self) -> None:
-        """The wrapper's own parameter checks (scikit-learn validates its estimator's parameters at fit)."""
-
     def _make_estimator(self, random_state: int) -> Any:
         raise NotImplementedError
 
@@ -47,7 +50,6 @@ class _SklearnDetector(BaseDetector):
 
     # ---- hooks ----------------------------------------------------------------------------------
     def _fit_model(self, data: torch.Tensor) -> None:
-        self._check_params()
         X = _numpy(_rows(data))
         # scikit-learn seeds from an int; derive one from the detector's seed (its own stream).
         random_state = int(self._numpy_rng("estimator").integers(0, 2**31 - 1))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genad_fast.detectors.sklearn_baselines._wrapper import _SklearnDetector, _t
+from genad_fast.detectors.base import REDUCE
+from genad_fast.detectors.sklearn_baselines._wrapper import _SklearnDetector, _t, sklearn_param
 
 
 def average_path_length(n: np.ndarray) -> np.ndarray:
@@ -32,17 +33,16 @@ class IsolationForestDetector(_SklearnDetector):
 
     Parameters
     ----------
-    n_estimators : int, default 100
-    max_samples : "auto", int or float, default "auto"
-        ψ: "auto" = min(256, n).
-    max_features : int or float, default 1.0
-    bootstrap : bool, default False
-        As for scikit-learn; the random choices are seeded from ``seed``.
-    reduce : "min", "mean" or "max", default "min"
-        Series: how the window scores covering a timestamp combine (see the module docstring).
-    **kwargs
-        The shared detector parameters (window, stride, contamination, seed, ...).
     """
+
+    _param_specs = (
+        sklearn_param("n_estimators", "IsolationForest", "int", "The number of trees."),
+        sklearn_param("max_samples", "IsolationForest", '"auto", int or float', 'ψ: "auto" = min(256, n).'),
+        sklearn_param("max_features", "IsolationForest", "int or float"),
+        sklearn_param("bootstrap", "IsolationForest", "bool", "As for scikit-learn; the random choices are seeded "
+                      "from ``seed``."),
+        REDUCE,
+    )
 
     def __init__(self, n_estimators: int = 100, max_samples: str | int | float = "auto",
                  max_features: int | float = 1.0, bootstrap: bool = False, reduce: str = "min", **kwargs):

@@ -5,13 +5,12 @@ scikit-learn's leave-self-out ``negative_outlier_factor_``.
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 
-from genad_fast.detectors.sklearn_baselines._wrapper import _SklearnDetector, _numpy
-from genad_fast.series import window_starts, windows_to_timestamps
+from genad_fast._params import Param
+from genad_fast.detectors.base import REDUCE
+from genad_fast.detectors.sklearn_baselines._wrapper import _SklearnDetector, _numpy, sklearn_param
 
 
 class LOFDetector(_SklearnDetector):
@@ -28,15 +27,16 @@ class LOFDetector(_SklearnDetector):
 
     Parameters
     ----------
-    n_neighbors : int, default 20
-        k; fitting needs more than k rows (windows).
-    algorithm, leaf_size, metric, p
-        As for scikit-learn's ``LocalOutlierFactor``.
-    reduce : "min", "mean" or "max", default "min"
-        Series: how the window scores covering a timestamp combine (see the module docstring).
-    **kwargs
-        The shared detector parameters (window, stride, contamination, seed, ...).
     """
+
+    _param_specs = (
+        Param("n_neighbors", "int", "k; fitting needs more than k rows (windows).", low=1),
+        sklearn_param("algorithm", "LocalOutlierFactor", "str"),
+        sklearn_param("leaf_size", "LocalOutlierFactor", "int"),
+        sklearn_param("metric", "LocalOutlierFactor", "str"),
+        sklearn_param("p", "LocalOutlierFactor", "float"),
+        REDUCE,
+    )
 
     def __init__(self, n_neighbors: int = 20, algorithm: str = "auto", leaf_size: int = 30, metric: str = "minkowski",
                  p: float = 2, reduce: str = "min", **kwargs):
@@ -47,13 +47,7 @@ class LOFDetector(_SklearnDetector):
         self.metric = metric
         self.p = p
 
-    def _check_params(self) -> None:
-        k = self.n_neighbors
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"n_neighbors must be an int >= 1, got {k!r}")
-
     def _min_fit_samples(self) -> int:
-        self._check_params()
         return int(self.n_neighbors) + 1
 
     def _make_estimator(self, random_state: int = 0):
@@ -72,32 +66,6 @@ class LOFDetector(_SklearnDetector):
     def _score_state(self, x: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(-self.estimator_.score_samples(_numpy(x)), device=x.device)
 
-    # The base scores the training data right after fitting, passing the very tensor it fitted on:
-    # recognise it (by identity: scoring calls always pass a freshly normalised tensor) and answer with
-    # the leave-self-out LOF scikit-learn computed at fit.
-    def _fit_model(self, data: torch.Tensor) -> None:
-        super()._fit_model(data)
-        if not self.is_series:
-            self._fitted_on = data
-
-    def _fit_series(self, series: torch.Tensor) -> None:
-        super()._fit_series(series)
-        self._fitted_on = series
-
-    def _training_lof(self) -> torch.Tensor:
+    def _training_scores(self) -> torch.Tensor:
+        """The leave-self-out LOF scikit-learn computed at fit, for the rows (grid windows) fitted on."""
         return torch.as_tensor(-self.estimator_.negative_outlier_factor_, dtype=torch.float64, device=self.device_)
-
-    def _score_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        if self.__dict__.pop("_fitted_on", None) is rows:
-            return self._training_lof()
-        return super()._score_rows(rows)
-
-    def _score_series(self, series: torch.Tensor) -> torch.Tensor:
-        if self.__dict__.pop("_fitted_on", None) is not series:
-            return super()._score_series(series)
-        T, W, S = series.shape[0], int(self.window), int(self.stride)
-        scores = self._training_lof()                      # the grid windows, which LOF was fitted on
-        if len(window_starts(T, W, S)) > scores.shape[0]:  # the end-aligned window is new to the model
-            tail = series[T - W:].unsqueeze(0)
-            scores = torch.cat([scores, self._score_model(tail)])
-        return windows_to_timestamps(scores, T, W, S, reduce=self.reduce)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genad_fast.detectors.sklearn_baselines._wrapper import _SklearnDetector, _t
+from genad_fast._params import Param
+from genad_fast.detectors.base import REDUCE
+from genad_fast.detectors.sklearn_baselines._wrapper import _SklearnDetector, _t, sklearn_param
 
 
 OCSVM_KERNELS = ("rbf", "linear", "poly", "sigmoid")
@@ -22,20 +24,22 @@ class OCSVMDetector(_SklearnDetector):
 
     Parameters
     ----------
-    kernel : "rbf", "linear", "poly" or "sigmoid", default "rbf"
-    nu : float in (0, 1], default 0.1
-        Upper bound on the fraction of training errors and lower bound on the fraction of support
-        vectors (scikit-learn's default is 0.5; 0.1 matches the base default contamination and keeps
-        scoring cheap: cost is proportional to the number of support vectors).
-    gamma : "scale", "auto" or float, default "scale"
-        As for scikit-learn ("scale" = 1 / (F · Var(X)), F the features or W·C).
-    degree, coef0, tol, max_iter
-        As for scikit-learn.
-    reduce : "min", "mean" or "max", default "min"
-        Series: how the window scores covering a timestamp combine (see the module docstring).
-    **kwargs
-        The shared detector parameters (window, stride, contamination, seed, ...).
     """
+
+    _param_specs = (
+        Param("kernel", "choice", "The kernel K (see above).", choices=OCSVM_KERNELS),
+        Param("nu", "number", "Upper bound on the fraction of training errors and lower bound on the fraction of "
+              "support vectors (scikit-learn's default is 0.5; 0.1 matches the base default contamination and keeps "
+              "scoring cheap: cost is proportional to the number of support vectors).", low=0.0, high=1.0,
+              low_open=True),
+        sklearn_param("gamma", "OneClassSVM", '"scale", "auto" or float', "As for scikit-learn (\"scale\" = 1 / "
+                      "(F · Var(X)), F the features or W·C)."),
+        sklearn_param("degree", "OneClassSVM", "int"),
+        sklearn_param("coef0", "OneClassSVM", "float"),
+        sklearn_param("tol", "OneClassSVM", "float"),
+        sklearn_param("max_iter", "OneClassSVM", "int"),
+        REDUCE,
+    )
 
     def __init__(self, kernel: str = "rbf", nu: float = 0.1, gamma: str | float = "scale", degree: int = 3,
                  coef0: float = 0.0, tol: float = 1e-3, max_iter: int = -1,
@@ -48,10 +52,6 @@ class OCSVMDetector(_SklearnDetector):
         self.coef0 = coef0
         self.tol = tol
         self.max_iter = max_iter
-
-    def _check_params(self) -> None:
-        if self.kernel not in OCSVM_KERNELS:
-            raise ValueError(f"kernel must be one of {OCSVM_KERNELS}, got {self.kernel!r}")
 
     def _make_estimator(self, random_state: int):
         from sklearn.svm import OneClassSVM

@@ -9,8 +9,10 @@ import math
 import numpy as np
 import torch
 
+from genad_fast._params import Param
 from genad_fast.detectors._renamed import take_renamed
-from genad_fast.detectors.sklearn_baselines._wrapper import _SklearnDetector, _t
+from genad_fast.detectors.base import REDUCE
+from genad_fast.detectors.sklearn_baselines._wrapper import _SklearnDetector, _t, sklearn_param
 
 
 PCA_SCORES = ("likelihood", "reconstruction")
@@ -39,19 +41,18 @@ class PCADetector(_SklearnDetector):
 
     Parameters
     ----------
-    n_components : int, float or None, default 0.95
-        As for scikit-learn's PCA: an int k, a fraction in (0, 1) of the variance to keep, or None
-        for all components.
-    anomaly_score : "likelihood" or "reconstruction", default "likelihood"
-        Formerly ``score`` (still accepted, with a DeprecationWarning: an attribute ``score`` hid
-        scikit-learn's ``score()`` method).
-    svd_solver : str, default "auto"
-        As for scikit-learn's PCA (its randomized solver is seeded from ``seed``).
-    reduce : "min", "mean" or "max", default "min"
-        Series: how the window scores covering a timestamp combine (see the module docstring).
-    **kwargs
-        The shared detector parameters (window, stride, contamination, seed, ...).
     """
+
+    _param_specs = (
+        sklearn_param("n_components", "PCA", "int, float or None", "As for scikit-learn's PCA: an int k, a "
+                      "fraction in (0, 1) of the variance to keep, or None for all components."),
+        Param("anomaly_score", "choice", "The score (see above). Formerly ``score`` (still accepted, with a "
+              "DeprecationWarning: an attribute ``score`` hid scikit-learn's ``score()`` method).",
+              choices=PCA_SCORES, scoring=True),
+        sklearn_param("svd_solver", "PCA", "str", "As for scikit-learn's PCA (its randomized solver is seeded "
+                      "from ``seed``)."),
+        REDUCE,
+    )
 
     def __init__(self, n_components: int | float | None = 0.95, anomaly_score: str = "likelihood",
                  svd_solver: str = "auto", reduce: str = "min", **kwargs):
@@ -61,10 +62,6 @@ class PCADetector(_SklearnDetector):
         self.n_components = n_components
         self.anomaly_score = anomaly_score
         self.svd_solver = svd_solver
-
-    def _check_params(self) -> None:
-        if self.anomaly_score not in PCA_SCORES:
-            raise ValueError(f"anomaly_score must be one of {PCA_SCORES}, got {self.anomaly_score!r}")
 
     def _make_estimator(self, random_state: int):
         from sklearn.decomposition import PCA
@@ -86,8 +83,6 @@ class PCADetector(_SklearnDetector):
 
     def _score_state(self, x: torch.Tensor) -> torch.Tensor:
         s = self.state_
-        if self.anomaly_score not in PCA_SCORES:
-            raise ValueError(f"anomaly_score must be one of {PCA_SCORES}, got {self.anomaly_score!r}")
         V, lam, noise = s["components"], s["explained_variance"], float(s["noise_variance"])
         xc = x - s["mean"]
         p = xc @ V.T                                    # [b, k] coordinates in the principal directions
