@@ -5,9 +5,23 @@ import numpy as np
 import pytest
 import torch
 
+import importlib.util
+from pathlib import Path
+
 from genad_fast.detectors.flow import FlowDetector
 from genad_fast.series import WindowGrid
-from conftest import GaussDetector
+
+
+def _gauss_detector():
+    """tests/conftest.py's GaussDetector, loaded by path: ``from conftest import`` finds whichever conftest pytest
+    imported last under that name (tests/gpu/conftest.py in a whole-suite run)."""
+    spec = importlib.util.spec_from_file_location("_tests_conftest", Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.GaussDetector
+
+
+GaussDetector = _gauss_detector()
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
