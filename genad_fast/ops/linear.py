@@ -30,14 +30,10 @@ import torch
 from genad_fast import _ext
 from genad_fast.ops._common import check_float, rows_view
 from genad_fast.ops.dispatch import Dispatch, kernel, select
-from genad_fast.ops.schema import IMPLEMENTED
 from genad_fast.reference import linear as _reference
 
 __all__ = ["linear_act"]
 
-# The backends linear_act has (the table in ops/schema.py). Kept under this name for nn/latent_search.py,
-# which the lead converts to Dispatch.has("linear_act") next; nothing else may read it.
-_IMPLEMENTED = IMPLEMENTED["linear_act"]
 _DTYPES = (torch.float32, torch.bfloat16)
 
 
