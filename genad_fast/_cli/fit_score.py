@@ -80,8 +80,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         det.verbose = False
     frame = read_table(args.input)
     columns = split_list(args.columns, "columns")
-    if columns is None and det.feature_names_in_ is not None:
-        columns = list(det.feature_names_in_)  # the columns the model was fitted on, by name
+    names = getattr(det, "feature_names_in_", None)  # absent unless fitted on named DataFrame columns
+    if columns is None and names is not None:
+        columns = list(names)  # the columns the model was fitted on, by name
     data, time = select_columns(frame, columns, args.time_column, args.input)
     scores = det.decision_function(data)
     flagged = (scores > det.threshold_).astype(np.int64)

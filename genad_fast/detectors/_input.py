@@ -3,8 +3,7 @@
 cast for the model, normalise. Nothing is dropped, clipped, imputed or reordered silently.
 
 ``feature_names_in_`` follows scikit-learn: set by a fit on a DataFrame whose column names are all strings, as
-an object ndarray of them; otherwise None (scikit-learn leaves it absent: that waits for the model-file code and
-the CLI to read it with ``getattr(det, "feature_names_in_", None)``), so a refit on an array clears it.
+an object ndarray of them; absent otherwise (``hasattr`` is False), so a refit on an array removes it.
 """
 from __future__ import annotations
 
@@ -21,15 +20,19 @@ __all__ = ["FeatureNames", "InputMixin"]
 
 
 class FeatureNames:
-    """The ``feature_names_in_`` attribute: an object ndarray of str, or None.
+    """The ``feature_names_in_`` attribute: an object ndarray of str, or absent (AttributeError).
 
-    Assigning a sequence of str stores it as scikit-learn types it; assigning None clears it (model files
+    Assigning a sequence of str stores it as scikit-learn types it; assigning None removes it (model files
     store None or a list, and the loader assigns what the file holds)."""
 
     def __get__(self, det: Any, owner: type | None = None) -> Any:
         if det is None:
             return self
-        return det.__dict__.get("_feature_names_in")
+        try:
+            return det.__dict__["_feature_names_in"]
+        except KeyError:
+            raise AttributeError(f"{type(det).__name__} has no feature_names_in_: it is set only by a fit on a "
+                                 f"DataFrame whose column names are all strings") from None
 
     def __set__(self, det: Any, names: Any) -> None:
         if names is None:

@@ -261,10 +261,11 @@ def _probe(path: str, det, cls: type) -> None:
         probe = stats.mean.to(torch.float64).expand(rows, -1)
     else:
         probe = torch.zeros(rows, int(det.n_features_in_), dtype=torch.float64)
-    if det.feature_names_in_ is not None:
+    names = getattr(det, "feature_names_in_", None)  # absent unless fitted on named DataFrame columns
+    if names is not None:
         import pandas as pd
 
-        probe = pd.DataFrame(probe.numpy(), columns=det.feature_names_in_)
+        probe = pd.DataFrame(probe.numpy(), columns=list(names))
     verbose = det.verbose
     det.verbose = False
     try:

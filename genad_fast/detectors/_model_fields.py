@@ -144,7 +144,8 @@ FITTED_FIELDS: tuple[_Field, ...] = (
 
 
 def dump_fitted(det) -> dict:
-    return {f.key: f.dump(getattr(det, f.attr)) for f in FITTED_FIELDS if f.required or hasattr(det, f.attr)}
+    # getattr's None: feature_names_in_ is absent after a fit on an array (scikit-learn); the file holds None
+    return {f.key: f.dump(getattr(det, f.attr, None)) for f in FITTED_FIELDS if f.required or hasattr(det, f.attr)}
 
 
 def load_fitted(fitted: dict) -> dict[str, Any]:
