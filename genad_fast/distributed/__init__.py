@@ -1,0 +1,1 @@
+"""Scale-out: engines for many series (Ray, Dask) and data-parallel training (torchrun DDP)."""
