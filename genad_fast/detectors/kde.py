@@ -72,7 +72,7 @@ class KDEDetector(ReferenceSetDetector):
 
     def _score_against(self, x: torch.Tensor, exclude_self: bool) -> torch.Tensor:
         return -ops.kde_logpdf(x, self.reference_, self.bandwidth_, exclude_self=exclude_self,
-                                backend=current_call(self).backend)
+                                backend=current_call(self).dispatch)
 
     def _extra_state(self) -> dict:
         return {"bandwidth": self.bandwidth_}

@@ -59,5 +59,5 @@ class KNNDetector(ReferenceSetDetector):
         if k > available:  # only after set_params on a fitted model: fit checks this
             raise ValueError(f"n_neighbors={k} is larger than the {self.reference_.shape[0]} training "
                              f"{'windows' if self.is_series else 'rows'} the model holds; refit")
-        d = ops.knn_distance(x, self.reference_, k, exclude_self, backend=current_call(self).backend)
+        d = ops.knn_distance(x, self.reference_, k, exclude_self, backend=current_call(self).dispatch)
         return d[:, -1] if self.method == "largest" else d.mean(1)
