@@ -1,18 +1,42 @@
 """One training loop for every deep detector: Adam, gradient clipping, a validation split with
 early stopping (the best weights are restored), a progress bar, per-epoch debug logs, and a clear
-error when the loss diverges instead of a silently broken model."""
+error when the loss diverges instead of a silently broken model.
+
+Shards and data parallelism. :func:`fit` trains on one tensor; :func:`fit_shards` is the same loop over
+the training samples cut into *shards* (:class:`Shard`: the samples, their loss with its own random
+streams, a generator for the split and the batch order), some of them held by other processes. Each
+shard splits off its own validation samples and permutes its training samples every epoch; step k's
+global batch is the union of one slice of every shard (:class:`BatchPlan`), so which samples meet in a
+batch depends on the shards and the seed only, never on how many processes hold them. The step
+minimises the mean loss over the global batch,
+
+    L_k = Σ_s n_s,k · loss_s(slice_s,k) / B_k,        B_k = Σ_s n_s,k,
+
+each process backpropagating ``world_size · n_s,k / B_k · loss_s`` for its own shards; a
+:class:`GradientSync` (:class:`LocalSync` here, ``DistributedDataParallel`` in
+:mod:`genad_fast.distributed.ddp_sync`) averages the gradients over the processes, so every process
+applies the same clipped Adam step. The validation loss (a sample-weighted mean over all shards) and the
+divergence check are summed over the processes too: every process stops at the same epoch and keeps the
+same best weights. With one shard this is exactly the plain loop (the weights are 1.0).
+"""
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
 logger = logging.getLogger("genad_fast")
+
+LossFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -37,6 +61,7 @@ class TrainHistory:
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = -1
     stopped_early: bool = False
+    train_seconds: list[float] = field(default_factory=list)   # wall time of each epoch's optimiser steps
 
 
 def split_train_val(n: int, val_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,9 +73,136 @@ def split_train_val(n: int, val_fraction: float, generator: torch.Generator) -> 
     return perm[n_val:], perm[:n_val]
 
 
-def fit(model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor], data: torch.Tensor,
-        config: TrainConfig, generator: torch.Generator, *, verbose: bool = True,
-        desc: str = "training", epoch_end: Callable[[int], None] | None = None) -> TrainHistory:
+@dataclass
+class Shard:
+    """One shard of the training samples: ``data`` ``[n, *sample_shape]`` (a view is fine), ``generator`` (its
+    validation split and batch order), ``index`` (its place among all shards, 0-based) and ``loss_fn`` (its
+    loss, with random streams of its own so that a shard draws the same numbers in any process)."""
+
+    data: torch.Tensor
+    generator: torch.Generator
+    index: int = 0
+    loss_fn: LossFn | None = None
+
+
+class GradientSync(Protocol):
+    """How the processes that hold the shards agree (:class:`LocalSync`: one process holds them all)."""
+
+    world_size: int
+    num_shards: int
+    is_main: bool                  # shows progress and logs
+
+    def wrap(self, module: nn.Module) -> nn.Module: ...               # gradients averaged over the processes
+    def no_sync(self, wrapped: nn.Module) -> contextlib.AbstractContextManager: ...  # forward without it
+    def sum_(self, t: torch.Tensor) -> torch.Tensor: ...              # in place, over the processes
+    def sum_async(self, t: torch.Tensor) -> Any: ...                  # .wait() -> the summed t
+
+
+class _Done:
+    def __init__(self, t: torch.Tensor):
+        self.t = t
+
+    def wait(self) -> torch.Tensor:
+        return self.t
+
+
+class LocalSync:
+    """Every shard in this process: nothing to average, sums are the values."""
+
+    world_size = 1
+    is_main = True
+
+    def __init__(self, num_shards: int = 1):
+        self.num_shards = num_shards
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        return module
+
+    def no_sync(self, wrapped: nn.Module) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def sum_async(self, t: torch.Tensor) -> _Done:
+        return _Done(t)
+
+
+def shard_table(sync: GradientSync, shards: Sequence[Shard], values: Sequence[Sequence[float]],
+                dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``[num_shards, k]``: row ``s`` holds shard s's ``k`` values, whichever process has it (rows filled with
+    zeros elsewhere, then summed: x + 0 is exact, so every process gets the same table bit for bit)."""
+    k = len(values[0]) if values else 0
+    table = torch.zeros(sync.num_shards, k, dtype=dtype)
+    for shard, row in zip(shards, values):
+        table[shard.index] = torch.as_tensor(row, dtype=dtype)
+    return sync.sum_(table)
+
+
+class BatchPlan:
+    """Which samples of each shard make step k's global batch: the same on every process and world size.
+
+    With n_s training samples in shard s, N = Σ n_s and S = ceil(N / batch_size) steps per epoch, shard s gives
+    positions [c_s(k), c_s(k + 1)) of its epoch's permutation to step k,
+
+        c_s(k) = min(n_s, floor(k · batch_size · n_s / N)),
+
+    every shard in proportion to its size, every training sample once per epoch. One shard: batches of
+    ``batch_size`` in order, the last one partial. The global batch B_k = Σ_s (c_s(k+1) - c_s(k)) differs from
+    ``batch_size`` by less than the number of shards; a step where it is 0 (only possible with more shards than
+    ``batch_size``) is skipped by every process.
+    """
+
+    def __init__(self, sizes: Sequence[int], batch_size: int):
+        self.sizes = np.asarray([int(n) for n in sizes], dtype=np.int64)
+        self.batch_size = int(batch_size)
+        self.total = int(self.sizes.sum())
+        if self.total < 1:
+            raise ValueError("no training samples in any shard")
+        if self.total * int(self.sizes.max()) >= 1 << 62:  # k · batch_size · n_s stays exact in int64
+            raise ValueError(f"{self.total} training samples in one shard plan: too many (at most about 2e9)")
+        self.steps = -(-self.total // self.batch_size)
+        self._ks = np.arange(self.steps + 1, dtype=np.int64) * self.batch_size
+        self.global_sizes = np.zeros(self.steps, dtype=np.int64)
+        for s in range(self.sizes.shape[0]):
+            self.global_sizes += np.diff(self.bounds(s))
+
+    def bounds(self, s: int) -> np.ndarray:
+        """``[steps + 1]``: c_s(0) = 0, ..., c_s(steps) = n_s."""
+        n = int(self.sizes[s])
+        return np.minimum(n, self._ks * n // self.total)
+
+    def shares(self, total: int) -> np.ndarray:
+        """``total`` split over the shards in proportion to their sizes (cumulative floors; they sum to ``total``):
+        e.g. the latent codes of a GAN's generator step."""
+        cum = np.concatenate([[0], np.cumsum(self.sizes)])
+        return np.diff(cum * int(total) // self.total)
+
+
+class _Objective(nn.Module):
+    """``model`` and the shards' losses as one module whose forward is the loss: a data-parallel wrapper
+    (DistributedDataParallel) averages gradients only through a module's forward, and the losses call other
+    methods of the model (``log_prob``, ``encode``, ...)."""
+
+    def __init__(self, model: nn.Module, losses: Sequence[LossFn]):
+        super().__init__()
+        self.model = model
+        self.losses = list(losses)
+
+    def forward(self, batch: torch.Tensor | None, which: int | None) -> torch.Tensor:
+        if batch is None:
+            return zero_loss(self.model)
+        return self.losses[which](self.model, batch)
+
+
+def zero_loss(module: nn.Module) -> torch.Tensor:
+    """0 with every trainable parameter of ``module`` in its graph: a process with no samples at a step still
+    takes part in the gradient average, with zeros."""
+    return sum(p.sum() for p in module.parameters() if p.requires_grad) * 0.0
+
+
+def fit(model: nn.Module, loss_fn: LossFn, data: torch.Tensor, config: TrainConfig, generator: torch.Generator, *,
+        verbose: bool = True, desc: str = "training", epoch_end: Callable[[int], None] | None = None) -> TrainHistory:
     """Minimise ``loss_fn(model, batch)`` (a scalar mean over the batch) over ``data`` rows.
 
     Batches are drawn in a random order from ``generator``; the same generator state gives the same
@@ -59,38 +211,72 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor], torch.Ten
     that is not a gradient-trained parameter (Deep SVDD's radius) for the validation loss and the
     best-epoch snapshot to see.
     """
+    return fit_shards(model, [Shard(data, generator, 0, loss_fn)], config, verbose=verbose, desc=desc,
+                      epoch_end=epoch_end)
+
+
+def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *, sync: GradientSync | None = None,
+               verbose: bool = True, desc: str = "training",
+               epoch_end: Callable[[int], None] | None = None) -> TrainHistory:
+    """:func:`fit` over this process's ``shards`` (see the module docstring); ``sync`` joins the processes that
+    hold the others (None: all shards are here). Every process must call it with the same ``config``."""
     from tqdm.auto import tqdm
 
-    train_idx, val_idx = split_train_val(data.shape[0], config.val_fraction, generator)
+    sync = sync if sync is not None else LocalSync(len(shards))
+    world = sync.world_size
+    splits = [split_train_val(sh.data.shape[0], config.val_fraction, sh.generator) for sh in shards]
+    sizes = shard_table(sync, shards, [(tr.numel(), va.numel()) for tr, va in splits], torch.int64)
+    plan = BatchPlan(sizes[:, 0].tolist(), config.batch_size)
+    n_val = int(sizes[:, 1].sum())
+    bounds = [plan.bounds(sh.index) for sh in shards]
+    objective = sync.wrap(_Objective(model, [sh.loss_fn for sh in shards]))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory()
     best_val, best_state, waited = math.inf, None, 0
 
-    bar = tqdm(range(config.epochs), desc=desc, disable=not verbose, leave=False, unit="epoch")
+    bar = tqdm(range(config.epochs), desc=desc, disable=not (verbose and sync.is_main), leave=False, unit="epoch")
     for epoch in bar:
         model.train()
-        order = train_idx[torch.randperm(train_idx.numel(), generator=generator, device=generator.device).to(train_idx.device)]
+        started = time.perf_counter()
+        orders = [tr[torch.randperm(tr.numel(), generator=sh.generator, device=sh.generator.device).to(tr.device)]
+                  for sh, (tr, _) in zip(shards, splits)]
         total, count = 0.0, 0
-        for start in range(0, order.numel(), config.batch_size):
-            batch = data[order[start:start + config.batch_size]]
-            loss = loss_fn(model, batch)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"{desc}: the loss became {loss.item()} at epoch {epoch + 1}, batch {start // config.batch_size + 1}; "
-                    f"lower the learning rate (lr={config.lr}) or the gradient clip, or check the data scale")
+        for k in range(plan.steps):
+            B = int(plan.global_sizes[k])
+            if B == 0:
+                continue
+            pieces = [(j, orders[j][int(b[k]):int(b[k + 1])]) for j, b in enumerate(bounds) if b[k + 1] > b[k]]
+            terms, local = [], 0.0
+            for i, (j, idx) in enumerate(pieces):
+                # one gradient average per step: the earlier forwards of this process go without it
+                with sync.no_sync(objective) if i < len(pieces) - 1 else contextlib.nullcontext():
+                    loss = objective(shards[j].data[idx], j)
+                terms.append(loss * (world * idx.numel() / B))
+                local += loss.item() * idx.numel()
+            if not terms:
+                terms.append(objective(None, None))
+            step_sum = sync.sum_async(torch.tensor([local], dtype=torch.float64))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (terms[0] if len(terms) == 1 else sum(terms)).backward()
+            step_loss = float(step_sum.wait()[0])
+            if not math.isfinite(step_loss):
+                raise TrainingDivergedError(
+                    f"{desc}: the loss became {step_loss / B} at epoch {epoch + 1}, batch {k + 1}; "
+                    f"lower the learning rate (lr={config.lr}) or the gradient clip, or check the data scale")
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            total += loss.item() * batch.shape[0]
-            count += batch.shape[0]
+            total += step_loss
+            count += B
+        history.train_seconds.append(time.perf_counter() - started)
         history.train_loss.append(total / max(count, 1))
         if epoch_end is not None:
             epoch_end(epoch)
 
-        if val_idx.numel():
-            val = evaluate(model, loss_fn, data[val_idx], config.batch_size)
+        if n_val:
+            val = float(sync.sum_(torch.tensor([sum(
+                _loss_total(model, sh.loss_fn, sh.data[va], config.batch_size)
+                for sh, (_, va) in zip(shards, splits) if va.numel())], dtype=torch.float64))[0]) / n_val
             if not math.isfinite(val):
                 raise TrainingDivergedError(f"{desc}: the validation loss became {val} at epoch {epoch + 1}")
             history.val_loss.append(val)
@@ -101,9 +287,10 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor], torch.Ten
                 waited += 1
         bar.set_postfix(loss=f"{history.train_loss[-1]:.4g}",
                         **({"val": f"{history.val_loss[-1]:.4g}"} if history.val_loss else {}))
-        logger.debug("%s epoch %d: train loss %.6g%s", desc, epoch + 1, history.train_loss[-1],
-                     f", val loss {history.val_loss[-1]:.6g}" if history.val_loss else "")
-        if val_idx.numel() and waited >= config.patience:
+        if sync.is_main:
+            logger.debug("%s epoch %d: train loss %.6g%s", desc, epoch + 1, history.train_loss[-1],
+                         f", val loss {history.val_loss[-1]:.6g}" if history.val_loss else "")
+        if n_val and waited >= config.patience:
             history.stopped_early = True
             break
     bar.close()
@@ -114,12 +301,16 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor], torch.Ten
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor], data: torch.Tensor,
-             batch_size: int) -> float:
-    """Mean of ``loss_fn`` over ``data`` in eval mode (batch means weighted by batch size)."""
+def _loss_total(model: nn.Module, loss_fn: LossFn, data: torch.Tensor, batch_size: int) -> float:
+    """Σ over batches of ``loss_fn`` · batch size, in eval mode."""
     model.eval()
     total = 0.0
     for start in range(0, data.shape[0], batch_size):
         batch = data[start:start + batch_size]
         total += loss_fn(model, batch).item() * batch.shape[0]
-    return total / max(data.shape[0], 1)
+    return total
+
+
+def evaluate(model: nn.Module, loss_fn: LossFn, data: torch.Tensor, batch_size: int) -> float:
+    """Mean of ``loss_fn`` over ``data`` in eval mode (batch means weighted by batch size)."""
+    return _loss_total(model, loss_fn, data, batch_size) / max(data.shape[0], 1)
