@@ -123,18 +123,22 @@ class _GANDetector(BaseDetector):
         latent = int(self.latent_dim) if self.latent_dim is not None else default_latent_dim(data[0].numel())
         self._build(shape, latent, with_encoder=self._needs_encoder)
         name = type(self).__name__
-        config = GANConfig(epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
-                           n_critic=int(self.n_critic), gp_weight=float(self.gp_weight))
-        self.gan_history_ = train_wgan_gp(self.generator_, self.critic_, data, config, self._torch_generator("gan"),
-                                          verbose=self.verbose, desc=f"{name} GAN")
+        self.gan_history_ = train_wgan_gp(self.generator_, self.critic_, data, self._gan_config(),
+                                          self._torch_generator("gan"), verbose=self.verbose, desc=f"{name} GAN")
         self.encoder_history_ = None
         if self.encoder_ is not None:
-            enc_config = training.TrainConfig(epochs=int(self.encoder_epochs), batch_size=int(self.batch_size),
-                                              lr=float(self.encoder_lr), val_fraction=float(self.val_fraction),
-                                              patience=int(self.patience))
             self.encoder_history_ = train_izif_encoder(
-                self.encoder_, self.generator_, self.critic_, data, float(self.kappa), enc_config,
+                self.encoder_, self.generator_, self.critic_, data, float(self.kappa), self._encoder_config(),
                 self._torch_generator("encoder"), verbose=self.verbose, desc=f"{name} encoder")
+
+    def _gan_config(self) -> GANConfig:
+        return GANConfig(epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
+                         n_critic=int(self.n_critic), gp_weight=float(self.gp_weight))
+
+    def _encoder_config(self) -> training.TrainConfig:
+        return training.TrainConfig(epochs=int(self.encoder_epochs), batch_size=int(self.batch_size),
+                                    lr=float(self.encoder_lr), val_fraction=float(self.val_fraction),
+                                    patience=int(self.patience))
 
     # decision_components collects the two parts of every batch's score on its own thread (several threads
     # may score one detector at once): a list kept for this detector and thread while it runs.

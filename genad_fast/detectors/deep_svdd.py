@@ -98,11 +98,15 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
             return DeepSVDD(net, rep_dim, objective=self.objective, nu=float(self.nu))
         return build_network(self, make, "svdd")
 
+    def _pretrain_autoencoder(self, shape: tuple[int, ...], rep_dim: int) -> AutoEncoder:
+        """The bias-free autoencoder of the pre-training, its encoder of φ's architecture."""
+        hidden = self._hidden_for(shape)
+        return build_network(self, lambda: AutoEncoder(shape, rep_dim, hidden, kernel_size=self.kernel_size,
+                                                       bias=False, batch_norm=self.batch_norm), "pretrain-autoencoder")
+
     def _pretrain(self, shape: tuple[int, ...], rep_dim: int, data: torch.Tensor) -> torch.nn.Module:
         """Train a bias-free autoencoder with φ's architecture as its encoder; return that encoder."""
-        hidden = self._hidden_for(shape)
-        ae = build_network(self, lambda: AutoEncoder(shape, rep_dim, hidden, kernel_size=self.kernel_size, bias=False,
-                                                     batch_norm=self.batch_norm), "pretrain-autoencoder")
+        ae = self._pretrain_autoencoder(shape, rep_dim)
         self.pretrain_history_ = training.fit(ae, reconstruction_loss, data, self._train_config(self.pretrain_epochs),
                                               self._torch_generator("pretrain"), verbose=self.verbose,
                                               desc="DeepSVDDDetector pre-training")

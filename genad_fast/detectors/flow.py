@@ -108,13 +108,16 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
         self._initialize_actnorm(data)
         self.history_ = training.fit(self.model_, self._training_loss, data, self._train_config(),
                                      self._torch_generator("fit"), verbose=self.verbose, desc="FlowDetector")
-        # The NLL of the training data, for typicality's mean; in the batches of a scoring pass, so that with
-        # float32 products they are the training scores too (_training_scores): no second pass.
-        with torch.inference_mode(), self._scoring(data.dtype, matmul_dtype=None):
-            nll = torch.cat([self._nll(data[i:i + self.score_batch_size])
-                             for i in range(0, data.shape[0], self.score_batch_size)])
+        nll = self._training_nll(data)
         self.train_nll_mean_ = float(nll.double().mean())
         self._fit_nll = nll
+
+    def _training_nll(self, data: torch.Tensor) -> torch.Tensor:
+        """The NLL of the training data, for typicality's mean; in the batches of a scoring pass, so that with
+        float32 products they are the training scores too (_training_scores): no second pass."""
+        with torch.inference_mode(), self._scoring(data.dtype, matmul_dtype=None):
+            return torch.cat([self._nll(data[i:i + self.score_batch_size])
+                              for i in range(0, data.shape[0], self.score_batch_size)])
 
     @contextlib.contextmanager
     def _scoring(self, dtype: torch.dtype, matmul_dtype: torch.dtype | None) -> Iterator[None]:
@@ -144,7 +147,11 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
     # the units the flow sees (the Normalizer leaves constant columns unscaled, i.e. in their own units):
     #     log p(x) = log p_flow(x_active) + Σ_frozen log N(x_j; c_j, 1).
     def _freeze_constant_dims(self, data: torch.Tensor) -> None:
-        hi, lo = data.amax(dim=0).flatten(), data.amin(dim=0).flatten()  # reductions of the window view: no copy
+        # reductions of the window view: no copy
+        self._freeze_outside_range(data.amax(dim=0).flatten(), data.amin(dim=0).flatten())
+
+    def _freeze_outside_range(self, hi: torch.Tensor, lo: torch.Tensor) -> None:
+        """Freeze the dimensions whose training range ``[lo, hi]`` (per dimension of a flattened sample) is empty."""
         frozen = (hi - lo) <= 1e-9 * torch.clamp(hi.abs(), min=1.0)
         n_active = int((~frozen).sum())
         if n_active < 2:
@@ -172,12 +179,19 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
     def _initialize_actnorm(self, data: torch.Tensor) -> None:
         """Glow's data-dependent ActNorm initialisation, on up to 4,096 training samples instead of the first
         batch: a dimension that happens to be constant within one batch would start scaled by 1/eps."""
-        n = min(int(data.shape[0]), 4096)
-        idx = torch.randperm(int(data.shape[0]), generator=self._torch_generator("actnorm-init", device="cpu"),
-                             device="cpu")[:n].to(data.device)
+        idx = self._actnorm_indices(int(data.shape[0])).to(data.device)
+        self._initialize_actnorm_on(data[idx].reshape(idx.numel(), -1))
+
+    def _actnorm_indices(self, n: int) -> torch.Tensor:
+        """Which of ``n`` training samples initialise ActNorm: up to 4,096, drawn from the detector's seed."""
+        return torch.randperm(n, generator=self._torch_generator("actnorm-init", device="cpu"),
+                              device="cpu")[:min(n, 4096)]
+
+    def _initialize_actnorm_on(self, samples: torch.Tensor) -> None:
+        """ActNorm's data-dependent start from flattened samples ``[n, dim_]``: one forward pass in train mode."""
         self.model_.train()
         with torch.no_grad():
-            self.model_.log_prob(self._active(data[idx].reshape(n, -1)), backend=current_call(self, "fit").dispatch)
+            self.model_.log_prob(self._active(samples), backend=current_call(self, "fit").dispatch)
 
     def _training_loss(self, model: RealNVP, batch: torch.Tensor) -> torch.Tensor:
         # The frozen dimensions hold their training value exactly: their term is a constant, left out.
