@@ -92,6 +92,7 @@ from genad_fast import _backend
 from genad_fast._params import Param, Parametrized
 from genad_fast.detectors._conventions import ConventionsMixin
 from genad_fast.detectors._device import resolve_device
+from genad_fast.detectors._export_mixin import ExportMixin
 from genad_fast.detectors._extremes import infinite_timestamps, warn_constant
 from genad_fast.detectors._hook_helpers import HookHelpersMixin
 from genad_fast.detectors._hook_helpers import stream_seed as _stream_seed  # noqa: F401 - the old import path
@@ -125,7 +126,7 @@ REDUCE = Param("reduce", "choice", "How the scores of the windows covering a tim
 _SCORE_BATCH_SIZE = Param("score_batch_size", "int", "Rows or windows per scoring batch.", low=1, scoring=True)
 
 
-class BaseDetector(InputMixin, ScoringMixin, HookHelpersMixin, ConventionsMixin, Parametrized):
+class BaseDetector(InputMixin, ScoringMixin, HookHelpersMixin, ConventionsMixin, ExportMixin, Parametrized):
     """Base of all genad_fast detectors; see the module docstring for the hook contract. Every detector has
     these parameters (most forward them through ``**kwargs``).
 
