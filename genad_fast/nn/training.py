@@ -62,6 +62,7 @@ class TrainHistory:
     best_epoch: int = -1
     stopped_early: bool = False
     train_seconds: list[float] = field(default_factory=list)   # wall time of each epoch's optimiser steps
+    n_train: int = 0                                            # training samples (all shards), per epoch
 
 
 def split_train_val(n: int, val_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,7 +232,7 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
     bounds = [plan.bounds(sh.index) for sh in shards]
     objective = sync.wrap(_Objective(model, [sh.loss_fn for sh in shards]))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history = TrainHistory()
+    history = TrainHistory(n_train=plan.total)
     best_val, best_state, waited = math.inf, None, 0
 
     bar = tqdm(range(config.epochs), desc=desc, disable=not (verbose and sync.is_main), leave=False, unit="epoch")

@@ -32,9 +32,10 @@ DistributedDataParallel sees each critic weight's gradient once, in the backward
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -42,7 +43,8 @@ import torch
 from torch import nn
 
 from genad_fast.nn.gan.networks import freeze
-from genad_fast.nn.training import BatchPlan, GradientSync, LocalSync, Shard, TrainingDivergedError, shard_table, zero_loss
+from genad_fast.nn.training import (BatchPlan, GradientSync, LocalSync, Shard, TrainingDivergedError, shard_table,
+                                   zero_loss)
 
 logger = logging.getLogger("genad_fast")
 
@@ -67,6 +69,8 @@ class GANHistory:
     generator_loss: list[float] = field(default_factory=list)     # per epoch, mean over generator steps
     gradient_penalty: list[float] = field(default_factory=list)   # unweighted E[(||grad|| - 1)^2]
     wasserstein: list[float] = field(default_factory=list)        # E[D(x)] - E[D(G(z))], the critic's estimate
+    train_seconds: list[float] = field(default_factory=list)      # wall time of each epoch
+    n_train: int = 0                                               # training samples (all shards), per epoch
 
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
@@ -154,7 +158,7 @@ def train_wgan_gp_shards(generator: nn.Module, critic: nn.Module, shards: Sequen
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
     critic_loss = sync.wrap(_CriticLoss(critic, config.gp_weight))
     generator_loss = sync.wrap(_GeneratorLoss(generator, critic))
-    history = GANHistory()
+    history = GANHistory(n_train=n)
     latent = int(generator.latent_dim)
 
     def noise(k: int, rng: torch.Generator) -> torch.Tensor:
@@ -171,6 +175,7 @@ def train_wgan_gp_shards(generator: nn.Module, critic: nn.Module, shards: Sequen
     total_g_steps = 0
     bar = tqdm(range(config.epochs), desc=desc, disable=not (verbose and sync.is_main), leave=False, unit="epoch")
     for epoch in bar:
+        started = time.perf_counter()
         orders = [torch.randperm(sh.data.shape[0], generator=sh.generator, device=sh.generator.device).to(device)
                   for sh in shards]
         # Sums stay tensors: one host sync per epoch, not per step. [critic, penalty, Wasserstein, generator]
@@ -224,6 +229,7 @@ def train_wgan_gp_shards(generator: nn.Module, critic: nn.Module, shards: Sequen
                     p.requires_grad_(True)
                 g_steps += 1
         d_sum, gp_sum, w_sum, g_sum = sync.sum_(sums.double().cpu()).tolist()
+        history.train_seconds.append(time.perf_counter() - started)
         d_mean = d_sum / d_steps
         g_mean = g_sum / g_steps if g_steps else math.nan
         if not math.isfinite(d_mean) or (g_steps and not math.isfinite(g_mean)):
