@@ -21,6 +21,8 @@ as one zero-copy view, and :func:`iter_window_batches` yields views covering *al
 """
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +30,7 @@ import torch
 
 __all__ = [
     "Normalizer",
+    "SeriesBatch",
     "WindowGrid",
     "iter_window_batches",
     "n_windows",
@@ -109,6 +112,112 @@ class WindowGrid:
     def to_timestamps(self, scores: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
         """Window scores back to one per timestamp: see :func:`windows_to_timestamps`."""
         return windows_to_timestamps(scores, self.T, self.W, self.S, reduce=reduce)
+
+
+@dataclass(frozen=True)
+class SeriesBatch:
+    """Many series packed one after another into one tensor ``[Σ T_i, C]`` (series i in rows ``offsets[i] ..
+    offsets[i + 1]``), each windowed on its own :class:`WindowGrid` ``(T_i, W, S)``: no window crosses from one
+    series into the next, and each series keeps its end-aligned tail window.
+
+    Windows are numbered series after series, each series' grid windows followed by its tail window (if off the
+    grid): the order of :meth:`starts`, :meth:`batches` and of the window scores :meth:`to_timestamps` takes.
+    :meth:`grid_windows` (the training windows) are the grid windows only, in the same order. One series behaves
+    exactly as its :class:`WindowGrid` (zero-copy views); many are gathered in batches across series boundaries,
+    so a model sees full batches whatever the lengths.
+    """
+
+    lengths: tuple[int, ...]
+    W: int
+    S: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.lengths:
+            raise ValueError("a SeriesBatch needs at least one series")
+        for i, T in enumerate(self.lengths):
+            try:
+                WindowGrid(T, self.W, self.S)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"series {i}: {exc}") from None
+
+    @functools.cached_property
+    def grids(self) -> tuple[WindowGrid, ...]:
+        return tuple(WindowGrid(T, self.W, self.S) for T in self.lengths)
+
+    @property
+    def n_series(self) -> int:
+        return len(self.lengths)
+
+    @functools.cached_property
+    def offsets(self) -> tuple[int, ...]:
+        """Row where each series starts in the packing, then the total length (``n_series + 1`` values)."""
+        return (0, *itertools.accumulate(self.lengths))
+
+    @functools.cached_property
+    def n_windows(self) -> int:
+        """Windows of every series, tails included."""
+        return sum(g.n_windows for g in self.grids)
+
+    @functools.cached_property
+    def _starts_and_tails(self) -> tuple[torch.Tensor, torch.Tensor]:
+        T = torch.tensor(self.lengths, dtype=torch.int64)
+        last, n_grid = T - self.W, (T - self.W) // self.S + 1   # per series: the end-aligned start, grid windows
+        per = torch.tensor([g.n_windows for g in self.grids], dtype=torch.int64)
+        series = torch.repeat_interleave(torch.arange(len(self.lengths)), per)
+        local = torch.arange(int(per.sum())) - (torch.cumsum(per, 0) - per)[series]   # 0 .. n_windows_i - 1
+        # local·S on the grid; the tail (local = n_grid) starts at T - W, which the min gives
+        offset = torch.tensor(self.offsets[:-1], dtype=torch.int64)[series]
+        return offset + torch.minimum(local * self.S, last[series]), local == n_grid[series]
+
+    def starts(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """Start row in the packing of every window, int64 ``[n_windows]``, in window order."""
+        return self._starts_and_tails[0].to(device)
+
+    def is_tail(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """Boolean ``[n_windows]``: which windows are off-grid end-aligned ones."""
+        return self._starts_and_tails[1].to(device)
+
+    def split(self, packed: torch.Tensor) -> list[torch.Tensor]:
+        """``packed`` (``[Σ T_i, ...]``) cut into its series (views)."""
+        return list(torch.split(packed, list(self.lengths)))
+
+    def windows_at(self, packed: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        """The windows of ``packed`` starting at rows ``starts`` (int64), gathered: ``[len(starts), W, C]``."""
+        return sliding_windows(packed, self.W, 1)[starts]
+
+    def grid_windows(self, packed: torch.Tensor) -> torch.Tensor:
+        """The grid windows ``[Σ n_grid_i, W, C]`` of every series: a zero-copy view for one series, else a copy
+        (``Σ n_grid_i · W · C`` values)."""
+        if self.n_series == 1:
+            return self.grids[0].windows(packed)
+        return self.windows_at(packed, self.starts(packed.device)[~self.is_tail(packed.device)])
+
+    def n_batches(self, batch_size: int) -> int:
+        """How many batches :meth:`batches` yields (for progress bars)."""
+        return self.grids[0].n_batches(batch_size) if self.n_series == 1 else -(-self.n_windows // batch_size)
+
+    def batches(self, packed: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+        """Every window of every series in order, ``[b, W, C]``, ``b <= batch_size``: one series as
+        :meth:`WindowGrid.batches` (views); many gathered in full batches across series boundaries."""
+        if self.n_series == 1:
+            yield from self.grids[0].batches(packed, batch_size)
+            return
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        starts = self.starts(packed.device)
+        for i in range(0, self.n_windows, batch_size):
+            yield self.windows_at(packed, starts[i:i + batch_size])
+
+    def to_timestamps(self, scores: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
+        """Window scores (``[n_windows]`` or ``[n_windows, W]``, window order) back to one per timestamp of the
+        packing, ``[Σ T_i]``: :meth:`WindowGrid.to_timestamps` series by series."""
+        if self.n_series == 1:
+            return self.grids[0].to_timestamps(scores, reduce)
+        if not isinstance(scores, torch.Tensor) or scores.dim() not in (1, 2) or scores.shape[0] != self.n_windows:
+            raise ValueError(f"scores must be [{self.n_windows}] or [{self.n_windows}, {self.W}] (the windows of "
+                             f"{self.n_series} series), got {getattr(scores, 'shape', type(scores).__name__)}")
+        parts = torch.split(scores, [g.n_windows for g in self.grids])
+        return torch.cat([g.to_timestamps(p, reduce) for g, p in zip(self.grids, parts)])
 
 
 def n_windows(T: int, window: int, stride: int = 1) -> int:

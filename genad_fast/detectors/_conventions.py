@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genad_fast.detectors._collection import map_result
 from genad_fast.detectors._validation import NotFittedError
 
 __all__ = ["ConventionsMixin"]
@@ -40,20 +41,22 @@ class ConventionsMixin:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet, so it has no labels_; call fit(X)")
         return (self.decision_scores_ > self.threshold_).astype(np.int64)
 
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
-        """``fit(X)``, then the training labels :attr:`labels_` (PyOD's ``fit_predict``); ``y`` is ignored.
+    def fit_predict(self, X: Any, y: Any = None, *, by: Any = None) -> np.ndarray | list | dict:
+        """``fit(X)``, then the training labels :attr:`labels_` (PyOD's ``fit_predict``); ``y`` is ignored. For a
+        collection ``X``, the labels per part, laid out as ``decision_function`` lays out scores.
 
         These are the labels of the training scores the threshold was set on, so their mean is about
         ``contamination``. They equal ``predict(X)`` except for the reference-set detectors (kNN, KDE, LOF),
         which score their own training points leave-one-out."""
-        return self.fit(X, y).labels_
+        return self._fit_input(X, by).unpack(self.labels_)
 
-    def score_samples(self, X: Any) -> np.ndarray:
+    def score_samples(self, X: Any, *, by: Any = None) -> np.ndarray | list | dict:
         """scikit-learn's outlier score: ``-decision_function(X)``, lower = more abnormal (as
-        ``sklearn.ensemble.IsolationForest.score_samples``); float64, one per row or timestamp."""
-        return -self.decision_function(X)
+        ``sklearn.ensemble.IsolationForest.score_samples``); float64, one per row or timestamp (per part for a
+        collection)."""
+        return map_result(self.decision_function(X, by=by), np.negative)
 
-    def predict_proba(self, X: Any, method: str = "linear") -> np.ndarray:
+    def predict_proba(self, X: Any, method: str = "linear", *, by: Any = None) -> np.ndarray | list | dict:
         """``[n, 2]`` float64: ``[P(normal), P(anomaly)]`` per row (or timestamp), from the scores, as PyOD's
         ``BaseDetector.predict_proba``. With s = ``decision_function(X)`` and the training scores
         ``decision_scores_``:
@@ -66,12 +69,15 @@ class ConventionsMixin:
 
         If every training score is the same (max = min, σ = 0), both give the limit of their formula:
         ``P(anomaly) = 1`` where s is above that score, else 0. A score of +inf (an extreme input) gives 1.
-        ``P(normal) = 1 - P(anomaly)``. These are rescaled scores, not calibrated probabilities.
+        ``P(normal) = 1 - P(anomaly)``. These are rescaled scores, not calibrated probabilities. For a
+        collection ``X``, one ``[n_i, 2]`` array per part.
         """
         if method not in ("linear", "unify"):
             raise ValueError(f"method must be 'linear' or 'unify', got {method!r}")
         self._check_fitted()
-        scores = self.decision_function(X)
+        return map_result(self.decision_function(X, by=by), lambda scores: self._proba(scores, method))
+
+    def _proba(self, scores: np.ndarray, method: str) -> np.ndarray:
         train = self.decision_scores_
         if method == "linear":
             low, span = float(train.min()), float(train.max() - train.min())

@@ -82,13 +82,17 @@ def replace_extremes(x: torch.Tensor, entries: torch.Tensor, stats: Normalizer) 
     return torch.where(entries, mean, x)
 
 
-def warn_extremes(entries: torch.Tensor, what: str, columns: list | None) -> None:
-    count = int(entries.sum())
+def warn_extremes(entries: torch.Tensor, what: str, columns: list | None, where: str = "",
+                  count: int | None = None, stacklevel: int = 4) -> None:
+    """Warn about the extreme ``entries`` (``[rows, C]``); ``where`` names the part of a collection they are in
+    (the first one holding any) and ``count`` the total over all parts."""
+    count = int(entries.sum()) if count is None else count
     row, col = (int(i) for i in entries.nonzero()[0].tolist())
     name = repr(columns[col]) if columns is not None else str(col)
     warnings.warn(f"X holds {count} extreme value{'s' if count != 1 else ''} (more than {EXTREME_SIGMAS:.0e} "
-                  f"training standard deviations from the training mean; the first at row {row}, column {name}): "
-                  f"the {what} holding them score +inf", ExtremeValueWarning, stacklevel=4)
+                  f"training standard deviations from the training mean; the first at row {row}, column {name}"
+                  f"{' of ' + where if where else ''}): the {what} holding them score +inf", ExtremeValueWarning,
+                  stacklevel=stacklevel)
 
 
 def infinite_timestamps(extreme_rows: torch.Tensor, grid: WindowGrid, reduce: str) -> torch.Tensor:

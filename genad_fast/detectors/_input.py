@@ -14,7 +14,7 @@ import torch
 
 from genad_fast.detectors._extremes import extreme_entries, may_hold_extremes, replace_extremes, warn_extremes
 from genad_fast.detectors._validation import check_finite, check_rank, to_tensor
-from genad_fast.series import Normalizer
+from genad_fast.series import Normalizer, SeriesBatch
 
 __all__ = ["FeatureNames", "InputMixin"]
 
@@ -54,64 +54,79 @@ class InputMixin:
 
     feature_names_in_ = FeatureNames()
 
-    def _validate(self, X: Any, fitting: bool) -> tuple[torch.Tensor, list | None]:
+    def _validate(self, X: Any, fitting: bool, name: str = "X") -> tuple[torch.Tensor, list | None]:
         """Checked data as ``[rows, features]`` (the user's float dtype and device), plus DataFrame column names.
+        ``name`` is what the messages call the data (a part of a collection: ``X[3]``, ``X['pump-7']``).
 
         Not yet cast: :meth:`_cast` does that, after the extreme-value guard at scoring (a cast to float32
         could overflow on a value the guard replaces)."""
-        t, columns = to_tensor(X, "X")
-        t = check_rank(t, self.is_series, "X")
+        t, columns = to_tensor(X, name)
+        t = check_rank(t, self.is_series, name)
         what = ("timestamps", "channels") if self.is_series else ("rows", "features")
         if t.shape[0] == 0:
-            raise ValueError(f"X has 0 {what[0]}")
+            raise ValueError(f"{name} has 0 {what[0]}")
         if t.shape[1] == 0:
-            raise ValueError(f"X has 0 {what[1]}")
+            raise ValueError(f"{name} has 0 {what[1]}")
         if not fitting:
             if t.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {t.shape[1]} {what[1]}, but {type(self).__name__} was fitted on "
+                raise ValueError(f"{name} has {t.shape[1]} {what[1]}, but {type(self).__name__} was fitted on "
                                  f"{self.n_features_in_}")
             fitted, names = getattr(self, "feature_names_in_", None), str_names(columns)
             if fitted is not None and names is not None and names != list(fitted):
-                raise ValueError(f"X has columns {names}, but {type(self).__name__} was fitted on columns "
+                raise ValueError(f"{name} has columns {names}, but {type(self).__name__} was fitted on columns "
                                  f"{list(fitted)} (same names, same order)")
-        check_finite(t, "X", columns)
+        check_finite(t, name, columns)
         if self.is_series and t.shape[0] < self.window:
-            raise ValueError(f"X has {t.shape[0]} timestamps, fewer than window={self.window}")
+            raise ValueError(f"{name} has {t.shape[0]} timestamps, fewer than window={self.window}")
         return t, columns
 
-    def _cast(self, t: torch.Tensor) -> torch.Tensor:
-        """``t`` on ``device_`` in ``_data_dtype()``, C-contiguous (whatever layout the user's array had)."""
-        out = t.to(device=self.device_, dtype=self._data_dtype()).contiguous()
+    def _cast(self, t: torch.Tensor, name: str = "X", out: torch.Tensor | None = None) -> torch.Tensor:
+        """``t`` on ``device_`` in ``_data_dtype()``, C-contiguous (whatever layout the user's array had); with
+        ``out`` (a slice of a packed buffer), written there instead."""
+        if out is None:
+            out = t.to(device=self.device_, dtype=self._data_dtype()).contiguous()
+        else:
+            out.copy_(t)  # the same rounding as .to()
         if out.dtype != t.dtype and not bool(torch.isfinite(out).all()):
             first = tuple(int(i) for i in (~torch.isfinite(out)).nonzero()[0].tolist())
-            raise ValueError(f"X value {float(t[first])} at row {first[0]} overflows {out.dtype}; rescale the data")
+            raise ValueError(f"{name} value {float(t[first])} at row {first[0]} overflows {out.dtype}; rescale the "
+                             f"data")
         return out
 
     def _input_stats(self) -> Normalizer | None:
         """The training statistics of the extreme-value guard (files written before it: the normaliser, if any)."""
         return getattr(self, "input_stats_", None) or self.normalizer_
 
-    def _guard_extremes(self, t: torch.Tensor, columns: list | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Validated scoring data with extreme values replaced (see :mod:`genad_fast.detectors._extremes`), cast
-        for the model, and the boolean ``[rows]`` mask of the rows/timestamps that held one (None if none did)."""
+    def _extreme_entries(self, t: torch.Tensor) -> torch.Tensor | None:
+        """Boolean ``[rows, features]``: the extreme values of validated data ``t``, or None if it holds none."""
         stats = self._input_stats()
         if stats is None or not may_hold_extremes(t, stats):
-            return self._cast(t), None
+            return None
         entries = extreme_entries(t, stats)
-        if not bool(entries.any()):
-            return self._cast(t), None
-        warn_extremes(entries, "windows" if self.is_series else "rows", columns)
-        return self._cast(replace_extremes(t, entries, stats)), entries.any(dim=1)
+        return entries if bool(entries.any()) else None
 
-    def _check_enough(self, x: torch.Tensor) -> None:
+    def _guard_extremes(self, t: torch.Tensor, columns: list | None,
+                        stacklevel: int = 4) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validated scoring data with extreme values replaced (see :mod:`genad_fast.detectors._extremes`), cast
+        for the model, and the boolean ``[rows]`` mask of the rows/timestamps that held one (None if none did)."""
+        entries = self._extreme_entries(t)
+        if entries is None:
+            return self._cast(t), None
+        warn_extremes(entries, "windows" if self.is_series else "rows", columns, stacklevel=stacklevel)
+        return self._cast(replace_extremes(t, entries, self._input_stats())), entries.any(dim=1)
+
+    def _check_enough(self, x: torch.Tensor, layout: SeriesBatch | None = None) -> None:
         need = self._min_fit_samples()
         if self.is_series:
-            grid = self._grid(x.shape[0])
-            have = grid.n_grid  # the grid windows _fit_model receives
+            have = layout.n_windows - int(layout.is_tail().sum())  # the grid windows _fit_model receives
             if have < need:
-                raise ValueError(f"the training series gives {have} window{'s' if have != 1 else ''} "
-                                 f"(T={grid.T}, window={grid.W}, stride={grid.S}), but {type(self).__name__} needs "
-                                 f"at least {need} to fit; use a longer series or a smaller window/stride")
+                g = layout.grids[0]
+                shape = f"T={g.T}" if layout.n_series == 1 else f"{layout.n_series} series of T={min(layout.lengths)}" \
+                    f"..{max(layout.lengths)}"
+                raise ValueError(f"the training series give{'s' if layout.n_series == 1 else ''} {have} "
+                                 f"window{'s' if have != 1 else ''} ({shape}, window={g.W}, stride={g.S}), but "
+                                 f"{type(self).__name__} needs at least {need} to fit; use a longer series or a smaller "
+                                 f"window/stride")
         elif x.shape[0] < need:
             raise ValueError(f"X has {x.shape[0]} rows, but {type(self).__name__} needs at least {need} to fit")
 

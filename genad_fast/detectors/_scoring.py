@@ -1,5 +1,10 @@
-"""The scoring loops of :class:`~genad_fast.detectors.base.BaseDetector`: rows in batches, a series window by
+"""The scoring loops of :class:`~genad_fast.detectors.base.BaseDetector`: rows in batches, series window by
 window, and the training data's scores (``decision_scores_``) without a second pass where the fit has them.
+
+Series arrive packed: one tensor ``[Σ T_i, C]`` and its :class:`genad_fast.series.SeriesBatch` (one series, or
+the parts of a collection, :mod:`genad_fast.detectors._collection`). The default loop draws batches of
+``score_batch_size`` windows across series boundaries, so many short series cost as few ``_score_model``
+calls as one long one, and cuts the window scores back per series for ``to_timestamps``.
 
 Every scoring pass of a call runs in one block: gradients off (unless ``score_needs_grad``), the call's scope
 (:mod:`genad_fast.detectors._call`) and the detector's ``_score_context`` (e.g. an inference plan built once
@@ -13,7 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from genad_fast.series import WindowGrid
+from genad_fast.detectors._extremes import infinite_timestamps
+from genad_fast.series import SeriesBatch, WindowGrid
 
 __all__ = ["ScoringMixin"]
 
@@ -26,10 +32,19 @@ class ScoringMixin:
     score_batch_size: int = 4096
     #: True for detectors whose scoring differentiates (AnoGAN's latent search): no inference_mode.
     score_needs_grad: ClassVar[bool] = False
+    #: Fewest rows or windows a ``_score_model`` call gets: a smaller batch (a series' off-grid tail window, a
+    #: series of one window, the last batch) is padded with copies of its first row. BLAS takes other code paths
+    #: for one or two rows (gemv), whose sums round differently, and a row's score must not depend on the batch
+    #: it lands in: alone, among the windows of a collection, or at another ``score_batch_size``.
+    min_score_rows: ClassVar[int] = 8
 
     def _grid(self, T: int) -> WindowGrid:
         """The window grid of a series of ``T`` timestamps (``window``, ``stride``)."""
         return WindowGrid(T, int(self.window), int(self.stride))
+
+    def _layout(self, lengths: tuple[int, ...]) -> SeriesBatch | None:
+        """The windows of the series of ``lengths`` packed one after another (None for tabular data)."""
+        return SeriesBatch(tuple(lengths), int(self.window), int(self.stride)) if self.is_series else None
 
     # ------------------------------------------------------------------ hooks with defaults
     def _score_context(self, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -45,53 +60,96 @@ class ScoringMixin:
         such as leave-one-out ones). Called once, right after the fit, in a scoring call. Default: None."""
         return None
 
+    def _score_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """``_score_model(batch)``, with a batch of fewer than ``min_score_rows`` padded (see there)."""
+        b, need = batch.shape[0], int(self.min_score_rows)
+        if b >= need or b == 0:
+            return self._score_model(batch)
+        s = self._score_model(torch.cat([batch, batch[:1].expand(need - b, *batch.shape[1:])]))
+        return s[:b] if isinstance(s, torch.Tensor) and s.dim() >= 1 and s.shape[0] == need else s
+
     def _score_rows(self, rows: torch.Tensor) -> torch.Tensor:
         n, bs = rows.shape[0], int(self.score_batch_size)
         out = []
         for i in self._progress(range(0, n, bs), total=-(-n // bs), desc="score", unit="batch", long_only=True):
-            s = self._score_model(rows[i:i + bs])
+            s = self._score_batch(rows[i:i + bs])
             self._check_hook_output("_score_model", s, (min(bs, n - i),))
             out.append(s)
         return torch.cat(out) if len(out) != 1 else out[0]
 
-    def _score_series(self, series: torch.Tensor) -> torch.Tensor:
-        grid, bs = self._grid(series.shape[0]), int(self.score_batch_size)
+    def _score_series(self, series: torch.Tensor, layout: SeriesBatch) -> torch.Tensor:
+        bs = int(self.score_batch_size)
         out = []
-        for batch in self._progress(grid.batches(series, bs), total=grid.n_batches(bs), desc="score", unit="batch",
-                                    long_only=True):
-            s = self._check_window_scores(self._score_model(batch), batch.shape[0], grid.W)
+        for batch in self._progress(layout.batches(series, bs), total=layout.n_batches(bs), desc="score",
+                                    unit="batch", long_only=True):
+            s = self._check_window_scores(self._score_batch(batch), batch.shape[0], layout.W)
             if out and s.dim() != out[0].dim():
                 raise RuntimeError(f"{type(self).__name__}._score_model returned scores of different ranks "
                                    f"for different batches")
             out.append(s)
         scores = torch.cat(out) if len(out) != 1 else out[0]
-        return grid.to_timestamps(scores, self.reduce)
+        return layout.to_timestamps(scores, self.reduce)
 
     # ------------------------------------------------------------------ the passes the base runs
-    def _score_normalized(self, z: torch.Tensor, training: bool = False) -> np.ndarray:
-        """float64 scores of normalised data ``z``, one per row or timestamp. ``training``: the data just fitted
-        on, whose scores come from ``_training_scores`` when the detector has them."""
+    def _packed_scores(self, data: Any) -> np.ndarray:
+        """float64 scores of a checked input (:class:`genad_fast.detectors._collection.Packed`), one per row or
+        timestamp of the packing: normalised, scored, +inf where an extreme value was, checked."""
+        layout = self._layout(data.lengths)
+        scores = self._score_normalized(self._apply_normalizer(data.x), layout=layout)
+        if data.extreme_rows is not None:
+            rows = data.extreme_rows.cpu()
+            if not self.is_series:
+                scores[rows.numpy()] = np.inf
+            else:  # per series, over its own windows
+                offsets = torch.tensor(layout.offsets)
+                for i in torch.unique(torch.searchsorted(offsets, rows.nonzero().flatten(), right=True) - 1).tolist():
+                    a, b = layout.offsets[i], layout.offsets[i + 1]
+                    scores[a:b][infinite_timestamps(rows[a:b], layout.grids[i], self.reduce).numpy()] = np.inf
+        self._check_scores(scores)
+        return scores
+
+    def _score_normalized(self, z: torch.Tensor, training: bool = False,
+                          layout: SeriesBatch | None = None) -> np.ndarray:
+        """float64 scores of normalised data ``z`` (series: packed as ``layout``, default one series), one per row
+        or timestamp. ``training``: the data just fitted on, whose scores come from ``_training_scores`` when the
+        detector has them."""
+        if self.is_series and layout is None:
+            layout = self._layout((z.shape[0],))
         grad = contextlib.nullcontext() if self.score_needs_grad else torch.inference_mode()
         with grad, self._call_scope("score"), self._score_context(z.dtype):
             given = self._training_scores() if training else None
             if given is None:
-                scores, hook = (self._score_series(z), "_score_series") if self.is_series else \
+                scores, hook = (self._score_series(z, layout), "_score_series") if self.is_series else \
                     (self._score_rows(z), "_score_rows")
             elif self.is_series:
-                scores, hook = self._complete_series(z, given), "_training_scores"
+                scores, hook = self._complete_series(z, layout, given), "_training_scores"
             else:
                 scores, hook = given, "_training_scores"
         self._check_hook_output(hook, scores, (z.shape[0],))
         return scores.detach().to(device="cpu", dtype=torch.float64).numpy()
 
-    def _complete_series(self, series: torch.Tensor, grid_scores: torch.Tensor) -> torch.Tensor:
-        """Per-timestamp scores from the training scores of the grid windows, plus the end window if off-grid."""
-        grid = self._grid(series.shape[0])
-        scores = self._check_window_scores(grid_scores, grid.n_grid, grid.W, "_training_scores")
-        if grid.has_tail:  # the end-aligned window is new to the model: scored as any window
-            tail = self._check_window_scores(self._score_model(series[grid.T - grid.W:].unsqueeze(0)), 1, grid.W)
-            scores = torch.cat([scores, tail])
-        return grid.to_timestamps(scores, self.reduce)
+    def _complete_series(self, series: torch.Tensor, layout: SeriesBatch, grid_scores: torch.Tensor) -> torch.Tensor:
+        """Per-timestamp scores from the training scores of the grid windows, plus each series' end window if
+        off-grid (new to the model: scored as any window, all series' together)."""
+        tail = layout.is_tail(series.device)
+        n_tails = int(tail.sum())
+        scores = self._check_window_scores(grid_scores, layout.n_windows - n_tails, layout.W, "_training_scores")
+        if n_tails:
+            if layout.n_series == 1:
+                windows = series[series.shape[0] - layout.W:].unsqueeze(0)
+            else:
+                windows = layout.windows_at(series, layout.starts(series.device)[tail])
+            bs = int(self.score_batch_size)
+            tails = torch.cat([self._check_window_scores(self._score_batch(windows[i:i + bs]),
+                                                         min(bs, n_tails - i), layout.W)
+                               for i in range(0, n_tails, bs)])
+            if tails.dim() != scores.dim():
+                raise RuntimeError(f"{type(self).__name__}._score_model and _training_scores returned scores of "
+                                   f"different ranks")
+            full = scores.new_empty((layout.n_windows, *scores.shape[1:]))
+            full[~tail], full[tail] = scores, tails.to(scores.dtype)
+            scores = full
+        return layout.to_timestamps(scores, self.reduce)
 
     # ------------------------------------------------------------------ checks of the hooks' output
     def _check_window_scores(self, s: Any, b: int, W: int, hook: str = "_score_model") -> torch.Tensor:

@@ -149,6 +149,13 @@ class _GANDetector(BaseDetector):
             collect.append((residual.detach(), feature.detach()))
         return score
 
+    def _score_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        score = super()._score_batch(batch)
+        collect = get_thread_value(self, "components")
+        if collect and collect[-1][0].shape[0] != batch.shape[0]:  # a padded batch: drop the copies' parts
+            collect[-1] = tuple(part[:batch.shape[0]] for part in collect[-1])
+        return score
+
     def decision_components(self, X) -> dict[str, np.ndarray]:
         """``{"score", "residual", "feature"}``: ``decision_function(X)`` with its two parts.
 

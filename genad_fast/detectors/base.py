@@ -90,10 +90,11 @@ import torch
 
 from genad_fast import _backend
 from genad_fast._params import Param, Parametrized
+from genad_fast.detectors._collection import CollectionMixin, Packed, map_result
 from genad_fast.detectors._conventions import ConventionsMixin
 from genad_fast.detectors._device import resolve_device
 from genad_fast.detectors._export_mixin import ExportMixin
-from genad_fast.detectors._extremes import infinite_timestamps, warn_constant
+from genad_fast.detectors._extremes import warn_constant
 from genad_fast.detectors._hook_helpers import HookHelpersMixin
 from genad_fast.detectors._hook_helpers import stream_seed as _stream_seed  # noqa: F401 - the old import path
 from genad_fast.detectors._input import InputMixin, str_names
@@ -101,8 +102,9 @@ from genad_fast.detectors._input import InputMixin, str_names
 # registry), so save/load call straight down into it.
 from genad_fast.detectors._io import load_detector, save_detector
 from genad_fast.detectors._scoring import ScoringMixin
+from genad_fast.detectors._thresholding import ThresholdingMixin
 from genad_fast.detectors._validation import NotFittedError
-from genad_fast.series import REDUCTIONS, Normalizer, constant_columns
+from genad_fast.series import REDUCTIONS, Normalizer, SeriesBatch, constant_columns
 
 __all__ = ["BaseDetector", "REDUCE", "resolve_device"]
 
@@ -126,7 +128,8 @@ REDUCE = Param("reduce", "choice", "How the scores of the windows covering a tim
 _SCORE_BATCH_SIZE = Param("score_batch_size", "int", "Rows or windows per scoring batch.", low=1, scoring=True)
 
 
-class BaseDetector(InputMixin, ScoringMixin, HookHelpersMixin, ConventionsMixin, ExportMixin, Parametrized):
+class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin, HookHelpersMixin, ConventionsMixin,
+                   ExportMixin, Parametrized):
     """Base of all genad_fast detectors; see the module docstring for the hook contract. Every detector has
     these parameters (most forward them through ``**kwargs``).
 
@@ -216,8 +219,18 @@ class BaseDetector(InputMixin, ScoringMixin, HookHelpersMixin, ConventionsMixin,
         """True when the detector models series through windows (``window`` is set)."""
         return self.window is not None
 
-    def fit(self, X: Any, y: Any = None) -> "BaseDetector":
-        """Learn the normal behaviour from ``X`` (assumed clean); ``y`` is ignored. Returns self."""
+    def fit(self, X: Any, y: Any = None, *, by: Any = None) -> "BaseDetector":
+        """Learn the normal behaviour from ``X`` (assumed clean); ``y`` is ignored. Returns self.
+
+        ``X`` may be a collection of series or tables (a list/tuple of arrays, a dict, or a long DataFrame with
+        ``by=`` the id column: :mod:`genad_fast.detectors._collection`): one model of normal over all of them.
+        The normaliser's statistics are those of all their rows; windows lie inside each series (never across
+        two; the windows of many series are gathered into one tensor, a copy); ``decision_scores_`` holds the
+        training scores of the parts concatenated in collection order, and ``threshold_`` comes from them."""
+        self._fit_input(X, by)
+        return self
+
+    def _fit_input(self, X: Any, by: Any) -> Packed:
         self._check_params()
         for attr in ("threshold_", "decision_scores_"):  # a failed re-fit must not look fitted
             self.__dict__.pop(attr, None)
@@ -227,11 +240,11 @@ class BaseDetector(InputMixin, ScoringMixin, HookHelpersMixin, ConventionsMixin,
         self.seed_ = int(self.seed) if self.seed is not None else \
             int(np.random.SeedSequence().entropy % (1 << 63))
 
-        x, columns = self._validate(X, fitting=True)
-        x = self._cast(x)
+        data = self._read(X, by, fitting=True)
+        x, columns, layout = data.x, data.columns, self._layout(data.lengths)
         self.n_features_in_ = int(x.shape[1])
         self.feature_names_in_ = str_names(columns)
-        self._check_enough(x)
+        self._check_enough(x, layout)
         self.input_stats_ = Normalizer.fit(x)  # the extreme-value guard's reference (_extremes.py)
         self.normalizer_ = self.input_stats_ if self.normalize else None
         constant = constant_columns(x)
@@ -241,11 +254,11 @@ class BaseDetector(InputMixin, ScoringMixin, HookHelpersMixin, ConventionsMixin,
 
         with self._call_scope("fit"):
             if self.is_series:
-                self._fit_series(z)
+                self._fit_series(z, layout)
             else:
                 self._fit_model(z)
 
-        scores = self._score_normalized(z, training=True)
+        scores = self._score_normalized(z, training=True, layout=layout)
         bad = ~np.isfinite(scores)
         if bad.any():
             raise ValueError(f"{type(self).__name__} gives non-finite scores on {int(bad.sum())} of "
@@ -253,47 +266,26 @@ class BaseDetector(InputMixin, ScoringMixin, HookHelpersMixin, ConventionsMixin,
                              f"(the first at {int(np.argmax(bad))}); the fit diverged or the data is degenerate")
         self.decision_scores_ = scores
         self.threshold_ = self._fit_threshold(getattr(self, "threshold", None), scores, None)
-        return self
+        return data
 
-    def set_threshold(self, X: Any, y: Any = None, method: Any = None) -> "BaseDetector":
-        """Refit ``threshold_`` on the scores of held-out data ``X``; returns self.
+    def decision_function(self, X: Any, *, by: Any = None) -> np.ndarray | list | dict:
+        """Anomaly scores, higher = more anomalous: float64 ``[N]`` (tabular) or ``[T]`` (series).
 
-        ``method``: anything the ``threshold`` parameter accepts, or ``"best_f1"`` /
-        :class:`~genad_fast.thresholds.BestF1Threshold` (needs the 0/1 labels ``y`` of ``X``). None: best
-        F1 when ``y`` is given, else the detector's own ``threshold`` rule. Held-out scores avoid the
-        optimism of training scores (a model that overfits scores its training data lower than new
-        normal data). Use a validation split, never the test labels you report on.
-        """
-        self._check_fitted()
-        if method is None:
-            method = "best_f1" if y is not None else getattr(self, "threshold", None)
-        scores = self.decision_function(X)
-        if y is not None:
-            n_y = len(y)
-            if n_y != scores.shape[0]:
-                raise ValueError(f"y has {n_y} labels but X gives {scores.shape[0]} scores "
-                                 f"(one per {'timestamp' if self.is_series else 'row'})")
-        self.threshold_ = self._fit_threshold(method, scores, y)
-        return self
+        For a collection ``X`` (a list/tuple of arrays, a dict, or a long DataFrame with ``by=`` the id column:
+        :mod:`genad_fast.detectors._collection`) one such array per part, as a list (or a dict with X's ids),
+        equal to scoring each part alone; the windows of all parts share the model's batches."""
+        scores, data = self._scores(X, by)
+        return data.unpack(scores)
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Anomaly scores, higher = more anomalous: float64 ``[N]`` (tabular) or ``[T]`` (series)."""
+    def _scores(self, X: Any, by: Any) -> tuple[np.ndarray, Packed]:
         self._check_fitted()
         self._check_params(scoring=True)  # set_params may have changed what scoring reads
-        x, columns = self._validate(X, fitting=False)
-        x, extreme_rows = self._guard_extremes(x, columns)
-        scores = self._score_normalized(self._apply_normalizer(x))
-        if extreme_rows is not None:
-            rows = extreme_rows.cpu()
-            infinite = infinite_timestamps(rows, self._grid(rows.shape[0]), self.reduce) if self.is_series else rows
-            scores[infinite.numpy()] = np.inf
-        self._check_scores(scores)
-        return scores
+        data = self._read(X, by, fitting=False)
+        return self._packed_scores(data), data
 
-    def predict(self, X: Any) -> np.ndarray:
-        """1 where ``decision_function(X) > threshold_``, else 0 (int64, like PyOD)."""
-        scores = self.decision_function(X)
-        return (scores > self.threshold_).astype(np.int64)
+    def predict(self, X: Any, *, by: Any = None) -> np.ndarray | list | dict:
+        """1 where ``decision_function(X) > threshold_``, else 0 (int64, like PyOD); per part for a collection."""
+        return map_result(self.decision_function(X, by=by), lambda s: (s > self.threshold_).astype(np.int64))
 
     def save(self, path: str) -> None:
         """Write the fitted detector to ``path`` (see :mod:`genad_fast.detectors._io` for the format)."""
@@ -327,20 +319,10 @@ class BaseDetector(InputMixin, ScoringMixin, HookHelpersMixin, ConventionsMixin,
     def _set_state(self, state: dict) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement _set_state(state) to be loaded")
 
-    def _fit_series(self, series: torch.Tensor) -> None:
-        self._fit_model(self._grid(series.shape[0]).windows(series))
+    def _fit_series(self, series: torch.Tensor, layout: SeriesBatch) -> None:
+        self._fit_model(layout.grid_windows(series))
 
     # ------------------------------------------------------------------ internals
-    def _fit_threshold(self, spec: Any, scores: np.ndarray, labels: Any) -> float:
-        from genad_fast.thresholds import make_threshold
-
-        rule = make_threshold(spec, float(self.contamination))
-        value = rule.fit(scores, labels).threshold_
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-                or not np.isfinite(value):
-            raise ValueError(f"the threshold rule {rule!r} gave threshold_={value!r}; a finite number is needed")
-        return float(value)
-
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first "

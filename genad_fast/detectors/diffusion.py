@@ -40,6 +40,7 @@ from genad_fast.nn import training
 from genad_fast.nn.diffusion import SAMPLERS, SCHEDULES, ConditionalDenoiser, Denoiser, NoiseSchedule
 from genad_fast.nn.diffusion.losses import ImputeLoss, ReconstructLoss
 from genad_fast.nn.diffusion.sampler import SeriesSampler
+from genad_fast.series import SeriesBatch
 
 MODES = ("reconstruct", "impute")
 MASKS = ("grid", "random")
@@ -202,28 +203,35 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
                                      verbose=self.verbose, desc="DiffusionDetector")
 
     # ---- scoring ---------------------------------------------------------------------------------
-    def _fit_series(self, series: torch.Tensor) -> None:
-        # The range of normal data, per channel: reconstructions are clipped to it (SeriesSampler.reverse_chain).
+    def _fit_series(self, series: torch.Tensor, layout: SeriesBatch) -> None:
+        # The range of normal data, per channel (over every series of a collection): reconstructions are clipped
+        # to it (SeriesSampler.reverse_chains).
         self.train_min_ = series.amin(dim=0).to(torch.float32)
         self.train_max_ = series.amax(dim=0).to(torch.float32)
-        super()._fit_series(series)
+        super()._fit_series(series, layout)
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - series are scored in tiles
         raise NotImplementedError("DiffusionDetector scores whole series (_score_series)")
 
-    def _score_series(self, series: torch.Tensor) -> torch.Tensor:
-        T, C = series.shape
+    def _score_series(self, series: torch.Tensor, layout: SeriesBatch) -> torch.Tensor:
+        """Scores of every series of the packing, each as if scored alone: the noise of a series depends on the
+        call's seed and its own length only, and the sampler runs the tiles of all series through the same
+        network calls (:meth:`SeriesSampler.reconstruct_many`)."""
         rf = self.model_.receptive_field
-        if T < rf:
-            raise ValueError(f"the series has {T} timestamps, fewer than the denoiser's receptive field ({rf})")
-        x = series.t().contiguous()  # [C, T]: the state layout, one channel's timestamps contiguous
+        for i, T in enumerate(layout.lengths):
+            if T < rf:
+                what = "the series" if layout.n_series == 1 else f"series {i}"
+                raise ValueError(f"{what} has {T} timestamps, fewer than the denoiser's receptive field ({rf})")
+        xs = [part.t().contiguous() for part in layout.split(series)]  # [C, T]: one channel's timestamps contiguous
         seeds = self._numpy_rng("score-noise").integers(0, _U63, size=2)
         noise_seed, mask_seed = int(seeds[0]), int(seeds[1])
         sampler = self._sampler()
         if self.mode == "reconstruct":
-            return sampler.reconstruct(x, noise_seed, self._noise_level(), self._chain_length(), self.n_draws)
-        return sampler.impute(x, noise_seed, mask_seed, self._mask_kinds(), max(1, self.window // self.mask_split),
-                              self._chain_length(), self.n_draws)
+            scores = sampler.reconstruct_many(xs, noise_seed, self._noise_level(), self._chain_length(), self.n_draws)
+        else:
+            scores = sampler.impute_many(xs, noise_seed, mask_seed, self._mask_kinds(),
+                                         max(1, self.window // self.mask_split), self._chain_length(), self.n_draws)
+        return torch.cat(scores) if len(scores) != 1 else scores[0]
 
     def _sampler(self) -> SeriesSampler:
         """The reverse process of this scoring call: the trained denoiser, the call's dispatch, x̂_0 clipped to

@@ -30,6 +30,13 @@ Tiles, not windows
     activations, never T × steps; the error per timestamp goes straight into the score buffer
     (:func:`genad_fast.ops.recon_error_accumulate_`).
 
+Many series in one call
+    :meth:`SeriesSampler.reconstruct_many` / :meth:`~SeriesSampler.impute_many` run the chains of several series
+    (of any lengths, one channel count) together: each keeps its own state ``[B, C, T_i]``, noise stream (the
+    call's seed, counters by position in its own state) and step update, while the network runs over tiles drawn
+    from all of them, ``tile_batch`` tiles of one read length per call (:func:`tile_groups`). A tile's ε̂ depends
+    on its own read only, so every series gets the scores it gets alone, with fewer, fuller network calls.
+
 No host-device synchronisation in the loop
     The sampling loop (:meth:`SeriesSampler.run_chain`) reads no tensor value on the host (no ``.item()``,
     ``.cpu()``, ``nonzero()``, no data-dependent shapes): step coefficients, step embeddings and tile bounds are
@@ -50,9 +57,10 @@ from genad_fast.nn.diffusion.plan import DenoiserInference
 from genad_fast.nn.diffusion.schedules import NoiseSchedule
 from genad_fast.ops import Dispatch
 
-__all__ = ["ChainPlan", "SeriesSampler", "gather", "target_masks", "tiles"]
+__all__ = ["ChainPlan", "SeriesSampler", "gather", "target_masks", "tile_groups", "tiles"]
 
 Tile = tuple[int, int, int, int]   # (start, stop, lo, hi): owns [start, stop), reads [lo, hi)
+Slot = tuple[int, Tile]            # (series, tile): a tile of one series of the call
 
 
 @dataclass
@@ -61,8 +69,8 @@ class ChainPlan:
 
     coeffs: list[list[torch.Tensor]]     # per step (a, b, c), [B] float32 on the device
     steps: torch.Tensor                  # step embeddings [k, E]
-    groups: list[list[Tile]]             # tiles batched per network call
-    counters: int                        # Philox counters one step's noise uses
+    groups: list[list[Slot]]             # tiles (of any series) batched per network call
+    counters: list[int]                  # per series: the Philox counters one step's noise uses
     network: DenoiserInference | None    # the inference plan, or None: the modules
     consts: list | None = None           # the plan's per-step constants
 
@@ -103,52 +111,78 @@ class SeriesSampler:
     def reconstruct(self, x: torch.Tensor, seed: int, noise_level: int, steps: int, draws: int) -> torch.Tensor:
         """score ``[T]`` of ``x`` ``[C, T]``: noised to level ``noise_level`` (1 .. N), denoised in ``steps``
         steps, ``draws`` times, the squared error averaged over channels and draws."""
-        C, T = x.shape
-        K = draws
+        return self.reconstruct_many([x], seed, noise_level, steps, draws)[0]
+
+    def reconstruct_many(self, xs: list[torch.Tensor], seed: int, noise_level: int, steps: int,
+                         draws: int) -> list[torch.Tensor]:
+        """:meth:`reconstruct` of each series of ``xs`` (``[C, T_i]``), all chains run together; each score equals
+        the series' own."""
+        K, dev = draws, xs[0].device
         taus = self.schedule.timesteps(noise_level - 1, steps)
-        a0, b0 = self.schedule.add_noise_coefficients([taus[0]] * K)
-        x0 = x.reshape(1, C * T).expand(K, C * T)
-        state = ops.add_noise(x0, *_on_device(x.device, a0, b0), seed, 0, backend=self.dispatch)
-        offset = ops.philox_counters(K * C * T)
-        x_hat = self.reverse_chain(state.view(K, C, T), taus, seed, offset)
-        score = torch.zeros(1, T, dtype=torch.float32, device=x.device)
-        x_tc = x.t().unsqueeze(0)  # [1, T, C] views of the [C, T] layouts: no copies
-        for k in range(K):
-            ops.recon_error_accumulate_(score, x_tc, x_hat[k:k + 1].transpose(1, 2), None, 1.0 / K,
-                                        backend=self.dispatch)
-        return score[0]
+        a0, b0 = _on_device(dev, *self.schedule.add_noise_coefficients([taus[0]] * K))
+        states, offsets = [], []
+        for x in xs:
+            C, T = x.shape
+            x0 = x.reshape(1, C * T).expand(K, C * T)
+            states.append(ops.add_noise(x0, a0, b0, seed, 0, backend=self.dispatch).view(K, C, T))
+            offsets.append(ops.philox_counters(K * C * T))
+        x_hats = self.reverse_chain(states, taus, seed, offsets)
+        out = []
+        for x, x_hat in zip(xs, x_hats):
+            score = torch.zeros(1, x.shape[1], dtype=torch.float32, device=dev)
+            x_tc = x.t().unsqueeze(0)  # [1, T, C] views of the [C, T] layouts: no copies
+            for k in range(K):
+                ops.recon_error_accumulate_(score, x_tc, x_hat[k:k + 1].transpose(1, 2), None, 1.0 / K,
+                                            backend=self.dispatch)
+            out.append(score[0])
+        return out
 
     def impute(self, x: torch.Tensor, seed: int, mask_seed: int, kinds: tuple[str, ...], block: int, steps: int,
                draws: int) -> torch.Tensor:
         """score ``[T]`` of ``x`` ``[C, T]``: each mask of :func:`target_masks` (``kinds``, grid ``block``,
         ``mask_seed``) imputed from pure noise in ``steps`` steps, ``draws`` times; the squared error of the
         imputed points averaged over channels, draws and complementary pairs."""
-        C, T = x.shape
-        K = draws
-        targets = target_masks(C, T, mask_seed, kinds, block, x.device, self.dispatch)   # [M, C, T], 1 = imputed
-        M = targets.shape[0]
-        B = M * K
-        observed_mask = (1.0 - targets).repeat_interleave(K, dim=0)      # sample b imputes mask b // K
+        return self.impute_many([x], seed, mask_seed, kinds, block, steps, draws)[0]
+
+    def impute_many(self, xs: list[torch.Tensor], seed: int, mask_seed: int, kinds: tuple[str, ...], block: int,
+                    steps: int, draws: int) -> list[torch.Tensor]:
+        """:meth:`impute` of each series of ``xs`` (``[C, T_i]``), all chains run together; each score equals the
+        series' own (its masks and noise depend on its own length only)."""
+        K, dev = draws, xs[0].device
         taus = self.schedule.timesteps(self.schedule.n_steps - 1, steps)
-        # The chain starts from pure noise at step N (CSDI, ImDiffusion): x_N = z.
-        ones, zeros = torch.ones(B, dtype=torch.float64), torch.zeros(B, dtype=torch.float64)
-        x0 = x.reshape(1, C * T).expand(B, C * T)
-        state = ops.add_noise(x0, *_on_device(x.device, zeros, ones), seed, 0, backend=self.dispatch)
-        offset = ops.philox_counters(B * C * T)
-        observed = x.unsqueeze(0).expand(B, C, T)
-        x_hat = self.reverse_chain(state.view(B, C, T), taus, seed, offset, observed=observed, mask=observed_mask)
-        score = torch.zeros(1, T, dtype=torch.float32, device=x.device)
-        x_tc = x.t().unsqueeze(0)
-        weight = 2.0 / (K * M)  # M / 2 complementary pairs, each covering every point once
-        for b in range(B):
-            ops.recon_error_accumulate_(score, x_tc, x_hat[b:b + 1].transpose(1, 2),
-                                        targets[b // K:b // K + 1].transpose(1, 2), weight, backend=self.dispatch)
-        return score[0]
+        states, offsets, observed, masks, targets = [], [], [], [], []
+        for x in xs:
+            C, T = x.shape
+            target = target_masks(C, T, mask_seed, kinds, block, dev, self.dispatch)   # [M, C, T], 1 = imputed
+            B = target.shape[0] * K
+            # The chain starts from pure noise at step N (CSDI, ImDiffusion): x_N = z.
+            zeros, ones = _on_device(dev, torch.zeros(B, dtype=torch.float64), torch.ones(B, dtype=torch.float64))
+            x0 = x.reshape(1, C * T).expand(B, C * T)
+            states.append(ops.add_noise(x0, zeros, ones, seed, 0, backend=self.dispatch).view(B, C, T))
+            offsets.append(ops.philox_counters(B * C * T))
+            observed.append(x.unsqueeze(0).expand(B, C, T))
+            masks.append((1.0 - target).repeat_interleave(K, dim=0))      # sample b imputes mask b // K
+            targets.append(target)
+        x_hats = self.reverse_chain(states, taus, seed, offsets, observed=observed, mask=masks)
+        out = []
+        for x, x_hat, target in zip(xs, x_hats, targets):
+            M = target.shape[0]
+            score = torch.zeros(1, x.shape[1], dtype=torch.float32, device=dev)
+            x_tc = x.t().unsqueeze(0)
+            weight = 2.0 / (K * M)  # M / 2 complementary pairs, each covering every point once
+            for b in range(M * K):
+                ops.recon_error_accumulate_(score, x_tc, x_hat[b:b + 1].transpose(1, 2),
+                                            target[b // K:b // K + 1].transpose(1, 2), weight, backend=self.dispatch)
+            out.append(score[0])
+        return out
 
     # ---- the chain -------------------------------------------------------------------------------------
-    def reverse_chain(self, state: torch.Tensor, taus: list[int], seed: int, offset: int,
-                      observed: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the k reverse steps τ_k -> ... -> τ_1 -> data on ``state`` ``[B, C, T]``; returns x̂_0.
+    def reverse_chain(self, state: torch.Tensor | list[torch.Tensor], taus: list[int], seed: int,
+                      offset: int | list[int], observed: torch.Tensor | list | None = None,
+                      mask: torch.Tensor | list | None = None) -> torch.Tensor | list[torch.Tensor]:
+        """Run the k reverse steps τ_k -> ... -> τ_1 -> data on ``state`` ``[B, C, T]`` (or on a list of states
+        ``[B, C, T_i]`` with their noise offsets, observed series and masks: :meth:`run_chain`); returns x̂_0
+        (a list for a list).
 
         x̂_0 is clipped, per channel, to ``clip`` (the range of the normalised training series), as DDPM clips
         its estimate to the data range (Ho et al. 2020, ``clip_denoised``): a reconstruction of normal data is
@@ -162,58 +196,72 @@ class SeriesSampler:
         if self.clip is None:
             return x_hat
         lo, hi = self.clip
-        return torch.clamp(x_hat, lo.to(x_hat).view(1, -1, 1), hi.to(x_hat).view(1, -1, 1))
+        clip = lambda t: torch.clamp(t, lo.to(t).view(1, -1, 1), hi.to(t).view(1, -1, 1))  # noqa: E731
+        return [clip(t) for t in x_hat] if isinstance(x_hat, list) else clip(x_hat)
 
-    def plan_chain(self, state: torch.Tensor, taus: list[int]) -> ChainPlan:
-        """Per-step coefficient vectors on the device, step embeddings, tile bounds, the noise counters one step
-        uses, and the network's inference plan where it runs (:attr:`fused_network`)."""
-        B, C, T = state.shape
+    def plan_chain(self, state: torch.Tensor | list[torch.Tensor], taus: list[int]) -> ChainPlan:
+        """Per-step coefficient vectors on the device, step embeddings, the tiles of every state ``[B, C, T_i]``
+        grouped per network call, the noise counters one step uses per state, and the network's inference plan
+        where it runs (:attr:`fused_network`): built once for all series of a call."""
+        states = [state] if isinstance(state, torch.Tensor) else list(state)
+        B, C, _ = states[0].shape
+        device = states[0].device
         coeffs = []
         for j in range(len(taus) - 1):
             a, b, c = self.schedule.step_coefficients(self.sampler, [taus[j]] * B, [taus[j + 1]] * B, self.eta)
-            coeffs.append(_on_device(state.device, a, b, c))
+            coeffs.append(_on_device(device, a, b, c))
         with torch.profiler.record_function("diffusion.step_embedding"):
-            steps = self.model.step_embedding(torch.tensor(taus[:-1], device=state.device))  # [k, E]
-        owned = tiles(T, self.tile_size, self.model.receptive_radius)
-        groups = [owned[i:i + self.tile_batch] for i in range(0, len(owned), self.tile_batch)]
-        plan = ChainPlan(coeffs, steps, groups, ops.philox_counters(B * C * T), None)
+            steps = self.model.step_embedding(torch.tensor(taus[:-1], device=device))  # [k, E]
+        groups = tile_groups([s.shape[2] for s in states], self.tile_size, self.model.receptive_radius,
+                             self.tile_batch)
+        plan = ChainPlan(coeffs, steps, groups, [ops.philox_counters(B * C * s.shape[2]) for s in states], None)
         if self.fused_network:
             with torch.profiler.record_function("diffusion.network_plan"):
-                plan.network = DenoiserInference(self.model, state.dtype)
+                plan.network = DenoiserInference(self.model, states[0].dtype)
                 plan.consts = [plan.network.step_constants(steps[j]) for j in range(len(coeffs))]
         return plan
 
-    def run_chain(self, plan: ChainPlan, state: torch.Tensor, seed: int, offset: int,
-                  observed: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
-        """The sampling loop. It reads no tensor value on the host and every shape in it is fixed by T, so on CUDA
-        it makes no host-device synchronisation and can be captured in a CUDA graph (one capture per series
-        length; replay with new data copied into the same input buffer)."""
-        B, C, T = state.shape
+    def run_chain(self, plan: ChainPlan, state: torch.Tensor | list[torch.Tensor], seed: int,
+                  offset: int | list[int], observed: torch.Tensor | list | None,
+                  mask: torch.Tensor | list | None) -> torch.Tensor | list[torch.Tensor]:
+        """The sampling loop over one state ``[B, C, T]`` or a list of them (one per series, with their own noise
+        offsets, observed series and masks; x̂_0 comes back in the same form). It reads no tensor value on the
+        host and every shape in it is fixed by the lengths, so on CUDA it makes no host-device synchronisation and
+        can be captured in a CUDA graph (one capture per set of lengths; replay with new data copied into the same
+        input buffers)."""
+        one = isinstance(state, torch.Tensor)
+        states = [state] if one else list(state)
+        offsets = [offset] if one else list(offset)
+        if observed is not None and one:
+            observed, mask = [observed], [mask]
+        B, C, _ = states[0].shape
         network, steps = plan.network, plan.steps
         k = len(plan.coeffs)
-        eps = torch.empty_like(state)
-        autocast = self._autocast(state.device)
+        eps = [torch.empty_like(s) for s in states]
+        autocast = self._autocast(states[0].device)
         for j in (self.progress(range(k)) if self.progress is not None else range(k)):
             with torch.profiler.record_function("diffusion.network"), autocast:
                 for group in plan.groups:  # tiles batched into one call: [len(group) * B, C, tile + 2 halo]
                     if network is not None:  # the reads go into the plan's buffer as they are (no stacking)
-                        x_in = [state[:, :, lo:hi] for _, _, lo, hi in group]
+                        x_in = [states[i][:, :, lo:hi] for i, (_, _, lo, hi) in group]
                         if observed is not None:
                             x_in = ConditionalDenoiser.inputs(torch.cat(x_in), gather(observed, group),
                                                               gather(mask, group))
                         out = network(x_in, plan.consts[j])
                     elif observed is None:
-                        out = self.model(gather(state, group), step=steps[j:j + 1])
+                        out = self.model(gather(states, group), step=steps[j:j + 1])
                     else:
-                        out = self.model(gather(state, group), gather(observed, group), gather(mask, group),
+                        out = self.model(gather(states, group), gather(observed, group), gather(mask, group),
                                          step=steps[j:j + 1])
                     out = out.reshape(len(group), B, C, -1)
-                    for g, (s, e, lo, _) in enumerate(group):
-                        eps[:, :, s:e] = out[g, :, :, s - lo:e - lo]
+                    for g, (i, (s, e, lo, _)) in enumerate(group):
+                        eps[i][:, :, s:e] = out[g, :, :, s - lo:e - lo]
             with torch.profiler.record_function("diffusion.step"):
-                state = ops.diffusion_step(state.view(B, C * T), eps.view(B, C * T), *plan.coeffs[j], seed,
-                                           offset + j * plan.counters, backend=self.dispatch).view(B, C, T)
-        return state
+                for i, (st, n) in enumerate(zip(states, plan.counters)):
+                    T = st.shape[2]
+                    states[i] = ops.diffusion_step(st.view(B, C * T), eps[i].view(B, C * T), *plan.coeffs[j], seed,
+                                                   offsets[i] + j * n, backend=self.dispatch).view(B, C, T)
+        return states[0] if one else states
 
     def _autocast(self, device: torch.device):
         if self.matmul_dtype is None:
@@ -234,6 +282,22 @@ def target_masks(C: int, T: int, seed: int, kinds: tuple[str, ...], block: int, 
             m = (ops.randn((C, T), seed, 0, device=device, backend=dispatch) > 0).to(torch.float32)
         out += [m, 1.0 - m]
     return torch.stack(out)
+
+
+def tile_groups(lengths: list[int], tile: int, halo: int, batch: int) -> list[list[Slot]]:
+    """The :func:`tiles` of series of ``lengths``, as ``(series, tile)`` slots grouped ``batch`` per network call.
+    A group holds reads of one length (every tile of a series longer than ``tile + 2·halo`` reads that; a shorter
+    series is one tile of its own length), filled in series order across series boundaries; the groups not
+    filled come last. For one series: its tiles in order, ``batch`` per group."""
+    open_groups: dict[int, list[Slot]] = {}
+    groups = []
+    for i, T in enumerate(lengths):
+        for t in tiles(T, tile, halo):
+            group = open_groups.setdefault(t[3] - t[2], [])
+            group.append((i, t))
+            if len(group) == batch:
+                groups.append(open_groups.pop(t[3] - t[2]))
+    return groups + list(open_groups.values())
 
 
 def tiles(T: int, tile: int, halo: int) -> list[Tile]:
@@ -258,12 +322,13 @@ def tiles(T: int, tile: int, halo: int) -> list[Tile]:
     return out
 
 
-def gather(x: torch.Tensor, group: list[Tile]) -> torch.Tensor:
-    """The reads of a group of tiles of ``x`` ``[B, C, T]`` stacked tile-major: ``[len(group) * B, C, hi - lo]``."""
+def gather(xs: list[torch.Tensor], group: list[Slot]) -> torch.Tensor:
+    """The reads of a group of slots of the series ``xs`` (``[B, C, T_i]`` each) stacked tile-major:
+    ``[len(group) * B, C, hi - lo]``."""
     if len(group) == 1:
-        _, _, lo, hi = group[0]
-        return x[:, :, lo:hi]
-    return torch.cat([x[:, :, lo:hi] for _, _, lo, hi in group], dim=0)
+        i, (_, _, lo, hi) = group[0]
+        return xs[i][:, :, lo:hi]
+    return torch.cat([xs[i][:, :, lo:hi] for i, (_, _, lo, hi) in group], dim=0)
 
 
 def _on_device(device: torch.device, *coeffs: torch.Tensor) -> list[torch.Tensor]:
