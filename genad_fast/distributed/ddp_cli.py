@@ -103,14 +103,18 @@ def _detector(args: argparse.Namespace) -> Any:
 
 
 def _report(det: Any, world_size: int, num_shards: int, fit_seconds: float) -> dict[str, Any]:
+    import torch
+
     history = getattr(det, "history_", None) or getattr(det, "gan_history_", None)
     losses = getattr(history, "train_loss", None) or getattr(history, "critic_loss", [])
     train_seconds = float(sum(history.train_seconds))
     samples = history.n_train * len(history.train_seconds)
+    nets = [m for m in vars(det).values() if isinstance(m, torch.nn.Module)]
     return {"detector": type(det).__name__, "world_size": world_size, "num_shards": num_shards,
             "device": str(det.device_), "epochs": len(losses), "n_train": history.n_train,
+            "parameters": sum(p.numel() for net in nets for p in net.parameters()),
             "train_loss": list(losses), "val_loss": list(getattr(history, "val_loss", [])),
-            "train_seconds": train_seconds, "fit_seconds": fit_seconds,
+            "epoch_seconds": list(history.train_seconds), "train_seconds": train_seconds, "fit_seconds": fit_seconds,
             "samples_per_s": samples / train_seconds if train_seconds else None,
             "samples_per_s_per_process": samples / train_seconds / world_size if train_seconds else None,
             "threshold": float(det.threshold_)}
