@@ -5,6 +5,7 @@
     genad-fast score --model model.pt --input test.csv --out scores.csv [--plot scores.png]
     genad-fast eval [--detectors flow,pca,...] [--datasets synthetic,kdd135,digits] [--seeds 3] [--quick]
                     [--out DIR]
+    genad-fast export --model model.pt [--format onnx|torch] --out model.onnx
     genad-fast info
     genad-fast demo [ARGS...]     # genad_fast.demo.main(ARGS)
     genad-fast bench [ARGS...]    # `python -m bench ARGS` in a child process, from the source checkout
@@ -32,6 +33,7 @@ from pathlib import Path
 from genad_fast._cli.checks import (CLIError, check_output_dir, check_output_path,  # noqa: F401
                                     check_plot_dependencies, one_line)
 from genad_fast._cli.evaluate import cmd_eval
+from genad_fast._cli.export import add_export_parser
 from genad_fast._cli.fit_score import cmd_fit, cmd_score
 from genad_fast._cli.info import cmd_info
 from genad_fast._cli.params import (build_detector, check_detector_params, check_param_names,  # noqa: F401
@@ -183,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     ev.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     ev.set_defaults(func=cmd_eval)
+
+    add_export_parser(sub, common)  # genad_fast/_cli/export.py
 
     info = sub.add_parser("info", parents=[common], help="version, build, backends, torch/CUDA/triton, threads")
     info.set_defaults(func=cmd_info)
