@@ -109,6 +109,11 @@ class _WorkingSet:
         return new
 
 
+#: Fewest rows the working set is compacted to: BLAS takes other code paths (gemv) for one or two rows, whose
+#: sums round differently, and a sample's result must not depend on which others share its batch.
+_MIN_ROWS = 8
+
+
 def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, iterations: int = 500,
                   lam: float = 0.1, lr: float = 0.05, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                   restarts: int = 1, tol: float = 0.0, check_every: int = 10, patience: int = 2, shrink: float = 0.75,
@@ -197,7 +202,9 @@ def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, i
 
         def iterate(w: _WorkingSet) -> None:
             loss, grad = w.step_fn()
-            torch.lt(loss, w.best, out=w.improved)
+            # a stopped row keeps its best (masked rows still in the products must not improve it): its result is
+            # the same whether or when it left the working set, so it does not depend on the other rows
+            torch.lt(loss, w.best, out=w.improved).logical_and_(w.active)
             torch.where(w.improved, loss, w.best, out=w.best)
             torch.where(w.improved_col, w.z, w.best_z, out=w.best_z)
             adam(w.z, grad, w.m, w.v, w.step, w.active)
@@ -236,12 +243,15 @@ def latent_search(generator: nn.Module, critic: nn.Module, x: torch.Tensor, *, i
                 continue
             # The one host-device sync of the loop, once per segment: is it worth shrinking the products?
             n_active = int(ws.active.sum())
-            if n_active <= shrink * ws.rows.shape[0]:
+            if n_active <= shrink * ws.rows.shape[0] and (n_active == 0 or max(n_active, _MIN_ROWS) < ws.rows.shape[0]):
                 write_back(ws)
                 if n_active == 0:
                     ws = None
                     break
-                ws = ws.take(ws.active.nonzero().squeeze(1))
+                keep = ws.active.clone()
+                if n_active < _MIN_ROWS:  # some stopped (masked) rows stay: products never run on fewer rows
+                    keep[(~keep).nonzero().squeeze(1)[:_MIN_ROWS - n_active]] = True
+                ws = ws.take(keep.nonzero().squeeze(1))
                 ws.step_fn = program.bind(ws.z, ws.x, ws.fx, lam, residual)
         if ws is not None:
             write_back(ws)
