@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from genad_fast.distributed.chunk import score_chunk, scores_table
+from genad_fast.distributed.chunk import score_chunk, score_one, scores_table
 from genad_fast.distributed.collection import Item, read_series
 
 _LOCK = threading.Lock()
@@ -172,7 +172,7 @@ def _score_task(payload: dict, task: list[Item]) -> list[dict]:
         results = []
         for _, data, _, _ in loaded:
             try:
-                results.append(score_chunk(det, [data])[0])
+                results.append(score_one(det, data))
             except Exception as exc:
                 results.append(exc)
     share = (time.perf_counter() - start) / max(1, len(loaded))  # a packed call's time, split evenly

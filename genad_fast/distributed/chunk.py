@@ -13,18 +13,27 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["score_chunk", "score_frame", "scores_table", "cached_model"]
+__all__ = ["score_chunk", "score_one", "score_frame", "scores_table", "cached_model"]
 
 
 def score_chunk(det, series: list) -> list[np.ndarray]:
     """The scores of each series of ``series`` (arrays, frames or tensors), float64, one array per series.
 
-    Equal, bit for bit, to ``[det.decision_function(s) for s in series]``.
+    One call of the detector's collection API (:mod:`genad_fast.detectors._collection`): the windows of all the
+    series are packed into the same kernel calls, and the scores equal, bit for bit,
+    ``[det.decision_function(s) for s in series]``. A bad series fails the whole call (the error names it as
+    ``X[i]``); the engines then score the chunk's series one by one to report each failure by its own id.
     """
-    # TODO(collection API): while BaseDetector.decision_function takes one series, a loop over the chunk; when
-    # it accepts a list (packing the windows of many series into the same kernel calls), this becomes
-    # ``det.decision_function(list(series))`` -- here and nowhere else.
-    return [det.decision_function(s) for s in series]
+    if not series:
+        return []
+    return det.decision_function(list(series))
+
+
+def score_one(det, series) -> np.ndarray:
+    """One series alone: what the engines fall back to when a chunk's packed call fails, to say which series
+    failed and why (in the single-series words: ``X contains ...``, not ``X[3] ...`` of the chunk). The
+    collection API gives the same numbers for a series alone as within a chunk (tests/test_many_series.py)."""
+    return det.decision_function(series)
 
 
 def scores_table(scores: np.ndarray, threshold: float, time=None, time_column: str | None = None):
