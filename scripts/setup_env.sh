@@ -21,9 +21,11 @@ if ! "$py" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] 
 fi
 echo "== installing build and test requirements"
 "$py" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja numpy tqdm pandas scikit-learn scipy \
-  pytest hypothesis expecttest pytest-benchmark matplotlib pyarrow "aeon>=1.0" "ray>=2.9" "dask[distributed]>=2024.1"
+  pytest hypothesis expecttest pytest-benchmark matplotlib pyarrow "aeon>=1.0" "ray>=2.9" "dask[distributed]>=2024.1" \
+  "onnx>=1.18" "onnxscript>=0.5" "onnxruntime>=1.22"
 # (aeon: the data extra, so that the tests of the real-data loaders run rather than skip; ray and dask: the
-# extras of genad_fast.distributed, whose tests start local clusters of both)
+# extras of genad_fast.distributed, whose tests start local clusters of both; onnx, onnxscript, onnxruntime: the export
+# extra, for tests/test_export*.py)
 
 if [ "$cuda" != "OFF" ] && command -v nvcc >/dev/null 2>&1; then
   nvcc_path=$(readlink -f "$(command -v nvcc)")
