@@ -3,6 +3,8 @@
     genad-fast fit --detector flow --input train.csv [--window 64] [--columns a,b] [--time-column t]
                    [--param key=value ...] --out model.pt
     genad-fast score --model model.pt --input test.csv --out scores.csv [--plot scores.png]
+    genad-fast score --model model.pt --input 'data/*.csv' --out-dir scores/ [--jobs N] [--engine local|ray|dask]
+    genad-fast fit --per-series --detector flow --input data/ --out-dir models/ [--jobs N] [--engine ...]
     genad-fast eval [--detectors flow,pca,...] [--datasets synthetic,kdd135,digits] [--seeds 3] [--quick]
                     [--out DIR]
     genad-fast export --model model.pt [--format onnx|torch] --out model.onnx
@@ -118,6 +120,42 @@ def _threshold_arg(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
 
+def _many_options(sub: argparse.ArgumentParser, what: str) -> None:
+    """The options of a command over many files (genad_fast._cli.many)."""
+    sub.add_argument("--out-dir", help=f"directory for the {what} (one file per input, named after its stem) "
+                                       f"and summary.csv; created if needed")
+    sub.add_argument("--jobs", type=_positive_int_arg,
+                     help="--out-dir: workers (default 1 with --engine local, which then runs in this process; "
+                          "the cluster's workers with ray or dask)")
+    sub.add_argument("--engine", choices=("local", "ray", "dask"), default="local",
+                     help="--out-dir: where the workers run (ray, dask: pip install genad-fast[ray] / [dask])")
+    sub.add_argument("--fail-fast", action="store_true", help="--out-dir: stop at the first file that fails")
+
+
+def _check_modes(args: argparse.Namespace) -> None:
+    """One file (--out) or many (--out-dir; fit also --per-series): a usage error (exit 2) for a mix."""
+    parser = args.parser
+    many = args.out_dir is not None
+    if args.command == "fit" and args.per_series != many:
+        parser.error("--per-series needs --out-dir" if args.per_series else "--out-dir goes with --per-series")
+    if many:
+        if args.out is not None:
+            parser.error("--out and --out-dir exclude each other: --out writes one file, --out-dir one per input")
+        if getattr(args, "plot", None):
+            parser.error("--plot draws one file's scores; it does not go with --out-dir")
+    else:
+        if args.out is None:
+            parser.error("the following arguments are required: --out")
+        extra = [opt for opt, value in (("--jobs", args.jobs), ("--fail-fast", args.fail_fast),
+                                        ("--engine", args.engine != "local")) if value]
+        if args.command == "score" and args.out_format != "csv":
+            extra.append("--out-format")
+        if extra:
+            parser.error(f"{', '.join(extra)} go{'es' if len(extra) == 1 else ''} with --out-dir")
+    if args.jobs is None and args.engine == "local":
+        args.jobs = 1  # in this process; ray and dask: None, the cluster's workers
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genad_fast._version import __version__
 
@@ -134,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--detector", required=True, help="registered detector name (see `genad-fast info`)")
     fit.add_argument("--input", required=True, help="training data: .csv, .tsv or .parquet, one row per sample "
                                                      "or timestamp, a header row of column names")
-    fit.add_argument("--out", required=True, help="model file to write (.pt)")
+    fit.add_argument("--out", help="model file to write (.pt); required unless --per-series")
     fit.add_argument("--window", type=_positive_int_arg, help="series mode: window length (default: tabular rows)")
     fit.add_argument("--stride", type=_positive_int_arg, help="series mode: step between windows (default 1)")
     fit.add_argument("--columns", help="comma-separated data columns (default: all but the time column)")
@@ -147,19 +185,27 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, help="random seed")
     fit.add_argument("--param", action="append", metavar="KEY=VALUE", help="detector parameter (repeatable)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
-    fit.set_defaults(func=cmd_fit)
+    fit.add_argument("--per-series", action="store_true",
+                     help="a fleet: one model per input file (--input a glob or directory), saved as "
+                          "<out-dir>/<stem>.pt, with summary.csv")
+    _many_options(fit, "models")
+    fit.set_defaults(func=cmd_fit, parser=fit)
 
     score = sub.add_parser("score", parents=[common], help="score data with a saved model")
     score.add_argument("--model", required=True, help="model file written by `fit`")
-    score.add_argument("--input", required=True, help="data to score (.csv, .tsv or .parquet)")
-    score.add_argument("--out", required=True, help="scores file to write (.csv, .tsv or .parquet): "
-                                                     "[time column,] score, is_anomaly")
+    score.add_argument("--input", required=True, help="data to score (.csv, .tsv or .parquet); with --out-dir "
+                                                       "a glob pattern ('data/*.csv'), a directory or a file")
+    score.add_argument("--out", help="scores file to write (.csv, .tsv or .parquet): "
+                                     "[time column,] score, is_anomaly; or --out-dir for many inputs")
     score.add_argument("--columns", help="comma-separated data columns (default: the model's columns)")
     score.add_argument("--time-column", help="column holding time stamps, copied to the output")
     score.add_argument("--plot", help="also write a PNG of the data, the score, the threshold and flagged points")
     score.add_argument("--device", help="where to score: cpu (default), cuda or auto")
     score.add_argument("--quiet", action="store_true", help="no progress bars")
-    score.set_defaults(func=cmd_score)
+    _many_options(score, "scores")
+    score.add_argument("--out-format", choices=("csv", "tsv", "parquet"), default="csv",
+                       help="--out-dir: the result files' format (default csv)")
+    score.set_defaults(func=cmd_score, parser=score)
 
     ev = sub.add_parser("eval", parents=[common], help="compare detectors on data sets: every metric as mean ± std "
                                                        "over seeds, timings, Markdown/CSV/JSON tables, plots")
@@ -210,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             rest = argv[first + 1:]
             return cmd_demo(rest) if argv[first] == "demo" else cmd_bench(rest)
         args = parser.parse_args(argv)
+        if args.command in ("fit", "score"):
+            _check_modes(args)
         return args.func(args)
     except SystemExit as exc:  # argparse usage errors, --help, --version
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)

@@ -1,4 +1,6 @@
-"""``genad-fast fit`` (fit a detector on a table, save the model file) and ``score`` (load it, score a table)."""
+"""``genad-fast fit`` (fit a detector on a table, save the model file) and ``score`` (load it, score a table).
+
+With ``--per-series`` / ``--out-dir`` they go over many files instead: :mod:`genad_fast._cli.many`."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +29,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.quiet:
         params["verbose"] = False
     det = build_detector(cls, params, args.detector)
+    if getattr(args, "per_series", False):  # one detector per input file (genad_fast._cli.many)
+        from genad_fast._cli.many import cmd_fit_many
+
+        return cmd_fit_many(args, params)
     check_output_path(args.out, "--out")
 
     frame = read_table(args.input)
@@ -63,6 +69,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from genad_fast.detectors import load
 
+    if getattr(args, "out_dir", None) is not None:  # many files into a directory (genad_fast._cli.many)
+        from genad_fast._cli.many import cmd_score_many
+
+        return cmd_score_many(args)
     # The outputs are checked before the model is loaded and the data scored: a typo never costs the work,
     # and a plot that cannot be drawn never leaves a scores file behind a failed command.
     table_kind(args.out, "--out")

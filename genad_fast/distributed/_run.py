@@ -121,7 +121,7 @@ def summary_frame(rows: list[dict], with_output: bool):
         "status": [r["status"] for r in rows],
         "error": [r["error"] for r in rows],
     })
-    if all(f is None for f in table["file"]):
+    if all(f is None or f == i for f, i in zip(table["file"], table["id"])):  # no files, or keyed by path
         table = table.drop(columns=["file"])
     if with_output:
         table["output"] = [r.get("output") for r in rows]
