@@ -139,3 +139,11 @@ def test_cli_export_errors(cli_model, capsys, argv, says):
     else:
         assert code == 1 and says in err and err.startswith("genad-fast: error:")
     assert not (root / "bad.onnx").exists()
+
+
+def test_cli_export_without_onnx_names_the_extra(cli_model, capsys, monkeypatch):
+    root, model, _ = cli_model
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert main(["export", "--model", str(model), "--out", str(root / "no.onnx")]) == 1
+    assert "pip install genad-fast[export]" in capsys.readouterr().err
+    assert not (root / "no.onnx").exists()

@@ -41,6 +41,8 @@ def test_missing_onnx_names_the_extra(knn, tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"onnxscript.*pip install genad-fast\[export\]"):
         knn.export(tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+    with pytest.raises(NotImplementedError, match="IsolationForestDetector cannot be exported"):
+        make_detector("iforest", "tabular").fit(X).export(tmp_path / "m.onnx")  # said first, whatever is installed
     # the torch format needs torch alone
     path = knn.export(tmp_path / "m.pt2", format="torch")
     assert torch.export.load(path).module()(torch.as_tensor(X[:3])).shape == (3,)

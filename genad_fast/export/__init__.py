@@ -28,8 +28,8 @@ import os
 
 import torch
 
-from genad_fast.export._families import build_graph, exportable_detectors, metadata
-from genad_fast.export._writers import INSTALL_HINT, TORCH_METADATA, _require_onnx, write_onnx, write_torch
+from genad_fast.export._families import build_graph, check_exportable, exportable_detectors, metadata
+from genad_fast.export._writers import INSTALL_HINT, TORCH_METADATA, require_onnx, write_onnx, write_torch
 
 __all__ = ["EXPORT_FORMATS", "INSTALL_HINT", "TORCH_METADATA", "export_detector", "exportable_detectors",
            "export_program"]
@@ -59,8 +59,9 @@ def export_detector(det, path: str | os.PathLike, format: str = "onnx") -> str:
     if not isinstance(format, str) or format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(repr(f) for f in EXPORT_FORMATS)}, got {format!r}")
     path = os.fspath(path)
+    check_exportable(det)  # a detector that cannot export says so whatever is installed
     if format == "onnx":
-        _require_onnx()  # before the trace: a missing package is no reason to wait
+        require_onnx()  # before the trace: a missing package is no reason to wait
     program, example = _export(det)
     meta = metadata(det, len(_output_shape(program)))
     if format == "onnx":

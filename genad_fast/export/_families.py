@@ -20,7 +20,7 @@ from genad_fast.detectors._registry import registered_name
 from genad_fast.export._graph import ScoreGraph
 from genad_fast.export._scorers import HookScorer, KDEScorer, KNNScorer, VAEScorer
 
-__all__ = ["EXPORTABLE", "build_graph", "exportable_detectors"]
+__all__ = ["EXPORTABLE", "build_graph", "check_exportable", "exportable_detectors", "metadata"]
 
 #: Class path -> (registry name, scorer, the methods of that class the scorer restates).
 EXPORTABLE: dict[str, tuple[str, type[nn.Module], tuple[str, ...]]] = {
@@ -104,11 +104,16 @@ def _float32_products(det):
     return det
 
 
+def check_exportable(det) -> type[nn.Module]:
+    """The scorer class of ``det``; NotFittedError or NotImplementedError (saying why) when it cannot export."""
+    det._check_fitted()
+    return _scorer_for(det)
+
+
 def build_graph(det) -> tuple[ScoreGraph, torch.Tensor]:
     """The :class:`~genad_fast.export._graph.ScoreGraph` of fitted ``det``, and an example input (2 rows or
     windows; the batch size is dynamic in the export)."""
-    det._check_fitted()
-    scorer_cls = _scorer_for(det)
+    scorer_cls = check_exportable(det)
     det = _float32_products(_on_cpu(det))
     det._check_params(scoring=True)
     graph = ScoreGraph(scorer_cls(det), det._input_stats(), det.normalizer_)

@@ -8,14 +8,15 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["INSTALL_HINT", "write_onnx", "write_torch"]
+__all__ = ["INSTALL_HINT", "TORCH_METADATA", "require_onnx", "write_onnx", "write_torch"]
 
 INSTALL_HINT = "pip install genad-fast[export]"
 #: The name of the JSON metadata inside a torch-format file (``torch.export.load(path, extra_files=...)``).
 TORCH_METADATA = "genad_fast.json"
 
 
-def _require_onnx() -> None:
+def require_onnx() -> None:
+    """ImportError naming the missing packages and the extra unless onnx and onnxscript import."""
     missing = []
     for module in ("onnx", "onnxscript"):
         try:
@@ -43,7 +44,7 @@ def write_onnx(program: torch.export.ExportedProgram, example: torch.Tensor, pat
                meta: dict[str, str]) -> None:
     """``program`` as one self-contained ONNX file (weights inside), dynamic batch size, checked by
     ``onnx.checker``; ``meta`` goes to the model's metadata_props."""
-    _require_onnx()
+    require_onnx()
     import onnx
 
     with _quiet_onnx_registry():
