@@ -39,15 +39,15 @@ _SERVE_WITH_PACKAGE = "serve it with genad_fast itself (det.save(path); genad_fa
 NOT_EXPORTABLE: dict[str, str] = {
     "genad_fast.detectors.anogan:AnoGANDetector": (
         "its score is a latent search: every sample runs its own Adam iterations on z, through a hand-written "
-        "backward pass, and stops early on a data-dependent test (tol). ONNX has no such loop over a backward "
-        "pass, and torch.export would unroll `iterations` forward and backward passes into one graph and cannot "
-        "express the early stop (its while_loop takes no autograd). Export an FAnoGANDetector instead (its izi_f "
+        "backward pass, stops early on a data-dependent test (tol) and leaves the working set as it converges "
+        "(data-dependent shapes). A graph of fixed structure holds neither; without them, torch.export would "
+        "unroll `iterations` forward and backward passes into one graph. Export an FAnoGANDetector instead (its izi_f "
         "encoder replaces the search by one pass), or " + _SERVE_WITH_PACKAGE),
     "genad_fast.detectors.diffusion:DiffusionDetector": (
         "it scores a whole series at once, in tiles, through a reverse sampling chain whose noise is drawn per "
         "position of the series from the call's seed: there is no per-window score that equals it, and the "
         "chain of n_steps denoiser passes with Philox noise would be unrolled into one graph. " +
-        _SERVE_WITH_PACKAGE.capitalize()),
+        "S" + _SERVE_WITH_PACKAGE[1:]),
 }
 
 
