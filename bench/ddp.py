@@ -82,14 +82,46 @@ def _rate(report: dict) -> float:
     return report["n_train"] / statistics.median(epochs) / report["world_size"]
 
 
+def _allreduce_worker(n: int) -> None:
+    """Under torchrun: the median time of an all-reduce of ``n`` float32 (a gradient of n parameters) on gloo."""
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    t = torch.ones(n)
+    times = []
+    for _ in range(25):
+        dist.barrier()
+        started = time.perf_counter()
+        dist.all_reduce(t)
+        times.append(time.perf_counter() - started)
+    if dist.get_rank() == 0:
+        print(json.dumps({"seconds": statistics.median(times[5:])}))
+    dist.destroy_process_group()
+
+
+def _allreduce_seconds(n: int) -> float:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bench.ddp",
+           "--allreduce", str(n)]
+    done = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"),
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the all-reduce timing failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ddp", description=__doc__.split("\n\n")[0])
+    p.add_argument("--allreduce", type=int, default=None, help=argparse.SUPPRESS)  # the timing worker
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--detectors", default="flow,diffusion")
     p.add_argument("--quick", action="store_true", help="a quarter of the data, 2 epochs, 1 repeat")
     p.add_argument("--out", default=os.path.join("bench", "results", "ddp.json"))
     args = p.parse_args(argv)
+    if args.allreduce is not None:
+        _allreduce_worker(args.allreduce)
+        return 0
     repeats, epochs = (1, 2) if args.quick else (args.repeats, args.epochs)
     load_before = provenance.load_average()
     rows = []
@@ -104,19 +136,26 @@ def main(argv: list[str] | None = None) -> int:
                     report = _run(detector, params, shards, nproc, directory)
                     rates[nproc].append(_rate(report))
             one, two = statistics.median(rates[1]), statistics.median(rates[2])
+            bs = params["batch_size"]
             rows.append({"detector": detector, "parameters": report["parameters"], "n_train": report["n_train"],
+                         "step_ms_1": 1e3 * bs / one, "step_ms_2": 1e3 * bs / 2 / two,
+                         "allreduce_ms": 1e3 * _allreduce_seconds(report["parameters"]),
                          "batch_size": params["batch_size"], "rate_1": one, "rate_2": two, "runs_1": rates[1],
                          "runs_2": rates[2], "per_process_ratio": two / one, "total_ratio": 2 * two / one})
     load_after = provenance.load_average()
     print(f"CPU: {provenance.cpu_model()}, {os.cpu_count()} cores; load average before {load_before}, after "
           f"{load_after}; torch {provenance.versions().get('torch')}; gloo, 1 thread per process, 4 shards")
     print(f"{'detector':<12}{'params':>9}{'samples':>9}{'batch':>7}  {'1 proc (samples/s)':>20}  "
-          f"{'2 procs, per proc':>20}  {'per-proc ratio':>14}  {'total ratio':>11}")
+          f"{'2 procs, per proc':>20}  {'per-proc ratio':>14}  {'total ratio':>11}  {'step ms 1 / 2':>13}  "
+          f"{'all-reduce ms':>13}")
     for r in rows:
         spread = lambda v: f"{statistics.median(v):.0f} [{min(v):.0f}-{max(v):.0f}]"  # noqa: E731
         print(f"{r['detector']:<12}{r['parameters']:>9}{r['n_train']:>9}{r['batch_size']:>7}  "
               f"{spread(r['runs_1']):>20}  {spread(r['runs_2']):>20}  {r['per_process_ratio']:>14.2f}  "
-              f"{r['total_ratio']:>11.2f}")
+              f"{r['total_ratio']:>11.2f}  {r['step_ms_1']:>6.1f} /{r['step_ms_2']:>6.1f}  {r['allreduce_ms']:>13.2f}")
+    print("samples/s: training samples per second of optimiser steps per process (median over runs [min-max]); "
+          "step ms: one optimiser step (1 process: the whole batch; 2: half of it each); all-reduce ms: gloo, 2 "
+          "processes, the gradient's size (median of 20)")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"cpu": provenance.cpu_model(), "load_before": load_before, "load_after": load_after,
