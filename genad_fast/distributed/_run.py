@@ -60,6 +60,10 @@ def output_names(items: list[Item], out_dir: str | os.PathLike | None, ext: str)
     names = {item.index: output_name(item.source, ext) if item.is_file else file_name_for_id(item.id, ext)
              for item in items}
     check_unique_names({(items[i].source if items[i].is_file else items[i].id): n for i, n in names.items()})
+    for item in items:
+        if item.is_file and os.path.abspath(os.path.join(out_dir, names[item.index])) == os.path.abspath(item.source):
+            raise ValueError(f"out_dir {os.fspath(out_dir)!r}: the result of {item.source!r} would overwrite it; "
+                             f"choose another directory")
     os.makedirs(out_dir, exist_ok=True)
     return names
 

@@ -23,7 +23,7 @@ from genad_fast.distributed.collection import Item, read_series
 
 _LOCK = threading.Lock()
 #: This process's worker state: the payload key it was built for, the detector, the thread count, and how
-#: many times a model was loaded here (the tests hold it to one per worker and job).
+#: many times this job's model was loaded here (the tests hold it to one per worker and job).
 _STATE: dict[str, Any] = {"loads": 0}
 
 
@@ -81,7 +81,8 @@ def _init_locked(payload: dict, threads: int) -> None:
     if payload["kind"] == "score":
         det = detector_from_bytes(payload["model"])
         det.verbose = False  # the job's progress bar counts series; per-call bars would interleave
-        _STATE["loads"] += 1
+        # Loads for this job in this process (a Dask worker outlives jobs): one, unless a worker reloads.
+        _STATE["loads"] = _STATE["loads"] + 1 if _STATE.get("key") == payload["key"] else 1
     _STATE.update(key=payload["key"], det=det, threads=threads)
 
 
