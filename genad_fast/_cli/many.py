@@ -78,7 +78,7 @@ def _run(job, **kwargs):
         try:
             return job(**kwargs)
         except SeriesFailedError as exc:
-            raise CLIError(f"{exc.series_id}: {exc.error} (--fail-fast)") from exc
+            raise CLIError(f"{exc.file or exc.series_id}: {exc.error} (--fail-fast)") from exc
         except ImportError as exc:
             raise CLIError(str(exc).split(" (")[0]) from exc
 

@@ -19,9 +19,11 @@ __all__ = ["SeriesFailedError", "SeriesFailedWarning", "make_engine", "run_job",
 class SeriesFailedError(RuntimeError):
     """``fail_fast=True``: the first series (or file) that failed, by id, with its error."""
 
-    def __init__(self, series_id: Any, error: str) -> None:
-        super().__init__(f"series {series_id!r} failed: {error}")
+    def __init__(self, series_id: Any, error: str, file: str | None = None) -> None:
+        where = f" (file {file})" if file is not None and file != series_id else ""
+        super().__init__(f"series {series_id!r}{where} failed: {error}")
         self.series_id = series_id
+        self.file = file
         self.error = error
 
 
@@ -94,7 +96,7 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
                         loads[row.pop("worker")] = row.pop("loads")
                         threads_used.add(row.pop("threads"))
                         if fail_fast and row["status"] != "ok":
-                            raise SeriesFailedError(row["id"], row["error"])
+                            raise SeriesFailedError(row["id"], row["error"], row["file"])
                     bar.update(len(task_rows))
             finally:
                 results.close()  # cancels what has not run (fail-fast, an error, Ctrl-C)
