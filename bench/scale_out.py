@@ -1,0 +1,230 @@
+"""Many series, one model, on more workers: ``genad_fast.distributed.score_many`` on this machine's processes,
+Ray and Dask, against the one-worker local path on the same job.
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.scale_out [--quick] [--repeats 2] [--source memory|files]
+                                                               [--configs local1,local1x2,local2,ray,dask]
+
+The job (issue #14): score ``--series`` series (400) of ``--length`` timestamps (5,000) x ``--channels`` (8)
+with one fitted FlowDetector (the default architecture: 8 flow steps, hidden 128, window 16; trained for one
+epoch, which does not change the cost of scoring), in chunks of ``series / 8`` series (the same 8 tasks on
+every configuration), the series in memory (``--source files``: one Parquet file each, read by the workers).
+
+Configurations:
+
+- ``local1``: one worker in this process, 1 thread: the one-worker local path, the baseline of the speedups;
+- ``local1x2``: one worker in this process, 2 threads (torch's intra-op parallelism on both cores), for context;
+- ``local2``: 2 worker processes (``ProcessPoolExecutor``, spawn), 1 thread each: plain processes;
+- ``ray``: 2 Ray actors of 1 CPU on ``ray.init(num_cpus=2)``; ``dask``: 2 Dask worker processes of 1 thread
+  (``LocalCluster``).
+
+What is counted. ``job_s``: the ``score_many`` call, from its start until every score is in this process:
+starting the worker processes (local2) or actors (ray), their imports of torch and genad_fast, loading the
+model once per worker, moving the series and the scores, and scoring. ``start_s``, reported apart and not in
+``job_s``: starting the cluster (``ray.init``, ``LocalCluster`` + ``Client``); Dask's workers then import
+genad_fast at their first task, inside ``job_s``, like the others. The clusters are started and shut down around
+each of their runs, so none idles in the background of another configuration's run. Runs go round-robin over
+the configurations, ``--repeats`` times; the table gives the median job time and the spread (min-max).
+
+Targets (issue #14): Ray and Dask with 2 workers >= 1.6x ``local1``; their overhead, ``job_s / job_s(local2) -
+1``, <= 15 %. On a shared machine every figure is only as good as its idleness: the load average is printed and
+written before and after.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from bench.machine import git_info, load_average, machine_info
+from genad_fast import provenance
+
+CONFIGS = ("local1", "local1x2", "local2", "ray", "dask")
+
+
+def _data(series: int, length: int, channels: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(channels, channels)) / np.sqrt(channels)
+    t = np.arange(length)[:, None]
+    base = np.sin(2 * np.pi * t / (40 + 5 * np.arange(channels)))
+    return [(base + 0.3 * rng.normal(size=(length, channels)) @ mix).astype(np.float32) for _ in range(series)]
+
+
+def _model(path: str, channels: int):
+    from genad_fast.detectors.flow import FlowDetector
+
+    train = np.concatenate(_data(1, 4000, channels, seed=1))
+    det = FlowDetector(window=16, epochs=1, seed=0, verbose=False).fit(train)
+    det.save(path)
+    return det
+
+
+def _files(series: list[np.ndarray], directory: str) -> list[str]:
+    import pandas as pd
+
+    paths = []
+    for i, s in enumerate(series):
+        paths.append(os.path.join(directory, f"series-{i:04d}.parquet"))
+        pd.DataFrame(s, columns=[f"c{j}" for j in range(s.shape[1])]).to_parquet(paths[-1])
+    return paths
+
+
+def _run(config: str, model: str, job, chunk: int) -> dict:
+    """One run of ``config``: the cluster's start-up (ray, dask), the job, the cluster's shut-down."""
+    from genad_fast.distributed import score_many
+
+    engine, workers, threads, start_s = "local", 1, 1, 0.0
+    cleanup = []
+    if config == "local1x2":
+        threads = 2
+    elif config == "local2":
+        workers = 2
+    elif config == "ray":
+        import ray
+
+        started = time.perf_counter()
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        start_s = time.perf_counter() - started
+        engine, workers, cleanup = "ray", 2, [ray.shutdown]
+    elif config == "dask":
+        import distributed
+
+        started = time.perf_counter()
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
+        client = distributed.Client(cluster)
+        start_s = time.perf_counter() - started
+        engine, workers, threads, cleanup = "dask", 2, None, [client.close, cluster.close]
+    load = load_average()
+    try:
+        started = time.perf_counter()
+        result = score_many(model, job, engine=engine, workers=workers, threads=threads, chunk_size=chunk,
+                            verbose=False)
+        job_s = time.perf_counter() - started
+    finally:
+        for step in cleanup:
+            step()
+    failed = result.summary[result.summary["status"] != "ok"]
+    if len(failed):
+        raise RuntimeError(f"{config}: {len(failed)} series failed: {failed.iloc[0]['error']}")
+    return {"config": config, "engine": engine, "workers": workers, "threads": result.info["threads"],
+            "start_s": start_s, "job_s": job_s, "scores": result.scores, "load_1m": load}
+
+
+def _check(scores: list, det, job, source: str) -> None:
+    """Every configuration's scores equal the in-process ones (first and last series, bit for bit)."""
+    for i in (0, len(job) - 1):
+        data = job[i]
+        if source == "files":
+            import pandas as pd
+
+            data = pd.read_parquet(data)
+        if not np.array_equal(scores[i], det.decision_function(data)):
+            raise RuntimeError(f"series {i}: the scores differ from the in-process path")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.scale_out", description=__doc__.split("\n\n")[0])
+    p.add_argument("--series", type=int, default=400)
+    p.add_argument("--length", type=int, default=5000)
+    p.add_argument("--channels", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--source", choices=("memory", "files"), default="memory")
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--quick", action="store_true", help="80 series of 2,000 timestamps, 1 repeat: a smoke run")
+    p.add_argument("--out", default=os.path.join("bench", "results"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.series, args.length, args.repeats = 80, 2000, 1
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        p.error(f"unknown configurations {unknown}; known: {', '.join(CONFIGS)}")
+    warnings.simplefilter("ignore")  # Ray's and Dask's start-up chatter; failures are checked below
+    load_before = provenance.load_average()
+    chunk = max(1, args.series // 8)
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as directory:
+        model = os.path.join(directory, "flow.pt")
+        det = _model(model, args.channels)
+        job = _data(args.series, args.length, args.channels, seed=2)
+        if args.source == "files":
+            job = _files(job, directory)
+        for repeat in range(args.repeats):
+            for config in configs:
+                run = _run(config, model, job, chunk)
+                _check(run.pop("scores"), det, job, args.source)
+                run["repeat"] = repeat
+                runs.append(run)
+                print(f"  {config:9s} repeat {repeat}: job {run['job_s']:7.2f} s  start {run['start_s']:5.2f} s  "
+                      f"load {run['load_1m']}", file=sys.stderr)
+    load_after = provenance.load_average()
+    rows = _table(runs, configs, args)
+    _print(rows, args, load_before, load_after)
+    _write(rows, args, load_before, load_after)
+    return 0
+
+
+def _table(runs: list[dict], configs: list[str], args) -> list[dict]:
+    timestamps = args.series * args.length
+    rows = []
+    for config in configs:
+        mine = [r for r in runs if r["config"] == config]
+        jobs = [r["job_s"] for r in mine]
+        rows.append({"config": config, "engine": mine[0]["engine"], "workers": mine[0]["workers"],
+                     "threads": mine[0]["threads"], "job_s": statistics.median(jobs), "job_min_s": min(jobs),
+                     "job_max_s": max(jobs), "start_s": statistics.median(r["start_s"] for r in mine),
+                     "series_per_s": args.series / statistics.median(jobs),
+                     "timestamps_per_s": timestamps / statistics.median(jobs), "runs": len(mine)})
+    by = {r["config"]: r for r in rows}
+    for r in rows:
+        base, plain = by.get("local1"), by.get("local2")
+        r["speedup_vs_local1"] = base["job_s"] / r["job_s"] if base else None
+        r["overhead_vs_local2"] = r["job_s"] / plain["job_s"] - 1 if plain and r["engine"] != "local" else None
+    return rows
+
+
+def _print(rows: list[dict], args, load_before, load_after) -> None:
+    info = machine_info()
+    print(f"\nscore_many: {args.series} series x {args.length} x {args.channels}, FlowDetector (window 16), "
+          f"{args.source}, chunks of {max(1, args.series // 8)} series; {info['cpu_model']}, "
+          f"{info['cpus_usable']} cores; load {load_before} -> {load_after}")
+    print(f"{'config':9s} {'engine':6s} {'workers':>7s} {'threads':>7s} {'job s':>8s} {'min-max':>15s} "
+          f"{'start s':>8s} {'series/s':>9s} {'vs local1':>9s} {'overhead':>9s}")
+    for r in rows:
+        over = f"{100 * r['overhead_vs_local2']:+.1f} %" if r["overhead_vs_local2"] is not None else ""
+        print(f"{r['config']:9s} {r['engine']:6s} {r['workers']:7d} {str(r['threads']):>7s} {r['job_s']:8.2f} "
+              f"{r['job_min_s']:7.2f}-{r['job_max_s']:<7.2f} {r['start_s']:8.2f} {r['series_per_s']:9.2f} "
+              f"{r['speedup_vs_local1'] or 0:8.2f}x {over:>9s}")
+    print("targets: ray and dask >= 1.6x local1; overhead (job time against local2, plain processes) <= 15 %")
+
+
+def _write(rows: list[dict], args, load_before, load_after) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"scale_out-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    meta = {"job": f"{args.series} series x {args.length} x {args.channels}, FlowDetector window 16, "
+                   f"{args.source}", "repeats": args.repeats, "load_before": load_before, "load_after": load_after,
+            **{f"machine.{k}": v for k, v in machine_info().items()},
+            **{f"versions.{k}": v for k, v in provenance.versions().items()},
+            **{f"git.{k}": v for k, v in git_info().items()}, "date": provenance.now_utc()}
+    with open(path, "w", newline="") as f:
+        f.write("# genad_fast scale-out benchmark (bench/scale_out.py)\n")
+        for k, v in meta.items():
+            f.write(f"# {k}: {v}\n".replace("\r", " "))
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
