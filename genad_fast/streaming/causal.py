@@ -1,0 +1,199 @@
+"""The causal reduction: which windows a timestamp's score combines when it must be given without the future.
+
+Windows of ``W`` timestamps start on the grid ``0, S, 2S, ...`` counted from the stream's first timestamp; window
+``j`` covers ``[jS, jS + W - 1]`` and *ends* at ``e_j = jS + W - 1``. The batch (centred) reduction of
+:func:`genad_fast.series.windows_to_timestamps` combines every window covering ``t``, so ``t`` waits for the
+window that starts at ``t``, ``W - 1`` timestamps later. With a ``delay`` ``d`` (``0 <= d <= W - 1``) the
+timestamp is due sooner::
+
+    first(t)   = end of the earliest-ending grid window that covers t  (W - 1 for t < W; t + (-(t - W + 1)) mod S after)
+    h(t)       = max(t + d, first(t))                                   the horizon: t is due once h(t) has arrived
+    score(t)   = reduce{ s_j[t - jS] : window j covers t and e_j <= h(t) }     (reduce = mean, max or min)
+
+``s_j`` is window ``j``'s score (one value, or one per timestamp of the window). For ``S = 1``::
+
+    timestamps       ... t-2  t-1   t   t+1  t+2 ...
+    window ending t-1     [=============)                   } d = 0: t takes the one window ending at t
+    window ending t          [=============]                }
+    window ending t+1           [=============]             } d = 1: and the one ending at t+1
+    window ending t+W-1                 [=============]     } d = W-1: every window covering t (batch, centred)
+
+Edges, all following from the rule:
+
+- the first ``W - 1`` timestamps have no window ending at or before them: ``first(t) = W - 1``, so they are due
+  with the first window, and combine the windows covering them that end by ``max(t + d, W - 1)`` (at least the
+  first window);
+- with ``S > 1`` a timestamp between window ends waits for the next window end (``first(t)``), at most
+  ``S - 1`` timestamps: its delay is at least that whatever ``d``;
+- the end of the stream (``flush``, T timestamps in all): the timestamps still pending (``h(t) >= T``) combine
+  the windows that ended, plus, when the grid's last window does not end at ``T - 1`` (``S`` does not divide
+  ``T - W``), the end-aligned window ``[T - W, T - 1]``, as the batch reduction does; a stream of fewer than
+  ``W`` timestamps has no window and cannot be scored.
+
+``d = W - 1`` is the batch reduction exactly (to the summation order of the mean: see below) whenever ``S``
+divides ``T - W`` (always for ``S = 1``); otherwise only the timestamp ``T - W`` differs (it was due before the
+end-aligned window existed).
+
+Arithmetic: float64, each timestamp's windows added in window order, one at a time
+(``acc = acc + s_j``), so the result does not depend on how the windows arrive: a stream in chunks of any size
+and one batch pass over the whole series give the same bits (:class:`PendingScores` is both). ``max`` and
+``min`` are exact; the centred batch reduction (:func:`genad_fast.series.windows_to_timestamps`) sums in the
+scores' own dtype and another order, so ``d = W - 1`` agrees with it to that rounding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from genad_fast.series import REDUCTIONS
+
+__all__ = ["CausalRule", "PendingScores", "causal_to_timestamps"]
+
+
+@dataclass(frozen=True)
+class CausalRule:
+    """Window length ``W``, stride ``S`` and ``delay`` (see the module docstring), checked on construction."""
+
+    W: int
+    S: int = 1
+    delay: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("W", "S", "delay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+        if self.W < 1 or not 1 <= self.S <= self.W:
+            raise ValueError(f"need 1 <= stride <= window, got window={self.W}, stride={self.S}")
+        if not 0 <= self.delay <= self.W - 1:
+            raise ValueError(f"delay must be in [0, window - 1] = [0, {self.W - 1}], got {self.delay}")
+
+    def first_end(self, t: np.ndarray) -> np.ndarray:
+        """End of the earliest-ending grid window covering each ``t`` (int64)."""
+        j = np.maximum(0, -(-(t - self.W + 1) // self.S))  # ceil((t - W + 1) / S), at least window 0
+        return j * self.S + self.W - 1
+
+    def horizon(self, t: np.ndarray) -> np.ndarray:
+        """``h(t)``: the last timestamp whose arrival ``t`` waits for (nondecreasing in ``t``)."""
+        return np.maximum(t + self.delay, self.first_end(t))
+
+    def n_grid(self, T: int) -> int:
+        """Grid windows that end within ``T`` timestamps."""
+        return 0 if T < self.W else (T - self.W) // self.S + 1
+
+    def needs_tail(self, T: int) -> bool:
+        """Whether the end-aligned window ``[T - W, T - 1]`` is off the grid (scored at the end of a stream)."""
+        return T >= self.W and (T - self.W) % self.S != 0
+
+
+class PendingScores:
+    """The partial reductions of the timestamps not yet due: one float64 accumulator and one count each.
+
+    Timestamps ``start .. start + n - 1`` are pending (``n`` at most ``max(d, S - 1, W - 1) + 1`` in a stream:
+    a timestamp is due once its horizon arrived). :meth:`add` takes the scores of the next grid windows,
+    :meth:`add_tail` the end-aligned window, :meth:`pop_due` hands out the due timestamps (a prefix).
+    """
+
+    def __init__(self, rule: CausalRule, reduce: str) -> None:
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
+        self.rule, self.reduce = rule, reduce
+        self._fill = {"mean": 0.0, "max": -np.inf, "min": np.inf}[reduce]
+        self.start = 0
+        self.acc = np.empty(0, dtype=np.float64)
+        self.count = np.empty(0, dtype=np.int64)
+
+    @property
+    def end(self) -> int:
+        """One past the last pending timestamp (the number of timestamps seen)."""
+        return self.start + self.acc.size
+
+    def extend(self, n: int) -> None:
+        """``n`` more timestamps arrived; they are pending."""
+        self.acc = np.concatenate([self.acc, np.full(n, self._fill)])
+        self.count = np.concatenate([self.count, np.zeros(n, dtype=np.int64)])
+
+    def _combine(self, pos: np.ndarray, values: np.ndarray) -> None:
+        if self.reduce == "mean":
+            self.acc[pos] = self.acc[pos] + values
+        elif self.reduce == "max":
+            self.acc[pos] = np.maximum(self.acc[pos], values)
+        else:
+            self.acc[pos] = np.minimum(self.acc[pos], values)
+        self.count[pos] += 1
+
+    def add(self, j0: int, values: np.ndarray) -> None:
+        """Scores of grid windows ``j0 .. j0 + m - 1`` (float64 ``[m]`` or ``[m, W]``; every earlier window was
+        added before), into the pending timestamps whose rule takes them. Each timestamp receives its windows in
+        window order, one add at a time (pass ``r`` adds the ``r``-th new window covering it)."""
+        W, S = self.rule.W, self.rule.S
+        m = values.shape[0]
+        if m == 0:
+            return
+        j1 = j0 + m
+        lo, hi = max(self.start, j0 * S), min(self.end, (j1 - 1) * S + W)
+        if lo >= hi:
+            return
+        t = np.arange(lo, hi, dtype=np.int64)
+        j_lo = np.maximum(j0, -(-(t - W + 1) // S))
+        j_hi = np.minimum(np.minimum(j1 - 1, t // S), (self.rule.horizon(t) - W + 1) // S)
+        pos = t - self.start
+        for r in range(int((j_hi - j_lo).max(initial=-1)) + 1):
+            j = j_lo + r
+            ok = j <= j_hi
+            if not ok.any():
+                continue
+            jj, tt = j[ok], t[ok]
+            v = values[jj - j0] if values.ndim == 1 else values[jj - j0, tt - jj * S]
+            self._combine(pos[ok], v)
+
+    def add_tail(self, values: np.ndarray) -> None:
+        """The end-aligned window ``[end - W, end - 1]`` (score ``[]``/``[1]`` or ``[W]``), into every pending
+        timestamp (at the end of a stream all of them lie in it)."""
+        W = self.rule.W
+        pos = np.arange(self.acc.size)
+        t = pos + self.start
+        if t.size and t[0] < self.end - W:
+            raise RuntimeError("a pending timestamp lies before the end-aligned window")  # the rule forbids it
+        v = np.broadcast_to(values.reshape(-1), (W,)) if values.size == 1 else values.reshape(W)
+        self._combine(pos, v[t - (self.end - W)])
+
+    def pop_due(self, arrived: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Hand out (index, score) of the pending timestamps due once ``arrived`` timestamps have arrived (all of
+        them with None: the end of the stream), and forget them."""
+        t = np.arange(self.start, self.end, dtype=np.int64)
+        n = t.size if arrived is None else int(np.searchsorted(self.rule.horizon(t), arrived - 1, side="right"))
+        if n == 0:
+            return t[:0], self.acc[:0].copy()
+        count = self.count[:n]
+        if (count == 0).any():  # every due timestamp has its first covering window: a bug if not
+            raise RuntimeError(f"timestamp {int(t[np.argmax(count == 0)])} is due but no window reached it")
+        scores = self.acc[:n] / count if self.reduce == "mean" else self.acc[:n].copy()
+        self.acc, self.count = self.acc[n:].copy(), self.count[n:].copy()
+        self.start += n
+        return t[:n], scores
+
+
+def causal_to_timestamps(scores: np.ndarray, T: int, W: int, S: int = 1, delay: int = 0,
+                         reduce: str = "mean") -> np.ndarray:
+    """Window scores of a whole series back to one per timestamp with the causal rule (module docstring):
+    float64 ``[T]``. ``scores``: ``[n]`` or ``[n, W]`` in the order of :func:`genad_fast.series.window_starts`
+    (the grid windows, then the end-aligned one if off the grid). Equal, bit for bit, to a stream that receives
+    the series in chunks of any sizes and is flushed at the end."""
+    rule = CausalRule(int(W), int(S), int(delay))
+    if T < W:
+        raise ValueError(f"a series of {T} timestamps is shorter than window={W}")
+    values = np.asarray(scores, dtype=np.float64)
+    n_grid, tail = rule.n_grid(T), rule.needs_tail(T)
+    if values.ndim not in (1, 2) or values.shape[0] != n_grid + tail or (values.ndim == 2 and values.shape[1] != W):
+        raise ValueError(f"scores must be [{n_grid + tail}] or [{n_grid + tail}, {W}] for T={T}, window={W}, "
+                         f"stride={S}; got {values.shape}")
+    pending = PendingScores(rule, reduce)
+    pending.extend(T)
+    pending.add(0, values[:n_grid])
+    _, head = pending.pop_due(T)  # what a stream hands out as the series arrives
+    if tail:
+        pending.add_tail(values[n_grid])
+    _, rest = pending.pop_due(None)  # and at flush
+    return np.concatenate([head, rest])

@@ -1,0 +1,61 @@
+"""Scores of a stream's windows, by the detector's own scoring code.
+
+- Detectors that score windows (``_score_model``): batches of at most ``score_batch_size`` windows through
+  ``_score_batch`` (batches smaller than ``min_score_rows`` padded, as the batch path pads them: a window's score
+  does not depend on the batch it lands in, :mod:`genad_fast.detectors._scoring`), the same views of
+  contiguous rows as ``decision_function`` passes. Scores ``[m]`` or ``[m, W]``.
+- Detectors that score whole series their own way (``_score_series`` overridden: DiffusionDetector): each window
+  is a series of its own, all of an update's windows packed into one ``_score_series`` call
+  (:class:`genad_fast.series.SeriesBatch`), per-timestamp scores ``[m, W]`` (:mod:`genad_fast.streaming.diffusion`).
+
+A window holding an extreme value scores +inf (the whole window), as in ``decision_function``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from genad_fast.detectors._scoring import ScoringMixin
+from genad_fast.series import SeriesBatch
+from genad_fast.streaming.diffusion import DIFFUSION, held_sampler
+from genad_fast.streaming.scope import HeldScope, class_path_in_mro
+
+__all__ = ["WindowScorer"]
+
+
+class WindowScorer:
+    """``scorer(windows [m, W, C], holds_extreme [m]) -> float64 [m] or [m, W]`` inside the stream's held call."""
+
+    def __init__(self, det: Any, scope: HeldScope) -> None:
+        self.det, self.scope = det, scope
+        self.whole_series = type(det)._score_series is not ScoringMixin._score_series
+        if self.whole_series and class_path_in_mro(det, DIFFUSION) is not None:
+            with scope.enter():
+                scope.hold("sampler", held_sampler(det))
+        self._run: Callable[[torch.Tensor], torch.Tensor] = self._as_series if self.whole_series else self._as_windows
+
+    def __call__(self, windows: torch.Tensor, holds_extreme: np.ndarray) -> np.ndarray:
+        m = windows.shape[0]
+        bs = int(self.det.score_batch_size)
+        with self.scope.enter():
+            parts = [self._run(windows[i:i + bs]) for i in range(0, m, bs)]
+        scores = torch.cat(parts) if len(parts) != 1 else parts[0]
+        out = scores.detach().to(device="cpu", dtype=torch.float64).numpy()
+        if holds_extreme.any():
+            out = out.copy()
+            out[holds_extreme] = np.inf
+        return out
+
+    def _as_windows(self, batch: torch.Tensor) -> torch.Tensor:
+        det = self.det
+        return det._check_window_scores(det._score_batch(batch), batch.shape[0], batch.shape[1])
+
+    def _as_series(self, batch: torch.Tensor) -> torch.Tensor:
+        m, W, C = batch.shape
+        layout = SeriesBatch((W,) * m, W, 1)
+        scores = self.det._score_series(batch.reshape(m * W, C), layout)
+        self.det._check_hook_output("_score_series", scores, (m * W,))
+        return scores.reshape(m, W)
