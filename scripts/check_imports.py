@@ -48,7 +48,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("genad_fast._backend",),
     ("genad_fast.ops",),
     ("genad_fast.nn", "genad_fast.series", "genad_fast.metrics", "genad_fast.thresholds", "genad_fast._params"),
-    ("genad_fast.detectors", "genad_fast.export"),
+    ("genad_fast.detectors", "genad_fast.export", "genad_fast.streaming"),
     ("genad_fast.data", "genad_fast.datasets", "genad_fast.provenance", "genad_fast.plotting",
      "genad_fast.eval_plot", "genad_fast.evaluation", "genad_fast.distributed"),
     ("genad_fast", "genad_fast.cli", "genad_fast._cli", "genad_fast.__main__", "genad_fast.demo"),

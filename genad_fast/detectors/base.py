@@ -102,6 +102,7 @@ from genad_fast.detectors._input import InputMixin, str_names
 # registry), so save/load call straight down into it.
 from genad_fast.detectors._io import load_detector, save_detector
 from genad_fast.detectors._scoring import ScoringMixin
+from genad_fast.detectors._stream_mixin import StreamMixin
 from genad_fast.detectors._thresholding import ThresholdingMixin
 from genad_fast.detectors._validation import NotFittedError
 from genad_fast.series import REDUCTIONS, Normalizer, SeriesBatch, constant_columns
@@ -129,7 +130,7 @@ _SCORE_BATCH_SIZE = Param("score_batch_size", "int", "Rows or windows per scorin
 
 
 class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin, HookHelpersMixin, ConventionsMixin,
-                   ExportMixin, Parametrized):
+                   ExportMixin, StreamMixin, Parametrized):
     """Base of all genad_fast detectors; see the module docstring for the hook contract. Every detector has
     these parameters (most forward them through ``**kwargs``).
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 
 from genad_fast._params import Param
-from genad_fast.detectors._call import build_network, current_call
+from genad_fast.detectors._call import build_network, current_call, get_thread_value
 from genad_fast.detectors._network import MATMUL_DTYPE, MATMUL_DTYPES
 from genad_fast.detectors._training_params import TrainingParamsMixin
 from genad_fast.detectors.base import BaseDetector
@@ -225,7 +225,8 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         xs = [part.t().contiguous() for part in layout.split(series)]  # [C, T]: one channel's timestamps contiguous
         seeds = self._numpy_rng("score-noise").integers(0, _U63, size=2)
         noise_seed, mask_seed = int(seeds[0]), int(seeds[1])
-        sampler = self._sampler()
+        sampler = get_thread_value(self, "sampler")  # a stream holds one, its plan cached (genad_fast.streaming)
+        sampler = self._sampler() if sampler is None else sampler
         if self.mode == "reconstruct":
             scores = sampler.reconstruct_many(xs, noise_seed, self._noise_level(), self._chain_length(), self.n_draws)
         else:
