@@ -8,6 +8,7 @@
     genad-fast eval [--detectors flow,pca,...] [--datasets synthetic,kdd135,digits] [--seeds 3] [--quick]
                     [--out DIR]
     genad-fast export --model model.pt [--format onnx|torch] --out model.onnx
+    genad-fast stream --model model.pt [--input FILE|-] [--follow] [--delay D] [--threshold dspot]
     genad-fast info
     genad-fast demo [ARGS...]     # genad_fast.demo.main(ARGS)
     genad-fast bench [ARGS...]    # `python -m bench ARGS` in a child process, from the source checkout
@@ -38,6 +39,7 @@ from genad_fast._cli.evaluate import cmd_eval
 from genad_fast._cli.export import add_export_parser
 from genad_fast._cli.fit_score import cmd_fit, cmd_score
 from genad_fast._cli.info import cmd_info
+from genad_fast._cli.stream import add_stream_parser
 from genad_fast._cli.params import (build_detector, check_detector_params, check_param_names,  # noqa: F401
                                     parse_params, parse_value)
 # The table reader and writer belong to the data package, which the evaluation uses too; the CLI only calls
@@ -233,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     add_export_parser(sub, common)  # genad_fast/_cli/export.py
+    add_stream_parser(sub, common)  # genad_fast/_cli/stream.py
 
     info = sub.add_parser("info", parents=[common], help="version, build, backends, torch/CUDA/triton, threads")
     info.set_defaults(func=cmd_info)
