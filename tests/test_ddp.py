@@ -32,13 +32,19 @@ from genad_fast.series import Normalizer
 LOSS_RTOL = 1e-5
 SCORE_RTOL = 1e-4
 
-# the detectors of the 2-process test, small enough for 2 cores: (name, parameters), 4 series shards each
-DETECTORS = {
-    "flow": dict(window=8, n_steps=2, hidden=16, epochs=3, batch_size=64),
-    "diffusion": dict(window=32, n_steps=10, residual_channels=8, n_layers=2, embedding_dim=16, epochs=2,
-                      batch_size=64, n_draws=1, tile_size=128),
-    "vae": dict(window=8, hidden=(8, 8), epochs=3, batch_size=64, n_samples=2),
-    "fanogan": dict(window=8, hidden=(16,), critic_hidden=(16,), epochs=2, batch_size=32, encoder_epochs=2),
+# the runs of the 2-process test, small enough for 2 cores: key -> (detector, parameters, data). "series": 4 series
+# shards of 180-300 timestamps; "uneven": 4 row shards of 400, 3, 400 and 2 rows, so that rank 1 (shards 1 and 3)
+# has no sample at most steps and joins the gradient average with zeros (and, for the GAN, with no latent codes)
+RUNS = {
+    "flow": ("flow", dict(window=8, n_steps=2, hidden=16, epochs=3, batch_size=64), "series"),
+    "diffusion": ("diffusion", dict(window=32, n_steps=10, residual_channels=8, n_layers=2, embedding_dim=16,
+                                    epochs=2, batch_size=64, n_draws=1, tile_size=128), "series"),
+    "vae": ("vae", dict(window=8, hidden=(8, 8), epochs=3, batch_size=64, n_samples=2), "series"),
+    "fanogan": ("fanogan", dict(window=8, hidden=(16,), critic_hidden=(16,), epochs=2, batch_size=32,
+                                encoder_epochs=2), "series"),
+    "autoencoder-uneven": ("autoencoder", dict(hidden=(8,), epochs=3, batch_size=16), "uneven"),
+    "anogan-uneven": ("anogan", dict(hidden=(8,), critic_hidden=(8,), epochs=2, batch_size=16, iterations=3),
+                      "uneven"),
 }
 
 WORKER = textwrap.dedent('''
@@ -49,7 +55,7 @@ WORKER = textwrap.dedent('''
     from genad_fast.detectors import BaseDetector, get_detector
     from genad_fast.distributed.ddp import fit_distributed
 
-    out, detectors = sys.argv[1], json.loads(sys.argv[2])
+    out, runs = sys.argv[1], json.loads(sys.argv[2])
     rank = int(os.environ["RANK"])
     saves = open(os.path.join(out, "saves.log"), "a")
     original_save = BaseDetector.save
@@ -60,12 +66,13 @@ WORKER = textwrap.dedent('''
 
     rng = np.random.default_rng(0)
     shards = [np.cumsum(rng.normal(size=(n, 3)), 0) * 0.1 + rng.normal(size=(n, 3)) for n in (300, 250, 180, 220)]
+    uneven = [rng.normal(size=(n, 3)) for n in (400, 3, 400, 2)]
     result = {}
-    for name, params in detectors.items():
-        det = fit_distributed(get_detector(name)(seed=3, verbose=False, **params), shards,
-                              out=os.path.join(out, name + ".pt"))
+    for key, (name, params, data) in runs.items():
+        det = fit_distributed(get_detector(name)(seed=3, verbose=False, **params),
+                              shards if data == "series" else uneven, out=os.path.join(out, key + ".pt"))
         h = getattr(det, "history_", None)
-        result[name] = {"loss": h.train_loss if h else det.gan_history_.critic_loss + det.gan_history_.generator_loss,
+        result[key] = {"loss": h.train_loss if h else det.gan_history_.critic_loss + det.gan_history_.generator_loss,
                         "val_loss": h.val_loss if h else [], "threshold": det.threshold_,
                         "has_scores": hasattr(det, "decision_scores_")}
     # every process needs a shard: 1 shard for 2 processes is refused on both
@@ -100,12 +107,12 @@ def runs(tmp_path_factory):
     for nproc in (1, 2):
         d = tmp_path_factory.mktemp(f"ddp{nproc}")
         (d / "worker.py").write_text(WORKER)
-        _torchrun(nproc, [str(d / "worker.py"), str(d), json.dumps(DETECTORS)], str(d))
+        _torchrun(nproc, [str(d / "worker.py"), str(d), json.dumps(RUNS)], str(d))
         out[nproc] = (d, {r: json.loads((d / f"rank{r}.json").read_text()) for r in range(nproc)})
     return out
 
 
-@pytest.mark.parametrize("name", list(DETECTORS))
+@pytest.mark.parametrize("name", list(RUNS))
 def test_two_processes_train_as_one(runs, name):
     (_, one), (_, two) = runs[1], runs[2]
     ref = one[0][name]
@@ -118,11 +125,11 @@ def test_two_processes_train_as_one(runs, name):
     assert two[0][name]["has_scores"] and not two[1][name]["has_scores"]  # decision_scores_ on rank 0 only
 
 
-@pytest.mark.parametrize("name", list(DETECTORS))
+@pytest.mark.parametrize("name", list(RUNS))
 def test_saved_models_score_alike(runs, name):
     (d1, _), (d2, _) = runs[1], runs[2]
     a, b = genad_fast.load(str(d1 / f"{name}.pt")), genad_fast.load(str(d2 / f"{name}.pt"))
-    assert type(a) is type(b) is get_detector(name)
+    assert type(a) is type(b) is get_detector(RUNS[name][0])
     test = np.random.default_rng(1).normal(size=(200, 3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -136,7 +143,7 @@ def test_only_rank_zero_writes(runs):
     for nproc in (1, 2):
         d, _ = runs[nproc]
         lines = (d / "saves.log").read_text().split()
-        assert lines == [tok for name in DETECTORS for tok in ("0", f"{name}.pt")]
+        assert lines == [tok for name in RUNS for tok in ("0", f"{name}.pt")]
 
 
 def test_errors_are_raised_on_every_process(runs):
@@ -257,3 +264,11 @@ def test_batch_plan(sizes, batch):
     if len(sizes) == 1:  # the plain loop's batches
         assert np.all(plan.global_sizes[:-1] == batch)
     assert plan.shares(batch).sum() == batch and plan.shares(batch).min() >= 0
+
+
+def test_the_uneven_run_has_idle_steps():
+    """The "uneven" runs above do exercise a process without samples: rank 1's shards (1 and 3) are empty at most
+    steps of the autoencoder's plan (training rows after the 10 % validation split)."""
+    plan = BatchPlan([360, 3, 360, 2], 16)
+    rank1 = np.diff(plan.bounds(1)) + np.diff(plan.bounds(3))
+    assert (rank1 == 0).sum() > plan.steps // 2 and rank1.sum() == 5
