@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from genad_fast.series import WindowGrid
 from genad_fast.streaming.causal import causal_to_timestamps
@@ -52,10 +51,10 @@ def causal_scores(det: Any, X: Any, *, by: Any = None, delay: int = 0, reduce: s
         holds = _holds(extreme, starts, rule.W)
         windows = grid.windows(z)  # the grid windows, a view; the end-aligned one apart
         bs = int(det.score_batch_size)
-        parts = [scorer(windows[i:i + bs], holds[i:i + bs]) for i in range(0, grid.n_grid, bs)]
+        parts = [scorer(windows[i:i + bs]) for i in range(0, grid.n_grid, bs)]
         if grid.has_tail:
-            parts.append(scorer(z[T - rule.W:].unsqueeze(0), holds[-1:]))
-        out.append(causal_to_timestamps(np.concatenate(parts), T, rule.W, rule.S, rule.delay, reduce))
+            parts.append(scorer(z[T - rule.W:].unsqueeze(0)))
+        out.append(causal_to_timestamps(np.concatenate(parts), T, rule.W, rule.S, rule.delay, reduce, holds))
         a += T
     scores = np.concatenate(out)
     det._check_scores(scores)

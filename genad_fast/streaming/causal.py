@@ -103,6 +103,10 @@ class PendingScores:
         self.start = 0
         self.acc = np.empty(0, dtype=np.float64)
         self.count = np.empty(0, dtype=np.int64)
+        # The same reduction of the windows' extreme-value flags (0 or +inf), from the first flagged window on:
+        # a timestamp scores +inf where it is +inf (mean, max: a window holds one; min: all of them do), as
+        # genad_fast.detectors._extremes.infinite_timestamps decides in batch.
+        self.flags: np.ndarray | None = None
 
     @property
     def end(self) -> int:
@@ -113,24 +117,37 @@ class PendingScores:
         """``n`` more timestamps arrived; they are pending."""
         self.acc = np.concatenate([self.acc, np.full(n, self._fill)])
         self.count = np.concatenate([self.count, np.zeros(n, dtype=np.int64)])
+        if self.flags is not None:
+            self.flags = np.concatenate([self.flags, np.full(n, self._fill)])
 
-    def _combine(self, pos: np.ndarray, values: np.ndarray) -> None:
-        if self.reduce == "mean":
-            self.acc[pos] = self.acc[pos] + values
-        elif self.reduce == "max":
-            self.acc[pos] = np.maximum(self.acc[pos], values)
-        else:
-            self.acc[pos] = np.minimum(self.acc[pos], values)
+    def _start_flags(self) -> None:
+        """The flag reduction from now on: the windows added so far held no extreme value (flag 0)."""
+        self.flags = np.where(self.count > 0, 0.0, self._fill)
+
+    def _combine(self, pos: np.ndarray, values: np.ndarray, flags: np.ndarray | None = None) -> None:
+        targets = [(self.acc, values)] if flags is None else [(self.acc, values), (self.flags, flags)]
+        for acc, v in targets:
+            if self.reduce == "mean":
+                acc[pos] = acc[pos] + v
+            elif self.reduce == "max":
+                acc[pos] = np.maximum(acc[pos], v)
+            else:
+                acc[pos] = np.minimum(acc[pos], v)
         self.count[pos] += 1
 
-    def add(self, j0: int, values: np.ndarray) -> None:
+    def add(self, j0: int, values: np.ndarray, holds: np.ndarray | None = None) -> None:
         """Scores of grid windows ``j0 .. j0 + m - 1`` (float64 ``[m]`` or ``[m, W]``; every earlier window was
-        added before), into the pending timestamps whose rule takes them. Each timestamp receives its windows in
-        window order, one add at a time (pass ``r`` adds the ``r``-th new window covering it)."""
+        added before), into the pending timestamps whose rule takes them; ``holds`` ``[m]``: which windows hold
+        an extreme value. Each timestamp receives its windows in window order, one add at a time (pass ``r``
+        adds the ``r``-th new window covering it)."""
         W, S = self.rule.W, self.rule.S
         m = values.shape[0]
         if m == 0:
             return
+        if self.flags is None and holds is not None and holds.any():
+            self._start_flags()
+        flag_values = None if self.flags is None else \
+            np.where(holds, np.inf, 0.0) if holds is not None else np.zeros(m)
         j1 = j0 + m
         lo, hi = max(self.start, j0 * S), min(self.end, (j1 - 1) * S + W)
         if lo >= hi:
@@ -146,18 +163,21 @@ class PendingScores:
                 continue
             jj, tt = j[ok], t[ok]
             v = values[jj - j0] if values.ndim == 1 else values[jj - j0, tt - jj * S]
-            self._combine(pos[ok], v)
+            self._combine(pos[ok], v, None if flag_values is None else flag_values[jj - j0])
 
-    def add_tail(self, values: np.ndarray) -> None:
-        """The end-aligned window ``[end - W, end - 1]`` (score ``[]``/``[1]`` or ``[W]``), into every pending
-        timestamp (at the end of a stream all of them lie in it)."""
+    def add_tail(self, values: np.ndarray, holds: bool = False) -> None:
+        """The end-aligned window ``[end - W, end - 1]`` (score ``[]``/``[1]`` or ``[W]``; ``holds``: it holds an
+        extreme value), into every pending timestamp (at the end of a stream all of them lie in it)."""
         W = self.rule.W
         pos = np.arange(self.acc.size)
         t = pos + self.start
         if t.size and t[0] < self.end - W:
             raise RuntimeError("a pending timestamp lies before the end-aligned window")  # the rule forbids it
+        if holds and self.flags is None:
+            self._start_flags()
         v = np.broadcast_to(values.reshape(-1), (W,)) if values.size == 1 else values.reshape(W)
-        self._combine(pos, v[t - (self.end - W)])
+        flag = None if self.flags is None else np.full(pos.size, np.inf if holds else 0.0)
+        self._combine(pos, v[t - (self.end - W)], flag)
 
     def pop_due(self, arrived: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Hand out (index, score) of the pending timestamps due once ``arrived`` timestamps have arrived (all of
@@ -170,17 +190,21 @@ class PendingScores:
         if (count == 0).any():  # every due timestamp has its first covering window: a bug if not
             raise RuntimeError(f"timestamp {int(t[np.argmax(count == 0)])} is due but no window reached it")
         scores = self.acc[:n] / count if self.reduce == "mean" else self.acc[:n].copy()
+        if self.flags is not None:
+            scores[np.isposinf(self.flags[:n])] = np.inf
+            self.flags = self.flags[n:].copy()
         self.acc, self.count = self.acc[n:].copy(), self.count[n:].copy()
         self.start += n
         return t[:n], scores
 
 
 def causal_to_timestamps(scores: np.ndarray, T: int, W: int, S: int = 1, delay: int = 0,
-                         reduce: str = "mean") -> np.ndarray:
+                         reduce: str = "mean", holds: np.ndarray | None = None) -> np.ndarray:
     """Window scores of a whole series back to one per timestamp with the causal rule (module docstring):
     float64 ``[T]``. ``scores``: ``[n]`` or ``[n, W]`` in the order of :func:`genad_fast.series.window_starts`
-    (the grid windows, then the end-aligned one if off the grid). Equal, bit for bit, to a stream that receives
-    the series in chunks of any sizes and is flushed at the end."""
+    (the grid windows, then the end-aligned one if off the grid); ``holds`` ``[n]``: the windows holding an
+    extreme value (+inf where the reduction of these flags is +inf). Equal, bit for bit, to a stream that
+    receives the series in chunks of any sizes and is flushed at the end."""
     rule = CausalRule(int(W), int(S), int(delay))
     if T < W:
         raise ValueError(f"a series of {T} timestamps is shorter than window={W}")
@@ -191,9 +215,10 @@ def causal_to_timestamps(scores: np.ndarray, T: int, W: int, S: int = 1, delay: 
                          f"stride={S}; got {values.shape}")
     pending = PendingScores(rule, reduce)
     pending.extend(T)
-    pending.add(0, values[:n_grid])
+    holds = np.zeros(values.shape[0], dtype=bool) if holds is None else np.asarray(holds, dtype=bool)
+    pending.add(0, values[:n_grid], holds[:n_grid])
     _, head = pending.pop_due(T)  # what a stream hands out as the series arrives
     if tail:
-        pending.add_tail(values[n_grid])
+        pending.add_tail(values[n_grid], bool(holds[n_grid]))
     _, rest = pending.pop_due(None)  # and at flush
     return np.concatenate([head, rest])

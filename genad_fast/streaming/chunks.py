@@ -1,7 +1,8 @@
 """One chunk of a stream, read as the batch API reads a series (:mod:`genad_fast.detectors._input`), minus the
 rule that a series holds at least one window: a chunk may be a single timestamp.
 
-``chunk``: ``[n, C]`` (numpy, pandas, torch, nested lists) or 1-D ``[n]`` for a one-channel model. Checked:
+``chunk``: ``[n, C]`` (numpy, pandas, torch, nested lists), or 1-D ``[n]`` (or one number) for a one-channel
+model. Checked:
 rank, channel count (and column names, for a DataFrame whose names are all strings, against the fit), finite
 values; extreme values (:mod:`genad_fast.detectors._extremes`) are replaced for the model and their timestamps
 flagged (every window holding one scores +inf, as in ``decision_function``); then cast and normalised.
@@ -24,6 +25,11 @@ def read_chunk(det: Any, chunk: Any, name: str = "chunk") -> tuple[torch.Tensor,
     mask of timestamps holding an extreme value (None when none does)."""
     t, columns = to_tensor(chunk, name)
     C = int(det.n_features_in_)
+    if t.dim() == 0:  # one value: one timestamp of a one-channel model
+        if C > 1:
+            raise ValueError(f"{name} is one number, but {type(det).__name__} was fitted on {C} channels (one "
+                             f"timestamp is a [1, {C}] array)")
+        t = t.reshape(1, 1)
     if t.dim() == 1 and C > 1:
         hint = " (one timestamp of a multichannel series is a [1, C] array: x[None] or x.reshape(1, -1))" \
             if t.shape[0] == C else ""

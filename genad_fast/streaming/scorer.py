@@ -110,7 +110,7 @@ class StreamScorer:
         j0, windows, holds = self._buffer.push(z, extreme)
         self._pending.extend(z.shape[0])
         if windows.shape[0]:
-            self._pending.add(j0, self._score(windows, holds))
+            self._pending.add(j0, self._score(windows), holds)
         return self._output(*self._pending.pop_due(self._buffer.end))
 
     def flush(self) -> StreamOutput:
@@ -124,7 +124,7 @@ class StreamScorer:
         self._flushed = True
         if self.rule.needs_tail(T):
             window, holds = self._buffer.tail()
-            self._pending.add_tail(self._score(window, np.array([holds]))[0])
+            self._pending.add_tail(self._score(window)[0], holds)
         return self._output(*self._pending.pop_due(None))
 
     # ------------------------------------------------------------------ internals

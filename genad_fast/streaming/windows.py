@@ -8,7 +8,8 @@
   is a series of its own, all of an update's windows packed into one ``_score_series`` call
   (:class:`genad_fast.series.SeriesBatch`), per-timestamp scores ``[m, W]`` (:mod:`genad_fast.streaming.diffusion`).
 
-A window holding an extreme value scores +inf (the whole window), as in ``decision_function``.
+Windows holding an extreme value are scored with it replaced; which timestamps score +inf is the reduction's
+business (:class:`genad_fast.streaming.causal.PendingScores`), as in ``decision_function``.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ __all__ = ["WindowScorer"]
 
 
 class WindowScorer:
-    """``scorer(windows [m, W, C], holds_extreme [m]) -> float64 [m] or [m, W]`` inside the stream's held call."""
+    """``scorer(windows [m, W, C]) -> float64 [m] or [m, W]`` inside the stream's held call."""
 
     def __init__(self, det: Any, scope: HeldScope) -> None:
         self.det, self.scope = det, scope
@@ -37,17 +38,13 @@ class WindowScorer:
                 scope.hold("sampler", held_sampler(det))
         self._run: Callable[[torch.Tensor], torch.Tensor] = self._as_series if self.whole_series else self._as_windows
 
-    def __call__(self, windows: torch.Tensor, holds_extreme: np.ndarray) -> np.ndarray:
+    def __call__(self, windows: torch.Tensor) -> np.ndarray:
         m = windows.shape[0]
         bs = int(self.det.score_batch_size)
         with self.scope.enter():
             parts = [self._run(windows[i:i + bs]) for i in range(0, m, bs)]
         scores = torch.cat(parts) if len(parts) != 1 else parts[0]
-        out = scores.detach().to(device="cpu", dtype=torch.float64).numpy()
-        if holds_extreme.any():
-            out = out.copy()
-            out[holds_extreme] = np.inf
-        return out
+        return scores.detach().to(device="cpu", dtype=torch.float64).numpy()
 
     def _as_windows(self, batch: torch.Tensor) -> torch.Tensor:
         det = self.det

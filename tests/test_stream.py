@@ -1,0 +1,275 @@
+"""det.stream() (issue #15, points 1, 2 and 4) for EVERY registered detector in series mode.
+
+- A series streamed in random chunk sizes (1 to 40 timestamps, also a whole series in one chunk) gives the
+  scores of one ``causal_decision_function`` call, at delays 0, 7 and W-1, on the detector's stride (4, with an
+  off-grid end window) and at stride 1: bitwise on the CPU, except the detectors of :data:`ROUNDING_ONLY`
+  (with the reason). Every timestamp comes out exactly once, in order.
+- ``delay = W - 1`` is ``decision_function``'s centred reduction (window detectors; to float32 rounding of the
+  mean); DiffusionDetector's windows are each scored as ``decision_function`` scores that window alone.
+- Memory is flat: after 10^5 timestamps in chunks, the stream holds at most W rows and W pending timestamps.
+- The fused paths stay fused: one flow plan and one diffusion network plan per stream, not per update.
+- Extreme values score +inf as in batch; streams of one detector on two threads; a loaded model; the errors.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genad_fast.detectors import load
+from genad_fast.detectors._extremes import ExtremeValueWarning
+from tiny_detectors import TINY, cases, make_detector
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+W = 16
+#: Equal to rounding only, not bitwise, with the reason; the others are bitwise. A stream scores its windows in
+#: batches of the update's size, the batch call in batches of score_batch_size: the products with fewer than
+#: four output columns (the latent or SVDD code, 2 here) round differently by the number of rows in MKL's
+#: float32 GEMM (tests/test_many_series.py shows it on ATen's mm); AnoGAN's latent search follows the gradient
+#: from there; scikit-learn's IsolationForest averages path lengths in an order that depends on the batch.
+ROUNDING_ONLY = {"vae": 1e-6, "deep_svdd": 1e-6, "fanogan": 1e-6, "anogan": 1e-5, "iforest": 1e-12}
+SERIES = sorted(name for name, mode in cases() if mode == "series")
+
+
+def series(T: int, seed: int, C: int = 3) -> np.ndarray:
+    t = np.arange(T)[:, None]
+    rng = np.random.default_rng(seed)
+    return np.sin(2 * np.pi * t / 25 + np.arange(C) + seed) + 0.1 * rng.normal(size=(T, C))
+
+
+_FITTED: dict = {}
+
+
+def fitted(name: str):
+    if name not in _FITTED:
+        _FITTED[name] = make_detector(name, "series", window=W, stride=4, device="cpu").fit(
+            pd.DataFrame(series(300, 0), columns=["a", "b", "c"]))
+    return _FITTED[name]
+
+
+def run_stream(s, x, rng, max_chunk: int = 40):
+    outs, i = [], 0
+    while i < len(x):
+        n = int(rng.integers(1, max_chunk + 1))
+        outs.append(s.update(x[i:i + n]))
+        i += n
+    outs.append(s.flush())
+    return tuple(np.concatenate([getattr(o, f) for o in outs]) for f in ("index", "scores", "alarms", "thresholds"))
+
+
+def assert_same(name, got, want, what=""):
+    if name in ROUNDING_ONLY:
+        np.testing.assert_allclose(got, want, rtol=ROUNDING_ONLY[name], atol=ROUNDING_ONLY[name], err_msg=what)
+    else:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_stream_in_random_chunks_equals_the_batch_call(name):
+    det = fitted(name)
+    x = series(97, 5)  # (97 - 16) % 4 = 1: an end-aligned window off the stride grid
+    rng = np.random.default_rng(1)
+    for stride in (None, 1):
+        for delay in (0, 7, W - 1):
+            want = det.causal_decision_function(x, delay=delay, stride=stride)
+            assert want.dtype == np.float64 and want.shape == (97,) and np.isfinite(want).all()
+            index, scores, alarms, thresholds = run_stream(det.stream(delay=delay, stride=stride), x, rng)
+            np.testing.assert_array_equal(index, np.arange(97))
+            assert_same(name, scores, want, f"{name} stride={stride} delay={delay}")
+            np.testing.assert_array_equal(alarms, scores > det.threshold_)
+            np.testing.assert_array_equal(thresholds, np.full(97, det.threshold_))
+    # the whole series as one chunk, and a DataFrame / float32 tensor chunk
+    for chunk in (x, pd.DataFrame(x, columns=["a", "b", "c"]), torch.from_numpy(x)):
+        s = det.stream(delay=3)
+        out, end = s.update(chunk), s.flush()
+        assert_same(name, np.concatenate([out.scores, end.scores]), det.causal_decision_function(x, delay=3))
+
+
+@pytest.mark.parametrize("name", [n for n in SERIES if n != "diffusion"])
+def test_delay_w_minus_1_is_decision_function(name):
+    det = fitted(name)
+    x = series(96, 6)  # (96 - 16) % 4 = 0: on the grid
+    got = det.causal_decision_function(x, delay=W - 1)
+    want = det.decision_function(x)
+    # float64 sums in window order against windows_to_timestamps' float32 sums (exact for max and min)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
+    if det.reduce != "mean":
+        assert_same(name, got, want)
+
+
+def test_diffusion_windows_are_scored_as_series_of_their_own():
+    """Stride W, delay W-1: each timestamp lies in one window only, so its score is that window's score, which
+    is what decision_function gives the window passed alone (its noise depends on its length only)."""
+    det = fitted("diffusion")
+    x = series(4 * W, 8)
+    got = det.causal_decision_function(x, delay=W - 1, stride=W)
+    want = np.concatenate([det.decision_function(x[j * W:(j + 1) * W]) for j in range(4)])
+    np.testing.assert_array_equal(got, want)
+    s = det.stream(delay=0, stride=W)
+    np.testing.assert_array_equal(np.concatenate([s.update(x[i:i + 5]).scores for i in range(0, 4 * W, 5)]
+                                                 + [s.flush().scores]), want)
+
+
+def test_memory_is_flat(gauss_cls):
+    det = gauss_cls(window=W, stride=1, verbose=False, device="cpu").fit(series(200, 0))
+    rng = np.random.default_rng(2)
+    x = series(100_000, 3)
+    for stride in (1, 5):
+        s = det.stream(delay=4, stride=stride)
+        i, peak, n_out = 0, {"rows": 0, "pending": 0, "bytes": 0}, 0
+        while i < len(x):
+            n = int(rng.choice([1, 7, 300, 2000]))
+            n_out += s.update(x[i:i + n]).index.size
+            i += n
+            b = s.buffered()
+            rows = s._buffer.rows
+            peak = {"rows": max(peak["rows"], b["rows"]), "pending": max(peak["pending"], b["pending"]),
+                    "bytes": max(peak["bytes"], rows.untyped_storage().nbytes() + s._pending.acc.nbytes
+                                 + s._pending.count.nbytes + s._buffer.extreme.nbytes)}
+        n_out += s.flush().index.size
+        assert n_out == len(x)
+        assert peak["rows"] <= W and peak["pending"] <= W, peak
+        assert peak["bytes"] <= W * (3 * 4 + 8 + 8 + 1), peak  # rows (float32, 3 channels), sums, counts, flags
+
+
+def test_plans_are_built_once_per_stream(monkeypatch):
+    import genad_fast.detectors.flow as flow_module
+    import genad_fast.nn.diffusion.sampler as sampler_module
+
+    built = {"flow": 0, "diffusion": 0}
+    real_flow, real_plan = flow_module.scoring_log_prob, sampler_module.DenoiserInference
+
+    def flow_plan(*a, **k):
+        built["flow"] += 1
+        return real_flow(*a, **k)
+
+    class CountedPlan(real_plan):
+        def __init__(self, *a, **k):
+            built["diffusion"] += 1
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(flow_module, "scoring_log_prob", flow_plan)
+    monkeypatch.setattr(sampler_module, "DenoiserInference", CountedPlan)
+    x = series(80, 9)
+    for name in ("flow", "diffusion"):
+        det = fitted(name)
+        s = det.stream()
+        for i in range(len(x)):
+            s.update(x[i:i + 1])
+        s.flush()
+        assert built[name] == 1, (name, built)
+        det.decision_function(x)  # a batch call builds its own, once
+        assert built[name] == 2, (name, built)
+
+
+def test_extreme_values_score_inf_as_in_batch():
+    det = fitted("autoencoder")
+    x = series(96, 10)
+    x[50, 1] = 1e30
+    with pytest.warns(ExtremeValueWarning):
+        want = det.causal_decision_function(x, delay=W - 1)
+    with pytest.warns(ExtremeValueWarning):
+        np.testing.assert_array_equal(want, det.decision_function(x))
+    s = det.stream(delay=W - 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        index, scores, alarms, _ = run_stream(s, x, np.random.default_rng(4))
+    assert any(issubclass(w.category, ExtremeValueWarning) for w in caught)
+    np.testing.assert_array_equal(scores, want)
+    assert np.isposinf(scores).sum() > 0 and alarms[np.isposinf(scores)].all()
+
+
+def test_two_threads_two_streams():
+    det = fitted("flow")
+    xs = [series(120, 11), series(120, 12)]
+    want = [det.causal_decision_function(x, delay=2) for x in xs]
+    got = [None, None]
+
+    def work(k):
+        got[k] = run_stream(det.stream(delay=2), xs[k], np.random.default_rng(k), max_chunk=5)[1]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(2):
+        np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_interleaved_streams_on_one_thread_and_a_batch_call_between():
+    det = fitted("flow")
+    a, b = series(60, 13), series(60, 14)
+    sa, sb = det.stream(), det.stream(delay=5)
+    out_a, out_b = [], []
+    for i in range(0, 60, 3):
+        out_a.append(sa.update(a[i:i + 3]).scores)
+        det.decision_function(b)
+        out_b.append(sb.update(b[i:i + 3]).scores)
+    out_a.append(sa.flush().scores)
+    out_b.append(sb.flush().scores)
+    np.testing.assert_array_equal(np.concatenate(out_a), det.causal_decision_function(a))
+    np.testing.assert_array_equal(np.concatenate(out_b), det.causal_decision_function(b, delay=5))
+
+
+def test_loaded_model_streams_the_same(tmp_path):
+    det = fitted("knn")
+    det.save(tmp_path / "m.pt")
+    other = load(str(tmp_path / "m.pt"))
+    x = series(70, 15)
+    rng = np.random.default_rng(5)
+    np.testing.assert_array_equal(run_stream(other.stream(delay=1), x, rng)[1], det.causal_decision_function(x, delay=1))
+
+
+def test_one_channel_chunks(gauss_cls):
+    det = gauss_cls(window=8, verbose=False, device="cpu").fit(np.sin(np.arange(200) / 5.0))
+    x = np.sin(np.arange(50) / 5.0 + 1)
+    s = det.stream()
+    scores = np.concatenate([s.update(x[i:i + 3]).scores for i in range(0, 50, 3)] + [s.flush().scores])
+    np.testing.assert_array_equal(scores, det.causal_decision_function(x))
+    s = det.stream()
+    assert s.update(0.5).index.size == 0  # a scalar is one timestamp of the one channel
+
+
+def test_errors():
+    det = fitted("knn")
+    s = det.stream()
+    with pytest.raises(ValueError, match="has 2 channels, but KNNDetector was fitted on 3"):
+        s.update(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"one timestamp of a multichannel series is a \[1, C\] array"):
+        s.update(np.zeros(3))
+    with pytest.raises(ValueError, match="non-finite"):
+        s.update(np.array([[0.0, np.nan, 0.0]]))
+    with pytest.raises(ValueError, match="0 timestamps"):
+        s.update(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="columns"):
+        s.update(pd.DataFrame(np.zeros((2, 3)), columns=["a", "c", "b"]))
+    s.update(np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="ended after 5 timestamps, fewer than window=16"):
+        s.flush()
+    s = det.stream()
+    s.update(series(20, 1))
+    s.flush()
+    with pytest.raises(ValueError, match="flushed"):
+        s.update(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="flushed"):
+        s.flush()
+    with pytest.raises(ValueError, match=r"delay must be in \[0, window - 1\] = \[0, 15\]"):
+        det.stream(delay=16)
+    with pytest.raises(TypeError, match="delay must be an int"):
+        det.stream(delay=1.0)
+    with pytest.raises(ValueError, match="stride must be in"):
+        det.stream(stride=17)
+    with pytest.raises(ValueError, match="reduce must be one of"):
+        det.stream(reduce="median")
+    tab = make_detector("knn", "tabular", device="cpu").fit(np.random.default_rng(0).normal(size=(50, 3)))
+    with pytest.raises(ValueError, match="a stream needs a series model"):
+        tab.stream()
+    with pytest.raises(ValueError, match="not fitted"):
+        make_detector("knn", "series", window=W).stream()
+    assert set(TINY) <= set(SERIES)
