@@ -158,3 +158,44 @@ def test_every_geometry_small():
             scores = rng.normal(size=(n, W))
             np.testing.assert_array_equal(causal_to_timestamps(scores, T, W, S, d, "mean"),
                                           definition(scores, T, W, S, d, "mean"), err_msg=f"{W} {S} {d} {T}")
+
+
+@pytest.mark.parametrize("reduce", ["mean", "max", "min"])
+@pytest.mark.parametrize("W,S,T", [(5, 1, 30), (6, 2, 30), (6, 4, 31)])
+def test_extreme_flags_reach_the_timestamps_as_in_batch(reduce, W, S, T):
+    """Windows holding an extreme value: at d = W - 1 the +inf timestamps are infinite_timestamps' (on the grid);
+    at every delay a chunked stream gives the batch form's +inf, and the other scores are the plain reduction."""
+    from genad_fast.detectors._extremes import infinite_timestamps
+    from genad_fast.series import WindowGrid
+
+    rows = np.zeros(T, dtype=bool)
+    rows[[3, 17]] = True
+    starts = window_starts(T, W, S).numpy()
+    holds = np.array([rows[s:s + W].any() for s in starts])
+    scores = np.random.default_rng(0).normal(size=starts.size)
+    for d in range(W):
+        got = causal_to_timestamps(scores, T, W, S, d, reduce, holds)
+        plain = causal_to_timestamps(scores, T, W, S, d, reduce)
+        inf = np.isposinf(got)
+        np.testing.assert_array_equal(got[~inf], plain[~inf])
+        flags = causal_to_timestamps(np.where(holds, np.inf, 0.0), T, W, S, d, reduce)
+        np.testing.assert_array_equal(inf, np.isposinf(flags))
+        if d == W - 1 and (T - W) % S == 0:
+            np.testing.assert_array_equal(inf, infinite_timestamps(torch.from_numpy(rows), WindowGrid(T, W, S),
+                                                                   reduce).numpy())
+        rule, p, got_s, seen, j = CausalRule(W, S, d), None, [], 0, 0
+        p = PendingScores(rule, reduce)
+        for k in [1, 2, 7, 3, 100]:
+            k = min(k, T - seen)
+            if not k:
+                break
+            p.extend(k)
+            seen += k
+            j1 = rule.n_grid(seen)
+            p.add(j, scores[j:j1], holds[j:j1])
+            j = j1
+            got_s.append(p.pop_due(seen)[1])
+        if rule.needs_tail(T):
+            p.add_tail(scores[-1:], bool(holds[-1]))
+        got_s.append(p.pop_due(None)[1])
+        np.testing.assert_array_equal(np.concatenate(got_s), got)
