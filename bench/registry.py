@@ -22,7 +22,10 @@ import torch
 
 EAGER, COMPILE = "eager", "compile"
 FUSED_BACKENDS = ("cpu", "cuda", "triton")
-PROVIDER_ORDER = (EAGER, COMPILE) + FUSED_BACKENDS
+#: Ways of calling a detector on many series (bench/cases/many_series.py): a Python loop over the series (the
+#: reference of those cases), one call on the collection, one call on a single series of the same total length.
+SCALE_PROVIDERS = ("loop", "packed", "one_long")
+PROVIDER_ORDER = (EAGER, COMPILE) + FUSED_BACKENDS + SCALE_PROVIDERS
 
 
 class Unavailable(Exception):
@@ -58,6 +61,7 @@ class Case:
     bytes_moved: Callable[[Size], float] | None = None
     check: Callable[[Any, Any], str | None] | None = None
     description: str = ""
+    reference: str = EAGER          # the provider whose output the others are checked against (and timed against)
 
     @property
     def key(self) -> str:

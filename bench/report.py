@@ -44,17 +44,20 @@ _INT_FIELDS = {"repeats"}
 _STR_FIELDS = {"case", "mode", "size", "device", "provider", "status", "throughput_unit", "note"}
 
 
-def add_speedups(rows: list[Result]) -> None:
-    """Fill speedup_vs_eager / speedup_vs_compile from the eager and compile rows of the same group."""
+def add_speedups(rows: list[Result], references: dict[str, str] | None = None) -> None:
+    """Fill speedup_vs_eager / speedup_vs_compile from the eager and compile rows of the same group; a case named
+    in ``references`` counts speed-ups against its own reference provider there instead of eager (the
+    many-series cases: against the Python loop)."""
+    references = references or {}
     base: dict[tuple[str, str, str, str, str], float] = {}
     for r in rows:
-        if r.provider in ("eager", "compile") and r.status == OK and r.median_ms:
+        if r.provider in ("eager", "compile", references.get(r.case)) and r.status == OK and r.median_ms:
             base[(r.case, r.mode, r.size, r.device, r.provider)] = r.median_ms
     for r in rows:
         if r.status not in (OK, MISMATCH) or not r.median_ms:
             continue
         group = (r.case, r.mode, r.size, r.device)
-        eager, comp = base.get(group + ("eager",)), base.get(group + ("compile",))
+        eager, comp = base.get(group + (references.get(r.case, "eager"),)), base.get(group + ("compile",))
         r.speedup_vs_eager = eager / r.median_ms if eager else None
         r.speedup_vs_compile = comp / r.median_ms if comp else None
 

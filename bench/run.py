@@ -98,7 +98,7 @@ class Runner:
                 ref = None
                 for p in providers:
                     out = self.run_provider(case, size, device, p, inputs, ref)
-                    if p.name == registry.EAGER:
+                    if p.name == case.reference:
                         ref = out
                 del inputs, ref
                 gc.collect()
@@ -127,14 +127,14 @@ class Runner:
             self._add(case, size, device, p.name, ERROR, note=_err(exc))
             return None
         status, note = OK, ""
-        if case.check is not None and (ref is not None or p.name == registry.EAGER):
-            # eager is checked against itself: that runs the checks that need no reference (moments)
-            problem = case.check(out if p.name == registry.EAGER else ref, out)
+        if case.check is not None and (ref is not None or p.name == case.reference):
+            # the reference is checked against itself: that runs the checks that need no reference (moments)
+            problem = case.check(out if p.name == case.reference else ref, out)
             if problem:
                 status, note = MISMATCH, problem
         elif case.check is not None:
-            note = "output not checked: the eager provider gave no reference"
-        kept = out if p.name == registry.EAGER else None
+            note = f"output not checked: the {case.reference} provider gave no reference"
+        kept = out if p.name == case.reference else None
         del out
         meter = CpuMeter()
         try:
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         runner.measure_bandwidth(d)
     for case, sizes in plan:
         runner.run_case(case, sizes)
-    add_speedups(runner.rows)
+    add_speedups(runner.rows, {c.name: c.reference for c, _ in plan})
     meta["copy_bandwidth"] = {d: bw.as_dict() for d, bw in runner.bandwidth.items()}
     meta["elapsed_s"] = round(time.perf_counter() - t0, 1)
     meta["load_avg_1m_at_end"] = load_average()

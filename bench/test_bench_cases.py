@@ -4,7 +4,7 @@
     .venv/bin/python -m pytest bench --benchmark-only          # timings, grouped by case, size and device
 
 Benchmarks, not unit tests: nothing here asserts a time. Each provider's output is checked against
-eager's (the case's check) before it is timed. A provider that cannot run here is skipped with the
+the case's reference provider (eager's, or the loop's for the many-series cases) before it is timed. A provider that cannot run here is skipped with the
 reason (``-ra`` prints it). The runner ``python -m bench`` is the tool for real measurements (copy
 bandwidth, compile time, CSV/JSON, comparisons); this file puts the same cases under pytest-benchmark.
 """
@@ -42,7 +42,7 @@ def test_case(benchmark, key: str, provider: str, dev: str) -> None:
     except (registry.Unavailable, BackendUnavailableError) as exc:
         pytest.skip(f"{provider} unavailable: {exc}")
     if case.check is not None:
-        ref = out if provider == registry.EAGER else case.providers[registry.EAGER].build(inputs)()
+        ref = out if provider == case.reference else case.providers[case.reference].build(inputs)()
         problem = case.check(ref, out)
         assert problem is None, f"{key} {size.label} {provider}: {problem}"
     del out

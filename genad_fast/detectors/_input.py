@@ -121,12 +121,12 @@ class InputMixin:
             have = layout.n_windows - int(layout.is_tail().sum())  # the grid windows _fit_model receives
             if have < need:
                 g = layout.grids[0]
-                shape = f"T={g.T}" if layout.n_series == 1 else f"{layout.n_series} series of T={min(layout.lengths)}" \
-                    f"..{max(layout.lengths)}"
+                shape = f"T={g.T}" if layout.n_series == 1 else \
+                    f"{layout.n_series} series of T={min(layout.lengths)}..{max(layout.lengths)}"
                 raise ValueError(f"the training series give{'s' if layout.n_series == 1 else ''} {have} "
                                  f"window{'s' if have != 1 else ''} ({shape}, window={g.W}, stride={g.S}), but "
-                                 f"{type(self).__name__} needs at least {need} to fit; use a longer series or a smaller "
-                                 f"window/stride")
+                                 f"{type(self).__name__} needs at least {need} to fit; use a longer series or a "
+                                 f"smaller window/stride")
         elif x.shape[0] < need:
             raise ValueError(f"X has {x.shape[0]} rows, but {type(self).__name__} needs at least {need} to fit")
 

@@ -6,6 +6,13 @@ Users see::
     scores = det.decision_function(X_test)  # higher = more anomalous; one per row, or one per timestamp
     labels = det.predict(X_test)            # 1 where score > det.threshold_, else 0
     det.save("model.pt"); det2 = SomeDetector.load("model.pt", map_location="cpu")
+    # many series in one call (lengths may differ), one score array per series, as scoring each alone:
+    per_series = det.decision_function([X_a, X_b, X_c])     # list; a dict {id: series} gives a dict
+    per_id = det.decision_function(long_frame, by="sensor")  # long DataFrame: {sensor id: scores}
+    det.fit([X_1, X_2])                     # one model of normal over every series (also by=)
+
+A collection is a list/tuple of arrays (numpy, torch, pandas), a dict, or a long DataFrame with ``by=``; a nested
+list of numbers stays one table. The rules, and the errors that name a bad series: :mod:`._collection`.
 
 Writing a detector
 ==================
@@ -56,8 +63,10 @@ Hook contract (the base calls these; none of them validates user data, the base 
     higher = more anomalous: a tensor ``[b]``, or for windows optionally ``[b, W]`` (one score per timestamp of
     each window). Runs under ``torch.inference_mode()`` unless the class sets ``score_needs_grad = True``
     (e.g. AnoGAN's latent search). A stochastic score draws from the call's generators
-    (:mod:`genad_fast.detectors._call`), so it is reproducible, and the same for a row whatever other rows
-    share the call.
+    (:mod:`genad_fast.detectors._call`) or keyed on the row (:mod:`genad_fast.nn.keyed_noise`), so it is
+    reproducible, and the same for a row whatever other rows share the call: the windows of many series share
+    batches, and a collection must score as each series alone. A batch is never smaller than
+    ``min_score_rows`` (the base pads it with copies of its first row: BLAS rounds one-row products otherwise).
 ``_get_state() -> dict`` / ``_set_state(state)`` *required for save/load*
     Everything ``_fit_model`` learned, as tensors, numbers, strings, None, lists, tuples and dicts
     (``module.state_dict()`` qualifies; modules and arbitrary objects do not: files are read with
@@ -66,16 +75,18 @@ Hook contract (the base calls these; none of them validates user data, the base 
     ``normalizer_``, ``seed_``, ``threshold_`` and ``decision_scores_``; the tensors arrive on ``map_location``.
 ``_training_scores() -> tensor or None`` *optional*
     Training scores the fit already computed (``[N]``, or ``[n_grid]`` / ``[n_grid, W]`` for the grid
-    windows), handed over instead of a second scoring pass (:mod:`genad_fast.detectors._scoring`). Otherwise
-    the base scores the training data as ``decision_function`` does. ``decision_scores_`` and ``threshold_``
-    (see the ``threshold`` parameter) follow; non-finite training scores are an error (a diverged model is not
-    returned as fitted).
+    windows ``_fit_model`` got, every series' in order), handed over instead of a second scoring pass
+    (:mod:`genad_fast.detectors._scoring`). Otherwise the base scores the training data as ``decision_function``
+    does. ``decision_scores_`` and ``threshold_`` (see the ``threshold`` parameter) follow; non-finite training
+    scores are an error (a diverged model is not returned as fitted).
 ``_score_context(dtype)`` *optional*: a context manager around every scoring pass of a call (e.g. a plan).
-``_fit_series(series)`` / ``_score_series(series) -> [T]`` *optional*
-    Whole-series entry points, ``series`` normalised ``[T, C]``. The defaults window the series
-    (``_fit_model(grid.windows(series))``; scoring: every window of the grid in batches through
-    ``_score_model``, then :meth:`genad_fast.series.WindowGrid.to_timestamps` with ``reduce``). A detector that
-    scores a series its own way (e.g. in tiles) overrides these.
+``_fit_series(series, layout)`` / ``_score_series(series, layout) -> [Σ T_i]`` *optional*
+    Whole-series entry points: ``series`` normalised ``[Σ T_i, C]``, one series or the series of a collection
+    packed one after another as ``layout`` (:class:`genad_fast.series.SeriesBatch`) says. The defaults window
+    each series on its own grid (``_fit_model(layout.grid_windows(series))``: never a window across two
+    series; scoring: the windows of all series in batches through ``_score_model``, then
+    :meth:`~genad_fast.series.SeriesBatch.to_timestamps` with ``reduce``, per series). A detector that scores
+    a series its own way (e.g. in tiles) overrides these, and scores every series as if alone.
 ``_score_rows(rows) -> [N]`` *optional*: tabular scoring; the default batches ``_score_model``.
 ``_check_params(scoring=False)`` *optional*: rules between parameters, after ``super()._check_params(scoring)``.
 ``_min_fit_samples() -> int`` *optional*: fewest rows/windows ``fit`` accepts (default: the class attribute
