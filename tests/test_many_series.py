@@ -139,6 +139,17 @@ def test_predict_and_the_scikit_learn_names_follow_the_layout(case):
     assert_same(name, proba[3 if mode == "series" else 2], det.predict_proba(parts[-1], method="unify"))
 
 
+def test_anogan_components_of_a_collection_are_per_part():
+    det = fitted("anogan", "series")
+    parts = parts_of("series")[:2]
+    got = det.decision_components({"p": parts[0], "q": parts[1]})
+    for key, part in zip("pq", parts):
+        want = det.decision_components(part)
+        assert set(got[key]) == {"score", "residual", "feature"}
+        for k in want:
+            np.testing.assert_array_equal(got[key][k], want[k])
+
+
 def test_a_long_frame_by_id_scores_each_series_in_frame_order():
     det = fitted("flow", "series")
     parts = parts_of("series")

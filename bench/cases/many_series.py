@@ -12,8 +12,8 @@ Goals (issue #14): packed >= 3x the loop, and >= 80 % of one_long's throughput. 
 (FlowDetector, window 16, stride 1) and ``many_series:diffusion`` (DiffusionDetector, its defaults: window 100,
 tiles of 1,024, 2 draws, 10 DDPM steps back from t0 = 10 of 50), both otherwise at their defaults, trained for
 one or two epochs in setup (outside the timing: timing does not depend on how well). The full size is 2,000
-series x 5,000 timestamps; the smaller ones (``--sizes``) keep the series length and scale the count, and the
-first (``--quick``) runs in seconds. Items: timestamps.
+series x 5,000 timestamps (hours on 2 cores for the diffusion detector); the scaled ones (``--sizes``) keep the
+series length and scale the count, and the first (``--quick``) runs in seconds. Items: timestamps.
 
 ``python -m bench.cases.many_series [--series 200] [--length 5000] [--repeats 3]`` prints the ratios of the
 three providers in one run (best of ``repeats``, wall and process CPU time), with the CPU and the load average.
@@ -29,8 +29,13 @@ from bench.registry import Case, Provider, Size, Unavailable, register
 from bench.timing import best_of
 
 C = 8
-SIZES = [Size("20x500x8", {"n": 20, "T": 500}), Size("200x5000x8", {"n": 200, "T": 5000}),
-         Size("2000x5000x8", {"n": 2000, "T": 5000})]
+FULL = Size("2000x5000x8", {"n": 2000, "T": 5000})
+#: Per case; the first runs in seconds (--quick, and bench/test_bench_cases.py). Diffusion costs about 1,000x
+#: more per timestamp than the flow (10 steps x 2 draws of a 64-channel, 8-layer network), so its scaled sizes
+#: are smaller; 20 x 500 shows series shorter than one tile (1,024 + 2 halos), 20 x 5,000 longer ones.
+SIZES = {"flow": [Size("4x200x8", {"n": 4, "T": 200}), Size("200x5000x8", {"n": 200, "T": 5000}), FULL],
+         "diffusion": [Size("4x200x8", {"n": 4, "T": 200}), Size("20x500x8", {"n": 20, "T": 500}),
+                       Size("20x5000x8", {"n": 20, "T": 5000}), FULL]}
 DETECTORS = {
     "flow": ("flow", dict(window=16, epochs=2)),
     "diffusion": ("diffusion", dict(epochs=1, stride=4)),  # stride: fewer training windows; scoring is tiled
@@ -97,7 +102,7 @@ def check(ref, out) -> str | None:
 
 if __name__ != "__main__":  # run as a script, the package import has registered the cases already
     for _kind in DETECTORS:
-        register(Case("many_series", _kind, SIZES, setup_for(_kind), PROVIDERS,
+        register(Case("many_series", _kind, SIZES[_kind], setup_for(_kind), PROVIDERS,
                       items=lambda s: s["n"] * s["T"], item_unit="timestamp", check=check, reference="loop",
                       description=f"{_kind} detector on N series x T x 8: loop over decision_function vs one "
                                   f"call on the collection vs one series of N*T"))

@@ -26,6 +26,7 @@ import torch
 
 from genad_fast._params import Param
 from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
+from genad_fast.detectors._collection import as_collection
 from genad_fast.detectors._network import HIDDEN, KERNEL_SIZE, MATMUL_DTYPE, MATMUL_DTYPES, sample_shape
 from genad_fast.detectors._training_params import TRAINING_SPECS
 from genad_fast.detectors.base import REDUCE, BaseDetector, _stream_seed
@@ -156,14 +157,19 @@ class _GANDetector(BaseDetector):
             collect[-1] = tuple(part[:batch.shape[0]] for part in collect[-1])
         return score
 
-    def decision_components(self, X) -> dict[str, np.ndarray]:
+    def decision_components(self, X, *, by=None) -> dict[str, np.ndarray] | list | dict:
         """``{"score", "residual", "feature"}``: ``decision_function(X)`` with its two parts.
 
         Per row, or per timestamp for series (each part combined over the windows covering a
         timestamp with ``reduce``, on its own). AnoGAN: residual = sum |x - G(z)|, feature =
         sum |f(x) - f(G(z))|, score = (1 - lam) * residual + lam * feature. f-AnoGAN: residual =
         mean squared error of x, feature = mean squared error of f(x), score = residual + kappa * feature.
+        A collection ``X`` (:mod:`genad_fast.detectors._collection`) gives one such dict per part, scored part by
+        part (a loop: this is an inspection tool, not the fast path).
         """
+        source = as_collection(X, by)
+        if source is not None:
+            return source.wrap([self.decision_components(part) for part in source.parts])
         with thread_value(self, "components", []) as parts:
             score = self.decision_function(X)
         residual = torch.cat([p[0] for p in parts])
