@@ -15,8 +15,10 @@ one or two epochs in setup (outside the timing: timing does not depend on how we
 series x 5,000 timestamps (hours on 2 cores for the diffusion detector); the scaled ones (``--sizes``) keep the
 series length and scale the count, and the first (``--quick``) runs in seconds. Items: timestamps.
 
-``python -m bench.cases.many_series [--series 200] [--length 5000] [--repeats 3]`` prints the ratios of the
-three providers in one run (best of ``repeats``, wall and process CPU time), with the CPU and the load average.
+``python -m bench.cases.many_series [--series 200] [--length 5000] [--repeats 3] [--threads 1]`` prints the
+ratios of the three providers in one run (best of ``repeats``, wall and process CPU time), with the CPU and the
+load average. On a shared machine use ``--threads 1``: two OpenMP threads on oversubscribed cores spin-wait at
+every parallel region, which inflates the per-call cost (and the CPU time) of small calls several times.
 """
 from __future__ import annotations
 
@@ -119,7 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--length", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--detectors", default="flow,diffusion")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"{cpu_model()}, {len(os.sched_getaffinity(0))} cpus, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()}")
     size = Size(f"{args.series}x{args.length}x{C}", {"n": args.series, "T": args.length})

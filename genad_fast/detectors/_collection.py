@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genad_fast.detectors._extremes import replace_extremes, warn_extremes
+from genad_fast.detectors._extremes import extreme_bounds, replace_extremes, warn_extremes
 from genad_fast.detectors._input import str_names
 from genad_fast.detectors._validation import _frame_to_numpy, _is_pandas
 
@@ -191,8 +191,11 @@ class CollectionMixin:
         lengths = tuple(int(t.shape[0]) for t in parts)
         x = torch.empty(sum(lengths), parts[0].shape[1], dtype=self._data_dtype(), device=self.device_)
         rows, first, count, a = [], None, 0, 0
+        stats, bounds = self._input_stats(), {}  # the extreme-value bounds once per dtype, not per part
         for i, t in enumerate(parts):
-            entries = None if fitting else self._extreme_entries(t)
+            if not fitting and stats is not None and (t.dtype, t.device) not in bounds:
+                bounds[t.dtype, t.device] = extreme_bounds(stats, t.dtype, t.device)
+            entries = None if fitting else self._extreme_entries(t, bounds.get((t.dtype, t.device)))
             if entries is not None:
                 count += int(entries.sum())
                 first = first or (i, entries)

@@ -46,19 +46,26 @@ class ConstantColumnWarning(UserWarning):
     """Some training columns are constant (stuck sensors): they are centred, not scaled."""
 
 
-def may_hold_extremes(x: torch.Tensor, stats: Normalizer) -> bool:
+def may_hold_extremes(x: torch.Tensor, stats: Normalizer, bounds: tuple | None = None) -> bool:
     """False when ``x[N, C]`` certainly holds no extreme value, tested against the bounds
     ``mean ± EXTREME_SIGMAS · scale`` rounded inwards to ``x``'s dtype (so the quick tests never miss a value the
     exact float64 test of :func:`extreme_entries` would flag). Clean data, the common case, costs one min/max
     pass over all of ``x`` against the tightest bounds of any column (a contiguous reduction: about a copy's
-    time); only when that fails, a min/max per column."""
-    mean, reach = stats.mean.to(device=x.device), EXTREME_SIGMAS * stats.scale.to(device=x.device)
-    lo, hi = _inward(mean - reach, x.dtype, up=True), _inward(mean + reach, x.dtype, up=False)
+    time); only when that fails, a min/max per column. ``bounds``: :func:`extreme_bounds` for ``x``'s dtype and
+    device, when the caller tests many arrays."""
+    lo, hi, lo_max, hi_min = bounds if bounds is not None else extreme_bounds(stats, x.dtype, x.device)
     all_min, all_max = torch.aminmax(x)
-    if bool((all_min >= lo.max()) & (all_max <= hi.min())):
+    if bool((all_min >= lo_max) & (all_max <= hi_min)):
         return False
     col_min, col_max = torch.aminmax(x, dim=0)
     return bool(((col_min < lo) | (col_max > hi)).any())
+
+
+def extreme_bounds(stats: Normalizer, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The per-column bounds of :func:`may_hold_extremes` in ``dtype`` (rounded inwards) and the tightest of them."""
+    mean, reach = stats.mean.to(device=device), EXTREME_SIGMAS * stats.scale.to(device=device)
+    lo, hi = _inward(mean - reach, dtype, up=True), _inward(mean + reach, dtype, up=False)
+    return lo, hi, lo.max(), hi.min()
 
 
 def _inward(bound: torch.Tensor, dtype: torch.dtype, up: bool) -> torch.Tensor:

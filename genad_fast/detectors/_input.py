@@ -97,10 +97,11 @@ class InputMixin:
         """The training statistics of the extreme-value guard (files written before it: the normaliser, if any)."""
         return getattr(self, "input_stats_", None) or self.normalizer_
 
-    def _extreme_entries(self, t: torch.Tensor) -> torch.Tensor | None:
-        """Boolean ``[rows, features]``: the extreme values of validated data ``t``, or None if it holds none."""
+    def _extreme_entries(self, t: torch.Tensor, bounds: tuple | None = None) -> torch.Tensor | None:
+        """Boolean ``[rows, features]``: the extreme values of validated data ``t``, or None if it holds none
+        (``bounds``: :func:`~genad_fast.detectors._extremes.extreme_bounds` for ``t``, when already known)."""
         stats = self._input_stats()
-        if stats is None or not may_hold_extremes(t, stats):
+        if stats is None or not may_hold_extremes(t, stats, bounds):
             return None
         entries = extreme_entries(t, stats)
         return entries if bool(entries.any()) else None
