@@ -223,7 +223,8 @@ def test_loaded_model_streams_the_same(tmp_path):
     other = load(str(tmp_path / "m.pt"))
     x = series(70, 15)
     rng = np.random.default_rng(5)
-    np.testing.assert_array_equal(run_stream(other.stream(delay=1), x, rng)[1], det.causal_decision_function(x, delay=1))
+    np.testing.assert_array_equal(run_stream(other.stream(delay=1), x, rng)[1],
+                                  det.causal_decision_function(x, delay=1))
 
 
 def test_one_channel_chunks(gauss_cls):

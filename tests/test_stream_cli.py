@@ -113,7 +113,8 @@ def test_follow_a_growing_file(model, tmp_path, end):
     lines = csv_lines(x)
     data = tmp_path / "live.csv"
     data.write_text("".join(lines[:1 + 20]))
-    args = ["--model", path, "--input", str(data), "--follow"] + (["--idle-timeout", "3"] if end == "idle-timeout" else [])
+    args = ["--model", path, "--input", str(data), "--follow"]
+    args += ["--idle-timeout", "3"] if end == "idle-timeout" else []
     p = child(args)
     out = reader(p.stdout)
     first = wait_for_lines(out, 1 + 20)  # delay 0: every timestamp is due as it arrives

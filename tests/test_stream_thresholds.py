@@ -60,7 +60,8 @@ def test_live_rule_equals_the_rule_run_over_the_scores(knn, rule):
     x = train[::-1].copy() + 0.05
     x[700:705] += 4.0
     got = stream_all(det.stream(threshold=rule, delay=2), x, chunk=37)
-    ref = (SPOTThreshold() if rule == "spot" else DSPOTThreshold() if rule == "dspot" else DSPOTThreshold(depth=30, q=1e-3))
+    ref = SPOTThreshold() if rule == "spot" else DSPOTThreshold() if rule == "dspot" else \
+        DSPOTThreshold(depth=30, q=1e-3)
     ref.fit(det.decision_scores_)
     want = ref.run(got["scores"])
     np.testing.assert_array_equal(got["thresholds"], want.thresholds)
@@ -94,7 +95,8 @@ def test_fitted_rule_objects_continue_and_are_left_alone(knn):
 def test_fixed_thresholds(knn):
     det, x = knn
     y = x[:200]
-    for spec, value in ((None, det.threshold_), (1.5, 1.5), ("pot", POTThreshold().fit(det.decision_scores_).threshold_),
+    pot = POTThreshold().fit(det.decision_scores_).threshold_
+    for spec, value in ((None, det.threshold_), (1.5, 1.5), ("pot", pot),
                         ("contamination", np.quantile(det.decision_scores_, 1 - det.contamination))):
         got = stream_all(det.stream(threshold=spec), y, chunk=9)
         np.testing.assert_array_equal(got["thresholds"], np.full(200, value))
