@@ -14,15 +14,30 @@ from typing import Any
 import numpy as np
 import torch
 
+from genad_fast.detectors._extremes import extreme_bounds, replace_extremes, warn_extremes
 from genad_fast.detectors._input import str_names
 from genad_fast.detectors._validation import check_finite, check_rank, to_tensor
 
-__all__ = ["read_chunk"]
+__all__ = ["ChunkReader", "read_chunk"]
 
 
-def read_chunk(det: Any, chunk: Any, name: str = "chunk") -> tuple[torch.Tensor, np.ndarray | None]:
+class ChunkReader:
+    """:func:`read_chunk` for one stream, with the extreme-value bounds computed once per input dtype (as a
+    collection call computes them once per call)."""
+
+    def __init__(self, det: Any) -> None:
+        self.det = det
+        self._bounds: dict = {}
+
+    def __call__(self, chunk: Any) -> tuple[torch.Tensor, np.ndarray | None]:
+        return read_chunk(self.det, chunk, bounds=self._bounds)
+
+
+def read_chunk(det: Any, chunk: Any, name: str = "chunk",
+               bounds: dict | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
     """The normalised rows ``[n, C]`` of ``chunk`` (on ``det.device_``, its data dtype) and the boolean ``[n]``
-    mask of timestamps holding an extreme value (None when none does)."""
+    mask of timestamps holding an extreme value (None when none does). ``bounds``: a cache of the extreme-value
+    bounds per (dtype, device)."""
     t, columns = to_tensor(chunk, name)
     C = int(det.n_features_in_)
     if t.dim() == 0:  # one value: one timestamp of a one-channel model
@@ -45,6 +60,14 @@ def read_chunk(det: Any, chunk: Any, name: str = "chunk") -> tuple[torch.Tensor,
         raise ValueError(f"{name} has columns {names}, but {type(det).__name__} was fitted on columns "
                          f"{list(fitted)} (same names, same order)")
     check_finite(t, name, columns)
-    x, extreme = det._guard_extremes(t, columns, stacklevel=5)
-    z = det._apply_normalizer(x)
-    return z, None if extreme is None else extreme.cpu().numpy()
+    # det._guard_extremes, with the bounds kept for the stream
+    stats = det._input_stats()
+    key = (t.dtype, t.device)
+    if stats is not None and bounds is not None and key not in bounds:
+        bounds[key] = extreme_bounds(stats, t.dtype, t.device)
+    entries = None if stats is None else det._extreme_entries(t, None if bounds is None else bounds[key])
+    if entries is None:
+        return det._apply_normalizer(det._cast(t, name)), None
+    warn_extremes(entries, "windows", columns, stacklevel=5)  # the caller of update()
+    x = det._cast(replace_extremes(t, entries, stats), name)
+    return det._apply_normalizer(x), entries.any(dim=1).cpu().numpy()

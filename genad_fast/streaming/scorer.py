@@ -28,7 +28,7 @@ import numpy as np
 
 from genad_fast.streaming.buffer import WindowBuffer
 from genad_fast.streaming.causal import CausalRule, PendingScores
-from genad_fast.streaming.chunks import read_chunk
+from genad_fast.streaming.chunks import ChunkReader
 from genad_fast.streaming.live import live_threshold
 from genad_fast.streaming.scope import HeldScope
 from genad_fast.streaming.windows import WindowScorer
@@ -81,6 +81,7 @@ class StreamScorer:
         self._threshold = live_threshold(det, threshold, calibration)
         self._scope = HeldScope(det, dtype)
         self._score = WindowScorer(det, self._scope)
+        self._read = ChunkReader(det)
         self._flushed = False
 
     # ------------------------------------------------------------------ public
@@ -106,7 +107,7 @@ class StreamScorer:
     def update(self, chunk: Any) -> StreamOutput:
         """Take the next timestamps; return every timestamp that became due (possibly none)."""
         self._check_open()
-        z, extreme = read_chunk(self.detector, chunk)
+        z, extreme = self._read(chunk)
         j0, windows, holds = self._buffer.push(z, extreme)
         self._pending.extend(z.shape[0])
         if windows.shape[0]:
