@@ -191,7 +191,7 @@ class CollectionMixin:
         lengths = tuple(int(t.shape[0]) for t in parts)
         x = torch.empty(sum(lengths), parts[0].shape[1], dtype=self._data_dtype(), device=self.device_)
         rows, first, count, a = [], None, 0, 0
-        stats, bounds = self._input_stats(), {}  # the extreme-value bounds once per dtype, not per part
+        stats, bounds = None if fitting else self._input_stats(), {}  # bounds once per dtype, not per part
         for i, t in enumerate(parts):
             if not fitting and stats is not None and (t.dtype, t.device) not in bounds:
                 bounds[t.dtype, t.device] = extreme_bounds(stats, t.dtype, t.device)
