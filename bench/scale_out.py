@@ -48,6 +48,7 @@ from bench.machine import git_info, load_average, machine_info
 from genad_fast import provenance
 
 CONFIGS = ("local1", "local1x2", "local2", "ray", "dask")
+CPU_FIELDS = ("cpu_driver_s", "cpu_workers_s", "cpu_max_worker_s", "cpu_infra_s", "cpu_total_s")
 
 
 def _data(series: int, length: int, channels: int, seed: int = 0) -> list[np.ndarray]:
@@ -75,6 +76,37 @@ def _files(series: list[np.ndarray], directory: str) -> list[str]:
         paths.append(os.path.join(directory, f"series-{i:04d}.parquet"))
         pd.DataFrame(s, columns=[f"c{j}" for j in range(s.shape[1])]).to_parquet(paths[-1])
     return paths
+
+
+def _tree_cpu() -> dict[int, float]:
+    """CPU seconds (user + system, all threads) of every live descendant of this process, by pid; {} without
+    psutil. Ray's raylet and workers, Dask's nannies and workers, the pool's workers are descendants."""
+    try:
+        import psutil
+    except ImportError:
+        return {}
+    out = {}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            times = proc.cpu_times()
+            out[proc.pid] = times.user + times.system
+        except psutil.Error:  # exited meanwhile
+            continue
+    return out
+
+
+def _cpu_figures(info: dict, driver_s: float, before: dict[int, float], after: dict[int, float],
+                 in_process: bool) -> dict:
+    """The job's CPU seconds: this process, the workers (each from its state at the job's start, or its own
+    start if it began during the job, to its last task), the rest of the engine (raylet, nannies, idle workers)."""
+    if in_process:
+        return {"cpu_driver_s": driver_s, "cpu_workers_s": 0.0, "cpu_max_worker_s": driver_s, "cpu_infra_s": 0.0,
+                "cpu_total_s": driver_s}
+    workers = {pid: cpu - before.get(pid, 0.0) for pid, cpu in info["worker_cpu_seconds"].items()}
+    infra = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items() if pid not in workers)
+    total = driver_s + sum(workers.values()) + infra
+    return {"cpu_driver_s": driver_s, "cpu_workers_s": sum(workers.values()), "cpu_max_worker_s": max(workers.values()),
+            "cpu_infra_s": infra, "cpu_total_s": total}
 
 
 def _run(config: str, model: str, job, chunk: int) -> dict:
@@ -105,10 +137,13 @@ def _run(config: str, model: str, job, chunk: int) -> dict:
         engine, workers, threads, cleanup = "dask", 2, None, [client.close, cluster.close]
     load = load_average()
     try:
-        started = time.perf_counter()
+        before = _tree_cpu()
+        cpu_started, started = time.process_time(), time.perf_counter()
         result = score_many(model, job, engine=engine, workers=workers, threads=threads, chunk_size=chunk,
                             verbose=False)
         job_s = time.perf_counter() - started
+        cpu = _cpu_figures(result.info, time.process_time() - cpu_started, before, _tree_cpu(),
+                           in_process=config in ("local1", "local1x2"))
     finally:
         for step in cleanup:
             step()
@@ -116,7 +151,7 @@ def _run(config: str, model: str, job, chunk: int) -> dict:
     if len(failed):
         raise RuntimeError(f"{config}: {len(failed)} series failed: {failed.iloc[0]['error']}")
     return {"config": config, "engine": engine, "workers": workers, "threads": result.info["threads"],
-            "start_s": start_s, "job_s": job_s, "scores": result.scores, "load_1m": load}
+            "start_s": start_s, "job_s": job_s, "scores": result.scores, "load_1m": load, **cpu}
 
 
 def _check(scores: list, det, job, source: str) -> None:
@@ -183,12 +218,19 @@ def _table(runs: list[dict], configs: list[str], args) -> list[dict]:
                      "threads": mine[0]["threads"], "job_s": statistics.median(jobs), "job_min_s": min(jobs),
                      "job_max_s": max(jobs), "start_s": statistics.median(r["start_s"] for r in mine),
                      "series_per_s": args.series / statistics.median(jobs),
-                     "timestamps_per_s": timestamps / statistics.median(jobs), "runs": len(mine)})
+                     "timestamps_per_s": timestamps / statistics.median(jobs), "runs": len(mine),
+                     **{k: statistics.median(r[k] for r in mine) for k in CPU_FIELDS},
+                     "load_1m": statistics.median(r["load_1m"] or 0.0 for r in mine)})
     by = {r["config"]: r for r in rows}
     for r in rows:
         base, plain = by.get("local1"), by.get("local2")
         r["speedup_vs_local1"] = base["job_s"] / r["job_s"] if base else None
         r["overhead_vs_local2"] = r["job_s"] / plain["job_s"] - 1 if plain and r["engine"] != "local" else None
+        # Load-proof figures: CPU seconds. The cost of the engine against plain processes, and the speedup the
+        # job would have if each worker had a core of its own (the busiest worker's CPU time as its wall time).
+        r["cpu_overhead_vs_local2"] = r["cpu_total_s"] / plain["cpu_total_s"] - 1 \
+            if plain and r["engine"] != "local" else None
+        r["cpu_bound_speedup"] = base["cpu_total_s"] / r["cpu_max_worker_s"] if base else None
     return rows
 
 
@@ -205,6 +247,17 @@ def _print(rows: list[dict], args, load_before, load_after) -> None:
               f"{r['job_min_s']:7.2f}-{r['job_max_s']:<7.2f} {r['start_s']:8.2f} {r['series_per_s']:9.2f} "
               f"{r['speedup_vs_local1'] or 0:8.2f}x {over:>9s}")
     print("targets: ray and dask >= 1.6x local1; overhead (job time against local2, plain processes) <= 15 %")
+    print(f"\nCPU seconds (all threads; load-proof): {'config':9s} {'driver':>7s} {'workers':>8s} {'busiest':>8s} "
+          f"{'engine':>7s} {'total':>7s} {'overhead':>9s} {'cpu-bound speedup':>18s}")
+    for r in rows:
+        over = f"{100 * r['cpu_overhead_vs_local2']:+.1f} %" if r["cpu_overhead_vs_local2"] is not None else ""
+        print(f"{'':39s}{r['config']:9s} {r['cpu_driver_s']:7.2f} {r['cpu_workers_s']:8.2f} "
+              f"{r['cpu_max_worker_s']:8.2f} {r['cpu_infra_s']:7.2f} {r['cpu_total_s']:7.2f} {over:>9s} "
+              f"{r['cpu_bound_speedup'] or 0:17.2f}x")
+    print("busiest: the CPU time of the busiest worker, the job's wall time if each worker had a core of its own;\n"
+          "cpu-bound speedup: local1's CPU time over it. On a machine shared with other sessions the kernel's\n"
+          "autogroup scheduling gives this session one share of the cores however many workers it runs, so the\n"
+          "wall-time speedup only shows on an idle machine.")
 
 
 def _write(rows: list[dict], args, load_before, load_after) -> None:

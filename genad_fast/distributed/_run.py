@@ -74,7 +74,9 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
             chunk_size: int | None, fail_fast: bool, verbose: bool, unit: str) -> tuple[list[dict], dict]:
     """Every item's row (input order) and the run's facts: ``{"engine", "workers", "threads", "tasks",
     "start_seconds" (starting a cluster for the job, 0 when one was running), "seconds" (the job, without
-    that start-up), "model_loads" (worker pid -> models it loaded)}``. ``threads``: per worker (a Dask worker
+    that start-up), "model_loads" (worker pid -> models it loaded), "worker_cpu_seconds" (worker pid -> the
+    CPU time of that process, all its threads, from its start to its last task: start-up, imports, model load
+    and tasks; the in-process route reports this process's total)}``. ``threads``: per worker (a Dask worker
     picks its own share: the values seen, one int when all agree)."""
     from tqdm.auto import tqdm
 
@@ -82,6 +84,7 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
     eng = make_engine(engine, workers, threads)
     rows: dict[int, dict] = {}
     loads: dict[int, int] = {}
+    cpu: dict[int, float] = {}
     threads_used: set[int] = set()
     with eng:
         tasks = chunked(items, eng.workers, chunk_size)
@@ -93,7 +96,9 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
                 for task_rows in results:
                     for row in task_rows:
                         rows[row["index"]] = row
-                        loads[row.pop("worker")] = row.pop("loads")
+                        pid = row.pop("worker")
+                        loads[pid] = row.pop("loads")
+                        cpu[pid] = max(cpu.get(pid, 0.0), row.pop("process_cpu"))
                         threads_used.add(row.pop("threads"))
                         if fail_fast and row["status"] != "ok":
                             raise SeriesFailedError(row["id"], row["error"], row["file"])
@@ -103,7 +108,8 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
         seconds = time.perf_counter() - start
     threads = eng.threads or (threads_used.pop() if len(threads_used) == 1 else sorted(threads_used))
     info = {"engine": eng.name, "workers": eng.workers, "threads": threads, "tasks": len(tasks),
-            "start_seconds": eng.start_seconds, "seconds": seconds, "model_loads": loads}
+            "start_seconds": eng.start_seconds, "seconds": seconds, "model_loads": loads,
+            "worker_cpu_seconds": cpu}
     ordered = [rows[item.index] for item in items]
     failed = [r for r in ordered if r["status"] != "ok"]
     if failed:

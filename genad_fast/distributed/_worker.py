@@ -119,7 +119,8 @@ def run(payload: dict, task: list[Item]) -> list[dict]:
         raise RuntimeError("worker state missing: the engine did not initialise this worker for the job")
     rows = _score_task(payload, task) if payload["kind"] == "score" else _fit_task(payload, task)
     for row in rows:
-        row.update(worker=os.getpid(), loads=_STATE["loads"], threads=_STATE["threads"])
+        row.update(worker=os.getpid(), loads=_STATE["loads"], threads=_STATE["threads"],
+                   process_cpu=time.process_time())  # this process's CPU seconds so far, all threads
     return rows
 
 

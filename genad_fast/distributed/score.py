@@ -24,7 +24,9 @@ class ScoreResult(NamedTuple):
       line), ``output`` (with ``out_dir``: the file written).
     - ``info``: the run: ``engine``, ``workers``, ``threads`` (per worker; None: each Dask worker's own share),
       ``tasks``, ``start_seconds`` (starting a cluster for the job; 0 when one was running), ``seconds`` (the
-      job without that start-up), ``model_loads`` (worker process id -> models loaded there: one each).
+      job without that start-up), ``model_loads`` (worker process id -> models loaded there: one each),
+      ``worker_cpu_seconds`` (worker process id -> its CPU time, all threads, from its start to its last task;
+      what a worker cost whatever else ran on the machine).
     """
 
     scores: list | dict
