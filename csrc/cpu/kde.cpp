@@ -16,11 +16,13 @@
 #include <genad/host/distance.h>
 
 #include "distance_tiles.h"
+#include "kernels.h"
 
 namespace genad::cpu {
+namespace CPU_CAPABILITY {
 namespace {
 
-using namespace genad::cpu::dist;
+using namespace dist;
 namespace gd = genad::distance;
 
 constexpr double kLog2e = 1.4426950408889634074;
@@ -238,8 +240,8 @@ at::Tensor kde_logpdf_cpu(const at::Tensor& queries, const at::Tensor& refs, dou
 }
 
 }  // namespace
-}  // namespace genad::cpu
 
-TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
-  m.impl("kde_logpdf", &genad::cpu::kde_logpdf_cpu);
-}
+GENAD_REGISTER_KERNEL(kde_logpdf_stub, &kde_logpdf_cpu);
+
+}  // namespace CPU_CAPABILITY
+}  // namespace genad::cpu

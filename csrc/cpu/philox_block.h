@@ -17,6 +17,7 @@
 
 namespace genad {
 namespace cpu {
+namespace CPU_CAPABILITY {  // compiled once per capability (genad/cpu_dispatch.h)
 namespace philox_vec {
 
 using Vec = at::vec::Vectorized<float>;
@@ -151,5 +152,6 @@ inline void block_normals(uint64_t seed, uint64_t ctr0, float (&z)[4][kBlock]) {
 }
 
 }  // namespace philox_vec
+}  // namespace CPU_CAPABILITY
 }  // namespace cpu
 }  // namespace genad
