@@ -2,8 +2,8 @@
 
 One build holds a variant of every CPU kernel per capability (DEFAULT, AVX2, AVX512; csrc/include/genad/
 cpu_dispatch.h). For each capability this CPU runs, a child process started with ``ATEN_CPU_CAPABILITY=<cap>``
-(torch's own kernels follow it too, so eager runs at that capability as well; MKL and oneDNN are capped with
-``MKL_ENABLE_INSTRUCTIONS`` / ``ONEDNN_MAX_CPU_ISA``) times the issue-#16 goal rows with the registered cases'
+(torch's own kernels follow it too, so eager runs at that capability as well; MKL, oneDNN and OpenBLAS, under
+scikit-learn, are capped with ``MKL_ENABLE_INSTRUCTIONS`` / ``ONEDNN_MAX_CPU_ISA`` / ``OPENBLAS_CORETYPE``) times the issue-#16 goal rows with the registered cases'
 own inputs and providers (bench/cases/), and scikit-learn for KDE / kNN:
 
   randn 2^24 vs torch.randn; diffusion_step and add_noise 4096x64x25 vs eager and the copy bandwidth; coupling
@@ -45,7 +45,10 @@ GOALS = {
     "kde_logpdf": [("vs_sklearn", 10.0)],
     "knn_distance": [("vs_sklearn", 4.0)],
 }
-ISA_CAPS = {"DEFAULT": ("SSE4_2", "SSE41"), "AVX2": ("AVX2", "AVX2"), "AVX512": ("AVX512_E4", "AVX512_CORE_AMX")}
+# what the child caps the other libraries at, so that eager and scikit-learn run as on such a CPU too:
+# (MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA, OPENBLAS_CORETYPE: numpy/scipy's OpenBLAS, under scikit-learn)
+ISA_CAPS = {"DEFAULT": ("SSE4_2", "SSE41", "Nehalem"), "AVX2": ("AVX2", "AVX2", "Haswell"),
+            "AVX512": ("AVX512_E4", "AVX512_CORE_AMX", "")}
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -131,10 +134,10 @@ def sklearn_rows(quick: bool) -> list[dict]:
 
 
 def run_child(cap: str, argv: list[str]) -> dict:
-    mkl, onednn = ISA_CAPS[cap]
+    mkl, onednn, openblas = ISA_CAPS[cap]
     # a private inductor cache per capability: torch.compile's cache does not key on ATEN_CPU_CAPABILITY
     env = {**os.environ, "ATEN_CPU_CAPABILITY": cap.lower(), "MKL_ENABLE_INSTRUCTIONS": mkl,
-           "ONEDNN_MAX_CPU_ISA": onednn,
+           "ONEDNN_MAX_CPU_ISA": onednn, **({"OPENBLAS_CORETYPE": openblas} if openblas else {}),
            "TORCHINDUCTOR_CACHE_DIR": os.path.join(tempfile.gettempdir(), f"genad_bench_inductor_{os.getuid()}_{cap}")}
     res = subprocess.run([sys.executable, "-m", "bench.capabilities", "--child", *argv], env=env,
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
