@@ -8,6 +8,7 @@ does the checks in the child). The full op test files under each override are th
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -184,6 +185,12 @@ def child_checks() -> None:
         ktol = (1e-4, 1e-4) if dtype == torch.float32 else (1e-10, 1e-10)
         both("kde_logpdf", lambda b: ops.kde_logpdf(q, r, 0.7, backend=b), *ktol)
         both("kde_logpdf(self)", lambda b: ops.kde_logpdf(r, r, 0.7, exclude_self=True, backend=b), *ktol)
+        # huge bandwidths, every kernel term 1: with padding lanes (M not a multiple of any lane count) the
+        # masked lanes once came out as c2·inf = 0·inf = NaN and their lane sums were dropped
+        for m_refs, hh in ((9, 1e160 if dtype == torch.float64 else 1e30), (23, 1e30)):
+            rq, rr = rand(4, 3, dtype=dtype), rand(m_refs, 3, dtype=dtype)
+            want = torch.full((4,), -1.5 * (math.log(2.0 * math.pi) + 2.0 * math.log(hh)), dtype=dtype)
+            _close(f"kde_logpdf(h={hh:g}, M={m_refs})", ops.kde_logpdf(rq, rr, hh, backend="cpu"), want, 1e-6, 0.0)
         both("knn_distance", lambda b: ops.knn_distance(q, r, 5, backend=b), *ktol)
         both("knn_distance(self)", lambda b: ops.knn_distance(r, r, 3, True, backend=b), *ktol)
 
