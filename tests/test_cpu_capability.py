@@ -109,6 +109,25 @@ def test_op_test_files_pass_under_each_capability(capability, tmp_path):
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
 
 
+def _unstripped_library() -> Path | None:
+    """The newest extension in a build folder (the installed copy is stripped of the symbols the check reads)."""
+    built = sorted(REPO.glob("build/*/_C*.so"), key=lambda p: p.stat().st_mtime)
+    return built[-1] if built else None
+
+
+@needs_ext
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the check reads x86-64 code")
+def test_no_wide_instruction_outside_its_variant():
+    import shutil
+
+    lib = _unstripped_library()
+    if lib is None or shutil.which("objdump") is None:
+        pytest.skip("no build folder with the unstripped library, or no objdump")
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "check_cpu_isa.py"), str(lib)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+
 # ---- the child: every op on the variant in use against eager ----------------------------------------------------
 
 def _close(name, got, want, rtol, atol):
