@@ -7,16 +7,31 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include "cpu/kernels.h"
+
 #ifndef GENAD_VERSION
 #define GENAD_VERSION "unknown"
 #endif
 
-namespace genad::cpu {
-bool linear_act_has_mkl_bf16();
-void linear_act_set_mkl_bf16(bool use);
-}  // namespace genad::cpu
-
 namespace {
+
+namespace gc = genad::cpu;
+
+gc::Capability capability_from_name(const std::string& name) {
+  for (int c = 0; c < gc::kNumCapabilities; ++c) {
+    if (name == gc::capability_name(static_cast<gc::Capability>(c))) return static_cast<gc::Capability>(c);
+  }
+  throw py::value_error("unknown CPU capability '" + name + "' (DEFAULT, AVX2 or AVX512)");
+}
+
+// genad::cpu::choose_capability on names, for the tests of the rule.
+std::string choose_cpu_capability(const std::string& requested, const std::string& supported,
+                                  const std::vector<std::string>& compiled) {
+  uint32_t mask = 0;
+  for (const auto& name : compiled) mask |= 1u << static_cast<int>(capability_from_name(name));
+  return gc::capability_name(
+      gc::choose_capability(capability_from_name(requested), capability_from_name(supported), mask));
+}
 
 py::dict build_info() {
   py::dict info;
@@ -31,7 +46,12 @@ py::dict build_info() {
 #endif
   info["backends"] = backends;
   info["cuda_archs"] = GENAD_CUDA_ARCHS;
-  info["cpu_capability"] = GENAD_CPU_CAPABILITY_NAME;
+  // The CPU kernels' variants compiled into this binary and the one this process runs (genad/cpu_dispatch.h),
+  // with what chose it: ATen's capability (ATEN_CPU_CAPABILITY or its detection) and what the CPU supports.
+  info["cpu_capability"] = gc::capability_name(gc::capability_in_use());
+  info["cpu_capabilities"] = gc::capabilities_compiled();
+  info["cpu_capability_requested"] = gc::capability_name(gc::capability_requested());
+  info["cpu_capability_supported"] = gc::capability_name(gc::capability_supported());
   info["torch_version"] = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
                           std::to_string(TORCH_VERSION_PATCH);
   info["openmp_threads"] = at::get_num_threads();
@@ -43,9 +63,14 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "genad_fast compiled ops (CPU, and CUDA when built with it)";
+  // The CPU kernels' variant is chosen once, as the library loads (a warning here if ATEN_CPU_CAPABILITY asks
+  // for more than the CPU has).
+  gc::capability_in_use();
   m.def("build_info", &build_info, "How this extension was built: version, backends, CUDA archs, CPU ISA, threads");
-  m.def("_linear_act_has_mkl_bf16", &genad::cpu::linear_act_has_mkl_bf16,
+  m.def("_choose_cpu_capability", &choose_cpu_capability, py::arg("requested"), py::arg("supported"),
+        py::arg("compiled"), "The CPU capability whose kernels run, given ATen's, the CPU's and the compiled ones");
+  m.def("_linear_act_has_mkl_bf16", &gc::linear_act_has_mkl_bf16,
         "Whether torch exports MKL's cblas_gemm_bf16bf16f32 (linear_act's bfloat16 product on the CPU)");
-  m.def("_linear_act_set_mkl_bf16", &genad::cpu::linear_act_set_mkl_bf16,
+  m.def("_linear_act_set_mkl_bf16", &gc::linear_act_set_mkl_bf16,
         "Use MKL's bfloat16 GEMM in linear_act when present (True, default) or at::mm in float32 (False)");
 }

@@ -32,7 +32,11 @@ except Exception as exc:  # ImportError, or an OSError/undefined symbol from an 
 
 
 def build_info() -> dict:
-    """How the loaded extension was built (version, backends, CUDA archs, CPU ISA, threads).
+    """How the loaded extension was built (version, backends, CUDA archs, CPU variants, threads).
+
+    ``cpu_capabilities``: the CPU kernel variants compiled into it (DEFAULT, AVX2, AVX512 on x86-64);
+    ``cpu_capability``: the one this process runs, chosen at load time from ``cpu_capability_requested``
+    (ATen's: ``ATEN_CPU_CAPABILITY`` or cpuinfo) capped by ``cpu_capability_supported`` (this CPU's best).
 
     Returns ``{"loaded": False, "error": ...}`` when the extension is not available.
     """

@@ -9,11 +9,14 @@
 
 #include <tuple>
 
+#include "kernels.h"
+
 #include <genad/anogan.h>
 #include <genad/cpu_helpers.h>
 #include <genad/host/anogan.h>
 
 namespace genad::cpu {
+namespace CPU_CAPABILITY {
 namespace {
 
 namespace ga = genad::anogan;
@@ -161,9 +164,9 @@ void masked_adam_cpu(const at::Tensor& z, const at::Tensor& grad, const at::Tens
 }
 
 }  // namespace
-}  // namespace genad::cpu
 
-TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
-  m.impl("anogan_residual", &genad::cpu::anogan_residual_cpu);
-  m.impl("masked_adam_", &genad::cpu::masked_adam_cpu);
-}
+GENAD_REGISTER_KERNEL(anogan_residual_stub, &anogan_residual_cpu);
+GENAD_REGISTER_KERNEL(masked_adam_stub, &masked_adam_cpu);
+
+}  // namespace CPU_CAPABILITY
+}  // namespace genad::cpu

@@ -10,11 +10,14 @@
 #include <cmath>
 #include <tuple>
 
+#include "kernels.h"
+
 #include <genad/coupling.h>
 #include <genad/cpu_helpers.h>
 #include <genad/host/coupling.h>
 
 namespace genad::cpu {
+namespace CPU_CAPABILITY {
 namespace {
 
 namespace gc = genad::coupling;
@@ -194,10 +197,10 @@ std::tuple<at::Tensor, at::Tensor> coupling_backward_cpu(const at::Tensor& grad_
 }
 
 }  // namespace
-}  // namespace genad::cpu
 
-TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
-  m.impl("coupling_forward", &genad::cpu::coupling_forward_cpu);
-  m.impl("coupling_inverse", &genad::cpu::coupling_inverse_cpu);
-  m.impl("coupling_backward", &genad::cpu::coupling_backward_cpu);
-}
+GENAD_REGISTER_KERNEL(coupling_forward_stub, &coupling_forward_cpu);
+GENAD_REGISTER_KERNEL(coupling_inverse_stub, &coupling_inverse_cpu);
+GENAD_REGISTER_KERNEL(coupling_backward_stub, &coupling_backward_cpu);
+
+}  // namespace CPU_CAPABILITY
+}  // namespace genad::cpu

@@ -25,10 +25,12 @@
 #include "genad/cpu_helpers.h"
 #include "genad/diffusion.h"
 #include "genad/host/diffusion.h"
+#include "kernels.h"
 #include "philox_block.h"
 
 namespace genad {
 namespace cpu {
+namespace CPU_CAPABILITY {
 namespace {
 
 namespace gd = genad::diffusion;
@@ -282,11 +284,11 @@ void recon_error_accumulate_cpu(at::Tensor score, const at::Tensor& x, const at:
 }
 
 }  // namespace
+
+GENAD_REGISTER_KERNEL(add_noise_stub, &add_noise_cpu);
+GENAD_REGISTER_KERNEL(diffusion_step_stub, &diffusion_step_cpu);
+GENAD_REGISTER_KERNEL(recon_error_accumulate_stub, &recon_error_accumulate_cpu);
+
+}  // namespace CPU_CAPABILITY
 }  // namespace cpu
 }  // namespace genad
-
-TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
-  m.impl("add_noise", &genad::cpu::add_noise_cpu);
-  m.impl("diffusion_step", &genad::cpu::diffusion_step_cpu);
-  m.impl("recon_error_accumulate_", &genad::cpu::recon_error_accumulate_cpu);
-}

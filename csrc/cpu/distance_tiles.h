@@ -32,7 +32,7 @@
 #include <genad/cpu_helpers.h>
 #include <genad/distance.h>
 
-namespace genad::cpu::dist {
+namespace genad::cpu::CPU_CAPABILITY::dist {  // compiled once per capability (genad/cpu_dispatch.h)
 
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
@@ -296,4 +296,4 @@ inline int64_t chunk_rows(int64_t N) {
   return std::max<int64_t>(rows, kRows);
 }
 
-}  // namespace genad::cpu::dist
+}  // namespace genad::cpu::CPU_CAPABILITY::dist

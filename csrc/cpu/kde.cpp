@@ -16,11 +16,13 @@
 #include <genad/host/distance.h>
 
 #include "distance_tiles.h"
+#include "kernels.h"
 
 namespace genad::cpu {
+namespace CPU_CAPABILITY {
 namespace {
 
-using namespace genad::cpu::dist;
+using namespace dist;
 namespace gd = genad::distance;
 
 constexpr double kLog2e = 1.4426950408889634074;
@@ -63,7 +65,7 @@ struct KdeEpilogue {
 
   template <int V, bool MASKED>
   C10_ALWAYS_INLINE void apply(Vec<T> (&acc)[R][V], int64_t s) {
-    const Vec<T> m2(T(-2)), zero(T(0)), c2v(c2), inf(std::numeric_limits<T>::infinity());
+    const Vec<T> m2(T(-2)), zero(T(0)), c2v(c2), ninf(-std::numeric_limits<T>::infinity());
     Vec<T> rn[V];
     unroll<V>([&](auto v) GENAD_INLINE { rn[v] = Vec<T>::loadu(rnorm + (s + v) * L); });
     unroll<R>([&](auto r) GENAD_INLINE {
@@ -75,10 +77,13 @@ struct KdeEpilogue {
       unroll<V>([&](auto v) GENAD_INLINE {
         // d² = |q|² + |r|² − 2 q·r. Rounding in this cancellation can leave a tiny negative number for a pair
         // at (nearly) zero distance; the true value is >= 0, so it is clamped there — only values that cannot
-        // be distances are changed, and NaN cannot reach here (exact path). Padding lanes: |r|² = +inf → d² = +inf.
-        Vec<T> d2 = at::vec::clamp_min(at::vec::fmadd(m2, acc[r][v], rn[v] + qv), zero);
-        if constexpr (MASKED) d2 = Vec<T>::blendv(inf, d2, valid);
-        sv[v] = c2v * d2;  // <= 0; −inf for padding and masked lanes
+        // be distances are changed, and NaN cannot reach here (exact path).
+        const Vec<T> d2 = at::vec::clamp_min(at::vec::fmadd(m2, acc[r][v], rn[v] + qv), zero);
+        sv[v] = c2v * d2;  // <= 0
+        // Padding and masked lanes (only in masked strips): −inf itself, not c2·inf, which is NaN when c2 reads as
+        // 0 (a bandwidth so large that 1/(2h²) underflows in T, or a denormal c2 under denormals-are-zero); a NaN
+        // lane sum was then dropped at the merge, losing every term of that lane (h = 1e160, M = 7 on AVX2).
+        if constexpr (MASKED) sv[v] = Vec<T>::blendv(ninf, sv[v], valid);
         up |= lt_bits<T>(m[r], sv[v]);
       });
       if (C10_UNLIKELY(up != 0)) {
@@ -238,8 +243,8 @@ at::Tensor kde_logpdf_cpu(const at::Tensor& queries, const at::Tensor& refs, dou
 }
 
 }  // namespace
-}  // namespace genad::cpu
 
-TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
-  m.impl("kde_logpdf", &genad::cpu::kde_logpdf_cpu);
-}
+GENAD_REGISTER_KERNEL(kde_logpdf_stub, &kde_logpdf_cpu);
+
+}  // namespace CPU_CAPABILITY
+}  // namespace genad::cpu

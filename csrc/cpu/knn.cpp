@@ -15,11 +15,13 @@
 #include <genad/host/distance.h>
 
 #include "distance_tiles.h"
+#include "kernels.h"
 
 namespace genad::cpu {
+namespace CPU_CAPABILITY {
 namespace {
 
-using namespace genad::cpu::dist;
+using namespace dist;
 namespace gd = genad::distance;
 
 template <typename T>
@@ -312,8 +314,8 @@ at::Tensor knn_distance_cpu(const at::Tensor& queries, const at::Tensor& refs, i
 }
 
 }  // namespace
-}  // namespace genad::cpu
 
-TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
-  m.impl("knn_distance", &genad::cpu::knn_distance_cpu);
-}
+GENAD_REGISTER_KERNEL(knn_distance_stub, &knn_distance_cpu);
+
+}  // namespace CPU_CAPABILITY
+}  // namespace genad::cpu

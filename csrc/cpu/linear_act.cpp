@@ -26,21 +26,16 @@
 
 #include <genad/host/linear_act.h>
 
-// MKL's bfloat16 GEMM (float32 accumulate and output), exported by libtorch_cpu when torch is built
-// with MKL. Weak: a torch without it leaves the pointer null and the kernel uses at::mm in float32.
+#include "kernels.h"
+
+// MKL's bfloat16 GEMM (float32 accumulate and output), exported by libtorch_cpu when torch is built with MKL
+// (weak: null otherwise; linear_act_use_mkl_bf16() says whether to call it).
 extern "C" void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, int k, float alpha,
                                        const void* a, int lda, const void* b, int ldb, float beta, float* c,
                                        int ldc) __attribute__((weak));
 
 namespace genad::cpu {
-
-// Which bfloat16 product the kernel uses: MKL's when present (default), or at::mm in float32 (for tests
-// of the other path). Set from Python through genad_fast._C.
-std::atomic<bool> g_linear_act_use_mkl{true};
-bool linear_act_has_mkl_bf16() { return cblas_gemm_bf16bf16f32 != nullptr; }
-void linear_act_set_mkl_bf16(bool use) { g_linear_act_use_mkl = use; }
-static bool use_mkl_bf16() { return cblas_gemm_bf16bf16f32 != nullptr && g_linear_act_use_mkl.load(); }
-
+namespace CPU_CAPABILITY {
 namespace {
 
 using Vec = at::vec::Vectorized<float>;
@@ -72,7 +67,7 @@ bool mkl_gemm_args_ok(int64_t rows, int64_t n, int64_t k, int64_t lda) {
 void product(at::ScalarType dtype, int64_t rows, int64_t n, int64_t k, const void* a, int64_t lda,
              const at::Tensor& weight, const at::Tensor& weight_f32, float* c) {
   TORCH_INTERNAL_ASSERT(k >= 1 && lda >= k, "linear_act: product rows must not overlap, got lda ", lda, " < k ", k);
-  if (dtype == at::kBFloat16 && use_mkl_bf16() && mkl_gemm_args_ok(rows, n, k, lda)) {
+  if (dtype == at::kBFloat16 && linear_act_use_mkl_bf16() && mkl_gemm_args_ok(rows, n, k, lda)) {
     // row major (101), A not transposed (111), W transposed (112)
     cblas_gemm_bf16bf16f32(101, 111, 112, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k), 1.0f,
                            a, static_cast<int>(lda), weight.data_ptr(), static_cast<int>(k), 0.0f, c,
@@ -88,8 +83,6 @@ template <class T>
 void grow(std::vector<T>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(n);
 }
-
-}  // namespace
 
 at::Tensor linear_act_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                           const std::optional<at::Tensor>& gate, double gate_slope,
@@ -117,7 +110,7 @@ at::Tensor linear_act_cpu(const at::Tensor& x, const at::Tensor& weight, const s
   const float act_slope = static_cast<float>(slope.value_or(0.0));
   const float gslope = static_cast<float>(gate_slope);
   const size_t psize = pdtype == at::kFloat ? 4 : 2;
-  const at::Tensor weight_f32 = pdtype == at::kFloat || use_mkl_bf16() ? weight : weight.to(at::kFloat);
+  const at::Tensor weight_f32 = pdtype == at::kFloat || linear_act_use_mkl_bf16() ? weight : weight.to(at::kFloat);
   const int64_t threads = at::get_num_threads();
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(threads, M / kMinBlockRows));
 
@@ -196,6 +189,9 @@ at::Tensor linear_act_cpu(const at::Tensor& x, const at::Tensor& weight, const s
   return out;
 }
 
-}  // namespace genad::cpu
+}  // namespace
 
-TORCH_LIBRARY_IMPL(genad_fast, CPU, m) { m.impl("linear_act", &genad::cpu::linear_act_cpu); }
+GENAD_REGISTER_KERNEL(linear_act_stub, &linear_act_cpu);
+
+}  // namespace CPU_CAPABILITY
+}  // namespace genad::cpu

@@ -16,10 +16,12 @@
 #include "genad/cpu_helpers.h"
 #include "genad/host/philox.h"
 #include "genad/philox.h"
+#include "kernels.h"
 #include "philox_block.h"
 
 namespace genad {
 namespace cpu {
+namespace CPU_CAPABILITY {
 namespace {
 
 using philox_vec::block_normals;
@@ -72,7 +74,9 @@ void philox_normal_(at::Tensor out, int64_t seed, int64_t offset) {
 }
 
 }  // namespace
+
+GENAD_REGISTER_KERNEL(philox_normal_stub, &philox_normal_);
+
+}  // namespace CPU_CAPABILITY
 }  // namespace cpu
 }  // namespace genad
-
-TORCH_LIBRARY_IMPL(genad_fast, CPU, m) { m.impl("philox_normal_", &genad::cpu::philox_normal_); }

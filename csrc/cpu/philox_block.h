@@ -1,5 +1,5 @@
 // Vectorized Philox4x32-10 normals for the CPU kernels (the stream of genad/philox.h, i.e. Triton's tl.randn4x):
-// Philox on kBlock consecutive counters at once (AVX-512 intrinsics, or a loop the compiler vectorizes), then
+// Philox on kBlock consecutive counters at once (AVX-512 or AVX2 intrinsics, or a loop the compiler vectorizes), then
 // Box-Muller on whole at::vec::Vectorized<float> registers. Shared by the CPU kernels that draw noise: the noise
 // op (philox.cpp) and the fused diffusion ops (diffusion.cpp). Host-only; every function is a pure function of
 // (seed, counter), so a kernel's result does not depend on how its counters are split among threads.
@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#if defined(CPU_CAPABILITY_AVX512)
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
 #include <immintrin.h>
 #endif
 
@@ -17,6 +17,7 @@
 
 namespace genad {
 namespace cpu {
+namespace CPU_CAPABILITY {  // compiled once per capability (genad/cpu_dispatch.h)
 namespace philox_vec {
 
 using Vec = at::vec::Vectorized<float>;
@@ -123,6 +124,68 @@ inline void block_uniforms(uint64_t seed, uint64_t ctr0, float (&u)[4][kBlock]) 
     _mm512_store_ps(&u[3][g * kWidth], to_uniform(c3[g]));
   }
 }
+#elif defined(CPU_CAPABILITY_AVX2)
+// 8 lanes per register. AVX2 has no 64-bit multiply-low, so GCC's vectorization of the portable loop below
+// builds each 64-bit product from three vpmuludq and shifts: about 10x slower than the AVX-512 path. Here the
+// 32x32->64 vpmuludq on even and odd lanes, blended back (the AVX-512 path's mulhilo on 256 bits). Two groups of
+// 8 counters go through the ten rounds together, so their multiplies overlap in 8 of the 16 ymm registers.
+inline void mulhilo(__m256i a, __m256i x, __m256i& hi, __m256i& lo) {
+  const __m256i even = _mm256_mul_epu32(a, x);                         // lanes 0, 2, ... as 64-bit products
+  const __m256i odd = _mm256_mul_epu32(a, _mm256_srli_epi64(x, 32));  // lanes 1, 3, ...
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+inline __m256 to_uniform(__m256i x) {  // px::uint_to_uniform on 8 lanes
+  const __m256i folded = _mm256_xor_si256(x, _mm256_srai_epi32(x, 31));
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(folded), _mm256_set1_ps(px::kUniformScale));
+}
+
+inline void block_uniforms(uint64_t seed, uint64_t ctr0, float (&u)[4][kBlock]) {
+  constexpr int kWidth = 8;
+  constexpr int kGroup = 2;  // registers of counters in flight together
+  static_assert(kBlock % (kWidth * kGroup) == 0, "kBlock must hold whole groups");
+  alignas(64) uint32_t lo[kBlock], hi[kBlock];
+  for (int64_t l = 0; l < kBlock; ++l) {
+    const uint64_t ctr = ctr0 + static_cast<uint64_t>(l);
+    lo[l] = static_cast<uint32_t>(ctr);
+    hi[l] = static_cast<uint32_t>(ctr >> 32);
+  }
+  const __m256i a = _mm256_set1_epi32(static_cast<int>(px::kRoundA));
+  const __m256i b = _mm256_set1_epi32(static_cast<int>(px::kRoundB));
+  for (int g0 = 0; g0 < kBlock; g0 += kWidth * kGroup) {
+    __m256i c0[kGroup], c1[kGroup], c2[kGroup], c3[kGroup];
+    for (int g = 0; g < kGroup; ++g) {
+      c0[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo + g0 + g * kWidth));
+      c1[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi + g0 + g * kWidth));
+      c2[g] = c3[g] = _mm256_setzero_si256();
+    }
+    uint32_t k0 = static_cast<uint32_t>(seed);
+    uint32_t k1 = static_cast<uint32_t>(seed >> 32);
+    for (int r = 0; r < px::kRounds; ++r) {
+      const __m256i key0 = _mm256_set1_epi32(static_cast<int>(k0));
+      const __m256i key1 = _mm256_set1_epi32(static_cast<int>(k1));
+      for (int g = 0; g < kGroup; ++g) {  // the round of px::philox4x32_10
+        __m256i hi_b, lo_b, hi_a, lo_a;
+        mulhilo(b, c2[g], hi_b, lo_b);
+        mulhilo(a, c0[g], hi_a, lo_a);
+        c0[g] = _mm256_xor_si256(_mm256_xor_si256(hi_b, c1[g]), key0);
+        c2[g] = _mm256_xor_si256(_mm256_xor_si256(hi_a, c3[g]), key1);
+        c1[g] = lo_b;
+        c3[g] = lo_a;
+      }
+      k0 += px::kKeyA;
+      k1 += px::kKeyB;
+    }
+    for (int g = 0; g < kGroup; ++g) {
+      const int l = g0 + g * kWidth;
+      _mm256_store_ps(&u[0][l], to_uniform(c0[g]));
+      _mm256_store_ps(&u[1][l], to_uniform(c1[g]));
+      _mm256_store_ps(&u[2][l], to_uniform(c2[g]));
+      _mm256_store_ps(&u[3][l], to_uniform(c3[g]));
+    }
+  }
+}
 #else
 inline void block_uniforms(uint64_t seed, uint64_t ctr0, float (&u)[4][kBlock]) {
   const uint32_t k0 = static_cast<uint32_t>(seed);
@@ -151,5 +214,6 @@ inline void block_normals(uint64_t seed, uint64_t ctr0, float (&z)[4][kBlock]) {
 }
 
 }  // namespace philox_vec
+}  // namespace CPU_CAPABILITY
 }  // namespace cpu
 }  // namespace genad

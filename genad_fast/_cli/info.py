@@ -19,6 +19,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     if info.get("loaded"):
         facts = ", ".join(f"{k}={v}" for k, v in info.items() if k != "loaded")
         print(f"extension: loaded ({facts})")
+        if "cpu_capabilities" in info:
+            print(f"CPU kernels: {info['cpu_capability']} in use (compiled: {', '.join(info['cpu_capabilities'])}; "
+                  f"this CPU supports {info['cpu_capability_supported']}; ATEN_CPU_CAPABILITY overrides)")
     else:
         print(f"extension: not loaded ({info.get('error')}); {info.get('hint')}")
     print("backends:")

@@ -1,0 +1,172 @@
+// The CPU ops, registered once with the dispatcher: each calls its stub (csrc/cpu/kernels.h), which runs the variant
+// of the capability in use (genad/cpu_dispatch.h). Compiled for the baseline ISA, like every file outside csrc/cpu/.
+#include <ATen/Context.h>
+#include <ATen/Version.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "cpu/kernels.h"
+
+// MKL's bfloat16 GEMM, exported by libtorch_cpu when torch is built with MKL (weak: null otherwise).
+extern "C" void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, int k, float alpha,
+                                       const void* a, int lda, const void* b, int ldb, float beta, float* c,
+                                       int ldc) __attribute__((weak));
+
+namespace genad::cpu {
+
+// ---- capabilities ------------------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr uint32_t kCompiledMask = (1u << static_cast<int>(Capability::DEFAULT))
+#ifdef GENAD_HAVE_AVX2
+                                   | (1u << static_cast<int>(Capability::AVX2))
+#endif
+#ifdef GENAD_HAVE_AVX512
+                                   | (1u << static_cast<int>(Capability::AVX512))
+#endif
+    ;
+
+// What the CPU (and the OS: the AVX and AVX-512 register state) runs, for the flags each variant is compiled with
+// (CMakeLists.txt: AVX2 = -mavx2 -mfma -mbmi -mbmi2 -mf16c; AVX512 = that and -mavx512f/bw/vl/dq, ATen's set).
+Capability detect_supported() {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return avx512 ? Capability::AVX512 : avx2 ? Capability::AVX2 : Capability::DEFAULT;
+#else
+  return Capability::DEFAULT;  // aarch64 and others: DEFAULT is the only variant (NEON is its baseline there)
+#endif
+}
+
+// ATen's choice, which honours ATEN_CPU_CAPABILITY (default, avx2, avx512; other values are ignored with a warning
+// by ATen). Names ATen has and this build does not (SVE256, VSX, ZVECTOR) mean DEFAULT here.
+Capability detect_requested() {
+  const std::string name = at::get_cpu_capability();
+  if (name == "AVX512") return Capability::AVX512;
+  if (name == "AVX2") return Capability::AVX2;
+  return Capability::DEFAULT;
+}
+
+Capability choose_once() {
+  const Capability requested = capability_requested(), supported = capability_supported();
+  const Capability chosen = choose_capability(requested, supported, kCompiledMask);
+  if (static_cast<int>(requested) > static_cast<int>(supported)) {
+    TORCH_WARN("genad_fast: ATen's CPU capability is ", capability_name(requested),
+               " (ATEN_CPU_CAPABILITY) but this CPU only supports ", capability_name(supported),
+               "; genad_fast's kernels run ", capability_name(chosen),
+               " (torch's own kernels may fail with an illegal instruction)");
+  }
+  return chosen;
+}
+
+}  // namespace
+
+const char* capability_name(Capability c) {
+  switch (c) {
+    case Capability::AVX512: return "AVX512";
+    case Capability::AVX2: return "AVX2";
+    default: return "DEFAULT";
+  }
+}
+
+Capability choose_capability(Capability requested, Capability supported, uint32_t compiled_mask) {
+  int c = std::min(static_cast<int>(requested), static_cast<int>(supported));
+  while (c > 0 && (compiled_mask & (1u << c)) == 0) --c;
+  return static_cast<Capability>(c);
+}
+
+Capability capability_requested() {
+  static const Capability c = detect_requested();
+  return c;
+}
+
+Capability capability_supported() {
+  static const Capability c = detect_supported();
+  return c;
+}
+
+Capability capability_in_use() {
+  static const Capability c = choose_once();
+  return c;
+}
+
+std::vector<std::string> capabilities_compiled() {
+  std::vector<std::string> out;
+  for (int c = 0; c < kNumCapabilities; ++c) {
+    if (kCompiledMask & (1u << c)) out.emplace_back(capability_name(static_cast<Capability>(c)));
+  }
+  return out;
+}
+
+void missing_kernel() {
+  TORCH_INTERNAL_ASSERT(false, "genad_fast: no CPU kernel variant registered at or below ",
+                        capability_name(capability_in_use()));
+}
+
+// ---- linear_act's product switch ---------------------------------------------------------------------------------
+
+namespace {
+std::atomic<bool> g_linear_act_use_mkl{true};
+}
+
+bool linear_act_has_mkl_bf16() { return cblas_gemm_bf16bf16f32 != nullptr; }
+void linear_act_set_mkl_bf16(bool use) { g_linear_act_use_mkl = use; }
+bool linear_act_use_mkl_bf16() { return cblas_gemm_bf16bf16f32 != nullptr && g_linear_act_use_mkl.load(); }
+
+// ---- the stubs and the ops ---------------------------------------------------------------------------------------
+
+Stub<CouplingFn> coupling_forward_stub;
+Stub<CouplingFn> coupling_inverse_stub;
+Stub<CouplingBackwardFn> coupling_backward_stub;
+Stub<PhiloxNormalFn> philox_normal_stub;
+Stub<AddNoiseFn> add_noise_stub;
+Stub<DiffusionStepFn> diffusion_step_stub;
+Stub<ReconErrorFn> recon_error_accumulate_stub;
+Stub<AnoganResidualFn> anogan_residual_stub;
+Stub<MaskedAdamFn> masked_adam_stub;
+Stub<KdeFn> kde_logpdf_stub;
+Stub<KnnFn> knn_distance_stub;
+Stub<LinearActFn> linear_act_stub;
+
+namespace {
+
+// The op registered with the dispatcher for a stub: a plain function with the kernel's signature.
+template <auto& stub, class Fn>
+struct Op;
+
+template <auto& stub, class R, class... A>
+struct Op<stub, R (*)(A...)> {
+  static R call(A... args) { return stub(std::forward<A>(args)...); }
+};
+
+template <auto& stub>
+constexpr auto op = &Op<stub, std::remove_cvref_t<decltype(stub.table[0])>>::call;
+
+}  // namespace
+}  // namespace genad::cpu
+
+TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
+  using namespace genad::cpu;
+  m.impl("coupling_forward", op<coupling_forward_stub>);
+  m.impl("coupling_inverse", op<coupling_inverse_stub>);
+  m.impl("coupling_backward", op<coupling_backward_stub>);
+  m.impl("philox_normal_", op<philox_normal_stub>);
+  m.impl("add_noise", op<add_noise_stub>);
+  m.impl("diffusion_step", op<diffusion_step_stub>);
+  m.impl("recon_error_accumulate_", op<recon_error_accumulate_stub>);
+  m.impl("anogan_residual", op<anogan_residual_stub>);
+  m.impl("masked_adam_", op<masked_adam_stub>);
+  m.impl("kde_logpdf", op<kde_logpdf_stub>);
+  m.impl("knn_distance", op<knn_distance_stub>);
+  m.impl("linear_act", op<linear_act_stub>);
+}

@@ -1,0 +1,230 @@
+"""The CPU kernels' runtime dispatch (csrc/include/genad/cpu_dispatch.h): one build holds a variant per capability
+(DEFAULT, AVX2, AVX512 on x86-64), and the process runs the one ATen's capability names (ATEN_CPU_CAPABILITY, or
+cpuinfo), capped by what the CPU supports.
+
+For each compiled capability this CPU runs, a fresh interpreter started with ``ATEN_CPU_CAPABILITY=<cap>`` must
+report that capability in use and give the eager reference's results for every op (this file's ``__main__``
+does the checks in the child). The full op test files under each override are the ``slow`` test below.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import genad_fast
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+ORDER = ("DEFAULT", "AVX2", "AVX512")
+INFO = genad_fast.build_info()
+LOADED = bool(INFO.get("loaded"))
+needs_ext = pytest.mark.skipif(not LOADED, reason="genad_fast._C is not built")
+
+
+def runnable() -> list[str]:
+    """The compiled capabilities this CPU runs: every one up to the best it supports."""
+    if not LOADED:
+        return []
+    best = ORDER.index(INFO["cpu_capability_supported"])
+    return [c for c in INFO["cpu_capabilities"] if ORDER.index(c) <= best]
+
+
+def run_child(capability: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability.lower(), "PYTHONPATH": str(TESTS)}
+    return subprocess.run([sys.executable, str(Path(__file__)), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+@needs_ext
+def test_build_info_names_the_variants_and_the_one_in_use():
+    compiled = INFO["cpu_capabilities"]
+    assert compiled[0] == "DEFAULT" and compiled == [c for c in ORDER if c in compiled]
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert compiled == list(ORDER)  # one build, every x86-64 variant
+    assert INFO["cpu_capability"] in compiled
+    assert INFO["cpu_capability"] == genad_fast._ext._C.build_info()["cpu_capability"]
+    in_use = ORDER.index(INFO["cpu_capability"])
+    assert in_use <= ORDER.index(INFO["cpu_capability_supported"])
+    assert in_use <= ORDER.index(INFO["cpu_capability_requested"])
+    # `genad-fast info` prints the build facts, the capability among them
+    out = subprocess.run([sys.executable, "-m", "genad_fast.cli", "info"], capture_output=True, text=True,
+                         cwd=REPO, timeout=300)
+    assert f"cpu_capability={INFO['cpu_capability']}" in out.stdout, out.stdout + out.stderr
+
+
+@needs_ext
+@pytest.mark.parametrize("requested, supported, compiled, expected", [
+    ("AVX512", "AVX512", ORDER, "AVX512"),
+    ("AVX2", "AVX512", ORDER, "AVX2"),          # ATEN_CPU_CAPABILITY=avx2 on an AVX-512 machine
+    ("DEFAULT", "AVX512", ORDER, "DEFAULT"),
+    ("AVX512", "AVX2", ORDER, "AVX2"),          # an override beyond the CPU: the best the CPU runs, not a crash
+    ("AVX512", "DEFAULT", ORDER, "DEFAULT"),
+    ("AVX512", "AVX512", ("DEFAULT", "AVX2"), "AVX2"),   # a variant the compiler could not build: the next one down
+    ("AVX2", "AVX512", ("DEFAULT",), "DEFAULT"),
+])
+def test_the_choice_rule(requested, supported, compiled, expected):
+    assert genad_fast._ext._C._choose_cpu_capability(requested, supported, list(compiled)) == expected
+
+
+@needs_ext
+def test_an_override_beyond_the_cpu_runs_the_best_it_supports():
+    """Checked on this CPU where it lacks a compiled capability (on an AVX-512 machine there is none to ask for:
+    the rule itself is test_the_choice_rule)."""
+    beyond = [c for c in INFO["cpu_capabilities"] if ORDER.index(c) > ORDER.index(INFO["cpu_capability_supported"])]
+    if not beyond:
+        pytest.skip(f"this CPU supports {INFO['cpu_capability_supported']}, the best variant compiled")
+    res = run_child(beyond[-1], "--report")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-1] == INFO["cpu_capability_supported"]
+    assert "only supports" in res.stderr  # the warning says what ran instead
+
+
+@needs_ext
+@pytest.mark.parametrize("capability", runnable())
+def test_each_capability_matches_the_eager_reference(capability):
+    res = run_child(capability)
+    assert res.returncode == 0, f"ATEN_CPU_CAPABILITY={capability.lower()}:\n{res.stdout}\n{res.stderr}"
+    assert f"capability {capability}: every op matches eager" in res.stdout
+
+
+@needs_ext
+@pytest.mark.slow
+@pytest.mark.parametrize("capability", runnable())
+def test_op_test_files_pass_under_each_capability(capability, tmp_path):
+    files = ["test_coupling.py", "test_philox.py", "test_diffusion_ops.py", "test_distance_ops.py",
+             "test_anogan_ops.py", "test_linear_act.py"]
+    # A private inductor cache: torch.compile's code cache does not key on ATEN_CPU_CAPABILITY, and a kernel cached
+    # by a process of another capability gave wrong sums here (torch 2.14; a fresh cache is right for every one).
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability.lower(), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                          *[str(TESTS / f) for f in files]], env=env, capture_output=True, text=True, cwd=REPO,
+                         timeout=3600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+
+def _unstripped_library() -> Path | None:
+    """The newest extension in a build folder (the installed copy is stripped of the symbols the check reads)."""
+    built = sorted(REPO.glob("build/*/_C*.so"), key=lambda p: p.stat().st_mtime)
+    return built[-1] if built else None
+
+
+@needs_ext
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the check reads x86-64 code")
+def test_no_wide_instruction_outside_its_variant():
+    import shutil
+
+    lib = _unstripped_library()
+    if lib is None or shutil.which("objdump") is None:
+        pytest.skip("no build folder with the unstripped library, or no objdump")
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "check_cpu_isa.py"), str(lib)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+
+# ---- the child: every op on the variant in use against eager ----------------------------------------------------
+
+def _close(name, got, want, rtol, atol):
+    for i, (g, w) in enumerate(zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple)
+                                   else (want,))):
+        torch.testing.assert_close(g, w, rtol=rtol, atol=atol, equal_nan=True, msg=lambda m: f"{name}[{i}]: {m}")
+
+
+def child_checks() -> None:
+    from genad_fast import ops
+
+    expected = os.environ["ATEN_CPU_CAPABILITY"].upper()
+    info = genad_fast.build_info()
+    assert info["cpu_capability"] == expected, (info, expected)
+    g = torch.Generator().manual_seed(0)
+    tols = {torch.float32: (2e-5, 2e-5), torch.float64: (1e-12, 1e-12)}
+
+    def rand(*shape, dtype):
+        return torch.randn(*shape, generator=g, dtype=dtype)
+
+    def both(name, fn, rtol, atol):
+        _close(name, fn("cpu"), fn("eager"), rtol, atol)
+
+    for dtype in (torch.float32, torch.float64):
+        rtol, atol = tols[dtype]
+        # odd widths: whole registers of every width (8, 16 float lanes) and scalar tails
+        for n, d in ((37, 1), (64, 13), (100, 40), (9, 70)):
+            x, h = rand(n, d, dtype=dtype), rand(n, 2 * d, dtype=dtype)
+            x[3, 0] = float("nan")
+            for clamp in (0.0, 2.0):
+                both("coupling_forward", lambda b: ops.coupling_forward(x, h, clamp, backend=b), rtol, atol)
+                both("coupling_inverse", lambda b: ops.coupling_inverse(x, h, clamp, backend=b), rtol, atol)
+            xg = x.clone().requires_grad_(True)
+            hg = h.clone().requires_grad_(True)
+
+            def grads(b):
+                y, ld = ops.coupling_forward(xg, hg, 2.0, backend=b)
+                return torch.autograd.grad((y.nan_to_num() * 0.5).sum() + ld.nan_to_num().sum(), (xg, hg))
+            both("coupling_backward", grads, rtol, atol)
+
+        for n in (1, 7, 1000, 4099):
+            both("randn", lambda b: ops.randn((n,), 1234, 5, dtype, backend=b), 1e-5 if dtype == torch.float32
+                 else 1e-6, 1e-5)
+        B, M = 5, 203
+        x0, eps = rand(B, M, dtype=dtype), rand(B, M, dtype=dtype)
+        a, bb, c = rand(B, dtype=dtype), rand(B, dtype=dtype), rand(B, dtype=dtype)
+        both("add_noise", lambda b: ops.add_noise(x0, a, bb, 7, 3, backend=b), 1e-5, 1e-5)
+        both("diffusion_step", lambda b: ops.diffusion_step(x0, eps, a, bb, c, 7, 3, backend=b), 1e-5, 1e-5)
+        both("diffusion_step(noise)", lambda b: ops.diffusion_step(x0, eps, a, bb, c, 0, 0, eps, backend=b),
+             rtol, atol)
+        xs, xh = rand(3, 50, 9, dtype=dtype), rand(3, 50, 9, dtype=dtype)
+        mask = (rand(3, 50, 9, dtype=dtype) > 0).to(dtype)
+        both("recon_error", lambda b: ops.recon_error_accumulate_(torch.zeros(3, 50, dtype=dtype), xs, xh, mask,
+                                                                  0.25, backend=b), rtol, atol)
+        both("recon_error(strided)", lambda b: ops.recon_error_accumulate_(
+            torch.zeros(3, 50, dtype=dtype), xs.transpose(1, 2).contiguous().transpose(1, 2), xh, None, 1.0,
+            backend=b), rtol, atol)
+        xa, ga, fa, fga = rand(11, 37, dtype=dtype), rand(11, 37, dtype=dtype), rand(11, 19, dtype=dtype), \
+            rand(11, 19, dtype=dtype)
+        both("anogan_residual", lambda b: ops.anogan_residual(xa, ga, fa, fga, 0.1, backend=b), rtol, atol)
+
+        z0, grad = rand(13, 21, dtype=dtype), rand(13, 21, dtype=dtype)
+
+        def adam(b):
+            z, m, v = z0.clone(), torch.zeros(13, 21, dtype=dtype), torch.zeros(13, 21, dtype=dtype)
+            step = torch.zeros(13, dtype=torch.int64)
+            active = torch.arange(13) % 3 != 0
+            for _ in range(3):
+                ops.masked_adam_(z, grad, m, v, step, active, 1e-2, backend=b)
+            return z, m, v, step
+        both("masked_adam", adam, rtol, atol)
+
+        q, r = rand(61, 7, dtype=dtype), rand(203, 7, dtype=dtype)
+        ktol = (1e-4, 1e-4) if dtype == torch.float32 else (1e-10, 1e-10)
+        both("kde_logpdf", lambda b: ops.kde_logpdf(q, r, 0.7, backend=b), *ktol)
+        both("kde_logpdf(self)", lambda b: ops.kde_logpdf(r, r, 0.7, exclude_self=True, backend=b), *ktol)
+        # huge bandwidths, every kernel term 1: with padding lanes (M not a multiple of any lane count) the
+        # masked lanes once came out as c2·inf = 0·inf = NaN and their lane sums were dropped
+        for m_refs, hh in ((9, 1e160 if dtype == torch.float64 else 1e30), (23, 1e30)):
+            rq, rr = rand(4, 3, dtype=dtype), rand(m_refs, 3, dtype=dtype)
+            want = torch.full((4,), -1.5 * (math.log(2.0 * math.pi) + 2.0 * math.log(hh)), dtype=dtype)
+            _close(f"kde_logpdf(h={hh:g}, M={m_refs})", ops.kde_logpdf(rq, rr, hh, backend="cpu"), want, 1e-6, 0.0)
+        both("knn_distance", lambda b: ops.knn_distance(q, r, 5, backend=b), *ktol)
+        both("knn_distance(self)", lambda b: ops.knn_distance(r, r, 3, True, backend=b), *ktol)
+
+    for wdtype in (torch.float32, torch.bfloat16):
+        x, w, bias = rand(130, 37, dtype=torch.float32), rand(29, 37, dtype=torch.float32), rand(29, dtype=torch.float32)
+        gate, add = rand(130, 37, dtype=torch.float32), rand(130, 29, dtype=torch.float32)
+        wt = w.to(wdtype)
+        ltol = (1e-5, 1e-5) if wdtype == torch.float32 else (1e-2, 1e-2)
+        both("linear_act", lambda b: ops.linear_act(x, wt, bias.to(wdtype), gate=gate, gate_slope=0.2, addend=add,
+                                                    slope=0.1, out_dtype=torch.float32, backend=b), *ltol)
+    print(f"capability {expected}: every op matches eager")
+
+
+if __name__ == "__main__":
+    if "--report" in sys.argv:
+        print(genad_fast.build_info()["cpu_capability"])
+    else:
+        child_checks()
