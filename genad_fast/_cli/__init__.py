@@ -4,6 +4,8 @@
   (output paths writable, the plot's dependencies, comma-separated lists);
 - :mod:`~genad_fast._cli.params`: detector parameters from ``--param`` and options, checked at construction;
 - :mod:`~genad_fast._cli.fit_score`: ``fit`` and ``score``;
+- :mod:`~genad_fast._cli.many`: ``score --out-dir`` and ``fit --per-series`` over many files
+  (on :mod:`genad_fast.distributed`);
 - :mod:`~genad_fast._cli.evaluate`: ``eval`` (the runs themselves are :mod:`genad_fast.evaluation`'s);
 - :mod:`~genad_fast._cli.info`: ``info``.
 
