@@ -129,6 +129,13 @@ def test_ray_scores_bit_for_bit(ray_cluster, models, data, name):
     assert len(result.info["model_loads"]) == 2  # two actors, each with its own copy
 
 
+def test_ray_refuses_more_workers_than_the_cluster_holds(ray_cluster, models, data):
+    """Ray would wait forever for actors it cannot place: an error instead, before any actor starts."""
+    with pytest.raises(ValueError, match="workers=3 x threads=1 need 3 CPUs; the Ray cluster has 2"):
+        score_many(models["knn"], data[1], engine="ray", workers=3, verbose=False)
+    assert ray_cluster.is_initialized()  # the caller's cluster is left running
+
+
 def test_ray_fleet_and_a_failing_series(ray_cluster, data):
     _, series = data
     params = dict(window=8, n_neighbors=3, seed=0, verbose=False)
@@ -195,6 +202,11 @@ def test_dask_fleet_and_files_read_by_the_workers(dask_client, data, tmp_path):
         assert list(out.columns) == ["t", "score", "is_anomaly"]
         want = loaded[0].decision_function(frame[["a", "b", "c"]])
         assert np.array_equal(out["t"], frame["t"]) and np.array_equal(out["score"].to_numpy(), want)
+
+
+def test_dask_refuses_more_workers_than_the_cluster_holds(dask_client, models, data):
+    with pytest.raises(ValueError, match="workers=3, but the Dask cluster has 2 workers"):
+        score_many(models["knn"], data[1], engine="dask", workers=3, verbose=False)
 
 
 def test_dask_fail_fast_names_the_series(dask_client, models, data):
