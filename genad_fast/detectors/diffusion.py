@@ -185,14 +185,18 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
                              "denoiser")
 
     # ---- training --------------------------------------------------------------------------------
-    def _fit_model(self, data: torch.Tensor) -> None:
-        model = self._build(int(data.shape[2]))
+    def _build_for_training(self, channels: int) -> Denoiser:
+        """A fresh denoiser whose receptive field fits in one window (else a window never shows it whole)."""
+        model = self._build(channels)
         if model.receptive_field > self.window:
             raise ValueError(f"window={self.window} is shorter than the denoiser's receptive field "
                              f"({model.receptive_field} timestamps: n_layers={self.n_layers}, "
                              f"dilation_cycle={self.dilation_cycle}, kernel_size={self.kernel_size}); use a longer "
                              f"window or a smaller network")
-        self.model_ = model
+        return model
+
+    def _fit_model(self, data: torch.Tensor) -> None:
+        self.model_ = self._build_for_training(int(data.shape[2]))
         schedule = self._noise_schedule()
         alpha_bar = schedule.alpha_bars.to(device=self.device_, dtype=torch.float32)
         call = current_call(self, "fit")

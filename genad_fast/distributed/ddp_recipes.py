@@ -119,13 +119,7 @@ def fit_diffusion(work: Work) -> None:
                              work.sync).to(torch.float32)
     det.train_max_ = all_max(torch.stack([sh.z.amax(dim=0) for sh in work.shards]).amax(dim=0),
                              work.sync).to(torch.float32)
-    model = det._build(int(work.first.shape[2]))
-    if model.receptive_field > det.window:
-        raise ValueError(f"window={det.window} is shorter than the denoiser's receptive field "
-                         f"({model.receptive_field} timestamps: n_layers={det.n_layers}, "
-                         f"dilation_cycle={det.dilation_cycle}, kernel_size={det.kernel_size}); use a longer "
-                         f"window or a smaller network")
-    det.model_ = model
+    det.model_ = det._build_for_training(int(work.first.shape[2]))
     alpha_bar = det._noise_schedule().alpha_bars.to(device=det.device_, dtype=torch.float32)
     dispatch = current_call(det, "fit").dispatch
 
@@ -135,7 +129,7 @@ def fit_diffusion(work: Work) -> None:
             return ReconstructLoss(alpha_bar, dispatch, noise)
         return ImputeLoss(alpha_bar, dispatch, noise, det._mask_kinds(), max(1, det.window // det.mask_split))
 
-    det.history_ = work.train(model, loss_for, det._train_config(), desc="DiffusionDetector")
+    det.history_ = work.train(det.model_, loss_for, det._train_config(), desc="DiffusionDetector")
 
 
 # ---- VAEDetector, AutoEncoderDetector ----------------------------------------------------------------------
