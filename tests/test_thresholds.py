@@ -451,19 +451,25 @@ def test_best_f1_and_fixed_thresholds_with_plus_inf():
     assert FixedThreshold(2.0).fit(s).threshold_ == 2.0
 
 
-def test_detector_set_threshold_on_scores_with_plus_inf(gauss_cls, monkeypatch):
-    """set_threshold on held-out scores holding +inf (the detectors' verdict on a 3e38 sentinel) gives a
-    finite threshold that flags them, for every named rule."""
+def test_detector_set_threshold_on_scores_with_plus_inf(gauss_cls):
+    """set_threshold on held-out data whose scores hold +inf (the detectors' verdict on a 3e38 sentinel) gives a
+    finite threshold that flags them, for every named rule and for best F1 with labels."""
+    from genad_fast.detectors._extremes import ExtremeValueWarning
+
     x = _rows()
     det = gauss_cls(verbose=False).fit(x)
-    held_out = det.decision_function(_rows(seed=1))
-    held_out[::97] = np.inf
-    monkeypatch.setattr(det, "decision_function", lambda X: held_out.copy())
+    held_x = _rows(seed=1)
+    held_x[::97, 1] = 3e38  # an FLT_MAX-like missing-value sentinel: those rows score +inf
+    with pytest.warns(ExtremeValueWarning):
+        held_out = det.decision_function(held_x)
+    sentinel = np.zeros(held_out.size, dtype=bool)
+    sentinel[::97] = True
+    assert np.array_equal(np.isinf(held_out), sentinel)
     for method in ("contamination", "pot", "spot", "dspot", 0.5):
-        det.set_threshold(x, method=method)
+        with pytest.warns(ExtremeValueWarning):
+            det.set_threshold(held_x, method=method)
         assert math.isfinite(det.threshold_), method
-        assert (held_out[np.isinf(held_out)] > det.threshold_).all(), method
-    y = np.zeros(held_out.size, dtype=int)
-    y[::97] = 1
-    det.set_threshold(x, y)
-    assert math.isfinite(det.threshold_) and np.array_equal(held_out > det.threshold_, y == 1)
+        assert (held_out[sentinel] > det.threshold_).all(), method
+    with pytest.warns(ExtremeValueWarning):
+        det.set_threshold(held_x, sentinel.astype(int))
+    assert math.isfinite(det.threshold_) and np.array_equal(held_out > det.threshold_, sentinel)
