@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 # The commands live in genad_fast._cli (one module per command group); their public helpers keep their names here.
-from genad_fast._cli.checks import (CLIError, check_output_dir, check_output_path,  # noqa: F401
+from genad_fast._cli.checks import (CLIError, int_at_least, check_output_dir, check_output_path,  # noqa: F401
                                     check_plot_dependencies, one_line)
 from genad_fast._cli.evaluate import cmd_eval
 from genad_fast._cli.export import add_export_parser
@@ -90,18 +90,7 @@ def cmd_bench(argv: list[str]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- parser
-def _positive_int_arg(text: str) -> int:
-    """An argparse ``type``: the option's text as an int >= 1 (ArgumentTypeError, a usage error, otherwise).
-
-    Not the model-file loader's ``_positive_int`` (genad_fast.detectors._model_fields): that one checks a value already
-    read from a file (no parsing) and reports through the loader's error type; the test they share is ``>= 1``."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+_positive_int_arg = int_at_least(1)
 
 
 def _threshold_arg(text: str) -> float | str:

@@ -175,3 +175,15 @@ def test_errors(model, tmp_path, capsys):
     data.write_text("a,b,c\n1,2,3\n4,5,6\n")
     assert main(["stream", "--model", path, "--input", str(data)]) == 1
     assert "fewer than the model's window=16" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["stream", "--model", "m.pt", "--delay", "-1"], "expected an integer >= 0, got -1"),
+    (["stream", "--model", "m.pt", "--delay", "two"], "expected an integer, got 'two'"),
+    (["score", "--model", "m.pt", "--input", "x.csv", "--out-dir", "o", "--jobs", "0"],
+     "expected an integer >= 1, got 0"),
+])
+def test_integer_options_are_usage_errors(argv, message, capsys):
+    """--delay (>= 0) and --jobs (>= 1) share one argparse type (genad_fast._cli.checks.int_at_least)."""
+    assert main(argv) == 2  # argparse's usage-error status
+    assert message in capsys.readouterr().err

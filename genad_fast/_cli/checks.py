@@ -5,6 +5,7 @@ Errors the user can fix are :class:`CLIError`, printed by ``genad_fast.cli.main`
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import tempfile
@@ -76,3 +77,20 @@ def one_line(exc: BaseException) -> str:
     """An exception as one line: the message, prefixed by its type unless it is one a user expects."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if isinstance(exc, (CLIError, ValueError, OSError)) else f"{type(exc).__name__}: {text}"
+
+
+def int_at_least(minimum: int):
+    """An argparse ``type``: the option's text as an int >= ``minimum`` (ArgumentTypeError, a usage error,
+    otherwise). Not the model-file loader's checks (genad_fast.detectors._model_fields): those check values already
+    read from a file and report through the loader's error type."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"int >= {minimum}"
+    return parse

@@ -27,21 +27,14 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from genad_fast._cli.checks import CLIError, split_list
+from genad_fast._cli.checks import CLIError, int_at_least, split_list
 
 __all__ = ["add_stream_parser", "cmd_stream", "read_lines"]
 
 _READ = 1 << 16
 
 
-def _delay_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+_delay_arg = int_at_least(0)
 
 
 def _seconds_arg(text: str) -> float:
