@@ -24,6 +24,11 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "dcae": ("autoencoder", {}),
     "deepsvdd": ("deep_svdd", {}),
     "deepsvdd-soft": ("deep_svdd", {"objective": "soft-boundary"}),
+    # FlowDetector's corrected likelihood scores (issue #17 point 3; docs/flow_scores.md)
+    "flow-nll": ("flow", {"anomaly_score": "nll"}),
+    "flow-typicality": ("flow", {"anomaly_score": "typicality"}),
+    "flow-lr": ("flow", {"anomaly_score": "likelihood_ratio"}),
+    "flow-complexity": ("flow", {"anomaly_score": "complexity"}),
 }
 #: ``--quick``: short training for a smoke run (each only where the detector has the parameter).
 QUICK_PARAMS: dict[str, Any] = {"epochs": 5, "pretrain_epochs": 3, "warm_up_epochs": 2, "encoder_epochs": 5,
