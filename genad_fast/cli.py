@@ -200,11 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", parents=[common], help="compare detectors on data sets: every metric as mean ± std "
                                                        "over seeds, timings, Markdown/CSV/JSON tables, plots")
-    ev.add_argument("--detectors", default="flow,diffusion,anogan,vae,deepsvdd,ae,pca,kde,knn,iforest,ocsvm,lof",
-                    help="comma-separated registry names or aliases (ae, dcae, deepsvdd, deepsvdd-soft)")
-    ev.add_argument("--datasets", default="synthetic,kdd135,digits",
-                    help="comma-separated: synthetic, kdd135, digits, digits-<0..9>, wdbc, wine, file:<path>")
-    ev.add_argument("--seeds", type=_positive_int_arg, default=3, help="seeds 0..N-1 (default 3)")
+    ev.add_argument("--detectors", help="comma-separated registry names or aliases (ae, dcae, deepsvdd, "
+                    "deepsvdd-soft); default flow,diffusion,anogan,vae,deepsvdd,ae,pca,kde,knn,iforest,ocsvm,lof "
+                    "(--suite: and dte, ensemble where registered)")
+    ev.add_argument("--datasets", help="comma-separated: synthetic, kdd135, digits, digits-<0..9>, wdbc, wine, "
+                                       "file:<path> (default synthetic,kdd135,digits; not with --suite)")
+    ev.add_argument("--suite", help="a benchmark suite instead of --datasets: small (CI), full, gutentag, real, "
+                                    "tsb:<dir or glob> (TSB-AD files); docs/benchmark.md")
+    ev.add_argument("--report", help="also write the suite report (ranks, generative vs classic, tables) here, "
+                                     "e.g. docs/benchmark.md")
+    ev.add_argument("--cache-dir", help="--suite: where GutenTAG series are generated (default $GENAD_FAST_CACHE "
+                                        "or ~/.cache/genad_fast)")
+    ev.add_argument("--seeds", type=_positive_int_arg, help="seeds 0..N-1 (default 3; --suite: the suite's)")
     ev.add_argument("--out", default="eval_results", help="directory for results.{md,csv,json} and plots/")
     ev.add_argument("--quick", action="store_true",
                     help="short training (epochs=5 and the like) and a smaller synthetic series: a smoke run")

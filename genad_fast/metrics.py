@@ -346,10 +346,10 @@ def default_sliding_window(labels: Any) -> int:
     return max(1, int(np.median(ends - starts + 1)))
 
 
-def _vus(y: np.ndarray, s: np.ndarray, sliding_window: int, n_thresholds: int) -> tuple[float, float]:
-    """VUS-ROC and VUS-PR exactly as TSB-AD's ``RangeAUC_volume_opt`` with ``windowSize = 2 sliding_window``.
+def _vus(y: np.ndarray, s: np.ndarray, max_buffer: int, n_thresholds: int) -> tuple[float, float]:
+    """VUS-ROC and VUS-PR exactly as TSB-AD's ``RangeAUC_volume_opt`` with ``windowSize = max_buffer``.
 
-    For each buffer length w = 0..2L (L = ``sliding_window``) the labels are extended by soft margins
+    For each buffer length w = 0..W (W = ``max_buffer``) the labels are extended by soft margins
     ``sqrt(1 - d/w)`` at distance d = 1..w//2 before and after each range (capped at 1), and the merged
     buffered ranges form the segments of the existence ratio. At each of ``n_thresholds`` thresholds
     tau_k (scores at ranks ``linspace(0, n - 1, K)`` of the descending sort, prediction ``score >= tau_k``)::
@@ -360,14 +360,14 @@ def _vus(y: np.ndarray, s: np.ndarray, sliding_window: int, n_thresholds: int) -
         FPR = (N_pred - TP) / (n - P'),  Precision = TP / N_pred
 
     AUC-ROC: trapezoids through (0,0), the K points and (1,1); AP: sum_k (TPR_k - TPR_{k-1}) Precision_k.
-    VUS = the mean of each over the 2L + 1 buffer lengths.
+    VUS = the mean of each over the W + 1 buffer lengths.
 
     This implementation is vectorised: each point is reduced to the first threshold index that flags
     it, so each buffer length costs O(ranges * w + K) instead of O(n K).
     """
     n = y.size
     K = int(n_thresholds)
-    W = 2 * int(sliding_window)
+    W = int(max_buffer)
     P = float(y.sum())
     desc = -np.sort(-s)
     tau = desc[np.linspace(0, n - 1, K).astype(np.int64)]  # non-increasing in k
@@ -448,12 +448,29 @@ def _check_thresholds(n_thresholds: Any) -> int:
     return int(n_thresholds)
 
 
+def _max_buffer(sliding_window: Any, max_buffer: Any, y: np.ndarray) -> int:
+    """The largest buffer length W of the surfaces: ``max_buffer`` as given, else 2 ``sliding_window``."""
+    if max_buffer is None:
+        return 2 * _check_window(sliding_window, y)
+    if sliding_window is not None:
+        raise ValueError("give sliding_window or max_buffer, not both: max_buffer replaces 2 * sliding_window")
+    if isinstance(max_buffer, bool) or not isinstance(max_buffer, (int, np.integer)) or max_buffer < 0:
+        raise ValueError(f"max_buffer must be an int >= 0 or None, got {max_buffer!r}")
+    return int(max_buffer)
+
+
 def vus(labels: Any, scores: Any, sliding_window: int | None = None, *,
-        n_thresholds: int = VUS_THRESHOLDS) -> dict[str, float]:
-    """``{"vus_roc", "vus_pr"}`` in one pass (see :func:`vus_roc`)."""
+        n_thresholds: int = VUS_THRESHOLDS, max_buffer: int | None = None) -> dict[str, float]:
+    """``{"vus_roc", "vus_pr"}`` in one pass (see :func:`vus_roc`).
+
+    ``max_buffer`` W (instead of ``sliding_window``): average over buffer lengths w = 0..W. TSB-AD's
+    ``get_metrics`` since its second release passes its ``slidingWindow`` (``find_length_rank`` of the data, see
+    :func:`genad_fast.periodicity.dominant_period`) as W itself; its first release and the VUS package passed
+    2 ``slidingWindow``, which ``sliding_window`` reproduces.
+    """
     y, s = _check_pair(labels, scores, True, "VUS")
-    L = _check_window(sliding_window, y)
-    roc, pr = _vus(y, s, L, _check_thresholds(n_thresholds))
+    W = _max_buffer(sliding_window, max_buffer, y)
+    roc, pr = _vus(y, s, W, _check_thresholds(n_thresholds))
     return {"vus_roc": roc, "vus_pr": pr}
 
 
@@ -466,8 +483,9 @@ def vus_roc(labels: Any, scores: Any, sliding_window: int | None = None, *,
     The range-ROC curve softens the labels with a buffer of length w around each anomaly range (a score
     that rises shortly before or after the labelled range earns partial credit, decaying as
     ``sqrt(1 - d/w)`` with the distance d) and weighs recall by the fraction of (buffered) ranges hit at
-    all; VUS averages its area over the buffer lengths w = 0, 1, ..., 2 ``sliding_window`` (TSB-AD's
-    ``get_metrics`` passes ``2 * slidingWindow``), so no single buffer has to be chosen. The curves are
+    all; VUS averages its area over the buffer lengths w = 0, 1, ..., 2 ``sliding_window`` (TSB-AD's first
+    release passed ``2 * slidingWindow``; its later ``get_metrics`` averages over w = 0..``slidingWindow``, which
+    ``max_buffer`` of :func:`vus` reproduces), so no single buffer has to be chosen. The curves are
     sampled at ``n_thresholds`` = 250 score ranks, as TSB-AD. The formula is in :func:`_vus`.
 
     ``sliding_window`` None: :func:`default_sliding_window` (the median anomaly length). 0 gives the
@@ -492,7 +510,8 @@ def vus_pr(labels: Any, scores: Any, sliding_window: int | None = None, *,
 
 # ---------------------------------------------------------------------------------------------- all
 def evaluate(labels: Any, scores: Any, threshold: float | None = None,
-             sliding_window: int | None = None, *, series: bool = True) -> dict[str, float]:
+             sliding_window: int | None = None, *, series: bool = True,
+             max_buffer: int | None = None) -> dict[str, float]:
     """Every metric in one dict of floats.
 
     Always: ``auroc``, ``auprc``, ``vus_roc``, ``vus_pr``, ``f1_best`` (oracle threshold) and
@@ -500,6 +519,8 @@ def evaluate(labels: Any, scores: Any, threshold: float | None = None,
     (e.g. a detector's ``threshold_``; flagged = ``score > threshold``) also ``precision``, ``recall``,
     ``f1`` (point-wise) and ``range_precision``, ``range_recall``, ``range_f1`` (Tatbul et al. with
     alpha=0, flat bias, cardinality "one"). Needs both classes.
+
+    ``sliding_window`` / ``max_buffer``: the VUS surfaces' buffers, as :func:`vus`.
 
     ``series=False`` (tabular rows, whose order means nothing): the range-based figures (``vus_*``,
     ``f1_pa_best``, ``range_*``) are NaN, since runs of consecutive anomalous rows are not events.
@@ -509,7 +530,7 @@ def evaluate(labels: Any, scores: Any, threshold: float | None = None,
         raise ValueError(f"series must be True or False, got {series!r}")
     nan = float("nan")
     if series:
-        roc, pr = _vus(y, s, _check_window(sliding_window, y), VUS_THRESHOLDS)
+        roc, pr = _vus(y, s, _max_buffer(sliding_window, max_buffer, y), VUS_THRESHOLDS)
     else:
         roc = pr = nan
     out = {

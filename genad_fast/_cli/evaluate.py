@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from genad_fast._cli.checks import CLIError, check_output_dir, split_list
+from genad_fast._cli.checks import CLIError, check_output_dir, check_output_path, split_list
 from genad_fast._cli.params import build_detector, check_param_names, parse_value
 
 
@@ -68,12 +68,31 @@ def _eval_tasks(args: argparse.Namespace, datasets: list[str]) -> list:
     return tasks
 
 
+def _eval_suite(args: argparse.Namespace):
+    """``--suite NAME`` as a Suite; conflicting options and an unknown suite are errors before any run."""
+    from genad_fast.evaluation.suites import resolve_suite
+
+    if args.datasets is not None:
+        raise CLIError("--suite and --datasets are exclusive: a suite fixes its data sets")
+    if args.label_column is not None:
+        raise CLIError("--label-column applies to --datasets file:<path>, not to --suite")
+    try:
+        return resolve_suite(args.suite, cache_dir=args.cache_dir)
+    except ValueError as exc:
+        raise CLIError(f"--suite: {exc}") from exc
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from genad_fast import evaluation as ev
     from genad_fast.detectors import resolve_device
+    from genad_fast.evaluation.suites import suite_detectors
 
-    detectors = split_list(args.detectors, "detectors")
-    datasets = split_list(args.datasets, "datasets")
+    suite = _eval_suite(args) if args.suite is not None else None
+    if args.detectors is not None:
+        detectors = split_list(args.detectors, "detectors")
+    else:
+        detectors = suite_detectors() if suite is not None else list(ev.DEFAULT_DETECTORS)
+    datasets = split_list(args.datasets or "synthetic,kdd135,digits", "datasets") if suite is None else []
     extra = _eval_params(args.param or [])
     try:
         resolve_device(args.device)
@@ -82,22 +101,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _eval_specs(detectors, extra, args.device)
     if args.contamination is not None and not 0.0 < args.contamination <= 0.5:
         raise CLIError(f"--contamination must be in (0, 0.5], got {args.contamination}")
-    tasks = _eval_tasks(args, datasets)
+    tasks = _eval_tasks(args, datasets) if suite is None else suite.tasks
     check_output_dir(args.out, "--out")
-    seeds = list(range(args.seeds))
+    if args.report is not None:
+        check_output_path(args.report, "--report")
+    quick = args.quick or (suite is not None and suite.quick)
+    seeds = list(range(args.seeds if args.seeds is not None else suite.seeds if suite is not None else 3))
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
     machine = ev.machine_info(args.device)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    records = ev.run_evaluation(detectors, tasks, seeds, quick=args.quick, device=args.device,
+    records = ev.run_evaluation(detectors, tasks, seeds, quick=quick, device=args.device,
                                 contamination=args.contamination, detector_params=extra,
-                                plot_dir=None if args.no_plots else os.path.join(args.out, "plots"), log=log)
+                                plot_dir=None if args.no_plots else os.path.join(args.out, "plots"), log=log,
+                                vus_window=suite.vus_window if suite is not None else "labels")
     rows = ev.summarize(records)
-    config = dict(detectors=detectors, datasets=datasets, seeds=seeds, quick=args.quick, device=args.device,
-                  contamination=args.contamination, params=extra)
+    config = dict(detectors=detectors, datasets=datasets or [t.name for t in tasks], seeds=seeds, quick=quick,
+                  device=args.device, contamination=args.contamination, params=extra,
+                  suite=suite.name if suite is not None else None,
+                  suite_description=suite.description if suite is not None else None)
     paths = ev.write_reports(args.out, records, rows, machine, config)
+    if args.report is not None:
+        from genad_fast.evaluation.benchmark_doc import benchmark_markdown
+
+        with open(args.report, "w") as fh:
+            fh.write(benchmark_markdown(rows, machine, config))
+        print(f"wrote {args.report}")
     print(ev.markdown_table(rows))
     for line in ev.goal_check(rows):
         print(line)

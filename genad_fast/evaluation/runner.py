@@ -4,6 +4,11 @@
 reason); the metrics are :func:`genad_fast.metrics.evaluate`'s at the detector's own ``threshold_``. Series get
 a window from the detector's default or from :func:`estimate_period` (the dominant period of the
 autocorrelation, as TSB-AD picks window lengths); tabular tasks drop the metrics that assume time order.
+
+VUS buffers (``vus_window``): "labels" (default) averages over buffers 0..2 x the median anomaly length
+(:func:`genad_fast.metrics.default_sliding_window`); "period" is TSB-AD's ``get_metrics``: buffers 0..L with
+L = :func:`genad_fast.periodicity.dominant_period` of the first channel of the scored series (TSB-AD's
+``find_length_rank(data[:, 0], rank=1)``), the same L for every detector of a (task, seed).
 """
 from __future__ import annotations
 
@@ -51,6 +56,8 @@ def _window_for(spec: DetectorSpec, task: Task, train: np.ndarray) -> int | None
     if task.kind != "series":
         return None
     default = spec.cls._param_defaults().get("window") if spec.cls is not None else None
+    if isinstance(default, str):  # e.g. "auto": the detector picks its window from the data itself
+        return default
     if default is not None:
         return int(default)
     return int(np.clip(estimate_period(train), 8, max(8, min(256, train.shape[0] // 3))))
@@ -63,7 +70,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _run_one(spec: DetectorSpec, task: Task, data, seed: int, *, quick: bool, device: str,
-             contamination: float | None, extra: dict) -> dict:
+             contamination: float | None, extra: dict, max_buffer: int | None = None) -> dict:
     from genad_fast.metrics import evaluate
 
     params = dict(spec.params)
@@ -81,6 +88,7 @@ def _run_one(spec: DetectorSpec, task: Task, data, seed: int, *, quick: bool, de
     record: dict[str, Any] = dict(dataset=task.name, detector=spec.name, seed=seed, kind=task.kind,
                                   n_train=int(data.train.shape[0]), n_test=int(data.test.shape[0]),
                                   n_features=int(data.train.shape[1]), window=params.get("window"),
+                                  vus_max_buffer=max_buffer,
                                   params={k: v for k, v in params.items() if k not in ("verbose",)})
     if task.kind == "tabular" and spec.cls._param_defaults().get("window") is not None:
         record.update(status="n/a", reason=f"{spec.cls.__name__} models series only (it needs a window); "
@@ -99,7 +107,7 @@ def _run_one(spec: DetectorSpec, task: Task, data, seed: int, *, quick: bool, de
         record["score_s"] = time.perf_counter() - start
         threshold = float(det.threshold_)
         metrics = evaluate(data.labels, scores, threshold=threshold if math.isfinite(threshold) else None,
-                           series=task.kind == "series")
+                           series=task.kind == "series", max_buffer=max_buffer)
     except Exception as exc:  # a detector that fails here is reported, with its reason, not dropped
         record.update(status="failed", reason=_one_line(exc))
         return record
@@ -114,12 +122,16 @@ def _run_one(spec: DetectorSpec, task: Task, data, seed: int, *, quick: bool, de
 def run_evaluation(detectors: Sequence[str], tasks: Sequence[Task], seeds: Sequence[int], *, quick: bool = False,
                    device: str = "cpu", contamination: float | None = None,
                    detector_params: dict[str, dict] | None = None, plot_dir: str | None = None,
-                   log: Callable[[str], None] | None = print) -> list[dict]:
+                   log: Callable[[str], None] | None = print, vus_window: str = "labels") -> list[dict]:
     """Run every (task, detector, seed); one record each (``status`` "ok", "failed" or "unavailable").
+
+    ``vus_window`` "labels" or "period": the VUS buffers (see the module's docstring).
 
     ``detector_params`` maps a detector name (as given) to extra constructor parameters. With ``plot_dir``,
     the first successful seed of each series (task, detector) is plotted there.
     """
+    if vus_window not in ("labels", "period"):
+        raise ValueError(f"vus_window must be 'labels' or 'period', got {vus_window!r}")
     specs = [resolve_detector(d) for d in detectors]
     detector_params = detector_params or {}
     records: list[dict] = []
@@ -140,13 +152,18 @@ def run_evaluation(detectors: Sequence[str], tasks: Sequence[Task], seeds: Seque
                 if log:
                     log(f"[{task.name}] seed {seed}: {reason}")
                 continue
+            max_buffer = None
+            if vus_window == "period" and task.kind == "series":
+                from genad_fast.periodicity import dominant_period
+
+                max_buffer = int(dominant_period(np.asarray(data.test, dtype=np.float64)[:, 0]))
             for spec in specs:
                 if spec.cls is None:
                     rec = dict(dataset=task.name, detector=spec.name, seed=seed, kind=task.kind,
                                status="unavailable", reason=spec.reason)
                 else:
                     rec = _run_one(spec, task, data, seed, quick=quick, device=device, contamination=contamination,
-                                   extra=detector_params.get(spec.name, {}))
+                                   extra=detector_params.get(spec.name, {}), max_buffer=max_buffer)
                 rec["group"] = task.group
                 scores = rec.pop("_scores", None)
                 if (plot_dir and scores is not None and task.kind == "series" and not any(

@@ -1,0 +1,73 @@
+"""The benchmark suites of ``genad-fast eval --suite NAME``: fixed sets of tasks, seeds and training lengths.
+
+- ``small``: the CI profile (at most 5 minutes on two cores with every detector): three short GutenTAG series
+  (periodic, aperiodic, multivariate) and wine, one seed, ``--quick`` training.
+- ``full``: every GutenTAG series of :data:`~genad_fast.evaluation.gutentag_suite.SUITE_VERSION`, UCR 135
+  (kdd135), the ten digits one-class tasks, wdbc and wine; three seeds; ``--quick`` training (the deep
+  detectors' defaults take minutes per series on two cores, which would make the full suite a day's run).
+- ``gutentag`` / ``real``: the synthetic or the real half of ``full``.
+- ``tsb:<dir or glob>``: TSB-AD-format files (:mod:`~genad_fast.evaluation.tsb_files`), one seed, full training.
+
+Series tasks of every suite measure VUS as TSB-AD does (``vus_window="period"``: buffers 0..L, L the series'
+dominant period).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from genad_fast.evaluation.tasks import DEFAULT_DETECTORS, Task, resolve_datasets
+
+SUITE_NAMES = ("small", "full", "gutentag", "real", "tsb:<dir or glob>")
+#: Detectors that join the suites' default list when they are registered (added by issue #17 point 4).
+OPTIONAL_DETECTORS = ("dte", "ensemble")
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A suite's tasks, seeds and whether training is shortened (``quick``: the evaluation's QUICK_PARAMS)."""
+
+    name: str
+    tasks: list[Task]
+    seeds: int
+    quick: bool
+    description: str
+    vus_window: str = "period"
+
+
+def suite_detectors() -> list[str]:
+    """The evaluation's default detectors plus :data:`OPTIONAL_DETECTORS` that are registered here."""
+    from genad_fast.detectors import detector_names
+
+    known = set(detector_names())
+    return [*DEFAULT_DETECTORS, *(d for d in OPTIONAL_DETECTORS if d in known and d not in DEFAULT_DETECTORS)]
+
+
+def resolve_suite(name: str, cache_dir: str | None = None) -> Suite:
+    """``name`` -> :class:`Suite`; ValueError for an unknown name or a ``tsb:`` spec without valid files."""
+    from genad_fast.evaluation.gutentag_suite import SUITE_VERSION, gutentag_tasks
+    from genad_fast.evaluation.tsb_files import tsb_tasks
+
+    key = name.strip()
+    low = key.lower()
+    real = ["kdd135", "digits", "wdbc", "wine"]
+    if low == "small":
+        return Suite("small", [*gutentag_tasks(small=True, cache_dir=cache_dir), *resolve_datasets(["wine"])],
+                     1, True, f"CI profile: 3 short {SUITE_VERSION} series (1,000 points) and wine; 1 seed; quick "
+                              "training")
+    if low == "full":
+        return Suite("full", [*gutentag_tasks(cache_dir=cache_dir), *resolve_datasets(real)], 3, True,
+                     f"every {SUITE_VERSION} series (2,500 points), kdd135, digits 0-9, wdbc, wine; 3 seeds; "
+                     "quick training")
+    if low == "gutentag":
+        return Suite("gutentag", gutentag_tasks(cache_dir=cache_dir), 3, True,
+                     f"every {SUITE_VERSION} series; 3 seeds; quick training")
+    if low == "real":
+        return Suite("real", resolve_datasets(real), 3, True, "kdd135, digits 0-9, wdbc, wine; 3 seeds; quick "
+                                                              "training")
+    if low.startswith("tsb:"):
+        spec = key[4:]
+        if not spec:
+            raise ValueError("--suite tsb:<dir or glob>: the directory or pattern is missing")
+        return Suite(f"tsb:{spec}", tsb_tasks(spec), 1, False,
+                     f"TSB-AD files {spec}: fit on the first tr rows, score and measure the whole series")
+    raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITE_NAMES)}")
