@@ -23,7 +23,8 @@ echo "== installing build and test requirements"
 "$py" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja numpy tqdm pandas scikit-learn scipy \
   pytest hypothesis expecttest pytest-benchmark matplotlib pyarrow "aeon>=1.0" "ray>=2.9" "dask[distributed]>=2024.1" \
   "onnx>=1.18" "onnxscript>=0.5" "onnxruntime>=1.22" "timeeval-gutentag>=1.5"
-# (timeeval-gutentag: the eval extra, the GutenTAG series of `genad-fast eval --suite`; aeon: the data extra, so that the tests of the real-data loaders run rather than skip; ray and dask: the
+# (timeeval-gutentag: the eval extra, GutenTAG series for `genad-fast eval --suite`; aeon: the data extra, so that
+# the tests of the real-data loaders run rather than skip; ray and dask: the
 # extras of genad_fast.distributed, whose tests start local clusters of both; onnx, onnxscript, onnxruntime: the export
 # extra, for tests/test_export*.py)
 
