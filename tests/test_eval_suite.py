@@ -1,0 +1,258 @@
+"""`genad-fast eval --suite`: the GutenTAG suite, TSB-AD files, TSB-AD's VUS and period, ranks, and the small
+suite end to end on two cheap detectors (seconds)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from tsb_ad_reference import find_length_rank, range_auc_volume_opt
+
+from genad_fast import metrics as M
+from genad_fast.cli import main
+from genad_fast.evaluation import gutentag_suite as gt
+from genad_fast.evaluation.ranking import family_summary, mean_ranks, summary_lines
+from genad_fast.evaluation.suites import resolve_suite
+from genad_fast.evaluation.tsb_files import load_tsb_file, parse_tsb_name, tsb_paths, tsb_tasks
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ---------------------------------------------------------------------------------------------- GutenTAG
+def test_gutentag_generation_is_deterministic_and_cached(tmp_path):
+    cfg = gt.suite_configs(gt.SMALL_LENGTH, ("sine-pattern",))[0]
+    a, b, c = gt.generate(cfg, 3), gt.generate(cfg, 3), gt.generate(cfg, 4)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[1], c[1])  # another seed draws other noise
+    train, test, labels = a
+    assert train.shape == test.shape == (gt.SMALL_LENGTH, 1) and labels.shape == (gt.SMALL_LENGTH,)
+    assert labels.sum() == 180 and set(np.unique(labels)) == {0, 1}  # two events, 60 and 120 points
+    first = gt.load(cfg, 3, str(tmp_path / "one"))
+    path = gt.cache_path(cfg, 3, str(tmp_path / "one"))
+    assert path.endswith(".npz") and gt.SUITE_VERSION in path
+    again = gt.load(cfg, 3, str(tmp_path / "one"))  # from the cache file
+    other = gt.load(cfg, 3, str(tmp_path / "two"))  # generated afresh elsewhere
+    for d in (again, other):
+        np.testing.assert_array_equal(d.test, first.test)
+        np.testing.assert_array_equal(d.labels, first.labels)
+    np.testing.assert_allclose(first.test[:, 0], a[1][:, 0].astype(np.float32))
+
+
+def test_gutentag_suite_covers_every_oscillation_and_kind():
+    from gutenTAG.utils.compatibility import Compatibility
+
+    configs = gt.suite_configs()
+    bos, kinds = gt.config_kinds(configs)
+    assert (bos, kinds) == gt.installed_kinds()
+    assert len(kinds) == 10 and len(bos) == 11
+    names = [c["name"] for c in configs]
+    assert len(set(names)) == len(names) == 30
+    channels = [len(c["base-oscillations"]) for c in configs]
+    assert channels.count(1) == 24 and min(channels[24:]) >= 2
+    for c in configs:
+        assert c["semi-supervised"] and 2000 <= c["length"] <= 5000
+        for an in c["anomalies"]:
+            bo = c["base-oscillations"][an["channel"]]["kind"]
+            assert all(Compatibility.check(k["kind"], bo) for k in an["kinds"]), (c["name"], bo)
+    # every kind on at least two series, so one odd generator cannot decide a kind's figure
+    per_kind = {k: sum(any(x["kinds"][0]["kind"] == k for x in c["anomalies"]) for c in configs) for k in kinds}
+    assert min(per_kind.values()) >= 2, per_kind
+
+
+def test_gutentag_v1_is_frozen():
+    """Changing a configuration of gutentag_v1 changes published figures: bump SUITE_VERSION (and this hash)."""
+    blob = json.dumps(gt.suite_configs(), sort_keys=True).encode()
+    assert gt.SUITE_VERSION == "gutentag_v1"
+    assert hashlib.sha256(blob).hexdigest()[:16] == "15168db2041dcca8"
+
+
+def test_unknown_gutentag_series_is_an_error():
+    with pytest.raises(ValueError, match="unknown gutentag_v1 series"):
+        gt.suite_configs(names=("sine-pattern", "nope"))
+
+
+# ---------------------------------------------------------------------------------------------- TSB-AD files
+def test_tsb_name_parsing():
+    m = parse_tsb_name("/data/TSB-AD-U/001_NAB_id_1_Facility_tr_1007_1st_2014.csv")
+    assert (m.index, m.name, m.id, m.domain, m.train, m.first) == (1, "NAB", 1, "Facility", 1007, 2014)
+    m = parse_tsb_name("169_UCR_Anomaly_x_id_3_Medical_tr_500_1st_700.csv")  # a name with underscores
+    assert m.name == "UCR_Anomaly_x" and m.id == 3 and m.train == 500
+    for bad in ("001_NAB_Facility_tr_1007_1st_2014.csv", "001_NAB_id_1_Facility_tr_1007.csv",
+                "001_NAB_id_1_Facility_tr_1007_1st_2014.txt", "NAB_id_1_Facility_tr_1007_1st_2014.csv",
+                "001_NAB_id_1_Facility_tr_x_1st_2014.csv"):
+        with pytest.raises(ValueError, match="is not a TSB-AD file name: expected <index>_<name>_id_"):
+            parse_tsb_name(bad)
+    with pytest.raises(ValueError, match="at least one row"):
+        parse_tsb_name("001_NAB_id_1_Facility_tr_0_1st_20.csv")
+
+
+def _tsb_file(directory, name, n=600, channels=2, train=200, events=((400, 420),), seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    data = {f"c{j}": np.sin(2 * np.pi * t / 25 + j) + 0.05 * rng.normal(size=n) for j in range(channels)}
+    label = np.zeros(n, dtype=int)
+    for a, b in events:
+        data["c0"][a:b] += 2.0
+        label[a:b] = 1
+    path = directory / name
+    pd.DataFrame({**data, "Label": label}).to_csv(path, index=False)
+    return path
+
+
+def test_tsb_file_protocol(tmp_path):
+    path = _tsb_file(tmp_path, "007_TOY_id_2_Synthetic_tr_200_1st_400.csv")
+    d = load_tsb_file(str(path))
+    assert d.train.shape == (200, 2) and d.test.shape == (600, 2) and d.labels.shape == (600,)
+    np.testing.assert_array_equal(d.train, d.test[:200])  # train = the first rows; the whole series is scored
+    assert int(np.flatnonzero(d.labels)[0]) == 400 and d.params["domain"] == "Synthetic"
+    df = pd.read_csv(path)
+    df.drop(columns="Label").to_csv(tmp_path / "008_TOY_id_1_Synthetic_tr_200_1st_400.csv", index=False)
+    with pytest.raises(ValueError, match="no 'Label' column"):
+        load_tsb_file(str(tmp_path / "008_TOY_id_1_Synthetic_tr_200_1st_400.csv"))
+    df[["Label", "c0", "c1"]].to_csv(tmp_path / "009_TOY_id_1_Synthetic_tr_200_1st_400.csv", index=False)
+    with pytest.raises(ValueError, match="'Label' must be the last column"):
+        load_tsb_file(str(tmp_path / "009_TOY_id_1_Synthetic_tr_200_1st_400.csv"))
+    df.assign(Label=df["Label"] * 2).to_csv(tmp_path / "010_TOY_id_1_Synthetic_tr_200_1st_400.csv", index=False)
+    with pytest.raises(ValueError, match="Label must be 0 or 1"):
+        load_tsb_file(str(tmp_path / "010_TOY_id_1_Synthetic_tr_200_1st_400.csv"))
+    df.to_csv(tmp_path / "011_TOY_id_1_Synthetic_tr_600_1st_400.csv", index=False)
+    with pytest.raises(ValueError, match="leaves nothing after the training part"):
+        load_tsb_file(str(tmp_path / "011_TOY_id_1_Synthetic_tr_600_1st_400.csv"))
+
+
+def test_tsb_paths_and_tasks(tmp_path):
+    _tsb_file(tmp_path, "002_TOY_id_1_Synthetic_tr_200_1st_400.csv")
+    _tsb_file(tmp_path, "001_TOY_id_2_Synthetic_tr_250_1st_400.csv", channels=1)
+    tasks = tsb_tasks(str(tmp_path))
+    assert [t.name for t in tasks] == ["001_TOY_id_2_Synthetic_tr_250_1st_400", "002_TOY_id_1_Synthetic_tr_200_1st_400"]
+    assert tasks[0].load(0).train.shape == (250, 1)
+    assert len(tsb_paths(str(tmp_path / "002_*.csv"))) == 1
+    (tmp_path / "notes.csv").write_text("a,Label\n1,0\n")
+    with pytest.raises(ValueError, match="'notes.csv' is not a TSB-AD file name"):
+        tsb_paths(str(tmp_path))
+    with pytest.raises(ValueError, match="no files found"):
+        tsb_paths(str(tmp_path / "nothing-*.csv"))
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def _case(rng, n):
+    y = np.zeros(n, dtype=int)
+    for _ in range(int(rng.integers(1, 4))):
+        a = int(rng.integers(0, n - 10))
+        y[a:a + int(rng.integers(1, 10))] = 1
+    s = rng.normal(size=n) + 1.5 * y * rng.random(n)
+    return y, np.round(s, 1) if rng.random() < 0.5 else s  # ties too
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vus_matches_tsb_ad_reference(seed):
+    """metrics.vus against TSB-AD's RangeAUC_volume_opt as ported (tests/tsb_ad_reference.py): get_metrics'
+    buffers 0..slidingWindow (max_buffer, odd and even) and the first release's 0..2 slidingWindow."""
+    rng = np.random.default_rng(seed)
+    y, s = _case(rng, 300)
+    for L in (0, 1, 4, 7):
+        roc, pr = range_auc_volume_opt(y, s, L)
+        got = M.vus(y, s, max_buffer=L)
+        assert got["vus_roc"] == pytest.approx(roc, abs=1e-9) and got["vus_pr"] == pytest.approx(pr, abs=1e-9)
+    roc, pr = range_auc_volume_opt(y, s, 2 * 3)
+    got = M.vus(y, s, 3)
+    assert got["vus_roc"] == pytest.approx(roc, abs=1e-9) and got["vus_pr"] == pytest.approx(pr, abs=1e-9)
+    ev = M.evaluate(y, s, max_buffer=5)
+    assert ev["vus_pr"] == pytest.approx(range_auc_volume_opt(y, s, 5)[1], abs=1e-9)
+    with pytest.raises(ValueError, match="not both"):
+        M.vus(y, s, 3, max_buffer=6)
+    with pytest.raises(ValueError, match="max_buffer must be an int >= 0"):
+        M.vus(y, s, max_buffer=-1)
+
+
+def test_dominant_period_matches_tsb_ad_find_length_rank():
+    from genad_fast.periodicity import dominant_period
+
+    rng = np.random.default_rng(0)
+    t = np.arange(3000)
+    cases = [np.sin(2 * np.pi * t / p) + 0.1 * rng.normal(size=t.size) for p in (17, 50, 128)]
+    cases += [rng.normal(size=2000).cumsum(), rng.normal(size=500)]
+    cases += [gt.generate(c, 0)[1][:, 0] for c in gt.suite_configs(1500, ("ecg-pattern", "square-mean"))]
+    for x in cases:
+        assert dominant_period(x) == find_length_rank(x)
+
+
+# ---------------------------------------------------------------------------------------------- ranks
+def _row(task, det, vus=None, auroc=0.5):
+    r = dict(dataset=task, detector=det, auroc_mean=auroc, auroc_std=0.0, seeds_ok=1, seeds=1, status="ok")
+    if vus is not None:
+        r.update(vus_pr_mean=vus, vus_pr_std=0.0)
+    return r
+
+
+def test_mean_rank_on_a_hand_built_table():
+    rows = [_row("a", "flow", 0.9, 0.7), _row("a", "pca", 0.5, 0.9), _row("a", "knn", 0.5, 0.8),
+            _row("b", "flow", 0.1, 0.6), _row("b", "pca", 0.3, 0.6), _row("b", "knn", 0.2, 0.9),
+            _row("t", "flow", None, 0.95), _row("t", "pca", None, 0.9),  # tabular: ranked by AUROC
+            _row("g (mean of 2)", "flow", 0.0, 0.0), _row("g (mean of 2)", "pca", 1.0, 1.0)]  # summary: skipped
+    primary = mean_ranks(rows)
+    # a: flow 1, pca/knn tied 2.5; b: pca 1, knn 2, flow 3; t: flow 1, pca 2
+    assert primary == {"flow": pytest.approx((5 / 3, 3)), "pca": pytest.approx(((2.5 + 1 + 2) / 3, 3)),
+                       "knn": pytest.approx(((2.5 + 2) / 2, 2))}
+    assert list(primary) == ["flow", "pca", "knn"]
+    roc = mean_ranks(rows, "auroc")  # b: pca and flow tied at 0.6 -> 2.5 each
+    assert roc["flow"] == pytest.approx(((3 + 2.5 + 1) / 3, 3)) and roc["knn"] == pytest.approx((1.5, 2))
+    s = family_summary(rows)
+    assert s["vus_pr"]["best_generative"] == (0.5, "flow") and s["vus_pr"]["best_classic"] == (0.4, "pca")
+    assert s["auroc"]["best_classic"] == pytest.approx((0.85, "knn")) and s["vus_pr"]["below_pca"] == []
+    assert s["wins"] == ["a", "t"] and s["win_rate"] == pytest.approx(2 / 3)
+    text = "\n".join(summary_lines(rows))
+    assert "best generative flow 0.500 vs best classic pca 0.400: met" in text
+    assert "on 2 of 3 tasks (67 %; goal 80 %): **not met**" in text
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+def test_suite_small_end_to_end(tmp_path, capsys):
+    out, report = tmp_path / "res", tmp_path / "benchmark.md"
+    code = main(["eval", "--suite", "small", "--detectors", "pca,knn", "--cache-dir", str(tmp_path / "cache"),
+                 "--out", str(out), "--report", str(report), "--threads", "1", "--quiet", "--no-plots"])
+    assert code == 0, capsys.readouterr().err
+    blob = json.load(open(out / "results.json"))
+    tasks = [t.name for t in resolve_suite("small").tasks]
+    assert tasks == ["gt-sine-pattern", "gt-random-walk-mean", "gt-mv-periodic-mixed", "wine"]
+    assert blob["config"]["seeds"] == [0] and blob["config"]["quick"] is True
+    for task in tasks:
+        for det in ("pca", "knn"):
+            (run,) = [r for r in blob["runs"] if r["dataset"] == task and r["detector"] == det]
+            assert run["status"] == "ok", run
+            assert all(math.isfinite(v) for v in run["metrics"].values())
+            if task != "wine":  # VUS buffers from the test series' period, as TSB-AD
+                assert run["vus_max_buffer"] >= 1 and "vus_pr" in run["metrics"]
+    md = report.read_text()
+    for task in tasks:
+        assert f"| {task} | pca |" in md and f"| {task} | knn |" in md
+    assert "## Mean rank per detector" in md and "| pca | classic |" in md
+    assert "VUS-PR | PA-F1 (optimistic) |" in md  # PA-F1 only beside VUS-PR
+
+
+def test_suite_tsb_files_end_to_end(tmp_path, capsys):
+    _tsb_file(tmp_path, "001_TOY_id_1_Synthetic_tr_200_1st_400.csv")
+    code = main(["eval", "--suite", f"tsb:{tmp_path}", "--detectors", "pca", "--out", str(tmp_path / "res"),
+                 "--threads", "1", "--quiet", "--no-plots"])
+    assert code == 0, capsys.readouterr().err
+    (run,) = json.load(open(tmp_path / "res" / "results.json"))["runs"]
+    assert run["n_train"] == 200 and run["n_test"] == 600 and run["vus_max_buffer"] == 25
+    assert run["metrics"]["auroc"] > 0.9
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--suite", "nope"], "--suite: unknown suite 'nope'; choose from small, full"),
+    (["--suite", "small", "--datasets", "wine"], "--suite and --datasets are exclusive"),
+    (["--suite", "tsb:{d}/none-*.csv"], "--suite: tsb:{d}/none-*.csv: no files found"),
+    (["--suite", "tsb:"], "the directory or pattern is missing"),
+], ids=["unknown", "with-datasets", "no-files", "empty-tsb"])
+def test_suite_errors_before_any_run(tmp_path, capsys, argv, message):
+    code = main(["eval", "--detectors", "pca", "--out", str(tmp_path / "res"), "--quiet",
+                 *[a.format(d=tmp_path) for a in argv]])
+    assert code == 1
+    assert message.format(d=tmp_path) in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
