@@ -1,0 +1,194 @@
+"""DTEDetector (Diffusion Time Estimation, Livernoche et al., ICLR 2024): the objectives, the score, the fused ops
+it runs on, and the detector conventions (seeds, model files, threads, bad input)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from genad_fast import ops
+from genad_fast.data import make_series
+from genad_fast.detectors import get_detector
+from genad_fast.detectors.dte import DTEDetector
+from genad_fast.nn.diffusion.schedules import NoiseSchedule
+from genad_fast.nn.dte import DTELoss, DTENet, bin_of, predicted_time
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL = dict(hidden=(32, 32), epochs=30, batch_size=64, lr=2e-3, verbose=False, device="cpu")
+
+
+def blobs(seed: int = 0):
+    """Easy tabular case: normal rows N(0, I_6); anomalies N(3, I_6) (far from the normal mass)."""
+    rng = np.random.default_rng(seed)
+    train = rng.normal(size=(400, 6))
+    test = np.vstack([rng.normal(size=(200, 6)), rng.normal(size=(40, 6)) + 3.0])
+    return train, test, np.r_[np.zeros(200), np.ones(40)]
+
+
+@pytest.fixture(scope="module")
+def tabular():
+    train, test, y = blobs()
+    return DTEDetector(seed=0, **SMALL).fit(train), test, y
+
+
+def test_registered():
+    assert get_detector("dte") is DTEDetector
+
+
+def test_bins_follow_the_reference_binning():
+    t = torch.arange(400)
+    b = bin_of(t, 400, 7)
+    assert int(b.min()) == 0 and int(b.max()) == 6
+    np.testing.assert_array_equal(b.numpy(), np.floor(np.arange(400) * 7 / 400).astype(np.int64))
+
+
+def test_categorical_score_is_the_mean_predicted_step():
+    logits = torch.tensor([[0.0, 0.0], [10.0, -10.0], [-10.0, 10.0]])
+    s = predicted_time(logits, "categorical", 400, 5)
+    np.testing.assert_allclose(s.numpy(), [200.0, 100.0, 300.0], rtol=1e-6, atol=1e-3)  # bin centres 100, 300
+
+
+def test_inverse_gamma_score_is_the_posterior_mode():
+    out = torch.tensor([[2.0], [-2.0], [0.0]])  # sqrt(β): its sign does not matter
+    np.testing.assert_allclose(predicted_time(out, "inverse_gamma", 400, 8).numpy(), [1.0, 1.0, 0.0])
+
+
+def test_training_noise_is_the_fused_add_noise_with_philox():
+    """The loss's x_t equals x_0 + σ_t·z with z = ops.randn at the loss's Philox seed and offset."""
+    ab = NoiseSchedule.from_name("linear", 50, 1e-4, 0.01).alpha_bars.float()
+    g = torch.Generator().manual_seed(3)
+    loss = DTELoss("categorical", ab, False, "cpu", g)
+    x0 = torch.randn(16, 5, generator=torch.Generator().manual_seed(1))
+    seed, offset = loss.seed, loss.offset
+    state = g.get_state()
+    x_t, t = loss.noisy(x0)
+    g.set_state(state)
+    t_again = torch.randint(0, 50, (16,), generator=g)
+    assert torch.equal(t, t_again)
+    z = ops.randn((16, 5), seed, offset)
+    torch.testing.assert_close(x_t, x0 + (1 - ab[t]).sqrt()[:, None] * z, rtol=1e-6, atol=1e-6)
+    assert loss.offset == offset + ops.philox_counters(80)  # the next batch draws new noise
+
+
+def test_network_never_reads_the_global_rng_for_dropout():
+    net = DTENet(4, (8, 8), 3, dropout=0.5).train()
+    with pytest.raises(RuntimeError, match="explicit generator"):
+        net(torch.zeros(2, 4))
+    state = torch.get_rng_state()
+    net(torch.ones(5, 4), torch.Generator().manual_seed(0))
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_scoring_with_the_fused_layers_equals_the_modules():
+    """predict() on the compiled linear_act kernels equals the plain module forward (eval: no dropout)."""
+    net = DTENet(6, (16, 16), 7).eval()
+    x = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        fused = net.predict(x, "categorical", 400, "cpu")
+        plain = predicted_time(net(x), "categorical", 400, 6)
+        eager = net.predict(x, "categorical", 400, "eager")
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(eager, plain, rtol=1e-5, atol=1e-4)
+
+
+def test_tabular_auroc_on_an_easy_case(tabular):
+    det, test, y = tabular
+    s = det.decision_function(test)
+    assert s.shape == (240,) and s.dtype == np.float64 and np.isfinite(s).all()
+    assert roc_auc_score(y, s) > 0.95  # the shifted blob lies far outside the normal mass
+    assert 0 <= s.min() and s.max() <= 400  # a predicted step
+    assert det.decision_scores_.shape == (400,) and np.isfinite(det.threshold_)
+
+
+def test_inverse_gamma_variant_learns_too():
+    train, test, y = blobs(1)
+    det = DTEDetector(variant="inverse_gamma", seed=0, **SMALL).fit(train)
+    assert roc_auc_score(y, det.decision_function(test)) > 0.95
+
+
+def test_series_windows():
+    data = make_series(T=1500, C=2, period=25, seed=0)
+    det = DTEDetector(window=16, stride=2, seed=0, **SMALL).fit(data.train)
+    s = det.decision_function(data.test)
+    assert s.shape == (data.test.shape[0],) and np.isfinite(s).all()
+    assert roc_auc_score(data.labels, s) > 0.7  # the synthetic series' spikes, shifts and frequency changes
+
+
+def test_same_seed_same_model_other_seed_other_model(tabular):
+    det, test, _ = tabular
+    train, _, _ = blobs()
+    again = DTEDetector(seed=0, **SMALL).fit(train)
+    np.testing.assert_array_equal(again.decision_function(test), det.decision_function(test))
+    other = DTEDetector(seed=1, **SMALL).fit(train)
+    assert not np.array_equal(other.decision_function(test), det.decision_function(test))
+
+
+def test_save_load_round_trip(tabular, tmp_path):
+    det, test, _ = tabular
+    det.save(tmp_path / "dte.pt")
+    back = DTEDetector.load(tmp_path / "dte.pt")
+    np.testing.assert_array_equal(back.decision_function(test), det.decision_function(test))
+    assert back.threshold_ == det.threshold_
+
+
+def test_threads_share_one_fitted_model(tabular):
+    det, test, _ = tabular
+    want = det.decision_function(test)
+    results = [None] * 4
+    barrier = threading.Barrier(4)
+
+    def work(i):
+        barrier.wait()
+        results[i] = det.decision_function(test)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        np.testing.assert_array_equal(r, want)
+
+
+def test_set_params_after_fit_does_not_change_what_scoring_reads(tabular):
+    det, test, _ = tabular
+    want = det.decision_function(test)
+    det.set_params(n_steps=100)
+    try:
+        np.testing.assert_array_equal(det.decision_function(test), want)
+    finally:
+        det.set_params(n_steps=400)
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(variant="gaussian"), "variant"),
+    (dict(n_bins=1), "n_bins"),
+    (dict(n_steps=5, n_bins=7), "n_bins=7 is larger than n_steps=5"),
+    (dict(beta_start=0.02, beta_end=0.01), "beta_start=0.02 is larger than beta_end"),
+    (dict(beta_end=1.0), "beta_end"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(hidden=(0,)), "hidden"),
+    (dict(variant="inverse_gamma", drift=True), "needs drift=False"),
+])
+def test_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        DTEDetector(**{**SMALL, **params}).fit(np.random.default_rng(0).normal(size=(50, 4)))
+
+
+def test_inverse_gamma_needs_three_dimensions():
+    with pytest.raises(ValueError, match="at least 3 input dimensions"):
+        DTEDetector(variant="inverse_gamma", **SMALL).fit(np.random.default_rng(0).normal(size=(50, 2)))
+
+
+def test_bad_input(tabular):
+    det, _, _ = tabular
+    with pytest.raises(ValueError, match="features"):
+        det.decision_function(np.zeros((3, 5)))
+    with pytest.raises(ValueError):
+        det.decision_function(np.full((3, 6), np.nan))
+    with pytest.raises(ValueError, match="not fitted"):
+        DTEDetector().decision_function(np.zeros((3, 6)))
