@@ -232,6 +232,16 @@ def test_suite_small_end_to_end(tmp_path, capsys):
         assert f"| {task} | pca |" in md and f"| {task} | knn |" in md
     assert "## Mean rank per detector" in md and "| pca | classic |" in md
     assert "VUS-PR | PA-F1 (optimistic) |" in md  # PA-F1 only beside VUS-PR
+    # the runs file, written record by record, gives the same report without running anything again
+    again = tmp_path / "again.md"
+    assert main(["eval", "--from-runs", str(out / "runs.jsonl"), "--report", str(again)]) == 0
+    assert again.read_text().split("## Best generative")[1] == md.split("## Best generative")[1]
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:3]) + "\n")  # a run cut short after two records
+    assert main(["eval", "--from-runs", str(tmp_path / "cut.jsonl"), "--report", str(again)]) == 0
+    assert "| gt-sine-pattern | knn |" in again.read_text() and "| wine | pca |" not in again.read_text()
+    assert main(["eval", "--from-runs", str(out / "runs.jsonl")]) == 1
+    assert "--from-runs needs --report" in capsys.readouterr().err
 
 
 def test_suite_tsb_files_end_to_end(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -82,11 +83,50 @@ def _eval_suite(args: argparse.Namespace):
         raise CLIError(f"--suite: {exc}") from exc
 
 
+RUNS_FILE = "runs.jsonl"
+
+
+def _write_benchmark(path: str, rows: list, machine: dict, config: dict) -> None:
+    from genad_fast.evaluation.benchmark_doc import benchmark_markdown
+
+    with open(path, "w") as fh:
+        fh.write(benchmark_markdown(rows, machine, config))
+    print(f"wrote {path}")
+
+
+def _eval_from_runs(args: argparse.Namespace) -> int:
+    """``--from-runs OUT/runs.jsonl --report PATH``: the report of an earlier run (complete or cut short),
+    nothing run again."""
+    from genad_fast import evaluation as ev
+
+    if args.report is None:
+        raise CLIError("--from-runs needs --report PATH (the report to write)")
+    check_output_path(args.report, "--report")
+    try:
+        with open(args.from_runs) as fh:
+            lines = [json.loads(line) for line in fh if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"--from-runs {args.from_runs!r}: {exc}") from exc
+    if not lines or "header" not in lines[0]:
+        raise CLIError(f"--from-runs {args.from_runs!r}: not a runs file of genad-fast eval (no header line)")
+    header, records = lines[0]["header"], lines[1:]
+    seeds_done = sorted({r["seed"] for r in records if r.get("seed") is not None})
+    config = dict(header["config"])
+    if seeds_done != config["seeds"]:
+        config["suite_description"] = (f"{config.get('suite_description')}; CUT SHORT: seeds {seeds_done} of "
+                                       f"{config['seeds']} ran, the last possibly in part")
+    config["seeds"] = seeds_done
+    _write_benchmark(args.report, ev.summarize(records), header["machine"], config)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from genad_fast import evaluation as ev
     from genad_fast.detectors import resolve_device
     from genad_fast.evaluation.suites import suite_detectors
 
+    if args.from_runs is not None:
+        return _eval_from_runs(args)
     suite = _eval_suite(args) if args.suite is not None else None
     if args.detectors is not None:
         detectors = split_list(args.detectors, "detectors")
@@ -113,22 +153,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     machine = ev.machine_info(args.device)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    records = ev.run_evaluation(detectors, tasks, seeds, quick=quick, device=args.device,
-                                contamination=args.contamination, detector_params=extra,
-                                plot_dir=None if args.no_plots else os.path.join(args.out, "plots"), log=log,
-                                vus_window=suite.vus_window if suite is not None else "labels")
-    rows = ev.summarize(records)
     config = dict(detectors=detectors, datasets=datasets or [t.name for t in tasks], seeds=seeds, quick=quick,
                   device=args.device, contamination=args.contamination, params=extra,
                   suite=suite.name if suite is not None else None,
                   suite_description=suite.description if suite is not None else None)
+    os.makedirs(args.out, exist_ok=True)
+    runs_path = os.path.join(args.out, RUNS_FILE)
+    with open(runs_path, "w") as fh:  # every record as it is made: --from-runs reports on a run cut short
+        fh.write(json.dumps(dict(header=dict(machine=machine, config=config)), default=str) + "\n")
+
+    def append(rec: dict) -> None:
+        with open(runs_path, "a") as fh:
+            fh.write(json.dumps({k: v for k, v in rec.items() if k != "plotted"}, default=str) + "\n")
+
+    records = ev.run_evaluation(detectors, tasks, seeds, quick=quick, device=args.device,
+                                contamination=args.contamination, detector_params=extra,
+                                plot_dir=None if args.no_plots else os.path.join(args.out, "plots"), log=log,
+                                vus_window=suite.vus_window if suite is not None else "labels",
+                                seed_major=suite is not None, on_record=append)
+    rows = ev.summarize(records)
     paths = ev.write_reports(args.out, records, rows, machine, config)
     if args.report is not None:
-        from genad_fast.evaluation.benchmark_doc import benchmark_markdown
-
-        with open(args.report, "w") as fh:
-            fh.write(benchmark_markdown(rows, machine, config))
-        print(f"wrote {args.report}")
+        _write_benchmark(args.report, rows, machine, config)
     print(ev.markdown_table(rows))
     for line in ev.goal_check(rows):
         print(line)

@@ -122,10 +122,13 @@ def _run_one(spec: DetectorSpec, task: Task, data, seed: int, *, quick: bool, de
 def run_evaluation(detectors: Sequence[str], tasks: Sequence[Task], seeds: Sequence[int], *, quick: bool = False,
                    device: str = "cpu", contamination: float | None = None,
                    detector_params: dict[str, dict] | None = None, plot_dir: str | None = None,
-                   log: Callable[[str], None] | None = print, vus_window: str = "labels") -> list[dict]:
+                   log: Callable[[str], None] | None = print, vus_window: str = "labels",
+                   seed_major: bool = False, on_record: Callable[[dict], None] | None = None) -> list[dict]:
     """Run every (task, detector, seed); one record each (``status`` "ok", "failed" or "unavailable").
 
-    ``vus_window`` "labels" or "period": the VUS buffers (see the module's docstring).
+    ``vus_window`` "labels" or "period": the VUS buffers (see the module's docstring). ``seed_major``: every
+    task for seed 0, then every task for seed 1, ... (a run stopped early then has whole seeds, not whole
+    tasks). ``on_record`` is called with each record as it is made (e.g. to append it to a file).
 
     ``detector_params`` maps a detector name (as given) to extra constructor parameters. With ``plot_dir``,
     the first successful seed of each series (task, detector) is plotted there.
@@ -139,49 +142,56 @@ def run_evaluation(detectors: Sequence[str], tasks: Sequence[Task], seeds: Seque
         if task.reason is not None:
             records.append(dict(dataset=task.name, detector="*", seed=None, kind=task.kind, status="unavailable",
                                 reason=task.reason))
+            if on_record:
+                on_record(records[-1])
             if log:
                 log(f"[{task.name}] {task.reason}")
+    runnable = [t for t in tasks if t.reason is None]
+    pairs = [(t, s) for s in seeds for t in runnable] if seed_major else [(t, s) for t in runnable for s in seeds]
+    for task, seed in pairs:
+        try:
+            data = task.load(seed)
+        except Exception as exc:  # a data set that cannot load is a row saying why
+            reason = _one_line(exc)
+            records.append(dict(dataset=task.name, detector="*", seed=seed, kind=task.kind,
+                                status="unavailable", reason=f"unavailable: {reason}"))
+            if on_record:
+                on_record(records[-1])
+            if log:
+                log(f"[{task.name}] seed {seed}: {reason}")
             continue
-        for seed in seeds:
-            try:
-                data = task.load(seed)
-            except Exception as exc:  # a data set that cannot load is a row saying why
-                reason = _one_line(exc)
-                records.append(dict(dataset=task.name, detector="*", seed=seed, kind=task.kind,
-                                    status="unavailable", reason=f"unavailable: {reason}"))
-                if log:
-                    log(f"[{task.name}] seed {seed}: {reason}")
-                continue
-            max_buffer = None
-            if vus_window == "period" and task.kind == "series":
-                from genad_fast.periodicity import dominant_period
+        max_buffer = None
+        if vus_window == "period" and task.kind == "series":
+            from genad_fast.periodicity import dominant_period
 
-                max_buffer = int(dominant_period(np.asarray(data.test, dtype=np.float64)[:, 0]))
-            for spec in specs:
-                if spec.cls is None:
-                    rec = dict(dataset=task.name, detector=spec.name, seed=seed, kind=task.kind,
-                               status="unavailable", reason=spec.reason)
+            max_buffer = int(dominant_period(np.asarray(data.test, dtype=np.float64)[:, 0]))
+        for spec in specs:
+            if spec.cls is None:
+                rec = dict(dataset=task.name, detector=spec.name, seed=seed, kind=task.kind,
+                           status="unavailable", reason=spec.reason)
+            else:
+                rec = _run_one(spec, task, data, seed, quick=quick, device=device, contamination=contamination,
+                               extra=detector_params.get(spec.name, {}), max_buffer=max_buffer)
+            rec["group"] = task.group
+            scores = rec.pop("_scores", None)
+            if (plot_dir and scores is not None and task.kind == "series" and not any(
+                    r.get("plotted") for r in records if r["dataset"] == task.name
+                    and r["detector"] == spec.name)):
+                rec["plot"] = _plot(plot_dir, task, spec, data, scores, rec)
+                rec["plotted"] = True
+            records.append(rec)
+            if on_record:
+                on_record(rec)
+            if log:
+                if rec["status"] == "ok":
+                    m = rec["metrics"]
+                    vus = f" VUS-PR {m['vus_pr']:.3f}" if "vus_pr" in m else ""
+                    log(f"[{task.name}] {spec.name} seed {seed}: AUROC {m['auroc']:.3f} AUPRC {m['auprc']:.3f}"
+                        f"{vus}, fit {rec['fit_s']:.2f} s, score {rec['score_s']:.2f} s")
                 else:
-                    rec = _run_one(spec, task, data, seed, quick=quick, device=device, contamination=contamination,
-                                   extra=detector_params.get(spec.name, {}), max_buffer=max_buffer)
-                rec["group"] = task.group
-                scores = rec.pop("_scores", None)
-                if (plot_dir and scores is not None and task.kind == "series" and not any(
-                        r.get("plotted") for r in records if r["dataset"] == task.name
-                        and r["detector"] == spec.name)):
-                    rec["plot"] = _plot(plot_dir, task, spec, data, scores, rec)
-                    rec["plotted"] = True
-                records.append(rec)
-                if log:
-                    if rec["status"] == "ok":
-                        m = rec["metrics"]
-                        vus = f" VUS-PR {m['vus_pr']:.3f}" if "vus_pr" in m else ""
-                        log(f"[{task.name}] {spec.name} seed {seed}: AUROC {m['auroc']:.3f} AUPRC {m['auprc']:.3f}"
-                            f"{vus}, fit {rec['fit_s']:.2f} s, score {rec['score_s']:.2f} s")
-                    else:
-                        reason = rec["reason"]
-                        prefix = "" if reason.startswith(rec["status"]) else f"{rec['status']}: "
-                        log(f"[{task.name}] {spec.name} seed {seed}: {prefix}{reason}")
+                    reason = rec["reason"]
+                    prefix = "" if reason.startswith(rec["status"]) else f"{rec['status']}: "
+                    log(f"[{task.name}] {spec.name} seed {seed}: {prefix}{reason}")
     return records
 
 
