@@ -5,15 +5,38 @@
 A detector that trains that way inherits :class:`TrainingParamsMixin` and still spells the parameters out in its
 ``__init__`` with its own defaults (scikit-learn style); a detector that trains otherwise (the GANs) picks the
 specs it has from :data:`TRAINING_SPECS`.
+
+Two more, for the detectors that declare them in ``__init__`` (the others train as before; see
+docs/training_speed.md for the measurements behind the defaults):
+
+``train_stride``
+    Series: an epoch trains on as many windows as a grid of windows ``train_stride`` timestamps apart has,
+    drawn from all the training windows (``stride`` apart) in random permutations swept across the epochs, and
+    validates on the same fraction of the held-out windows (:class:`~genad_fast.nn.training.TrainConfig`'s
+    ``epoch_fraction`` = min(1, stride / train_stride)). Windows at stride 1 overlap in W - 1 of their W
+    timestamps: a pass over all of them shows every timestamp W times, so the number of optimiser steps per
+    epoch, and with early stopping's patience in epochs the whole fit, would grow with that redundancy.
+    1 trains on every window each epoch (the behaviour before the parameter); tabular data ignores it.
+``train_dtype``
+    The dtype of the forward passes' products in training: ``"bfloat16"`` runs them under ``torch.autocast``
+    (weights, gradients, Adam's state, losses float32), ``"auto"`` does that where the CPU multiplies bfloat16 in
+    hardware (AMX or AVX512-BF16: :func:`~genad_fast.nn.training.cpu_has_native_bf16`) and keeps float32
+    elsewhere (on CUDA, and on CPUs that only emulate bfloat16, where it is slower).
 """
 from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
+
 from genad_fast._params import Param
 from genad_fast.nn import training
 
-__all__ = ["TRAINING_SPECS", "TrainingParamsMixin"]
+__all__ = ["TRAINING_SPECS", "TRAIN_DTYPES", "TrainingParamsMixin", "epoch_fraction", "train_autocast"]
+
+#: ``train_dtype`` -> the autocast dtype of the training forward passes (None: float32); "auto" is resolved per
+#: device and CPU by :func:`train_autocast`.
+TRAIN_DTYPES = ("auto", "float32", "bfloat16")
 
 #: The spec of each training hyper-parameter, by name.
 TRAINING_SPECS: dict[str, Param] = {p.name: p for p in (
@@ -26,6 +49,13 @@ TRAINING_SPECS: dict[str, Param] = {p.name: p for p in (
           "all of them for ``epochs``.", low=0.0, high=1.0, high_open=True),
     Param("patience", "int", "Epochs without improvement of the held-out loss before training stops (the "
           "weights of the best epoch are kept).", low=1),
+    Param("train_stride", "int", "Series: an epoch draws as many of the training windows as a grid of windows "
+          "``train_stride`` timestamps apart holds (random, swept over the epochs) and validates on that fraction "
+          "of the held-out ones; 1: every window each epoch. None: window // 8 (at least 1).", low=1,
+          allow_none=True),
+    Param("train_dtype", "choice", "Dtype of the training forward passes' products (autocast; weights, gradients "
+          "and losses stay float32). \"auto\": bfloat16 on CPUs with AMX or AVX512-BF16, else float32.",
+          choices=TRAIN_DTYPES),
 )}
 
 
@@ -33,10 +63,38 @@ class TrainingParamsMixin:
     """The specs of the seven training parameters and the :class:`~genad_fast.nn.training.TrainConfig` they make."""
 
     _param_specs: ClassVar[tuple[Param, ...]] = tuple(TRAINING_SPECS.values())
+    #: True where the detector's loss applies ``train_dtype`` itself (the flow: bfloat16 conditioner products, the
+    #: coupling and log-determinants float32), so the loop runs no autocast of its own.
+    _loss_applies_train_dtype: ClassVar[bool] = False
 
     def _train_config(self, epochs: int | None = None) -> training.TrainConfig:
         """The training configuration (``epochs`` overrides the parameter, e.g. for a pre-training phase)."""
         return training.TrainConfig(epochs=int(self.epochs if epochs is None else epochs),
                                     batch_size=int(self.batch_size), lr=float(self.lr),
                                     weight_decay=float(self.weight_decay), grad_clip=float(self.grad_clip),
-                                    val_fraction=float(self.val_fraction), patience=int(self.patience))
+                                    val_fraction=float(self.val_fraction), patience=int(self.patience),
+                                    epoch_fraction=epoch_fraction(self),
+                                    autocast=None if self._loss_applies_train_dtype else train_autocast(self))
+
+
+def epoch_fraction(det) -> float:
+    """``min(1, stride / train_stride)`` for a series detector that declares ``train_stride`` (None: window // 8),
+    else 1: the fraction of the training windows an epoch uses."""
+    # the window in use: ``_window`` where the detector resolves one at fit (window="auto"), else the parameter
+    window = getattr(det, "_window", None) if hasattr(type(det), "_window") else getattr(det, "window", None)
+    if window is None or "train_stride" not in det._get_param_names():
+        return 1.0
+    train_stride = det.train_stride if det.train_stride is not None else max(1, int(window) // 8)
+    return min(1.0, int(getattr(det, "stride", 1)) / int(train_stride))
+
+
+def train_autocast(det) -> torch.dtype | None:
+    """The autocast dtype of ``det``'s training forward passes (None: float32), from ``train_dtype`` if it has it."""
+    choice = getattr(det, "train_dtype", "float32") if "train_dtype" in det._get_param_names() else "float32"
+    if choice == "bfloat16":
+        return torch.bfloat16
+    if choice == "auto":
+        device = getattr(det, "device_", None)
+        on_cpu = device is None or torch.device(device).type == "cpu"
+        return torch.bfloat16 if on_cpu and training.cpu_has_native_bf16() else None
+    return None

@@ -115,7 +115,7 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
                  dilation_cycle: int = 4, kernel_size: int = 3, embedding_dim: int = 128, epochs: int = 100,
                  batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 1.0,
                  val_fraction: float = 0.1, patience: int = 10, tile_size: int = 1024, tile_batch: int = 4,
-                 matmul_dtype: str = "float32",
+                 matmul_dtype: str = "float32", train_stride: int | None = None, train_dtype: str = "auto",
                  **kwargs):
         super().__init__(window=window, **kwargs)
         self.mode = mode
@@ -145,6 +145,8 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         self.tile_size = tile_size
         self.tile_batch = tile_batch
         self.matmul_dtype = matmul_dtype
+        self.train_stride = train_stride
+        self.train_dtype = train_dtype
 
     # ---- parameters ------------------------------------------------------------------------------
     def _check_params(self, scoring: bool = False) -> None:

@@ -28,7 +28,7 @@ from genad_fast.detectors._call import build_network, current_call, get_thread_v
 from genad_fast._params import Param
 from genad_fast.detectors._network import MATMUL_DTYPE, MATMUL_DTYPES
 from genad_fast.detectors._renamed import take_renamed
-from genad_fast.detectors._training_params import TrainingParamsMixin
+from genad_fast.detectors._training_params import TrainingParamsMixin, train_autocast
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.flow import RealNVP
@@ -64,6 +64,7 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
     )
 
     min_fit_samples = 16
+    _loss_applies_train_dtype = True  # _training_loss: bfloat16 conditioner products only (train_dtype)
     #: Rows or windows per scoring call: the fused plan streams each call in cache-sized chunks
     #: (:func:`~genad_fast.nn.flow.plan.chunk_rows`), and its per-call set-up amortises over more
     #: chunks; the eager modules run whole calls (measured, 65,536 × 64 on 2 Xeon cores: eager 670 /
@@ -73,7 +74,8 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
     def __init__(self, n_steps: int = 8, hidden: int = 128, n_blocks: int = 2, clamp: float = 2.0,
                  mixing: str = "auto", anomaly_score: str = "nll", epochs: int = 100, batch_size: int = 256,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 5.0, val_fraction: float = 0.1,
-                 patience: int = 10, matmul_dtype: str = "float32", reduce: str = "min", **kwargs):
+                 patience: int = 10, matmul_dtype: str = "float32", reduce: str = "min",
+                 train_stride: int | None = None, train_dtype: str = "auto", **kwargs):
         anomaly_score = take_renamed(kwargs, "score", "anomaly_score", anomaly_score, "nll", type(self).__name__)
         super().__init__(reduce=reduce, **kwargs)
         self.n_steps = n_steps
@@ -90,6 +92,8 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
         self.val_fraction = val_fraction
         self.patience = patience
         self.matmul_dtype = matmul_dtype
+        self.train_stride = train_stride
+        self.train_dtype = train_dtype
 
     # ---- hooks -------------------------------------------------------------------------------
     def _build(self, dim: int) -> RealNVP:
@@ -195,8 +199,10 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
 
     def _training_loss(self, model: RealNVP, batch: torch.Tensor) -> torch.Tensor:
         # The frozen dimensions hold their training value exactly: their term is a constant, left out.
+        # train_dtype: the conditioners' products under autocast, the coupling and log-determinants float32
         x = self._active(batch.reshape(batch.shape[0], -1))
-        return -model.log_prob(x, backend=current_call(self, "fit").dispatch).mean() / x.shape[1]
+        return -model.log_prob(x, backend=current_call(self, "fit").dispatch,
+                               matmul_dtype=train_autocast(self)).mean() / x.shape[1]
 
     def _score_context(self, dtype: torch.dtype) -> contextlib.AbstractContextManager:
         return self._scoring(dtype, MATMUL_DTYPES[self.matmul_dtype])

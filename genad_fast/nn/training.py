@@ -18,6 +18,15 @@ each process backpropagating ``world_size · n_s,k / B_k · loss_s`` for its own
 applies the same clipped Adam step. The validation loss (a sample-weighted mean over all shards) and the
 divergence check are summed over the processes too: every process stops at the same epoch and keeps the
 same best weights. With one shard this is exactly the plain loop (the weights are 1.0).
+
+Epochs over a fraction. ``epoch_fraction`` f < 1 (the windows of a series at stride 1 are near-copies of
+their neighbours: a pass over all of them is W passes over every timestamp) makes an epoch ceil(f·N) samples:
+each shard sweeps a random permutation of its training samples, ceil-shares of them per epoch, and draws a
+fresh permutation when the rest of one is too short for an epoch (that rest, fewer than one epoch's share,
+is skipped in that sweep), so every sample is used about once per 1/f epochs; validation is on the first
+ceil(f·n_val) of each shard's held-out samples (a fixed random subset, so the epochs' losses compare). f = 1
+is exactly the plain loop. ``autocast`` (a dtype, e.g. bfloat16) runs each step's forward under
+``torch.autocast``; the weights, gradients, Adam's state and the loss stay float32.
 """
 from __future__ import annotations
 
@@ -53,6 +62,14 @@ class TrainConfig:
     val_fraction: float = 0.1       # held out for early stopping (0 = train on everything, no stopping)
     patience: int = 10              # epochs without validation improvement before stopping
     min_delta: float = 1e-4         # improvement smaller than this does not count
+    epoch_fraction: float = 1.0     # samples per epoch, and held-out samples validated, as a fraction (module doc)
+    autocast: torch.dtype | None = None   # forward passes under torch.autocast(dtype) (None: float32)
+
+    def __post_init__(self):
+        if not 0.0 < self.epoch_fraction <= 1.0:
+            raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction!r}")
+        if self.autocast not in (None, torch.bfloat16, torch.float16):
+            raise ValueError(f"autocast must be None, torch.bfloat16 or torch.float16, got {self.autocast!r}")
 
 
 @dataclass
@@ -63,6 +80,38 @@ class TrainHistory:
     stopped_early: bool = False
     train_seconds: list[float] = field(default_factory=list)   # wall time of each epoch's optimiser steps
     n_train: int = 0                                            # training samples (all shards), per epoch
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16): there bfloat16 products
+    are faster than float32; elsewhere oneDNN emulates them, slower than float32."""
+    cpu = torch.cpu
+    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    try:
+        return any(bool(check()) for check in checks if check is not None)
+    except RuntimeError:
+        return False
+
+
+def epoch_share(n: int, fraction: float) -> int:
+    """Samples of ``n`` used per epoch (training) or validated (held out) at ``epoch_fraction`` ``fraction``."""
+    return n if fraction >= 1.0 else min(n, math.ceil(n * fraction))
+
+
+class _Sweep:
+    """A shard's training samples, ``share`` per epoch, in random permutations swept across the epochs
+    (module docstring); ``share`` = all of them draws one permutation per epoch, as the plain loop."""
+
+    def __init__(self, train: torch.Tensor, generator: torch.Generator, share: int):
+        self.train, self.generator, self.share = train, generator, share
+        self.order, self.pos = train[:0], 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.share > self.order.numel():
+            perm = torch.randperm(self.train.numel(), generator=self.generator, device=self.generator.device)
+            self.order, self.pos = self.train[perm.to(self.train.device)], 0
+        self.pos += self.share
+        return self.order[self.pos - self.share:self.pos]
 
 
 def split_train_val(n: int, val_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,11 +274,18 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
 
     sync = sync if sync is not None else LocalSync(len(shards))
     world = sync.world_size
+    frac = float(config.epoch_fraction)
     splits = [split_train_val(sh.data.shape[0], config.val_fraction, sh.generator) for sh in shards]
+    splits = [(tr, va[:epoch_share(va.numel(), frac)]) for tr, va in splits]  # va: a random order already
     sizes = shard_table(sync, shards, [(tr.numel(), va.numel()) for tr, va in splits], torch.int64)
-    plan = BatchPlan(sizes[:, 0].tolist(), config.batch_size)
+    # each shard's samples per epoch: its share of ceil(f·N) (cumulative floors: the same on every process)
+    shares = BatchPlan(sizes[:, 0].tolist(), config.batch_size).shares(epoch_share(int(sizes[:, 0].sum()), frac))
+    plan = BatchPlan(shares.tolist(), config.batch_size)
     n_val = int(sizes[:, 1].sum())
     bounds = [plan.bounds(sh.index) for sh in shards]
+    sweeps = [_Sweep(tr, sh.generator, int(shares[sh.index])) for sh, (tr, _) in zip(shards, splits)]
+    autocast = (lambda: torch.autocast(_device_type(model), dtype=config.autocast)) if config.autocast else \
+        contextlib.nullcontext
     objective = sync.wrap(_Objective(model, [sh.loss_fn for sh in shards]))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory(n_train=plan.total)
@@ -239,8 +295,7 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
     for epoch in bar:
         model.train()
         started = time.perf_counter()
-        orders = [tr[torch.randperm(tr.numel(), generator=sh.generator, device=sh.generator.device).to(tr.device)]
-                  for sh, (tr, _) in zip(shards, splits)]
+        orders = [sweep.next() for sweep in sweeps]
         total, count = 0.0, 0
         for k in range(plan.steps):
             B = int(plan.global_sizes[k])
@@ -250,8 +305,8 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
             terms, local = [], 0.0
             for i, (j, idx) in enumerate(pieces):
                 # one gradient average per step: the earlier forwards of this process go without it
-                with sync.no_sync(objective) if i < len(pieces) - 1 else contextlib.nullcontext():
-                    loss = objective(shards[j].data[idx], j)
+                with sync.no_sync(objective) if i < len(pieces) - 1 else contextlib.nullcontext(), autocast():
+                    loss = objective(shards[j].data[idx], j).float()
                 terms.append(loss * (world * idx.numel() / B))
                 local += loss.item() * idx.numel()
             if not terms:
@@ -276,7 +331,7 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
 
         if n_val:
             val = float(sync.sum_(torch.tensor([sum(
-                _loss_total(model, sh.loss_fn, sh.data[va], config.batch_size)
+                _loss_total(model, sh.loss_fn, sh.data[va], config.batch_size, autocast)
                 for sh, (_, va) in zip(shards, splits) if va.numel())], dtype=torch.float64))[0]) / n_val
             if not math.isfinite(val):
                 raise TrainingDivergedError(f"{desc}: the validation loss became {val} at epoch {epoch + 1}")
@@ -302,14 +357,21 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
 
 
 @torch.no_grad()
-def _loss_total(model: nn.Module, loss_fn: LossFn, data: torch.Tensor, batch_size: int) -> float:
-    """Σ over batches of ``loss_fn`` · batch size, in eval mode."""
+def _loss_total(model: nn.Module, loss_fn: LossFn, data: torch.Tensor, batch_size: int,
+                autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> float:
+    """Σ over batches of ``loss_fn`` · batch size, in eval mode (under ``autocast()``)."""
     model.eval()
     total = 0.0
     for start in range(0, data.shape[0], batch_size):
         batch = data[start:start + batch_size]
-        total += loss_fn(model, batch).item() * batch.shape[0]
+        with autocast():
+            total += loss_fn(model, batch).float().item() * batch.shape[0]
     return total
+
+
+def _device_type(model: nn.Module) -> str:
+    p = next(model.parameters(), None)
+    return p.device.type if p is not None else "cpu"
 
 
 def evaluate(model: nn.Module, loss_fn: LossFn, data: torch.Tensor, batch_size: int) -> float:
