@@ -21,6 +21,7 @@ register_detector("lof", "genad_fast.detectors.sklearn_baselines:LOFDetector")
 register_detector("kde", "genad_fast.detectors.kde:KDEDetector")
 register_detector("knn", "genad_fast.detectors.knn:KNNDetector")
 register_detector("dte", "genad_fast.detectors.dte:DTEDetector")
+register_detector("ensemble", "genad_fast.detectors.ensemble:EnsembleDetector")
 register_detector("anogan", "genad_fast.detectors.anogan:AnoGANDetector")
 register_detector("fanogan", "genad_fast.detectors.anogan:FAnoGANDetector")
 
