@@ -75,7 +75,7 @@ def test_finds_tabular_outliers():
 
 def test_score_is_the_mean_squared_reconstruction_error():
     data = make_tabular(n_train=300, n_test=40, n_features=5, seed=2)
-    det = AutoEncoderDetector(normalize=False, **{**SMALL, "epochs": 3}).fit(data.train)
+    det = AutoEncoderDetector(normalize=False, anomaly_score="reconstruction", **{**SMALL, "epochs": 3}).fit(data.train)
     x = torch.as_tensor(data.test)
     with torch.no_grad():
         expected = (x - det.model_(x)).square().mean(1).double().numpy()
@@ -88,12 +88,13 @@ def test_window_scores_per_timestamp_or_per_window(series, fitted):
     batch = fitted.normalizer_.transform(batch)
     with torch.no_grad():
         sq = (batch - fitted.model_(batch)).square()
-        per_t = fitted._score_model(batch)
-        fitted.set_params(per_timestamp=False)
+        fitted.set_params(anomaly_score="reconstruction")  # the code-aware scores: test_autoencoder_scores.py
         try:
+            per_t = fitted._score_model(batch)
+            fitted.set_params(per_timestamp=False)
             per_w = fitted._score_model(batch)
         finally:
-            fitted.set_params(per_timestamp=True)
+            fitted.set_params(per_timestamp=True, anomaly_score="latent_density")
     torch.testing.assert_close(per_t, sq.mean(-1))
     torch.testing.assert_close(per_w, sq.mean((1, 2)))
 

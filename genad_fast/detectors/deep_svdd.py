@@ -29,7 +29,7 @@ import torch
 
 from genad_fast._params import Param
 from genad_fast.detectors._call import build_network
-from genad_fast.detectors._network import NetworkParamsMixin, default_code_size, sample_shape
+from genad_fast.detectors._network import MIN_STEPS, NetworkParamsMixin, default_code_size, sample_shape
 from genad_fast.detectors._training_params import TRAINING_SPECS
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
@@ -46,6 +46,7 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
 
     min_fit_samples = 8
     _param_specs = (
+        MIN_STEPS,
         Param("objective", "choice", "See the module docstring.", choices=OBJECTIVES),
         Param("nu", "number", "Soft-boundary: the upper bound on the fraction of training points outside the "
               "sphere (ν).", low=0.0, high=1.0, low_open=True),
@@ -70,7 +71,8 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
                  pretrain_epochs: int = 20, warm_up_epochs: int = 10, center_eps: float = 0.1,
                  hidden: tuple[int, ...] | None = None, kernel_size: int = 5, batch_norm: bool = False,
                  epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-6,
-                 grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, reduce: str = "min",
+                 grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, min_steps: int = 0,
+                 reduce: str = "min",
                  **kwargs):
         super().__init__(reduce=reduce, **kwargs)
         self.objective = objective
@@ -89,6 +91,7 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
         self.grad_clip = grad_clip
         self.val_fraction = val_fraction
         self.patience = patience
+        self.min_steps = min_steps
 
     def _build(self, shape: tuple[int, ...], rep_dim: int) -> DeepSVDD:
         hidden = self._hidden_for(shape)
@@ -107,7 +110,8 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
     def _pretrain(self, shape: tuple[int, ...], rep_dim: int, data: torch.Tensor) -> torch.nn.Module:
         """Train a bias-free autoencoder with φ's architecture as its encoder; return that encoder."""
         ae = self._pretrain_autoencoder(shape, rep_dim)
-        self.pretrain_history_ = training.fit(ae, reconstruction_loss, data, self._train_config(self.pretrain_epochs),
+        config = self._fit_config(data.shape[0], self.pretrain_epochs)
+        self.pretrain_history_ = training.fit(ae, reconstruction_loss, data, config,
                                               self._torch_generator("pretrain"), verbose=self.verbose,
                                               desc="DeepSVDDDetector pre-training")
         return ae.encoder
@@ -133,7 +137,8 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
                     model.solve_radius(data, bs)
 
         self.model_ = model
-        self.history_ = training.fit(model, svdd_loss, data, self._train_config(), self._torch_generator("fit"),
+        self.history_ = training.fit(model, svdd_loss, data, self._fit_config(data.shape[0]),
+                                     self._torch_generator("fit"),
                                      verbose=self.verbose, desc="DeepSVDDDetector", epoch_end=epoch_end)
         if self.objective == "soft-boundary":
             model.solve_radius(data, bs)  # the exact R for the weights fit() kept (best epoch)

@@ -25,7 +25,7 @@ import torch
 from genad_fast._params import Param
 from genad_fast.detectors._call import build_network, current_call
 from genad_fast.detectors._hook_helpers import stream_seed
-from genad_fast.detectors._network import NetworkParamsMixin, default_code_size, sample_shape
+from genad_fast.detectors._network import MIN_STEPS, NetworkParamsMixin, default_code_size, sample_shape
 from genad_fast.detectors._renamed import take_renamed
 from genad_fast.detectors._training_params import TRAINING_SPECS
 from genad_fast.detectors.base import REDUCE, BaseDetector
@@ -45,6 +45,7 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
 
     min_fit_samples = 8
     _param_specs = (
+        MIN_STEPS,
         Param("latent_dim", "int", "Size of z; None: half the input size (features, or W·C), at least 2, at most 16.",
               low=1, allow_none=True),
         Param("beta", "number", "Weight of the KL term in the training objective (β-VAE). The ``\"elbo\"`` score "
@@ -69,7 +70,8 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
                  n_samples: int = 16, hidden: tuple[int, ...] | None = None, kernel_size: int = 5,
                  batch_norm: bool = False, min_variance: float = 1e-3, per_timestamp: bool = True,
                  epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
-                 grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, reduce: str = "min",
+                 grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, min_steps: int = 0,
+                 reduce: str = "min",
                  **kwargs):
         anomaly_score = take_renamed(kwargs, "score", "anomaly_score", anomaly_score, "recon_prob",
                                      type(self).__name__)
@@ -90,6 +92,7 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
         self.grad_clip = grad_clip
         self.val_fraction = val_fraction
         self.patience = patience
+        self.min_steps = min_steps
 
     def _build(self, shape: tuple[int, ...], latent: int) -> GaussianVAE:
         hidden = self._hidden_for(shape)
@@ -107,7 +110,7 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
         def loss(model: GaussianVAE, batch: torch.Tensor) -> torch.Tensor:
             return elbo_loss(model, batch, beta, noise)
 
-        self.history_ = training.fit(self.model_, loss, data, self._train_config(),
+        self.history_ = training.fit(self.model_, loss, data, self._fit_config(data.shape[0]),
                                      self._torch_generator("fit"), verbose=self.verbose, desc="VAEDetector")
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:

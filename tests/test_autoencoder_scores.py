@@ -1,0 +1,144 @@
+"""AutoEncoderDetector's code-aware scores (issue #17's quality study, docs/quality_study.md): the formulas of
+``latent_density`` and ``latent_gaussian``, what they detect that the reconstruction error does not, model files
+saved before the option, and ``min_steps`` (shared by the autoencoder, VAE and Deep SVDD)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import genad_fast
+from genad_fast.detectors._model_checksum import seal
+from genad_fast.detectors.autoencoder import AutoEncoderDetector
+from genad_fast.detectors.deep_svdd import DeepSVDDDetector
+from genad_fast.detectors.vae import VAEDetector
+from genad_fast.metrics import auroc
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SMALL = dict(hidden=(16, 16), epochs=30, verbose=False, seed=0)
+
+
+def _two_clusters_and_a_gap(seed: int = 0, n_train: int = 600):
+    """5 features: normal rows in two clusters at ±3 (then mixed by a random matrix), outliers a tight cluster
+    half-way between them: inside the data's span and on the line the clusters span, so an autoencoder
+    reconstructs them (and PCA's in-subspace term calls them central)."""
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(5, 5)) / math.sqrt(5)
+
+    def normal(n):
+        side = np.where(rng.integers(0, 2, n)[:, None] == 0, -3.0, 3.0)
+        return (rng.normal(size=(n, 5)) * 0.5 + side) @ mix
+
+    outliers = (rng.normal(size=(20, 5)) * 0.3) @ mix
+    test = np.concatenate([normal(300), outliers]).astype(np.float32)
+    return normal(n_train).astype(np.float32), test, np.r_[np.zeros(300), np.ones(20)]
+
+
+def test_latent_density_ranks_an_outlier_cluster_in_a_gap_above_random():
+    train, test, labels = _two_clusters_and_a_gap()
+    det = AutoEncoderDetector(verbose=False, seed=0).fit(train)  # the defaults
+    assert det.anomaly_score == "latent_density"  # the default
+    assert auroc(labels, det.decision_function(test)) > 0.8
+    # one Gaussian over the codes has its centre in the gap: no better than chance there
+    det.set_params(anomaly_score="latent_gaussian")
+    assert auroc(labels, det.decision_function(test)) < 0.75
+
+
+def _by_hand(det, x: torch.Tensor, per_timestamp: bool) -> torch.Tensor:
+    with torch.no_grad():
+        z = det.model_.encoder(x)
+        sq = (x - det.model_.decoder(z)).square() / det.residual_var_
+        u = (z - det.code_mean_) @ det.code_whiten_.T
+        if det.anomaly_score == "latent_gaussian":
+            term = u.square().sum(-1)
+        else:
+            d2 = torch.cdist(u.double(), det.code_ref_.double()).square()
+            h2 = det.code_bandwidth_ ** 2
+            term = (-2.0 * (torch.logsumexp(-d2 / (2 * h2), -1) - math.log(det.code_ref_.shape[0]))).float()
+    if per_timestamp:
+        return (sq.sum(-1) + term[:, None] / x.shape[1]) / x.shape[2]
+    return (sq.flatten(1).sum(1) + term) / sq[0].numel()
+
+
+@pytest.mark.parametrize("score", ["latent_density", "latent_gaussian"])
+def test_row_scores_follow_the_formula(score):
+    train, test, _ = _two_clusters_and_a_gap(n_train=300)
+    det = AutoEncoderDetector(anomaly_score=score, normalize=False, **{**SMALL, "epochs": 3}).fit(train)
+    expected = _by_hand(det, torch.as_tensor(test), per_timestamp=False)
+    np.testing.assert_allclose(det.decision_function(test), expected.double().numpy(), rtol=1e-4, atol=1e-5)
+    # the code statistics are the training codes': whitened, they have mean 0 and covariance I
+    with torch.no_grad():
+        z = det.model_.encoder(torch.as_tensor(train)).double()
+        u = (z - det.code_mean_.double()) @ det.code_whiten_.T.double()
+    np.testing.assert_allclose(u.mean(0).numpy(), 0.0, atol=1e-4)
+    np.testing.assert_allclose(torch.cov(u.T, correction=0).numpy(), np.eye(u.shape[1]), atol=1e-3)
+    assert det.code_bandwidth_ == pytest.approx(300 ** (-1 / (u.shape[1] + 4)))
+
+
+@pytest.mark.parametrize("score", ["latent_density", "latent_gaussian"])
+def test_window_scores_per_timestamp_sum_to_the_window_score(series, score):
+    det = AutoEncoderDetector(window=16, anomaly_score=score, **{**SMALL, "epochs": 2}).fit(series.train[:600])
+    batch = det.normalizer_.transform(torch.as_tensor(series.test[:40]).unfold(0, 16, 1).transpose(1, 2)[:6])
+    with torch.no_grad():
+        per_t = det._score_model(batch)
+        det.set_params(per_timestamp=False)
+        per_w = det._score_model(batch)
+    torch.testing.assert_close(per_t, _by_hand(det, batch, True), rtol=1e-4, atol=1e-5)
+    C, W = batch.shape[2], batch.shape[1]
+    torch.testing.assert_close(per_t.sum(1) * C, per_w * W * C, rtol=1e-4, atol=1e-4)
+
+
+def test_reconstruction_score_is_the_old_one():
+    train, test, _ = _two_clusters_and_a_gap(n_train=300)
+    det = AutoEncoderDetector(anomaly_score="reconstruction", normalize=False, **{**SMALL, "epochs": 3}).fit(train)
+    x = torch.as_tensor(test)
+    with torch.no_grad():
+        expected = (x - det.model_(x)).square().mean(1).double().numpy()
+    np.testing.assert_allclose(det.decision_function(test), expected, rtol=1e-6)
+
+
+def test_a_file_saved_before_anomaly_score_loads_with_the_reconstruction_error(tmp_path):
+    train, test, _ = _two_clusters_and_a_gap(n_train=300)
+    det = AutoEncoderDetector(anomaly_score="reconstruction", **{**SMALL, "epochs": 3}).fit(train)
+    path = tmp_path / "new.pt"
+    det.save(path)
+    payload = torch.load(path, weights_only=True)
+    # what the library wrote before the option: no anomaly_score/min_steps parameter, no code statistics
+    for key in ("anomaly_score", "min_steps"):
+        payload["params"].pop(key)
+    for key in ("code_mean", "code_whiten", "residual_var", "code_ref", "code_bandwidth"):
+        payload["state"].pop(key)
+    old = tmp_path / "old.pt"
+    torch.save(seal(payload), old)
+    loaded = genad_fast.load(old)
+    assert loaded.anomaly_score == "reconstruction"
+    np.testing.assert_array_equal(loaded.decision_function(test), det.decision_function(test))
+    loaded.save(tmp_path / "again.pt")  # and it saves again as it is
+    loaded.set_params(anomaly_score="latent_density")
+    with pytest.raises(ValueError, match="lacks; score it with anomaly_score='reconstruction' or refit"):
+        loaded.decision_function(test)
+
+
+def test_save_load_keeps_the_code_statistics(tmp_path, series):
+    det = AutoEncoderDetector(window=8, **{**SMALL, "epochs": 2}).fit(series.train[:400])
+    det.save(tmp_path / "ae.pt")
+    loaded = genad_fast.load(tmp_path / "ae.pt")
+    np.testing.assert_array_equal(loaded.decision_function(series.test[:200]), det.decision_function(series.test[:200]))
+
+
+def test_anomaly_score_must_be_known():
+    with pytest.raises(ValueError, match="anomaly_score must be one of"):
+        AutoEncoderDetector(anomaly_score="mahalanobis", **SMALL).fit(np.zeros((20, 3)) + np.arange(60).reshape(20, 3))
+
+
+@pytest.mark.parametrize("cls", [AutoEncoderDetector, VAEDetector, DeepSVDDDetector])
+def test_min_steps_raises_the_epochs_of_a_small_data_set(cls):
+    x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    kw = dict(hidden=(8,), epochs=2, batch_size=16, val_fraction=0.0, verbose=False)
+    if cls is DeepSVDDDetector:
+        kw["pretrain_epochs"] = 0
+    assert len(cls(min_steps=0, **kw).fit(x).history_.train_loss) == 2
+    # 60 rows at batch 16: 4 steps per epoch, so 40 steps need 10 epochs
+    assert len(cls(min_steps=40, **kw).fit(x).history_.train_loss) == 10
+    # epochs already making more steps than min_steps: unchanged
+    assert len(cls(min_steps=4, **{**kw, "epochs": 3}).fit(x).history_.train_loss) == 3
