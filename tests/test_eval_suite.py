@@ -203,11 +203,14 @@ def test_mean_rank_on_a_hand_built_table():
     assert roc["flow"] == pytest.approx(((3 + 2.5 + 1) / 3, 3)) and roc["knn"] == pytest.approx((1.5, 2))
     s = family_summary(rows)
     assert s["vus_pr"]["best_generative"] == (0.5, "flow") and s["vus_pr"]["best_classic"] == (0.4, "pca")
-    assert s["auroc"]["best_classic"] == pytest.approx((0.85, "knn")) and s["vus_pr"]["below_pca"] == []
+    # knn has no result on t: its mean AUROC is over other tasks and does not compete
+    assert s["auroc"]["best_classic"] == pytest.approx((0.8, "pca")) and s["auroc"]["partial"] == ["knn"]
+    assert s["vus_pr"]["below_pca"] == [] and s["vus_pr"]["partial"] == []
     assert s["wins"] == ["a", "t"] and s["win_rate"] == pytest.approx(2 / 3)
     text = "\n".join(summary_lines(rows))
     assert "best generative flow 0.500 vs best classic pca 0.400: met" in text
     assert "on 2 of 3 tasks (67 %; goal 80 %): **not met**" in text
+    assert "not compared (no result on some of these tasks): knn" in text
 
 
 # ---------------------------------------------------------------------------------------------- the CLI

@@ -8,7 +8,9 @@ Input: the rows of :func:`genad_fast.evaluation.summarize` (one per task and det
 - :func:`family_summary`: the issue's goal (#17): the best generative detector (highest mean over tasks) against
   the best classic one on mean VUS-PR (series tasks) and mean AUROC (every task), and the share of tasks
   where the best generative detector of that task reaches the best classic one on the task's primary metric
-  (VUS-PR on series, AUROC on tabular tasks, which have no VUS).
+  (VUS-PR on series, AUROC on tabular tasks, which have no VUS). Means over different sets of tasks do not
+  compare, so only detectors with a result on every task of the metric are candidates for the best (a
+  series-only detector competes on VUS-PR, not on AUROC over tabular tasks too).
 """
 from __future__ import annotations
 
@@ -96,6 +98,10 @@ def family_summary(rows: Sequence[dict]) -> dict:
     out: dict = {}
     for metric in ("vus_pr", "auroc"):
         means = mean_over_tasks(rows, metric)
+        n_tasks = max((v[1] for v in means.values()), default=0)
+        # means over different task sets do not compare: only detectors with results on every task count
+        partial = sorted(d for d, v in means.items() if v[1] < n_tasks)
+        means = {d: v for d, v in means.items() if v[1] == n_tasks}
         best = {}
         for fam in ("generative", "classic"):
             cands = [(v[0], d) for d, v in means.items() if family(d) == fam]
@@ -104,7 +110,7 @@ def family_summary(rows: Sequence[dict]) -> dict:
                            pca=means["pca"][0] if "pca" in means else None,
                            below_pca=sorted(d for d, v in means.items() if family(d) == "generative"
                                             and "pca" in means and v[0] < means["pca"][0]),
-                           n_tasks=max((v[1] for v in means.values()), default=0))
+                           n_tasks=n_tasks, partial=partial)
     wins, tasks = [], 0
     for task, per_det in _by_task(rows, None).items():
         gen = [v for d, v in per_det.items() if family(d) == "generative"]
@@ -133,6 +139,8 @@ def summary_lines(rows: Sequence[dict]) -> list[str]:
         if s[metric]["pca"] is not None:
             below = ", ".join(s[metric]["below_pca"]) or "none"
             lines.append(f"  - generative detectors below PCA's {s[metric]['pca']:.3f}: {below}")
+        if s[metric]["partial"]:
+            lines.append(f"  - not compared (no result on some of these tasks): {', '.join(s[metric]['partial'])}")
     if s["win_rate"] is not None:
         verdict = "met" if s["win_rate"] >= 0.8 else "**not met**"
         lines.append(f"- per task (VUS-PR on series, AUROC on tabular tasks): the best generative detector reaches "
