@@ -1,0 +1,166 @@
+"""The training loop's speed options (issue #16 point 3): epochs over a swept share of the samples
+(``TrainConfig.epoch_fraction``, the detectors' ``train_stride``) and bfloat16 forward passes
+(``TrainConfig.autocast``, the detectors' ``train_dtype``). Speed itself is measured by bench/cases/fit_time.py."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from genad_fast.detectors import _training_params
+from genad_fast.detectors.diffusion import DiffusionDetector
+from genad_fast.detectors.flow import FlowDetector
+from genad_fast.nn import training
+from genad_fast.nn.diffusion import Denoiser, NoiseSchedule
+from genad_fast.nn.diffusion.losses import ReconstructLoss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class _Recorder:
+    """A loss that records which rows each training batch holds (column 0 holds the row's index)."""
+
+    def __init__(self):
+        self.batches: list[list[int]] = []
+
+    def __call__(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        if model.training:
+            self.batches.append(batch[:, 0].long().tolist())
+        return ((model(batch) - batch) ** 2).mean()
+
+
+def _rows(n: int) -> torch.Tensor:
+    x = torch.randn(n, 3, generator=torch.Generator().manual_seed(1))
+    x[:, 0] = torch.arange(n, dtype=torch.float32)
+    return x
+
+
+def _fit(n: int, seed: int = 0, **config) -> tuple[_Recorder, training.TrainHistory, nn.Module]:
+    torch.manual_seed(0)
+    model, rec = nn.Linear(3, 3), _Recorder()
+    cfg = training.TrainConfig(**{"epochs": 4, "batch_size": 16, "val_fraction": 0.0, **config})
+    history = training.fit(model, rec, _rows(n), cfg, torch.Generator().manual_seed(seed), verbose=False)
+    return rec, history, model
+
+
+@pytest.mark.parametrize(("n", "fraction", "batch"), [(400, 0.25, 16), (401, 0.1, 16), (50, 0.5, 64), (97, 1.0, 8)])
+def test_an_epoch_is_the_fraction_of_the_samples(n, fraction, batch):
+    rec, history, _ = _fit(n, epoch_fraction=fraction, batch_size=batch, epochs=3)
+    per_epoch = math.ceil(n * fraction)
+    assert history.n_train == per_epoch
+    assert len(rec.batches) == 3 * math.ceil(per_epoch / batch)  # steps: as a grid of per_epoch samples
+    seen = [r for b in rec.batches for r in b]
+    assert len(seen) == 3 * per_epoch
+
+
+def test_the_sweep_uses_every_sample_once_per_cycle():
+    # 400 samples, a quarter per epoch: epochs 1-4 are one permutation, 5-8 the next
+    rec, _, _ = _fit(400, epoch_fraction=0.25, epochs=8, batch_size=20)
+    seen = [r for b in rec.batches for r in b]
+    assert sorted(seen[:400]) == list(range(400)) and sorted(seen[400:]) == list(range(400))
+    assert seen[:400] != seen[400:]  # a fresh permutation per sweep
+
+
+def test_whole_epochs_are_the_plain_loop():
+    """epoch_fraction=1 draws one permutation of the training samples per epoch from the generator, as before."""
+    rec, _, _ = _fit(100, epoch_fraction=1.0, epochs=2, batch_size=100)
+    g = torch.Generator().manual_seed(0)
+    train, _ = training.split_train_val(100, 0.0, g)
+    for epoch in range(2):
+        assert rec.batches[epoch] == train[torch.randperm(100, generator=g)].tolist()
+
+
+def test_the_same_seed_gives_the_same_model():
+    _, _, a = _fit(300, seed=5, epoch_fraction=0.2)
+    _, _, b = _fit(300, seed=5, epoch_fraction=0.2)
+    _, _, c = _fit(300, seed=6, epoch_fraction=0.2)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_validation_is_on_the_fraction_of_the_held_out_samples():
+    seen = []
+
+    def loss(model, batch):
+        if not model.training:
+            seen.append(batch.shape[0])
+        return ((model(batch) - batch) ** 2).mean()
+
+    cfg = training.TrainConfig(epochs=1, batch_size=1000, val_fraction=0.2, epoch_fraction=0.25)
+    training.fit(nn.Linear(3, 3), loss, _rows(500), cfg, torch.Generator().manual_seed(0), verbose=False)
+    assert seen == [math.ceil(100 * 0.25)]
+
+
+@pytest.mark.parametrize(("field", "value"), [("epoch_fraction", 0.0), ("epoch_fraction", 1.5),
+                                              ("autocast", torch.float64)])
+def test_bad_config(field, value):
+    with pytest.raises(ValueError, match=field):
+        training.TrainConfig(**{field: value})
+
+
+# ---- the detectors' parameters ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("params", "expected"), [
+    (dict(window=None), 1.0),                             # tabular rows: every row
+    (dict(window=64), 1 / 8),                             # None: window // 8
+    (dict(window=64, train_stride=1), 1.0),               # the behaviour before train_stride
+    (dict(window=64, stride=4, train_stride=2), 1.0),     # windows already further apart than train_stride
+    (dict(window=64, stride=2, train_stride=16), 1 / 8),
+    (dict(window=5), 1.0),                                # window // 8 = 0: at least 1
+])
+def test_epoch_fraction_of_the_detectors(params, expected):
+    assert _training_params.epoch_fraction(FlowDetector(**params)) == pytest.approx(expected)
+
+
+def test_train_stride_gives_the_steps_of_a_window_grid():
+    """train_stride=s over stride-1 windows trains as many windows per epoch as stride=s windows would."""
+    x = np.random.default_rng(0).normal(size=(1200, 2)).astype(np.float32)
+    small = dict(n_steps=1, hidden=8, n_blocks=1, epochs=1, batch_size=32, verbose=False, train_dtype="float32")
+    sampled = FlowDetector(window=16, train_stride=8, **small).fit(x)
+    grid = FlowDetector(window=16, stride=8, train_stride=1, **small).fit(x)
+    assert abs(sampled.history_.n_train - grid.history_.n_train) <= 1
+
+
+@pytest.mark.parametrize(("choice", "native", "device", "expected"), [
+    ("auto", True, "cpu", torch.bfloat16), ("auto", False, "cpu", None), ("auto", True, "cuda", None),
+    ("float32", True, "cpu", None), ("bfloat16", False, "cpu", torch.bfloat16)])
+def test_train_dtype(monkeypatch, choice, native, device, expected):
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
+    det = DiffusionDetector(train_dtype=choice)
+    det.device_ = torch.device(device)
+    assert _training_params.train_autocast(det) is expected
+    assert det._train_config().autocast is expected
+
+
+def test_flow_applies_train_dtype_in_its_loss_not_the_loop():
+    det = FlowDetector(train_dtype="bfloat16")
+    assert det._train_config().autocast is None and _training_params.train_autocast(det) is torch.bfloat16
+
+
+def test_bfloat16_loss_is_close_to_float32():
+    """The diffusion loss of one batch under bfloat16 autocast, against float32 (the same t and z)."""
+    model = Denoiser(3, residual_channels=16, n_layers=3)
+    with torch.no_grad():  # the last layer starts at zero: give it weights so the products matter
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    alpha_bar = NoiseSchedule.from_name("quadratic", 20, None, None).alpha_bars.float()
+    batch = torch.randn(32, 40, 3, generator=torch.Generator().manual_seed(0))
+    losses = []
+    for dtype in (None, torch.bfloat16):
+        loss = ReconstructLoss(alpha_bar, "eager", torch.Generator().manual_seed(3))
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+            losses.append(float(loss(model, batch).float()))
+    assert losses[1] == pytest.approx(losses[0], rel=2e-2)
+    assert losses[1] != losses[0]  # the products did run in bfloat16
+
+
+def test_bfloat16_training_tracks_float32():
+    """A short diffusion fit: the per-epoch losses with bfloat16 forward passes stay near float32's."""
+    x = np.sin(np.arange(600)[:, None] / 7.0 + np.arange(2)) + 0.05 * np.random.default_rng(0).normal(size=(600, 2))
+    small = dict(window=32, n_steps=10, residual_channels=8, n_layers=3, embedding_dim=16, epochs=4, batch_size=32,
+                 n_draws=1, tile_size=128, verbose=False, train_stride=4, seed=0)
+    f32 = DiffusionDetector(train_dtype="float32", **small).fit(x).history_.train_loss
+    bf16 = DiffusionDetector(train_dtype="bfloat16", **small).fit(x).history_.train_loss
+    np.testing.assert_allclose(bf16, f32, rtol=0.1)
