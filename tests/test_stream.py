@@ -274,3 +274,29 @@ def test_errors():
     with pytest.raises(ValueError, match="not fitted"):
         make_detector("knn", "series", window=W).stream()
     assert set(TINY) <= set(SERIES)
+
+
+def test_numpy_chunks_read_as_the_full_path():
+    """A clean NumPy chunk takes the stream's short read (checks in NumPy, the normaliser's two ops); it gives the
+    full path's rows bit for bit (float64 and float32 input, one row and many), and a chunk that fails a check
+    (NaN, an extreme value) goes the full way: its error, its flags."""
+    from genad_fast.streaming.chunks import ChunkReader, read_chunk
+
+    det = fitted("pca")
+    reader = ChunkReader(det)
+    assert reader._fast
+    x = series(40, 3)
+    for chunk in (x[:1], x, x.astype(np.float32)[:1], x.astype(np.float32), x[::2], x[:, :][::-1]):
+        z, extreme = reader(chunk)
+        want, want_extreme = read_chunk(det, chunk)
+        assert extreme is None and want_extreme is None
+        assert z.dtype == want.dtype and torch.equal(z, want)
+        assert not np.shares_memory(z.numpy(), chunk)
+    bad = x[:3].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        reader(bad)
+    bad[1, 2] = 1e30  # extreme: flagged, replaced for the model
+    with pytest.warns(ExtremeValueWarning):
+        z, extreme = reader(bad)
+    assert extreme.tolist() == [False, True, False] and torch.isfinite(z).all()

@@ -199,3 +199,38 @@ def test_extreme_flags_reach_the_timestamps_as_in_batch(reduce, W, S, T):
             p.add_tail(scores[-1:], bool(holds[-1]))
         got_s.append(p.pop_due(None)[1])
         np.testing.assert_array_equal(np.concatenate(got_s), got)
+
+
+@pytest.mark.parametrize("reduce", ["mean", "max", "min"])
+@pytest.mark.parametrize("per_timestamp", [False, True])
+def test_few_windows_path_and_due_count_equal_the_vectorised_rule(reduce, per_timestamp, monkeypatch):
+    """PendingScores adds a few windows (a stream's update) one slice each and counts the due timestamps in
+    closed form; both equal the vectorised pass and the horizon h(t) <= arrived - 1, update by update, bitwise."""
+    import genad_fast.streaming.causal as causal
+
+    rng = np.random.default_rng(3)
+    for W, S, d, T in [(1, 1, 0, 9), (5, 1, 0, 40), (5, 1, 4, 40), (6, 2, 1, 41), (6, 3, 5, 47), (8, 8, 3, 50),
+                       (16, 4, 7, 97), (16, 1, 15, 70)]:
+        rule = CausalRule(W, S, d)
+        n = rule.n_grid(T)
+        scores = rng.normal(size=(n, W) if per_timestamp else n)
+        chunks = [int(c) for c in rng.integers(1, 12, size=T)]
+        runs = []
+        for few in (causal._FEW_WINDOWS, 0):  # the slice path for small updates, then the vectorised one only
+            monkeypatch.setattr(causal, "_FEW_WINDOWS", few)
+            p, seen, j, out = PendingScores(rule, reduce), 0, 0, []
+            for k in chunks:
+                k = min(k, T - seen)
+                if k == 0:
+                    break
+                p.extend(k)
+                seen += k
+                t = np.arange(p.start, p.end)
+                assert p.n_due(seen) == int((rule.horizon(t) <= seen - 1).sum())
+                p.add(j, scores[j:rule.n_grid(seen)])
+                j = rule.n_grid(seen)
+                out.append(p.pop_due(seen))
+            runs.append(out)
+        for (i0, s0), (i1, s1) in zip(*runs, strict=True):
+            np.testing.assert_array_equal(i0, i1)
+            np.testing.assert_array_equal(s0, s1)

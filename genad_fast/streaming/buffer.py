@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genad_fast.series import sliding_windows
 from genad_fast.streaming.causal import CausalRule
 
 __all__ = ["WindowBuffer"]
@@ -25,6 +24,7 @@ class WindowBuffer:
         self.extreme = np.zeros(0, dtype=bool)
         self.start = 0          # stream index of rows[0]
         self.next_window = 0    # the first grid window not yet complete
+        self._any_extreme = False  # whether a row kept is flagged
 
     @property
     def end(self) -> int:
@@ -35,14 +35,20 @@ class WindowBuffer:
         """Append rows ``z`` ``[n, C]``; return ``(j0, windows [m, W, C], holds_extreme [m])``: the grid windows
         ``j0 .. j0 + m - 1`` completed by them (``m`` may be 0), as views valid until the next push."""
         W, S = self.rule.W, self.rule.S
-        self.rows = torch.cat([self.rows, z]) if self.rows.shape[0] else z.contiguous()
-        flags = extreme if extreme is not None else np.zeros(z.shape[0], dtype=bool)
-        self.extreme = np.concatenate([self.extreme, flags])
+        self.rows = torch.cat((self.rows, z)) if self.rows.shape[0] else z.contiguous()
+        if extreme is not None or self._any_extreme:
+            flags = extreme if extreme is not None else np.zeros(z.shape[0], dtype=bool)
+            self.extreme = np.concatenate([self.extreme, flags])
+            self._any_extreme = bool(self.extreme.any())
+        else:  # nothing flagged in the rows kept: no per-row flags to carry (the common case, and cheaper)
+            self.extreme = np.zeros(self.rows.shape[0], dtype=bool)
         j0, j1 = self.next_window, self.rule.n_grid(self.end)
         first = j0 * S - self.start  # row of window j0
         if j1 > j0:
-            windows = sliding_windows(self.rows[first:first + (j1 - j0 - 1) * S + W], W, S)
-            holds = self._holds_extreme(first + np.arange(j1 - j0) * S)
+            # sliding_windows' view (unfold, then the window dimension second), without its argument checks
+            windows = self.rows[first:first + (j1 - j0 - 1) * S + W].unfold(0, W, S).transpose(1, 2)
+            holds = self._holds_extreme(first + np.arange(j1 - j0) * S) if self._any_extreme else \
+                np.zeros(j1 - j0, dtype=bool)
         else:
             windows = self.rows.new_empty((0, W, self.rows.shape[1]))
             holds = np.zeros(0, dtype=bool)
@@ -71,7 +77,10 @@ class WindowBuffer:
             keep = min(keep, self.end - W)
         drop = keep - self.start
         if drop > 0:
-            # a copy: a view would keep the old storage (and, through the next cat, nothing else) alive
-            self.rows = self.rows[drop:].clone()
+            rows = self.rows[drop:]
+            # a copy when the storage holds more than W rows: a view would keep it alive (the next cat copies the
+            # rows anyway, so a view of a storage of at most W rows costs nothing)
+            self.rows = rows.clone() if self.rows.shape[0] > W else rows
             self.extreme = self.extreme[drop:].copy()
+            self._any_extreme = self._any_extreme and bool(self.extreme.any())
             self.start = keep

@@ -50,6 +50,9 @@ from genad_fast.series import REDUCTIONS
 
 __all__ = ["CausalRule", "PendingScores", "causal_to_timestamps"]
 
+#: Windows up to which :meth:`PendingScores.add` adds window by window (a slice each) instead of vectorised.
+_FEW_WINDOWS = 8
+
 
 @dataclass(frozen=True)
 class CausalRule:
@@ -152,6 +155,9 @@ class PendingScores:
         lo, hi = max(self.start, j0 * S), min(self.end, (j1 - 1) * S + W)
         if lo >= hi:
             return
+        if flag_values is None and m <= _FEW_WINDOWS:
+            self._add_few(j0, values)
+            return
         t = np.arange(lo, hi, dtype=np.int64)
         j_lo = np.maximum(j0, -(-(t - W + 1) // S))
         j_hi = np.minimum(np.minimum(j1 - 1, t // S), (self.rule.horizon(t) - W + 1) // S)
@@ -164,6 +170,44 @@ class PendingScores:
             jj, tt = j[ok], t[ok]
             v = values[jj - j0] if values.ndim == 1 else values[jj - j0, tt - jj * S]
             self._combine(pos[ok], v, None if flag_values is None else flag_values[jj - j0])
+
+    def _add_few(self, j0: int, values: np.ndarray) -> None:
+        """:meth:`add` of a few windows (a stream's update), without extreme flags: window ``j`` goes to the
+        timestamps ``[max(jS, t_min(j)), jS + W)`` that are pending, one slice each, windows in order (so each
+        timestamp receives the same adds, in the same order, as in the vectorised pass). ``t_min(j)`` is the
+        first timestamp whose horizon reaches ``e_j``: ``h`` is nondecreasing, and ``h(t) >= e_j`` holds from
+        ``t = e_j - d`` (the delay) or from ``t = (j - 1)S + W`` (``t`` no longer covered by window ``j - 1``:
+        window ``j`` is its first), whichever comes first; every ``t`` for window 0."""
+        W, S, d = self.rule.W, self.rule.S, self.rule.delay
+        start, end = self.start, self.end
+        per_timestamp = values.ndim == 2
+        for k in range(values.shape[0]):
+            j = j0 + k
+            a = j * S
+            t_min = 0 if j == 0 else min((j - 1) * S + W, a + W - 1 - d)
+            lo, hi = max(a, t_min, start), min(a + W, end)
+            if lo >= hi:
+                continue
+            v = values[k, lo - a:hi - a] if per_timestamp else values[k]
+            acc = self.acc[lo - start:hi - start]
+            if self.reduce == "mean":
+                acc[:] = acc + v
+            elif self.reduce == "max":
+                np.maximum(acc, v, out=acc)
+            else:
+                np.minimum(acc, v, out=acc)
+            self.count[lo - start:hi - start] += 1
+
+    def n_due(self, arrived: int) -> int:
+        """How many pending timestamps are due once ``arrived`` timestamps have arrived: ``t`` is due when
+        ``h(t) <= arrived - 1``, i.e. ``t <= arrived - 1 - d`` and ``first(t) <= arrived - 1``; the latter holds up
+        to the end ``e_J`` of the last grid window that ended (every ``t <= e_J`` is covered by a window ending
+        by ``e_J``). ``h`` is nondecreasing, so the due timestamps are a prefix."""
+        n_ended = self.rule.n_grid(arrived)
+        if n_ended == 0:
+            return 0
+        last = min(arrived - 1 - self.rule.delay, (n_ended - 1) * self.rule.S + self.rule.W - 1)
+        return int(min(max(0, last + 1 - self.start), self.acc.size))
 
     def add_tail(self, values: np.ndarray, holds: bool = False) -> None:
         """The end-aligned window ``[end - W, end - 1]`` (score ``[]``/``[1]`` or ``[W]``; ``holds``: it holds an
@@ -182,10 +226,10 @@ class PendingScores:
     def pop_due(self, arrived: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Hand out (index, score) of the pending timestamps due once ``arrived`` timestamps have arrived (all of
         them with None: the end of the stream), and forget them."""
-        t = np.arange(self.start, self.end, dtype=np.int64)
-        n = t.size if arrived is None else int(np.searchsorted(self.rule.horizon(t), arrived - 1, side="right"))
+        n = self.acc.size if arrived is None else self.n_due(arrived)
+        t = np.arange(self.start, self.start + n, dtype=np.int64)
         if n == 0:
-            return t[:0], self.acc[:0].copy()
+            return t, self.acc[:0].copy()
         count = self.count[:n]
         if (count == 0).any():  # every due timestamp has its first covering window: a bug if not
             raise RuntimeError(f"timestamp {int(t[np.argmax(count == 0)])} is due but no window reached it")
