@@ -269,3 +269,23 @@ def test_suite_errors_before_any_run(tmp_path, capsys, argv, message):
     assert code == 1
     assert message.format(d=tmp_path) in capsys.readouterr().err
     assert not (tmp_path / "res").exists()
+
+
+def test_from_runs_leaves_out_a_seed_that_ran_in_part(tmp_path, capsys):
+    from genad_fast import evaluation as ev
+
+    def rec(task, seed, auroc):
+        return dict(dataset=task, detector="pca", seed=seed, kind="tabular", status="ok", group=None, n_test=10,
+                    metrics={"auroc": auroc, "auprc": 0.5}, fit_s=1.0, score_s=0.1, throughput=100.0)
+
+    config = dict(detectors=["pca"], datasets=["a", "b"], seeds=[0, 1], quick=True, suite="toy",
+                  suite_description="toy")
+    lines = [dict(header=dict(machine=ev.machine_info(), config=config)),
+             rec("a", 0, 0.6), rec("b", 0, 0.7), rec("a", 1, 0.9)]  # seed 1 stopped after task a
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(json.dumps(x, default=str) for x in lines) + "\n")
+    report = tmp_path / "r.md"
+    assert main(["eval", "--from-runs", str(path), "--report", str(report)]) == 0, capsys.readouterr().err
+    md = report.read_text()
+    assert "CUT SHORT: seeds [0] of [0, 1] reported, seed [1] ran in part and is left out" in md
+    assert "| a | pca | — | — | — | 0.600 |" in md  # seed 0's value alone, not the mean with seed 1's 0.9

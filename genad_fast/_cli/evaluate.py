@@ -110,12 +110,22 @@ def _eval_from_runs(args: argparse.Namespace) -> int:
     if not lines or "header" not in lines[0]:
         raise CLIError(f"--from-runs {args.from_runs!r}: not a runs file of genad-fast eval (no header line)")
     header, records = lines[0]["header"], lines[1:]
-    seeds_done = sorted({r["seed"] for r in records if r.get("seed") is not None})
     config = dict(header["config"])
-    if seeds_done != config["seeds"]:
-        config["suite_description"] = (f"{config.get('suite_description')}; CUT SHORT: seeds {seeds_done} of "
-                                       f"{config['seeds']} ran, the last possibly in part")
-    config["seeds"] = seeds_done
+    # a seed-major run cut short: the first seed is kept as far as it went; a later seed only if it covered
+    # every (task, detector) of the first (a half-done seed would mix 1- and 2-seed means in one table)
+    pairs: dict = {}
+    for r in records:
+        if r.get("seed") is not None:
+            pairs.setdefault(r["seed"], set()).add((r["dataset"], r["detector"]))
+    seeds_ran = sorted(pairs)
+    kept = [s for s in seeds_ran if s == seeds_ran[0] or pairs[s] >= pairs[seeds_ran[0]]]
+    if kept != config["seeds"]:
+        left = [s for s in seeds_ran if s not in kept]
+        config["suite_description"] = (f"{config.get('suite_description')}; CUT SHORT: seeds {kept} of "
+                                       f"{config['seeds']} reported" + (f", seed {left} ran in part and is "
+                                                                        "left out" if left else ""))
+    records = [r for r in records if r.get("seed") is None or r["seed"] in kept]
+    config["seeds"] = kept
     _write_benchmark(args.report, ev.summarize(records), header["machine"], config)
     return 0
 
