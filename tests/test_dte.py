@@ -53,8 +53,30 @@ def test_categorical_score_is_the_mean_predicted_step():
 
 
 def test_inverse_gamma_score_is_the_posterior_mode():
+    net = DTENet(8, (4,), 1).eval()
     out = torch.tensor([[2.0], [-2.0], [0.0]])  # sqrt(β): its sign does not matter
-    np.testing.assert_allclose(predicted_time(out, "inverse_gamma", 400, 8).numpy(), [1.0, 1.0, 0.0])
+    beta = net.head(torch.zeros(3, 8), out)  # inside the training support: β = out²
+    np.testing.assert_allclose(beta.numpy(), [4.0, 4.0, 0.0])
+    np.testing.assert_allclose(predicted_time(beta, "inverse_gamma", 400, 8).numpy(), [1.0, 1.0, 0.0])
+
+
+def test_out_of_range_term_sends_far_points_to_the_last_bin():
+    """Beyond the ball holding every training row, the analytic posterior's distance term takes over: a far
+    point's predicted time is the last bin's centre, whatever the network's extrapolation says."""
+    net = DTENet(3, (8,), 4).eval()
+    rows = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    net.set_support(rows, torch.tensor([0.1, 0.3, 0.5, 0.8]))
+    assert torch.allclose(net.center, torch.tensor([0.0, 2 / 3, 0.0]))
+    assert float(net.radius2) == pytest.approx(16 / 9)
+    torch.testing.assert_close(net.excess(rows), torch.zeros(3))  # no training row is beyond it
+    with torch.no_grad():
+        net.out.weight.zero_()
+        net.out.bias.copy_(torch.tensor([50.0, 0.0, 0.0, 0.0]))  # the network insists on bin 0
+        far = torch.tensor([[1e3, 0.0, 0.0], [0.0, -1e4, 0.0]])
+        s = predicted_time(net(far), "categorical", 400, 3)
+        torch.testing.assert_close(s, torch.full((2,), 350.0))
+        inside = predicted_time(net(rows), "categorical", 400, 3)
+    torch.testing.assert_close(inside, torch.full((3,), 50.0), rtol=0, atol=1e-3)
 
 
 def test_training_noise_is_the_fused_add_noise_with_philox():
@@ -88,9 +110,9 @@ def test_scoring_with_the_fused_layers_equals_the_modules():
     net = DTENet(6, (16, 16), 7).eval()
     x = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        fused = net.predict(x, "categorical", 400, "cpu")
+        fused = net.predict(x, 400, "cpu")
         plain = predicted_time(net(x), "categorical", 400, 6)
-        eager = net.predict(x, "categorical", 400, "eager")
+        eager = net.predict(x, 400, "eager")
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(eager, plain, rtol=1e-5, atol=1e-4)
 
