@@ -35,8 +35,10 @@ class ScoringMixin:
     #: Fewest rows or windows a ``_score_model`` call gets: a smaller batch (a series' off-grid tail window, a
     #: series of one window, the last batch) is padded with copies of its first row. BLAS takes other code paths
     #: for one or two rows (gemv), whose sums round differently, and a row's score must not depend on the batch
-    #: it lands in: alone, among the windows of a collection, or at another ``score_batch_size``.
-    min_score_rows: ClassVar[int] = 8
+    #: it lands in: alone, among the windows of a collection, or at another ``score_batch_size``. 16, not 8:
+    #: oneDNN's float32 convolution (the convolutional autoencoders) rounds batches of 1 to 15 differently from
+    #: larger ones on AVX-512 (measured: bench.stream's autoencoder, 8 channels, W = 32; 16 to 4096 agree).
+    min_score_rows: ClassVar[int] = 16
 
     def _grid(self, T: int) -> WindowGrid:
         """The window grid of a series of ``T`` timestamps (``window``, ``stride``)."""
