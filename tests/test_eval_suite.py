@@ -289,3 +289,13 @@ def test_from_runs_leaves_out_a_seed_that_ran_in_part(tmp_path, capsys):
     md = report.read_text()
     assert "CUT SHORT: seeds [0] of [0, 1] reported, seed [1] ran in part and is left out" in md
     assert "| a | pca | — | — | — | 0.600 |" in md  # seed 0's value alone, not the mean with seed 1's 0.9
+
+
+def test_quick_reaches_the_members_of_an_ensemble():
+    """--quick shortens the training of an ensemble's members as of the same detectors alone."""
+    from genad_fast.evaluation.runner import _quick_members
+    from genad_fast.evaluation.tasks import QUICK_PARAMS, DetectorSpec
+
+    spec = DetectorSpec("toy-ensemble", "toy-ensemble", {}, None)  # members given: the class is not consulted
+    got = _quick_members(spec, {"members": ("flow", "knn", "no-such-member")})
+    assert got == {"flow": {"epochs": QUICK_PARAMS["epochs"]}}  # knn has no training length; unknown: skipped
