@@ -7,6 +7,7 @@
     genad-fast fit --per-series --detector flow --input data/ --out-dir models/ [--jobs N] [--engine ...]
     genad-fast eval [--detectors flow,pca,...] [--datasets synthetic,kdd135,digits] [--seeds 3] [--quick]
                     [--out DIR]
+    genad-fast eval --suite small|full|gutentag|real|tsb:<dir or glob> [--report docs/benchmark.md]
     genad-fast export --model model.pt [--format onnx|torch] --out model.onnx
     genad-fast stream --model model.pt [--input FILE|-] [--follow] [--delay D] [--threshold dspot]
     genad-fast info
