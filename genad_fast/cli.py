@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "e.g. docs/benchmark.md")
     ev.add_argument("--cache-dir", help="--suite: where GutenTAG series are generated (default $GENAD_FAST_CACHE "
                                         "or ~/.cache/genad_fast)")
+    ev.add_argument("--no-quick", action="store_true", help="--suite: the library's default training even where "
+                    "the suite shortens it (full, gutentag, real)")
     ev.add_argument("--from-runs", metavar="OUT/runs.jsonl", help="run nothing: write --report from the runs "
                     "file of an earlier eval (e.g. one cut short)")
     ev.add_argument("--seeds", type=_positive_int_arg, help="seeds 0..N-1 (default 3; --suite: the suite's)")

@@ -262,7 +262,8 @@ def test_suite_tsb_files_end_to_end(tmp_path, capsys):
     (["--suite", "small", "--datasets", "wine"], "--suite and --datasets are exclusive"),
     (["--suite", "tsb:{d}/none-*.csv"], "--suite: tsb:{d}/none-*.csv: no files found"),
     (["--suite", "tsb:"], "the directory or pattern is missing"),
-], ids=["unknown", "with-datasets", "no-files", "empty-tsb"])
+    (["--suite", "small", "--quick", "--no-quick"], "--quick and --no-quick contradict each other"),
+], ids=["unknown", "with-datasets", "no-files", "empty-tsb", "quick-no-quick"])
 def test_suite_errors_before_any_run(tmp_path, capsys, argv, message):
     code = main(["eval", "--detectors", "pca", "--out", str(tmp_path / "res"), "--quiet",
                  *[a.format(d=tmp_path) for a in argv]])

@@ -155,7 +155,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     if args.report is not None:
         check_output_path(args.report, "--report")
-    quick = args.quick or (suite is not None and suite.quick)
+    if args.quick and args.no_quick:
+        raise CLIError("--quick and --no-quick contradict each other")
+    quick = (args.quick or (suite is not None and suite.quick)) and not args.no_quick
     seeds = list(range(args.seeds if args.seeds is not None else suite.seeds if suite is not None else 3))
     if args.threads is not None:
         import torch
