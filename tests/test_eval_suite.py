@@ -300,3 +300,14 @@ def test_quick_reaches_the_members_of_an_ensemble():
     spec = DetectorSpec("toy-ensemble", "toy-ensemble", {}, None)  # members given: the class is not consulted
     got = _quick_members(spec, {"members": ("flow", "knn", "no-such-member")})
     assert got == {"flow": {"epochs": QUICK_PARAMS["epochs"]}}  # knn has no training length; unknown: skipped
+
+
+def test_full_suite_holds_every_task_once_spread_over_generators():
+    tasks = [t.name for t in resolve_suite("full").tasks]
+    assert len(tasks) == len(set(tasks)) == 30 + 3 + 10
+    gts = [t for t in tasks if t.startswith("gt-")]
+    assert sorted(gts) == sorted(f"gt-{c['name']}" for c in gt.suite_configs())
+    # the first eleven GutenTAG tasks are eleven different generators (a run cut short has seen many)
+    firsts = {next(bo for bo in sorted(gt.OSCILLATIONS, key=len, reverse=True) if t[3:].startswith(bo))
+              if not t.startswith("gt-mv-") else "mv" for t in gts[:11]}
+    assert len(firsts) == 11
