@@ -53,6 +53,24 @@ AE_SCORES = ("latent_density", "latent_gaussian", "reconstruction")
 MAX_REFERENCE_CODES = 2048
 
 
+def reference_rows(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The indices of the reference codes among n training samples: min(n, :data:`MAX_REFERENCE_CODES`) evenly
+    spaced ones (deterministic, and spread over the whole series for windows)."""
+    return torch.linspace(0, n - 1, min(n, MAX_REFERENCE_CODES), device=device).round().long().unique()
+
+
+@torch.inference_mode()
+def training_codes(model: AutoEncoder, data: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The codes ``[n, k]`` (float64) of ``data`` and the sum of its squared reconstruction errors, in batches."""
+    codes, sq_sum = [], torch.zeros((), dtype=torch.float64, device=data.device)
+    for i in range(0, data.shape[0], batch_size):
+        x = data[i:i + batch_size]
+        z = model.encoder(x)
+        sq_sum += (x - model.decoder(z)).square().sum().to(torch.float64)
+        codes.append(z.to(torch.float64))
+    return torch.cat(codes), sq_sum
+
+
 class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
     """Autoencoder reconstruction-error detector, tabular or over windows of a series.
 
@@ -115,33 +133,37 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
                                      self._torch_generator("fit"), verbose=self.verbose, desc="AutoEncoderDetector")
         self._fit_code_stats(data)
 
-    @torch.inference_mode()
     def _fit_code_stats(self, data: torch.Tensor) -> None:
-        """μ and a whitening W (W Σ Wᵀ = I) of the training codes, and σ²: the ``"latent_gaussian"`` score's."""
-        n, bs = data.shape[0], int(self.score_batch_size)
-        codes, sq_sum = [], torch.zeros((), dtype=torch.float64, device=data.device)
-        for i in range(0, n, bs):
-            x = data[i:i + bs]
-            z = self.model_.encoder(x)
-            sq_sum += (x - self.model_.decoder(z)).square().sum().to(torch.float64)
-            codes.append(z.to(torch.float64))
-        z = torch.cat(codes)
-        mean = z.mean(0)
-        cov = torch.cov(z.T, correction=0).reshape(z.shape[1], z.shape[1]) if n > 1 else torch.zeros(
-            z.shape[1], z.shape[1], dtype=torch.float64, device=z.device)
+        """The code statistics of the scores from the training ``data`` (one pass: :func:`training_codes`)."""
+        n = data.shape[0]
+        z, sq_sum = training_codes(self.model_, data, int(self.score_batch_size))
+        self._set_code_stats(n, z.sum(0), z.T @ z, float(sq_sum), data[0].numel(),
+                             self.reference_codes(data[reference_rows(n, data.device)]), data.dtype)
+
+    @torch.inference_mode()
+    def reference_codes(self, rows: torch.Tensor) -> torch.Tensor:
+        """The codes (float64) of the reference samples, in one encoder call (a data-parallel fit gathers the same
+        rows and gets the same numbers)."""
+        return self.model_.encoder(rows).to(torch.float64)
+
+    def _set_code_stats(self, n: int, z_sum: torch.Tensor, zz_sum: torch.Tensor, sq_sum: float, n_dims: int,
+                        reference: torch.Tensor, dtype: torch.dtype) -> None:
+        """μ and a whitening W (W Σ Wᵀ = I) of the training codes, σ², and the whitened reference codes, from
+        the sums over the n training samples (float64: Σ z, Σ z zᵀ, Σ ||x - x̂||²) and the codes at
+        :func:`reference_rows` (a data-parallel fit sums these over its processes)."""
+        mean = z_sum / n
+        cov = zz_sum / n - torch.outer(mean, mean)
+        eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
         # A ridge of 1e-6 of the mean variance (at least 1e-12): codes that collapsed onto fewer dimensions than
         # latent_dim still give a finite, if very narrow, Gaussian across the missing ones.
         ridge = max(float(torch.diagonal(cov).mean()) * 1e-6, 1e-12)
-        chol = torch.linalg.cholesky(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device))
-        whiten = torch.linalg.solve_triangular(chol, torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device),
-                                               upper=False)
-        self.code_mean_ = mean.to(data.dtype)
-        self.code_whiten_ = whiten.to(data.dtype)
-        self.residual_var_ = max(float(sq_sum) / data[0].numel() / n, 1e-12)
-        # evenly spaced (deterministic, and spread over the whole series for windows)
-        keep = torch.linspace(0, n - 1, min(n, MAX_REFERENCE_CODES), device=z.device).round().long().unique()
-        self.code_ref_ = ((z[keep] - mean) @ whiten.T).to(data.dtype)
-        self.code_bandwidth_ = float(keep.numel()) ** (-1.0 / (z.shape[1] + 4))
+        chol = torch.linalg.cholesky(cov + ridge * eye)
+        whiten = torch.linalg.solve_triangular(chol, eye, upper=False)
+        self.code_mean_ = mean.to(dtype)
+        self.code_whiten_ = whiten.to(dtype)
+        self.residual_var_ = max(sq_sum / n_dims / n, 1e-12)
+        self.code_ref_ = ((reference - mean) @ whiten.T).to(dtype)
+        self.code_bandwidth_ = float(reference.shape[0]) ** (-1.0 / (reference.shape[1] + 4))
 
     def _code_term(self, z: torch.Tensor) -> torch.Tensor:
         """The code's term of the score ``[b]``: Mahalanobis distance, or -2 log of the kernel density."""
