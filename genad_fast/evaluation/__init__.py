@@ -15,7 +15,10 @@ metrics assume time order and are meaningless for rows in random order.
 
 Layout: :mod:`~genad_fast.evaluation.tasks` (detector and data set names resolved),
 :mod:`~genad_fast.evaluation.runner` (the runs, timed and measured), :mod:`~genad_fast.evaluation.report`
-(summary over seeds, machine facts, Markdown/CSV/JSON).
+(summary over seeds, machine facts, Markdown/CSV/JSON). The benchmark suites (``genad-fast eval --suite``):
+:mod:`~genad_fast.evaluation.suites` (the profiles), :mod:`~genad_fast.evaluation.gutentag_suite` (GutenTAG
+series), :mod:`~genad_fast.evaluation.tsb_files` (TSB-AD files), :mod:`~genad_fast.evaluation.ranking` (mean
+ranks, best generative vs best classic) and :mod:`~genad_fast.evaluation.benchmark_doc` (docs/benchmark.md).
 """
 # Every name of the former single module is importable from here (the CLI and the tests use some beyond __all__).
 from genad_fast.evaluation.report import (  # noqa: F401
