@@ -155,6 +155,25 @@ def fit_autoencoder(work: Work) -> None:
     det.model_ = det._build(sample_shape(work.first), _code_size(det, work, "latent_dim"))
     det.history_ = work.train(det.model_, lambda s: reconstruction_loss, det._train_config(),
                               desc="AutoEncoderDetector")
+    _autoencoder_code_stats(work)
+
+
+def _autoencoder_code_stats(work: Work) -> None:
+    """AutoEncoderDetector._fit_code_stats over all the shards: the sums of the codes, their outer products and the
+    squared errors per shard, summed; the reference codes from the reference rows gathered on every process."""
+    from genad_fast.detectors.autoencoder import reference_rows, training_codes
+
+    det = work.det
+    sums = []
+    for sh in work.shards:
+        z, sq = training_codes(det.model_, sh.samples, int(det.score_batch_size))
+        sums.append(torch.cat([z.sum(0), (z.T @ z).flatten(), sq.reshape(1)]).cpu().tolist())
+    table = work.table(sums)
+    total = (table.sum(0) if table.shape[0] > 1 else table[0]).to(work.first.device)
+    k, n = int(det.model_.encoder.out_dim), work.total()
+    rows = _global_rows(work, reference_rows(n)).view(-1, *work.first.shape[1:])
+    det._set_code_stats(n, total[:k], total[k:k + k * k].view(k, k), float(total[-1]), int(work.first[0].numel()),
+                        det.reference_codes(rows), work.first.dtype)
 
 
 # ---- DeepSVDDDetector --------------------------------------------------------------------------------------
