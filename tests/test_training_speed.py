@@ -46,9 +46,9 @@ def _fit(n: int, seed: int = 0, **config) -> tuple[_Recorder, training.TrainHist
     return rec, history, model
 
 
-@pytest.mark.parametrize(("n", "fraction", "batch"), [(400, 0.25, 16), (401, 0.1, 16), (50, 0.5, 64), (97, 1.0, 8)])
+@pytest.mark.parametrize(("n", "fraction", "batch"), [(400, 0.25, 16), (401, 0.1, 16), (50, 0.5, 8), (97, 1.0, 8)])
 def test_an_epoch_is_the_fraction_of_the_samples(n, fraction, batch):
-    rec, history, _ = _fit(n, epoch_fraction=fraction, batch_size=batch, epochs=3)
+    rec, history, _ = _fit(n, epoch_fraction=fraction, batch_size=batch, epochs=3, min_epoch_steps=1)
     per_epoch = math.ceil(n * fraction)
     assert history.n_train == per_epoch
     assert len(rec.batches) == 3 * math.ceil(per_epoch / batch)  # steps: as a grid of per_epoch samples
@@ -56,9 +56,17 @@ def test_an_epoch_is_the_fraction_of_the_samples(n, fraction, batch):
     assert len(seen) == 3 * per_epoch
 
 
+@pytest.mark.parametrize(("n", "expected"), [(400, 8 * 16), (100, 100), (10_000, 2500)])
+def test_an_epoch_holds_at_least_min_epoch_steps_batches(n, expected):
+    """A quarter of n, but at least 8 batches of 16 (or all n): patience counts epochs of enough steps."""
+    config = training.TrainConfig(batch_size=16, epoch_fraction=0.25)
+    assert training.epoch_samples(n, config) == expected
+    assert training.epoch_samples(n, training.TrainConfig(batch_size=16)) == n
+
+
 def test_the_sweep_uses_every_sample_once_per_cycle():
     # 400 samples, a quarter per epoch: epochs 1-4 are one permutation, 5-8 the next
-    rec, _, _ = _fit(400, epoch_fraction=0.25, epochs=8, batch_size=20)
+    rec, _, _ = _fit(400, epoch_fraction=0.25, epochs=8, batch_size=20, min_epoch_steps=1)
     seen = [r for b in rec.batches for r in b]
     assert sorted(seen[:400]) == list(range(400)) and sorted(seen[400:]) == list(range(400))
     assert seen[:400] != seen[400:]  # a fresh permutation per sweep
@@ -89,13 +97,13 @@ def test_validation_is_on_the_fraction_of_the_held_out_samples():
             seen.append(batch.shape[0])
         return ((model(batch) - batch) ** 2).mean()
 
-    cfg = training.TrainConfig(epochs=1, batch_size=1000, val_fraction=0.2, epoch_fraction=0.25)
+    cfg = training.TrainConfig(epochs=1, batch_size=50, val_fraction=0.2, epoch_fraction=0.25, min_epoch_steps=1)
     training.fit(nn.Linear(3, 3), loss, _rows(500), cfg, torch.Generator().manual_seed(0), verbose=False)
     assert seen == [math.ceil(100 * 0.25)]
 
 
 @pytest.mark.parametrize(("field", "value"), [("epoch_fraction", 0.0), ("epoch_fraction", 1.5),
-                                              ("autocast", torch.float64)])
+                                              ("min_epoch_steps", 0), ("autocast", torch.float64)])
 def test_bad_config(field, value):
     with pytest.raises(ValueError, match=field):
         training.TrainConfig(**{field: value})
@@ -117,7 +125,7 @@ def test_epoch_fraction_of_the_detectors(params, expected):
 def test_train_stride_gives_the_steps_of_a_window_grid():
     """train_stride=s over stride-1 windows trains as many windows per epoch as stride=s windows would."""
     x = np.random.default_rng(0).normal(size=(1200, 2)).astype(np.float32)
-    small = dict(n_steps=1, hidden=8, n_blocks=1, epochs=1, batch_size=32, verbose=False, train_dtype="float32")
+    small = dict(n_steps=1, hidden=8, n_blocks=1, epochs=1, batch_size=8, verbose=False, train_dtype="float32")
     sampled = FlowDetector(window=16, train_stride=8, **small).fit(x)
     grid = FlowDetector(window=16, stride=8, train_stride=1, **small).fit(x)
     assert abs(sampled.history_.n_train - grid.history_.n_train) <= 1

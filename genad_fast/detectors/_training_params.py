@@ -11,8 +11,9 @@ docs/training_speed.md for the measurements behind the defaults):
 
 ``train_stride``
     Series: an epoch trains on as many windows as a grid of windows ``train_stride`` timestamps apart has,
-    drawn from all the training windows (``stride`` apart) in random permutations swept across the epochs, and
-    validates on the same fraction of the held-out windows (:class:`~genad_fast.nn.training.TrainConfig`'s
+    drawn from all the training windows (``stride`` apart) in random permutations swept across the epochs (but at
+    least 8 batches, or all of them: early stopping's patience counts epochs), and validates on the same fraction
+    of the held-out windows (:class:`~genad_fast.nn.training.TrainConfig`'s
     ``epoch_fraction`` = min(1, stride / train_stride)). Windows at stride 1 overlap in W - 1 of their W
     timestamps: a pass over all of them shows every timestamp W times, so the number of optimiser steps per
     epoch, and with early stopping's patience in epochs the whole fit, would grow with that redundancy.

@@ -20,12 +20,13 @@ divergence check are summed over the processes too: every process stops at the s
 same best weights. With one shard this is exactly the plain loop (the weights are 1.0).
 
 Epochs over a fraction. ``epoch_fraction`` f < 1 (the windows of a series at stride 1 are near-copies of
-their neighbours: a pass over all of them is W passes over every timestamp) makes an epoch ceil(f·N) samples:
-each shard sweeps a random permutation of its training samples, ceil-shares of them per epoch, and draws a
-fresh permutation when the rest of one is too short for an epoch (that rest, fewer than one epoch's share,
-is skipped in that sweep), so every sample is used about once per 1/f epochs; validation is on the first
-ceil(f·n_val) of each shard's held-out samples (a fixed random subset, so the epochs' losses compare). f = 1
-is exactly the plain loop. ``autocast`` (a dtype, e.g. bfloat16) runs each step's forward under
+their neighbours: a pass over all of them is W passes over every timestamp) makes an epoch ceil(f·N) samples,
+but at least ``min_epoch_steps`` batches (early stopping's patience counts epochs) or all N. Each shard sweeps a
+random permutation of its training samples, its share of the epoch's samples at a time, and draws a fresh
+permutation when the rest of one is too short for an epoch (that rest, fewer than one epoch's share, is skipped
+in that sweep), so every sample is used about once per N / (epoch's samples) epochs. Validation is on the same
+fraction of each shard's held-out samples, the first of its random split (fixed, so the epochs' losses compare).
+f = 1 is exactly the plain loop. ``autocast`` (a dtype, e.g. bfloat16) runs each step's forward under
 ``torch.autocast``; the weights, gradients, Adam's state and the loss stay float32.
 """
 from __future__ import annotations
@@ -63,9 +64,13 @@ class TrainConfig:
     patience: int = 10              # epochs without validation improvement before stopping
     min_delta: float = 1e-4         # improvement smaller than this does not count
     epoch_fraction: float = 1.0     # samples per epoch, and held-out samples validated, as a fraction (module doc)
+    min_epoch_steps: int = 8        # ... but an epoch of at least this many batches (or every sample)
     autocast: torch.dtype | None = None   # forward passes under torch.autocast(dtype) (None: float32)
 
     def __post_init__(self):
+        if isinstance(self.min_epoch_steps, bool) or not isinstance(self.min_epoch_steps, int) \
+                or self.min_epoch_steps < 1:
+            raise ValueError(f"min_epoch_steps must be an int >= 1, got {self.min_epoch_steps!r}")
         if not 0.0 < self.epoch_fraction <= 1.0:
             raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction!r}")
         if self.autocast not in (None, torch.bfloat16, torch.float16):
@@ -94,8 +99,17 @@ def cpu_has_native_bf16() -> bool:
 
 
 def epoch_share(n: int, fraction: float) -> int:
-    """Samples of ``n`` used per epoch (training) or validated (held out) at ``epoch_fraction`` ``fraction``."""
+    """ceil(fraction · n), at most n: held-out samples validated at the epoch's fraction of the training ones."""
     return n if fraction >= 1.0 else min(n, math.ceil(n * fraction))
+
+
+def epoch_samples(n: int, config: TrainConfig) -> int:
+    """Training samples per epoch of ``n``: ceil(epoch_fraction · n), but at least ``min_epoch_steps`` batches
+    (or all n): early stopping counts its patience in epochs, and a few steps per epoch would make it judge the
+    noisy validation loss over too few steps."""
+    if config.epoch_fraction >= 1.0:
+        return n
+    return max(epoch_share(n, config.epoch_fraction), min(n, config.min_epoch_steps * config.batch_size))
 
 
 class _Sweep:
@@ -274,14 +288,17 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
 
     sync = sync if sync is not None else LocalSync(len(shards))
     world = sync.world_size
-    frac = float(config.epoch_fraction)
     splits = [split_train_val(sh.data.shape[0], config.val_fraction, sh.generator) for sh in shards]
-    splits = [(tr, va[:epoch_share(va.numel(), frac)]) for tr, va in splits]  # va: a random order already
     sizes = shard_table(sync, shards, [(tr.numel(), va.numel()) for tr, va in splits], torch.int64)
-    # each shard's samples per epoch: its share of ceil(f·N) (cumulative floors: the same on every process)
-    shares = BatchPlan(sizes[:, 0].tolist(), config.batch_size).shares(epoch_share(int(sizes[:, 0].sum()), frac))
+    n_all = int(sizes[:, 0].sum())
+    per_epoch = epoch_samples(n_all, config)
+    frac = per_epoch / max(n_all, 1)
+    # each shard's samples per epoch: its share of per_epoch (cumulative floors: the same on every process); the
+    # validated ones: the first ceil(frac·n_val) of its held-out samples (a random order already)
+    shares = BatchPlan(sizes[:, 0].tolist(), config.batch_size).shares(per_epoch)
     plan = BatchPlan(shares.tolist(), config.batch_size)
-    n_val = int(sizes[:, 1].sum())
+    splits = [(tr, va[:epoch_share(va.numel(), frac)]) for tr, va in splits]
+    n_val = sum(epoch_share(int(v), frac) for v in sizes[:, 1].tolist())
     bounds = [plan.bounds(sh.index) for sh in shards]
     sweeps = [_Sweep(tr, sh.generator, int(shares[sh.index])) for sh, (tr, _) in zip(shards, splits)]
     autocast = (lambda: torch.autocast(_device_type(model), dtype=config.autocast)) if config.autocast else \
