@@ -138,6 +138,11 @@ class EnsembleDetector(BaseDetector):
                       backend=self.backend, seed=stream_seed(self.seed_, f"member/{name}"), verbose=self.verbose)
         return cls(**{**params, **own})
 
+    def _min_fit_samples(self) -> int:
+        # the most any member needs (kNN: n_neighbors + 1, the flow: 16), so that the error names the ensemble
+        return max([int(self.min_fit_samples)] + [self._make_member(n)._min_fit_samples()
+                                                   for n in _names(self.members)])
+
     def _fit_members(self, X: Any) -> None:
         self.members_ = [self._make_member(name) for name in _names(self.members)]
         for m in self.members_:
