@@ -40,11 +40,11 @@ class Param:
     ``kind``: ``"int"`` (an integral number, not a bool), ``"number"`` (a real number, not a bool; NaN never
     passes a bound), ``"bool"``, ``"choice"`` (one of ``choices``), ``"widths"`` (None or a non-empty sequence
     of positive ints: layer widths), ``"any"`` (no rule of its own: ``check`` or another library checks it).
-    ``low``/``high`` bound ints and numbers (``*_open``: strict); a number may also be one of ``choices``
-    (e.g. a bandwidth rule's name). ``allow_none``: None passes. ``check(name, value)``: a further rule the
-    kind cannot say, raising ValueError (run on values that passed the kind). ``scoring``: read when scoring
-    too, so checked again before every scoring call (``set_params`` may change it after fit). ``type_doc``
-    replaces the type the docs derive from the rule.
+    ``low``/``high`` bound ints and numbers (``*_open``: strict); an int or a number may also be one of
+    ``choices`` (e.g. a bandwidth rule's name, ``window="auto"``). ``allow_none``: None passes.
+    ``check(name, value)``: a further rule the kind cannot say, raising ValueError (run on values that passed
+    the kind). ``scoring``: read when scoring too, so checked again before every scoring call (``set_params``
+    may change it after fit). ``type_doc`` replaces the type the docs derive from the rule.
     """
 
     name: str
@@ -123,7 +123,7 @@ class Param:
                                      and len(tuple(value)) > 0 and all(_is_int(w) and w >= 1 for w in value))
         if self.kind == "bool":
             return isinstance(value, (bool, np.bool_))
-        if self.kind in ("choice", "number") and any(_same(value, c) for c in self.choices):
+        if self.kind in ("choice", "number", "int") and any(_same(value, c) for c in self.choices):
             return True
         if self.kind in ("int", "number"):
             if not (_is_int(value) if self.kind == "int" else _is_real(value)):

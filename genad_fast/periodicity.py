@@ -28,6 +28,9 @@ channel only; ``channels="first"`` does the same (use it for leaderboard-compara
 takes the median of the per-channel periods over the channels that have a peak in range (rounded to an int;
 the fallback when none has), so one noise channel cannot decide the window; :func:`auto_window` uses it.
 
+The ACF is read at integer lags, so a period far from an integer can lose to a multiple of it that is nearly
+one: a sine of period 17.5 gives 35 (lags 17 and 18 are half a step out of phase, 35 is in phase).
+
 Constant series (no variance: the ACF is undefined, statsmodels gives NaN and TSB-AD falls back) and series too
 short to have a peak (fewer than ``base + 3`` lags) get the fallback ``125``, never an exception. NaN, inf, an
 empty or a more-than-2-D input is invalid: :class:`ValueError` naming it.
@@ -44,6 +47,7 @@ __all__ = [
     "auto_window",
     "dominant_period",
     "spectral_period",
+    "window_from_period",
 ]
 
 #: TSB-AD's period when the ACF has no usable peak.
@@ -172,6 +176,10 @@ def auto_window(x, *, minimum: int = MIN_WINDOW, maximum: int = MAX_WINDOW) -> i
     if maximum < minimum:
         raise ValueError(f"maximum={maximum} is below minimum={minimum}")
     a = _as_series(x)
-    period = dominant_period(a, channels="median")
-    upper = min(int(maximum), len(a) // 2)
-    return int(max(int(minimum), min(period, upper)))
+    return window_from_period(dominant_period(a, channels="median"), len(a), minimum=minimum, maximum=maximum)
+
+
+def window_from_period(period: int, length: int, *, minimum: int = MIN_WINDOW, maximum: int = MAX_WINDOW) -> int:
+    """:func:`auto_window`'s clipping of ``period`` for a series of ``length`` timestamps:
+    ``max(minimum, min(period, maximum, length // 2))``."""
+    return int(max(int(minimum), min(int(period), int(maximum), int(length) // 2)))

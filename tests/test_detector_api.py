@@ -234,7 +234,8 @@ def test_unfitted_use(gauss_cls):
 @pytest.mark.parametrize("params, match", [
     (dict(contamination=0.7), r"contamination must be a number in \(0, 0.5\]"),
     (dict(contamination=0.0), "contamination"),
-    (dict(window=0), "window must be an int >= 1 or None, got 0"),
+    (dict(window=0), "window must be an int >= 1 or one of auto or None, got 0"),
+    (dict(window="Auto"), "window must be an int >= 1 or one of auto or None, got 'Auto'"),
     (dict(window=2.5), "window must be an int"),
     (dict(window=4, stride=5), "stride=5 is longer than window=4"),
     (dict(stride=0), "stride must be an int >= 1, got 0"),

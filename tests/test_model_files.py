@@ -37,6 +37,7 @@ WRONG_TYPE = {
     "normalizer": torch.zeros(3),
     "input_stats": [0.0, 1.0],
     "fitted_device": 0,
+    "window_": "16",
 }
 
 

@@ -39,7 +39,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         export_detector(det, args.out, format=args.format)
     except (NotImplementedError, ImportError) as exc:  # a detector that cannot export; onnx not installed
         raise CLIError(str(exc)) from exc
-    what = f"windows [batch, {det.window}, {det.n_features_in_}]" if det.is_series else \
+    what = f"windows [batch, {det._window}, {det.n_features_in_}]" if det.is_series else \
         f"rows [batch, {det.n_features_in_}]"
     print(f"exported {type(det).__name__} ({what} -> scores; threshold {det.threshold_:.6g}) as {args.format} "
           f"-> {args.out}")

@@ -43,7 +43,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     except OSError as exc:  # the message would name save's temporary file; say which file the user asked for
         raise CLIError(f"cannot write model file {args.out!r}: {exc.strerror or exc}") from exc
     n_flag = int((det.decision_scores_ > det.threshold_).sum())
-    mode = f"window={det.window}, stride={det.stride}" if det.is_series else "tabular"
+    mode = f"window={det._window}, stride={det.stride}" if det.is_series else "tabular"
     print(f"fitted {args.detector} on {data.shape[0]} rows x {data.shape[1]} columns ({mode}) on {det.device_}; "
           f"threshold {det.threshold_:.6g} ({n_flag} training points above it) -> {args.out}")
     return 0

@@ -227,8 +227,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
             handle.close()
         for sig, old in handlers.items():
             signal.signal(sig, old)
-    if s.n_seen < det.window:
-        raise CLIError(f"the input ended after {s.n_seen} timestamps, fewer than the model's window={det.window}")
+    if s.n_seen < det._window:
+        raise CLIError(f"the input ended after {s.n_seen} timestamps, fewer than the model's window={det._window}")
     out = s.flush()
     alarms += _write(out, stamps if timed else None, t0)
     print(f"streamed {s.n_seen} timestamps: {alarms} alarms (threshold now {s.threshold_:.6g})", file=sys.stderr)

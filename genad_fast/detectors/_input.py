@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genad_fast.detectors._auto_window import is_auto
 from genad_fast.detectors._extremes import extreme_entries, may_hold_extremes, replace_extremes, warn_extremes
 from genad_fast.detectors._validation import check_finite, check_rank, to_tensor
 from genad_fast.series import Normalizer, SeriesBatch
@@ -76,8 +77,10 @@ class InputMixin:
                 raise ValueError(f"{name} has columns {names}, but {type(self).__name__} was fitted on columns "
                                  f"{list(fitted)} (same names, same order)")
         check_finite(t, name, columns)
-        if self.is_series and t.shape[0] < self.window:
-            raise ValueError(f"{name} has {t.shape[0]} timestamps, fewer than window={self.window}")
+        # window="auto" is resolved after reading the training series, and checks their lengths then.
+        window = None if fitting and is_auto(self.window) else self._window
+        if window is not None and t.shape[0] < window:
+            raise ValueError(f"{name} has {t.shape[0]} timestamps, fewer than window={window}")
         return t, columns
 
     def _cast(self, t: torch.Tensor, name: str = "X", out: torch.Tensor | None = None) -> torch.Tensor:

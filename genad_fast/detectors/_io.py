@@ -237,6 +237,8 @@ def load_detector(path: str | os.PathLike, map_location: torch.device | str = "c
     det.device_ = device
     for attr, value in attrs.items():
         setattr(det, attr, value)
+    if det.window_ is None and det.window is not None and not isinstance(det.window, str):
+        det.window_ = int(det.window)  # a file from before window_ was saved: its window is the int parameter
     # The file's state before restoring (the error names its key, not a symptom deep inside the detector),
     # the restored one after (values the detector derives from it, such as LOF's refit neighbours).
     _check_finite_state(path, payload["state"], cls)
@@ -256,7 +258,7 @@ def _probe(path: str, det, cls: type) -> None:
     (a missing key read only at scoring, a reference set or weight of the wrong width) fails here, at load,
     naming the file, instead of at the user's first scoring call."""
     stats = det._input_stats()
-    rows = int(det.window) if det.is_series else 1
+    rows = det._window if det.is_series else 1
     if stats is not None:
         probe = stats.mean.to(torch.float64).expand(rows, -1)
     else:

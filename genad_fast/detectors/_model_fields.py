@@ -48,6 +48,11 @@ def _positive_int(value: Any, where: str, loaded: dict) -> int:
     return int(value)
 
 
+def _window(value: Any, where: str, loaded: dict) -> int | None:
+    """None (tabular) or the window in use, a positive int (``window="auto"`` resolved at fit)."""
+    return None if value is None else _positive_int(value, where, loaded)
+
+
 def _int(value: Any, where: str, loaded: dict) -> int:
     if not _is_int(value):
         raise InvalidField(f"{where} must be an int, got {describe(value)}")
@@ -140,6 +145,8 @@ FITTED_FIELDS: tuple[_Field, ...] = (
     _Field("normalizer", "normalizer_", _normalizer, _dump_normalizer),
     _Field("input_stats", "input_stats_", _normalizer, _dump_normalizer, required=False),
     _Field("fitted_device", "device_", _device_name, str, restore=False),
+    # Files written before window="auto" lack it (their window is the int parameter): None then.
+    _Field("window_", "window_", _window, lambda w: None if w is None else int(w), required=False),
 )
 
 

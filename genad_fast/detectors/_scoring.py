@@ -42,11 +42,11 @@ class ScoringMixin:
 
     def _grid(self, T: int) -> WindowGrid:
         """The window grid of a series of ``T`` timestamps (``window``, ``stride``)."""
-        return WindowGrid(T, int(self.window), int(self.stride))
+        return WindowGrid(T, self._window, int(self.stride))
 
     def _layout(self, lengths: tuple[int, ...]) -> SeriesBatch | None:
         """The windows of the series of ``lengths`` packed one after another (None for tabular data)."""
-        return SeriesBatch(tuple(lengths), int(self.window), int(self.stride)) if self.is_series else None
+        return SeriesBatch(tuple(lengths), self._window, int(self.stride)) if self.is_series else None
 
     # ------------------------------------------------------------------ hooks with defaults
     def _score_context(self, dtype: torch.dtype) -> contextlib.AbstractContextManager:

@@ -11,6 +11,11 @@ Users see::
     per_id = det.decision_function(long_frame, by="sensor")  # long DataFrame: {sensor id: scores}
     det.fit([X_1, X_2])                     # one model of normal over every series (also by=)
 
+``window``: None (tabular rows; the default of most detectors, since a 2-D array may be a table or a multichannel
+series), an int W, or ``"auto"`` (the default of detectors that only model series, such as DiffusionDetector):
+the window is resolved at fit from the training series' dominant period (:mod:`._auto_window`) and kept in
+``window_``; ``det.window`` stays ``"auto"`` (scikit-learn: fit never changes a parameter).
+
 A collection is a list/tuple of arrays (numpy, torch, pandas), a dict, or a long DataFrame with ``by=``; a nested
 list of numbers stays one table. The rules, and the errors that name a bad series: :mod:`._collection`.
 
@@ -101,6 +106,7 @@ import torch
 
 from genad_fast import _backend
 from genad_fast._params import Param, Parametrized
+from genad_fast.detectors._auto_window import AUTO, is_auto, resolve_window
 from genad_fast.detectors._collection import CollectionMixin, Packed, map_result
 from genad_fast.detectors._conventions import ConventionsMixin
 from genad_fast.detectors._device import resolve_device
@@ -148,7 +154,8 @@ class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin,
     Parameters
     ----------
 
-    Fitted attributes: ``threshold_``, ``decision_scores_`` (float64 scores of the training data, one per row or
+    Fitted attributes: ``window_`` (the window in use: ``window``, or the int ``window="auto"`` resolved to; None
+    for tabular data), ``threshold_``, ``decision_scores_`` (float64 scores of the training data, one per row or
     per timestamp), ``n_features_in_``, ``feature_names_in_`` (the column names of a DataFrame whose column names
     are all strings, as an object array: :mod:`genad_fast.detectors._input`), ``normalizer_`` (or None),
     ``seed_``, ``device_``.
@@ -157,7 +164,12 @@ class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin,
     _param_specs = (
         Param("window", "int", "None: tabular data ``(n_samples, n_features)``, one score per row. An int W: the "
               "data is a series ``(T, C)`` (1-D = one channel), modelled through windows of W timestamps, one score "
-              "per timestamp.", low=1, allow_none=True, scoring=True),
+              "per timestamp. ``\"auto\"``: a series, its window one dominant period of the training series "
+              "(TSB-AD's autocorrelation rule, clipped to [8, min(512, T // 2)]: :mod:`genad_fast.detectors."
+              "_auto_window`), resolved at fit into ``window_``. None is the default of most detectors because a "
+              "2-D array is a table or a multichannel series and only the caller knows which; detectors that "
+              "only model series default to ``\"auto\"``.", low=1, allow_none=True, choices=(AUTO,),
+              scoring=True),
         Param("stride", "int", "Step between window starts (series only). The last window is aligned to the end "
               "of the series so the tail is scored.", low=1, scoring=True),
         Param("contamination", "number", "Expected fraction of anomalies; with ``threshold=None`` (the default), "
@@ -192,7 +204,7 @@ class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin,
     #: Fewest training rows/windows; subclasses raise it (e.g. for a validation split).
     min_fit_samples: ClassVar[int] = 2
 
-    def __init__(self, *, window: int | None = None, stride: int = 1, contamination: float = 0.1,
+    def __init__(self, *, window: int | str | None = None, stride: int = 1, contamination: float = 0.1,
                  reduce: str = "mean", normalize: bool = True, device: str = "auto",
                  backend: str | None = None, seed: int | None = 0, verbose: bool = True,
                  threshold: Any = None) -> None:
@@ -217,7 +229,8 @@ class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin,
         super()._check_params(scoring)
         if "score_batch_size" not in self._spec_table:  # a class attribute here, a parameter of some detectors
             _SCORE_BATCH_SIZE.validate(self.score_batch_size)
-        if not scoring and self.window is not None and self.stride > self.window:
+        # "auto" is checked against the stride once resolved, at fit (_auto_window.resolve_window).
+        if not scoring and self.window is not None and not is_auto(self.window) and self.stride > self.window:
             raise ValueError(f"stride={self.stride} is longer than window={self.window}: timestamps between "
                              f"windows would get no score; use stride <= window")
 
@@ -228,8 +241,20 @@ class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin,
     # ------------------------------------------------------------------ public API
     @property
     def is_series(self) -> bool:
-        """True when the detector models series through windows (``window`` is set)."""
+        """True when the detector models series through windows (``window`` is set, an int or ``"auto"``)."""
         return self.window is not None
+
+    @property
+    def _window(self) -> int | None:
+        """The window in use: None (tabular), the int ``window``, or for ``window="auto"`` the fitted ``window_``.
+        Everything that needs the window's length reads it here (``self.window`` may be ``"auto"``)."""
+        if not is_auto(self.window):
+            return None if self.window is None else int(self.window)
+        resolved = self.__dict__.get("window_")
+        if resolved is None:
+            raise NotFittedError(f"{type(self).__name__}(window='auto') has no window before fit: the window is "
+                                 f"resolved from the training series (window_)")
+        return int(resolved)
 
     def fit(self, X: Any, y: Any = None, *, by: Any = None) -> "BaseDetector":
         """Learn the normal behaviour from ``X`` (assumed clean); ``y`` is ignored. Returns self.
@@ -244,7 +269,7 @@ class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin,
 
     def _fit_input(self, X: Any, by: Any) -> Packed:
         self._check_params()
-        for attr in ("threshold_", "decision_scores_"):  # a failed re-fit must not look fitted
+        for attr in ("threshold_", "decision_scores_", "window_"):  # a failed re-fit must not look fitted
             self.__dict__.pop(attr, None)
         device = resolve_device(self.device)
         _backend.resolve(self.backend, device)  # an explicitly named backend that cannot run fails here
@@ -253,6 +278,8 @@ class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin,
             int(np.random.SeedSequence().entropy % (1 << 63))
 
         data = self._read(X, by, fitting=True)
+        self.window_ = resolve_window(self.window, self.stride, data.x, data.lengths,
+                                      data.source.name if data.source is not None else lambda i: "X")
         x, columns, layout = data.x, data.columns, self._layout(data.lengths)
         self.n_features_in_ = int(x.shape[1])
         self.feature_names_in_ = str_names(columns)

@@ -35,9 +35,11 @@ from genad_fast._params import Param
 from genad_fast.detectors._call import build_network, current_call, get_thread_value
 from genad_fast.detectors._network import MATMUL_DTYPE, MATMUL_DTYPES
 from genad_fast.detectors._training_params import TrainingParamsMixin
+from genad_fast.detectors._auto_window import is_auto
 from genad_fast.detectors.base import BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.diffusion import SAMPLERS, SCHEDULES, ConditionalDenoiser, Denoiser, NoiseSchedule
+from genad_fast.nn.diffusion.denoiser import receptive_field, stack_for_window
 from genad_fast.nn.diffusion.losses import ImputeLoss, ReconstructLoss
 from genad_fast.nn.diffusion.sampler import SeriesSampler
 from genad_fast.series import SeriesBatch
@@ -66,9 +68,11 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
     """
 
     _param_specs = (
-        BaseDetector.param_spec("window").but(allow_none=False, doc="Training window length (ImDiffusion: 100); "
-                                              "must cover the denoiser's receptive field. Scoring is tiled and does "
-                                              "not use windows."),
+        BaseDetector.param_spec("window").but(allow_none=False, doc="Training window length (ImDiffusion: 100), or "
+                                              "``\"auto\"``: one dominant period of the training series, clipped to "
+                                              "[8, min(512, T // 2)] (:mod:`genad_fast.detectors._auto_window`). The "
+                                              "denoiser's receptive field is fitted into it (``n_layers``, "
+                                              "``dilation_cycle``). Scoring is tiled and does not use windows."),
         Param("mode", "choice", "Reconstruction- or imputation-based scores (module docstring).", choices=MODES),
         _sampling("n_steps", "Diffusion steps N (CSDI, ImDiffusion: 50).", low=1),
         _sampling("schedule", "The noise schedule (quadratic: CSDI, ImDiffusion).", kind="choice", choices=SCHEDULES),
@@ -90,10 +94,14 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
                   type_doc='tuple of "grid" and/or "random"'),
         _sampling("mask_split", "Impute: a window holds ``mask_split`` grid blocks (ImDiffusion's ``split``), block "
                   "= window // mask_split.", low=1),
-        # the denoiser (:class:`genad_fast.nn.denoiser.Denoiser`); the defaults give a receptive field of 61
+        # the denoiser (:class:`genad_fast.nn.denoiser.Denoiser`); 8 layers, cycle 4 give a receptive field of 61
         Param("residual_channels", "int", "Channels of the denoiser's residual layers.", low=1),
-        Param("n_layers", "int", "Residual layers of the denoiser.", low=1),
-        Param("dilation_cycle", "int", "Layer l has dilation 2^(l mod dilation_cycle).", low=1),
+        Param("n_layers", "int", "Residual layers of the denoiser. None: 8, fewer only when even dilation cycle 1 "
+              "does not fit the window (:func:`genad_fast.nn.diffusion.denoiser.stack_for_window`; fitted value in "
+              "``n_layers_``). An int that cannot fit the window is an error.", low=1, allow_none=True),
+        Param("dilation_cycle", "int", "Layer l has dilation 2^(l mod dilation_cycle). None: the largest of 4, 3, 2, "
+              "1 whose receptive field fits the window (4 from window 61 with kernel 3; fitted value in "
+              "``dilation_cycle_``).", low=1, allow_none=True),
         Param("kernel_size", "int", "Length of the denoiser's dilated convolutions.", low=1),
         Param("embedding_dim", "int", "Size of the sinusoidal step embedding (CSDI: 128).", low=1),
         _sampling("tile_size", "Timestamps a tile owns at scoring; it reads a halo of the receptive radius more on "
@@ -108,11 +116,11 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
 
     min_fit_samples = 16
 
-    def __init__(self, window: int = 100, mode: str = "reconstruct", n_steps: int = 50, schedule: str = "quadratic",
+    def __init__(self, window: int | str = "auto", mode: str = "reconstruct", n_steps: int = 50, schedule: str = "quadratic",
                  beta_start: float | None = None, beta_end: float | None = None, noise_level: int | None = None,
                  denoise_steps: int | None = None, sampler: str = "ddpm", eta: float = 0.0, n_draws: int = 2,
-                 masks: tuple = MASKS, mask_split: int = 4, residual_channels: int = 64, n_layers: int = 8,
-                 dilation_cycle: int = 4, kernel_size: int = 3, embedding_dim: int = 128, epochs: int = 100,
+                 masks: tuple = MASKS, mask_split: int = 4, residual_channels: int = 64, n_layers: int | None = None,
+                 dilation_cycle: int | None = None, kernel_size: int = 3, embedding_dim: int = 128, epochs: int = 100,
                  batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 1.0,
                  val_fraction: float = 0.1, patience: int = 10, tile_size: int = 1024, tile_batch: int = 4,
                  matmul_dtype: str = "float32", train_stride: int | None = None, train_dtype: str = "auto",
@@ -151,7 +159,7 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
     # ---- parameters ------------------------------------------------------------------------------
     def _check_params(self, scoring: bool = False) -> None:
         super()._check_params(scoring)
-        if self.mode == "impute" and self.window // self.mask_split < 1:
+        if self.mode == "impute" and not is_auto(self.window) and self.window // self.mask_split < 1:
             raise ValueError(f"mask_split={self.mask_split} leaves grid blocks of 0 timestamps in window={self.window}")
         self._noise_level()
         self._chain_length()
@@ -180,22 +188,35 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         return NoiseSchedule.from_name(self.schedule, self.n_steps, self.beta_start, self.beta_end)
 
     def _build(self, channels: int) -> Denoiser:
+        """The denoiser of the fitted stack (``n_layers_``, ``dilation_cycle_``)."""
         cls = ConditionalDenoiser if self.mode == "impute" else Denoiser
         return build_network(self, lambda: cls(channels, residual_channels=self.residual_channels,
-                                               n_layers=self.n_layers, dilation_cycle=self.dilation_cycle,
+                                               n_layers=self.n_layers_, dilation_cycle=self.dilation_cycle_,
                                                kernel_size=self.kernel_size, embedding_dim=self.embedding_dim),
                              "denoiser")
 
     # ---- training --------------------------------------------------------------------------------
+    def _block(self) -> int:
+        """Impute: the grid mask's block, window // mask_split timestamps (at least 1)."""
+        return max(1, self._window // self.mask_split)
+
     def _build_for_training(self, channels: int) -> Denoiser:
-        """A fresh denoiser whose receptive field fits in one window (else a window never shows it whole)."""
-        model = self._build(channels)
-        if model.receptive_field > self.window:
-            raise ValueError(f"window={self.window} is shorter than the denoiser's receptive field "
-                             f"({model.receptive_field} timestamps: n_layers={self.n_layers}, "
-                             f"dilation_cycle={self.dilation_cycle}, kernel_size={self.kernel_size}); use a longer "
-                             f"window or a smaller network")
-        return model
+        """A fresh denoiser whose receptive field fits in one window (else a window never shows it whole): the
+        stack of :func:`~genad_fast.nn.diffusion.denoiser.stack_for_window` for the parameters left None."""
+        window = self._window
+        if self.mode == "impute" and window // self.mask_split < 1:
+            raise ValueError(f"mask_split={self.mask_split} leaves grid blocks of 0 timestamps in window={window} "
+                             f"(window={self.window!r})")
+        stack = stack_for_window(window, self.kernel_size, self.n_layers, self.dilation_cycle)
+        if stack is None:
+            cycle = 1 if self.dilation_cycle is None else self.dilation_cycle
+            rf = receptive_field(1 if self.n_layers is None else self.n_layers, cycle, self.kernel_size)
+            raise ValueError(f"window={window} is shorter than the smallest receptive field the denoiser's "
+                             f"parameters allow ({rf} timestamps: n_layers={self.n_layers}, dilation_cycle="
+                             f"{self.dilation_cycle}, kernel_size={self.kernel_size}); use a longer window, a smaller "
+                             f"kernel_size, or leave n_layers and dilation_cycle None to fit them to the window")
+        self.n_layers_, self.dilation_cycle_ = stack
+        return self._build(channels)
 
     def _fit_model(self, data: torch.Tensor) -> None:
         self.model_ = self._build_for_training(int(data.shape[2]))
@@ -204,7 +225,7 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         call = current_call(self, "fit")
         noise = call.generator("training-noise", self.device_)  # steps t, noise z and masks of the loss
         loss = ReconstructLoss(alpha_bar, call.dispatch, noise) if self.mode == "reconstruct" else \
-            ImputeLoss(alpha_bar, call.dispatch, noise, self._mask_kinds(), max(1, self.window // self.mask_split))
+            ImputeLoss(alpha_bar, call.dispatch, noise, self._mask_kinds(), self._block())
         self.history_ = training.fit(self.model_, loss, data, self._train_config(), self._torch_generator("fit"),
                                      verbose=self.verbose, desc="DiffusionDetector")
 
@@ -237,7 +258,7 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
             scores = sampler.reconstruct_many(xs, noise_seed, self._noise_level(), self._chain_length(), self.n_draws)
         else:
             scores = sampler.impute_many(xs, noise_seed, mask_seed, self._mask_kinds(),
-                                         max(1, self.window // self.mask_split), self._chain_length(), self.n_draws)
+                                         self._block(), self._chain_length(), self.n_draws)
         return torch.cat(scores) if len(scores) != 1 else scores[0]
 
     def _sampler(self) -> SeriesSampler:
@@ -254,9 +275,13 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
     # ---- model files ----------------------------------------------------------------------------
     def _get_state(self) -> dict:
         return {"model": self.model_.state_dict(), "channels": self.model_.channels,
+                "n_layers": self.n_layers_, "dilation_cycle": self.dilation_cycle_,
                 "train_min": self.train_min_, "train_max": self.train_max_}
 
     def _set_state(self, state: dict) -> None:
+        # Files from before the stack was fitted to the window hold no stack: theirs is the int parameters.
+        self.n_layers_ = int(state.get("n_layers", self.n_layers))
+        self.dilation_cycle_ = int(state.get("dilation_cycle", self.dilation_cycle))
         self.model_ = self._build(int(state["channels"]))
         self.model_.load_state_dict(state["model"])
         self.model_.eval()

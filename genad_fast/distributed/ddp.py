@@ -61,6 +61,10 @@ def fit_distributed(detector: Any, shards: Sequence[Any], *, out: str | os.PathL
         raise TypeError("shards must be a non-empty list of paths, arrays or callables (one per shard); for one "
                         "file cut into row ranges use genad_fast.distributed.ddp_data.row_ranges(path, num_shards)")
     detector._check_params()
+    if detector.window == "auto":
+        raise ValueError(f"{type(detector).__name__}(window='auto') cannot train data-parallel: the window would be "
+                         f"resolved from each process's shards alone; resolve it first (genad_fast.periodicity."
+                         f"auto_window on a representative series) and pass the int")
     if getattr(detector, "batch_norm", False):
         raise ValueError(f"{type(detector).__name__}(batch_norm=True) cannot train data-parallel: each process "
                          f"would keep running statistics of its own shards; use batch_norm=False")
@@ -74,6 +78,7 @@ def fit_distributed(detector: Any, shards: Sequence[Any], *, out: str | os.PathL
                          f"depend on the number of processes keeps the model the same when it changes)")
     for attr in ("threshold_", "decision_scores_"):  # a failed re-fit must not look fitted
         detector.__dict__.pop(attr, None)
+    detector.window_ = None if detector.window is None else int(detector.window)
     detector.device_ = device
     detector.seed_ = broadcast(int(detector.seed) if detector.seed is not None else
                                int(np.random.SeedSequence().entropy % (1 << 63)), sync)

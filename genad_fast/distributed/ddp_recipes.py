@@ -127,7 +127,7 @@ def fit_diffusion(work: Work) -> None:
         noise = work.call_generator("training-noise", s)  # steps t, noise z and masks of the loss
         if det.mode == "reconstruct":
             return ReconstructLoss(alpha_bar, dispatch, noise)
-        return ImputeLoss(alpha_bar, dispatch, noise, det._mask_kinds(), max(1, det.window // det.mask_split))
+        return ImputeLoss(alpha_bar, dispatch, noise, det._mask_kinds(), det._block())
 
     det.history_ = work.train(det.model_, loss_for, det._train_config(), desc="DiffusionDetector")
 

@@ -50,7 +50,7 @@ class StreamOutput(NamedTuple):
 
 def stream_rule(det: Any, delay: Any, stride: Any) -> CausalRule:
     """The causal rule of a stream of ``det`` (``stride=None``: the detector's own), with checked arguments."""
-    W = int(det.window)
+    W = det._window  # window="auto": the window it resolved to at fit
     S = det.stride if stride is None else stride
     for name, v in (("delay", delay), ("stride", S)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):

@@ -32,7 +32,43 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Denoiser", "ConditionalDenoiser", "sinusoidal_embedding"]
+__all__ = ["DEFAULT_DILATION_CYCLE", "DEFAULT_LAYERS", "ConditionalDenoiser", "Denoiser", "receptive_field",
+           "sinusoidal_embedding", "stack_for_window"]
+
+#: The default residual stack: 8 layers, dilations 1, 2, 4, 8 twice (receptive field 61 with kernel 3).
+DEFAULT_LAYERS = 8
+DEFAULT_DILATION_CYCLE = 4
+
+
+def receptive_field(n_layers: int, dilation_cycle: int, kernel_size: int) -> int:
+    """2r + 1 of a stack of ``n_layers`` with dilations 2^(l mod dilation_cycle) and odd ``kernel_size``:
+    ``1 + (kernel_size - 1)·Σ_l 2^(l mod dilation_cycle)`` (:attr:`Denoiser.receptive_field` without building it)."""
+    return 1 + (kernel_size - 1) * sum(2 ** (i % dilation_cycle) for i in range(n_layers))
+
+
+def stack_for_window(window: int, kernel_size: int = 3, n_layers: int | None = None,
+                     dilation_cycle: int | None = None) -> tuple[int, int] | None:
+    """``(n_layers, dilation_cycle)`` of the largest stack whose receptive field fits in ``window`` timestamps (so
+    a training window shows the network its whole field), or None when none does. None arguments are free:
+
+    1. ``n_layers`` (default 8) layers, the dilation cycle from 4 down to 1 (dilations 1..8, 1..4, 1..2, 1 only):
+       the first whose receptive field <= ``window``; a given ``dilation_cycle`` is the only one tried;
+    2. else, if ``n_layers`` is free, fewer layers at dilation cycle 1 (or the given cycle): the most that fit.
+
+    Kernel 3: window >= 61 keeps the default stack (8, 4); 35..60 -> (8, 3); 25..34 -> (8, 2); 17..24 -> (8, 1);
+    8 -> (3, 1), 16 -> (7, 1). Shrinking the dilations first keeps the depth (the capacity) and gives up reach,
+    which a short window cannot use anyway."""
+    layers = DEFAULT_LAYERS if n_layers is None else int(n_layers)
+    cycles = range(DEFAULT_DILATION_CYCLE, 0, -1) if dilation_cycle is None else (int(dilation_cycle),)
+    for cycle in cycles:
+        if receptive_field(layers, cycle, kernel_size) <= window:
+            return layers, cycle
+    if n_layers is None:
+        cycle = 1 if dilation_cycle is None else int(dilation_cycle)
+        for fewer in range(layers - 1, 0, -1):
+            if receptive_field(fewer, cycle, kernel_size) <= window:
+                return fewer, cycle
+    return None
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
