@@ -118,7 +118,7 @@ def build_graph(det) -> tuple[ScoreGraph, torch.Tensor]:
     det._check_params(scoring=True)
     graph = ScoreGraph(scorer_cls(det), det._input_stats(), det.normalizer_)
     graph.requires_grad_(False)  # a served score needs no gradients (the torch format keeps this flag)
-    shape = (2, int(det.window), det.n_features_in_) if det.is_series else (2, det.n_features_in_)
+    shape = (2, det._window, det.n_features_in_) if det.is_series else (2, det.n_features_in_)
     return graph, torch.zeros(shape, dtype=torch.float32)
 
 
@@ -127,9 +127,9 @@ def metadata(det, output_rank: int) -> dict[str, str]:
     from genad_fast._version import __version__
 
     series = det.is_series
-    layout = f"[batch, {det.window}, {det.n_features_in_}] windows" if series else \
+    layout = f"[batch, {det._window}, {det.n_features_in_}] windows" if series else \
         f"[batch, {det.n_features_in_}] rows"
-    out = "[batch]" if output_rank == 1 else f"[batch, {det.window}] (per timestamp of each window)"
+    out = "[batch]" if output_rank == 1 else f"[batch, {det._window}] (per timestamp of each window)"
     meta = {
         "genad_fast_version": __version__,
         "detector": registered_name(type(det)) or _class_path(type(det)),
@@ -139,7 +139,7 @@ def metadata(det, output_rank: int) -> dict[str, str]:
                   f"one more than 1e6 training standard deviations from its column's training mean",
         "n_features": str(det.n_features_in_),
         "threshold": repr(float(det.threshold_)),
-        "window": str(det.window) if series else "",
+        "window": str(det._window) if series else "",
         "stride": str(det.stride) if series else "",
         "reduce": str(det.reduce) if series else "",
     }
