@@ -15,6 +15,18 @@ measures how far a point's NLL lies from the NLL typical of the training data, o
 
 Use it when anomalies may be *too regular* (stuck values, dropped-out channels, constant segments);
 keep ``"nll"`` (the default) when anomalies are spikes, shifts and noise bursts, which it ranks best.
+
+Two more corrections subtract an estimate of the likelihood that simple inputs share
+(:mod:`genad_fast.detectors._flow_scores` states them, their sources and the choices made):
+
+    "likelihood_ratio":  ( -log p(x) + log p_general(x) ) / D      p_general: the training data's Gaussian
+                         (Schirrmeister et al., NeurIPS 2020; Ren et al., NeurIPS 2019)
+    "complexity":        NLL_bits(x) - L(x) / D                    L: coded length of x in 8 bits per value
+                         (Serrà et al., ICLR 2020), bits per dimension
+
+Each reuses the one flow pass of the NLL. The background Gaussian is fitted with the flow only when
+``anomaly_score="likelihood_ratio"`` at fit (a D x D covariance: the default fit does no extra work); the
+complexity score's quantisation range is fitted always (a few quantiles). docs/flow_scores.md compares the four.
 """
 from __future__ import annotations
 
@@ -24,6 +36,7 @@ from collections.abc import Iterator
 
 import torch
 
+from genad_fast.detectors import _flow_scores as corrections
 from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
 from genad_fast._params import Param
 from genad_fast.detectors._network import MATMUL_DTYPE, MATMUL_DTYPES
@@ -34,7 +47,8 @@ from genad_fast.nn import training
 from genad_fast.nn.flow import RealNVP
 from genad_fast.nn.flow.plan import scoring_log_prob
 
-SCORES = ("nll", "typicality")
+SCORES = ("nll", "typicality", "likelihood_ratio", "complexity")
+_LN2 = math.log(2.0)
 
 
 class FlowDetector(TrainingParamsMixin, BaseDetector):
@@ -115,6 +129,59 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
         nll = self._training_nll(data)
         self.train_nll_mean_ = float(nll.double().mean())
         self._fit_nll = nll
+        self._fit_corrections(data)
+
+    # ---- the corrections' fitted parts (genad_fast.detectors._flow_scores) -------------------------------
+    def _fit_corrections(self, data: torch.Tensor) -> None:
+        """The complexity score's quantisation range (always: a few quantiles), the background Gaussian when the
+        likelihood ratio is the score, and the chosen correction's values on the training data, for the
+        training scores (no second flow pass)."""
+        self.quant_lo_, self.quant_hi_ = corrections.robust_range(data, self._torch_generator("quant-range",
+                                                                                                 device="cpu"))
+        self.background_ = None
+        if self.anomaly_score == "likelihood_ratio":
+            def batches():
+                for i in range(0, data.shape[0], self.score_batch_size):
+                    yield self._active(data[i:i + self.score_batch_size].reshape(-1, self.dim_))
+            self.background_ = corrections.GaussianBackground.fit(batches, self._n_active(), data.device)
+        if self.anomaly_score in ("likelihood_ratio", "complexity"):
+            with torch.inference_mode():
+                self._fit_correction = torch.cat([self._correction(data[i:i + self.score_batch_size])
+                                                  for i in range(0, data.shape[0], self.score_batch_size)])
+
+    def _correction(self, batch: torch.Tensor) -> torch.Tensor:
+        """What the score subtracts from the NLL (nats/dim) for ``"likelihood_ratio"`` (the background's NLL,
+        nats/dim) or, for ``"complexity"``, from the NLL in bits/dim (L(x)/D minus the bin width's bits/dim):
+        float64 ``[b]``."""
+        x = batch.reshape(batch.shape[0], -1)
+        if self.anomaly_score == "likelihood_ratio":
+            return self.background_.nll(self._active(x)) / x.shape[1]
+        return (corrections.rice_bits(batch, self.quant_lo_, self.quant_hi_) / x.shape[1]
+                - corrections.quantization_bits(self.quant_lo_, self.quant_hi_))
+
+    def _corrected(self, nll: torch.Tensor, correction: torch.Tensor | None) -> torch.Tensor:
+        """The score from the NLL (nats/dim) and the correction of the score (:meth:`_correction`)."""
+        kind = self.anomaly_score
+        if kind == "nll":
+            return nll
+        if kind == "typicality":
+            return (nll - self.train_nll_mean_).abs()
+        if kind == "complexity":
+            return (nll.double() / _LN2 - correction).to(nll.dtype)
+        return (nll.double() - correction).to(nll.dtype)
+
+    def _check_params(self, scoring: bool = False) -> None:
+        super()._check_params(scoring)
+        if scoring and hasattr(self, "model_"):
+            if self.anomaly_score == "likelihood_ratio" and getattr(self, "background_", None) is None:
+                raise ValueError("anomaly_score='likelihood_ratio' needs the background Gaussian, which is fitted "
+                                 "with the flow only when that is the score at fit (and not by the sharded fit of "
+                                 "genad_fast.distributed); this FlowDetector has none: refit it with "
+                                 "anomaly_score='likelihood_ratio'")
+            if self.anomaly_score == "complexity" and getattr(self, "quant_lo_", None) is None:
+                raise ValueError("anomaly_score='complexity' needs the quantisation range of the training data, "
+                                 "which this model lacks (saved by an older genad_fast, or fitted by the sharded "
+                                 "fit of genad_fast.distributed): refit it")
 
     def _training_nll(self, data: torch.Tensor) -> torch.Tensor:
         """The NLL of the training data, for typicality's mean; in the batches of a scoring pass, so that with
@@ -208,19 +275,22 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
         return self._scoring(dtype, MATMUL_DTYPES[self.matmul_dtype])
 
     def _training_scores(self) -> torch.Tensor | None:
-        nll = self.__dict__.pop("_fit_nll", None)
+        nll, correction = self.__dict__.pop("_fit_nll", None), self.__dict__.pop("_fit_correction", None)
         if nll is None or MATMUL_DTYPES[self.matmul_dtype] is not None:  # bfloat16 products score otherwise
             return None
-        return nll if self.anomaly_score == "nll" else (nll - self.train_nll_mean_).abs()
+        return self._corrected(nll, correction)
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
         nll = self._nll(batch)
-        return nll if self.anomaly_score == "nll" else (nll - self.train_nll_mean_).abs()
+        return self._corrected(nll, self._correction(batch) if self.anomaly_score in
+                               ("likelihood_ratio", "complexity") else None)
 
     def _get_state(self) -> dict:
         return {"model": self.model_.state_dict(), "dim": self.model_.dim, "train_nll_mean": self.train_nll_mean_,
                 "input_dim": self.dim_, "active_dims": self.active_dims_, "frozen_dims": self.frozen_dims_,
-                "frozen_values": self.frozen_values_}
+                "frozen_values": self.frozen_values_, "quant_lo": getattr(self, "quant_lo_", None),
+                "quant_hi": getattr(self, "quant_hi_", None), "background": None if getattr(self, "background_", None)
+                is None else self.background_.state_dict()}
 
     def _set_state(self, state: dict) -> None:
         self.model_ = self._build(int(state["dim"]))
@@ -232,4 +302,8 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
         self.active_dims_ = state.get("active_dims")
         self.frozen_dims_ = state.get("frozen_dims")
         self.frozen_values_ = state.get("frozen_values")
+        # files from before the corrected scores: no quantisation range, no background
+        self.quant_lo_, self.quant_hi_ = state.get("quant_lo"), state.get("quant_hi")
+        background = state.get("background")
+        self.background_ = None if background is None else corrections.GaussianBackground.from_state_dict(background)
 
