@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "cpu/kernels.h"
 
@@ -122,6 +125,88 @@ std::atomic<bool> g_linear_act_use_mkl{true};
 bool linear_act_has_mkl_bf16() { return cblas_gemm_bf16bf16f32 != nullptr; }
 void linear_act_set_mkl_bf16(bool use) { g_linear_act_use_mkl = use; }
 bool linear_act_use_mkl_bf16() { return cblas_gemm_bf16bf16f32 != nullptr && g_linear_act_use_mkl.load(); }
+
+// ---- reference sets held packed (kernels.h) ------------------------------------------------------------------------
+
+namespace {
+
+struct HeldRefs {
+  int64_t id;
+  at::Tensor refs;                     // kept alive: its storage's address stays its own
+  const void* tag = nullptr;           // the layout of `pack`
+  int64_t version = -1;                // refs' version counter when `pack` was made
+  std::shared_ptr<const void> pack;
+};
+
+std::mutex g_held_mutex;
+std::vector<HeldRefs> g_held;  // a handful at most (one per open stream of a reference-set detector)
+int64_t g_next_hold = 1;
+
+bool same_view(const at::Tensor& a, const at::Tensor& b) {
+  return a.defined() && b.defined() && a.has_storage() && b.has_storage() &&
+         a.storage().unsafeGetStorageImpl() == b.storage().unsafeGetStorageImpl() &&
+         a.storage_offset() == b.storage_offset() && a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() &&
+         a.strides() == b.strides() && a.device() == b.device();
+}
+
+}  // namespace
+
+int64_t refs_version(const at::Tensor& refs) {
+  if (!refs.defined() || refs.is_inference()) return -1;
+  return static_cast<int64_t>(refs.unsafeGetTensorImpl()->version_counter().current_version());
+}
+
+int64_t hold_refs(const at::Tensor& refs) {
+  TORCH_CHECK_VALUE(refs.defined() && refs.dim() == 2 && refs.device().is_cpu(),
+                    "genad_fast: hold_refs takes a 2-D CPU tensor [M, D]");
+  TORCH_CHECK_VALUE(!refs.is_inference(), "genad_fast: hold_refs needs a tensor with a version counter (an in-place "
+                    "write must be seen); an inference tensor has none: hold a clone made outside inference_mode");
+  std::lock_guard<std::mutex> lock(g_held_mutex);
+  const int64_t id = g_next_hold++;
+  g_held.push_back(HeldRefs{id, refs});
+  return id;
+}
+
+void release_refs(int64_t id) {
+  std::shared_ptr<const void> dropped;  // freed after the lock is released
+  std::lock_guard<std::mutex> lock(g_held_mutex);
+  for (auto it = g_held.begin(); it != g_held.end(); ++it) {
+    if (it->id == id) {
+      dropped = std::move(it->pack);
+      g_held.erase(it);
+      return;
+    }
+  }
+}
+
+int64_t held_refs_count(bool packed_only) {
+  std::lock_guard<std::mutex> lock(g_held_mutex);
+  int64_t n = 0;
+  for (const auto& h : g_held) n += !packed_only || h.pack != nullptr;
+  return n;
+}
+
+std::shared_ptr<const void> find_held_pack(const at::Tensor& refs, const void* tag) {
+  const int64_t version = refs_version(refs);
+  if (version < 0) return nullptr;
+  std::lock_guard<std::mutex> lock(g_held_mutex);
+  for (const auto& h : g_held) {
+    if (h.pack && h.tag == tag && h.version == version && same_view(h.refs, refs)) return h.pack;
+  }
+  return nullptr;
+}
+
+void store_held_pack(const at::Tensor& refs, const void* tag, int64_t version, std::shared_ptr<const void> pack) {
+  if (version < 0) return;
+  std::lock_guard<std::mutex> lock(g_held_mutex);
+  for (auto& h : g_held) {
+    if (same_view(h.refs, refs) && (h.pack == nullptr || version >= h.version)) {  // never an older pack back
+      h.tag = tag;
+      h.version = version;
+      h.pack = pack;
+    }
+  }
+}
 
 // ---- the stubs and the ops ---------------------------------------------------------------------------------------
 

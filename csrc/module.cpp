@@ -73,4 +73,10 @@ PYBIND11_MODULE(_C, m) {
         "Whether torch exports MKL's cblas_gemm_bf16bf16f32 (linear_act's bfloat16 product on the CPU)");
   m.def("_linear_act_set_mkl_bf16", &gc::linear_act_set_mkl_bf16,
         "Use MKL's bfloat16 GEMM in linear_act when present (True, default) or at::mm in float32 (False)");
+  // genad_fast.ops.hold_refs: a reference set whose packed form the CPU distance kernels keep between calls.
+  m.def("_hold_refs", &gc::hold_refs, py::arg("refs"),
+        "Hold a reference set [M, D] packed between kde_logpdf/knn_distance calls on the CPU; returns the hold's id");
+  m.def("_release_refs", &gc::release_refs, py::arg("id"), "Release a hold made by _hold_refs (unknown ids: nothing)");
+  m.def("_held_refs_count", &gc::held_refs_count, py::arg("packed_only") = false,
+        "Reference sets held now (packed_only: those whose packed form is stored)");
 }

@@ -25,12 +25,15 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <genad/cpu_helpers.h>
 #include <genad/distance.h>
+
+#include "kernels.h"
 
 namespace genad::cpu::CPU_CAPABILITY::dist {  // compiled once per capability (genad/cpu_dispatch.h)
 
@@ -133,6 +136,19 @@ PackedRefs<T> pack_refs(const T* r, int64_t sr, int64_t M, int64_t D) {
     for (int64_t d = 0; d < D; ++d) dst[d * L] = static_cast<T>(row[d] - P.shift[d]);
     P.norm[p] = static_cast<T>(norms[i]);
   }
+  return P;
+}
+
+// The packed form of `refs` ([M, D], rows at stride sr) for this call: the one stored for a held reference set
+// (kernels.h, hold_refs) when it is unchanged, else packed now (and stored if the set is held). The tag's
+// address is one per capability variant and T, the packed layout's identity.
+template <typename T>
+std::shared_ptr<const PackedRefs<T>> packed_refs(const at::Tensor& refs, int64_t M, int64_t D) {
+  static const char tag = 0;
+  if (auto held = find_held_pack(refs, &tag)) return std::static_pointer_cast<const PackedRefs<T>>(held);
+  const int64_t version = refs_version(refs);  // before packing: a write during the pack makes it stale
+  auto P = std::make_shared<const PackedRefs<T>>(pack_refs<T>(refs.const_data_ptr<T>(), refs.stride(0), M, D));
+  store_held_pack(refs, &tag, version, P);
   return P;
 }
 

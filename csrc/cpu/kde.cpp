@@ -214,8 +214,8 @@ template <typename T>
 void kde_impl(const at::Tensor& queries, const at::Tensor& refs, double bandwidth, const host::KdeArgs& args,
               bool exclude_self, at::Tensor& out) {
   const int64_t N = args.N;
-  const PackedRefs<T> P = pack_refs<T>(refs.const_data_ptr<T>(), refs.stride(0), args.M, args.D);
-  KdeContext<T> ctx{&P,
+  const std::shared_ptr<const PackedRefs<T>> P = packed_refs<T>(refs, args.M, args.D);  // held sets: packed once
+  KdeContext<T> ctx{P.get(),
                     queries.const_data_ptr<T>(),
                     queries.stride(0),
                     refs.const_data_ptr<T>(),

@@ -7,6 +7,7 @@
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <tuple>
 
@@ -51,6 +52,25 @@ extern Stub<MaskedAdamFn> masked_adam_stub;
 extern Stub<KdeFn> kde_logpdf_stub;
 extern Stub<KnnFn> knn_distance_stub;
 extern Stub<LinearActFn> linear_act_stub;
+
+// ---- reference sets held packed between calls (genad_fast.ops.hold_refs) -------------------------------------------
+// The distance kernels (kde_logpdf, knn_distance) pack the whole reference set for their register tile on every call
+// (distance_tiles.h: a median per column, norms, a transposed copy: O(M·D), milliseconds for a few thousand rows
+// of a few hundred columns), which is most of a call that scores a handful of queries. A caller that scores many
+// small batches against one set (a stream) holds it: while held, the first call stores the packed form and the
+// next calls reuse it. A held entry keeps the tensor alive (its storage cannot be freed and reused under the same
+// address) and matches a refs argument with the same storage, offset, sizes, strides and dtype whose version
+// counter has not moved since the pack: an in-place write through torch bumps it and the next call repacks.
+// (Writes that bypass the counter, e.g. through a NumPy view, are not seen: do not write a held tensor that way.)
+// Thread-safe: one mutex around the table; a packed form is immutable and shared (shared_ptr) by the calls
+// that use it, so a release or a repack while another thread computes does not free it under that thread.
+// `tag` tells the packed layouts apart (one per capability variant and dtype).
+int64_t hold_refs(const at::Tensor& refs);  // returns the hold's id (released by release_refs)
+void release_refs(int64_t id);
+int64_t held_refs_count(bool packed_only);  // held entries (with a stored pack): for the tests
+std::shared_ptr<const void> find_held_pack(const at::Tensor& refs, const void* tag);
+void store_held_pack(const at::Tensor& refs, const void* tag, int64_t version, std::shared_ptr<const void> pack);
+int64_t refs_version(const at::Tensor& refs);  // the version counter (−1 for an inference tensor: never held)
 
 // linear_act's bfloat16 product: MKL's cblas_gemm_bf16bf16f32 when torch exports it and it is not switched off
 // (genad_fast._C._linear_act_set_mkl_bf16), else at::mm in float32. One switch for every variant.

@@ -292,8 +292,8 @@ void knn_chunk(const KnnContext<T>& ctx, int64_t i0, int64_t i1, T* out) {
 template <typename T>
 void knn_impl(const at::Tensor& queries, const at::Tensor& refs, int64_t k, bool exclude_self, at::Tensor& out) {
   const int64_t N = queries.size(0), M = refs.size(0), D = queries.size(1);
-  const PackedRefs<T> P = pack_refs<T>(refs.const_data_ptr<T>(), refs.stride(0), M, D);
-  const KnnContext<T> ctx{&P, queries.const_data_ptr<T>(), queries.stride(0), refs.const_data_ptr<T>(),
+  const std::shared_ptr<const PackedRefs<T>> P = packed_refs<T>(refs, M, D);  // held sets: packed once
+  const KnnContext<T> ctx{P.get(), queries.const_data_ptr<T>(), queries.stride(0), refs.const_data_ptr<T>(),
                           refs.stride(0), k, exclude_self};
   T* o = out.mutable_data_ptr<T>();
   parallel_chunks(N, chunk_rows(N), [&](int64_t i0, int64_t i1) { knn_chunk(ctx, i0, i1, o); });
