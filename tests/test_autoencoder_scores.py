@@ -142,3 +142,22 @@ def test_min_steps_raises_the_epochs_of_a_small_data_set(cls):
     assert len(cls(min_steps=40, **kw).fit(x).history_.train_loss) == 10
     # epochs already making more steps than min_steps: unchanged
     assert len(cls(min_steps=4, **{**kw, "epochs": 3}).fit(x).history_.train_loss) == 3
+
+
+@pytest.mark.parametrize("n_dims, code", [(1, 1), (2, 1), (3, 2), (4, 2), (5, 2), (9, 4), (40, 16), (256, 16)])
+def test_default_code_is_a_bottleneck(n_dims, code):
+    from genad_fast.detectors._network import default_code_size
+
+    assert default_code_size(n_dims) == code
+    assert code < n_dims or n_dims == 1
+
+
+@pytest.mark.parametrize("cls, attr", [(AutoEncoderDetector, "latent_dim"), (VAEDetector, "latent_dim"),
+                                       (DeepSVDDDetector, "rep_dim")])
+def test_two_features_get_a_code_of_one(cls, attr):
+    x = np.random.default_rng(1).normal(size=(64, 2)).astype(np.float32)
+    kw = {"pretrain_epochs": 0} if cls is DeepSVDDDetector else {}
+    det = cls(hidden=(8,), epochs=1, verbose=False, **kw).fit(x)
+    width = det.model_.center.numel() if cls is DeepSVDDDetector else (
+        det.model_.latent_dim if cls is VAEDetector else det.model_.encoder.out_dim)
+    assert getattr(det, attr) is None and width == 1

@@ -40,8 +40,10 @@ KERNEL_SIZE = Param("kernel_size", "int", "Odd convolution kernel length (window
 
 
 def default_code_size(n_dims: int) -> int:
-    """Code size when ``latent_dim``/``rep_dim`` is None: half the input size, at least 2 and at most 16."""
-    return min(16, max(2, n_dims // 2))
+    """Code size when ``latent_dim``/``rep_dim`` is None: half the input size, at least 2 and at most 16, and
+    smaller than the input (a code as wide as its input lets an autoencoder learn the identity and reconstruct
+    anomalies as well as normal data: 2 features get a code of 1), except for one feature (a code of 1)."""
+    return max(1, min(16, n_dims - 1, max(2, n_dims // 2)))
 
 
 class NetworkParamsMixin(TrainingParamsMixin):

@@ -82,8 +82,9 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
     _param_specs = (
         MIN_STEPS,
         Param("latent_dim", "int", "Bottleneck size; None: half the input size (features, or W·C), at least 2, at "
-              "most 16. It must be smaller than the input for the error to mean anything (an autoencoder as wide "
-              "as its input can learn the identity and reconstruct anomalies too).", low=1, allow_none=True),
+              "most 16, and below the input size (:func:`~genad_fast.detectors._network.default_code_size`): an "
+              "autoencoder as wide as its input can learn the identity and reconstruct anomalies too.", low=1,
+              allow_none=True),
         HIDDEN.but(doc="Hidden widths of the MLP (rows) or channels of the convolution stages (windows, each stage "
                    "halves the length); None: (128, 64) for rows, (32, 64) for windows."),
         Param("anomaly_score", "choice", "The score (see the module docstring): the reconstruction error, or "

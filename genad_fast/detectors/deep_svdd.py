@@ -51,7 +51,7 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
         Param("nu", "number", "Soft-boundary: the upper bound on the fraction of training points outside the "
               "sphere (ν).", low=0.0, high=1.0, low_open=True),
         Param("rep_dim", "int", "Output size of φ; None: half the input size (features, or W·C), at least 2, at "
-              "most 16.", low=1, allow_none=True),
+              "most 16, and below the input size.", low=1, allow_none=True),
         Param("pretrain_epochs", "int", "Epochs of bias-free autoencoder pre-training (same batch size, learning "
               "rate, clipping and early stopping as the main training); 0 starts φ from its random "
               "initialisation.", low=0),

@@ -46,7 +46,8 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
     min_fit_samples = 8
     _param_specs = (
         MIN_STEPS,
-        Param("latent_dim", "int", "Size of z; None: half the input size (features, or W·C), at least 2, at most 16.",
+        Param("latent_dim", "int", "Size of z; None: half the input size (features, or W·C), at least 2, at most 16, "
+              "and below the input size.",
               low=1, allow_none=True),
         Param("beta", "number", "Weight of the KL term in the training objective (β-VAE). The ``\"elbo\"`` score "
               "always uses β = 1 (the bound on -log p(x)).", low=0.0, low_open=True),
