@@ -220,15 +220,16 @@ class HeldRefs:
     :func:`hold_refs`): while it lives (until :meth:`release`, the end of a ``with`` block, or garbage collection),
     calls with this very tensor as ``refs`` (or a view of it with the same layout) reuse the packed form made by
     the first of them. ``held``: whether anything is held (False where there is nothing to keep: no compiled
-    extension, a non-CPU tensor). Thread-safe: calls on several threads may share one hold."""
+    extension or one built before holds, a non-CPU tensor). Thread-safe: calls on several threads may share one hold."""
 
     __slots__ = ("refs", "_id", "__weakref__")
 
     def __init__(self, refs: torch.Tensor) -> None:
         self.refs = refs
         self._id = None
-        if _ext._C is not None and refs.device.type == "cpu":
-            self._id = int(_ext._C._hold_refs(refs))
+        hold = getattr(_ext._C, "_hold_refs", None)  # None: no extension, or one built before holds existed
+        if hold is not None and refs.device.type == "cpu":
+            self._id = int(hold(refs))
 
     @property
     def held(self) -> bool:
