@@ -269,7 +269,9 @@ def test_fused_backend_runs_the_inference_plan_with_the_modules_scores(fitted, s
     (dict(n_draws=0), "n_draws"),
     (dict(tile_size=0), "tile_size"),
     (dict(window=None), "window must be an int"),
-    (dict(window=10), r"window=10 is shorter than the denoiser's receptive field \(15"),
+    # n_layers and dilation_cycle set explicitly: the stack is not fitted to the window, and cannot fit in it
+    (dict(window=10), r"window=10 is shorter than the smallest receptive field the denoiser's parameters allow "
+                      r"\(15 timestamps: n_layers=3, dilation_cycle=3"),
 ])
 def test_bad_parameters(params, match, small):
     with pytest.raises(ValueError, match=match):
