@@ -126,6 +126,7 @@ class StreamScorer:
         if self.rule.needs_tail(T):
             window, holds = self._buffer.tail()
             self._pending.add_tail(self._score(window)[0], holds)
+        self._scope.values.clear()  # the plans held for the stream (a packed reference set) go now, not at GC
         return self._output(*self._pending.pop_due(None))
 
     # ------------------------------------------------------------------ internals
