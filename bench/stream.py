@@ -88,14 +88,14 @@ def _figures(wall: list[float], cpu: list[float], per_call: int) -> dict:
 
 def _stream_run(det, x: np.ndarray, chunk: int, n_updates: int, warmup: int, delay: int) -> dict:
     s = det.stream(stride=1, delay=delay)
-    s.update(x[:det.window - 1])  # the stream is running: every update from here completes windows
-    first = det.window - 1
+    s.update(x[:det._window - 1])  # the stream is running: every update from here completes windows
+    first = det._window - 1
     wall, cpu = _timed(lambda k: s.update(x[first + k * chunk:first + (k + 1) * chunk]), n_updates, warmup)
     return _figures(wall, cpu, chunk)
 
 
 def _naive_run(det, x: np.ndarray, n: int, warmup: int, delay: int) -> dict:
-    W = det.window
+    W = det._window
     if delay == 0:
         def score(k):
             t = W - 1 + k
