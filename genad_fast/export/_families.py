@@ -32,6 +32,7 @@ EXPORTABLE: dict[str, tuple[str, type[nn.Module], tuple[str, ...]]] = {
     "genad_fast.detectors.sklearn_baselines:PCADetector": ("pca", HookScorer, ()),
     "genad_fast.detectors.knn:KNNDetector": ("knn", KNNScorer, ("_score_model", "_score_against")),
     "genad_fast.detectors.kde:KDEDetector": ("kde", KDEScorer, ("_score_model", "_score_against")),
+    "genad_fast.detectors.dte:DTEDetector": ("dte", HookScorer, ()),
 }
 
 _SERVE_WITH_PACKAGE = "serve it with genad_fast itself (det.save(path); genad_fast.load(path).decision_function(X))"
@@ -48,6 +49,11 @@ NOT_EXPORTABLE: dict[str, str] = {
         "position of the series from the call's seed: there is no per-window score that equals it, and the "
         "chain of n_steps denoiser passes with Philox noise would be unrolled into one graph. " +
         "S" + _SERVE_WITH_PACKAGE[1:]),
+    "genad_fast.detectors.ensemble:EnsembleDetector": (
+        "it combines other detectors' whole-input scores (each member windows and reduces a series its own way, "
+        "and a diffusion member scores a series in tiles), so it has no per-window score to trace; export its "
+        "members one by one (det.members_[i].export(path)) and combine their scores with the ensemble's "
+        "normalisation (centers_, scales_), or " + _SERVE_WITH_PACKAGE),
 }
 
 
