@@ -208,7 +208,7 @@ def test_mean_rank_on_a_hand_built_table():
     assert s["vus_pr"]["below_pca"] == [] and s["vus_pr"]["partial"] == []
     assert s["wins"] == ["a", "t"] and s["win_rate"] == pytest.approx(2 / 3)
     text = "\n".join(summary_lines(rows))
-    assert "best generative flow 0.500 vs best classic pca 0.400: met" in text
+    assert "best generative flow 0.500 vs best classic pca 0.400: met (difference +0.1000)" in text
     assert "on 2 of 3 tasks (67 %; goal 80 %): **not met**" in text
     assert "not compared (no result on some of these tasks): knn" in text
 
@@ -275,14 +275,16 @@ def test_suite_errors_before_any_run(tmp_path, capsys, argv, message):
 def test_from_runs_leaves_out_a_seed_that_ran_in_part(tmp_path, capsys):
     from genad_fast import evaluation as ev
 
-    def rec(task, seed, auroc):
-        return dict(dataset=task, detector="pca", seed=seed, kind="tabular", status="ok", group=None, n_test=10,
+    def rec(task, seed, auroc, det="pca"):
+        return dict(dataset=task, detector=det, seed=seed, kind="tabular", status="ok", group=None, n_test=10,
                     metrics={"auroc": auroc, "auprc": 0.5}, fit_s=1.0, score_s=0.1, throughput=100.0)
 
-    config = dict(detectors=["pca"], datasets=["a", "b"], seeds=[0, 1], quick=True, suite="toy",
+    config = dict(detectors=["pca", "knn"], datasets=["a", "b", "c"], seeds=[0, 1], quick=True, suite="toy",
                   suite_description="toy")
     lines = [dict(header=dict(machine=ev.machine_info(), config=config)),
-             rec("a", 0, 0.6), rec("b", 0, 0.7), rec("a", 1, 0.9)]  # seed 1 stopped after task a
+             rec("a", 0, 0.6), rec("a", 0, 0.5, "knn"), rec("b", 0, 0.7), rec("b", 0, 0.8, "knn"),
+             rec("c", 0, 0.9),  # c stopped part-way: pca ran, knn did not
+             rec("a", 1, 0.9), rec("a", 1, 0.9, "knn")]  # seed 1 stopped after task a
     path = tmp_path / "runs.jsonl"
     path.write_text("\n".join(json.dumps(x, default=str) for x in lines) + "\n")
     report = tmp_path / "r.md"
@@ -290,6 +292,7 @@ def test_from_runs_leaves_out_a_seed_that_ran_in_part(tmp_path, capsys):
     md = report.read_text()
     assert "CUT SHORT: seeds [0] of [0, 1] reported, seed [1] ran in part and is left out" in md
     assert "| a | pca | — | — | — | 0.600 |" in md  # seed 0's value alone, not the mean with seed 1's 0.9
+    assert "left out, stopped part-way: c" in md and "| c | pca |" not in md
 
 
 def test_quick_reaches_the_members_of_an_ensemble():

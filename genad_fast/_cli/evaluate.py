@@ -125,6 +125,16 @@ def _eval_from_runs(args: argparse.Namespace) -> int:
                                        f"{config['seeds']} reported" + (f", seed {left} ran in part and is "
                                                                         "left out" if left else ""))
     records = [r for r in records if r.get("seed") is None or r["seed"] in kept]
+    # the (task, seed) the run stopped in has some detectors only: left out, so every task has every detector
+    done: dict = {}
+    for r in records:
+        done.setdefault((r["dataset"], r.get("seed")), set()).add(r["detector"])
+    whole = {k for k, dets in done.items() if "*" in dets or dets >= set(config["detectors"])}
+    cut = sorted({k[0] for k in done if k not in whole})
+    if cut:
+        config["suite_description"] = (f"{config.get('suite_description')}; left out, stopped part-way: "
+                                       f"{', '.join(cut)}")
+    records = [r for r in records if (r["dataset"], r.get("seed")) in whole]
     config["seeds"] = kept
     _write_benchmark(args.report, ev.summarize(records), header["machine"], config)
     return 0

@@ -54,10 +54,12 @@ def rank_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def matrix(rows: Sequence[dict], metric: str) -> str:
-    """Tasks as rows, detectors as columns, the mean of ``metric`` (the best of each task in bold)."""
+def matrix(rows: Sequence[dict], metric: str, order: Sequence[str] = ()) -> str:
+    """Tasks as rows, detectors as columns (in ``order``, then any other), the mean of ``metric`` (the best of
+    each task in bold)."""
     tr = [r for r in task_rows(rows) if f"{metric}_mean" in r]
-    dets = list(dict.fromkeys(r["detector"] for r in task_rows(rows)))
+    seen = list(dict.fromkeys(r["detector"] for r in task_rows(rows)))
+    dets = [d for d in order if d in seen] + [d for d in seen if d not in order]
     tasks = list(dict.fromkeys(r["dataset"] for r in tr))
     val = {(r["dataset"], r["detector"]): r[f"{metric}_mean"] for r in tr}
     lines = ["| task | " + " | ".join(dets) + " |", "|---|" + "---|" * len(dets)]
@@ -108,8 +110,8 @@ def benchmark_markdown(rows: Sequence[dict], machine: dict, config: dict) -> str
           "Per task the detectors are ranked (1 = best; ties share the mean of their ranks) by the primary metric "
           "(VUS-PR on series, AUROC on tabular tasks), by VUS-PR (series tasks) and by AUROC (every task); in "
           "brackets the number of tasks ranked on.", "", rank_table(rows), "",
-          "## VUS-PR per task (series)", "", matrix(rows, "vus_pr"), "",
-          "## AUROC per task", "", matrix(rows, "auroc"), "",
+          "## VUS-PR per task (series)", "", matrix(rows, "vus_pr", config["detectors"]), "",
+          "## AUROC per task", "", matrix(rows, "auroc", config["detectors"]), "",
           "## Every task and detector", "",
           "PA-F1 (point-adjusted best F1, Xu et al. 2018) is optimistic by construction and shown only beside "
           "VUS-PR; F1 (best thr.) picks the threshold on the test labels (an oracle).", "",

@@ -131,11 +131,11 @@ def summary_lines(rows: Sequence[dict]) -> list[str]:
     for metric, label in (("vus_pr", "mean VUS-PR (series tasks)"), ("auroc", "mean AUROC (every task)")):
         g, c = s[metric]["best_generative"], s[metric]["best_classic"]
         if g is None or c is None:
-            lines.append(f"- {label}: not compared (a family has no results)")
+            lines.append(f"- {label}: not compared (a family has no detector with a result on every task)")
             continue
         verdict = "met" if g[0] >= c[0] else "**not met**"
         lines.append(f"- {label} over {s[metric]['n_tasks']} tasks: best generative {g[1]} {g[0]:.3f} vs best "
-                     f"classic {c[1]} {c[0]:.3f}: {verdict}")
+                     f"classic {c[1]} {c[0]:.3f}: {verdict} (difference {g[0] - c[0]:+.4f})")
         if s[metric]["pca"] is not None:
             below = ", ".join(s[metric]["below_pca"]) or "none"
             lines.append(f"  - generative detectors below PCA's {s[metric]['pca']:.3f}: {below}")
