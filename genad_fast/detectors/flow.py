@@ -26,7 +26,11 @@ Two more corrections subtract an estimate of the likelihood that simple inputs s
 
 Each reuses the one flow pass of the NLL. The background Gaussian is fitted with the flow only when
 ``anomaly_score="likelihood_ratio"`` at fit (a D x D covariance: the default fit does no extra work); the
-complexity score's quantisation range is fitted always (a few quantiles). docs/flow_scores.md compares the four.
+complexity score's quantisation range is fitted always (a few quantiles). docs/flow_scores.md compares the four:
+on constant, smoothed and scaled-down windows of a noisy series the NLL's AUROC is 0.00 and each correction's
+0.93-1.00, but on the evaluation's data sets (spikes, shifts, UCR 135, wdbc, digits) no correction beats the NLL
+and the likelihood ratio falls far below it (a ratio cancels what the general model also finds unlikely). Pick a
+correction only for anomalies that are too simple; ``"complexity"`` stays closest to the NLL elsewhere.
 """
 from __future__ import annotations
 
