@@ -35,6 +35,9 @@ SMALL_PARAMS: dict[str, list[str]] = {
     "fanogan": ["hidden=[16]", "critic_hidden=[16]", "encoder_hidden=[16]", "epochs=2", "encoder_epochs=2"],
     "iforest": ["n_estimators=10"],
     "pca": [], "ocsvm": [], "lof": [], "kde": [], "knn": [],
+    "dte": ["hidden=[16]", "epochs=2"],
+    "ensemble": ["member_params={'flow': {'n_steps': 2, 'hidden': 16, 'n_blocks': 1, 'epochs': 2}, "
+                 "'dte': {'hidden': [16], 'epochs': 2}}"],
 }
 DETECTORS = detector_names()  # the built-in registry (test-only detectors register inside their tests)
 WINDOW = 16
