@@ -134,6 +134,7 @@ def test_stream_holds_one_pack_and_a_refit_streams_the_new_model(name):
     assert _held(False) == 0  # a flushed stream drops its hold at once
     got = _stream(det, x, chunk=3)[1]
     np.testing.assert_array_equal(got, det.causal_decision_function(x, stride=1))
+    assert _held(False) == 0  # the batch call's hold went with it
     old_ref = det.reference_
     det.fit(_series(400, 2))  # a new reference set: a new stream packs it
     assert det.reference_ is not old_ref

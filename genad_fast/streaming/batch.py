@@ -41,21 +41,26 @@ def causal_scores(det: Any, X: Any, *, by: Any = None, delay: int = 0, reduce: s
     data = det._read(X, by, fitting=False)
     z_all = det._apply_normalizer(data.x)
     extreme_all = None if data.extreme_rows is None else data.extreme_rows.cpu().numpy()
-    scorer = WindowScorer(det, HeldScope(det, z_all.dtype))
+    scope = HeldScope(det, z_all.dtype)
+    scorer = WindowScorer(det, scope)
     out, a = [], 0
-    for T in data.lengths:
-        z = z_all[a:a + T]
-        extreme = None if extreme_all is None else extreme_all[a:a + T]
-        grid = WindowGrid(T, rule.W, rule.S)
-        starts = grid.starts().numpy()
-        holds = _holds(extreme, starts, rule.W)
-        windows = grid.windows(z)  # the grid windows, a view; the end-aligned one apart
-        bs = int(det.score_batch_size)
-        parts = [scorer(windows[i:i + bs]) for i in range(0, grid.n_grid, bs)]
-        if grid.has_tail:
-            parts.append(scorer(z[T - rule.W:].unsqueeze(0)))
-        out.append(causal_to_timestamps(np.concatenate(parts), T, rule.W, rule.S, rule.delay, reduce, holds))
-        a += T
+    try:
+        for T in data.lengths:
+            z = z_all[a:a + T]
+            extreme = None if extreme_all is None else extreme_all[a:a + T]
+            grid = WindowGrid(T, rule.W, rule.S)
+            starts = grid.starts().numpy()
+            holds = _holds(extreme, starts, rule.W)
+            windows = grid.windows(z)  # the grid windows, a view; the end-aligned one apart
+            bs = int(det.score_batch_size)
+            parts = [scorer(windows[i:i + bs]) for i in range(0, grid.n_grid, bs)]
+            if grid.has_tail:
+                parts.append(scorer(z[T - rule.W:].unsqueeze(0)))
+            out.append(causal_to_timestamps(np.concatenate(parts), T, rule.W, rule.S, rule.delay, reduce, holds))
+            a += T
+    finally:
+        # what the call held (kNN's packed reference set) goes with the call, not when the cyclic GC runs
+        scope.values.clear()
     scores = np.concatenate(out)
     det._check_scores(scores)
     return data.unpack(scores)
