@@ -231,10 +231,14 @@ def _means(records: list[dict], tag: str | None = None) -> dict:
 
 
 def table(records: list[dict]) -> str:
-    means = _means(records)
-    lines = ["| data set | detector | AUROC | VUS-PR (tabular: AUPRC) | fit s | seeds |", "|---|---|---|---|---|---|"]
-    for (ds, det), m in sorted(means.items(), key=lambda kv: (DATASETS.index(kv[0][0]), kv[0][1])):
-        lines.append(f"| {ds} | {det} | {m['auroc']:.3f} | {m['vus_pr']:.3f} | {m['fit_s']:.1f} | {m['n']} |")
+    lines = ["| data set | detector | variant | AUROC | VUS-PR (tabular: AUPRC) | fit s | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    rows = []
+    for tag in dict.fromkeys(r["tag"] for r in records):
+        for (ds, det), m in _means(records, tag).items():
+            rows.append((DATASETS.index(ds), det, tag, ds, m))
+    for _, det, tag, ds, m in sorted(rows, key=lambda r: r[:3]):
+        lines.append(f"| {ds} | {det} | {tag} | {m['auroc']:.3f} | {m['vus_pr']:.3f} | {m['fit_s']:.1f} | {m['n']} |")
     return "\n".join(lines)
 
 
