@@ -263,6 +263,24 @@ def compare(records: list[dict], before: str, after: str, detectors=None) -> str
     return "\n".join(lines)
 
 
+def pivot(records: list[dict], detector: str, tags: list[str]) -> str:
+    """One row per data set, one column per tag: ``AUROC / VUS-PR`` (tabular: AUPRC), means over the seeds; a tag
+    ``A|B`` takes A's records where it has them, else B's (e.g. a series tag and its tabular twin)."""
+    cols = []
+    for tag in tags:
+        merged: dict = {}
+        for part in reversed(tag.split("|")):
+            merged.update(_means([r for r in records if r["detector"] == detector], part))
+        cols.append(merged)
+    lines = ["| data set | " + " | ".join(tags) + " |", "|---|" + "---|" * len(tags)]
+    for ds in DATASETS:
+        cells = [f"{c[(ds, detector)]['auroc']:.3f} / {c[(ds, detector)]['vus_pr']:.3f}" if (ds, detector) in c
+                 else "—" for c in cols]
+        if any(cell != "—" for cell in cells):
+            lines.append(f"| {ds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", type=lambda s: s.split(","), default=list(DATASETS))
@@ -275,8 +293,15 @@ def main(argv=None) -> int:
     p.add_argument("--scoring-grid", action="store_true", help="one fit each, then every scoring-only factor "
                    "(SCORING_GRID) from it")
     p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="print a before/after table from --out")
+    p.add_argument("--pivot", nargs="+", metavar="TAG", help="print AUROC / VUS-PR per data set (rows) and tag "
+                   "(columns) for the first of --detectors, from --out")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if args.pivot:
+        with open(args.out) as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
+        print(pivot(records, args.detectors[0], args.pivot))
+        return 0
     if args.compare:
         with open(args.out) as fh:
             records = [json.loads(line) for line in fh if line.strip()]
