@@ -63,9 +63,8 @@ COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
 COMPRESSOR = "rice"
 #: The quantiles of the normalised training data that bound each channel's 256 bins.
 RANGE_QUANTILES = (0.005, 0.995)
-#: Rows of training data the quantiles are taken from (a random subset beyond that: the range is a robust
-#: statistic, and torch.quantile refuses inputs over 2^24 values).
-RANGE_ROWS = 65536
+#: Values of training data the quantiles are taken from, at most (whole rows/windows drawn at random).
+RANGE_VALUES = 1 << 22
 #: Relative ridge added to the background covariance (times its mean variance): a numerical floor so that
 #: exactly collinear dimensions (a window of a channel that barely moves) keep a finite density.
 RIDGE = 1e-3
@@ -121,15 +120,17 @@ class GaussianBackground:
 # ---------------------------------------------------------------------------------------------- complexity
 def robust_range(data: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Per channel (the last axis of ``data``: a window's channels, or a table's features) the 0.5 % and 99.5 %
-    quantiles of up to :data:`RANGE_ROWS` sampled rows/windows, float32. A channel whose range is (numerically)
-    empty — constant in training — gets ±4 around its value: the frozen dimensions' unit normal
+    quantiles of the values of randomly drawn rows/windows, at most :data:`RANGE_VALUES` values in all (the range
+    is a robust statistic; torch.quantile refuses more than 2^24), float32. A channel whose range is
+    (numerically) empty — constant in training — gets ±4 around its value: the frozen dimensions' unit normal
     (FlowDetector) puts 99.99 % of its mass there."""
-    n = int(data.shape[0])
-    idx = torch.randperm(n, generator=generator, device="cpu")[:min(n, RANGE_ROWS)].to(data.device)
-    values = data[idx].reshape(-1, data.shape[-1]).double()
-    # torch.quantile takes at most 2^24 values per call: per channel
+    n, C = int(data.shape[0]), int(data.shape[-1])
+    per_sample = max(1, data[0].numel())
+    take = min(n, max(1, RANGE_VALUES // per_sample))
+    idx = torch.randperm(n, generator=generator, device="cpu")[:take].to(data.device)
+    values = data[idx].reshape(-1, C).double()
     q = torch.tensor(RANGE_QUANTILES, dtype=torch.float64, device=values.device)
-    lo, hi = torch.stack([torch.quantile(values[:, c], q) for c in range(values.shape[1])], dim=1)
+    lo, hi = torch.quantile(values, q, dim=0)
     empty = (hi - lo) <= 1e-9 * torch.clamp(hi.abs(), min=1.0)
     lo, hi = torch.where(empty, lo - 4.0, lo), torch.where(empty, hi + 4.0, hi)
     return lo.float(), hi.float()
