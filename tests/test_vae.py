@@ -108,7 +108,7 @@ def test_finds_injected_series_anomalies(series, fitted):
         try:
             scores = fitted.decision_function(series.test)
         finally:
-            fitted.set_params(anomaly_score="recon_prob")
+            fitted.set_params(anomaly_score="elbo")
         assert scores.shape == (series.test.shape[0],)
         assert roc_auc_score(series.labels, scores) >= 0.9, score
 
@@ -125,7 +125,7 @@ def test_detector_score_is_the_model_score():
     x = torch.as_tensor(data.test)
     seed = _stream_seed(det.seed_, "latent-samples")  # latent samples keyed on each row and this seed
     with torch.no_grad():
-        expected = det.model_.scores(x, "recon_prob", 5, noise_seed=seed).double().numpy()
+        expected = det.model_.scores(x, "elbo", 5, noise_seed=seed).double().numpy()
     np.testing.assert_allclose(det.decision_function(data.test), expected, rtol=1e-6)
 
 
