@@ -116,15 +116,15 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
 
     min_fit_samples = 16
 
-    def __init__(self, window: int | str = "auto", mode: str = "reconstruct", n_steps: int = 50, schedule: str = "quadratic",
-                 beta_start: float | None = None, beta_end: float | None = None, noise_level: int | None = None,
-                 denoise_steps: int | None = None, sampler: str = "ddpm", eta: float = 0.0, n_draws: int = 2,
-                 masks: tuple = MASKS, mask_split: int = 4, residual_channels: int = 64, n_layers: int | None = None,
-                 dilation_cycle: int | None = None, kernel_size: int = 3, embedding_dim: int = 128, epochs: int = 100,
-                 batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 1.0,
-                 val_fraction: float = 0.1, patience: int = 10, tile_size: int = 1024, tile_batch: int = 4,
-                 matmul_dtype: str = "float32", train_stride: int | None = None, train_dtype: str = "auto",
-                 **kwargs):
+    def __init__(self, window: int | str = "auto", mode: str = "reconstruct", n_steps: int = 50,
+                 schedule: str = "quadratic", beta_start: float | None = None, beta_end: float | None = None,
+                 noise_level: int | None = None, denoise_steps: int | None = None, sampler: str = "ddpm",
+                 eta: float = 0.0, n_draws: int = 2, masks: tuple = MASKS, mask_split: int = 4,
+                 residual_channels: int = 64, n_layers: int | None = None, dilation_cycle: int | None = None,
+                 kernel_size: int = 3, embedding_dim: int = 128, epochs: int = 100, batch_size: int = 64,
+                 lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 1.0, val_fraction: float = 0.1,
+                 patience: int = 10, tile_size: int = 1024, tile_batch: int = 4, matmul_dtype: str = "float32",
+                 train_stride: int | None = None, train_dtype: str = "auto", **kwargs):
         super().__init__(window=window, **kwargs)
         self.mode = mode
         self.n_steps = n_steps
