@@ -2,6 +2,7 @@
 it runs on, and the detector conventions (seeds, model files, threads, bad input)."""
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -47,9 +48,22 @@ def test_bins_follow_the_reference_binning():
 
 
 def test_categorical_score_is_the_mean_predicted_step():
-    logits = torch.tensor([[0.0, 0.0], [10.0, -10.0], [-10.0, 10.0]])
+    """log(E[t] - c_0), E[t] the mean bin centre under the predicted probabilities."""
+    logits = torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, -1.0], [-3.0, 0.5, 4.0]])
+    p = torch.softmax(logits.double(), 1)
+    centres = (torch.arange(3, dtype=torch.float64) + 0.5) * 400 / 3
+    want = (p @ centres - centres[0]).log()
+    np.testing.assert_allclose(predicted_time(logits, "categorical", 400, 5).numpy(), want.numpy(), rtol=1e-6)
+
+
+def test_confident_normal_points_do_not_tie():
+    """p_0 within 1e-9 of 1 rounds E[t] to c_0 in float32; the log form keeps the order."""
+    logits = torch.tensor([[30.0, 0.0, 0.0], [35.0, 0.0, 0.0], [40.0, 1.0, 0.0]])
+    p = torch.softmax(logits, 1)
+    centres = (torch.arange(3, dtype=torch.float32) + 0.5) * 400 / 3
+    assert torch.unique(p @ centres).numel() == 1  # the reference's score: a three-way tie
     s = predicted_time(logits, "categorical", 400, 5)
-    np.testing.assert_allclose(s.numpy(), [200.0, 100.0, 300.0], rtol=1e-6, atol=1e-3)  # bin centres 100, 300
+    assert s[0] > s[1] > s[2]  # the later bins are 30, 35 and 39-40 nats below bin 0
 
 
 def test_inverse_gamma_score_is_the_posterior_mode():
@@ -74,9 +88,9 @@ def test_out_of_range_term_sends_far_points_to_the_last_bin():
         net.out.bias.copy_(torch.tensor([50.0, 0.0, 0.0, 0.0]))  # the network insists on bin 0
         far = torch.tensor([[1e3, 0.0, 0.0], [0.0, -1e4, 0.0]])
         s = predicted_time(net(far), "categorical", 400, 3)
-        torch.testing.assert_close(s, torch.full((2,), 350.0))
+        torch.testing.assert_close(s, torch.full((2,), math.log(300.0)))  # E[t] = c_3 = 350 = c_0 + 300
         inside = predicted_time(net(rows), "categorical", 400, 3)
-    torch.testing.assert_close(inside, torch.full((3,), 50.0), rtol=0, atol=1e-3)
+    assert (inside < math.log(1e-15)).all()  # E[t] within 1e-15 of c_0: the network's bin 0
 
 
 def test_training_noise_is_the_fused_add_noise_with_philox():
@@ -122,7 +136,7 @@ def test_tabular_auroc_on_an_easy_case(tabular):
     s = det.decision_function(test)
     assert s.shape == (240,) and s.dtype == np.float64 and np.isfinite(s).all()
     assert roc_auc_score(y, s) > 0.95  # the shifted blob lies far outside the normal mass
-    assert 0 <= s.min() and s.max() <= 400  # a predicted step
+    assert s.max() <= np.log(400 * 6 / 7)  # log(E[t] - c_0) <= log(c_6 - c_0)
     assert det.decision_scores_.shape == (400,) and np.isfinite(det.threshold_)
 
 

@@ -7,7 +7,8 @@ diffused for a long time. The anomaly score of x is the time predicted for x its
 sample (no reverse chain, unlike DDPM-based scores). The non-parametric form of the same idea ranks points as
 kNN does (the paper, section 4.1); the network generalises it and is fast at inference.
 
-    score(x) = E[t | x] = Σ_k p_k(x)·(k + 1/2)·T/n_bins        variant="categorical" (default; the paper's DTE-C)
+    score(x) = log(E[t | x] - c_0),  E[t | x] = Σ_k p_k(x)·c_k,  c_k = (k + 1/2)·T/n_bins
+                                                                variant="categorical" (default; the paper's DTE-C)
     score(x) = mode of p(σ² | x) = 2·β(x)/D                     variant="inverse_gamma" (DTE-IG)
 
 with the forward process, objectives and network of :mod:`genad_fast.nn.dte`. Training noises each batch with
