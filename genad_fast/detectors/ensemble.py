@@ -90,7 +90,9 @@ class EnsembleDetector(BaseDetector):
     """Average of normalised member scores (see the module docstring).
 
     Fitted attributes: ``members_`` (the fitted member detectors, in ``members`` order), ``centers_`` and
-    ``scales_`` (zscore) or the members' sorted training scores (rank), and the base's.
+    ``scales_`` (per member: the median and robust scale of its training scores), ``sorted_scores_`` (per member:
+    its training scores sorted, the empirical CDF of ``combine="rank"``), and the base's. The last two are
+    derived from the members' ``decision_scores_``, so a model file holds only the members.
 
     Parameters
     ----------
