@@ -58,8 +58,9 @@ def backends() -> list[BackendInfo]:
         info.append(BackendInfo("cpu", True, f"fused C++ kernels ({facts['cpu_capability']}, "
                                              f"{facts['openmp_threads']} threads)"))
         if "cuda" not in facts["backends"]:
-            info.append(BackendInfo("cuda", False, "extension built without CUDA ops (GENAD_CUDA=OFF, "
-                                                   "no nvcc, or a CPU-only torch at build time)"))
+            info.append(BackendInfo("cuda", False, "extension built without CUDA ops (at build time no GPU "
+                                                   "visible with GENAD_CUDA=AUTO, no nvcc, a CPU-only torch, or "
+                                                   "GENAD_CUDA=OFF)"))
         elif not torch.cuda.is_available():
             info.append(BackendInfo("cuda", False, f"CUDA ops compiled for {facts['cuda_archs']} "
                                                    "but no CUDA device is visible"))
