@@ -11,7 +11,10 @@
    found, AUROC and AUPRC.
 4. The whole scoring pipeline (windows, flow, per-timestamp reduction) timed on the fused backend and on its eager
    twin (the same model on plain PyTorch ops), best of ``--repeats``, with the check that both give the same scores.
-5. Files: the scores as CSV, a plot, the model, a JSON summary; their paths are printed.
+   The flow's matrix products are the same on both backends, which bounds its ratio; a KNNDetector on the same
+   windows and threshold rule follows, whose scoring is all one fused kernel (``knn_distance``), so its ratio is the
+   fused kernel's.
+5. Files: the flow's scores as CSV, a plot, the model, a JSON summary (both detectors); their paths are printed.
 """
 from __future__ import annotations
 
@@ -93,6 +96,37 @@ def _timed_scores(det, data: np.ndarray, backend: str, repeats: int) -> tuple[np
     return scores, best
 
 
+def _fused_vs_eager(det, data: np.ndarray, fused, repeats: int) -> tuple[np.ndarray, dict]:
+    """Scores on the fused backend (eager when it cannot run) and the timing/same-scores facts of both."""
+    if fused is None or not fused.available:
+        scores, eager_s = _timed_scores(det, data, "eager", repeats)
+        return scores, {"eager_seconds": eager_s, "fused_seconds": None, "same_scores": True}
+    scores, fused_s = _timed_scores(det, data, "cpu", repeats)
+    eager_scores, eager_s = _timed_scores(det, data, "eager", repeats)
+    if not (np.isfinite(scores).all() and np.isfinite(eager_scores).all()):
+        raise RuntimeError("the demo's scores hold NaN or inf: a bug, please report it")
+    same = bool(np.allclose(scores, eager_scores, rtol=SAME_SCORES_RTOL, atol=SAME_SCORES_ATOL))
+    return scores, {"eager_seconds": eager_s, "fused_seconds": fused_s, "speedup": eager_s / fused_s,
+                    "max_abs_diff": float(np.max(np.abs(scores - eager_scores))), "same_scores": same}
+
+
+def _timing_line(timing: dict, fused) -> str:
+    if timing["fused_seconds"] is None:
+        return (f"  eager {timing['eager_seconds'] * 1e3:.1f} ms; fused backend not available here: "
+                f"{fused.reason if fused is not None else 'unknown'}")
+    return (f"  fused (cpu) {timing['fused_seconds'] * 1e3:7.1f} ms   eager twin {timing['eager_seconds'] * 1e3:7.1f} ms"
+            f"   speed-up {timing['speedup']:.2f}x   same scores: {'yes' if timing['same_scores'] else 'NO'} "
+            f"(max |diff| {timing['max_abs_diff']:.1e})")
+
+
+def _detection_lines(summary: dict, n: int) -> list[str]:
+    return [f"  flagged {summary['flagged']} of {n} test timestamps; {summary['anomalous']} are anomalous "
+            f"({summary['flagged'] / max(summary['anomalous'], 1):.2f}x as many flagged as true)",
+            f"  precision {summary['precision']:.3f}   recall {summary['recall']:.3f}   F1 {summary['f1']:.3f}   "
+            f"events found {summary['events_found']} of {summary['events']}   AUROC {summary['auroc']:.4f}   "
+            f"AUPRC {summary['auprc']:.4f}"]
+
+
 def detection_summary(scores: np.ndarray, threshold: float, labels: np.ndarray, anomalies) -> dict:
     """Flagged vs true timestamps, point-wise precision/recall/F1, events with at least one flagged timestamp."""
     from genad_fast.metrics import auprc, auroc
@@ -146,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     import genad_fast
     from genad_fast.data import make_series
     from genad_fast.detectors.flow import FlowDetector
+    from genad_fast.detectors.knn import KNNDetector
     from genad_fast.thresholds import POTThreshold
 
     print("\n".join(build_facts()))
@@ -171,47 +206,37 @@ def main(argv: list[str] | None = None) -> int:
                          f"held-out scores above POT's initial level")
     det.set_threshold(holdout, method=POTThreshold(q=args.risk, level=level))
 
-    available = {b.name: b for b in genad_fast.backends()}
-    fused = available.get("cpu")
-    if fused is not None and fused.available:
-        scores, fused_s = _timed_scores(det, data.test, "cpu", args.repeats)
-        eager_scores, eager_s = _timed_scores(det, data.test, "eager", args.repeats)
-    else:
-        scores, eager_s = _timed_scores(det, data.test, "eager", args.repeats)
-        eager_scores, fused_s = scores, None
-    if not np.isfinite(scores).all():
-        raise RuntimeError("the demo's scores hold NaN or inf: a bug, please report it")
+    fused = {b.name: b for b in genad_fast.backends()}.get("cpu")
+    scores, timing = _fused_vs_eager(det, data.test, fused, args.repeats)
     summary = detection_summary(scores, det.threshold_, data.labels, data.anomalies)
     naive_flagged = int((scores > train_quantile).sum())
     n = data.test.shape[0]
 
     print(f"\nFlowDetector(window={args.window}): fitted in {fit_s:.1f} s ({len(det.history_.train_loss)} epochs, "
-          f"best {det.history_.best_epoch + 1})")
-    print(f"  threshold {det.threshold_:.3f}: POT (q={args.risk:g}) on the scores of the {holdout.shape[0]} "
-          f"held-out clean timestamps")
-    print(f"  flagged {summary['flagged']} of {n} test timestamps; {summary['anomalous']} are anomalous "
-          f"({summary['flagged'] / max(summary['anomalous'], 1):.2f}x as many flagged as true)")
-    print(f"  precision {summary['precision']:.3f}   recall {summary['recall']:.3f}   F1 {summary['f1']:.3f}   "
-          f"events found {summary['events_found']} of {summary['events']}")
-    print(f"  AUROC {summary['auroc']:.4f}   AUPRC {summary['auprc']:.4f}   (threshold-free ranking quality)")
+          f"best {det.history_.best_epoch + 1}); threshold {det.threshold_:.3f}: POT (q={args.risk:g}) on the "
+          f"scores of the {holdout.shape[0]} held-out clean timestamps")
+    print("\n".join(_detection_lines(summary, n)))
     print(f"  (the training scores' 99th percentile, {train_quantile:.3f}, would flag {naive_flagged}: a model "
           f"scores its own training data lower than new data)")
+    print(f"  scoring the {n} test timestamps (windows -> flow log-likelihood -> per-timestamp score; the network's "
+          f"matrix products are the same on both backends), best of {args.repeats}:")
+    print(_timing_line(timing, fused))
+    summary.update(timing, fit_seconds=fit_s, threshold=det.threshold_, train_quantile_flagged=naive_flagged,
+                   test_timestamps=n)
 
-    summary.update(fit_seconds=fit_s, threshold=det.threshold_, train_quantile_flagged=naive_flagged,
-                   eager_seconds=eager_s, fused_seconds=fused_s, test_timestamps=n)
-    if fused_s is None:
-        print(f"\n  scoring {n} timestamps: eager {eager_s * 1e3:.0f} ms; fused backend not available here: "
-              f"{fused.reason if fused is not None else 'unknown'}")
-        same = True
-    else:
-        diff = float(np.max(np.abs(scores - eager_scores)))
-        same = bool(np.allclose(scores, eager_scores, rtol=SAME_SCORES_RTOL, atol=SAME_SCORES_ATOL))
-        speedup = eager_s / fused_s
-        summary.update(speedup=speedup, max_abs_diff=diff, same_scores=same)
-        print(f"\nscoring the {n} test timestamps (windows -> flow log-likelihood -> per-timestamp score), "
-              f"best of {args.repeats}:")
-        print(f"  fused (cpu) {fused_s * 1e3:7.1f} ms   eager twin {eager_s * 1e3:7.1f} ms   "
-              f"speed-up {speedup:.2f}x   same scores: {'yes' if same else 'NO'} (max |diff| {diff:.1e})")
+    # kNN: no network, its scoring is all the fused knn_distance kernel (the eager twin: cdist + topk).
+    knn = KNNDetector(window=args.window, verbose=False).fit(fit_part)
+    knn.set_threshold(holdout, method=POTThreshold(q=args.risk, level=level))
+    knn_scores, knn_timing = _fused_vs_eager(knn, data.test, fused, args.repeats)
+    knn_summary = detection_summary(knn_scores, knn.threshold_, data.labels, data.anomalies)
+    knn_summary.update(knn_timing, threshold=knn.threshold_)
+    summary["knn"] = knn_summary
+    print(f"\nKNNDetector(window={args.window}, n_neighbors={knn.n_neighbors}): distance to the k-th nearest of the "
+          f"{fit_part.shape[0] - args.window + 1} fitted windows; threshold {knn.threshold_:.3f}, POT as above")
+    print("\n".join(_detection_lines(knn_summary, n)))
+    print(f"  scoring the {n} test timestamps (all of it the fused knn_distance kernel), best of {args.repeats}:")
+    print(_timing_line(knn_timing, fused))
+    same = timing["same_scores"] and knn_timing["same_scores"]
 
     out = os.path.abspath(args.out)
     written = _write_outputs(out, data, scores, det.threshold_, det, summary, plot=not args.no_plot)
