@@ -3,7 +3,6 @@ it runs on, and the detector conventions (seeds, model files, threads, bad input
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 import pytest
@@ -169,25 +168,6 @@ def test_save_load_round_trip(tabular, tmp_path):
     back = DTEDetector.load(tmp_path / "dte.pt")
     np.testing.assert_array_equal(back.decision_function(test), det.decision_function(test))
     assert back.threshold_ == det.threshold_
-
-
-def test_threads_share_one_fitted_model(tabular):
-    det, test, _ = tabular
-    want = det.decision_function(test)
-    results = [None] * 4
-    barrier = threading.Barrier(4)
-
-    def work(i):
-        barrier.wait()
-        results[i] = det.decision_function(test)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for r in results:
-        np.testing.assert_array_equal(r, want)
 
 
 def test_set_params_after_fit_does_not_change_what_scoring_reads(tabular):

@@ -2,7 +2,6 @@
 member's training scores) and averaged; the detector conventions (seeds, model files, threads, bad input)."""
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -113,25 +112,6 @@ def test_save_load_round_trip(tabular, tmp_path):
     np.testing.assert_array_equal(back.decision_function(test), det.decision_function(test))
     assert back.threshold_ == det.threshold_
     assert [type(m).__name__ for m in back.members_] == ["FlowDetector", "DTEDetector", "KNNDetector"]
-
-
-def test_threads_share_one_fitted_model(tabular):
-    det, _, test, _ = tabular
-    want = det.decision_function(test)
-    results = [None] * 3
-    barrier = threading.Barrier(3)
-
-    def work(i):
-        barrier.wait()
-        results[i] = det.decision_function(test)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for r in results:
-        np.testing.assert_array_equal(r, want)
 
 
 @pytest.mark.parametrize("params, error, match", [
