@@ -186,12 +186,17 @@ def scoring_grid(args) -> list[dict]:
                     rec = dict(tag="sf:" + ",".join(f"{k}={v}" for k, v in params.items()), dataset=ds,
                                detector=name, seed=seed, status="ok", auroc=float(auroc(labels, s)), fit_s=fit_s,
                                params=params, vus_pr=float(vus_pr(labels, s)) if window else float(auprc(labels, s)))
-                    records.append(rec)
-                    print(json.dumps(rec), file=sys.stderr, flush=True)
-                    if args.out:
-                        with open(args.out, "a") as fh:
-                            fh.write(json.dumps(rec) + "\n")
+                    emit(rec, records, args.out)
     return records
+
+
+def emit(rec: dict, records: list[dict], out: str | None) -> None:
+    """Keep one run's record, echo it to stderr and append it to ``out`` (JSON lines) as it finishes."""
+    records.append(rec)
+    print(json.dumps(rec), file=sys.stderr, flush=True)
+    if out:
+        with open(out, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
 
 
 def study(args) -> list[dict]:
@@ -212,11 +217,7 @@ def study(args) -> list[dict]:
                     rec = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:300]}
                 rec.update(tag=args.tag, dataset=ds, detector=det, seed=seed,
                            params={k: list(v) if isinstance(v, tuple) else v for k, v in params.items()})
-                records.append(rec)
-                print(json.dumps(rec), file=sys.stderr, flush=True)
-                if args.out:
-                    with open(args.out, "a") as fh:
-                        fh.write(json.dumps(rec) + "\n")
+                emit(rec, records, args.out)
     return records
 
 
