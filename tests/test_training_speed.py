@@ -119,7 +119,10 @@ def test_bad_config(field, value):
     (dict(window=5), 1.0),                                # window // 8 = 0: at least 1
 ])
 def test_epoch_fraction_of_the_detectors(params, expected):
+    params = {"train_stride": None, **params}  # the flow's default is 1 (docs/training_speed.md)
     assert _training_params.epoch_fraction(FlowDetector(**params)) == pytest.approx(expected)
+    if params["window"] is not None and params["train_stride"] is None:
+        assert _training_params.epoch_fraction(DiffusionDetector(**params)) == pytest.approx(expected)
 
 
 def test_train_stride_gives_the_steps_of_a_window_grid():
