@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from genad_fast import _ext
+from genad_fast._extras import install_hint
 
 BACKENDS = ("eager", "cpu", "cuda", "triton")
 ENV_VAR = "GENAD_FAST_BACKEND"
@@ -39,7 +40,7 @@ def triton_interpreted() -> bool:
 
 def _triton_reason() -> tuple[bool, str]:
     if importlib.util.find_spec("triton") is None:
-        return False, "triton is not installed (pip install genad-fast[triton])"
+        return False, f"triton is not installed ({install_hint('triton')})"
     if torch.cuda.is_available():
         return True, "triton installed, CUDA device visible"
     if triton_interpreted():

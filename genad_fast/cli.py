@@ -120,7 +120,7 @@ def _many_options(sub: argparse.ArgumentParser, what: str) -> None:
                      help="--out-dir: workers (default 1 with --engine local, which then runs in this process; "
                           "the cluster's workers with ray or dask)")
     sub.add_argument("--engine", choices=("local", "ray", "dask"), default="local",
-                     help="--out-dir: where the workers run (ray, dask: pip install genad-fast[ray] / [dask])")
+                     help="--out-dir: where the workers run (ray, dask: the ray / dask extras, README)")
     sub.add_argument("--fail-fast", action="store_true", help="--out-dir: stop at the first file that fails")
 
 

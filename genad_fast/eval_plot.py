@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from genad_fast._extras import install_hint
 from genad_fast.plotting import MAX_CHANNELS, _runs
 
 
@@ -14,7 +15,7 @@ def plot_eval_scores(path: str, data: np.ndarray, scores: np.ndarray, threshold:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("plots need matplotlib: pip install genad-fast[plot]") from exc
+        raise ImportError(f"plots need matplotlib: {install_hint('plot')}") from exc
 
     data = np.asarray(data, dtype=np.float64)
     data = data[:, None] if data.ndim == 1 else data

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from genad_fast._extras import install_hint
+
 MAX_CHANNELS = 8  # more lines than this make the top panel unreadable
 
 
@@ -28,7 +30,7 @@ def plot_scores(path: str, data: np.ndarray, scores: np.ndarray, threshold: floa
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("plots need matplotlib: pip install genad-fast[plot]") from exc
+        raise ImportError(f"plots need matplotlib: {install_hint('plot')}") from exc
 
     data = np.asarray(data, dtype=np.float64)
     if data.ndim == 1:

@@ -44,7 +44,8 @@ OUTSIDE = ("bench",)
 #: root ``genad_fast`` (its ``__init__`` re-exports the public names) sits at the top with the entry points (the
 #: CLI and the demo, which use the package as a user does).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("genad_fast._version", "genad_fast._C", "genad_fast._ext", "genad_fast.reference", "genad_fast.kernels"),
+    ("genad_fast._version", "genad_fast._extras", "genad_fast._C", "genad_fast._ext", "genad_fast.reference",
+     "genad_fast.kernels"),
     ("genad_fast._backend",),
     ("genad_fast.ops",),
     ("genad_fast.nn", "genad_fast.series", "genad_fast.periodicity", "genad_fast.metrics", "genad_fast.thresholds",

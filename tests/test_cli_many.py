@@ -147,4 +147,5 @@ def test_a_missing_engine_names_its_extra(folder, capsys, monkeypatch):
                    "--out-dir", str(d / "o"), "--engine", "ray", "--quiet"])
     assert rc == 1
     assert capsys.readouterr().err.strip() == \
-        "genad-fast: error: engine='ray' needs Ray: pip install genad-fast[ray]"
+        "genad-fast: error: engine='ray' needs Ray: pip install 'ray>=2.9'; or, from a clone of genad_fast: " \
+        "pip install --no-build-isolation -e '.[ray]'"

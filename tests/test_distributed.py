@@ -44,7 +44,7 @@ def models(data):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray", reason="the ray extra (pip install genad-fast[ray]) is not installed")
+    ray = pytest.importorskip("ray", reason="the ray extra (ray) is not installed")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
@@ -52,7 +52,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def dask_client():
-    distributed = pytest.importorskip("distributed", reason="the dask extra (pip install genad-fast[dask]) is "
+    distributed = pytest.importorskip("distributed", reason="the dask extra (dask[distributed]) is "
                                                             "not installed")
     import logging
 

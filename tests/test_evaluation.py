@@ -58,7 +58,7 @@ def test_resolve_datasets(monkeypatch):
     monkeypatch.setitem(sys.modules, "aeon", None)
     monkeypatch.setitem(sys.modules, "aeon.datasets", None)
     kdd = ev.resolve_datasets(["kdd135"])[0]
-    assert kdd.load is None and "pip install genad-fast[data]" in kdd.reason
+    assert kdd.load is None and "pip install 'aeon>=1.0'" in kdd.reason and "-e '.[data]'" in kdd.reason
 
 
 def test_estimate_period():

@@ -20,8 +20,8 @@ import torch
 
 from tiny_detectors import TINY
 
-onnx = pytest.importorskip("onnx", reason="the export extra: pip install genad-fast[export]")
-ort = pytest.importorskip("onnxruntime", reason="the export extra: pip install genad-fast[export]")
+onnx = pytest.importorskip("onnx", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
+ort = pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
 
 from genad_fast.data import make_series  # noqa: E402
 from genad_fast.detectors import get_detector  # noqa: E402

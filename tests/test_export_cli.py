@@ -14,8 +14,8 @@ import pytest
 
 from tiny_detectors import TINY
 
-ort = pytest.importorskip("onnxruntime", reason="the export extra: pip install genad-fast[export]")
-pytest.importorskip("onnxscript", reason="the export extra: pip install genad-fast[export]")
+ort = pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
+pytest.importorskip("onnxscript", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
 
 import genad_fast  # noqa: E402
 from genad_fast.cli import main  # noqa: E402
@@ -145,5 +145,6 @@ def test_cli_export_without_onnx_names_the_extra(cli_model, capsys, monkeypatch)
     root, model, _ = cli_model
     monkeypatch.setitem(sys.modules, "onnx", None)
     assert main(["export", "--model", str(model), "--out", str(root / "no.onnx")]) == 1
-    assert "pip install genad-fast[export]" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pip install 'onnx>=1.18' 'onnxscript>=0.5'" in err and "-e '.[export]'" in err
     assert not (root / "no.onnx").exists()

@@ -160,7 +160,7 @@ def test_corrected_scores_export(tabular, tmp_path, score):
     with torch.no_grad():
         got = program(torch.as_tensor(test)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    ort = pytest.importorskip("onnxruntime", reason="the export extra: pip install genad-fast[export]")
+    ort = pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
     session = ort.InferenceSession(det.export(tmp_path / f"{score}.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(["score"], {"x": test})[0], want, rtol=1e-4, atol=1e-4)
 

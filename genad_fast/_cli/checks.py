@@ -10,6 +10,8 @@ import importlib
 import os
 import tempfile
 
+from genad_fast._extras import install_hint
+
 
 class CLIError(Exception):
     """An error the user can fix; printed as one line."""
@@ -60,7 +62,7 @@ def check_plot_dependencies() -> None:
         importlib.import_module("matplotlib.figure")
     except ImportError as exc:
         raise CLIError(f"--plot needs matplotlib, which cannot be imported ({exc}); "
-                       f"pip install genad-fast[plot], or leave out --plot") from None
+                       f"{install_hint('plot')}; or leave out --plot") from None
 
 
 def split_list(text: str | None, option: str) -> list[str] | None:

@@ -22,7 +22,7 @@ def add_export_parser(sub, common: argparse.ArgumentParser) -> None:
                                                         "without genad_fast) or as a torch.export program")
     p.add_argument("--model", required=True, help="model file written by `fit` (or det.save)")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx",
-                   help="onnx (default; needs `pip install genad-fast[export]`) or torch (torch.export.save)")
+                   help="onnx (default; needs the export extra: onnx, onnxscript) or torch (torch.export.save)")
     p.add_argument("--out", required=True, help="file to write (.onnx, or .pt2 for --format torch)")
     p.set_defaults(func=cmd_export)
 

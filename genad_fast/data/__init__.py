@@ -3,7 +3,8 @@
 - :func:`make_series`, :func:`make_tabular`: seeded synthetic series and tabular mixtures with labelled
   anomalies of known kinds (:mod:`genad_fast.data.synthetic`).
 - :func:`load_kdd_tsad_135`: the one UCR anomaly archive (KDD-TSAD) series that ``aeon`` ships offline
-  (``pip install genad-fast[data]``); :func:`load_ucr_anomaly` reads any archive file a user downloaded.
+  (the ``data`` extra: ``pip install --no-build-isolation -e '.[data]'`` from a clone); :func:`load_ucr_anomaly`
+  reads any archive file a user downloaded.
 - :func:`load_digits_one_class`: scikit-learn's digits as one-class tasks (Ruff et al. 2018).
 - :func:`load_wdbc`, :func:`load_wine`: tabular outlier sets in the ODDS layout, from scikit-learn.
 - :func:`read_table`, :func:`write_table`, :func:`select_columns`: the CSV/TSV/Parquet reader and writer that

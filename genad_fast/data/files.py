@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from genad_fast._extras import install_hint
 from genad_fast.data.containers import ANOMALY_KINDS, TabularData
 from genad_fast.data.ucr import series_from_labels
 from genad_fast.detectors._validation import _frame_to_numpy
@@ -51,7 +52,7 @@ def read_table(path: str):
         else:
             frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
     except ImportError as exc:
-        raise TableError(f"cannot read {path!r}: {exc} (Parquet needs pyarrow: pip install genad-fast[parquet])")
+        raise TableError(f"cannot read {path!r}: {exc} (Parquet needs pyarrow: {install_hint('parquet')})")
     except Exception as exc:  # parser errors, permissions, empty files
         raise TableError(f"cannot read {path!r}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''}")
@@ -70,7 +71,7 @@ def write_table(frame, path: str) -> None:
         else:
             frame.to_csv(path, index=False, sep="\t" if kind == "tsv" else ",")
     except ImportError as exc:
-        raise TableError(f"cannot write {path!r}: {exc} (Parquet needs pyarrow: pip install genad-fast[parquet])")
+        raise TableError(f"cannot write {path!r}: {exc} (Parquet needs pyarrow: {install_hint('parquet')})")
     except OSError as exc:
         raise TableError(f"cannot write {path!r}: {exc.strerror or exc}")
 

@@ -12,11 +12,12 @@ import re
 
 import numpy as np
 
+from genad_fast._extras import install_hint
 from genad_fast.data.containers import ANOMALY_KINDS, Anomaly, SeriesData
 
 __all__ = ["load_kdd_tsad_135", "load_ucr_anomaly", "parse_ucr_name", "series_from_labels"]
 
-DATA_EXTRA = "pip install genad-fast[data]"
+DATA_EXTRA = install_hint("data")
 _UCR_NAME = re.compile(r"^(\d+)_UCR_Anomaly_(.+)_(\d+)_(\d+)_(\d+)$")
 
 
@@ -59,7 +60,7 @@ def load_kdd_tsad_135(dtype: type = np.float32) -> SeriesData:
     Univariate, 7501 timestamps: ``train`` is the archive's normal prefix (1200 timestamps, ``[1200, 1]``),
     ``test`` the remaining 6301 (``[6301, 1]``) with the one labelled anomaly (12 timestamps, 4187..4198 of
     the whole series, i.e. 2987..2998 of ``test``; ``params["test_offset"]`` = 1200). Read offline from
-    aeon's bundled files (``aeon.datasets.load_kdd_tsad_135``); needs ``pip install genad-fast[data]``.
+    aeon's bundled files (``aeon.datasets.load_kdd_tsad_135``); needs the ``data`` extra (aeon).
     Note: with a single anomaly per series, the archive's own score is whether the top-scored location
     hits it; AUROC/VUS on one series are high-variance.
     """

@@ -15,7 +15,7 @@ class ExportMixin:
 
     def export(self, path: str | os.PathLike, format: str = "onnx") -> str:
         """Write the fitted scorer to ``path``: ``format="onnx"`` (runs in onnxruntime without genad_fast; needs
-        ``pip install genad-fast[export]``) or ``"torch"`` (``torch.export.save``; ``torch.export.load`` reads it,
+        the ``export`` extra) or ``"torch"`` (``torch.export.save``; ``torch.export.load`` reads it,
         with torch alone). Returns the path.
 
         The graph holds the extreme-value guard, the normaliser, the model and the score: input raw float32 rows

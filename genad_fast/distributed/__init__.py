@@ -8,8 +8,8 @@ pandas entry point for Spark; and data-parallel training of one detector (torchr
 - :func:`fit_distributed` — one detector trained data-parallel on shards by every process of a ``torchrun`` job
   (:mod:`genad_fast.distributed.ddp`; :func:`row_ranges` cuts one file into shards).
 
-Ray and Dask are optional (``pip install genad-fast[ray]``, ``genad-fast[dask]``) and imported only when their
-engine is asked for. See docs/scale_out.md.
+Ray and Dask are optional (the ``ray`` and ``dask`` extras: ``pip install --no-build-isolation -e '.[ray,dask]'``
+from a clone) and imported only when their engine is asked for. See docs/scale_out.md.
 """
 from genad_fast.distributed._run import SeriesFailedError, SeriesFailedWarning
 from genad_fast.distributed.chunk import cached_model, score_chunk, score_frame

@@ -3,7 +3,7 @@
 The payload (the model file's bytes) is scattered to every worker once (``client.scatter(..., broadcast=True)``);
 each task receives it as an argument that already sits on the worker, and the worker process loads the model at
 its first task of the job and keeps it for the next ones (:func:`genad_fast.distributed._worker.ensure`). Dask
-is imported here, when the engine is asked for: ``pip install genad-fast[dask]``.
+is imported here, when the engine is asked for: ``pip install --no-build-isolation -e '.[dask]'`` from a clone.
 
 The cluster is the one of the current client (``distributed.get_client()``: a ``Client`` made beforehand);
 if there is none, a ``LocalCluster`` of ``workers`` processes with one thread each (default: the cores) is

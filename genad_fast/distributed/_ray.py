@@ -3,7 +3,7 @@
 The payload (the model file's bytes) is put in Ray's object store once and handed to every actor's constructor,
 which loads the model; tasks then go to whichever actor is free (:class:`ray.util.ActorPool`), carrying only
 their chunk of series (or file paths, which the actor reads). Ray is imported here, when the engine is asked
-for: ``pip install genad-fast[ray]``.
+for: ``pip install --no-build-isolation -e '.[ray]'`` from a clone.
 
 The cluster is the one this process is connected to (``ray.init(...)`` beforehand, e.g. ``ray.init(address=
 "auto")`` on a cluster); if there is none, a local one is started with ``workers`` CPUs (default: the cores)

@@ -10,6 +10,8 @@ import importlib
 import os
 from types import ModuleType
 
+from genad_fast._extras import install_hint
+
 #: Engine name -> (module to import, extra that installs it, the package's name in messages).
 ENGINES: dict[str, tuple[str | None, str | None, str | None]] = {
     "local": (None, None, None),
@@ -34,7 +36,7 @@ def require(engine: str) -> ModuleType | None:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"engine={engine!r} needs {label}: pip install genad-fast[{extra}] "
+        raise ImportError(f"engine={engine!r} needs {label}: {install_hint(extra)} "
                           f"({type(exc).__name__}: {exc})") from exc
 
 

@@ -65,7 +65,7 @@ def score_many(model, series, *, engine: str = "local", workers: int | None = No
     column).
 
     ``engine``: ``"local"`` (processes on this machine; ``workers=1`` scores in this process), ``"ray"`` or
-    ``"dask"`` (optional extras: ``pip install genad-fast[ray]`` / ``[dask]``; the current Ray cluster or Dask
+    ``"dask"`` (optional extras ``ray`` / ``dask``, installed from a clone; the current Ray cluster or Dask
     client, else a local one for the job). ``workers``: default the cores (local, or a cluster started here) or
     the cluster's. ``threads``: torch (and BLAS) threads per worker, default the cores divided among the workers
     of a machine (see :func:`genad_fast.distributed.engines.thread_share`). ``chunk_size``: series per task

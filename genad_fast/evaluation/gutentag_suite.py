@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from genad_fast._extras import install_hint
+
 SUITE_VERSION = "gutentag_v1"
 LENGTH = 2500
 SMALL_LENGTH = 1000
@@ -146,7 +148,7 @@ def _gutentag_version() -> str:
 
     version = provenance.dist_version("timeeval-gutentag") or provenance.dist_version("timeeval-GutenTAG")
     if version is None:
-        raise ImportError("the GutenTAG suite needs timeeval-gutentag; pip install genad-fast[eval]")
+        raise ImportError(f"the GutenTAG suite needs timeeval-gutentag; {install_hint('eval')}")
     return version
 
 
@@ -165,7 +167,7 @@ def generate(config: dict, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
             from gutenTAG import GutenTAG
             from gutenTAG.timeseries import TrainingType
     except ImportError as exc:
-        raise ImportError(f"the GutenTAG suite needs timeeval-gutentag ({exc}); pip install genad-fast[eval]") \
+        raise ImportError(f"the GutenTAG suite needs timeeval-gutentag ({exc}); {install_hint('eval')}") \
             from exc
     # GutenTAG draws progress bars on stderr and warns about parameters it ignores: keep the run's log clean
     with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():

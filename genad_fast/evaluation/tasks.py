@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from genad_fast._extras import install_hint
+
 DEFAULT_DETECTORS = ("flow", "diffusion", "anogan", "vae", "deepsvdd", "ae", "pca", "kde", "knn", "iforest",
                      "ocsvm", "lof")
 DEFAULT_DATASETS = ("synthetic", "kdd135", "digits")
@@ -92,7 +94,7 @@ def _kdd135() -> Task:
         import aeon.datasets  # noqa: F401
     except ImportError as exc:
         return Task("kdd135", "series", None, reason=f"unavailable: needs aeon ({exc}); "
-                                                     "pip install genad-fast[data]")
+                                                     + install_hint("data"))
     return Task("kdd135", "series", lambda s: load_kdd_tsad_135(), seeded=False)
 
 

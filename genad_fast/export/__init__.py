@@ -55,7 +55,7 @@ def export_detector(det, path: str | os.PathLike, format: str = "onnx") -> str:
 
     Raises NotFittedError (a ValueError) for an unfitted detector, ValueError for an unknown format,
     NotImplementedError for a detector that cannot be exported (the message says why and what to use instead),
-    ImportError naming ``pip install genad-fast[export]`` when format="onnx" lacks onnx or onnxscript."""
+    ImportError naming the ``export`` extra's packages when format="onnx" lacks onnx or onnxscript."""
     if not isinstance(format, str) or format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(repr(f) for f in EXPORT_FORMATS)}, got {format!r}")
     path = os.fspath(path)

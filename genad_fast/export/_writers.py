@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 import torch
 
+from genad_fast._extras import install_hint
+
 __all__ = ["INSTALL_HINT", "TORCH_METADATA", "require_onnx", "write_onnx", "write_torch"]
 
-INSTALL_HINT = "pip install genad-fast[export]"
+INSTALL_HINT = install_hint("export")
 #: The name of the JSON metadata inside a torch-format file (``torch.export.load(path, extra_files=...)``).
 TORCH_METADATA = "genad_fast.json"
 
