@@ -234,7 +234,7 @@ def test_onnx_metadata_describes_the_graph(fitted):
     model = onnx.load(onnx_path)
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["detector"] == "vae" and float(meta["threshold"]) == det.threshold_
-    assert meta["window"] == str(W) and meta["n_features"] == str(C) and meta["anomaly_score"] == "recon_prob"
+    assert meta["window"] == str(W) and meta["n_features"] == str(C) and meta["anomaly_score"] == det.anomaly_score == "elbo"
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims[1:] == [W, C] and isinstance(dims[0], str)
     out_dims = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]

@@ -38,7 +38,7 @@ def test_unknown_format_is_refused(knn, tmp_path, fmt):
 
 def test_missing_onnx_names_the_extra(knn, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # `import onnxscript` raises ImportError
-    with pytest.raises(ImportError, match=r"onnxscript.*pip install genad-fast\[export\]"):
+    with pytest.raises(ImportError, match=r"onnxscript.*pip install 'onnx.*-e '\.\[export\]'"):
         knn.export(tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
     with pytest.raises(NotImplementedError, match="IsolationForestDetector cannot be exported"):
@@ -67,9 +67,10 @@ def test_other_detectors_are_named_with_the_exportable_list(tmp_path, name):
         det.export(tmp_path / "m.onnx")
     message = str(err.value)
     assert message.startswith(f"{type(det).__name__} cannot be exported")
-    for entry in ("FlowDetector (flow)", "VAEDetector (vae)", "FAnoGANDetector (fanogan)", "KDEDetector (kde)"):
+    for entry in ("FlowDetector (flow)", "VAEDetector (vae)", "FAnoGANDetector (fanogan)", "KDEDetector (kde)",
+                  "DTEDetector (dte)"):
         assert entry in message
-    assert len(exportable_detectors()) == 8
+    assert len(exportable_detectors()) == 9  # flow, ae, vae, deep_svdd, fanogan, pca, knn, kde, dte
 
 
 def test_subclass_that_changes_a_restated_score_is_refused(tmp_path):
