@@ -33,7 +33,7 @@ def test_kdd135_train_test_split_and_label():
 def test_kdd135_without_aeon_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "aeon", None)  # import aeon.datasets -> ImportError
     monkeypatch.setitem(sys.modules, "aeon.datasets", None)
-    with pytest.raises(ImportError, match=r"pip install genad-fast\[data\]"):
+    with pytest.raises(ImportError, match=r"pip install 'aeon.*-e '\.\[data\]'"):
         load_kdd_tsad_135()
 
 

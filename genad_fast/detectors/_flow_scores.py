@@ -133,13 +133,21 @@ def robust_range(data: torch.Tensor, generator: torch.Generator) -> tuple[torch.
     is a robust statistic; torch.quantile refuses more than 2^24), float32. A channel whose range is
     (numerically) empty — constant in training — gets ±4 around its value: the frozen dimensions' unit normal
     (FlowDetector) puts 99.99 % of its mass there."""
-    n, C = int(data.shape[0]), int(data.shape[-1])
-    per_sample = max(1, data[0].numel())
-    take = min(n, max(1, RANGE_VALUES // per_sample))
-    idx = torch.randperm(n, generator=generator, device="cpu")[:take].to(data.device)
-    values = data[idx].reshape(-1, C).double()
+    idx = range_rows(int(data.shape[0]), data[0].numel(), generator).to(data.device)
+    return range_of(data[idx].reshape(-1, int(data.shape[-1])))
+
+
+def range_rows(n: int, per_sample: int, generator: torch.Generator) -> torch.Tensor:
+    """Which of ``n`` rows/windows of ``per_sample`` values :func:`robust_range` reads: a random draw of at most
+    :data:`RANGE_VALUES` values' worth (CPU int64). The sharded fit draws the same rows of all the shards."""
+    take = min(n, max(1, RANGE_VALUES // max(1, per_sample)))
+    return torch.randperm(n, generator=generator, device="cpu")[:take]
+
+
+def range_of(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`robust_range`'s quantiles of ``values`` ``[m, C]`` per column, an empty range widened to ±4."""
     q = torch.tensor(RANGE_QUANTILES, dtype=torch.float64, device=values.device)
-    lo, hi = torch.quantile(values, q, dim=0)
+    lo, hi = torch.quantile(values.double(), q, dim=0)
     empty = (hi - lo) <= 1e-9 * torch.clamp(hi.abs(), min=1.0)
     lo, hi = torch.where(empty, lo - 4.0, lo), torch.where(empty, hi + 4.0, hi)
     return lo.float(), hi.float()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from genad_fast.detectors._call import current_call
+from genad_fast.detectors import _flow_scores as flow_scores
 from genad_fast.detectors._network import default_code_size, sample_shape
 from genad_fast.distributed.ddp_data import LocalShard
 from genad_fast.distributed.ddp_sync import DDPSync, all_max, all_min, kth_smallest
@@ -92,6 +93,10 @@ def fit_flow(work: Work) -> None:
     det.history_ = work.train(det.model_, lambda s: det._training_loss, det._train_config(), desc="FlowDetector")
     sums = work.table([(float(det._training_nll(sh.samples).double().sum()),) for sh in work.shards])
     det.train_nll_mean_ = float(sums[:, 0].sum()) / work.total()
+    # the complexity score's quantisation range: FlowDetector._fit_corrections' draw, over all the shards' rows
+    idx = flow_scores.range_rows(work.total(), dim, det._torch_generator("quant-range", device="cpu"))
+    det.quant_lo_, det.quant_hi_ = flow_scores.range_of(_global_rows(work, idx).reshape(-1, work.first.shape[-1]))
+    det.background_ = None  # the likelihood ratio's background is not fitted here (FlowDetector says so)
 
 
 def _global_rows(work: Work, idx: torch.Tensor) -> torch.Tensor:
