@@ -99,6 +99,19 @@ def test_series():
         det.stream()
 
 
+def test_auto_window_is_resolved_once_and_shared_by_the_members(monkeypatch):
+    from genad_fast.detectors import base
+
+    calls = []
+    resolve = base.resolve_window
+    monkeypatch.setattr(base, "resolve_window", lambda *a, **k: calls.append(a[0]) or resolve(*a, **k))
+    data = make_series(T=1200, C=2, period=25, seed=0)
+    det = EnsembleDetector(window="auto", stride=4, seed=0, **BASE).fit(data.train)
+    assert det.window == "auto" and isinstance(det.window_, int) and det.window_ >= 8
+    assert [m.window for m in det.members_] == [det.window_] * len(det.members_)  # the int, not "auto"
+    assert calls.count("auto") == 1  # the ensemble's own resolution; no member estimated the period again
+
+
 def test_same_seed_same_scores(tabular):
     det, train, test, _ = tabular
     again = EnsembleDetector(seed=0, **BASE).fit(train)

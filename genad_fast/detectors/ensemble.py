@@ -136,7 +136,10 @@ class EnsembleDetector(BaseDetector):
         if self.window is None and ("window" in own or cls._param_defaults().get("window") is not None):
             raise ValueError(f"member {name!r} models series only (it needs a window), but the ensemble has "
                              f"window=None (tabular rows); leave it out of members for tabular data")
-        params = dict(window=self.window, stride=self.stride, normalize=False, device=str(self.device_),
+        # window='auto' is resolved once, by the ensemble's fit (window_), and handed to every member: each
+        # member windows the series as the ensemble does, and none estimates the period again
+        params = dict(window=self.__dict__.get("window_", self.window), stride=self.stride, normalize=False,
+                      device=str(self.device_),
                       backend=self.backend, seed=stream_seed(self.seed_, f"member/{name}"), verbose=self.verbose)
         return cls(**{**params, **own})
 
