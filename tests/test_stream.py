@@ -303,3 +303,45 @@ def test_numpy_chunks_read_as_the_full_path():
     with pytest.warns(ExtremeValueWarning):
         z, extreme = reader(bad)
     assert extreme.tolist() == [False, True, False] and torch.isfinite(z).all()
+
+
+#: exact=False: the update's windows scored unpadded; equal to the batch call to this relative budget (float32
+#: products of fewer than min_score_rows rows round otherwise; AnoGAN's latent search follows the gradient on).
+UNPADDED_BUDGET = {"anogan": 1e-4}
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_unpadded_stream_equals_the_batch_call_to_rounding(name):
+    det = fitted(name)
+    x = series(97, 5)
+    rng = np.random.default_rng(2)
+    for stride, delay in ((1, 0), (None, 7)):
+        want = det.causal_decision_function(x, delay=delay, stride=stride)
+        index, scores, _, _ = run_stream(det.stream(delay=delay, stride=stride, exact=False), x, rng, max_chunk=3)
+        np.testing.assert_array_equal(index, np.arange(97))
+        budget = UNPADDED_BUDGET.get(name, 1e-5)
+        np.testing.assert_allclose(scores, want, rtol=budget, atol=budget, err_msg=f"{name} stride={stride}")
+
+
+def test_unpadded_stream_scores_one_window_per_timestamp(monkeypatch):
+    """exact=False at chunk 1 and stride 1: _score_model sees each completed window once, alone (no padding to
+    min_score_rows copies); the default pads it as the batch path does."""
+    det = fitted("autoencoder")
+    seen: list[int] = []
+    real = type(det)._score_model
+
+    def counted(self, batch):
+        seen.append(batch.shape[0])
+        return real(self, batch)
+
+    monkeypatch.setattr(type(det), "_score_model", counted)
+    x = series(40, 3)
+    for exact, rows in ((False, 1), (True, det.min_score_rows)):
+        s = det.stream(stride=1, exact=exact)
+        s.update(x[:W - 1])
+        seen.clear()
+        for i in range(W - 1, 40):
+            s.update(x[i:i + 1])
+        assert seen == [rows] * (40 - W + 1), (exact, seen)
+    with pytest.raises(TypeError, match="exact must be a bool"):
+        det.stream(exact=1)

@@ -14,7 +14,9 @@ the grid windows it completed with the detector's own hooks inside a call held f
 and hands out those that became due (:mod:`genad_fast.streaming.causal`, which defines the rule), with their
 alarms (:mod:`genad_fast.streaming.live`). The scores equal ``det.causal_decision_function(series, delay=...)``
 of the whole series, bit for bit on the CPU for the detectors whose window scores do not depend on the batch
-(docs/streaming.md lists the tolerances of the others).
+(docs/streaming.md lists the tolerances of the others). ``exact=False`` trades the bits for latency: an update's
+windows are scored unpadded (one window's forward at chunk 1, not ``min_score_rows`` copies), equal to the
+batch to float rounding (:mod:`~genad_fast.streaming.windows`).
 
 Memory: the last rows that a window still to come reads (at most W, :class:`~genad_fast.streaming.buffer.WindowBuffer`)
 and the partial sums of the pending timestamps (at most W), whatever the stream's length; the chunk being scored;
@@ -66,7 +68,9 @@ class StreamScorer:
     """A stateful scorer of one stream (one thread at a time); made by ``det.stream(...)``, see its docstring."""
 
     def __init__(self, det: Any, *, delay: int = 0, reduce: str | None = None, stride: int | None = None,
-                 threshold: Any = None, calibration: Any = None) -> None:
+                 threshold: Any = None, calibration: Any = None, exact: bool = True) -> None:
+        if not isinstance(exact, bool):
+            raise TypeError(f"exact must be a bool, got {type(exact).__name__}")
         det._check_fitted()
         det._check_params(scoring=True)
         if not det.is_series:
@@ -80,7 +84,7 @@ class StreamScorer:
         self._buffer = WindowBuffer(self.rule, int(det.n_features_in_), dtype, det.device_)
         self._threshold = live_threshold(det, threshold, calibration)
         self._scope = HeldScope(det, dtype)
-        self._score = WindowScorer(det, self._scope)
+        self._score = WindowScorer(det, self._scope, exact)
         self._read = ChunkReader(det)
         self._flushed = False
 

@@ -3,7 +3,11 @@
 - Detectors that score windows (``_score_model``): batches of at most ``score_batch_size`` windows through
   ``_score_batch`` (batches smaller than ``min_score_rows`` padded, as the batch path pads them: a window's score
   does not depend on the batch it lands in, :mod:`genad_fast.detectors._scoring`), the same views of
-  contiguous rows as ``decision_function`` passes. Scores ``[m]`` or ``[m, W]``.
+  contiguous rows as ``decision_function`` passes. Scores ``[m]`` or ``[m, W]``. With ``exact=False`` (a
+  stream's lowest-latency mode) ``_score_model`` gets the update's windows as they are: a chunk of one
+  timestamp costs one window's forward instead of ``min_score_rows`` (16) copies of it, and its score differs
+  from the padded batch's by the rounding of BLAS's/oneDNN's small-batch kernels (float32: ~1e-6 relative,
+  measured for the flow and the autoencoder; tests/test_stream.py bounds it).
 - Detectors that score whole series their own way (``_score_series`` overridden: DiffusionDetector): each window
   is a series of its own, all of an update's windows packed into one ``_score_series`` call
   (:class:`genad_fast.series.SeriesBatch`), per-timestamp scores ``[m, W]`` (:mod:`genad_fast.streaming.diffusion`).
@@ -28,10 +32,12 @@ __all__ = ["WindowScorer"]
 
 
 class WindowScorer:
-    """``scorer(windows [m, W, C]) -> float64 [m] or [m, W]`` inside the stream's held call."""
+    """``scorer(windows [m, W, C]) -> float64 [m] or [m, W]`` inside the stream's held call; ``exact``: pad small
+    batches as the batch path does (same bits), else score them as they are (module docstring)."""
 
-    def __init__(self, det: Any, scope: HeldScope) -> None:
+    def __init__(self, det: Any, scope: HeldScope, exact: bool = True) -> None:
         self.det, self.scope = det, scope
+        self._model = det._score_batch if exact else det._score_model
         self.whole_series = type(det)._score_series is not ScoringMixin._score_series
         if self.whole_series and class_path_in_mro(det, DIFFUSION) is not None:
             with scope.enter():
@@ -48,7 +54,7 @@ class WindowScorer:
 
     def _as_windows(self, batch: torch.Tensor) -> torch.Tensor:
         det = self.det
-        return det._check_window_scores(det._score_batch(batch), batch.shape[0], batch.shape[1])
+        return det._check_window_scores(self._model(batch), batch.shape[0], batch.shape[1])
 
     def _as_series(self, batch: torch.Tensor) -> torch.Tensor:
         m, W, C = batch.shape
