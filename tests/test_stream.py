@@ -141,31 +141,45 @@ def test_memory_is_flat(gauss_cls):
 
 
 def test_plans_are_built_once_per_stream(monkeypatch):
+    """Point 4: per stream, not per update: the flow's scoring plan, the diffusion network's plan and its tile
+    plan (groups and noise counters, per set of lengths: one here, every update brings one window), and the
+    extreme-value bounds of the input checks; each update still scores its window (the equality tests above)."""
     import genad_fast.detectors.flow as flow_module
     import genad_fast.nn.diffusion.sampler as sampler_module
+    import genad_fast.streaming.chunks as chunks_module
+    import genad_fast.streaming.diffusion as stream_diffusion
 
-    built = {"flow": 0, "diffusion": 0}
+    built = {"flow": 0, "diffusion": 0, "tiles": 0, "bounds": 0}
     real_flow, real_plan = flow_module.scoring_log_prob, sampler_module.DenoiserInference
+    real_tiles, real_bounds = stream_diffusion.tile_groups, chunks_module.extreme_bounds
 
-    def flow_plan(*a, **k):
-        built["flow"] += 1
-        return real_flow(*a, **k)
+    def counted(key, real):
+        def f(*a, **k):
+            built[key] += 1
+            return real(*a, **k)
+        return f
 
     class CountedPlan(real_plan):
         def __init__(self, *a, **k):
             built["diffusion"] += 1
             super().__init__(*a, **k)
 
-    monkeypatch.setattr(flow_module, "scoring_log_prob", flow_plan)
+    monkeypatch.setattr(flow_module, "scoring_log_prob", counted("flow", real_flow))
     monkeypatch.setattr(sampler_module, "DenoiserInference", CountedPlan)
+    monkeypatch.setattr(stream_diffusion, "tile_groups", counted("tiles", real_tiles))
+    monkeypatch.setattr(chunks_module, "extreme_bounds", counted("bounds", real_bounds))
     x = series(80, 9)
     for name in ("flow", "diffusion"):
         det = fitted(name)
-        s = det.stream()
-        for i in range(len(x)):
-            s.update(x[i:i + 1])
-        s.flush()
-        assert built[name] == 1, (name, built)
+        for exact in (True, False):
+            built.update(flow=0, diffusion=0, tiles=0, bounds=0)
+            s = det.stream(exact=exact)
+            for i in range(len(x)):
+                s.update(x[i:i + 1])
+            s.flush()
+            want = {"flow": dict(flow=1, diffusion=0, tiles=0, bounds=1),
+                    "diffusion": dict(flow=0, diffusion=1, tiles=1, bounds=1)}[name]
+            assert built == want, (name, exact, built)
         det.decision_function(x)  # a batch call builds its own, once
         assert built[name] == 2, (name, built)
 

@@ -14,9 +14,11 @@ reach of the whole-series chain.
 
 The plan of the chain (step coefficients, step embeddings, the denoiser's inference plan and its per-step
 constants) depends on the fitted model, the schedule and the data dtype only, so :class:`CachedChainSampler`
-builds it at the first update and reuses it; the tile groups and noise counters, which depend on how many
-windows an update brings, are recomputed per call (cheap). The stream installs the sampler as the detector's
-thread value ``"sampler"``, which ``DiffusionDetector._score_series`` uses instead of building one.
+builds it at the first update and reuses it; the tile groups and noise counters depend on how many windows an
+update brings (its lengths), so the whole plan is kept per set of lengths too (a stream's updates bring a few
+distinct counts: one window per update at stride 1 and chunk 1), at most :data:`MAX_LENGTH_PLANS` of them. The
+stream installs the sampler as the detector's thread value ``"sampler"``, which ``DiffusionDetector._score_series``
+uses instead of building one.
 """
 from __future__ import annotations
 
@@ -31,14 +33,19 @@ from genad_fast.nn.diffusion.sampler import ChainPlan, SeriesSampler, tile_group
 
 __all__ = ["CachedChainSampler", "held_sampler"]
 
+#: Plans kept per set of lengths (beyond them the oldest goes: a stream of ever-changing chunk sizes stays bounded).
+MAX_LENGTH_PLANS = 16
 #: The detector classes whose ``_score_series`` takes a held sampler (import path).
 DIFFUSION = {"genad_fast.detectors.diffusion:DiffusionDetector": None}
 
 
 class CachedChainSampler(SeriesSampler):
-    """A :class:`SeriesSampler` whose :meth:`plan_chain` keeps the parts that do not depend on the lengths."""
+    """A :class:`SeriesSampler` whose :meth:`plan_chain` keeps its plans: the parts that do not depend on the
+    lengths once, the whole plan per set of lengths (:data:`MAX_LENGTH_PLANS` at most). A plan is only read by
+    :meth:`~SeriesSampler.run_chain`, so one object serves every update with those lengths."""
 
     _cores: dict
+    _plans: dict
 
     @classmethod
     def of(cls, sampler: SeriesSampler) -> "CachedChainSampler":
@@ -47,20 +54,27 @@ class CachedChainSampler(SeriesSampler):
         out = cls.__new__(cls)
         out.__dict__.update(copy.copy(sampler.__dict__))
         out.progress = None
-        out._cores = {}
+        out._cores, out._plans = {}, {}
         return out
 
     def plan_chain(self, state: torch.Tensor | list[torch.Tensor], taus: list[int]) -> ChainPlan:
         states = [state] if isinstance(state, torch.Tensor) else list(state)
         B, C, _ = states[0].shape
         key = (tuple(taus), B, C, states[0].dtype, states[0].device)
+        lengths = tuple(s.shape[2] for s in states)
+        plan = self._plans.get((key, lengths))
+        if plan is not None:
+            return plan
         core = self._cores.get(key)
         if core is None:
             core = self._cores[key] = super().plan_chain(states[:1], taus)
-        lengths = [s.shape[2] for s in states]
-        return dataclasses.replace(core, groups=tile_groups(lengths, self.tile_size, self.model.receptive_radius,
-                                                            self.tile_batch),
+        plan = dataclasses.replace(core, groups=tile_groups(list(lengths), self.tile_size,
+                                                            self.model.receptive_radius, self.tile_batch),
                                    counters=[ops.philox_counters(B * C * T) for T in lengths])
+        if len(self._plans) >= MAX_LENGTH_PLANS:
+            del self._plans[next(iter(self._plans))]  # the oldest (dicts keep insertion order)
+        self._plans[(key, lengths)] = plan
+        return plan
 
 
 def held_sampler(det: Any) -> CachedChainSampler:
