@@ -29,7 +29,8 @@ class ChunkReader:
     tightest extreme-value bounds, the common case of a live stream, takes a shorter path with the same result:
     the checks on the array in NumPy (a chunk of one timestamp is a handful of numbers, where each torch call
     costs more than the arithmetic), then the cast and ``(x - mean) / scale`` as the normaliser computes them
-    (the same two element-wise torch ops in the data dtype, with its mean and scale cast once: the same bits).
+    (the same element-wise operations in the data dtype, in NumPy, with its mean and scale cast once: the same
+    bits).
     Anything else, and any chunk that fails a check (to raise the error or flag the extreme values), goes
     through :func:`read_chunk`."""
 
@@ -42,10 +43,14 @@ class ChunkReader:
         norm = det.normalizer_
         # the fast path only where the detector reads and normalises as the base does (no hook overridden)
         # (a NumPy chunk has no column names: nothing to check against feature_names_in_)
-        self._fast = stats is not None and det.device_.type == "cpu" and _reads_as_the_base(det)
+        self._fast = stats is not None and det.device_.type == "cpu" and _reads_as_the_base(det) \
+            and self._dtype in (torch.float32, torch.float64)
         self._limits: dict = {}  # numpy dtype -> (lowest upper bound, highest lower bound) of the bounds
         self._stats = stats
-        self._norm = None if norm is None else (norm.mean.to(dtype=self._dtype), norm.scale.to(dtype=self._dtype))
+        # the normaliser's mean and scale cast once to the data dtype, as NumPy arrays (the short path's arithmetic)
+        self._np_dtype = torch.empty(0, dtype=self._dtype).numpy().dtype if self._fast else None
+        self._norm_np = None if norm is None or not self._fast else \
+            tuple(v.detach().to(device="cpu", dtype=self._dtype).numpy().reshape(-1) for v in (norm.mean, norm.scale))
 
     def __call__(self, chunk: Any) -> tuple[torch.Tensor, np.ndarray | None]:
         if self._fast and type(chunk) is np.ndarray and chunk.dtype in _FAST_DTYPES:
@@ -70,11 +75,15 @@ class ChunkReader:
             return None  # non-finite or possibly extreme values: the full path says which
         if a.dtype != np.float32 and self._dtype == torch.float32 and max(-lo, hi) > _F32_MAX:
             return None  # overflows float32: read_chunk's _cast raises
-        t = torch.from_numpy(np.ascontiguousarray(a)).to(self._dtype)
-        if self._norm is None:
-            return t if t.data_ptr() != a.ctypes.data else t.clone()  # never the caller's memory
-        mean, scale = self._norm
-        return (t - mean) / scale
+        # the cast and (x - mean) / scale in NumPy: the same IEEE operations (a rounding cast, a correctly rounded
+        # subtraction and division per element, in the data dtype) as the normaliser's torch ops, so the same bits,
+        # without three torch calls' overhead on a chunk of a few numbers
+        x = a.astype(self._np_dtype, order="C")  # a copy: never the caller's memory
+        if self._norm_np is not None:
+            mean, scale = self._norm_np
+            np.subtract(x, mean, out=x)
+            np.divide(x, scale, out=x)
+        return torch.from_numpy(x)
 
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -50,6 +50,8 @@ class WindowScorer:
         with self.scope.enter():
             parts = [self._run(windows[i:i + bs]) for i in range(0, m, bs)]
         scores = torch.cat(parts) if len(parts) != 1 else parts[0]
+        if scores.device.type == "cpu":  # one NumPy cast instead of a torch one (a few scores per update)
+            return scores.detach().numpy().astype(np.float64)
         return scores.detach().to(device="cpu", dtype=torch.float64).numpy()
 
     def _as_windows(self, batch: torch.Tensor) -> torch.Tensor:
