@@ -23,7 +23,11 @@ what the stream's score of the timestamp that became due needs (the same evidenc
 ``x naive``: the naive loop's p50 over the stream's chunk-1 p50 (wall clock, and CPU time); the goal of issue #15
 is at least 10 at chunk 1. At stride 1 and delay 0 a chunk-1 update scores the one window the timestamp completes,
 as the naive loop does: what it saves is the per-call set-up (input checks, the scoring call, the flow's
-inference plan, the diffusion sampler's plan, kNN's packed reference set), not the window's own work. One torch
+inference plan, the diffusion sampler's plan, kNN's packed reference set), not the window's own work. By
+default (``exact=True``) that window is scored padded to ``min_score_rows`` (16) copies, as the batch path pads
+a short batch, for the same bits; ``exact=False`` (its own columns) scores it alone, equal to rounding. The
+``model`` columns time that forward alone inside the stream's held call: the floor of a chunk-1 update, the
+difference being the stream's own per-call cost (reading the chunk, the buffers, the causal sums, the threshold). One torch
 thread (``--threads``); the CPU model and the load average (before/after each detector) are printed.
 """
 from __future__ import annotations
@@ -86,12 +90,20 @@ def _figures(wall: list[float], cpu: list[float], per_call: int) -> dict:
             "throughput": len(wall) * per_call / sum(wall), "cpu_throughput": len(cpu) * per_call / sum(cpu)}
 
 
-def _stream_run(det, x: np.ndarray, chunk: int, n_updates: int, warmup: int, delay: int) -> dict:
-    s = det.stream(stride=1, delay=delay)
+def _stream_run(det, x: np.ndarray, chunk: int, n_updates: int, warmup: int, delay: int,
+                exact: bool = True) -> dict:
+    s = det.stream(stride=1, delay=delay, exact=exact)
     s.update(x[:det._window - 1])  # the stream is running: every update from here completes windows
     first = det._window - 1
     wall, cpu = _timed(lambda k: s.update(x[first + k * chunk:first + (k + 1) * chunk]), n_updates, warmup)
-    return _figures(wall, cpu, chunk)
+    out = _figures(wall, cpu, chunk)
+    if chunk == 1:  # the floor: the model's forward of the update's one window alone, in the stream's held call
+        window = torch.from_numpy(x[:det._window].astype(np.float32 if det._data_dtype() == torch.float32
+                                                          else np.float64))[None]
+        with s._scope.enter():
+            m_wall, m_cpu = _timed(lambda k: s._score._run(window), n_updates, warmup)
+        out |= {"model_p50_ms": 1e3 * _pct(m_wall, 50), "model_cpu_p50_ms": 1e3 * _pct(m_cpu, 50)}
+    return out
 
 
 def _naive_run(det, x: np.ndarray, n: int, warmup: int, delay: int) -> dict:
@@ -116,19 +128,25 @@ def _median_of(runs: list[dict]) -> dict:
 
 def _print_table(rows: list[dict]) -> None:
     print(f"{'detector':<12}{'W':>4}  {'clock':<5} {'update p50/p99 ms (chunk 1 | 16 | 256)':<42} "
-          f"{'ms/timestamp (1|16|256)':<25} {'timestamps/s (1|16|256)':<25} {'naive p50/p99 ms':<18}{'x naive':>8}")
+          f"{'ms/timestamp (1|16|256)':<25} {'timestamps/s (1|16|256)':<25} {'naive p50/p99 ms':<18}{'x naive':>8}"
+          f"  {'exact=False chunk 1':<20}{'x naive':>8}  {'model p50 ms (exact|unpadded)':<30}")
     for r in rows:
         for clock, pre in (("wall", ""), ("CPU", "cpu_")):
             lat = " | ".join(f"{r[f'chunk_{c}'][pre + 'p50_ms']:.3g}/{r[f'chunk_{c}'][pre + 'p99_ms']:.3g}"
                              for c in CHUNKS)
             per = " | ".join(f"{r[f'chunk_{c}'][pre + 'per_timestamp_ms']:.3g}" for c in CHUNKS)
             thr = " | ".join(f"{r[f'chunk_{c}'][pre + 'throughput']:.3g}" for c in CHUNKS)
-            nv = r["naive"]
+            nv, un = r["naive"], r["chunk_1_unpadded"]
             naive = f"{nv[pre + 'p50_ms']:.3g}/{nv[pre + 'p99_ms']:.3g}"
+            unpadded = f"{un[pre + 'p50_ms']:.3g}/{un[pre + 'p99_ms']:.3g}"
+            model = f"{r['chunk_1'][f'model_{pre}p50_ms']:.3g} | {un[f'model_{pre}p50_ms']:.3g}"
             print(f"{r['detector']:<12}{r['window']:>4}  {clock:<5} {lat:<42} {per:<25} {thr:<25} {naive:<18}"
-                  f"{r['speedup_chunk_1' if not pre else 'cpu_speedup_chunk_1']:>8.1f}")
+                  f"{r[pre + 'speedup_chunk_1']:>8.1f}  {unpadded:<20}{r[pre + 'speedup_chunk_1_unpadded']:>8.1f}  "
+                  f"{model:<30}")
     print("update: one update() call; ms/timestamp: total time / timestamps; naive: rescoring the due timestamp's "
-          "evidence from scratch, per timestamp (module docstring); x naive: naive p50 / chunk-1 p50; wall: "
+          "evidence from scratch, per timestamp (module docstring); x naive: naive p50 / chunk-1 p50; exact=False: "
+          "chunk 1 with the window scored unpadded (det.stream(exact=False)); model: the chunk-1 window's forward "
+          "alone in the stream's held call (the floor; update - model = the stream's own per-call cost); wall: "
           "time.perf_counter (holds the waits of a busy machine's scheduler), CPU: time.thread_time")
 
 
@@ -164,11 +182,16 @@ def main(argv: list[str] | None = None) -> int:
             runs = [_stream_run(det, x, chunk, max(2, n_updates[chunk] // scale), warmup=2, delay=delay)
                     for _ in range(repeats)]
             row[f"chunk_{chunk}"] = _median_of(runs)
+        runs = [_stream_run(det, x, 1, max(2, n_updates[1] // scale), warmup=2, delay=delay, exact=False)
+                for _ in range(repeats)]
+        row["chunk_1_unpadded"] = _median_of(runs)
         n = max(5, n_naive // scale // (1 + delay // 8))  # delay d rescored d + 1 windows per timestamp
         gc.collect()  # the streams above are gone: nothing they held (kNN's packed reference set) is reused
         row["naive"] = _median_of([_naive_run(det, x, n, warmup=2, delay=delay) for _ in range(repeats)])
         row["speedup_chunk_1"] = row["naive"]["p50_ms"] / row["chunk_1"]["p50_ms"]
         row["cpu_speedup_chunk_1"] = row["naive"]["cpu_p50_ms"] / row["chunk_1"]["cpu_p50_ms"]
+        row["speedup_chunk_1_unpadded"] = row["naive"]["p50_ms"] / row["chunk_1_unpadded"]["p50_ms"]
+        row["cpu_speedup_chunk_1_unpadded"] = row["naive"]["cpu_p50_ms"] / row["chunk_1_unpadded"]["cpu_p50_ms"]
         row["load_after"] = provenance.load_average()
         rows.append(row)
         print(f"  {name}: done (load average {row['load_before']} -> {row['load_after']})", file=sys.stderr)
