@@ -27,8 +27,9 @@ inference plan, the diffusion sampler's plan, kNN's packed reference set), not t
 default (``exact=True``) that window is scored padded to ``min_score_rows`` (16) copies, as the batch path pads
 a short batch, for the same bits; ``exact=False`` (its own columns) scores it alone, equal to rounding. The
 ``model`` columns time that forward alone inside the stream's held call: the floor of a chunk-1 update, the
-difference being the stream's own per-call cost (reading the chunk, the buffers, the causal sums, the threshold). One torch
-thread (``--threads``); the CPU model and the load average (before/after each detector) are printed.
+difference being the stream's own per-call cost (reading the chunk, the buffers, the causal sums, the
+threshold). One torch thread (``--threads``); the CPU model and the load average (before/after each detector) are
+printed.
 """
 from __future__ import annotations
 
