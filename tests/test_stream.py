@@ -146,10 +146,12 @@ def test_plans_are_built_once_per_stream(monkeypatch):
     extreme-value bounds of the input checks; each update still scores its window (the equality tests above)."""
     import genad_fast.detectors.flow as flow_module
     import genad_fast.nn.diffusion.sampler as sampler_module
+    import genad_fast.nn.flow.plan as flow_plan_module
     import genad_fast.streaming.chunks as chunks_module
     import genad_fast.streaming.diffusion as stream_diffusion
+    import genad_fast.streaming.windows as windows_module
 
-    built = {"flow": 0, "diffusion": 0, "tiles": 0, "bounds": 0}
+    built = {"flow": 0, "flow_plans": 0, "diffusion": 0, "tiles": 0, "bounds": 0}
     real_flow, real_plan = flow_module.scoring_log_prob, sampler_module.DenoiserInference
     real_tiles, real_bounds = stream_diffusion.tile_groups, chunks_module.extreme_bounds
 
@@ -164,6 +166,14 @@ def test_plans_are_built_once_per_stream(monkeypatch):
             built["diffusion"] += 1
             super().__init__(*a, **k)
 
+    class CountedFlowPlan(flow_plan_module.FlowInference):
+        def __init__(self, *a, **k):
+            built["flow_plans"] += 1
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(flow_plan_module, "FlowInference", CountedFlowPlan)
+    monkeypatch.setattr(windows_module, "FlowInference", CountedFlowPlan)
+
     monkeypatch.setattr(flow_module, "scoring_log_prob", counted("flow", real_flow))
     monkeypatch.setattr(sampler_module, "DenoiserInference", CountedPlan)
     monkeypatch.setattr(stream_diffusion, "tile_groups", counted("tiles", real_tiles))
@@ -172,13 +182,14 @@ def test_plans_are_built_once_per_stream(monkeypatch):
     for name in ("flow", "diffusion"):
         det = fitted(name)
         for exact in (True, False):
-            built.update(flow=0, diffusion=0, tiles=0, bounds=0)
+            built.update(flow=0, flow_plans=0, diffusion=0, tiles=0, bounds=0)
             s = det.stream(exact=exact)
             for i in range(len(x)):
                 s.update(x[i:i + 1])
             s.flush()
-            want = {"flow": dict(flow=1, diffusion=0, tiles=0, bounds=1),
-                    "diffusion": dict(flow=0, diffusion=1, tiles=1, bounds=1)}[name]
+            # exact=False: the flow holds a second plan for batches of a few windows (streaming.windows)
+            want = {"flow": dict(flow=1, flow_plans=1 if exact else 2, diffusion=0, tiles=0, bounds=1),
+                    "diffusion": dict(flow=0, flow_plans=0, diffusion=1, tiles=1, bounds=1)}[name]
             assert built == want, (name, exact, built)
         det.decision_function(x)  # a batch call builds its own, once
         assert built[name] == 2, (name, built)

@@ -24,11 +24,17 @@ import numpy as np
 import torch
 
 from genad_fast.detectors._scoring import ScoringMixin
+from genad_fast.nn.flow.plan import FlowInference
 from genad_fast.series import SeriesBatch
 from genad_fast.streaming.diffusion import DIFFUSION, held_sampler
 from genad_fast.streaming.scope import HeldScope, class_path_in_mro
 
-__all__ = ["WindowScorer"]
+__all__ = ["SMALL_BATCH", "WindowScorer"]
+
+#: Windows per batch below which an unpadded stream (``exact=False``) runs the flow's plan without oneDNN's
+#: prepacked linears (``FlowInference(prepacked=False)``): for a window or two, ``addmm`` and GELU cost less
+#: (measured 1.1 against 1.5 ms CPU for one 32 x 8 window, hidden 128, 4 steps), larger batches keep the plan.
+SMALL_BATCH = 16
 
 
 class WindowScorer:
@@ -42,6 +48,8 @@ class WindowScorer:
         if self.whole_series and class_path_in_mro(det, DIFFUSION) is not None:
             with scope.enter():
                 scope.hold("sampler", held_sampler(det))
+        if not exact:
+            _hold_small_batch_flow(det, scope)
         self._run: Callable[[torch.Tensor], torch.Tensor] = self._as_series if self.whole_series else self._as_windows
 
     def __call__(self, windows: torch.Tensor) -> np.ndarray:
@@ -64,3 +72,19 @@ class WindowScorer:
         scores = self.det._score_series(batch.reshape(m * W, C), layout)
         self.det._check_hook_output("_score_series", scores, (m * W,))
         return scores.reshape(m, W)
+
+
+def _hold_small_batch_flow(det: Any, scope: HeldScope) -> None:
+    """Where the stream holds a flow's plan with prepacked linears and float32 products (the flow's ``"scoring"``
+    value is the plan's ``log_prob``), hold a second plan without them, built once, for batches under
+    :data:`SMALL_BATCH` windows (scores equal to rounding, as ``exact=False`` allows)."""
+    log_prob = scope.values.get("scoring")
+    plan = getattr(log_prob, "__self__", None)
+    if not isinstance(plan, FlowInference) or not plan.onednn or plan.mdtype != plan.dtype:
+        return
+    small = FlowInference(det.model_, plan.dtype, backend=scope.call.dispatch, prepacked=False).log_prob
+
+    def scoring(x: torch.Tensor) -> torch.Tensor:
+        return small(x) if x.shape[0] < SMALL_BATCH else log_prob(x)
+
+    scope.hold("scoring", scoring)
