@@ -175,3 +175,29 @@ def test_bfloat16_training_tracks_float32():
     f32 = DiffusionDetector(train_dtype="float32", **small).fit(x).history_.train_loss
     bf16 = DiffusionDetector(train_dtype="bfloat16", **small).fit(x).history_.train_loss
     np.testing.assert_allclose(bf16, f32, rtol=0.1)
+
+
+def test_fused_adam_is_the_same_update():
+    """TrainConfig.fused_adam: Adam's fused kernel, the same update as the per-tensor loop up to float rounding."""
+    _, _, plain = _fit(200, epochs=3)
+    _, _, fused = _fit(200, epochs=3, fused_adam=True)
+    for p, q in zip(plain.state_dict().values(), fused.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+    model = nn.Linear(3, 3)
+    assert training._adam(model, training.TrainConfig(fused_adam=True)).defaults["fused"] is True
+    assert not training._adam(model, training.TrainConfig()).defaults["fused"]
+
+
+def test_the_permutation_layer_moves_values_and_gradients_exactly():
+    """Permutation mixing by index_select (faster than x[:, perm] in training): the same values, the gradient the
+    inverse permutation of the output's."""
+    from genad_fast.nn.flow.realnvp import Permutation
+
+    layer = Permutation(7, torch.Generator().manual_seed(0))
+    x = torch.randn(5, 7, requires_grad=True)
+    y, logdet = layer(x)
+    assert torch.equal(y, x.detach()[:, layer.perm]) and torch.equal(logdet, torch.zeros(5))
+    g = torch.randn(5, 7)
+    y.backward(g)
+    assert torch.equal(x.grad, g[:, layer.inv_perm])
+    assert torch.equal(layer.inverse(y)[0], x.detach())

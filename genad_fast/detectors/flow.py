@@ -83,6 +83,7 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
 
     min_fit_samples = 16
     _loss_applies_train_dtype = True  # _training_loss: bfloat16 conditioner products only (train_dtype)
+    _fused_adam = True  # docs/training_speed.md: the per-tensor Adam loop was ~20 % of a step
     # train_stride=1, train_dtype="float32" by default: measured (docs/training_speed.md), the flow keeps improving
     # over all its windows' steps (sampled epochs ran longer and lost AUROC) and bfloat16 products gained <= 5 %.
     #: Rows or windows per scoring call: the fused plan streams each call in cache-sized chunks

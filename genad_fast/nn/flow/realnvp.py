@@ -136,11 +136,13 @@ class Permutation(nn.Module):
         self.perm.copy_(perm)
         self.inv_perm.copy_(torch.argsort(perm))
 
+    # index_select, not x[:, perm]: the same values, but advanced indexing's gather and its index_put backward
+    # cost 4.5 ms for 256 x 1,544 against 1.4 ms (forward and backward, one Xeon thread; ~12 % of a training step)
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[:, self.perm], x.new_zeros(x.shape[0])
+        return x.index_select(1, self.perm), x.new_zeros(x.shape[0])
 
     def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return y[:, self.inv_perm], y.new_zeros(y.shape[0])
+        return y.index_select(1, self.inv_perm), y.new_zeros(y.shape[0])
 
 
 class ResidualMLP(nn.Module):
