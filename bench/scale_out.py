@@ -48,7 +48,8 @@ from bench.machine import git_info, load_average, machine_info
 from genad_fast import provenance
 
 CONFIGS = ("local1", "local1x2", "local2", "ray", "dask")
-CPU_FIELDS = ("cpu_driver_s", "cpu_workers_s", "cpu_max_worker_s", "cpu_infra_s", "cpu_total_s")
+CPU_FIELDS = ("cpu_driver_s", "cpu_workers_s", "cpu_max_worker_s", "cpu_infra_s", "cpu_total_s",
+              "cpu_start_s", "cpu_load_s", "cpu_tasks_s")
 
 
 def _data(series: int, length: int, channels: int, seed: int = 0) -> list[np.ndarray]:
@@ -99,14 +100,20 @@ def _cpu_figures(info: dict, driver_s: float, before: dict[int, float], after: d
                  in_process: bool) -> dict:
     """The job's CPU seconds: this process, the workers (each from its state at the job's start, or its own
     start if it began during the job, to its last task), the rest of the engine (raylet, nannies, idle workers)."""
+    phases = info["worker_phases"].values()
+    # The workers' CPU seconds by phase, summed over the workers: before the job's state (process start-up and
+    # imports; for a Dask worker, since the job began), the model load, the tasks.
+    load, tasks = sum(p["init_cpu"] for p in phases), sum(p["tasks_cpu"] for p in phases)
     if in_process:
         return {"cpu_driver_s": driver_s, "cpu_workers_s": 0.0, "cpu_max_worker_s": driver_s, "cpu_infra_s": 0.0,
-                "cpu_total_s": driver_s}
+                "cpu_total_s": driver_s, "cpu_start_s": 0.0, "cpu_load_s": load, "cpu_tasks_s": tasks}
     workers = {pid: cpu - before.get(pid, 0.0) for pid, cpu in info["worker_cpu_seconds"].items()}
     infra = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items() if pid not in workers)
     total = driver_s + sum(workers.values()) + infra
+    start = sum(p["before_init_cpu"] - before.get(pid, 0.0) for pid, p in info["worker_phases"].items())
     return {"cpu_driver_s": driver_s, "cpu_workers_s": sum(workers.values()), "cpu_max_worker_s": max(workers.values()),
-            "cpu_infra_s": infra, "cpu_total_s": total}
+            "cpu_infra_s": infra, "cpu_total_s": total, "cpu_start_s": start, "cpu_load_s": load,
+            "cpu_tasks_s": tasks}
 
 
 def _run(config: str, model: str, job, chunk: int) -> dict:
@@ -247,13 +254,18 @@ def _print(rows: list[dict], args, load_before, load_after) -> None:
               f"{r['job_min_s']:7.2f}-{r['job_max_s']:<7.2f} {r['start_s']:8.2f} {r['series_per_s']:9.2f} "
               f"{r['speedup_vs_local1'] or 0:8.2f}x {over:>9s}")
     print("targets: ray and dask >= 1.6x local1; overhead (job time against local2, plain processes) <= 15 %")
-    print(f"\nCPU seconds (all threads; load-proof): {'config':9s} {'driver':>7s} {'workers':>8s} {'busiest':>8s} "
-          f"{'engine':>7s} {'total':>7s} {'overhead':>9s} {'cpu-bound speedup':>18s}")
+    print(f"\nCPU seconds (all threads; load-proof):\n{'config':9s} {'driver':>7s} {'workers':>8s} {'busiest':>8s} "
+          f"{'engine':>7s} {'total':>7s} {'overhead':>9s} {'cpu-bound speedup':>18s} | workers' {'start':>6s} "
+          f"{'load':>6s} {'tasks':>7s}")
     for r in rows:
         over = f"{100 * r['cpu_overhead_vs_local2']:+.1f} %" if r["cpu_overhead_vs_local2"] is not None else ""
-        print(f"{'':39s}{r['config']:9s} {r['cpu_driver_s']:7.2f} {r['cpu_workers_s']:8.2f} "
+        print(f"{r['config']:9s} {r['cpu_driver_s']:7.2f} {r['cpu_workers_s']:8.2f} "
               f"{r['cpu_max_worker_s']:8.2f} {r['cpu_infra_s']:7.2f} {r['cpu_total_s']:7.2f} {over:>9s} "
-              f"{r['cpu_bound_speedup'] or 0:17.2f}x")
+              f"{r['cpu_bound_speedup'] or 0:17.2f}x | {'':8s}{r['cpu_start_s']:6.2f} {r['cpu_load_s']:6.2f} "
+              f"{r['cpu_tasks_s']:7.2f}")
+    print("workers' start: their CPU time before the job's state (process start-up, imports of torch and genad_fast;\n"
+          "Dask: since the job began); load: building the state (the model load); tasks: running the tasks (the\n"
+          "in-process routes: the driver's own load and tasks, inside its total).")
     print("busiest: the CPU time of the busiest worker, the job's wall time if each worker had a core of its own;\n"
           "cpu-bound speedup: local1's CPU time over it. On a machine shared with other sessions the kernel's\n"
           "autogroup scheduling gives this session one share of the cores however many workers it runs, so the\n"

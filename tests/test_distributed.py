@@ -75,6 +75,14 @@ def _check_scores(result, det, series) -> None:
     assert list(summary["n_flagged"]) == [int((w > det.threshold_).sum()) for w in want]
     # The model went to each worker once: every worker process that ran a task loaded it exactly once.
     assert result.info["model_loads"] and set(result.info["model_loads"].values()) == {1}
+    # Each worker's time by phase: its tasks add up to the job's; a worker process (not the in-process route)
+    # keeps the memory its calls free (Dask's nanny environment would otherwise page-fault every large tensor).
+    phases = result.info["worker_phases"]
+    assert set(phases) == set(result.info["model_loads"])
+    assert sum(p["tasks"] for p in phases.values()) == result.info["tasks"]
+    assert all(p["init_cpu"] > 0 and p["tasks_cpu"] > 0 for p in phases.values())
+    in_process = result.info["engine"] == "local" and result.info["workers"] == 1
+    assert {p["kept_freed_memory"] for p in phases.values()} == {not in_process}
 
 
 def _check_fleet(result, series, params) -> None:

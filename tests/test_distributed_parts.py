@@ -5,7 +5,10 @@ Jobs here run in this process (``engine="local", workers=1``); the engines thems
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -15,7 +18,7 @@ from genad_fast.detectors import NotFittedError
 from genad_fast.detectors.knn import KNNDetector
 from genad_fast.distributed import (SeriesFailedError, SeriesFailedWarning, cached_model, fit_fleet, score_chunk,
                                     score_frame, score_many)
-from genad_fast.distributed import engines
+from genad_fast.distributed import _worker, engines
 from genad_fast.distributed.collection import (chunked, collect, expand_paths, file_name_for_id, output_name)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -189,3 +192,44 @@ def test_outputs_never_collide_or_overwrite_an_input(knn, many, tmp_path):
     assert not (tmp_path / "o").exists()  # refused before any work
     with pytest.raises(ValueError, match="would overwrite it"):
         score_many(knn, [str(tmp_path / "a.csv")], out_dir=tmp_path, verbose=False)
+
+
+# ---------------------------------------------------------------------------------------------- worker memory
+_FAULTS = """
+import resource, sys
+import numpy as np
+from genad_fast.distributed._worker import keep_freed_memory
+
+def faults():  # minor page faults of 50 rounds of allocating and freeing a 1 MiB block, as a scoring call does
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        np.ones(131_072).sum()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+first = faults()
+kept = keep_freed_memory()
+faults()  # the heap grows once to hold the block
+print(first, kept, faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc tunables")
+def test_a_worker_keeps_freed_memory_under_dasks_trim_setting():
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which turns glibc's dynamic mmap threshold
+    off: every large block is a fresh mmap, page-faulted in again at each call. keep_freed_memory undoes it."""
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536", "OPENBLAS_NUM_THREADS": "1"}
+    env.pop(_worker.KEEP_FREED_MEMORY_ENV, None)
+    out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    first, kept, after = out.stdout.split()
+    assert kept == "True"
+    assert int(first) > 50 * 200  # 1 MiB = 256 pages, faulted in again each round
+    assert int(after) < 200
+
+
+def test_keep_freed_memory_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv(_worker.KEEP_FREED_MEMORY_ENV, "0")
+    assert _worker.keep_freed_memory() is False  # before any mallopt: this process is left as it is
+    monkeypatch.setenv(_worker.KEEP_FREED_MEMORY_ENV, "yes")
+    with pytest.raises(ValueError, match="GENAD_FAST_KEEP_FREED_MEMORY must be 0 or 1, got 'yes'"):
+        _worker.keep_freed_memory()

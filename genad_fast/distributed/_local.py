@@ -53,7 +53,7 @@ class LocalEngine:
         import torch
 
         before = torch.get_num_threads()
-        _worker.init(payload, self.threads)
+        _worker.init(payload, self.threads, worker_process=False)
         try:
             for task in tasks:
                 yield _worker.run(payload, task)

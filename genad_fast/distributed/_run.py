@@ -76,7 +76,10 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
     "start_seconds" (starting a cluster for the job, 0 when one was running), "seconds" (the job, without
     that start-up), "model_loads" (worker pid -> models it loaded), "worker_cpu_seconds" (worker pid -> the
     CPU time of that process, all its threads, from its start to its last task: start-up, imports, model load
-    and tasks; the in-process route reports this process's total)}``. ``threads``: per worker (a Dask worker
+    and tasks; the in-process route reports this process's total), "worker_phases" (worker pid -> where its
+    time went: ``before_init_cpu`` (CPU seconds of the process before the job's state: start-up, imports, the
+    engine's runtime), ``init_cpu`` / ``init_s`` (the model load), ``tasks_cpu`` / ``tasks_s`` / ``tasks``, ``kept_freed_memory``
+    (:func:`genad_fast.distributed._worker.keep_freed_memory` took effect))}``. ``threads``: per worker (a Dask worker
     picks its own share: the values seen, one int when all agree)."""
     from tqdm.auto import tqdm
 
@@ -85,6 +88,7 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
     rows: dict[int, dict] = {}
     loads: dict[int, int] = {}
     cpu: dict[int, float] = {}
+    phases: dict[int, dict] = {}
     threads_used: set[int] = set()
     with eng:
         tasks = chunked(items, eng.workers, chunk_size)
@@ -99,6 +103,7 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
                         pid = row.pop("worker")
                         loads[pid] = row.pop("loads")
                         cpu[pid] = max(cpu.get(pid, 0.0), row.pop("process_cpu"))
+                        phases[pid] = _later(phases.get(pid), row.pop("phases"))
                         threads_used.add(row.pop("threads"))
                         if fail_fast and row["status"] != "ok":
                             raise SeriesFailedError(row["id"], row["error"], row["file"])
@@ -109,7 +114,7 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
     threads = eng.threads or (threads_used.pop() if len(threads_used) == 1 else sorted(threads_used))
     info = {"engine": eng.name, "workers": eng.workers, "threads": threads, "tasks": len(tasks),
             "start_seconds": eng.start_seconds, "seconds": seconds, "model_loads": loads,
-            "worker_cpu_seconds": cpu}
+            "worker_cpu_seconds": cpu, "worker_phases": phases}
     ordered = [rows[item.index] for item in items]
     failed = [r for r in ordered if r["status"] != "ok"]
     if failed:
@@ -118,6 +123,11 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
                       f"{first['error']}); see the summary's status and error columns",
                       SeriesFailedWarning, stacklevel=3)
     return ordered, info
+
+
+def _later(old: dict | None, new: dict) -> dict:
+    """The later of two phase records of one worker (tasks complete out of order): the one with more tasks."""
+    return new if old is None or new["tasks"] >= old["tasks"] else old
 
 
 def summary_frame(rows: list[dict], with_output: bool):

@@ -10,7 +10,9 @@ other series of the chunk go on.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -68,15 +70,57 @@ def set_threads(threads: int):
     return threadpool_limits(int(threads))
 
 
-def init(payload: dict, threads: int) -> None:
-    """Build this process's worker state for ``payload`` (the local pool's initializer, a Ray actor's __init__)."""
+#: glibc's mallopt parameters (malloc.h) and the values a worker sets (:func:`keep_freed_memory`).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest (HEAP_MAX_SIZE / 2 on 64-bit): blocks above it are mmapped
+TRIM_THRESHOLD = 256 * 2**20  # free memory at the heap's top kept for the next task before it is returned
+KEEP_FREED_MEMORY_ENV = "GENAD_FAST_KEEP_FREED_MEMORY"
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep the memory a scoring call frees for the next call, instead of handing it back
+    to the OS and page-faulting it in again (zeroed) at the next call. True when set (Linux with glibc).
+
+    Why: glibc's default *dynamic* mmap threshold rises to the size of the large blocks a process frees, so a
+    process that allocates the same large tensors call after call soon serves them from its heap. Setting any
+    malloc tunable turns that adaptation off, and Dask's nanny does: it starts every worker with
+    ``MALLOC_TRIM_THRESHOLD_=65536`` (``distributed.nanny.pre-spawn-environ``). Every block over 128 KiB is then
+    a fresh ``mmap``: scoring one series of 5,000 x 8 with a FlowDetector took about 35,000 page faults per
+    call instead of 5,000, and about 1.7x the CPU time (bench/scale_out.py, docs/scale_out.md). This sets the
+    threshold to glibc's largest and keeps up to :data:`TRIM_THRESHOLD` bytes free at the heap's top, so the
+    worker re-uses the same pages task after task, whatever its environment (its peak memory is the same; its
+    resident memory stays near that peak between tasks). Only worker processes call it, never the caller's.
+    ``GENAD_FAST_KEEP_FREED_MEMORY=0`` in the workers' environment turns it off (the allocator as it came).
+    """
+    flag = os.environ.get(KEEP_FREED_MEMORY_ENV, "1").strip()
+    if flag not in ("0", "1"):
+        raise ValueError(f"{KEEP_FREED_MEMORY_ENV} must be 0 or 1, got {flag!r}")
+    if flag == "0" or not sys.platform.startswith("linux") or not _glibc():
+        return False  # musl, macOS, Windows: other allocators, other defaults; nothing to restore
+    mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+
+
+def _glibc() -> bool:
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, OSError):  # the name is unknown to this C library
+        return False
+
+
+def init(payload: dict, threads: int, worker_process: bool = True) -> None:
+    """Build this process's worker state for ``payload`` (the local pool's initializer, a Ray actor's __init__;
+    ``worker_process=False``: the in-process route, in the caller's process, whose allocator is left alone)."""
     with _LOCK:
-        _init_locked(payload, threads)
+        _init_locked(payload, threads, worker_process)
 
 
-def _init_locked(payload: dict, threads: int) -> None:
+def _init_locked(payload: dict, threads: int, worker_process: bool = True) -> None:
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
     _restore_blas()
     _STATE["blas_limits"] = set_threads(threads)
+    _STATE["kept_freed_memory"] = keep_freed_memory() if worker_process else False
     det = None
     if payload["kind"] == "score":
         det = detector_from_bytes(payload["model"])
@@ -84,6 +128,11 @@ def _init_locked(payload: dict, threads: int) -> None:
         # Loads for this job in this process (a Dask worker outlives jobs): one, unless a worker reloads.
         _STATE["loads"] = _STATE["loads"] + 1 if _STATE.get("key") == payload["key"] else 1
     _STATE.update(key=payload["key"], det=det, threads=threads)
+    # Where a worker's CPU time goes (bench/scale_out.py prints it): before this state (the process's start,
+    # its imports of torch and genad_fast, the engine's own runtime), building it (the model load), the tasks.
+    _STATE["phases"] = {"before_init_cpu": cpu_before, "init_cpu": time.process_time() - cpu_before,
+                        "init_s": time.perf_counter() - wall_before, "tasks_cpu": 0.0, "tasks_s": 0.0, "tasks": 0,
+                        "kept_freed_memory": _STATE["kept_freed_memory"]}
 
 
 def ensure(payload: dict, threads: int) -> None:
@@ -98,7 +147,7 @@ def clear() -> None:
     """Drop the state and undo the BLAS thread limit (the in-process route: the caller's process keeps neither)."""
     with _LOCK:
         _restore_blas()
-        for key in ("key", "det", "threads"):
+        for key in ("key", "det", "threads", "phases"):
             _STATE.pop(key, None)
 
 
@@ -117,10 +166,16 @@ def run(payload: dict, task: list[Item]) -> list[dict]:
     """Run one task of ``payload``'s kind on this worker's state; one result row per item."""
     if _STATE.get("key") != payload["key"]:
         raise RuntimeError("worker state missing: the engine did not initialise this worker for the job")
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
     rows = _score_task(payload, task) if payload["kind"] == "score" else _fit_task(payload, task)
+    phases = _STATE["phases"]
+    phases["tasks_cpu"] += time.process_time() - cpu_before
+    phases["tasks_s"] += time.perf_counter() - wall_before
+    phases["tasks"] += 1
     for row in rows:
         row.update(worker=os.getpid(), loads=_STATE["loads"], threads=_STATE["threads"],
-                   process_cpu=time.process_time())  # this process's CPU seconds so far, all threads
+                   process_cpu=time.process_time(),  # this process's CPU seconds so far, all threads
+                   phases=dict(phases))
     return rows
 
 
