@@ -80,21 +80,34 @@ def _whole_series_scores(det: DiffusionDetector, series: np.ndarray) -> np.ndarr
     return ((err * target).mean(1).sum(0) / (K * len(det.masks))).double().numpy()
 
 
+def _window_reduced(errors: np.ndarray, W: int, reduce: str = "mean") -> np.ndarray:
+    """score_reduction="window", written out: window j scores mean(e[j:j+W]); t combines the windows covering it."""
+    T = errors.shape[0]
+    means = np.array([errors[j:j + W].mean() for j in range(T - W + 1)])
+    combine = {"mean": np.mean, "max": np.max}[reduce]
+    return np.array([combine(means[max(0, t - W + 1):min(t, T - W) + 1]) for t in range(T)])
+
+
 @pytest.mark.parametrize("mode", ["reconstruct", "impute"])
 def test_tiled_scoring_equals_the_whole_series_at_once(mode, fitted, small):
     det = fitted[mode]
     test = small.test[:400]
-    expected = _whole_series_scores(det, test)
+    points = _whole_series_scores(det, test)
     r = det.model_.receptive_radius
     try:
         # one tile; window by window (tile = training window), one or several per network call; tiles shorter
-        # than the halo
-        for tile, per_call in ((10 ** 6, 8), (det.window, 1), (det.window, 3), (5, 8)):
-            det.set_params(tile_size=tile, tile_batch=per_call)
+        # than the halo; the raw per-timestamp errors and their window reduction (mean and max)
+        for tile, per_call, how, reduce in ((10 ** 6, 8, "point", "mean"), (det.window, 1, "window", "mean"),
+                                            (det.window, 3, "multiscale", "mean"), (5, 8, "window", "max")):
+            det.set_params(tile_size=tile, tile_batch=per_call, score_reduction=how, reduce=reduce)
+            expected = {"point": points, "window": _window_reduced(points, det.window_, reduce),
+                        "multiscale": np.maximum(points / float(det.error_scales_[0]),
+                                                 _window_reduced(points, det.window_, reduce)
+                                                 / float(det.error_scales_[1]))}[how]
             np.testing.assert_allclose(det.decision_function(test), expected, rtol=2e-4, atol=1e-6,
-                                       err_msg=f"tile_size={tile}, tile_batch={per_call}, halo={r}")
+                                       err_msg=f"tile_size={tile}, tile_batch={per_call}, halo={r}, {how}, {reduce}")
     finally:
-        det.set_params(tile_size=1024, tile_batch=4)
+        det.set_params(tile_size=1024, tile_batch=4, score_reduction="multiscale", reduce="mean")
 
 
 @pytest.mark.parametrize("T, tile, halo", [(400, 32, 7), (46, 32, 7), (47, 32, 7), (100, 5, 7), (1000, 1, 0),
@@ -116,7 +129,7 @@ def test_halo_must_cover_the_receptive_radius(fitted, small, monkeypatch):
     teeth)."""
     det = fitted["reconstruct"]
     test = small.test[:300]
-    det.set_params(tile_size=40)
+    det.set_params(tile_size=40, score_reduction="point")  # the raw errors: a window mean would blur the borders
     real = sampler_module.tiles
     try:
         good = det.decision_function(test)
@@ -124,7 +137,7 @@ def test_halo_must_cover_the_receptive_radius(fitted, small, monkeypatch):
         short = det.decision_function(test)
     finally:
         monkeypatch.undo()
-        det.set_params(tile_size=1024, tile_batch=4)
+        det.set_params(tile_size=1024, tile_batch=4, score_reduction="multiscale")
     assert not np.allclose(short, good, rtol=1e-4, atol=1e-6)
 
 
@@ -321,3 +334,50 @@ def test_finds_injected_anomalies(mode, quality_series):
     bf16 = roc_auc_score(quality_series.labels, det.decision_function(quality_series.test))
     print(f"{mode} bf16: AUROC {bf16:.4f}")
     assert abs(bf16 - auroc) <= 0.005
+
+
+def test_model_file_from_before_score_reduction_keeps_scoring_raw_points(fitted, small, tmp_path):
+    """A file written before ``score_reduction`` existed holds no such parameter: it loads with "point", the
+    scores it was fitted and thresholded with, not the new default's window means."""
+    from genad_fast.detectors._io import seal
+
+    det = fitted["reconstruct"]
+    det.save(tmp_path / "new.pt")
+    payload = torch.load(tmp_path / "new.pt", weights_only=True)
+    assert payload["params"]["score_reduction"] == "multiscale"
+    del payload["params"]["score_reduction"]
+    del payload["state"]["error_scales"]
+    seal(payload)
+    torch.save(payload, tmp_path / "old.pt")
+    old = genad_fast.load(tmp_path / "old.pt")
+    assert old.score_reduction == "point"
+    test = small.test[:300]
+    det.set_params(score_reduction="point")
+    try:
+        np.testing.assert_array_equal(old.decision_function(test), det.decision_function(test))
+    finally:
+        det.set_params(score_reduction="multiscale")
+    new = genad_fast.load(tmp_path / "new.pt")
+    assert new.score_reduction == "multiscale"
+    np.testing.assert_array_equal(new.decision_function(test), det.decision_function(test))
+    old.set_params(score_reduction="multiscale")  # the old file has no training scales: refit, says the error
+    with pytest.raises(ValueError, match="error_scales_.*refit"):
+        old.decision_function(test)
+
+
+def test_multiscale_scales_are_the_training_errors_99th_percentiles(fitted, small):
+    """error_scales_ come from the fit's own pass over the training series (decision_scores_ are its scores):
+    the 99th percentiles of the point errors and of the window errors there; the training scores are the larger
+    ratio, so about 1 % of them exceed 1 on either scale."""
+    det = fitted["reconstruct"]
+    det.set_params(score_reduction="point")
+    try:
+        points = det.decision_function(small.train)
+    finally:
+        det.set_params(score_reduction="multiscale")
+    windowed = _window_reduced(points, det.window_)
+    k = int(np.ceil(0.99 * points.size)) - 1
+    np.testing.assert_allclose(det.error_scales_.numpy(), [np.sort(points)[k], np.sort(windowed)[k]], rtol=1e-5)
+    np.testing.assert_allclose(det.decision_scores_, np.maximum(points / np.sort(points)[k],
+                                                                windowed / np.sort(windowed)[k]), rtol=1e-4)
+    assert 0.01 <= float((det.decision_scores_ > 1.0).mean()) <= 0.02

@@ -207,6 +207,9 @@ def _make_detector(path: str, cls: type, stored: dict):
     known = set(cls._get_param_names())
     # Files written before a parameter was renamed hold its old name (params["score"]): read it as the new one.
     stored = canonical_params(stored, known, cls.__name__, warn=False)
+    # A parameter added after a file was written takes the value that reproduces the file's old scores, where the
+    # class names one (``_params_before``), not the new default: loading must never change what a model scores.
+    stored = {**getattr(cls, "_params_before", {}), **stored}
     unknown = sorted(k for k in stored if k not in known)
     if unknown:
         raise ModelFileError(path, f"its params hold unknown parameter(s) {', '.join(map(repr, unknown))} "

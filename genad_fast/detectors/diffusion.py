@@ -25,9 +25,28 @@ Scoring
     the loop (:class:`genad_fast.nn.diffusion.sampler.SeriesSampler`, which says how), with the call's backend
     choice (:class:`genad_fast.ops.Dispatch`) handed to every op and plan.
 
-Training windows use ``window`` and ``stride``; ``reduce`` does not apply (scores are per timestamp).
+Per-timestamp errors to scores (``score_reduction``)
+    A single timestamp's error e[t] carries the sampling noise of the reverse chain (each draw re-adds noise):
+    a spike stands out of it, an anomaly spread over part of a period (a changed pattern or frequency) shows
+    far more clearly in the mean error of a window. The window score is the rule every window detector of
+    this library and TSB-AD use to turn window scores into timestamp scores:
+
+        e_w[j] = 1/W Σ_{s=j}^{j+W-1} e[s],     ew[t] = reduce{ e_w[j] : j <= t < j + W }
+
+    ``"multiscale"`` (default) takes the stronger of the two evidences, each in units of its own 99th
+    percentile over the training series (``error_scales_``, fitted by the fit's scoring pass):
+
+        score[t] = max( e[t] / q99(e_train),  ew[t] / q99(ew_train) )
+
+    a two-scale scan (point and window) whose scales make the two comparable. ``"window"``: ew[t];
+    ``"point"``: e[t], the DiffusionAE / ImDiffusion formula as printed (model files from before this parameter
+    score this way). With ``window="auto"`` W is one period of the training series.
+
+Training windows use ``window`` and ``stride``.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -43,8 +62,12 @@ from genad_fast.nn.diffusion.denoiser import receptive_field, stack_for_window
 from genad_fast.nn.diffusion.losses import ImputeLoss, ReconstructLoss
 from genad_fast.nn.diffusion.sampler import SeriesSampler
 from genad_fast.series import SeriesBatch
+from genad_fast.detectors._window_mean import window_mean_scores
 
 MODES = ("reconstruct", "impute")
+SCORE_REDUCTIONS = ("multiscale", "window", "point")
+#: The training quantile that puts the point and window errors of ``"multiscale"`` on one scale.
+SCALE_QUANTILE = 0.99
 MASKS = ("grid", "random")
 _U63 = 1 << 63
 
@@ -58,6 +81,21 @@ def _masks_rule(name: str, masks) -> None:
 def _sampling(name: str, doc: str, **rule) -> Param:
     """A parameter of the reverse chain or the tiling: read at scoring too."""
     return Param(name, rule.pop("kind", "int"), doc, scoring=True, **rule)
+
+
+def error_scales(point_quantile: float, window_quantile: float) -> torch.Tensor:
+    """``error_scales_``: float32 ``[2]``, the training quantiles of the point and window errors. An exactly
+    reconstructed training set (a quantile of 0) gets the smallest normal float: any error at all is then out of
+    the ordinary, which is what a zero error on normal data says."""
+    return torch.tensor([point_quantile, window_quantile], dtype=torch.float64).clamp_min(
+        torch.finfo(torch.float32).tiny).float()
+
+
+def _upper_quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """The empirical q-quantile of a 1-D tensor, the ceil(q·n)-th smallest value (torch.quantile refuses more than
+    2^24 values; a long training collection has more)."""
+    k = max(1, min(values.numel(), math.ceil(q * values.numel())))
+    return values.double().kthvalue(k).values
 
 
 class DiffusionDetector(TrainingParamsMixin, BaseDetector):
@@ -90,6 +128,11 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         _sampling("eta", "DDIM's stochasticity (0: deterministic; 1: the DDPM posterior). Used by "
                   "``sampler=\"ddim\"`` only.", kind="number", low=0.0, high=1.0),
         _sampling("n_draws", "Noise draws K averaged per timestamp.", low=1),
+        _sampling("score_reduction", "Per-timestamp errors to scores: ``\"multiscale\"``, the larger of the point "
+                  "error and the window error, each over its training 99th percentile; ``\"window\"``, the mean "
+                  "error of each window of ``window`` timestamps combined over the windows covering a timestamp "
+                  "with ``reduce``; ``\"point\"``, the raw error (module docstring).", kind="choice",
+                  choices=SCORE_REDUCTIONS),
         _sampling("masks", "Impute: the mask kinds, each used with its complement.", kind="any", check=_masks_rule,
                   type_doc='tuple of "grid" and/or "random"'),
         _sampling("mask_split", "Impute: a window holds ``mask_split`` grid blocks (ImDiffusion's ``split``), block "
@@ -115,11 +158,15 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
     )
 
     min_fit_samples = 16
+    #: Model files written before ``score_reduction`` existed scored raw per-timestamp errors (genad_fast._io).
+    _params_before = {"score_reduction": "point"}
+    #: True from the fit's training of the model until its scoring pass has fitted ``error_scales_``.
+    _scales_pending = False
 
     def __init__(self, window: int | str = "auto", mode: str = "reconstruct", n_steps: int = 50,
                  schedule: str = "quadratic", beta_start: float | None = None, beta_end: float | None = None,
                  noise_level: int | None = None, denoise_steps: int | None = None, sampler: str = "ddpm",
-                 eta: float = 0.0, n_draws: int = 2, masks: tuple = MASKS, mask_split: int = 4,
+                 eta: float = 0.0, n_draws: int = 2, score_reduction: str = "multiscale", masks: tuple = MASKS, mask_split: int = 4,
                  residual_channels: int = 64, n_layers: int | None = None, dilation_cycle: int | None = None,
                  kernel_size: int = 3, embedding_dim: int = 128, epochs: int = 100, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 1.0, val_fraction: float = 0.1,
@@ -136,6 +183,7 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         self.sampler = sampler
         self.eta = eta
         self.n_draws = n_draws
+        self.score_reduction = score_reduction
         self.masks = masks
         self.mask_split = mask_split
         self.residual_channels = residual_channels
@@ -236,6 +284,9 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         self.train_min_ = series.amin(dim=0).to(torch.float32)
         self.train_max_ = series.amax(dim=0).to(torch.float32)
         super()._fit_series(series, layout)
+        # Fitted by the first scoring pass, the fit's own over these training series (BaseDetector.fit scores
+        # them right after this hook): "multiscale" needs their errors' quantiles before it can score.
+        self.error_scales_, self._scales_pending = None, True
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - series are scored in tiles
         raise NotImplementedError("DiffusionDetector scores whole series (_score_series)")
@@ -259,7 +310,25 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         else:
             scores = sampler.impute_many(xs, noise_seed, mask_seed, self._mask_kinds(),
                                          self._block(), self._chain_length(), self.n_draws)
-        return torch.cat(scores) if len(scores) != 1 else scores[0]
+        return self._reduce_errors(scores)
+
+    def _reduce_errors(self, errors: list[torch.Tensor]) -> torch.Tensor:
+        """Per-series point errors to the packed scores of ``score_reduction`` (module docstring)."""
+        points = torch.cat(errors) if len(errors) != 1 else errors[0]
+        if self.score_reduction == "point" and not self._scales_pending:
+            return points
+        windowed = torch.cat([window_mean_scores(e, min(int(self.window_), e.shape[0]), self.reduce) for e in errors])
+        if self._scales_pending:  # the fit's pass over its training series, whatever the reduction (a later
+            self._scales_pending = False  # set_params(score_reduction="multiscale") needs these scales too)
+            self.error_scales_ = error_scales(*(float(_upper_quantile(v, SCALE_QUANTILE)) for v in (points, windowed)))
+        if self.score_reduction != "multiscale":
+            return points if self.score_reduction == "point" else windowed
+        if self.error_scales_ is None:
+            raise ValueError("score_reduction='multiscale' needs the training errors' scales (error_scales_), which "
+                             "this detector lacks (a model file from before the option): refit it, or score with "
+                             "score_reduction='point'")
+        scales = self.error_scales_.to(device=points.device, dtype=points.dtype)
+        return torch.maximum(points / scales[0], windowed / scales[1])
 
     def _sampler(self) -> SeriesSampler:
         """The reverse process of this scoring call: the trained denoiser, the call's dispatch, x̂_0 clipped to
@@ -276,7 +345,8 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
     def _get_state(self) -> dict:
         return {"model": self.model_.state_dict(), "channels": self.model_.channels,
                 "n_layers": self.n_layers_, "dilation_cycle": self.dilation_cycle_,
-                "train_min": self.train_min_, "train_max": self.train_max_}
+                "train_min": self.train_min_, "train_max": self.train_max_,
+                "error_scales": getattr(self, "error_scales_", None)}
 
     def _set_state(self, state: dict) -> None:
         # Files from before the stack was fitted to the window hold no stack: theirs is the int parameters.
@@ -287,4 +357,6 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         self.model_.eval()
         self.train_min_ = state.get("train_min")  # absent in files from before the clip: no clip
         self.train_max_ = state.get("train_max")
+        self.error_scales_ = state.get("error_scales")  # absent in files from before "multiscale"
+        self._scales_pending = False
 

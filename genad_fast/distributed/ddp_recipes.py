@@ -135,6 +135,29 @@ def fit_diffusion(work: Work) -> None:
         return ImputeLoss(alpha_bar, dispatch, noise, det._mask_kinds(), det._block())
 
     det.history_ = work.train(det.model_, loss_for, det._train_config(), desc="DiffusionDetector")
+    det.error_scales_, det._scales_pending = _diffusion_error_scales(det, work), False
+
+
+def _diffusion_error_scales(det, work: Work) -> torch.Tensor:
+    """``score_reduction="multiscale"``'s scales over every shard: the SCALE_QUANTILE order statistic of the
+    training's point errors and of their window errors (:func:`kth_smallest`, exact, nothing gathered), as
+    DiffusionDetector's own fit takes them from its scoring pass. Costs one scoring pass of the shards more."""
+    from genad_fast.detectors._window_mean import window_mean_scores
+    from genad_fast.detectors.diffusion import SCALE_QUANTILE, error_scales
+
+    reduction, det.score_reduction = det.score_reduction, "point"
+    try:
+        # float32, as the fit's own pass holds them (its window means are float32 too: the same scales to the bit)
+        points = [torch.from_numpy(det._score_normalized(sh.z)).float() for sh in work.shards]
+    finally:
+        det.score_reduction = reduction
+    windowed = [window_mean_scores(p, min(int(det.window_), p.shape[0]), det.reduce) for p in points]
+    found = []
+    for parts in (points, windowed):
+        values = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+        n = int(work.sync.sum_(torch.tensor([values.numel()], dtype=torch.int64))[0])
+        found.append(kth_smallest(values, max(1, math.ceil(SCALE_QUANTILE * n)), work.sync))
+    return error_scales(*found)
 
 
 # ---- VAEDetector, AutoEncoderDetector ----------------------------------------------------------------------
