@@ -40,9 +40,16 @@ namespace genad::cpu::CPU_CAPABILITY::dist {  // compiled once per capability (g
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
 
-// Register tile: R query rows × V strips of L references = 24 accumulators, plus V strip loads and one query
-// broadcast: 28 of the 32 vector registers of AVX-512 (fewer registers elsewhere only means some spills).
+// Register tile: R query rows × V strips of L references, R·V accumulators plus V strip loads and one query
+// broadcast. AVX-512 (32 registers): 8 × 3 = 24 accumulators, 28 registers. AVX2 and the baseline have 16: there
+// the 8 × 3 tile spilled 13 accumulators to the stack (a load and a store around most FMAs; kNN at N5000-M50000-
+// D32 ran 3.8× slower than on AVX-512 instead of 2×), so 4 × 3 = 12 accumulators, 16 registers, as the
+// 6 × 16 micro-kernels of AVX2 GEMMs (BLIS, OpenBLAS Haswell) use 12 of them.
+#if defined(CPU_CAPABILITY_AVX512)
 constexpr int kRows = 8;
+#else
+constexpr int kRows = 4;
+#endif
 constexpr int kStrips = 3;
 
 // Squared norms above this go to the exact path: the expansion's terms then stay below 4× it, far from overflow.
@@ -265,6 +272,13 @@ C10_ALWAYS_INLINE uint32_t lt_bits(const Vec<T>& a, const Vec<T>& b) {
     return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ);
   } else {
     return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ);
+  }
+#elif defined(CPU_CAPABILITY_AVX2)
+  // one compare and a movemask (zero_mask() would compare the mask against zero once more)
+  if constexpr (std::is_same_v<T, float>) {
+    return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_LT_OQ)));
+  } else {
+    return static_cast<uint32_t>(_mm256_movemask_pd(_mm256_cmp_pd(a, b, _CMP_LT_OQ)));
   }
 #else
   constexpr uint32_t full = (uint32_t{1} << Vec<T>::size()) - 1;

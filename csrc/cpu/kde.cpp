@@ -147,19 +147,14 @@ void kde_block(const KdeContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, in
   }
 }
 
-template <typename T>
+// The block of `rows` (1 … kRows) queries, through the tile instantiated for that many rows.
+template <typename T, int R = kRows>
 void kde_rows(const KdeContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, int rows, int64_t p0, int64_t p1,
               T* m_state, double* sd_state) {
-  switch (rows) {
-    case 1: return kde_block<T, 1>(ctx, ch, b0, p0, p1, m_state, sd_state);
-    case 2: return kde_block<T, 2>(ctx, ch, b0, p0, p1, m_state, sd_state);
-    case 3: return kde_block<T, 3>(ctx, ch, b0, p0, p1, m_state, sd_state);
-    case 4: return kde_block<T, 4>(ctx, ch, b0, p0, p1, m_state, sd_state);
-    case 5: return kde_block<T, 5>(ctx, ch, b0, p0, p1, m_state, sd_state);
-    case 6: return kde_block<T, 6>(ctx, ch, b0, p0, p1, m_state, sd_state);
-    case 7: return kde_block<T, 7>(ctx, ch, b0, p0, p1, m_state, sd_state);
-    default: return kde_block<T, kRows>(ctx, ch, b0, p0, p1, m_state, sd_state);
+  if constexpr (R > 1) {
+    if (rows < R) return kde_rows<T, R - 1>(ctx, ch, b0, rows, p0, p1, m_state, sd_state);
   }
+  kde_block<T, R>(ctx, ch, b0, p0, p1, m_state, sd_state);
 }
 
 // Adds the exact-path terms −d²/(2h²) of query row i against the reference rows `js` (original indices).

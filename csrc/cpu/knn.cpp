@@ -187,19 +187,14 @@ void knn_block(const KnnContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, in
   run_strips<T, R>(ch.rows.data() + b0 * P.D, P, p0, p1, nullptr, 0, epi);
 }
 
-template <typename T>
+// The block of `rows` (1 … kRows) queries, through the tile instantiated for that many rows.
+template <typename T, int R = kRows>
 void knn_rows(const KnnContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, int rows, int64_t p0, int64_t p1,
               KnnState<T>& st) {
-  switch (rows) {
-    case 1: return knn_block<T, 1>(ctx, ch, b0, p0, p1, st);
-    case 2: return knn_block<T, 2>(ctx, ch, b0, p0, p1, st);
-    case 3: return knn_block<T, 3>(ctx, ch, b0, p0, p1, st);
-    case 4: return knn_block<T, 4>(ctx, ch, b0, p0, p1, st);
-    case 5: return knn_block<T, 5>(ctx, ch, b0, p0, p1, st);
-    case 6: return knn_block<T, 6>(ctx, ch, b0, p0, p1, st);
-    case 7: return knn_block<T, 7>(ctx, ch, b0, p0, p1, st);
-    default: return knn_block<T, kRows>(ctx, ch, b0, p0, p1, st);
+  if constexpr (R > 1) {
+    if (rows < R) return knn_rows<T, R - 1>(ctx, ch, b0, rows, p0, p1, st);
   }
+  knn_block<T, R>(ctx, ch, b0, p0, p1, st);
 }
 
 // Σ (a − b)² in double with four independent partial sums (the latency of one chain would dominate).

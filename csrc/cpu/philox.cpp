@@ -2,7 +2,7 @@
 //
 // Work is cut into blocks of kBlock consecutive counters. Every block runs the same code whatever the thread
 // count or split: Philox on kBlock lanes (AVX-512 intrinsics, or a loop the compiler vectorizes), Box-Muller on
-// whole at::vec::Vectorized<float> registers (SLEEF log, a shared sin/cos reduction), then up to four contiguous
+// whole at::vec::Vectorized<float> registers (an inline log, a shared sin/cos reduction), then up to four contiguous
 // stores, partial only at the ends of the quarters. So one thread and many threads write bitwise the same tensor.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

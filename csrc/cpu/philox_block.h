@@ -55,11 +55,64 @@ inline void sincos_0_2pi(const Vec& th, Vec& s, Vec& c) {
   c = Vec::blendv(cos_r, sin_r, swap) ^ ((q1 | q2) & sign);
 }
 
+// log u for u in [kMinUniform, 1): positive normal floats, so no special case. u = 2^e m with m in [sqrt(1/2),
+// sqrt(2)) read off the bits (the exponent of u / sqrt(1/2)), then Cephes' logf (S. L. Moshier, 1989): log(1 + f)
+// = f - f^2/2 + f^3 P(f), P of degree 8, and e log 2 in two parts: peak relative error 7.6e-8 (under 1 ulp).
+// Inline and without a division: SLEEF's logf (what Vectorized::log calls) is an out-of-line call with a divide,
+// a third of a block's time on AVX2.
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+inline Vec log_unit(const Vec& u) {
+  using at::vec::fmadd;
+#if defined(CPU_CAPABILITY_AVX512)
+  const __m512i bits = _mm512_castps_si512(u);
+  const __m512i e = _mm512_srai_epi32(_mm512_sub_epi32(bits, _mm512_set1_epi32(0x3f3504f3)), 23);
+  const Vec m(_mm512_castsi512_ps(_mm512_sub_epi32(bits, _mm512_slli_epi32(e, 23))));
+  const Vec ef(_mm512_cvtepi32_ps(e));
+#else
+  const __m256i bits = _mm256_castps_si256(u);
+  const __m256i e = _mm256_srai_epi32(_mm256_sub_epi32(bits, _mm256_set1_epi32(0x3f3504f3)), 23);
+  const Vec m(_mm256_castsi256_ps(_mm256_sub_epi32(bits, _mm256_slli_epi32(e, 23))));
+  const Vec ef(_mm256_cvtepi32_ps(e));
+#endif
+  const Vec f = m - Vec(1.0f);
+  const Vec z = f * f;
+  // P(f) by Estrin's scheme: a 4-deep chain of multiply-adds instead of Horner's 8 (the latency is what is left
+  // once the out-of-order window is full of these).
+  const Vec z2 = z * z;
+  const Vec p01 = fmadd(Vec(-2.4999993993e-1f), f, Vec(3.3333331174e-1f));
+  const Vec p23 = fmadd(Vec(-1.6668057665e-1f), f, Vec(2.0000714765e-1f));
+  const Vec p45 = fmadd(Vec(-1.2420140846e-1f), f, Vec(1.4249322787e-1f));
+  const Vec p67 = fmadd(Vec(-1.1514610310e-1f), f, Vec(1.1676998740e-1f));
+  const Vec p8 = Vec(7.0376836292e-2f);
+  const Vec p03 = fmadd(p23, z, p01);
+  const Vec p47 = fmadd(p67, z, p45);
+  const Vec p48 = fmadd(p8, z2, p47);
+  const Vec p = fmadd(p48, z2, p03);
+  Vec y = (p * f) * z;
+  y = fmadd(ef, Vec(-2.12194440e-4f), y);
+  y = fmadd(Vec(-0.5f), z, y);
+  return fmadd(ef, Vec(0.693359375f), f + y);
+}
+#else
+inline Vec log_unit(const Vec& u) { return u.log(); }
+#endif
+
+// max(kMinUniform, u): u is never NaN here, so the plain max instruction (Vectorized's maximum adds a NaN test).
+inline Vec max_min_uniform(const Vec& u) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return Vec(_mm512_max_ps(u, _mm512_set1_ps(px::kMinUniform)));
+#elif defined(CPU_CAPABILITY_AVX2)
+  return Vec(_mm256_max_ps(u, _mm256_set1_ps(px::kMinUniform)));
+#else
+  return at::vec::maximum(Vec(px::kMinUniform), u);
+#endif
+}
+
 // Box-Muller on Vec::size() pairs, the vector twin of px::box_muller.
 inline void box_muller(const float* u1p, const float* u2p, float* z1p, float* z2p) {
-  const Vec u1 = at::vec::maximum(Vec(px::kMinUniform), Vec::loadu(u1p));
+  const Vec u1 = max_min_uniform(Vec::loadu(u1p));
   const Vec th = Vec(px::kTwoPi) * Vec::loadu(u2p);
-  const Vec r = (Vec(-2.0f) * u1.log()).sqrt();
+  const Vec r = (Vec(-2.0f) * log_unit(u1)).sqrt();
   Vec s, c;
   sincos_0_2pi(th, s, c);
   (r * c).store(z1p);
@@ -127,13 +180,13 @@ inline void block_uniforms(uint64_t seed, uint64_t ctr0, float (&u)[4][kBlock]) 
 #elif defined(CPU_CAPABILITY_AVX2)
 // 8 lanes per register. AVX2 has no 64-bit multiply-low, so GCC's vectorization of the portable loop below
 // builds each 64-bit product from three vpmuludq and shifts: about 10x slower than the AVX-512 path. Here the
-// 32x32->64 vpmuludq on even and odd lanes, blended back (the AVX-512 path's mulhilo on 256 bits). Two groups of
-// 8 counters go through the ten rounds together, so their multiplies overlap in 8 of the 16 ymm registers.
-inline void mulhilo(__m256i a, __m256i x, __m256i& hi, __m256i& lo) {
-  const __m256i even = _mm256_mul_epu32(a, x);                         // lanes 0, 2, ... as 64-bit products
-  const __m256i odd = _mm256_mul_epu32(a, _mm256_srli_epi64(x, 32));  // lanes 1, 3, ...
-  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+// counters' even and odd lanes go through the ten rounds apart, each word in the low half of a 64-bit lane,
+// where the 32x32->64 vpmuludq reads it and leaves the product whole: hi is one shift away, lo is the product
+// itself (its upper half is never read again: the multiplies and the final blend ignore it). A round of 8
+// counters is then 4 multiplies, 4 shifts and 8 xors (16 uops, against 18 with the products blended back into
+// 32-bit lanes every round), and the first round, whose c2 = c3 = 0, needs one multiply per half instead of two.
+inline __m256i to_words(__m256i even, __m256i odd) {  // the low halves of even and odd lanes, back to 8 words
+  return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
 }
 
 inline __m256 to_uniform(__m256i x) {  // px::uint_to_uniform on 8 lanes
@@ -143,8 +196,6 @@ inline __m256 to_uniform(__m256i x) {  // px::uint_to_uniform on 8 lanes
 
 inline void block_uniforms(uint64_t seed, uint64_t ctr0, float (&u)[4][kBlock]) {
   constexpr int kWidth = 8;
-  constexpr int kGroup = 2;  // registers of counters in flight together
-  static_assert(kBlock % (kWidth * kGroup) == 0, "kBlock must hold whole groups");
   alignas(64) uint32_t lo[kBlock], hi[kBlock];
   for (int64_t l = 0; l < kBlock; ++l) {
     const uint64_t ctr = ctr0 + static_cast<uint64_t>(l);
@@ -153,37 +204,45 @@ inline void block_uniforms(uint64_t seed, uint64_t ctr0, float (&u)[4][kBlock]) 
   }
   const __m256i a = _mm256_set1_epi32(static_cast<int>(px::kRoundA));
   const __m256i b = _mm256_set1_epi32(static_cast<int>(px::kRoundB));
-  for (int g0 = 0; g0 < kBlock; g0 += kWidth * kGroup) {
-    __m256i c0[kGroup], c1[kGroup], c2[kGroup], c3[kGroup];
-    for (int g = 0; g < kGroup; ++g) {
-      c0[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo + g0 + g * kWidth));
-      c1[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi + g0 + g * kWidth));
-      c2[g] = c3[g] = _mm256_setzero_si256();
+  const uint32_t seed0 = static_cast<uint32_t>(seed), seed1 = static_cast<uint32_t>(seed >> 32);
+  for (int g0 = 0; g0 < kBlock; g0 += kWidth) {
+    const __m256i x_lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo + g0));
+    const __m256i x_hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi + g0));
+    __m256i c0[2], c1[2], c2[2], c3[2];  // [0]: lanes 0, 2, 4, 6; [1]: lanes 1, 3, 5, 7
+    {  // round 1 on (c0, c1, 0, 0): the B product is 0
+      const __m256i key0 = _mm256_set1_epi32(static_cast<int>(seed0));
+      const __m256i key1 = _mm256_set1_epi32(static_cast<int>(seed1));
+      const __m256i in0[2] = {x_lo, _mm256_srli_epi64(x_lo, 32)};
+      const __m256i in1[2] = {x_hi, _mm256_srli_epi64(x_hi, 32)};
+      for (int h = 0; h < 2; ++h) {
+        const __m256i pa = _mm256_mul_epu32(a, in0[h]);
+        c0[h] = _mm256_xor_si256(in1[h], key0);
+        c1[h] = _mm256_setzero_si256();
+        c2[h] = _mm256_xor_si256(_mm256_srli_epi64(pa, 32), key1);
+        c3[h] = pa;
+      }
     }
-    uint32_t k0 = static_cast<uint32_t>(seed);
-    uint32_t k1 = static_cast<uint32_t>(seed >> 32);
-    for (int r = 0; r < px::kRounds; ++r) {
+    uint32_t k0 = seed0 + px::kKeyA;
+    uint32_t k1 = seed1 + px::kKeyB;
+    for (int r = 1; r < px::kRounds; ++r) {
       const __m256i key0 = _mm256_set1_epi32(static_cast<int>(k0));
       const __m256i key1 = _mm256_set1_epi32(static_cast<int>(k1));
-      for (int g = 0; g < kGroup; ++g) {  // the round of px::philox4x32_10
-        __m256i hi_b, lo_b, hi_a, lo_a;
-        mulhilo(b, c2[g], hi_b, lo_b);
-        mulhilo(a, c0[g], hi_a, lo_a);
-        c0[g] = _mm256_xor_si256(_mm256_xor_si256(hi_b, c1[g]), key0);
-        c2[g] = _mm256_xor_si256(_mm256_xor_si256(hi_a, c3[g]), key1);
-        c1[g] = lo_b;
-        c3[g] = lo_a;
+      for (int h = 0; h < 2; ++h) {  // the round of px::philox4x32_10
+        const __m256i pb = _mm256_mul_epu32(b, c2[h]);
+        const __m256i pa = _mm256_mul_epu32(a, c0[h]);
+        // c1 ^ key first: off the multiply's critical path (7 cycles a round instead of 8)
+        c0[h] = _mm256_xor_si256(_mm256_srli_epi64(pb, 32), _mm256_xor_si256(c1[h], key0));
+        c2[h] = _mm256_xor_si256(_mm256_srli_epi64(pa, 32), _mm256_xor_si256(c3[h], key1));
+        c1[h] = pb;
+        c3[h] = pa;
       }
       k0 += px::kKeyA;
       k1 += px::kKeyB;
     }
-    for (int g = 0; g < kGroup; ++g) {
-      const int l = g0 + g * kWidth;
-      _mm256_store_ps(&u[0][l], to_uniform(c0[g]));
-      _mm256_store_ps(&u[1][l], to_uniform(c1[g]));
-      _mm256_store_ps(&u[2][l], to_uniform(c2[g]));
-      _mm256_store_ps(&u[3][l], to_uniform(c3[g]));
-    }
+    _mm256_store_ps(&u[0][g0], to_uniform(to_words(c0[0], c0[1])));
+    _mm256_store_ps(&u[1][g0], to_uniform(to_words(c1[0], c1[1])));
+    _mm256_store_ps(&u[2][g0], to_uniform(to_words(c2[0], c2[1])));
+    _mm256_store_ps(&u[3][g0], to_uniform(to_words(c3[0], c3[1])));
   }
 }
 #else
