@@ -191,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown configurations {unknown}; known: {', '.join(CONFIGS)}")
     warnings.simplefilter("ignore")  # Ray's and Dask's start-up chatter; failures are checked below
+    # The same allocator settings in every scoring process: the workers keep the memory their calls free
+    # (genad_fast.distributed._worker.keep_freed_memory; GENAD_FAST_KEEP_FREED_MEMORY=0 turns it off in all of
+    # them), and so does this process, where local1 and local1x2 score, so no speedup comes from malloc alone.
+    from genad_fast.distributed._worker import keep_freed_memory
+
+    kept = keep_freed_memory()
     load_before = provenance.load_average()
     chunk = max(1, args.series // 8)
     runs: list[dict] = []
@@ -210,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"load {run['load_1m']}", file=sys.stderr)
     load_after = provenance.load_average()
     rows = _table(runs, configs, args)
-    _print(rows, args, load_before, load_after)
-    _write(rows, args, load_before, load_after)
+    _print(rows, args, load_before, load_after, kept)
+    _write(rows, args, load_before, load_after, kept)
     return 0
 
 
@@ -241,11 +247,11 @@ def _table(runs: list[dict], configs: list[str], args) -> list[dict]:
     return rows
 
 
-def _print(rows: list[dict], args, load_before, load_after) -> None:
+def _print(rows: list[dict], args, load_before, load_after, kept: bool) -> None:
     info = machine_info()
     print(f"\nscore_many: {args.series} series x {args.length} x {args.channels}, FlowDetector (window 16), "
           f"{args.source}, chunks of {max(1, args.series // 8)} series; {info['cpu_model']}, "
-          f"{info['cpus_usable']} cores; load {load_before} -> {load_after}")
+          f"{info['cpus_usable']} cores; load {load_before} -> {load_after}; freed memory kept: {kept}")
     print(f"{'config':9s} {'engine':6s} {'workers':>7s} {'threads':>7s} {'job s':>8s} {'min-max':>15s} "
           f"{'start s':>8s} {'series/s':>9s} {'vs local1':>9s} {'overhead':>9s}")
     for r in rows:
@@ -272,13 +278,13 @@ def _print(rows: list[dict], args, load_before, load_after) -> None:
           "wall-time speedup only shows on an idle machine.")
 
 
-def _write(rows: list[dict], args, load_before, load_after) -> None:
+def _write(rows: list[dict], args, load_before, load_after, kept: bool) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"scale_out-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     meta = {"job": f"{args.series} series x {args.length} x {args.channels}, FlowDetector window 16, "
                    f"{args.source}", "repeats": args.repeats, "load_before": load_before, "load_after": load_after,
-            **{f"machine.{k}": v for k, v in machine_info().items()},
+            "kept_freed_memory": kept, **{f"machine.{k}": v for k, v in machine_info().items()},
             **{f"versions.{k}": v for k, v in provenance.versions().items()},
             **{f"git.{k}": v for k, v in git_info().items()}, "date": provenance.now_utc()}
     with open(path, "w", newline="") as f:
