@@ -9,7 +9,8 @@ Providers, one whole ``fit`` per call (the training, and what fit does after it:
 threshold):
 
 - ``eager``: the eager backend and the training loop as it was before issue #16: every stride-1 window each
-  epoch (``train_stride=1``) and float32 products (``train_dtype="float32"``), where the detector has them;
+  epoch (``train_stride=1``) and float32 products (``train_dtype="float32"``), where the detector has them, the
+  per-tensor Adam loop, and the defaults a detector changed for speed (FlowDetector: batch 256, lr 1e-3);
 - ``cpu``: the detector's defaults (the fused CPU kernels where the detector uses them, windows sampled per epoch,
   bfloat16 products where the CPU has AMX/AVX512-BF16).
 
@@ -35,6 +36,10 @@ from bench.registry import EAGER, Case, Provider, Size, Unavailable, register
 DEEP = ("flow", "diffusion", "vae", "autoencoder", "deep_svdd", "anogan", "fanogan", "dte")
 #: The old training loop (before issue #16), for detectors that declare these parameters.
 OLD_TRAINING = {"train_stride": 1, "train_dtype": "float32"}
+#: ... and the old defaults that a detector changed with it (FlowDetector: batches of 256 at lr 1e-3).
+OLD_DEFAULTS = {"flow": {"batch_size": 256, "lr": 1e-3}}
+#: ... and the old loop's class-level switches (the per-tensor Adam loop, epochs of at least 8 batches).
+OLD_CLASS_ATTRS = {"_fused_adam": False, "_min_epoch_steps": 8}
 #: Smoke sizes: one epoch (and a short latent search) so that a fit takes seconds.
 SMOKE = {"epochs": 1, "encoder_epochs": 1, "pretrain_epochs": 1, "iterations": 5}
 
@@ -81,7 +86,7 @@ def setup_for(name: str):
             raise Unavailable("the fit-time cases run on the CPU")
         from genad_fast.detectors import get_detector
 
-        return {"cls": get_detector(name), "params": _params(name, size),
+        return {"name": name, "cls": get_detector(name), "params": _params(name, size),
                 "data": _data(size["kind"], size["n"], size["d"])}
     return setup
 
@@ -92,6 +97,9 @@ def _fit(old: bool):
         if old:
             names = set(cls._get_param_names())
             params.update({k: v for k, v in OLD_TRAINING.items() if k in names}, backend="eager")
+            params.update(OLD_DEFAULTS.get(inputs["name"], {}))
+            attrs = {k: v for k, v in OLD_CLASS_ATTRS.items() if hasattr(cls, k)}
+            cls = type(cls.__name__, (cls,), attrs) if attrs else cls  # the same detector, the old loop
 
         def run():
             return cls(**params).fit(inputs["data"])

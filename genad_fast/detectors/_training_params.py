@@ -71,6 +71,8 @@ class TrainingParamsMixin:
     #: small parameter tensors made the per-tensor update ~20 % of a step; the others keep the loop they were
     #: measured with.
     _fused_adam: ClassVar[bool] = False
+    #: ``TrainConfig.min_epoch_steps``: the fewest batches in an epoch over a share of the windows (``train_stride``)
+    _min_epoch_steps: ClassVar[int] = 8
 
     def _train_config(self, epochs: int | None = None) -> training.TrainConfig:
         """The training configuration (``epochs`` overrides the parameter, e.g. for a pre-training phase)."""
@@ -80,7 +82,7 @@ class TrainingParamsMixin:
                                     val_fraction=float(self.val_fraction), patience=int(self.patience),
                                     epoch_fraction=epoch_fraction(self),
                                     autocast=None if self._loss_applies_train_dtype else train_autocast(self),
-                                    fused_adam=self._fused_adam)
+                                    min_epoch_steps=self._min_epoch_steps, fused_adam=self._fused_adam)
 
 
 def epoch_fraction(det) -> float:

@@ -84,8 +84,10 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
     min_fit_samples = 16
     _loss_applies_train_dtype = True  # _training_loss: bfloat16 conditioner products only (train_dtype)
     _fused_adam = True  # docs/training_speed.md: the per-tensor Adam loop was ~20 % of a step
-    # train_stride=1, train_dtype="float32" by default: measured (docs/training_speed.md), the flow keeps improving
-    # over all its windows' steps (sampled epochs ran longer and lost AUROC) and bfloat16 products gained <= 5 %.
+    # Training defaults for speed (docs/training_speed.md, "FlowDetector"): windows sampled per epoch
+    # (train_stride=None: window // 8, epochs of at least 8 batches), bfloat16 conditioner products where the CPU
+    # has AMX/AVX512-BF16 (the coupling and log-determinants float32). Batches of 1,024 (lr 2e-3) were faster per
+    # sample but lost AUROC on the small sets, where they only raise the rate (wdbc: one batch either way).
     #: Rows or windows per scoring call: the fused plan streams each call in cache-sized chunks
     #: (:func:`~genad_fast.nn.flow.plan.chunk_rows`), and its per-call set-up amortises over more
     #: chunks; the eager modules run whole calls (measured, 65,536 × 64 on 2 Xeon cores: eager 670 /
@@ -96,7 +98,7 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
                  mixing: str = "auto", anomaly_score: str = "nll", epochs: int = 100, batch_size: int = 256,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 5.0, val_fraction: float = 0.1,
                  patience: int = 10, matmul_dtype: str = "float32", reduce: str = "min",
-                 train_stride: int | None = 1, train_dtype: str = "float32", **kwargs):
+                 train_stride: int | None = None, train_dtype: str = "auto", **kwargs):
         anomaly_score = take_renamed(kwargs, "score", "anomaly_score", anomaly_score, "nll", type(self).__name__)
         super().__init__(reduce=reduce, **kwargs)
         self.n_steps = n_steps
