@@ -10,6 +10,11 @@ own inputs and providers (bench/cases/), and scikit-learn for KDE / kNN:
   forward 1M x 32 vs eager and torch.compile; KDE / kNN N5000-M50000-D32 vs scikit-learn (KDE: 500 queries,
   scaled to 5000).
 
+Each row has the median wall time of every provider and, beside it, the median CPU time of a call (all threads,
+page faults included: ``<provider>_cpu_ms``, ratio ``cpu_time_vs_<base>``), which a shared machine disturbs far
+less than the wall time. torch.randn runs on one thread and the fused ops on all, so on an idle machine the wall
+ratio is up to the thread count times the CPU-time ratio.
+
 Forcing AVX2 on an AVX-512 machine is a proxy for an AVX2-only CPU (same cores, caches and memory; an AVX2 CPU
 such as AMD Zen 1 has other latencies and bandwidth). Writes bench/results/capabilities_<date>.json/.csv.
 
@@ -22,6 +27,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -79,6 +85,7 @@ def child(args: argparse.Namespace) -> dict:
                 call = case.providers[name].build(inputs)
                 first_call(call, dev)
                 row[f"{name}_ms"] = measure(call, cfg, dev).median_ms
+                row[f"{name}_cpu_ms"] = cpu_ms(call, 3 if args.quick else 5)
             except Exception as exc:  # e.g. inductor failing under an override: a note, not a lost run
                 row["note"] = (row.get("note", "") + f" {name} failed: {type(exc).__name__}: "
                                f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}").strip()
@@ -87,12 +94,34 @@ def child(args: argparse.Namespace) -> dict:
         for base in ("eager", "compile"):
             if f"{base}_ms" in row:
                 row[f"vs_{base}"] = row[f"{base}_ms"] / row["cpu_ms"]
+            if f"{base}_cpu_ms" in row and "cpu_cpu_ms" in row:
+                row[f"cpu_time_vs_{base}"] = row[f"{base}_cpu_ms"] / row["cpu_cpu_ms"]
         out["rows"].append(row)
         del inputs
     if not args.no_sklearn:
         out["rows"].extend(sklearn_rows(args.quick))
     out["load_end"] = os.getloadavg()
     return out
+
+
+def process_cpu_s() -> float:
+    """CPU seconds of this process, every thread, user and system (page faults count)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_ms(call, repeats: int) -> float:
+    """Median CPU time of one call in ms, all threads together. On a shared machine the wall time of a
+    two-thread op swings with the other processes; the CPU time much less (a busy sibling hyperthread still
+    slows it). A fused op on 2 threads next to a one-thread eager op (torch.randn) shows a lower CPU-time ratio
+    than its wall-time ratio on an idle machine."""
+    times = []
+    for _ in range(repeats):
+        t = process_cpu_s()
+        call()
+        times.append(process_cpu_s() - t)
+    times.sort()
+    return times[len(times) // 2] * 1e3
 
 
 def sklearn_rows(quick: bool) -> list[dict]:
@@ -109,28 +138,34 @@ def sklearn_rows(quick: bool) -> list[dict]:
     q, r, h = inputs["q"], inputs["r"], inputs["h"]
     n, k = q.shape[0], distance.K
 
-    def best(fn, repeats):
+    cpu = {}
+
+    def best(fn, repeats, key):  # min wall seconds; the CPU seconds of that call go to cpu[key]
         times = []
         for _ in range(repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), process_cpu_s()
             fn()
-            times.append(time.perf_counter() - t)
-        return min(times)
+            times.append((time.perf_counter() - t, process_cpu_s() - c))
+        wall, cpu[key] = min(times)
+        return wall
 
     reps = 1 if quick else 3
     ops.kde_logpdf(q[:64], r, h, backend="cpu")
-    kde = best(lambda: ops.kde_logpdf(q, r, h, backend="cpu"), reps)
+    kde = best(lambda: ops.kde_logpdf(q, r, h, backend="cpu"), reps, "kde")
     sub = 500
     kd = KernelDensity(kernel="gaussian", bandwidth=h).fit(r.double().numpy())
-    sk_kde = best(lambda: kd.score_samples(q[:sub].double().numpy()), 1) * n / sub
+    sk_kde = best(lambda: kd.score_samples(q[:sub].double().numpy()), 1, "sk_kde") * n / sub
     ops.knn_distance(q[:64], r, k, backend="cpu")
-    knn = best(lambda: ops.knn_distance(q, r, k, backend="cpu"), reps)
+    knn = best(lambda: ops.knn_distance(q, r, k, backend="cpu"), reps, "knn")
     nn = NearestNeighbors(n_neighbors=k).fit(r.numpy())
-    sk_knn = best(lambda: nn.kneighbors(q.numpy()), 1)
+    sk_knn = best(lambda: nn.kneighbors(q.numpy()), 1, "sk_knn")
     return [{"case": "kde_logpdf", "size": size.label, "cpu_ms": kde * 1e3, "sklearn_ms": sk_kde * 1e3,
-             "vs_sklearn": sk_kde / kde, "note": f"scikit-learn on {sub} queries, scaled to {n}"},
+             "vs_sklearn": sk_kde / kde, "cpu_cpu_ms": cpu["kde"] * 1e3, "sklearn_cpu_ms": cpu["sk_kde"] * 1e3 * n / sub,
+             "cpu_time_vs_sklearn": cpu["sk_kde"] * n / sub / cpu["kde"],
+             "note": f"scikit-learn on {sub} queries, scaled to {n}"},
             {"case": "knn_distance", "size": size.label, "cpu_ms": knn * 1e3, "sklearn_ms": sk_knn * 1e3,
-             "vs_sklearn": sk_knn / knn, "note": f"scikit-learn {nn._fit_method}, k={k}"}]
+             "vs_sklearn": sk_knn / knn, "cpu_cpu_ms": cpu["knn"] * 1e3, "sklearn_cpu_ms": cpu["sk_knn"] * 1e3,
+             "cpu_time_vs_sklearn": cpu["sk_knn"] / cpu["knn"], "note": f"scikit-learn {nn._fit_method}, k={k}"}]
 
 
 def run_child(cap: str, argv: list[str]) -> dict:
@@ -146,9 +181,17 @@ def run_child(cap: str, argv: list[str]) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def cpu_ratio(row: dict) -> str:
+    """The CPU-time ratio against the row's baseline (eager, or scikit-learn), '-' when not measured."""
+    for base in ("eager", "sklearn"):
+        if f"cpu_time_vs_{base}" in row:
+            return f"{row[f'cpu_time_vs_{base}']:.2f}"
+    return "-"
+
+
 def table(results: list[dict]) -> str:
     lines = [f"{'capability':10s} {'case':24s} {'cpu ms':>9s} {'eager ms':>9s} {'x eager':>8s} {'x compile':>9s} "
-             f"{'bw frac':>7s} {'x sklearn':>9s}  goals"]
+             f"{'bw frac':>7s} {'x sklearn':>9s} {'cpu-time x':>10s}  goals"]
     for res in results:
         for row in res["rows"]:
             goals = []
@@ -159,7 +202,7 @@ def table(results: list[dict]) -> str:
             f = lambda c, fmt: format(row[c], fmt) if c in row else "-"  # noqa: E731
             lines.append(f"{res['capability']:10s} {row['case']:24s} {f('cpu_ms', '9.2f')} {f('eager_ms', '9.2f'):>9s} "
                          f"{f('vs_eager', '8.2f'):>8s} {f('vs_compile', '9.2f'):>9s} {f('bw_fraction', '7.2f'):>7s} "
-                         f"{f('vs_sklearn', '9.1f'):>9s}  {', '.join(goals)}")
+                         f"{f('vs_sklearn', '9.1f'):>9s} {cpu_ratio(row):>10s}  {', '.join(goals)}")
         lines.append(f"{res['capability']:10s} copy bandwidth {res['copy_gb_per_s']:.1f} GB/s, load "
                      f"{res['load_start'][0]:.2f} -> {res['load_end'][0]:.2f}, {res['threads']} threads")
     return "\n".join(lines)
@@ -206,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     stem.with_suffix(".json").write_text(json.dumps({"machine": machine, "build_info": info, "results": results},
                                                     indent=1, default=str))
     cols = ["capability", "case", "size", "cpu_ms", "eager_ms", "compile_ms", "sklearn_ms", "vs_eager",
-            "vs_compile", "bw_fraction", "vs_sklearn", "note"]
+            "vs_compile", "bw_fraction", "vs_sklearn", "cpu_cpu_ms", "eager_cpu_ms", "compile_cpu_ms",
+            "sklearn_cpu_ms", "cpu_time_vs_eager", "cpu_time_vs_compile", "cpu_time_vs_sklearn", "note"]
     with stem.with_suffix(".csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
