@@ -119,7 +119,7 @@ def test_bad_config(field, value):
     (dict(window=5), 1.0),                                # window // 8 = 0: at least 1
 ])
 def test_epoch_fraction_of_the_detectors(params, expected):
-    params = {"train_stride": None, **params}  # the flow's default is 1 (docs/training_speed.md)
+    params = {"train_stride": None, **params}  # the default of both
     assert _training_params.epoch_fraction(FlowDetector(**params)) == pytest.approx(expected)
     if params["window"] is not None and params["train_stride"] is None:
         assert _training_params.epoch_fraction(DiffusionDetector(**params)) == pytest.approx(expected)
@@ -201,3 +201,14 @@ def test_the_permutation_layer_moves_values_and_gradients_exactly():
     y.backward(g)
     assert torch.equal(x.grad, g[:, layer.inv_perm])
     assert torch.equal(layer.inverse(y)[0], x.detach())
+
+
+def test_flow_trains_the_fast_way_by_default():
+    """FlowDetector's defaults (docs/training_speed.md): sampled epochs of windows, bfloat16 conditioner products
+    where the CPU has them, Adam's fused kernel."""
+    det = FlowDetector(window=64)
+    assert _training_params.epoch_fraction(det) == pytest.approx(1 / 8)
+    config = det._train_config()
+    assert config.fused_adam and config.min_epoch_steps == 8 and config.autocast is None
+    assert det.train_dtype == "auto"
+    assert not DiffusionDetector()._train_config().fused_adam  # the others keep the loop they were measured with
