@@ -26,7 +26,9 @@ class ScoreResult(NamedTuple):
       ``tasks``, ``start_seconds`` (starting a cluster for the job; 0 when one was running), ``seconds`` (the
       job without that start-up), ``model_loads`` (worker process id -> models loaded there: one each),
       ``worker_cpu_seconds`` (worker process id -> its CPU time, all threads, from its start to its last task;
-      what a worker cost whatever else ran on the machine).
+      what a worker cost whatever else ran on the machine), ``worker_phases`` (worker process id -> its CPU
+      seconds before the job's state (start-up, imports), loading the model, running its tasks; and whether it
+      keeps the memory its calls free, :func:`genad_fast.distributed._worker.keep_freed_memory`).
     """
 
     scores: list | dict
