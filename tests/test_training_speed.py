@@ -204,11 +204,10 @@ def test_the_permutation_layer_moves_values_and_gradients_exactly():
 
 
 def test_flow_trains_the_fast_way_by_default():
-    """FlowDetector's defaults (docs/training_speed.md): sampled epochs of windows, bfloat16 conditioner products
-    where the CPU has them, Adam's fused kernel."""
+    """FlowDetector's defaults (docs/training_speed.md): sampled epochs of windows, Adam's fused kernel, float32."""
     det = FlowDetector(window=64)
     assert _training_params.epoch_fraction(det) == pytest.approx(1 / 8)
     config = det._train_config()
     assert config.fused_adam and config.min_epoch_steps == 8 and config.autocast is None
-    assert det.train_dtype == "auto"
+    assert det.train_dtype == "float32" and _training_params.train_autocast(det) is None
     assert not DiffusionDetector()._train_config().fused_adam  # the others keep the loop they were measured with

@@ -85,9 +85,9 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
     _loss_applies_train_dtype = True  # _training_loss: bfloat16 conditioner products only (train_dtype)
     _fused_adam = True  # docs/training_speed.md: the per-tensor Adam loop was ~20 % of a step
     # Training defaults for speed (docs/training_speed.md, "FlowDetector"): windows sampled per epoch
-    # (train_stride=None: window // 8, epochs of at least 8 batches), bfloat16 conditioner products where the CPU
-    # has AMX/AVX512-BF16 (the coupling and log-determinants float32). Batches of 1,024 (lr 2e-3) were faster per
-    # sample but lost AUROC on the small sets, where they only raise the rate (wdbc: one batch either way).
+    # (train_stride=None: window // 8, epochs of at least 8 batches). train_dtype stays float32: the bfloat16
+    # conditioner products gained <= 5 % in one measurement and lost in another (a 2-epoch fit: 32.4 against 24.4
+    # CPU s under load); batches of 1,024 (lr 2e-3) lost AUROC on the small sets, where they only raise the rate.
     #: Rows or windows per scoring call: the fused plan streams each call in cache-sized chunks
     #: (:func:`~genad_fast.nn.flow.plan.chunk_rows`), and its per-call set-up amortises over more
     #: chunks; the eager modules run whole calls (measured, 65,536 × 64 on 2 Xeon cores: eager 670 /
@@ -98,7 +98,7 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
                  mixing: str = "auto", anomaly_score: str = "nll", epochs: int = 100, batch_size: int = 256,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 5.0, val_fraction: float = 0.1,
                  patience: int = 10, matmul_dtype: str = "float32", reduce: str = "min",
-                 train_stride: int | None = None, train_dtype: str = "auto", **kwargs):
+                 train_stride: int | None = None, train_dtype: str = "float32", **kwargs):
         anomaly_score = take_renamed(kwargs, "score", "anomaly_score", anomaly_score, "nll", type(self).__name__)
         super().__init__(reduce=reduce, **kwargs)
         self.n_steps = n_steps
