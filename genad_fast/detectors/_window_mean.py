@@ -15,8 +15,9 @@ def window_mean_scores(errors: torch.Tensor, window: int, reduce: str = "mean") 
         e_w[j] = 1/W Σ_{s=j}^{j+W-1} e[s],     score[t] = reduce{ e_w[j] : j <= t < j + W },
 
     and :func:`genad_fast.series.windows_to_timestamps` combines the windows covering each timestamp. The window
-    sums come from a float64 prefix sum (exact enough for any length; O(T), not O(T·W)); the result has the
-    errors' dtype. ``window`` must be in [1, T]: a window longer than the series is the caller's error."""
+    sums come from a float64 prefix sum (exact enough for any length, O(T)); the combination per timestamp is
+    that function's sliding reduction, O(T·W). The result has the errors' dtype. ``window`` must be in [1, T]: a
+    window longer than the series is the caller's error."""
     if errors.dim() != 1:
         raise ValueError(f"errors must be [T], got shape {tuple(errors.shape)}")
     T = errors.shape[0]

@@ -166,7 +166,8 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
     def __init__(self, window: int | str = "auto", mode: str = "reconstruct", n_steps: int = 50,
                  schedule: str = "quadratic", beta_start: float | None = None, beta_end: float | None = None,
                  noise_level: int | None = None, denoise_steps: int | None = None, sampler: str = "ddpm",
-                 eta: float = 0.0, n_draws: int = 2, score_reduction: str = "multiscale", masks: tuple = MASKS, mask_split: int = 4,
+                 eta: float = 0.0, n_draws: int = 2, score_reduction: str = "multiscale", masks: tuple = MASKS,
+                 mask_split: int = 4,
                  residual_channels: int = 64, n_layers: int | None = None, dilation_cycle: int | None = None,
                  kernel_size: int = 3, embedding_dim: int = 128, epochs: int = 100, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 1.0, val_fraction: float = 0.1,
@@ -327,8 +328,9 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
             raise ValueError("score_reduction='multiscale' needs the training errors' scales (error_scales_), which "
                              "this detector lacks (a model file from before the option): refit it, or score with "
                              "score_reduction='point'")
-        scales = self.error_scales_.to(device=points.device, dtype=points.dtype)
-        return torch.maximum(points / scales[0], windowed / scales[1])
+        # In float64: a scale as small as error_scales' floor would overflow a float32 ratio to inf.
+        scales = self.error_scales_.to(device=points.device, dtype=torch.float64)
+        return torch.maximum(points.double() / scales[0], windowed.double() / scales[1])
 
     def _sampler(self) -> SeriesSampler:
         """The reverse process of this scoring call: the trained denoiser, the call's dispatch, x̂_0 clipped to

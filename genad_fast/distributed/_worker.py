@@ -120,7 +120,7 @@ def _init_locked(payload: dict, threads: int, worker_process: bool = True) -> No
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     _restore_blas()
     _STATE["blas_limits"] = set_threads(threads)
-    _STATE["kept_freed_memory"] = keep_freed_memory() if worker_process else False
+    kept = keep_freed_memory() if worker_process else False
     det = None
     if payload["kind"] == "score":
         det = detector_from_bytes(payload["model"])
@@ -132,7 +132,7 @@ def _init_locked(payload: dict, threads: int, worker_process: bool = True) -> No
     # its imports of torch and genad_fast, the engine's own runtime), building it (the model load), the tasks.
     _STATE["phases"] = {"before_init_cpu": cpu_before, "init_cpu": time.process_time() - cpu_before,
                         "init_s": time.perf_counter() - wall_before, "tasks_cpu": 0.0, "tasks_s": 0.0, "tasks": 0,
-                        "kept_freed_memory": _STATE["kept_freed_memory"]}
+                        "kept_freed_memory": kept}
 
 
 def ensure(payload: dict, threads: int) -> None:
