@@ -381,3 +381,18 @@ def test_multiscale_scales_are_the_training_errors_99th_percentiles(fitted, smal
     np.testing.assert_allclose(det.decision_scores_, np.maximum(points / np.sort(points)[k],
                                                                 windowed / np.sort(windowed)[k]), rtol=1e-4)
     assert 0.01 <= float((det.decision_scores_ > 1.0).mean()) <= 0.02
+
+
+def test_multiscale_scores_stay_finite_at_the_scale_floor(fitted, small):
+    """A training set reconstructed exactly gives quantiles of 0, floored at float32's tiny; the ratios are taken in
+    float64, so a test error of any size is a large finite score, never inf (float32 would overflow above ~40)."""
+    from genad_fast.detectors.diffusion import error_scales
+
+    det = fitted["reconstruct"]
+    kept = det.error_scales_
+    det.error_scales_ = error_scales(0.0, 0.0)
+    try:
+        scores = det.decision_function(small.test[:300])
+    finally:
+        det.error_scales_ = kept
+    assert np.isfinite(scores).all() and scores.max() > 1e38
