@@ -24,9 +24,10 @@ what the stream's score of the timestamp that became due needs (the same evidenc
 is at least 10 at chunk 1. At stride 1 and delay 0 a chunk-1 update scores the one window the timestamp completes,
 as the naive loop does: what it saves is the per-call set-up (input checks, the scoring call, the flow's
 inference plan, the diffusion sampler's plan, kNN's packed reference set), not the window's own work. By
-default (``exact=True``) that window is scored padded to ``min_score_rows`` (16) copies, as the batch path pads
-a short batch, for the same bits; ``exact=False`` (its own columns) scores it alone, equal to rounding. The
-``model`` columns time that forward alone inside the stream's held call: the floor of a chunk-1 update, the
+default (``exact=False``) the stream scores that window alone, equal to the batch to float rounding;
+``exact=True`` (its own columns) pads it to ``min_score_rows`` (16) copies, as the batch path pads a short batch,
+for the same bits. The ``model`` columns time that forward alone inside the stream's held call (exact=True:
+padded; default: alone): the floor of a chunk-1 update, the
 difference being the stream's own per-call cost (reading the chunk, the buffers, the causal sums, the
 threshold). One torch thread (``--threads``); the CPU model and the load average (before/after each detector) are
 printed.
@@ -92,7 +93,7 @@ def _figures(wall: list[float], cpu: list[float], per_call: int) -> dict:
 
 
 def _stream_run(det, x: np.ndarray, chunk: int, n_updates: int, warmup: int, delay: int,
-                exact: bool = True) -> dict:
+                exact: bool = False) -> dict:
     s = det.stream(stride=1, delay=delay, exact=exact)
     s.update(x[:det._window - 1])  # the stream is running: every update from here completes windows
     first = det._window - 1
@@ -130,25 +131,26 @@ def _median_of(runs: list[dict]) -> dict:
 def _print_table(rows: list[dict]) -> None:
     print(f"{'detector':<12}{'W':>4}  {'clock':<5} {'update p50/p99 ms (chunk 1 | 16 | 256)':<42} "
           f"{'ms/timestamp (1|16|256)':<25} {'timestamps/s (1|16|256)':<25} {'naive p50/p99 ms':<18}{'x naive':>8}"
-          f"  {'exact=False chunk 1':<20}{'x naive':>8}  {'model p50 ms (exact|unpadded)':<30}")
+          f"  {'exact=True chunk 1':<20}{'x naive':>8}  {'model p50 ms (alone|padded)':<30}")
     for r in rows:
         for clock, pre in (("wall", ""), ("CPU", "cpu_")):
             lat = " | ".join(f"{r[f'chunk_{c}'][pre + 'p50_ms']:.3g}/{r[f'chunk_{c}'][pre + 'p99_ms']:.3g}"
                              for c in CHUNKS)
             per = " | ".join(f"{r[f'chunk_{c}'][pre + 'per_timestamp_ms']:.3g}" for c in CHUNKS)
             thr = " | ".join(f"{r[f'chunk_{c}'][pre + 'throughput']:.3g}" for c in CHUNKS)
-            nv, un = r["naive"], r["chunk_1_unpadded"]
+            nv, ex = r["naive"], r["chunk_1_exact"]
             naive = f"{nv[pre + 'p50_ms']:.3g}/{nv[pre + 'p99_ms']:.3g}"
-            unpadded = f"{un[pre + 'p50_ms']:.3g}/{un[pre + 'p99_ms']:.3g}"
-            model = f"{r['chunk_1'][f'model_{pre}p50_ms']:.3g} | {un[f'model_{pre}p50_ms']:.3g}"
+            padded = f"{ex[pre + 'p50_ms']:.3g}/{ex[pre + 'p99_ms']:.3g}"
+            model = f"{r['chunk_1'][f'model_{pre}p50_ms']:.3g} | {ex[f'model_{pre}p50_ms']:.3g}"
             print(f"{r['detector']:<12}{r['window']:>4}  {clock:<5} {lat:<42} {per:<25} {thr:<25} {naive:<18}"
-                  f"{r[pre + 'speedup_chunk_1']:>8.1f}  {unpadded:<20}{r[pre + 'speedup_chunk_1_unpadded']:>8.1f}  "
+                  f"{r[pre + 'speedup_chunk_1']:>8.1f}  {padded:<20}{r[pre + 'speedup_chunk_1_exact']:>8.1f}  "
                   f"{model:<30}")
     print("update: one update() call; ms/timestamp: total time / timestamps; naive: rescoring the due timestamp's "
-          "evidence from scratch, per timestamp (module docstring); x naive: naive p50 / chunk-1 p50; exact=False: "
-          "chunk 1 with the window scored unpadded (det.stream(exact=False)); model: the chunk-1 window's forward "
-          "alone in the stream's held call (the floor; update - model = the stream's own per-call cost); wall: "
-          "time.perf_counter (holds the waits of a busy machine's scheduler), CPU: time.thread_time")
+          "evidence from scratch, per timestamp (module docstring); x naive: naive p50 / chunk-1 p50 (the default "
+          "stream: the window scored alone); exact=True: chunk 1 with the window padded to min_score_rows copies "
+          "for the batch's bits; model: the chunk-1 window's forward (alone | padded) in the stream's held call "
+          "(the floor; update - model = the stream's own per-call cost); wall: time.perf_counter (holds the waits "
+          "of a busy machine's scheduler), CPU: time.thread_time")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,16 +185,16 @@ def main(argv: list[str] | None = None) -> int:
             runs = [_stream_run(det, x, chunk, max(2, n_updates[chunk] // scale), warmup=2, delay=delay)
                     for _ in range(repeats)]
             row[f"chunk_{chunk}"] = _median_of(runs)
-        runs = [_stream_run(det, x, 1, max(2, n_updates[1] // scale), warmup=2, delay=delay, exact=False)
+        runs = [_stream_run(det, x, 1, max(2, n_updates[1] // scale), warmup=2, delay=delay, exact=True)
                 for _ in range(repeats)]
-        row["chunk_1_unpadded"] = _median_of(runs)
+        row["chunk_1_exact"] = _median_of(runs)
         n = max(5, n_naive // scale // (1 + delay // 8))  # delay d rescored d + 1 windows per timestamp
         gc.collect()  # the streams above are gone: nothing they held (kNN's packed reference set) is reused
         row["naive"] = _median_of([_naive_run(det, x, n, warmup=2, delay=delay) for _ in range(repeats)])
         row["speedup_chunk_1"] = row["naive"]["p50_ms"] / row["chunk_1"]["p50_ms"]
         row["cpu_speedup_chunk_1"] = row["naive"]["cpu_p50_ms"] / row["chunk_1"]["cpu_p50_ms"]
-        row["speedup_chunk_1_unpadded"] = row["naive"]["p50_ms"] / row["chunk_1_unpadded"]["p50_ms"]
-        row["cpu_speedup_chunk_1_unpadded"] = row["naive"]["cpu_p50_ms"] / row["chunk_1_unpadded"]["cpu_p50_ms"]
+        row["speedup_chunk_1_exact"] = row["naive"]["p50_ms"] / row["chunk_1_exact"]["p50_ms"]
+        row["cpu_speedup_chunk_1_exact"] = row["naive"]["cpu_p50_ms"] / row["chunk_1_exact"]["cpu_p50_ms"]
         row["load_after"] = provenance.load_average()
         rows.append(row)
         print(f"  {name}: done (load average {row['load_before']} -> {row['load_after']})", file=sys.stderr)

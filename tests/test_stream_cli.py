@@ -151,6 +151,26 @@ def test_in_process_file_input_and_options(model, tmp_path, capsys):
     np.testing.assert_array_equal(alarms, scores > 1.5)
 
 
+def test_exact_gives_the_bits_and_the_default_the_rounding(tmp_path, capsys):
+    """A network model (an autoencoder: its float32 products round with the batch's rows): --exact streams the bits
+    of causal_decision_function, the default (unpadded windows) equals them to float rounding."""
+    det = make_detector("autoencoder", "series", window=W, stride=1, device="cpu").fit(series(200, 7))
+    path = str(tmp_path / "ae.pt")
+    det.save(path)
+    x = series(40, 8)
+    data = tmp_path / "x.csv"
+    data.write_text("".join(csv_lines(x, header=False)))
+    want = det.causal_decision_function(x, delay=3)
+    out = {}
+    for flag in ([], ["--exact"]):
+        assert main(["stream", "--model", path, "--input", str(data), "--delay", "3", *flag]) == 0
+        _, index, out[bool(flag)], _ = parse(capsys.readouterr().out)
+        np.testing.assert_array_equal(index, np.arange(40))
+    # repr() of a float64 round-trips exactly through the CSV text
+    np.testing.assert_array_equal(out[True], want)
+    np.testing.assert_allclose(out[False], want, rtol=1e-5, atol=1e-5)
+
+
 def test_errors(model, tmp_path, capsys):
     det, path = model
     tab = make_detector("knn", "tabular", device="cpu").fit(np.random.default_rng(0).normal(size=(50, 3)))

@@ -66,6 +66,9 @@ def add_stream_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--reduce", choices=REDUCTIONS, help="how a timestamp's windows combine (default: the model's)")
     p.add_argument("--threshold", help="alarm threshold: the model's (default), a number, or a rule calibrated on "
                                        "the training scores: spot, dspot (adapting), contamination, pot")
+    p.add_argument("--exact", action="store_true",
+                   help="score each update's windows padded as the batch call pads them: the same bits as the "
+                        "model's causal scores (default: unpadded, the lowest latency, equal to float rounding)")
     p.add_argument("--columns", help="comma-separated data columns of a header line (default: the model's)")
     p.add_argument("--time-column", help="column of a header line holding time stamps, copied to the output")
     p.add_argument("--device", help="where to score: cpu (default), cuda or auto")
@@ -188,7 +191,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         raise CLIError(f"--model {args.model!r} is a tabular model (window=None); stream needs a series model")
     det.verbose = False
     try:
-        s = det.stream(delay=args.delay, reduce=args.reduce, stride=args.stride, threshold=_threshold(args.threshold))
+        s = det.stream(delay=args.delay, reduce=args.reduce, stride=args.stride, threshold=_threshold(args.threshold),
+                       exact=args.exact)
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     rows = _Rows(det, split_list(args.columns, "columns"), args.time_column)

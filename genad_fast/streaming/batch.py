@@ -42,7 +42,7 @@ def causal_scores(det: Any, X: Any, *, by: Any = None, delay: int = 0, reduce: s
     z_all = det._apply_normalizer(data.x)
     extreme_all = None if data.extreme_rows is None else data.extreme_rows.cpu().numpy()
     scope = HeldScope(det, z_all.dtype)
-    scorer = WindowScorer(det, scope)
+    scorer = WindowScorer(det, scope, exact=True)  # the batch pads short batches (min_score_rows), as ever
     out, a = [], 0
     try:
         for T in data.lengths:

@@ -13,10 +13,11 @@ the grid windows it completed with the detector's own hooks inside a call held f
 (:mod:`~genad_fast.streaming.windows`, :mod:`~genad_fast.streaming.scope`), adds them to the pending timestamps
 and hands out those that became due (:mod:`genad_fast.streaming.causal`, which defines the rule), with their
 alarms (:mod:`genad_fast.streaming.live`). The scores equal ``det.causal_decision_function(series, delay=...)``
-of the whole series, bit for bit on the CPU for the detectors whose window scores do not depend on the batch
-(docs/streaming.md lists the tolerances of the others). ``exact=False`` trades the bits for latency: an update's
-windows are scored unpadded (one window's forward at chunk 1, not ``min_score_rows`` copies), equal to the
-batch to float rounding (:mod:`~genad_fast.streaming.windows`).
+of the whole series to float rounding: by default (``exact=False``, the lowest latency) an update's windows are
+scored unpadded (one window's forward at chunk 1, not ``min_score_rows`` copies;
+:mod:`~genad_fast.streaming.windows`). ``exact=True`` pads them as the batch call pads a short batch, for the same
+bits on the CPU for the detectors whose window scores do not depend on the batch (docs/streaming.md lists the
+tolerances of the others).
 
 Memory: the last rows that a window still to come reads (at most W, :class:`~genad_fast.streaming.buffer.WindowBuffer`)
 and the partial sums of the pending timestamps (at most W), whatever the stream's length; the chunk being scored;
@@ -68,7 +69,7 @@ class StreamScorer:
     """A stateful scorer of one stream (one thread at a time); made by ``det.stream(...)``, see its docstring."""
 
     def __init__(self, det: Any, *, delay: int = 0, reduce: str | None = None, stride: int | None = None,
-                 threshold: Any = None, calibration: Any = None, exact: bool = True) -> None:
+                 threshold: Any = None, calibration: Any = None, exact: bool = False) -> None:
         if not isinstance(exact, bool):
             raise TypeError(f"exact must be a bool, got {type(exact).__name__}")
         det._check_fitted()

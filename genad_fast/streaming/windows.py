@@ -41,7 +41,7 @@ class WindowScorer:
     """``scorer(windows [m, W, C]) -> float64 [m] or [m, W]`` inside the stream's held call; ``exact``: pad small
     batches as the batch path does (same bits), else score them as they are (module docstring)."""
 
-    def __init__(self, det: Any, scope: HeldScope, exact: bool = True) -> None:
+    def __init__(self, det: Any, scope: HeldScope, exact: bool) -> None:
         self.det, self.scope = det, scope
         self._model = det._score_batch if exact else det._score_model
         self.whole_series = type(det)._score_series is not ScoringMixin._score_series
