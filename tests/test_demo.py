@@ -53,6 +53,11 @@ def test_demo_flags_a_sensible_number_of_timestamps(demo_run):
         assert 1 <= flagged <= FLAG_FACTOR * anomalous, text
     flagged, n, anomalous = map(int, found[0])
     assert re.search(r"precision \d\.\d{3}\s+recall \d\.\d{3}", text)
+    # kNN's scores of held-out and normal test data, early and late: measured, finite, positive distances
+    medians = re.search(r"median (\S+) on the held-out part, (\S+) on the first fifth of the normal test "
+                        r"timestamps and (\S+) on the last", text)
+    assert medians is not None, text
+    assert all(float(v) > 0 for v in medians.groups())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["flagged"] == flagged and summary["anomalous"] == anomalous
     # the threshold comes from held-out data: the training-score quantile sits lower, so it flags at least as many
