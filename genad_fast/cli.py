@@ -94,6 +94,20 @@ def cmd_bench(argv: list[str]) -> int:
 _positive_int_arg = int_at_least(1)
 
 
+def _window_arg(text: str) -> int | str:
+    """``--window``: a window length (an int >= 1), or ``auto`` (one dominant period of the training series, the
+    series detectors' own default in Python; genad_fast.detectors._auto_window)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _positive_int_arg(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or auto, got {text!r}") from None
+
+
+_window_arg.__name__ = "int >= 1 or auto"
+
+
 def _threshold_arg(text: str) -> float | str:
     """``--threshold``: a finite score, or a rule name of genad_fast.thresholds (contamination, pot, spot, dspot)."""
     import math
@@ -165,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--input", required=True, help="training data: .csv, .tsv or .parquet, one row per sample "
                                                      "or timestamp, a header row of column names")
     fit.add_argument("--out", help="model file to write (.pt); required unless --per-series")
-    fit.add_argument("--window", type=_positive_int_arg, help="series mode: window length (default: tabular rows)")
+    fit.add_argument("--window", type=_window_arg,
+                     help="series mode: window length, or auto (one dominant period of the training series); "
+                          "default: the detector's (tabular rows for most)")
     fit.add_argument("--stride", type=_positive_int_arg, help="series mode: step between windows (default 1)")
     fit.add_argument("--columns", help="comma-separated data columns (default: all but the time column)")
     fit.add_argument("--time-column", help="column holding time stamps; not used as data")

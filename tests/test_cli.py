@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 import genad_fast
 from genad_fast import cli
 from genad_fast.datasets import make_series, make_tabular
+from genad_fast.detectors import get_detector
 
 
 @pytest.fixture
@@ -129,6 +130,23 @@ def test_debug_shows_the_traceback(registered_gauss, series_files):
     d, _, _ = series_files
     with pytest.raises(cli.CLIError, match="unknown detector"):
         cli.main(["--debug", "fit", "--detector", "nope", "--input", str(d / "train.csv"), "--out", str(d / "m")])
+
+
+def test_fit_with_window_auto_resolves_the_period(series_files, capsys):
+    """--window auto: the window the Python default resolves (one dominant period of the training series, here
+    latent periods 32 x (1, 0.43, 3.1)), kept in the model file; a real detector (kNN), not a toy."""
+    d, te, _ = series_files
+    rc = cli.main(["fit", "--detector", "knn", "--input", str(d / "train.csv"), "--window", "AUTO", "--time-column",
+                   "t", "--out", str(d / "auto.pt"), "--quiet"])
+    assert rc == 0
+    det = genad_fast.load(d / "auto.pt")
+    want = get_detector("knn")(window="auto", verbose=False).fit(pd.read_csv(d / "train.csv")[["a", "b", "c"]])
+    assert det.window == "auto" and det.window_ == want.window_ and 8 <= det.window_ < 600
+    assert f"(window={det.window_}, stride=1)" in capsys.readouterr().out
+    np.testing.assert_allclose(det.decision_function(te[["a", "b", "c"]]), want.decision_function(te[["a", "b", "c"]]),
+                               rtol=1e-12)
+    assert cli.main(["fit", "--detector", "knn", "--input", "x.csv", "--out", "m.pt", "--window", "automatic"]) == 2
+    assert "expected an integer >= 1 or auto, got 'automatic'" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(capsys):
