@@ -75,6 +75,10 @@ WORKER = textwrap.dedent('''
         result[key] = {"loss": h.train_loss if h else det.gan_history_.critic_loss + det.gan_history_.generator_loss,
                         "val_loss": h.val_loss if h else [], "threshold": det.threshold_,
                         "has_scores": hasattr(det, "decision_scores_")}
+    # window="auto": resolved over all the shards, the same on every process and for any number of processes
+    auto = fit_distributed(get_detector("autoencoder")(window="auto", hidden=(8,), epochs=1, seed=3, verbose=False),
+                           shards)
+    result["auto_window"] = auto.window_
     # every process needs a shard: 1 shard for 2 processes is refused on both
     try:
         fit_distributed(get_detector("flow")(window=8, epochs=1, verbose=False), shards[:1])
@@ -144,6 +148,16 @@ def test_only_rank_zero_writes(runs):
         d, _ = runs[nproc]
         lines = (d / "saves.log").read_text().split()
         assert lines == [tok for name in RUNS for tok in ("0", f"{name}.pt")]
+
+
+def test_window_auto_is_one_for_any_number_of_processes(runs):
+    """The worker's series shards with window="auto": rank 0 and 1 of 2 processes and the 1-process run resolve the
+    window the in-process fit on the same 4 series resolves."""
+    rng = np.random.default_rng(0)  # the worker's shards
+    shards = [np.cumsum(rng.normal(size=(n, 3)), 0) * 0.1 + rng.normal(size=(n, 3)) for n in (300, 250, 180, 220)]
+    want = get_detector("autoencoder")(window="auto", hidden=(8,), epochs=1, seed=3, verbose=False).fit(shards)
+    got = [runs[1][1][0]["auto_window"], runs[2][1][0]["auto_window"], runs[2][1][1]["auto_window"]]
+    assert got == [want.window_] * 3
 
 
 def test_errors_are_raised_on_every_process(runs):
@@ -236,6 +250,23 @@ def test_shard_statistics(world_of_one):
     assert det.decision_scores_.shape == (200,)
     with pytest.raises(ValueError, match="shard 1 .* has 3 columns, shard 0 has 4 columns"):
         fit_distributed(get_detector("autoencoder")(epochs=1, verbose=False), [shards[0], shards[1][:, :3]])
+
+
+def test_window_auto_over_the_shards(world_of_one):
+    """window="auto" resolves as a fit on the collection of the shards does (each shard's period, their median), and
+    a shard shorter than that window is named."""
+    t = np.arange(600)[:, None]
+    rng = np.random.default_rng(1)
+    shards = [np.sin(2 * np.pi * t[:n] / p + np.arange(2)) + 0.1 * rng.normal(size=(n, 2))
+              for n, p in ((600, 40), (500, 48), (450, 44))]
+    params = dict(window="auto", hidden=(8,), epochs=1, seed=0, verbose=False)
+    det = fit_distributed(get_detector("autoencoder")(**params), shards)
+    want = get_detector("autoencoder")(**params).fit(shards)
+    assert det.window == "auto" and det.window_ == want.window_ and 30 <= det.window_ <= 60
+    assert det.decision_scores_.shape == (1550,)
+    short = shards[:2] + [shards[2][:7]]  # under the smallest window (8): the median cannot fit it
+    with pytest.raises(ValueError, match=r"shard 2 \(.*\) has \d+ timestamps, fewer than the window"):
+        fit_distributed(get_detector("autoencoder")(**params), short)
 
 
 def test_radius_order_statistic(world_of_one):

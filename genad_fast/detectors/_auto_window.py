@@ -20,7 +20,7 @@ import torch
 
 from genad_fast.periodicity import MAX_SAMPLES, MIN_WINDOW, dominant_period, window_from_period
 
-__all__ = ["AUTO", "is_auto", "resolve_window"]
+__all__ = ["AUTO", "combine_windows", "is_auto", "resolve_window", "series_window"]
 
 AUTO = "auto"
 
@@ -42,9 +42,22 @@ def resolve_window(window: object, stride: int, x: torch.Tensor, lengths: tuple[
         return int(window)
     windows, start = [], 0
     for T in lengths:
-        part = x[start:start + min(T, MAX_SAMPLES)]
-        windows.append(window_from_period(dominant_period(part, channels="median"), T))
+        windows.append(series_window(x[start:start + T]))
         start += T
+    return combine_windows(windows, lengths, stride, name)
+
+
+def series_window(x: torch.Tensor) -> int:
+    """One series' own window (``[T, C]``): its dominant period (the median over the channels with one, over the
+    first :data:`~genad_fast.periodicity.MAX_SAMPLES` timestamps), clipped as the module docstring says."""
+    T = int(x.shape[0])
+    return window_from_period(dominant_period(x[:min(T, MAX_SAMPLES)], channels="median"), T)
+
+
+def combine_windows(windows: list[int], lengths: tuple[int, ...], stride: int, name: Callable[[int], str]) -> int:
+    """The window of a collection from its series' own windows: their median, clipped to half the shortest series
+    (at least :data:`~genad_fast.periodicity.MIN_WINDOW`), checked against every series' length and ``stride``
+    (ValueError naming the series, ``name(i)``). The data-parallel fit takes its shards' windows through it."""
     resolved = window_from_period(round(statistics.median(windows)), min(lengths))
     for i, T in enumerate(lengths):
         if T < resolved:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from genad_fast import _backend
+from genad_fast.detectors._auto_window import combine_windows, is_auto, series_window
 from genad_fast.detectors._device import resolve_device
 from genad_fast.detectors._extremes import warn_constant
 from genad_fast.distributed.ddp_data import LocalShard, describe, global_normalizer, local_indices, read_source
@@ -61,10 +62,6 @@ def fit_distributed(detector: Any, shards: Sequence[Any], *, out: str | os.PathL
         raise TypeError("shards must be a non-empty list of paths, arrays or callables (one per shard); for one "
                         "file cut into row ranges use genad_fast.distributed.ddp_data.row_ranges(path, num_shards)")
     detector._check_params()
-    if detector.window == "auto":
-        raise ValueError(f"{type(detector).__name__}(window='auto') cannot train data-parallel: the window would be "
-                         f"resolved from each process's shards alone; resolve it first (genad_fast.periodicity."
-                         f"auto_window on a representative series) and pass the int")
     if getattr(detector, "batch_norm", False):
         raise ValueError(f"{type(detector).__name__}(batch_norm=True) cannot train data-parallel: each process "
                          f"would keep running statistics of its own shards; use batch_norm=False")
@@ -78,12 +75,13 @@ def fit_distributed(detector: Any, shards: Sequence[Any], *, out: str | os.PathL
                          f"depend on the number of processes keeps the model the same when it changes)")
     for attr in ("threshold_", "decision_scores_"):  # a failed re-fit must not look fitted
         detector.__dict__.pop(attr, None)
-    detector.window_ = None if detector.window is None else int(detector.window)
     detector.device_ = device
     detector.seed_ = broadcast(int(detector.seed) if detector.seed is not None else
                                int(np.random.SeedSequence().entropy % (1 << 63)), sync)
 
     local, (n_features, names) = _read_shards(detector, shards, sync)
+    detector.window_ = _auto_window(detector, local, shards, sync) if is_auto(detector.window) else \
+        None if detector.window is None else int(detector.window)
     normalizer, constant = global_normalizer(local, sync)
     detector.n_features_in_ = n_features
     detector.feature_names_in_ = names  # shard 0's column names if all are str (else None: no attribute)
@@ -137,6 +135,27 @@ def _read_shards(detector: Any, shards: Sequence[Any], sync: DDPSync) -> tuple[l
                                  f"has {n} columns" + (f" {names}" if names is not None else "") +
                                  ": every shard needs the same channels, in the same order")
     return local, (n, names)
+
+
+def _auto_window(detector: Any, local: Sequence[LocalShard], shards: Sequence[Any], sync: DDPSync) -> int:
+    """``window="auto"`` over every shard, as a fit on the collection of them resolves it: each shard's own window
+    (its dominant period), then their median, computed once on rank 0 from every process's shards (so the same
+    for any number of processes) and sent to all; a shard shorter than the window is an error on all of them."""
+    with agreed("finding the shards' periods", sync):
+        mine = [(sh.index, series_window(sh.x), int(sh.x.shape[0])) for sh in local]
+    parts = gather_to_main(mine, sync)
+    result: dict[str, Any] = {}
+    if sync.is_main:
+        rows = sorted(p for part in parts for p in part)
+        try:
+            result["window"] = combine_windows([w for _, w, _ in rows], tuple(T for _, _, T in rows),
+                                               detector.stride, lambda i: f"shard {i} ({describe(shards[i])})")
+        except ValueError as exc:
+            result["error"] = str(exc)
+    result = broadcast(result, sync)
+    if "error" in result:
+        raise ValueError(result["error"])
+    return result["window"]
 
 
 def _columns_text(sh: LocalShard) -> str:
