@@ -93,6 +93,19 @@ def test_large_offset_is_cancelled_by_centring(target):
 
 
 @pytest.mark.parametrize("target", CPU_TARGETS)
+def test_centre_from_a_sample_of_many_refs(target):
+    """Over 4,095 finite refs the CPU kernels centre on the median of an evenly spaced sample of them: with an
+    offset of 1e4 in float32 that centre must still cancel it (a centre off by the offset would lose every digit),
+    with huge rows among the refs (left out of the sample's median by its robustness, taken by the exact path) and,
+    for kNN, NaN rows (left out of the sample; a NaN ref makes every KDE density NaN)."""
+    q, r = spec.data(50, 6000, 5, torch.float32, target.dev, seed=8, offset=1e4)
+    r[::1499, 2] = 1e19
+    close(spec.kde(target, q, r, 1.0).double(), ref.kde_logpdf(q.double(), r.double(), 1.0), spec.OFFSET_KDE_TOL)
+    r[::997, 1] = math.nan
+    close(spec.knn(target, q, r, 3).double(), ref.knn_distance(q.double(), r.double(), 3), spec.OFFSET_KNN_TOL)
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_nonfinite_values_follow_the_reference(target, dtype):
     spec.check_nonfinite_values(target, dtype)

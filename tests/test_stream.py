@@ -348,15 +348,15 @@ def test_unpadded_stream_equals_the_batch_call_to_rounding(name):
     rng = np.random.default_rng(2)
     for stride, delay in ((1, 0), (None, 7)):
         want = det.causal_decision_function(x, delay=delay, stride=stride)
-        index, scores, _, _ = run_stream(det.stream(delay=delay, stride=stride), x, rng, max_chunk=3)
+        index, scores, _, _ = run_stream(det.stream(delay=delay, stride=stride, exact=False), x, rng, max_chunk=3)
         np.testing.assert_array_equal(index, np.arange(97))
         budget = UNPADDED_BUDGET.get(name, 1e-5)
         np.testing.assert_allclose(scores, want, rtol=budget, atol=budget, err_msg=f"{name} stride={stride}")
 
 
 def test_unpadded_stream_scores_one_window_per_timestamp(monkeypatch):
-    """exact=False at chunk 1 and stride 1: _score_model sees each completed window once, alone (no padding to
-    min_score_rows copies); the default pads it as the batch path does."""
+    """The default (exact=False) at chunk 1 and stride 1: _score_model sees each completed window once, alone (no
+    padding to min_score_rows copies); exact=True pads it as the batch path does."""
     det = fitted("autoencoder")
     seen: list[int] = []
     real = type(det)._score_model
@@ -367,8 +367,8 @@ def test_unpadded_stream_scores_one_window_per_timestamp(monkeypatch):
 
     monkeypatch.setattr(type(det), "_score_model", counted)
     x = series(40, 3)
-    for exact, rows in ((False, 1), (True, det.min_score_rows)):
-        s = det.stream(stride=1, exact=exact)
+    for exact, rows in ((None, 1), (False, 1), (True, det.min_score_rows)):
+        s = det.stream(stride=1) if exact is None else det.stream(stride=1, exact=exact)
         s.update(x[:W - 1])
         seen.clear()
         for i in range(W - 1, 40):
