@@ -41,8 +41,8 @@ from genad_fast.detectors._device import resolve_device
 from genad_fast.detectors._extremes import warn_constant
 from genad_fast.distributed.ddp_data import LocalShard, describe, global_normalizer, local_indices, read_source
 from genad_fast.distributed.ddp_recipes import Work, recipe_for
-from genad_fast.distributed.ddp_sync import (DDPSync, agreed, broadcast, gather_to_main, join_process_group,
-                                             rank_device)
+from genad_fast.distributed.ddp_sync import (DDPSync, agreed, broadcast, decided_on_main, gather_to_main,
+                                             join_process_group, rank_device)
 
 __all__ = ["fit_distributed"]
 
@@ -73,7 +73,7 @@ def fit_distributed(detector: Any, shards: Sequence[Any], *, out: str | os.PathL
         raise ValueError(f"{sync.world_size} processes but {sync.num_shards} shard(s): every process needs at least "
                          f"one shard; cut the data into at least {sync.world_size} (a shard count that does not "
                          f"depend on the number of processes keeps the model the same when it changes)")
-    for attr in ("threshold_", "decision_scores_"):  # a failed re-fit must not look fitted
+    for attr in ("threshold_", "decision_scores_", "window_"):  # a failed re-fit must not look fitted
         detector.__dict__.pop(attr, None)
     detector.device_ = device
     detector.seed_ = broadcast(int(detector.seed) if detector.seed is not None else
@@ -144,18 +144,13 @@ def _auto_window(detector: Any, local: Sequence[LocalShard], shards: Sequence[An
     with agreed("finding the shards' periods", sync):
         mine = [(sh.index, series_window(sh.x), int(sh.x.shape[0])) for sh in local]
     parts = gather_to_main(mine, sync)
-    result: dict[str, Any] = {}
-    if sync.is_main:
+
+    def decide() -> int:
         rows = sorted(p for part in parts for p in part)
-        try:
-            result["window"] = combine_windows([w for _, w, _ in rows], tuple(T for _, _, T in rows),
-                                               detector.stride, lambda i: f"shard {i} ({describe(shards[i])})")
-        except ValueError as exc:
-            result["error"] = str(exc)
-    result = broadcast(result, sync)
-    if "error" in result:
-        raise ValueError(result["error"])
-    return result["window"]
+        return combine_windows([w for _, w, _ in rows], tuple(T for _, _, T in rows), detector.stride,
+                               lambda i: f"shard {i} ({describe(shards[i])})")
+
+    return decided_on_main(decide, sync)
 
 
 def _columns_text(sh: LocalShard) -> str:
@@ -167,25 +162,20 @@ def _training_scores(detector: Any, local: Sequence[LocalShard], sync: DDPSync) 
     with agreed("scoring the training data", sync):
         mine = [(sh.index, detector._score_normalized(sh.z)) for sh in local]
     parts = gather_to_main(mine, sync)
-    result: dict[str, Any] = {}
-    if sync.is_main:
+
+    def decide() -> float:
         scores = np.concatenate([s for _, s in sorted((p for part in parts for p in part), key=lambda p: p[0])])
         bad = ~np.isfinite(scores)
-        try:
-            if bad.any():
-                raise ValueError(f"{type(detector).__name__} gives non-finite scores on {int(bad.sum())} of "
-                                 f"{scores.size} training {'timestamps' if detector.is_series else 'rows'} (the "
-                                 f"first at {int(np.argmax(bad))} of the shards in order); the fit diverged or the "
-                                 f"data is degenerate")
-            result["threshold"] = detector._fit_threshold(getattr(detector, "threshold", None), scores, None)
-            detector.decision_scores_ = scores
-        except (ValueError, TypeError) as exc:
-            result["error"] = (isinstance(exc, TypeError), str(exc))
-    result = broadcast(result, sync)
-    if "error" in result:
-        is_type, message = result["error"]
-        raise (TypeError if is_type else ValueError)(message)
-    detector.threshold_ = result["threshold"]
+        if bad.any():
+            raise ValueError(f"{type(detector).__name__} gives non-finite scores on {int(bad.sum())} of "
+                             f"{scores.size} training {'timestamps' if detector.is_series else 'rows'} (the first at "
+                             f"{int(np.argmax(bad))} of the shards in order); the fit diverged or the data is "
+                             f"degenerate")
+        threshold = detector._fit_threshold(getattr(detector, "threshold", None), scores, None)
+        detector.decision_scores_ = scores  # rank 0 only
+        return threshold
+
+    detector.threshold_ = decided_on_main(decide, sync)
 
 
 if __name__ == "__main__":  # torchrun ... -m genad_fast.distributed.ddp --detector ... --input ... --out ...

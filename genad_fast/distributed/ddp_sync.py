@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -143,6 +143,23 @@ def gather_to_main(obj: Any, sync: DDPSync) -> list | None:
     out = [None] * sync.world_size if sync.is_main else None
     dist.gather_object(obj, out, dst=0)
     return out
+
+
+def decided_on_main(decide: Callable[[], Any], sync: DDPSync) -> Any:
+    """``decide()`` run on rank 0 only (over what the processes gathered there), its value on every process; a
+    ValueError or TypeError it raises is raised on every process with the same message (the others would otherwise
+    wait in the next collective)."""
+    result: dict[str, Any] = {}
+    if sync.is_main:
+        try:
+            result["value"] = decide()
+        except (ValueError, TypeError) as exc:
+            result["error"] = (isinstance(exc, TypeError), str(exc))
+    result = broadcast(result, sync)
+    if "error" in result:
+        is_type, message = result["error"]
+        raise (TypeError if is_type else ValueError)(message)
+    return result["value"]
 
 
 @contextlib.contextmanager
