@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SOURCE_ROOT", "cpu_model", "dist_version", "git_info", "git_revision", "gpu_name", "load_average",
+__all__ = ["ISA_FLAGS", "SOURCE_ROOT", "cpu_flags", "cpu_model", "dist_version", "git_info", "git_revision", "gpu_name", "load_average",
            "memory_gib", "now_utc", "versions"]
 
 #: The folder above the genad_fast package: the repository root in a source checkout (site-packages in a wheel).
@@ -38,6 +38,25 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+#: The /proc/cpuinfo flags that decide which kernels and products a CPU runs fast (AVX2 and FMA, AVX-512 and its
+#: bfloat16/fp16 parts, AMX; NEON/SVE on aarch64): what a figure needs beside the CPU's model name.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+             "amx_tile", "amx_bf16", "asimd", "sve")
+
+
+def cpu_flags() -> list[str]:
+    """The :data:`ISA_FLAGS` this CPU has (``/proc/cpuinfo``; empty where the OS does not say)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("flags", "features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in ISA_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
 
 
 def memory_gib() -> float | None:

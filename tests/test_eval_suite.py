@@ -235,6 +235,7 @@ def test_suite_small_end_to_end(tmp_path, capsys):
         assert f"| {task} | pca |" in md and f"| {task} | knn |" in md
     assert "## Mean rank per detector" in md and "| pca | classic |" in md
     assert "VUS-PR | PA-F1 (optimistic) |" in md  # PA-F1 only beside VUS-PR
+    assert "Machine: " in md and "fused kernels " in md  # the CPU (model, flags, capability) beside the figures
     # the runs file, written record by record, gives the same report without running anything again
     again = tmp_path / "again.md"
     assert main(["eval", "--from-runs", str(out / "runs.jsonl"), "--report", str(again)]) == 0

@@ -108,6 +108,10 @@ def test_run_summarize_and_reports(tmp_path, registered_gauss, broken):
     paths = ev.write_reports(str(tmp_path), records, rows, machine, dict(seeds=[0, 1], quick=False))
     md = open(paths["md"]).read()
     assert "unavailable: unknown detector 'no-such-detector'" in md and "± " in md and "diverged on purpose" in md
+    # the CPU the figures come from: its model name, ISA flags and the fused kernels' capability
+    from genad_fast import provenance
+    assert f"Machine: {provenance.cpu_model()}" in md and machine["cpu_flags"] == provenance.cpu_flags()
+    assert all(f in md for f in machine["cpu_flags"]) and f"fused kernels {machine['cpu_capability']}" in md
     csv = pd.read_csv(paths["csv"])
     assert {"dataset", "detector", "auroc_mean", "auroc_std", "fit_s_mean", "throughput_mean", "status"} <= set(csv)
     blob = json.load(open(paths["json"]))

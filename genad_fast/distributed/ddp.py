@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from genad_fast import _backend
 from genad_fast.detectors._auto_window import combine_windows, is_auto, series_window

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from genad_fast.evaluation.ranking import family, mean_over_tasks, mean_ranks, summary_lines, task_rows
+from genad_fast.evaluation.report import cpu_text
 
 #: Columns of the full table: (key, heading); PA-F1 stands beside VUS-PR on purpose.
 FULL_COLUMNS = (("vus_pr", "VUS-PR"), ("f1_pa_best", "PA-F1 (optimistic)"), ("vus_roc", "VUS-ROC"),
@@ -94,8 +95,8 @@ def benchmark_markdown(rows: Sequence[dict], machine: dict, config: dict) -> str
           f"{config['seeds']}; training {quick}; detector parameters otherwise the library's defaults.", "",
           f"{machine['date_utc']} UTC; genad_fast {machine['genad_fast']} (git {machine['git']}), torch "
           f"{machine['torch']}, numpy {machine['numpy']}, scikit-learn {machine['scikit_learn']}, aeon "
-          f"{machine['aeon']}; extension {machine['extension']}. Machine: {machine['platform']}, "
-          f"{machine.get('processor') or machine['machine']}, {machine['cpus']} CPUs, torch threads "
+          f"{machine['aeon']}; extension {machine['extension']}. Machine: {cpu_text(machine)}; {machine['platform']}, "
+          f"{machine['cpus']} CPUs, torch threads "
           f"{machine['torch_threads']}, device {machine['device']}; load average at start "
           f"{machine['load_average']} (fit and score times are wall-clock on this shared machine).", "",
           "Metrics: VUS-PR and VUS-ROC as TSB-AD's get_metrics computes them (buffers 0..L, L the dominant period "

@@ -111,7 +111,8 @@ def machine_info(device: str = "cpu") -> dict:
     return dict(
         date_utc=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         command=" ".join(sys.argv),
-        platform=platform.platform(), machine=platform.machine(), processor=platform.processor() or None,
+        platform=platform.platform(), machine=platform.machine(), processor=provenance.cpu_model(),
+        cpu_flags=provenance.cpu_flags(), cpu_capability=build.get("cpu_capability"),
         cpus=os.cpu_count(), load_average=provenance.load_average(),
         torch_threads=torch.get_num_threads(), device=device, gpu=provenance.gpu_name(),
         python=versions["python"], genad_fast=versions["genad_fast"], torch=versions["torch"],
@@ -123,6 +124,17 @@ def machine_info(device: str = "cpu") -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- reports
+def cpu_text(machine: dict) -> str:
+    """The CPU a report's figures come from: its model name, ISA flags and the fused kernels' capability (runs files
+    written before these facts were kept give what they have)."""
+    text = machine.get("processor") or machine["machine"]
+    if machine.get("cpu_flags"):
+        text += f" (flags {' '.join(machine['cpu_flags'])})"
+    if machine.get("cpu_capability"):
+        text += f", fused kernels {machine['cpu_capability']}"
+    return text
+
+
 def _fmt(row: dict, key: str, digits: int = 3) -> str:
     if f"{key}_mean" not in row:
         return "—"
@@ -179,11 +191,12 @@ def write_reports(out_dir: str, records: Sequence[dict], rows: Sequence[dict], m
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {k: os.path.join(out_dir, f"results.{k}") for k in ("md", "csv", "json")}
-    md = [f"# genad-fast eval", "",
+    md = ["# genad-fast eval", "",
           f"{machine['date_utc']} UTC; genad_fast {machine['genad_fast']} (git {machine['git']}), torch "
           f"{machine['torch']}, numpy {machine['numpy']}, scikit-learn {machine['scikit_learn']}, aeon "
           f"{machine['aeon']}; extension {machine['extension']}.",
-          f"Machine: {machine['platform']}, {machine['cpus']} CPUs, torch threads {machine['torch_threads']}, "
+          f"Machine: {cpu_text(machine)}; {machine['platform']}, {machine['cpus']} CPUs, torch threads "
+          f"{machine['torch_threads']}, "
           f"device {machine['device']}{', GPU ' + machine['gpu'] if machine['gpu'] else ''}, load average at start "
           f"{machine['load_average']}.",
           f"Seeds {config['seeds']}; quick={config['quick']}; command: `{machine['command']}`.", "",
