@@ -22,6 +22,23 @@ cd "$root"
 t0=$SECONDS
 elapsed() { echo "   ($((SECONDS - t0)) s)"; t0=$SECONDS; }
 
+# pip's wheel cache would hold a second copy of torch's multi-GB CUDA wheels: not kept (a fresh CI machine once ran
+# out of disk installing torch). Free space is checked first, so a full disk is named rather than failing inside pip.
+export PIP_NO_CACHE_DIR=1
+mkdir -p "$(dirname "$venv")"
+free_mb=$(df -Pm "$(dirname "$venv")" | awk 'NR == 2 {print $4}')
+need_mb=1500
+if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  case "$torch_spec" in
+    torch==2.13.0) need_mb=2500;;   # the CPU build on this disk (~0.7 GB installed)
+    *) need_mb=8000;;               # a CUDA build (torch 2.14.1's: ~5.6 GB installed)
+  esac
+fi
+if [ "${free_mb:-0}" -lt "$need_mb" ]; then
+  echo "setup_env.sh: only ${free_mb} MB free on the disk holding $venv; this step needs about ${need_mb} MB" >&2
+  exit 1
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
   echo "== creating $venv"
   python3 -m venv "$venv"
