@@ -1,6 +1,6 @@
 """AutoEncoderDetector's code-aware scores (issue #17's quality study, docs/quality_study.md): the formulas of
 ``latent_density`` and ``latent_gaussian``, what they detect that the reconstruction error does not, model files
-saved before the option, and ``min_steps`` (shared by the autoencoder, VAE and Deep SVDD)."""
+saved before the option, and ``min_steps`` (shared by the autoencoder, VAE, Deep SVDD and DTE)."""
 import math
 
 import numpy as np
@@ -11,6 +11,7 @@ import genad_fast
 from genad_fast.detectors._model_checksum import seal
 from genad_fast.detectors.autoencoder import AutoEncoderDetector
 from genad_fast.detectors.deep_svdd import DeepSVDDDetector
+from genad_fast.detectors.dte import DTEDetector
 from genad_fast.detectors.vae import VAEDetector
 from genad_fast.metrics import auroc
 
@@ -131,7 +132,7 @@ def test_anomaly_score_must_be_known():
         AutoEncoderDetector(anomaly_score="mahalanobis", **SMALL).fit(np.zeros((20, 3)) + np.arange(60).reshape(20, 3))
 
 
-@pytest.mark.parametrize("cls", [AutoEncoderDetector, VAEDetector, DeepSVDDDetector])
+@pytest.mark.parametrize("cls", [AutoEncoderDetector, VAEDetector, DeepSVDDDetector, DTEDetector])
 def test_min_steps_raises_the_epochs_of_a_small_data_set(cls):
     x = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
     kw = dict(hidden=(8,), epochs=2, batch_size=16, val_fraction=0.0, verbose=False)

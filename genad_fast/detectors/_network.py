@@ -6,14 +6,12 @@ A mixin, not a base class: each detector still spells out its own parameters in 
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import ClassVar
 
 import torch
 
 from genad_fast._params import Param, odd
-from genad_fast.detectors._training_params import TrainingParamsMixin
+from genad_fast.detectors._training_params import MIN_STEPS, TrainingParamsMixin
 
 __all__ = ["MATMUL_DTYPE", "MATMUL_DTYPES", "MIN_STEPS", "NetworkParamsMixin", "default_code_size", "sample_shape"]
 
@@ -29,13 +27,6 @@ MATMUL_DTYPE = Param("matmul_dtype", "choice", "Dtype of the networks' matrix pr
 #: Layer widths: None (a default for the input's shape) or positive ints.
 HIDDEN = Param("hidden", "widths", "Hidden widths (MLP) or convolution channels per stage (windows); None: "
                f"{DEFAULT_HIDDEN_MLP} for rows, {DEFAULT_HIDDEN_CONV} for windows.", allow_none=True)
-#: Fewest optimiser steps of a fit. An optimiser converges in steps, not epochs: 50 epochs of a 60-row table at
-#: batch size 128 are 50 steps, far from converged (the quality study, docs/quality_study.md: the best epoch was
-#: the last one on every data set), while 50 epochs of 2,000 windows are 800.
-MIN_STEPS = Param("min_steps", "int", "Fewest optimiser steps of training: where ``epochs`` passes over the "
-                  "training samples make fewer steps (small data), the fit runs ceil(min_steps / steps per epoch) "
-                  "epochs instead; early stopping (``patience``) may still end it sooner. 0: exactly ``epochs``.",
-                  low=0)
 KERNEL_SIZE = Param("kernel_size", "int", "Odd convolution kernel length (windows).", low=1, check=odd)
 
 
@@ -57,19 +48,6 @@ class NetworkParamsMixin(TrainingParamsMixin):
         if self.hidden is not None:
             return tuple(int(w) for w in self.hidden)
         return DEFAULT_HIDDEN_MLP if len(sample_shape) == 1 else DEFAULT_HIDDEN_CONV
-
-    def _fit_config(self, n_samples: int, epochs: int | None = None):
-        """:meth:`_train_config`, with the epochs raised so that the fit on ``n_samples`` samples makes at least
-        ``min_steps`` optimiser steps (:data:`MIN_STEPS`)."""
-        config = self._train_config(epochs)
-        min_steps = int(getattr(self, "min_steps", 0) or 0)
-        if min_steps <= 0 or config.epochs <= 0:
-            return config
-        n_val = int(round(n_samples * config.val_fraction)) if config.val_fraction > 0 else 0
-        n_train = n_samples - n_val if n_samples - n_val >= 1 else n_samples  # as training.split_train_val
-        per_epoch = math.ceil(n_train * float(getattr(config, "epoch_fraction", 1.0)))
-        steps = max(1, math.ceil(per_epoch / config.batch_size))
-        return dataclasses.replace(config, epochs=max(config.epochs, math.ceil(min_steps / steps)))
 
 
 def sample_shape(data: torch.Tensor) -> tuple[int, ...]:

@@ -26,6 +26,8 @@ docs/training_speed.md for the measurements behind the defaults):
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import ClassVar
 
 import torch
@@ -33,7 +35,7 @@ import torch
 from genad_fast._params import Param
 from genad_fast.nn import training
 
-__all__ = ["TRAINING_SPECS", "TRAIN_DTYPES", "TrainingParamsMixin", "epoch_fraction", "train_autocast"]
+__all__ = ["MIN_STEPS", "TRAINING_SPECS", "TRAIN_DTYPES", "TrainingParamsMixin", "epoch_fraction", "train_autocast"]
 
 #: ``train_dtype`` -> the autocast dtype of the training forward passes (None: float32); "auto" is resolved per
 #: device and CPU by :func:`train_autocast`.
@@ -59,6 +61,14 @@ TRAINING_SPECS: dict[str, Param] = {p.name: p for p in (
           choices=TRAIN_DTYPES),
 )}
 
+#: Fewest optimiser steps of a fit. An optimiser converges in steps, not epochs: 50 epochs of a 60-row table at
+#: batch size 128 are 50 steps, far from converged (the quality study, docs/quality_study.md: the best epoch was
+#: the last one on every data set), while 50 epochs of 2,000 windows are 800.
+MIN_STEPS = Param("min_steps", "int", "Fewest optimiser steps of training: where ``epochs`` passes over the "
+                  "training samples make fewer steps (small data), the fit runs ceil(min_steps / steps per epoch) "
+                  "epochs instead; early stopping (``patience``) may still end it sooner. 0: exactly ``epochs``.",
+                  low=0)
+
 
 class TrainingParamsMixin:
     """The specs of the seven training parameters and the :class:`~genad_fast.nn.training.TrainConfig` they make."""
@@ -83,6 +93,19 @@ class TrainingParamsMixin:
                                     epoch_fraction=epoch_fraction(self),
                                     autocast=None if self._loss_applies_train_dtype else train_autocast(self),
                                     min_epoch_steps=self._min_epoch_steps, fused_adam=self._fused_adam)
+
+    def _fit_config(self, n_samples: int, epochs: int | None = None):
+        """:meth:`_train_config`, with the epochs raised so that the fit on ``n_samples`` samples makes at least
+        ``min_steps`` optimiser steps (:data:`MIN_STEPS`)."""
+        config = self._train_config(epochs)
+        min_steps = int(getattr(self, "min_steps", 0) or 0)
+        if min_steps <= 0 or config.epochs <= 0:
+            return config
+        n_val = int(round(n_samples * config.val_fraction)) if config.val_fraction > 0 else 0
+        n_train = n_samples - n_val if n_samples - n_val >= 1 else n_samples  # as training.split_train_val
+        # (the detectors with min_steps train on every sample each epoch: no train_stride, epoch_fraction 1)
+        steps = max(1, math.ceil(n_train / config.batch_size))
+        return dataclasses.replace(config, epochs=max(config.epochs, math.ceil(min_steps / steps)))
 
 
 def epoch_fraction(det) -> float:

@@ -39,7 +39,7 @@ import torch
 
 from genad_fast._params import Param
 from genad_fast.detectors._call import build_network, current_call
-from genad_fast.detectors._training_params import TrainingParamsMixin
+from genad_fast.detectors._training_params import MIN_STEPS, TrainingParamsMixin
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.diffusion.schedules import NoiseSchedule
@@ -60,6 +60,7 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
 
     min_fit_samples = 8
     _param_specs = (
+        MIN_STEPS,
         Param("variant", "choice", "What the network predicts: the time's bin (cross-entropy, DTE-C) or the "
               "inverse-gamma posterior of the noise variance (DTE-IG; needs at least 3 input values).",
               choices=DTE_VARIANTS),
@@ -83,7 +84,8 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
                  beta_end: float = 0.01, n_bins: int = 7, drift: bool = False,
                  hidden: tuple[int, ...] = (256, 512, 256), dropout: float = 0.5, epochs: int = 400,
                  batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 5e-4, grad_clip: float = 0.0,
-                 val_fraction: float = 0.0, patience: int = 10, reduce: str = "min", **kwargs):
+                 val_fraction: float = 0.0, patience: int = 10, min_steps: int = 0, reduce: str = "min",
+                 **kwargs):
         super().__init__(reduce=reduce, **kwargs)
         self.variant = variant
         self.n_steps = n_steps
@@ -100,6 +102,7 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
         self.grad_clip = grad_clip
         self.val_fraction = val_fraction
         self.patience = patience
+        self.min_steps = min_steps
 
     # ---- parameters ------------------------------------------------------------------------------
     def _check_params(self, scoring: bool = False) -> None:
@@ -139,8 +142,8 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
         call = current_call(self, "fit")
         loss = DTELoss(self.variant, alpha_bar, bool(self.drift), call.dispatch,
                        call.generator("training-noise", self.device_))
-        self.history_ = training.fit(self.model_, loss, data, self._train_config(), self._torch_generator("fit"),
-                                     verbose=self.verbose, desc="DTEDetector")
+        self.history_ = training.fit(self.model_, loss, data, self._fit_config(data.shape[0]),
+                                     self._torch_generator("fit"), verbose=self.verbose, desc="DTEDetector")
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
         rows = batch.reshape(batch.shape[0], -1)

@@ -32,9 +32,13 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "flow-lr": ("flow", {"anomaly_score": "likelihood_ratio"}),
     "flow-complexity": ("flow", {"anomaly_score": "complexity"}),
 }
-#: ``--quick``: short training for a smoke run (each only where the detector has the parameter).
+#: ``--quick``: short training for a smoke run (each only where the detector has the parameter). Five epochs of
+#: a series' 2,500 windows are ~100 optimiser steps, but five of a 115-row table (a digits class) at batch 128 are
+#: five: ``min_steps`` gives small data the same ~200 steps, so a quick run ranks detectors rather than how few
+#: rows a table has (digits, wine, wdbc at min_steps=200, one seed: mean AUROC VAE 0.730 -> 0.967, Deep SVDD
+#: 0.731 -> 0.964, autoencoder 0.973 -> 0.977; a few seconds more in all).
 QUICK_PARAMS: dict[str, Any] = {"epochs": 5, "pretrain_epochs": 3, "warm_up_epochs": 2, "encoder_epochs": 5,
-                                "iterations": 100}
+                                "iterations": 100, "min_steps": 200}
 
 
 # ---------------------------------------------------------------------------------------------- detectors
