@@ -17,9 +17,10 @@ from genad_fast.nn.gan.training import GANConfig, gradient_penalty, train_wgan_g
 from genad_fast.nn.training import TrainingDivergedError
 
 # 30 WGAN-GP epochs are enough for make_series at W=16 (AUROC 0.95-0.99 over seeds 0-2).
-SERIES = dict(window=16, epochs=30, encoder_epochs=20, iterations=50, verbose=False)
-TINY = dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, encoder_epochs=2, iterations=5,
-            verbose=False)
+SERIES = dict(window=16, epochs=30, min_steps=0, encoder_epochs=20, iterations=50, verbose=False)
+# min_steps=1: a generator step at least (the default 1,000 would make these fits minutes long)
+TINY = dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, min_steps=1, encoder_epochs=2,
+            iterations=5, verbose=False)
 TINY_F = {k: v for k, v in TINY.items() if k != "iterations"}
 
 
@@ -75,7 +76,7 @@ def test_bfloat16_products_keep_auroc(series, anogan):
         bf16 = roc_auc_score(series.labels, anogan.decision_function(series.test))
     finally:
         anogan.set_params(matmul_dtype="float32")
-    assert abs(bf16 - f32) <= 0.01
+    assert bf16 >= f32 - 0.01  # keeps: loses at most 0.01 (it may gain by rounding, 0.921 -> 0.932 once)
 
 
 def test_tabular_outliers():
@@ -245,3 +246,26 @@ def test_wgan_gp_learns_a_shifted_gaussian(caplog, seed):
         sample = g(torch.randn(4000, 2))
     # energy distance to the data: > 1 at initialisation, ~0.05-0.15 after training
     assert before > 1.0 and _energy_distance(sample, data) < 0.25
+
+
+def test_small_data_trains_the_generator_every_n_critic_steps():
+    """An epoch of fewer than n_critic batches still advances the generator: critic steps count over the fit (they
+    restarted every epoch once, so a table of 100 rows at batch 64, two critic steps an epoch, never moved it)."""
+    torch.manual_seed(0)
+    data = torch.randn(100, 2) * torch.tensor([0.5, 1.2]) + torch.tensor([1.0, -0.5])
+    g, c = MLPGenerator(2, (32, 32), (2,)), MLPCritic((2,), (32, 32))
+    with torch.no_grad():
+        before = _energy_distance(g(torch.randn(2000, 2)), data)
+    hist = train_wgan_gp(g, c, data, GANConfig(epochs=400, batch_size=64, n_critic=5),
+                         torch.Generator().manual_seed(0), verbose=False)
+    assert hist.generator_steps == 400 * 2 // 5
+    assert np.isnan(hist.generator_loss[0]) and np.isfinite(hist.generator_loss[2])  # epoch 3 holds step 5
+    with torch.no_grad():
+        assert _energy_distance(g(torch.randn(2000, 2)), data) < 0.5 * before
+
+
+def test_too_little_training_for_one_generator_step_is_an_error():
+    g, c = MLPGenerator(2, (8,), (2,)), MLPCritic((2,), (8,))
+    with pytest.raises(ValueError, match="make no generator step.*raise epochs to at least 3"):
+        train_wgan_gp(g, c, torch.randn(100, 2), GANConfig(epochs=2, batch_size=64, n_critic=5),
+                      torch.Generator().manual_seed(0), verbose=False)

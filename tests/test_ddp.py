@@ -40,11 +40,11 @@ RUNS = {
     "diffusion": ("diffusion", dict(window=32, n_steps=10, residual_channels=8, n_layers=2, embedding_dim=16,
                                     epochs=2, batch_size=64, n_draws=1, tile_size=128), "series"),
     "vae": ("vae", dict(window=8, hidden=(8, 8), epochs=3, batch_size=64, n_samples=2), "series"),
-    "fanogan": ("fanogan", dict(window=8, hidden=(16,), critic_hidden=(16,), epochs=2, batch_size=32,
+    "fanogan": ("fanogan", dict(window=8, hidden=(16,), critic_hidden=(16,), epochs=2, min_steps=1, batch_size=32,
                                 encoder_epochs=2), "series"),
     "autoencoder-uneven": ("autoencoder", dict(hidden=(8,), epochs=3, batch_size=16), "uneven"),
-    "anogan-uneven": ("anogan", dict(hidden=(8,), critic_hidden=(8,), epochs=2, batch_size=16, iterations=3),
-                      "uneven"),
+    "anogan-uneven": ("anogan", dict(hidden=(8,), critic_hidden=(8,), epochs=2, min_steps=1, batch_size=16,
+                                     iterations=3), "uneven"),
 }
 
 WORKER = textwrap.dedent('''
@@ -217,7 +217,8 @@ def test_a_detector_without_gradient_training_is_refused():
                        epochs=2, batch_size=64, n_draws=1, tile_size=128), "series"),
     ("deep_svdd", dict(objective="soft-boundary", warm_up_epochs=1, hidden=(16,), epochs=2, pretrain_epochs=1,
                        batch_size=64), "rows"),
-    ("anogan", dict(hidden=(16,), critic_hidden=(16,), epochs=2, batch_size=32, iterations=3), "rows"),
+    ("anogan", dict(hidden=(16,), critic_hidden=(16,), epochs=2, min_steps=1, batch_size=32, iterations=3),
+     "rows"),
 ])
 def test_one_shard_is_fit_bit_for_bit(world_of_one, name, params, data):
     rng = np.random.default_rng(0)

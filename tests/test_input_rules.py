@@ -25,7 +25,7 @@ from genad_fast.detectors.knn import KNNDetector
 
 SMALL_FLOW = dict(n_steps=2, hidden=16, n_blocks=1, epochs=3, verbose=False, seed=0)
 SMALL_DIFFUSION = dict(window=32, n_layers=3, residual_channels=16, epochs=3, verbose=False, seed=0)
-SMALL_ANOGAN = dict(epochs=2, iterations=5, verbose=False, seed=0)
+SMALL_ANOGAN = dict(epochs=2, min_steps=1, iterations=5, verbose=False, seed=0)
 
 
 def _frame(n=240, seed=0):

@@ -14,9 +14,9 @@ TINY: dict[str, dict] = {
     "deep_svdd": dict(hidden=(16,), epochs=3, pretrain_epochs=2),
     # iforest keeps its default 100 trees: with 20, a 1e4-sigma spike in one feature scored below the threshold
     "lof": dict(n_neighbors=10),
-    "anogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, encoder_epochs=2,
+    "anogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, min_steps=1, encoder_epochs=2,
                    iterations=5),
-    "fanogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, encoder_epochs=2),
+    "fanogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, min_steps=1, encoder_epochs=2),
     "dte": dict(hidden=(16, 16), epochs=5, lr=3e-3, n_steps=40),
     "ensemble": dict(member_params={"flow": dict(n_steps=2, hidden=16, n_blocks=1, epochs=3),
                                     "dte": dict(hidden=(16, 16), epochs=3, n_steps=40)}),

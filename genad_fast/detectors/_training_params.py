@@ -35,7 +35,8 @@ import torch
 from genad_fast._params import Param
 from genad_fast.nn import training
 
-__all__ = ["MIN_STEPS", "TRAINING_SPECS", "TRAIN_DTYPES", "TrainingParamsMixin", "epoch_fraction", "train_autocast"]
+__all__ = ["MIN_STEPS", "TRAINING_SPECS", "TRAIN_DTYPES", "TrainingParamsMixin", "epoch_fraction", "epochs_for_steps",
+           "train_autocast"]
 
 #: ``train_dtype`` -> the autocast dtype of the training forward passes (None: float32); "auto" is resolved per
 #: device and CPU by :func:`train_autocast`.
@@ -99,13 +100,21 @@ class TrainingParamsMixin:
         ``min_steps`` optimiser steps (:data:`MIN_STEPS`)."""
         config = self._train_config(epochs)
         min_steps = int(getattr(self, "min_steps", 0) or 0)
-        if min_steps <= 0 or config.epochs <= 0:
+        if min_steps <= 0:
             return config
         n_val = int(round(n_samples * config.val_fraction)) if config.val_fraction > 0 else 0
         n_train = n_samples - n_val if n_samples - n_val >= 1 else n_samples  # as training.split_train_val
         # (the detectors with min_steps train on every sample each epoch: no train_stride, epoch_fraction 1)
         steps = max(1, math.ceil(n_train / config.batch_size))
-        return dataclasses.replace(config, epochs=max(config.epochs, math.ceil(min_steps / steps)))
+        return dataclasses.replace(config, epochs=epochs_for_steps(config.epochs, min_steps, steps))
+
+
+def epochs_for_steps(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
+    """``epochs``, or ceil(min_steps / steps_per_epoch) where that is more: the epochs that make at least
+    ``min_steps`` steps (``min_steps`` <= 0: ``epochs``)."""
+    if min_steps <= 0 or epochs <= 0:
+        return epochs
+    return max(epochs, math.ceil(min_steps / max(1, steps_per_epoch)))
 
 
 def epoch_fraction(det) -> float:

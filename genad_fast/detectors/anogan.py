@@ -19,6 +19,7 @@ anomalous, so a window's score stays on the anomaly instead of smearing over W -
 """
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -28,7 +29,7 @@ from genad_fast._params import Param
 from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
 from genad_fast.detectors._collection import as_collection
 from genad_fast.detectors._network import HIDDEN, KERNEL_SIZE, MATMUL_DTYPE, MATMUL_DTYPES, sample_shape
-from genad_fast.detectors._training_params import TRAINING_SPECS
+from genad_fast.detectors._training_params import MIN_STEPS, TRAINING_SPECS, epochs_for_steps
 from genad_fast.detectors.base import REDUCE, BaseDetector, _stream_seed
 from genad_fast.nn import training
 from genad_fast.nn.gan.encoder import izif_score, train_izif_encoder
@@ -60,6 +61,12 @@ _GAN_SPECS = (
           "alone is 0.001.", choices=("mlp", "conv")),
     KERNEL_SIZE,
     TRAINING_SPECS["epochs"].but(doc="Critic passes over the data" + _WGAN),
+    MIN_STEPS.but(doc="Fewest generator steps of the GAN (one follows every ``n_critic`` critic steps): where "
+                  "``epochs`` make fewer (small data: 100 epochs of a 115-row table at batch 64 are 40), the GAN "
+                  "trains ceil(min_steps·n_critic / batches per epoch) epochs instead. 1,000: these networks at "
+                  "lr 1e-3 settle in a few thousand generator steps (:mod:`genad_fast.nn.gan.training`); on a digits "
+                  "class (115 rows) AnoGAN's AUROC was 0.94 after 40 steps, 0.97 after 200, 0.99 after 1,000. "
+                  "0: exactly ``epochs``."),
     TRAINING_SPECS["batch_size"].but(doc="Batch size of the GAN and of the encoder's training."),
     TRAINING_SPECS["lr"].but(doc="Adam learning rate (betas 0.5, 0.9)" + _WGAN),
     Param("n_critic", "int", "Critic steps per generator step (paper: 5).", low=1),
@@ -83,8 +90,8 @@ class _GANDetector(BaseDetector):
     #: Whether fit also trains the izi_f encoder.
     _needs_encoder: ClassVar[bool] = True
 
-    def _gan_init(self, latent_dim, hidden, critic_hidden, architecture, kernel_size, epochs, batch_size, lr,
-                  n_critic, gp_weight, encoder_hidden, encoder_epochs, encoder_lr, kappa, val_fraction, patience,
+    def _gan_init(self, latent_dim, hidden, critic_hidden, architecture, kernel_size, epochs, min_steps, batch_size,
+                  lr, n_critic, gp_weight, encoder_hidden, encoder_epochs, encoder_lr, kappa, val_fraction, patience,
                   matmul_dtype) -> None:
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -92,6 +99,7 @@ class _GANDetector(BaseDetector):
         self.architecture = architecture
         self.kernel_size = kernel_size
         self.epochs = epochs
+        self.min_steps = min_steps
         self.batch_size = batch_size
         self.lr = lr
         self.n_critic = n_critic
@@ -124,7 +132,7 @@ class _GANDetector(BaseDetector):
         latent = int(self.latent_dim) if self.latent_dim is not None else default_latent_dim(data[0].numel())
         self._build(shape, latent, with_encoder=self._needs_encoder)
         name = type(self).__name__
-        self.gan_history_ = train_wgan_gp(self.generator_, self.critic_, data, self._gan_config(),
+        self.gan_history_ = train_wgan_gp(self.generator_, self.critic_, data, self._gan_config(data.shape[0]),
                                           self._torch_generator("gan"), verbose=self.verbose, desc=f"{name} GAN")
         self.encoder_history_ = None
         if self.encoder_ is not None:
@@ -132,9 +140,13 @@ class _GANDetector(BaseDetector):
                 self.encoder_, self.generator_, self.critic_, data, float(self.kappa), self._encoder_config(),
                 self._torch_generator("encoder"), verbose=self.verbose, desc=f"{name} encoder")
 
-    def _gan_config(self) -> GANConfig:
-        return GANConfig(epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
-                         n_critic=int(self.n_critic), gp_weight=float(self.gp_weight))
+    def _gan_config(self, n_samples: int) -> GANConfig:
+        """The GAN's training configuration for ``n_samples`` training samples (``min_steps`` raises the epochs)."""
+        batch_size = int(self.batch_size)
+        critic_steps = max(1, math.ceil(n_samples / max(1, min(batch_size, n_samples))))  # a critic step per batch
+        epochs = epochs_for_steps(int(self.epochs), int(self.min_steps) * int(self.n_critic), critic_steps)
+        return GANConfig(epochs=epochs, batch_size=batch_size, lr=float(self.lr), n_critic=int(self.n_critic),
+                         gp_weight=float(self.gp_weight))
 
     def _encoder_config(self) -> training.TrainConfig:
         return training.TrainConfig(epochs=int(self.encoder_epochs), batch_size=int(self.batch_size),
@@ -223,7 +235,7 @@ class AnoGANDetector(_GANDetector):
                  tol: float = 1e-3, check_every: int = 10, init: str = "random", score_batch_size: int = 1024,
                  latent_dim: int | None = None, hidden: tuple[int, ...] | None = None,
                  critic_hidden: tuple[int, ...] | None = None, architecture: str = "mlp", kernel_size: int = 5,
-                 epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, n_critic: int = 5,
+                 epochs: int = 100, min_steps: int = 1000, batch_size: int = 64, lr: float = 1e-3, n_critic: int = 5,
                  gp_weight: float = 10.0, encoder_hidden: tuple[int, ...] | None = None, encoder_epochs: int = 50,
                  encoder_lr: float = 1e-3, kappa: float = 1.0, val_fraction: float = 0.1, patience: int = 10,
                  matmul_dtype: str = "float32", reduce: str = "min", **kwargs):
@@ -236,8 +248,8 @@ class AnoGANDetector(_GANDetector):
         self.check_every = check_every
         self.init = init
         self.score_batch_size = score_batch_size
-        self._gan_init(latent_dim, hidden, critic_hidden, architecture, kernel_size, epochs, batch_size, lr, n_critic,
-                       gp_weight, encoder_hidden, encoder_epochs, encoder_lr, kappa, val_fraction, patience,
+        self._gan_init(latent_dim, hidden, critic_hidden, architecture, kernel_size, epochs, min_steps, batch_size, lr,
+                       n_critic, gp_weight, encoder_hidden, encoder_epochs, encoder_lr, kappa, val_fraction, patience,
                        matmul_dtype)
 
     @property
@@ -275,13 +287,13 @@ class FAnoGANDetector(_GANDetector):
 
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None,
                  critic_hidden: tuple[int, ...] | None = None, architecture: str = "mlp", kernel_size: int = 5,
-                 epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, n_critic: int = 5,
+                 epochs: int = 100, min_steps: int = 1000, batch_size: int = 64, lr: float = 1e-3, n_critic: int = 5,
                  gp_weight: float = 10.0, encoder_hidden: tuple[int, ...] | None = None, encoder_epochs: int = 50,
                  encoder_lr: float = 1e-3, kappa: float = 1.0, val_fraction: float = 0.1, patience: int = 10,
                  matmul_dtype: str = "float32", reduce: str = "min", **kwargs):
         super().__init__(reduce=reduce, **kwargs)
-        self._gan_init(latent_dim, hidden, critic_hidden, architecture, kernel_size, epochs, batch_size, lr, n_critic,
-                       gp_weight, encoder_hidden, encoder_epochs, encoder_lr, kappa, val_fraction, patience,
+        self._gan_init(latent_dim, hidden, critic_hidden, architecture, kernel_size, epochs, min_steps, batch_size, lr,
+                       n_critic, gp_weight, encoder_hidden, encoder_epochs, encoder_lr, kappa, val_fraction, patience,
                        matmul_dtype)
 
     def _components(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -272,8 +272,8 @@ def fit_gan(work: Work) -> None:
     det._build(sample_shape(work.first), latent, with_encoder=det._needs_encoder)
     name = type(det).__name__
     shards = [sh.as_shard(work.generator("gan", sh.index)) for sh in work.shards]
-    det.gan_history_ = train_wgan_gp_shards(det.generator_, det.critic_, shards, det._gan_config(), sync=work.sync,
-                                            verbose=det.verbose, desc=f"{name} GAN")
+    det.gan_history_ = train_wgan_gp_shards(det.generator_, det.critic_, shards, det._gan_config(work.total()),
+                                            sync=work.sync, verbose=det.verbose, desc=f"{name} GAN")
     det.encoder_history_ = None
     if det.encoder_ is not None:
         kappa = float(det.kappa)

@@ -30,7 +30,7 @@ FLOW = dict(window=16, n_steps=4, hidden=32, n_blocks=1, epochs=3, verbose=False
 DIFFUSION = dict(window=32, stride=4, residual_channels=16, n_layers=3, dilation_cycle=3, embedding_dim=16,
                  n_steps=10, epochs=2, batch_size=64, n_draws=2, tile_size=256, tile_batch=2, verbose=False, seed=0)
 DIFFUSION_MODES = {"reconstruct": dict(noise_level=6, denoise_steps=3), "impute": dict(denoise_steps=3)}
-ANOGAN = dict(window=8, hidden=(32,), critic_hidden=(32,), epochs=3, iterations=30, tol=0.0, verbose=False, seed=0)
+ANOGAN = dict(window=8, hidden=(32,), critic_hidden=(32,), epochs=3, min_steps=1, iterations=30, tol=0.0, verbose=False, seed=0)
 # Same device, fused vs eager ops: the networks are identical, the ops agree to rounding (noise: a few ulps).
 # The absolute part is relative to the largest score (scores near 0 are differences of larger terms).
 SAME_DEVICE = dict(rtol=1e-4, atol=1e-6)
