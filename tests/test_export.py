@@ -129,8 +129,9 @@ def _reference(det, x: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
 def _floor(det) -> float:
     """The denominator's floor of the relative error: the size of the terms a score subtracts, where it is a
     difference that can cancel to about 0, so that its absolute error is that of the terms, whatever the
-    difference. Typicality = |NLL - mean training NLL|; PCA's likelihood = ½·Mahalanobis term + a constant
-    (½·(Σ log λ + (D - k)·log σ² + D·log 2π)) that is negative when the variances are small."""
+    difference. Typicality = |NLL - mean training NLL|; Deep SVDD's soft boundary = ||φ(x) - c||² - R²; PCA's
+    likelihood = ½·Mahalanobis term + a constant (½·(Σ log λ + (D - k)·log σ² + D·log 2π)) that is negative when
+    the variances are small."""
     kind = getattr(det, "anomaly_score", None)
     if kind == "typicality":
         return abs(det.train_nll_mean_)
@@ -138,6 +139,10 @@ def _floor(det) -> float:
         lam, noise = det.state_["explained_variance"].double(), float(det.state_["noise_variance"])
         D, k = det.state_["components"].shape[1], lam.shape[0]
         return abs(0.5 * (float(lam.log().sum()) + (D - k) * math.log(noise) + D * math.log(2 * math.pi)))
+    if getattr(det, "objective", None) == "soft-boundary":
+        # Deep SVDD's soft-boundary score ||φ(x) - c||² - R² is about 0 for rows on the boundary: R² sizes its terms
+        # (an AVX2 machine's float32 rounding gave 2.5e-4 relative to a near-zero score without this floor)
+        return det.radius_ ** 2
     if getattr(det, "variant", None) == "inverse_gamma":
         # DTE-IG's score is 2β/D with β = out²: the network's output cancels to about 0 on the cleanest rows, so
         # its terms are the size of a typical training score's square root; the typical training score floors it
