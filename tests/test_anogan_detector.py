@@ -269,3 +269,15 @@ def test_too_little_training_for_one_generator_step_is_an_error():
     with pytest.raises(ValueError, match="make no generator step.*raise epochs to at least 3"):
         train_wgan_gp(g, c, torch.randn(100, 2), GANConfig(epochs=2, batch_size=64, n_critic=5),
                       torch.Generator().manual_seed(0), verbose=False)
+
+
+def test_min_steps_counts_generator_steps():
+    """min_steps raises the GAN's epochs to make that many generator steps: 100 rows at batch 64 are 2 critic steps
+    an epoch, so 10 generator steps (50 critic steps) need 25 epochs; 0 keeps ``epochs``."""
+    x = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+    kw = dict(hidden=(8,), critic_hidden=(8,), iterations=2, batch_size=64, verbose=False)
+    det = AnoGANDetector(epochs=2, min_steps=10, **kw).fit(x)
+    assert len(det.gan_history_.critic_loss) == 25 and det.gan_history_.generator_steps == 10
+    assert AnoGANDetector(epochs=5, min_steps=0, **kw).fit(x).gan_history_.generator_steps == 2
+    with pytest.raises(ValueError, match="make no generator step"):
+        AnoGANDetector(epochs=2, min_steps=0, **kw).fit(x)
