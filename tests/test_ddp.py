@@ -219,6 +219,9 @@ def test_a_detector_without_gradient_training_is_refused():
                        batch_size=64), "rows"),
     ("anogan", dict(hidden=(16,), critic_hidden=(16,), epochs=2, min_steps=1, batch_size=32, iterations=3),
      "rows"),
+    # min_steps raises the epochs (180 training rows at batch 64: 3 steps an epoch, so 12 steps are 4 epochs)
+    ("vae", dict(hidden=(8,), epochs=2, min_steps=12, batch_size=64, n_samples=2), "rows"),
+    ("deep_svdd", dict(hidden=(8,), epochs=1, pretrain_epochs=1, min_steps=12, batch_size=64), "rows"),
 ])
 def test_one_shard_is_fit_bit_for_bit(world_of_one, name, params, data):
     rng = np.random.default_rng(0)
@@ -238,6 +241,8 @@ def test_one_shard_is_fit_bit_for_bit(world_of_one, name, params, data):
         else:
             assert value == sb[key], key
     assert np.array_equal(a.decision_scores_, b.decision_scores_) and a.threshold_ == b.threshold_
+    if params.get("min_steps", 0) > 1:  # the epochs were raised, in both fits alike
+        assert len(b.history_.train_loss) == len(a.history_.train_loss) == 4
 
 
 def test_shard_statistics(world_of_one):

@@ -175,13 +175,13 @@ def fit_vae(work: Work) -> None:
         noise = work.call_generator("elbo", s)  # the reparameterisation's ε
         return lambda model, batch: elbo_loss(model, batch, beta, noise)
 
-    det.history_ = work.train(det.model_, loss_for, det._train_config(), desc="VAEDetector")
+    det.history_ = work.train(det.model_, loss_for, det._fit_config(work.total()), desc="VAEDetector")
 
 
 def fit_autoencoder(work: Work) -> None:
     det = work.det
     det.model_ = det._build(sample_shape(work.first), _code_size(det, work, "latent_dim"))
-    det.history_ = work.train(det.model_, lambda s: reconstruction_loss, det._train_config(),
+    det.history_ = work.train(det.model_, lambda s: reconstruction_loss, det._fit_config(work.total()),
                               desc="AutoEncoderDetector")
     _autoencoder_code_stats(work)
 
@@ -213,8 +213,9 @@ def fit_deep_svdd(work: Work) -> None:
     det.pretrain_history_ = None
     if det.pretrain_epochs > 0:
         ae = det._pretrain_autoencoder(shape, rep_dim)
-        det.pretrain_history_ = work.train(ae, lambda s: reconstruction_loss, det._train_config(det.pretrain_epochs),
-                                           purpose="pretrain", desc="DeepSVDDDetector pre-training")
+        det.pretrain_history_ = work.train(ae, lambda s: reconstruction_loss,
+                                           det._fit_config(work.total(), det.pretrain_epochs), purpose="pretrain",
+                                           desc="DeepSVDDDetector pre-training")
         model.net.load_state_dict(ae.encoder.state_dict())
     bs = int(det.score_batch_size)
     _init_center(work, model, bs, float(det.center_eps))
@@ -230,7 +231,7 @@ def fit_deep_svdd(work: Work) -> None:
                 _solve_radius(work, model, bs)
 
     det.model_ = model
-    det.history_ = work.train(model, lambda s: svdd_loss, det._train_config(), desc="DeepSVDDDetector",
+    det.history_ = work.train(model, lambda s: svdd_loss, det._fit_config(work.total()), desc="DeepSVDDDetector",
                               epoch_end=epoch_end)
     if det.objective == "soft-boundary":
         _solve_radius(work, model, bs)  # the exact R for the weights the loop kept (best epoch)

@@ -18,8 +18,9 @@ two players (a 2-D Gaussian with 32-unit networks, 80 epochs: 4 of 4 seeds conve
 
 with z ~ N(0, I). An epoch is one pass of the critic over the training data (one real batch per
 critic step); the n_critic count runs over the whole fit, not per epoch, so a table of fewer than
-n_critic batches still trains its generator (a fit that would make no generator step is an error). Losses are logged per epoch at DEBUG level on the ``genad_fast`` logger and shown on
-the progress bar; a non-finite loss raises :class:`~genad_fast.nn.training.TrainingDivergedError`.
+n_critic batches still trains its generator (a fit that would make no generator step is an error).
+Losses are logged per epoch at DEBUG level on the ``genad_fast`` logger and shown on the progress bar;
+a non-finite loss raises :class:`~genad_fast.nn.training.TrainingDivergedError`.
 
 Shards and data parallelism (:func:`train_wgan_gp_shards`): as :func:`genad_fast.nn.training.fit_shards`, a
 critic step's real batch is one slice of every shard (:class:`~genad_fast.nn.training.BatchPlan`), each shard's
@@ -179,7 +180,7 @@ def train_wgan_gp_shards(generator: nn.Module, critic: nn.Module, shards: Sequen
                          f"generator step (one follows every n_critic={config.n_critic} critic steps); raise epochs "
                          f"to at least {math.ceil(config.n_critic / plan.steps)}")
     # Critic steps are counted over the whole fit, not per epoch: an epoch of fewer than n_critic batches (a table
-    # of < 320 rows at batch 64) made no generator step at all when the count restarted every epoch, and the
+    # of at most 256 rows at batch 64) made no generator step at all when the count restarted every epoch, and the
     # generator stayed at its initialisation (AnoGAN AUROC 0.36 on a digits class, below chance).
     total_d_steps = total_g_steps = 0
     bar = tqdm(range(config.epochs), desc=desc, disable=not (verbose and sync.is_main), leave=False, unit="epoch")
