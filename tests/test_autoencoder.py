@@ -12,7 +12,7 @@ from genad_fast.detectors.autoencoder import AutoEncoderDetector
 from genad_fast.nn.autoencoder import AutoEncoder
 from genad_fast.nn.blocks import ConvDecoder, ConvEncoder, make_decoder, make_encoder, pooled_lengths
 
-SMALL = dict(hidden=(16, 32), epochs=20, verbose=False)
+SMALL = dict(hidden=(16, 32), epochs=20, min_steps=0, verbose=False)
 
 
 # One torch thread and the shared small series for the whole module (tests/conftest.py).

@@ -16,7 +16,7 @@ from genad_fast.detectors.vae import VAEDetector
 from genad_fast.metrics import auroc
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SMALL = dict(hidden=(16, 16), epochs=30, verbose=False, seed=0)
+SMALL = dict(hidden=(16, 16), epochs=30, min_steps=0, verbose=False, seed=0)
 
 
 def _two_clusters_and_a_gap(seed: int = 0, n_train: int = 600):
@@ -143,6 +143,17 @@ def test_min_steps_raises_the_epochs_of_a_small_data_set(cls):
     assert len(cls(min_steps=40, **kw).fit(x).history_.train_loss) == 10
     # epochs already making more steps than min_steps: unchanged
     assert len(cls(min_steps=4, **{**kw, "epochs": 3}).fit(x).history_.train_loss) == 3
+
+
+@pytest.mark.parametrize("cls", [AutoEncoderDetector, VAEDetector, DeepSVDDDetector])
+def test_the_default_is_a_thousand_steps(cls):
+    """A 60-row table at the default batch of 128 is one step an epoch: the defaults train it 1,000 epochs (and
+    a 2,400-window series, 17 steps an epoch, 59 rather than 50), as the GANs make 1,000 generator steps."""
+    det = cls(hidden=(8,))
+    assert det.min_steps == 1000
+    assert det._fit_config(60).epochs == 1000
+    assert det._fit_config(2400).epochs == 59
+    assert cls(hidden=(8,), min_steps=0)._fit_config(60).epochs == det.epochs
 
 
 @pytest.mark.parametrize("n_dims, code", [(1, 1), (2, 1), (3, 2), (4, 2), (5, 2), (9, 4), (40, 16), (256, 16)])

@@ -39,10 +39,10 @@ RUNS = {
     "flow": ("flow", dict(window=8, n_steps=2, hidden=16, epochs=3, batch_size=64), "series"),
     "diffusion": ("diffusion", dict(window=32, n_steps=10, residual_channels=8, n_layers=2, embedding_dim=16,
                                     epochs=2, batch_size=64, n_draws=1, tile_size=128), "series"),
-    "vae": ("vae", dict(window=8, hidden=(8, 8), epochs=3, batch_size=64, n_samples=2), "series"),
+    "vae": ("vae", dict(window=8, hidden=(8, 8), epochs=3, min_steps=0, batch_size=64, n_samples=2), "series"),
     "fanogan": ("fanogan", dict(window=8, hidden=(16,), critic_hidden=(16,), epochs=2, min_steps=1, batch_size=32,
                                 encoder_epochs=2), "series"),
-    "autoencoder-uneven": ("autoencoder", dict(hidden=(8,), epochs=3, batch_size=16), "uneven"),
+    "autoencoder-uneven": ("autoencoder", dict(hidden=(8,), epochs=3, min_steps=0, batch_size=16), "uneven"),
     "anogan-uneven": ("anogan", dict(hidden=(8,), critic_hidden=(8,), epochs=2, min_steps=1, batch_size=16,
                                      iterations=3), "uneven"),
 }
@@ -76,7 +76,8 @@ WORKER = textwrap.dedent('''
                         "val_loss": h.val_loss if h else [], "threshold": det.threshold_,
                         "has_scores": hasattr(det, "decision_scores_")}
     # window="auto": resolved over all the shards, the same on every process and for any number of processes
-    auto = fit_distributed(get_detector("autoencoder")(window="auto", hidden=(8,), epochs=1, seed=3, verbose=False),
+    auto = fit_distributed(get_detector("autoencoder")(window="auto", hidden=(8,), epochs=1, min_steps=0, seed=3,
+                                                       verbose=False),
                            shards)
     result["auto_window"] = auto.window_
     # every process needs a shard: 1 shard for 2 processes is refused on both
@@ -155,7 +156,8 @@ def test_window_auto_is_one_for_any_number_of_processes(runs):
     window the in-process fit on the same 4 series resolves."""
     rng = np.random.default_rng(0)  # the worker's shards
     shards = [np.cumsum(rng.normal(size=(n, 3)), 0) * 0.1 + rng.normal(size=(n, 3)) for n in (300, 250, 180, 220)]
-    want = get_detector("autoencoder")(window="auto", hidden=(8,), epochs=1, seed=3, verbose=False).fit(shards)
+    want = get_detector("autoencoder")(window="auto", hidden=(8,), epochs=1, min_steps=0, seed=3,
+                                       verbose=False).fit(shards)
     got = [runs[1][1][0]["auto_window"], runs[2][1][0]["auto_window"], runs[2][1][1]["auto_window"]]
     assert got == [want.window_] * 3
 
@@ -179,7 +181,7 @@ def test_command_line_row_ranges_one_and_two_processes(tmp_path):
     for nproc in (1, 2):
         args = ["-m", "genad_fast.distributed.ddp", "--detector", "autoencoder", "--input", "data.csv",
                 "--num-shards", "3", "--time-column", "t", "--params",
-                '{"window": 16, "hidden": [8], "epochs": 3, "batch_size": 64, "verbose": false}',
+                '{"window": 16, "hidden": [8], "epochs": 3, "min_steps": 0, "batch_size": 64, "verbose": false}',
                 "--out", f"m{nproc}.pt", "--report", f"r{nproc}.json"]
         done = _torchrun(nproc, args, str(tmp_path))
         assert done.stdout.count("fitted autoencoder") == 1  # rank 0 alone prints
@@ -216,7 +218,7 @@ def test_a_detector_without_gradient_training_is_refused():
     ("diffusion", dict(window=32, mode="impute", n_steps=6, residual_channels=8, n_layers=2, embedding_dim=16,
                        epochs=2, batch_size=64, n_draws=1, tile_size=128), "series"),
     ("deep_svdd", dict(objective="soft-boundary", warm_up_epochs=1, hidden=(16,), epochs=2, pretrain_epochs=1,
-                       batch_size=64), "rows"),
+                       min_steps=0, batch_size=64), "rows"),
     ("anogan", dict(hidden=(16,), critic_hidden=(16,), epochs=2, min_steps=1, batch_size=32, iterations=3),
      "rows"),
     # min_steps raises the epochs (180 training rows at batch 64: 3 steps an epoch, so 12 steps are 4 epochs)
@@ -249,13 +251,14 @@ def test_shard_statistics(world_of_one):
     """Normaliser over shards = Normalizer.fit on all rows; a shard with other channels is named."""
     rng = np.random.default_rng(0)
     shards = [rng.normal(loc=m, scale=s, size=(n, 4)) for m, s, n in ((5.0, 2.0, 70), (-3.0, 0.5, 40), (1e3, 9.0, 90))]
-    det = fit_distributed(get_detector("autoencoder")(hidden=(8,), epochs=1, verbose=False), shards)
+    det = fit_distributed(get_detector("autoencoder")(hidden=(8,), epochs=1, min_steps=0, verbose=False), shards)
     full = Normalizer.fit(torch.from_numpy(np.concatenate(shards)).float())  # the detector sees float32
     torch.testing.assert_close(det.normalizer_.mean, full.mean, rtol=1e-12, atol=0)
     torch.testing.assert_close(det.normalizer_.scale, full.scale, rtol=1e-12, atol=0)
     assert det.decision_scores_.shape == (200,)
     with pytest.raises(ValueError, match="shard 1 .* has 3 columns, shard 0 has 4 columns"):
-        fit_distributed(get_detector("autoencoder")(epochs=1, verbose=False), [shards[0], shards[1][:, :3]])
+        fit_distributed(get_detector("autoencoder")(epochs=1, min_steps=0, verbose=False),
+                        [shards[0], shards[1][:, :3]])
 
 
 def test_window_auto_over_the_shards(world_of_one):
@@ -265,7 +268,7 @@ def test_window_auto_over_the_shards(world_of_one):
     rng = np.random.default_rng(1)
     shards = [np.sin(2 * np.pi * t[:n] / p + np.arange(2)) + 0.1 * rng.normal(size=(n, 2))
               for n, p in ((600, 40), (500, 48), (450, 44))]
-    params = dict(window="auto", hidden=(8,), epochs=1, seed=0, verbose=False)
+    params = dict(window="auto", hidden=(8,), epochs=1, min_steps=0, seed=0, verbose=False)
     det = fit_distributed(get_detector("autoencoder")(**params), shards)
     want = get_detector("autoencoder")(**params).fit(shards)
     assert det.window == "auto" and det.window_ == want.window_ and 30 <= det.window_ <= 60

@@ -12,7 +12,7 @@ from genad_fast.detectors.deep_svdd import DeepSVDDDetector
 from genad_fast.nn import training
 from genad_fast.nn.svdd import DeepSVDD, assert_bias_free, guard_center, svdd_loss, svdd_network
 
-SMALL = dict(hidden=(16, 32), epochs=10, pretrain_epochs=5, verbose=False)
+SMALL = dict(hidden=(16, 32), epochs=10, pretrain_epochs=5, min_steps=0, verbose=False)
 
 
 # One torch thread and the shared small series for the whole module (tests/conftest.py).

@@ -415,7 +415,7 @@ def test_fit_errors_name_the_part():
 
 # ------------------------------------------------------------------------------------------------ threads
 def test_threads_sharing_a_fitted_model_score_collections():
-    det = get_detector("vae")(window=8, stride=2, hidden=(4,), epochs=2, n_samples=3, verbose=False, device="cpu",
+    det = get_detector("vae")(window=8, stride=2, hidden=(4,), epochs=2, min_steps=0, n_samples=3, verbose=False, device="cpu",
                               seed=0).fit(series_data(240, 0, C=2))
     det.score_batch_size = 40  # several batches per call: the call's state lives while other threads score
     inputs = [[series_data(T, 100 * k + i, C=2) for i, T in enumerate((8, 45, 120, 31))] for k in range(4)]

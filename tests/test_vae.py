@@ -15,7 +15,7 @@ from genad_fast.detectors import get_detector
 from genad_fast.detectors.vae import VAEDetector
 from genad_fast.nn.vae import GaussianVAE, elbo_loss
 
-SMALL = dict(hidden=(16, 32), epochs=20, verbose=False)
+SMALL = dict(hidden=(16, 32), epochs=20, min_steps=0, verbose=False)
 
 
 # One torch thread and the shared small series for the whole module (tests/conftest.py).

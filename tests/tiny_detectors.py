@@ -9,9 +9,9 @@ TINY: dict[str, dict] = {
     "flow": dict(n_steps=2, hidden=16, n_blocks=1, epochs=3),
     "diffusion": dict(residual_channels=8, n_layers=2, dilation_cycle=2, embedding_dim=16, n_steps=10, epochs=2,
                       batch_size=64),
-    "autoencoder": dict(hidden=(16,), epochs=3),
-    "vae": dict(hidden=(16,), epochs=3),
-    "deep_svdd": dict(hidden=(16,), epochs=3, pretrain_epochs=2),
+    "autoencoder": dict(hidden=(16,), epochs=3, min_steps=0),
+    "vae": dict(hidden=(16,), epochs=3, min_steps=0),
+    "deep_svdd": dict(hidden=(16,), epochs=3, pretrain_epochs=2, min_steps=0),
     # iforest keeps its default 100 trees: with 20, a 1e4-sigma spike in one feature scored below the threshold
     "lof": dict(n_neighbors=10),
     "anogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, min_steps=1, encoder_epochs=2,

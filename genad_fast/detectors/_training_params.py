@@ -64,7 +64,8 @@ TRAINING_SPECS: dict[str, Param] = {p.name: p for p in (
 
 #: Fewest optimiser steps of a fit. An optimiser converges in steps, not epochs: 50 epochs of a 60-row table at
 #: batch size 128 are 50 steps, far from converged (the quality study, docs/quality_study.md: the best epoch was
-#: the last one on every data set), while 50 epochs of 2,000 windows are 800.
+#: the last one on every data set), while 50 epochs of 2,000 windows are 800. The autoencoder, the VAE and Deep
+#: SVDD default to 1,000 steps, as the GANs to 1,000 generator steps (docs/quality_study.md, "Patience in steps").
 MIN_STEPS = Param("min_steps", "int", "Fewest optimiser steps of training: where ``epochs`` passes over the "
                   "training samples make fewer steps (small data), the fit runs ceil(min_steps / steps per epoch) "
                   "epochs instead; early stopping (``patience``) may still end it sooner. 0: exactly ``epochs``.",

@@ -105,7 +105,7 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, kernel_size: int = 5,
                  batch_norm: bool = False, per_timestamp: bool = True, epochs: int = 50, batch_size: int = 128,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float = 5.0, val_fraction: float = 0.1,
-                 patience: int = 10, min_steps: int = 0, reduce: str = "mean",
+                 patience: int = 10, min_steps: int = 1000, reduce: str = "mean",
                  anomaly_score: str = "latent_density", **kwargs):
         super().__init__(reduce=reduce, **kwargs)
         self.latent_dim = latent_dim

@@ -71,7 +71,7 @@ class DeepSVDDDetector(NetworkParamsMixin, BaseDetector):
                  pretrain_epochs: int = 20, warm_up_epochs: int = 10, center_eps: float = 0.1,
                  hidden: tuple[int, ...] | None = None, kernel_size: int = 5, batch_norm: bool = False,
                  epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-6,
-                 grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, min_steps: int = 0,
+                 grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, min_steps: int = 1000,
                  reduce: str = "min",
                  **kwargs):
         super().__init__(reduce=reduce, **kwargs)

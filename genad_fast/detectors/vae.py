@@ -75,7 +75,7 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
                  n_samples: int = 16, hidden: tuple[int, ...] | None = None, kernel_size: int = 5,
                  batch_norm: bool = False, min_variance: float = 1e-3, per_timestamp: bool = True,
                  epochs: int = 50, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
-                 grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, min_steps: int = 0,
+                 grad_clip: float = 5.0, val_fraction: float = 0.1, patience: int = 10, min_steps: int = 1000,
                  reduce: str = "mean",
                  **kwargs):
         anomaly_score = take_renamed(kwargs, "score", "anomaly_score", anomaly_score, "elbo",

@@ -61,7 +61,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 5.0          # max global gradient norm (0 = off)
     val_fraction: float = 0.1       # held out for early stopping (0 = train on everything, no stopping)
-    patience: int = 10              # epochs without validation improvement before stopping
+    patience: int = 10              # epochs without validation improvement before stopping (patience_epochs)
     min_delta: float = 1e-4         # improvement smaller than this does not count
     epoch_fraction: float = 1.0     # samples per epoch, and held-out samples validated, as a fraction (module doc)
     min_epoch_steps: int = 8        # ... but an epoch of at least this many batches (or every sample)
@@ -102,6 +102,18 @@ def cpu_has_native_bf16() -> bool:
 def epoch_share(n: int, fraction: float) -> int:
     """ceil(fraction · n), at most n: held-out samples validated at the epoch's fraction of the training ones."""
     return n if fraction >= 1.0 else min(n, math.ceil(n * fraction))
+
+
+def patience_epochs(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Epochs without improvement of the held-out loss before training stops: ``patience``, but at least
+    ``patience`` · ``min_epoch_steps`` optimiser steps' worth of epochs.
+
+    The patience counts epochs, and an epoch of a small table is one or two steps (124 rows at batch 128: one), so
+    ten epochs judged the held-out loss over ten steps of an optimiser that had just started: the autoencoder, the
+    VAE and Deep SVDD stopped after 50-60 steps on a digits class, all three below PCA (docs/quality_study.md,
+    "Patience in steps"). Epochs of at least ``min_epoch_steps`` batches (the rule of :func:`epoch_samples` for
+    a share of the windows) are unchanged."""
+    return max(config.patience, math.ceil(config.patience * config.min_epoch_steps / max(1, steps_per_epoch)))
 
 
 def epoch_samples(n: int, config: TrainConfig) -> int:
@@ -308,6 +320,7 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
     optimizer = _adam(model, config)
     history = TrainHistory(n_train=plan.total)
     best_val, best_state, waited = math.inf, None, 0
+    patience = patience_epochs(config, plan.steps)
 
     bar = tqdm(range(config.epochs), desc=desc, disable=not (verbose and sync.is_main), leave=False, unit="epoch")
     for epoch in bar:
@@ -364,7 +377,7 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
         if sync.is_main:
             logger.debug("%s epoch %d: train loss %.6g%s", desc, epoch + 1, history.train_loss[-1],
                          f", val loss {history.val_loss[-1]:.6g}" if history.val_loss else "")
-        if n_val and waited >= config.patience:
+        if n_val and waited >= patience:
             history.stopped_early = True
             break
     bar.close()
