@@ -45,7 +45,7 @@ CASES = {
     "flow": ({"window": 32, "stride": 2, "n_steps": 4, "hidden": 128, "batch_size": 256}, 8000),
     "diffusion": ({"window": 64, "stride": 4, "n_steps": 50, "residual_channels": 32, "n_layers": 4,
                    "batch_size": 64}, 8000),
-    "autoencoder": ({"window": 32, "stride": 2, "batch_size": 256}, 8000),
+    "autoencoder": ({"window": 32, "stride": 2, "batch_size": 256, "min_steps": 0}, 8000),
 }
 SHARDS, CHANNELS = 4, 8
 

@@ -55,7 +55,7 @@ CASES = {
     "flow": ({"window": 32, "n_steps": 4, "hidden": 128, "epochs": 1, "batch_size": 256}, 32),
     "diffusion": ({"window": 64, "stride": 4, "n_steps": 50, "residual_channels": 32, "n_layers": 4,
                    "dilation_cycle": 4, "epochs": 1, "batch_size": 64}, 64),
-    "autoencoder": ({"window": 32, "epochs": 1, "batch_size": 256}, 32),
+    "autoencoder": ({"window": 32, "epochs": 1, "min_steps": 0, "batch_size": 256}, 32),
     "knn": ({"window": 32, "stride": 2}, 32),
 }
 CHUNKS = (1, 16, 256)
