@@ -85,12 +85,12 @@ class DTENet(nn.Module):
             self.bin_var.fill_(1.0)
 
     @torch.no_grad()
-    def set_support(self, data: torch.Tensor, bin_var: torch.Tensor, chunk: int = 4096) -> None:
-        """Centre = the mean of the training samples ``data [N, ...]`` (rows, or windows flattened; read in chunks,
-        so a view of windows is never copied whole), radius² = the largest squared distance of one to it;
-        ``bin_var`` [out_dim]: the mean σ_t² of each bin's steps (categorical)."""
+    def set_support(self, data: torch.Tensor, bin_var: torch.Tensor, chunk: int = 4096, scale: float = 1.0) -> None:
+        """Centre = the mean of the training samples ``data [N, ...]`` / ``scale`` (rows, or windows flattened; read
+        in chunks, so a view of windows is never copied whole), radius² = the largest squared distance of one to
+        it; ``bin_var`` [out_dim]: the mean σ_t² of each bin's steps (categorical)."""
         n = data.shape[0]
-        parts = [data[i:i + chunk].reshape(-1, self.in_dim).to(torch.float64) for i in range(0, n, chunk)]
+        parts = [data[i:i + chunk].reshape(-1, self.in_dim).to(torch.float64) / scale for i in range(0, n, chunk)]
         center = sum(p.sum(0) for p in parts) / n
         radius2 = max(float(((p - center) ** 2).sum(1).max()) for p in parts)
         self.center.copy_(center.to(self.center.dtype))
