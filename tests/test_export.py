@@ -47,6 +47,7 @@ CASES = [
     ("kde", {}, ("tabular", "series")),
     ("dte", {}, ("tabular", "series")),
     ("dte", {"variant": "inverse_gamma"}, ("tabular",)),
+    ("dte", {"normalize": False}, ("tabular", "series")),  # the data's scale (data_scale_ != 1) in the graph
 ]
 PARAMS = [pytest.param(name, extra, mode, id=f"{name}-{mode}" + "".join(f"-{v}" for v in extra.values()))
           for name, extra, modes in CASES for mode in modes]
