@@ -37,6 +37,7 @@ CASES = [
     ("autoencoder", {}, ("tabular", "series")),
     ("vae", {}, ("tabular", "series")),
     ("vae", {"anomaly_score": "elbo"}, ("tabular",)),
+    ("vae", {"per_timestamp": True}, ("series",)),  # one output per timestamp of each window
     ("deep_svdd", {}, ("tabular", "series")),
     ("deep_svdd", {"objective": "soft-boundary", "warm_up_epochs": 1}, ("tabular",)),
     ("fanogan", {}, ("tabular",)),
