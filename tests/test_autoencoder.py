@@ -88,13 +88,14 @@ def test_window_scores_per_timestamp_or_per_window(series, fitted):
     batch = fitted.normalizer_.transform(batch)
     with torch.no_grad():
         sq = (batch - fitted.model_(batch)).square()
-        fitted.set_params(anomaly_score="reconstruction")  # the code-aware scores: test_autoencoder_scores.py
+        # the code-aware scores: test_autoencoder_scores.py
+        fitted.set_params(anomaly_score="reconstruction", per_timestamp=True)
         try:
             per_t = fitted._score_model(batch)
             fitted.set_params(per_timestamp=False)
             per_w = fitted._score_model(batch)
         finally:
-            fitted.set_params(per_timestamp=True, anomaly_score="latent_density")
+            fitted.set_params(per_timestamp=False, anomaly_score="latent_density")
     torch.testing.assert_close(per_t, sq.mean(-1))
     torch.testing.assert_close(per_w, sq.mean((1, 2)))
 

@@ -35,6 +35,7 @@ CASES = [
     ("flow", {}, ("tabular", "series")),
     ("flow", {"anomaly_score": "typicality"}, ("tabular",)),
     ("autoencoder", {}, ("tabular", "series")),
+    ("autoencoder", {"per_timestamp": True}, ("series",)),  # one output per timestamp of each window
     ("vae", {}, ("tabular", "series")),
     ("vae", {"anomaly_score": "elbo"}, ("tabular",)),
     ("vae", {"per_timestamp": True}, ("series",)),  # one output per timestamp of each window

@@ -178,35 +178,6 @@ def test_windows_score_whole_windows_by_default(series, fitted):
     assert not np.allclose(per_window, per_t)
 
 
-def test_per_window_scores_find_a_changed_heart_beat():
-    """The cause of the per-window default, on GutenTAG's ECG with one changed beat pattern (the benchmark
-    suite's gt-ecg-pattern): the decoder's variance differs along a beat, so per-timestamp terms rank normal
-    timestamps by their place in the beat; the per-window bound finds the changed beat."""
-    from genad_fast.evaluation import gutentag_suite as gt
-
-    (config,) = gt.suite_configs(names=("ecg-pattern",))
-    train, test, labels = gt.generate(config, 0)
-    det = VAEDetector(window="auto", epochs=5, min_steps=200, verbose=False).fit(train)
-    per_window = roc_auc_score(labels, det.decision_function(test))
-    det.set_params(per_timestamp=True)
-    per_t = roc_auc_score(labels, det.decision_function(test))
-    assert per_window >= 0.95 and per_window > per_t + 0.1, (per_window, per_t)
-
-
-def test_model_files_keep_the_per_timestamp_setting_they_were_saved_with(tmp_path, fitted):
-    from genad_fast.detectors._model_checksum import seal
-
-    path = tmp_path / "vae.pt"
-    fitted.save(path)
-    assert genad_fast.load(path).per_timestamp is False
-    # A file from before the parameter existed scored per timestamp, and still does.
-    payload = torch.load(path, weights_only=True)
-    del payload["params"]["per_timestamp"]
-    seal(payload)
-    torch.save(payload, tmp_path / "old.pt")
-    assert genad_fast.load(tmp_path / "old.pt").per_timestamp is True
-
-
 @pytest.mark.parametrize("params, match", [
     (dict(anomaly_score="likelihood"), "score must be"),
     (dict(n_samples=0), "n_samples must be"),
