@@ -238,7 +238,7 @@ def test_extreme_and_non_finite_inputs_score_inf(fitted, mode):
 
 
 def test_onnx_metadata_describes_the_graph(fitted):
-    det, onnx_path, _ = fitted("vae", {}, "series")
+    det, onnx_path, _ = fitted("vae", {"per_timestamp": True}, "series")
     model = onnx.load(onnx_path)
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["detector"] == "vae" and float(meta["threshold"]) == det.threshold_
@@ -247,6 +247,10 @@ def test_onnx_metadata_describes_the_graph(fitted):
     assert dims[1:] == [W, C] and isinstance(dims[0], str)
     out_dims = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     assert out_dims[1:] == [W]  # per-timestamp scores of each window
+    # the default scores whole windows: one output per window
+    _, onnx_path, _ = fitted("vae", {}, "series")
+    out = onnx.load(onnx_path).graph.output[0].type.tensor_type.shape.dim
+    assert len(out) == 1 and isinstance(out[0].dim_param or out[0].dim_value, str)
     # every op is a standard ONNX op: nothing of genad_fast's own survives in the graph
     assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
 
