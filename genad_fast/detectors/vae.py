@@ -18,8 +18,9 @@ sample and gets one score, the bound above on -log p(window) (the default, ``per
 combines the windows covering a timestamp. With ``per_timestamp=True`` the log-densities are instead summed per
 timestamp over the channels (the ELBO's KL term spread as KL/W): no longer the default, since the decoder's
 learned variance s²(z) depends on where a timestamp sits in a pattern, so per-timestamp terms rank timestamps by
-their phase in a beat or a cycle as much as by their anomaly (docs/quality_study.md, "VAE: one score per window"). Scores are Monte Carlo estimates: the L draws
-come from the detector's seeded scoring stream, so the same data gives the same scores.
+their phase in a beat or a cycle as much as by their anomaly (docs/quality_study.md, "One score per window").
+Scores are Monte Carlo estimates: the L draws come from the detector's seeded scoring stream, so the same data
+gives the same scores.
 """
 from __future__ import annotations
 
