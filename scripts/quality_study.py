@@ -148,7 +148,8 @@ def run_one(det_name: str, data, seed: int, params: dict) -> dict:
 #: ``--scoring-grid``: the scoring-only factors, evaluated on one fit of the defaults (tabular data: the first key).
 SCORING_GRID = {"autoencoder": {"anomaly_score": ["latent_density", "latent_gaussian", "reconstruction"],
                                 "reduce": ["min", "mean", "max"], "per_timestamp": [True, False]},
-                "vae": {"anomaly_score": ["recon_prob", "elbo"], "reduce": ["min", "mean"], "per_timestamp": [True, False]},
+                "vae": {"anomaly_score": ["recon_prob", "elbo"], "reduce": ["min", "mean"],
+                        "per_timestamp": [True, False]},
                 "deep_svdd": {"reduce": ["min", "mean", "max"]}}
 
 

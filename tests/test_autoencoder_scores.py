@@ -13,7 +13,7 @@ from genad_fast.detectors.autoencoder import AutoEncoderDetector
 from genad_fast.detectors.deep_svdd import DeepSVDDDetector
 from genad_fast.detectors.dte import DTEDetector
 from genad_fast.detectors.vae import VAEDetector
-from genad_fast.metrics import auroc
+from genad_fast.metrics import auroc, vus_pr
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = dict(hidden=(16, 16), epochs=30, min_steps=0, verbose=False, seed=0)
@@ -188,10 +188,14 @@ def test_per_window_scores_find_a_changed_heart_beat(cls):
     train, test, labels = gt.generate(config, 0)
     det = cls(window="auto", epochs=5, min_steps=200, verbose=False).fit(train)
     assert det.per_timestamp is False
-    per_window = auroc(labels, det.decision_function(test))
+    per_window = det.decision_function(test)
     det.set_params(per_timestamp=True)
-    per_t = auroc(labels, det.decision_function(test))
-    assert per_window >= 0.97 and per_window > per_t + 0.01, (per_window, per_t)
+    per_t = det.decision_function(test)
+    # measured (seeds 0 and 1): AUROC AE 1.000 / 0.978-0.981, VAE 0.996 / 0.695-0.710; VUS-PR AE 0.999-1.000 /
+    # 0.932-0.933, VAE 0.994-0.995 / 0.438-0.443
+    assert auroc(labels, per_window) >= 0.97, auroc(labels, per_window)
+    vus_window, vus_t = vus_pr(labels, per_window), vus_pr(labels, per_t)
+    assert vus_window > vus_t + 0.03, (vus_window, vus_t)
 
 
 @pytest.mark.parametrize("cls", [AutoEncoderDetector, VAEDetector])

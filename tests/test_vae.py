@@ -163,19 +163,16 @@ def test_save_load_round_trip(tmp_path, series, fitted):
 
 
 def test_windows_score_whole_windows_by_default(series, fitted):
-    """One bound on -log p(window) per window (per_timestamp=False), reduced over the covering windows."""
-    assert VAEDetector().per_timestamp is False
-    test = series.test[:120]
-    per_window = fitted.decision_function(test)
-    fitted.set_params(per_timestamp=True)
-    try:
-        per_t = fitted.decision_function(test)
-    finally:
-        fitted.set_params(per_timestamp=False)
-    assert per_window.shape == per_t.shape == (120,)
-    # The per-timestamp terms of a window sum to its score (test_per_timestamp_scores_and_their_sum), so the
-    # two differ: per window every covering window's whole score reaches a timestamp.
-    assert not np.allclose(per_window, per_t)
+    """One bound on -log p(window) per window (per_timestamp=False); a timestamp gets the mean over the windows
+    covering it (reduce="mean")."""
+    assert VAEDetector().per_timestamp is False and fitted.per_timestamp is False
+    test, W = series.test[:120], 16
+    windows = fitted.normalizer_.transform(torch.as_tensor(test).unfold(0, W, 1).transpose(1, 2))
+    with torch.no_grad():
+        per_window = fitted._score_model(windows).double().numpy()  # [T - W + 1]
+    assert per_window.shape == (len(test) - W + 1,)
+    expected = [per_window[max(0, t - W + 1):t + 1].mean() for t in range(len(test))]
+    np.testing.assert_allclose(fitted.decision_function(test), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("params, match", [

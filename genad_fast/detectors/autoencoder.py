@@ -99,9 +99,9 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
               choices=AE_SCORES, scoring=True),
         Param("per_timestamp", "bool", "Windows: score each timestamp by its own reconstruction error, else each "
               "window by its mean error (the default since the quality study, docs/quality_study.md: GutenTAG "
-              "series, seed 0, mean VUS-PR 0.621 -> 0.752, mean AUROC 0.864 -> 0.923). Per window spreads a one-timestamp "
-              "spike over the windows around it (study's synthetic series of spikes: AUROC 0.986 -> 0.946): keep "
-              "True for such data. Model files keep the value they were saved with.",
+              "series, seed 0, mean VUS-PR 0.621 -> 0.752, mean AUROC 0.864 -> 0.923). Per window spreads a "
+              "one-timestamp spike over the windows around it (the study's synthetic series of spikes: AUROC "
+              "0.986 -> 0.946): keep True for such data. Model files keep the value they were saved with.",
               scoring=True),
         REDUCE.but(doc="Series: how the per-timestamp scores of the windows covering a timestamp combine (see "
                    ":data:`genad_fast.series.REDUCTIONS`). \"mean\" (the default since the quality study, "

@@ -69,9 +69,9 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
         Param("per_timestamp", "bool", "Windows: one score per timestamp of each window, else one per window (the "
               "default since the quality study, docs/quality_study.md: a per-timestamp share of the window's density "
               "carries the decoder variance of that timestamp's phase; suite `full`, seed 0: mean VUS-PR of the 31 "
-              "series 0.547 -> 0.676, gt-ecg-pattern 0.371 -> 0.986). Per window spreads a one-timestamp spike over the "
-              "windows around it (the study's synthetic series of spikes: AUROC 0.987 -> 0.921): keep True for "
-              "such data. Model files keep the value they were saved with.",
+              "series 0.547 -> 0.676, gt-ecg-pattern 0.371 -> 0.986). Per window spreads a one-timestamp spike "
+              "over the windows around it (the study's synthetic series of spikes: AUROC 0.987 -> 0.921): keep "
+              "True for such data. Model files keep the value they were saved with.",
               scoring=True),
         TRAINING_SPECS["epochs"].but(doc="Training epochs (:func:`genad_fast.nn.training.fit`) on -ELBO_β / D with "
                                      "one latent sample per input; at most, early stopping may end sooner."),
