@@ -36,9 +36,9 @@ SMALL_PARAMS: dict[str, list[str]] = {
                 "encoder_epochs=2"],
     "iforest": ["n_estimators=10"],
     "pca": [], "ocsvm": [], "lof": [], "kde": [], "knn": [],
-    "dte": ["hidden=[16]", "epochs=2"],
+    "dte": ["hidden=[16]", "epochs=2", "min_steps=0"],
     "ensemble": ["member_params={'flow': {'n_steps': 2, 'hidden': 16, 'n_blocks': 1, 'epochs': 2}, "
-                 "'dte': {'hidden': [16], 'epochs': 2}}"],
+                 "'dte': {'hidden': [16], 'epochs': 2, 'min_steps': 0}}"],
 }
 DETECTORS = detector_names()  # the built-in registry (test-only detectors register inside their tests)
 WINDOW = 16

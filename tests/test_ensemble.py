@@ -15,7 +15,7 @@ from genad_fast.detectors.ensemble import EnsembleDetector
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY_MEMBERS = {"flow": dict(n_steps=2, hidden=16, n_blocks=1, epochs=5),
-                "dte": dict(hidden=(16, 16), epochs=10, lr=2e-3)}
+                "dte": dict(hidden=(16, 16), epochs=10, lr=2e-3, min_steps=0)}
 BASE = dict(member_params=TINY_MEMBERS, verbose=False, device="cpu")
 
 

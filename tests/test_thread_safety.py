@@ -52,11 +52,11 @@ CASES: dict[str, tuple[str, dict, str]] = {
                               restarts=2, tol=0.0), "rows"),
     "fanogan": ("fanogan", dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, min_steps=1,
                                 encoder_epochs=2, batch_size=32), "rows"),
-    "dte": ("dte", dict(hidden=(16, 16), epochs=3, n_steps=40, batch_size=32), "rows"),
+    "dte": ("dte", dict(hidden=(16, 16), epochs=3, n_steps=40, batch_size=32, min_steps=0), "rows"),
     "dte-series": ("dte", dict(window=8, stride=2, variant="inverse_gamma", hidden=(16,), epochs=2, n_steps=40,
-                               batch_size=32), "series"),
+                               batch_size=32, min_steps=0), "series"),
     "ensemble": ("ensemble", dict(member_params={"flow": dict(n_steps=2, hidden=16, n_blocks=1, epochs=2),
-                                                 "dte": dict(hidden=(16,), epochs=2, n_steps=40)}), "rows"),
+                                                 "dte": dict(hidden=(16,), epochs=2, n_steps=40, min_steps=0)}), "rows"),
 }
 #: Rows (or windows) per scoring batch, set on each fitted detector: several batches per call, so that a
 #: call's state lives across batches while other threads score.

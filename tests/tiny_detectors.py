@@ -17,9 +17,9 @@ TINY: dict[str, dict] = {
     "anogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, min_steps=1, encoder_epochs=2,
                    iterations=5),
     "fanogan": dict(hidden=(16,), critic_hidden=(16,), encoder_hidden=(16,), epochs=2, min_steps=1, encoder_epochs=2),
-    "dte": dict(hidden=(16, 16), epochs=5, lr=3e-3, n_steps=40),
+    "dte": dict(hidden=(16, 16), epochs=5, lr=3e-3, n_steps=40, min_steps=0),
     "ensemble": dict(member_params={"flow": dict(n_steps=2, hidden=16, n_blocks=1, epochs=3),
-                                    "dte": dict(hidden=(16, 16), epochs=3, n_steps=40)}),
+                                    "dte": dict(hidden=(16, 16), epochs=3, n_steps=40, min_steps=0)}),
 }
 #: Detectors that only model series (window=None is refused at fit).
 SERIES_ONLY = {"diffusion"}
