@@ -296,6 +296,26 @@ def test_from_runs_leaves_out_a_seed_that_ran_in_part(tmp_path, capsys):
     assert "left out, stopped part-way: c" in md and "| c | pca |" not in md
 
 
+def test_a_report_of_data_sets_names_them_not_a_suite(tmp_path, capsys):
+    """A run of --datasets (no suite): the title and the first line name the data sets, and a cut-short note
+    still reaches the report (they read "suite `None`" and "Suite: None" before)."""
+    from genad_fast import evaluation as ev
+
+    rec = dict(dataset="wine", detector="pca", seed=0, kind="tabular", status="ok", group=None, n_test=10,
+               metrics={"auroc": 0.9, "auprc": 0.5}, fit_s=1.0, score_s=0.1, throughput=100.0)
+    config = dict(detectors=["pca"], datasets=["wine", "wdbc"], seeds=[0, 1], quick=False, suite=None,
+                  suite_description=None)
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(json.dumps(x, default=str) for x in
+                               [dict(header=dict(machine=ev.machine_info(), config=config)), rec]) + "\n")
+    report = tmp_path / "r.md"
+    assert main(["eval", "--from-runs", str(path), "--report", str(report)]) == 0, capsys.readouterr().err
+    md = report.read_text()
+    assert md.startswith("# genad-fast benchmark: data sets wine, wdbc\n")
+    assert "Data sets: wine, wdbc; CUT SHORT: seeds [0] of [0, 1] reported." in md
+    assert "None" not in md.split("## ")[0]
+
+
 def test_quick_reaches_the_members_of_an_ensemble():
     """--quick shortens the training of an ensemble's members as of the same detectors alone."""
     from genad_fast.evaluation.runner import _quick_members

@@ -94,6 +94,12 @@ def _write_benchmark(path: str, rows: list, machine: dict, config: dict) -> None
     print(f"wrote {path}")
 
 
+def _add_note(config: dict, note: str) -> None:
+    """Append ``note`` to the report's description line (a run of --datasets has no suite description)."""
+    before = config.get("suite_description")
+    config["suite_description"] = f"{before}; {note}" if before else note
+
+
 def _eval_from_runs(args: argparse.Namespace) -> int:
     """``--from-runs OUT/runs.jsonl --report PATH``: the report of an earlier run (complete or cut short),
     nothing run again."""
@@ -121,9 +127,8 @@ def _eval_from_runs(args: argparse.Namespace) -> int:
     kept = [s for s in seeds_ran if s == seeds_ran[0] or pairs[s] >= pairs[seeds_ran[0]]]
     if kept != config["seeds"]:
         left = [s for s in seeds_ran if s not in kept]
-        config["suite_description"] = (f"{config.get('suite_description')}; CUT SHORT: seeds {kept} of "
-                                       f"{config['seeds']} reported" + (f", seed {left} ran in part and is "
-                                                                        "left out" if left else ""))
+        _add_note(config, f"CUT SHORT: seeds {kept} of {config['seeds']} reported"
+                  + (f", seed {left} ran in part and is left out" if left else ""))
     records = [r for r in records if r.get("seed") is None or r["seed"] in kept]
     # the (task, seed) the run stopped in has some detectors only: left out, so every task has every detector
     done: dict = {}
@@ -132,8 +137,7 @@ def _eval_from_runs(args: argparse.Namespace) -> int:
     whole = {k for k, dets in done.items() if "*" in dets or dets >= set(config["detectors"])}
     cut = sorted({k[0] for k in done if k not in whole})
     if cut:
-        config["suite_description"] = (f"{config.get('suite_description')}; left out, stopped part-way: "
-                                       f"{', '.join(cut)}")
+        _add_note(config, f"left out, stopped part-way: {', '.join(cut)}")
     records = [r for r in records if (r["dataset"], r.get("seed")) in whole]
     config["seeds"] = kept
     _write_benchmark(args.report, ev.summarize(records), header["machine"], config)
