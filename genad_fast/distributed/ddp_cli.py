@@ -9,6 +9,7 @@ with the message on rank 0's stderr.
 from __future__ import annotations
 
 import argparse
+import gc
 import glob
 import json
 import os
@@ -150,4 +151,5 @@ def main(fit_distributed: Callable[..., Any], argv: list[str] | None = None) -> 
         return 1
     finally:
         if dist.is_available() and dist.is_initialized():
+            gc.collect()  # objects holding the group's gloo state go while it is alive (genad_fast.distributed.ddp)
             dist.destroy_process_group()
