@@ -1,6 +1,6 @@
 """AutoEncoderDetector's code-aware scores (issue #17's quality study, docs/quality_study.md): the formulas of
 ``latent_density`` and ``latent_gaussian``, what they detect that the reconstruction error does not, model files
-saved before the option, and ``min_steps`` (shared by the autoencoder, VAE, Deep SVDD and DTE)."""
+saved before the option, and ``min_steps`` (shared by the autoencoder, VAE, Deep SVDD and DTE; DTE's default 4,000)."""
 import math
 
 import numpy as np
@@ -155,6 +155,15 @@ def test_the_default_is_a_thousand_steps(cls):
     assert det._fit_config(60).epochs == 1000
     assert det._fit_config(2400).epochs == 59
     assert cls(hidden=(8,), min_steps=0)._fit_config(60).epochs == det.epochs
+
+
+def test_dte_trains_at_least_four_thousand_steps():
+    """DTE's 400 epochs at batch 64: a 124-row digits class (2 steps an epoch) trains 2,000 epochs, a table of
+    640 rows (10 steps) or a 2,500-window series (40 steps) its 400 as the reference does."""
+    det = DTEDetector(hidden=(8,))
+    assert det.min_steps == 4000
+    assert det._fit_config(124).epochs == 2000
+    assert det._fit_config(640).epochs == det._fit_config(2500).epochs == 400
 
 
 @pytest.mark.parametrize("n_dims, code", [(1, 1), (2, 1), (3, 2), (4, 2), (5, 2), (9, 4), (40, 16), (256, 16)])

@@ -56,7 +56,8 @@ CASES: dict[str, tuple[str, dict, str]] = {
     "dte-series": ("dte", dict(window=8, stride=2, variant="inverse_gamma", hidden=(16,), epochs=2, n_steps=40,
                                batch_size=32, min_steps=0), "series"),
     "ensemble": ("ensemble", dict(member_params={"flow": dict(n_steps=2, hidden=16, n_blocks=1, epochs=2),
-                                                 "dte": dict(hidden=(16,), epochs=2, n_steps=40, min_steps=0)}), "rows"),
+                                                 "dte": dict(hidden=(16,), epochs=2, n_steps=40, min_steps=0)}),
+                 "rows"),
 }
 #: Rows (or windows) per scoring batch, set on each fitted detector: several batches per call, so that a
 #: call's state lives across batches while other threads score.
