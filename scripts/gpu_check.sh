@@ -8,8 +8,8 @@
 # 3. every op in csrc/ops.cpp has a CPU and a CUDA kernel (scripts/check_kernels.py);
 # 4. tests/gpu on the ("cuda", "cuda") and ("cuda", "triton") pairs: every op against its eager twin on the GPU,
 #    the Philox stream against the CPU kernel's, gradcheck, opcheck, the detectors and their CUDA-graph paths;
-# 5. a short CUDA throughput run of the benchmarks (coupling, diffusion, randn, KDE/kNN): eager, torch.compile,
-#    cuda, triton, bounded to 150 s.
+# 5. a short CUDA throughput run of the benchmarks (coupling, diffusion, randn, KDE/kNN, the AnoGAN search's ops):
+#    eager, torch.compile, cuda, triton, bounded to 150 s (no plot: matplotlib's first start builds a font cache).
 # Steps 3-5 run even when one of them fails, so that one run reports everything; a failed build stops the run.
 # The exit status is that of the first failed step. About 6-8 minutes on 16 cores (most of it nvcc and the
 # first compilation of each Triton kernel and torch.compile graph).
@@ -149,8 +149,9 @@ if [ "$bench_budget" -lt 30 ]; then
 fi
 [ "$bench_budget" -gt 0 ] && run_step bench bench.log timeout "$bench_budget" "$py" -m bench --devices cuda \
   --providers "${BENCH_PROVIDERS:-eager,compile,cuda,triton}" \
-  --cases 'coupling:*,diffusion_step:*,add_noise:*,recon_error:*,randn:*,kde_logpdf:*,knn_distance:*' \
-  --sizes '65536x64,4096x64x25,2^24,N5000-M50000-D32' --budget 0.3 --out "$OUT/bench" --name gpu_bench
+  --cases 'coupling:*,diffusion_step:*,add_noise:*,recon_error:*,randn:*,kde_logpdf:*,knn_distance:*,anogan_ops:*' \
+  --sizes '65536x64,4096x64x25,2^24,N5000-M50000-D32,B65536-P64-F128-L32' --budget 0.3 --no-plot \
+  --out "$OUT/bench" --name gpu_bench
 
 note "done in $SECONDS s; first failure exit status: $first_failure; files in $OUT"
 exit "$first_failure"
