@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .philox import NO_FP_FUSION
+
 BLOCK = 1024
 BLOCK_R = 64
 BLOCK_C = 32
@@ -120,10 +122,10 @@ def combine(x: torch.Tensor, eps: torch.Tensor | None, a: torch.Tensor, b: torch
     if noise is None:
         q = (n + 3) // 4
         _combine_philox_kernel[(triton.cdiv(q, BLOCK),)](x, e, a, bv, c, out, *strides, n, q, M, seed, offset,
-                                                         HAS_EPS=has_eps, BLOCK=BLOCK)
+                                                         HAS_EPS=has_eps, BLOCK=BLOCK, **NO_FP_FUSION)
     else:
         _combine_noise_kernel[(triton.cdiv(n, BLOCK),)](x, e, a, bv, c, noise, out, *strides, noise.stride(0), n, M,
-                                                        HAS_EPS=has_eps, BLOCK=BLOCK)
+                                                        HAS_EPS=has_eps, BLOCK=BLOCK, **NO_FP_FUSION)
     return out
 
 

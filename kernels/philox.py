@@ -11,6 +11,12 @@ import triton
 import triton.language as tl
 
 BLOCK = 1024
+#: Launch option of every kernel that draws or combines this stream: no contraction of a multiply and an add into
+#: an FMA. With fusion on, Triton emits contractible ``mul.f32``/``add.f32`` and ptxas fuses them as the surrounding
+#: code allows, so the same normals computed inside a diffusion kernel differed in their last bits from this
+#: kernel's (seen on an H200, Triton 3.6); with it off every operation is rounded (``mul.rn``/``add.rn``) and the
+#: in-kernel noise is this stream bit for bit. The kernels are memory-bound: the extra roundings cost nothing.
+NO_FP_FUSION = {"enable_fp_fusion": False}
 
 
 # No value specialisation of the integers: Triton would turn a 1 into a compile-time constant (and recompile per
@@ -40,4 +46,4 @@ def philox_normal_(out: torch.Tensor, seed: int, offset: int) -> None:
         return
     q = (n + 3) // 4
     grid = (triton.cdiv(q, BLOCK),)
-    _philox_normal_kernel[grid](out, n, q, seed, offset, BLOCK=BLOCK)
+    _philox_normal_kernel[grid](out, n, q, seed, offset, BLOCK=BLOCK, **NO_FP_FUSION)

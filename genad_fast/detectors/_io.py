@@ -36,6 +36,7 @@ import zipfile
 
 import torch
 
+from genad_fast._backend import BackendUnavailableError
 from genad_fast._version import __version__
 from genad_fast.detectors._device import resolve_device
 from genad_fast.detectors._model_checksum import CHECKSUM_PREFIX, payload_checksum, seal, to_plain
@@ -226,13 +227,16 @@ def _make_detector(path: str, cls: type, stored: dict):
     return det
 
 
-def load_detector(path: str | os.PathLike, map_location: torch.device | str = "cpu", expected: type | None = None):
-    """Rebuild the detector stored at ``path`` on ``map_location`` ("cpu", "cuda", "auto", a torch.device)."""
+def load_detector(path: str | os.PathLike, map_location: torch.device | str = "cpu", expected: type | None = None,
+                  backend: str | None = None):
+    """Rebuild the detector stored at ``path`` on ``map_location`` ("cpu", "cuda", "auto", a torch.device), scoring
+    with ``backend`` (None: the file's, where it runs on that device; see :func:`_fit_to_device`)."""
     device = resolve_device(map_location)
     path = os.fspath(path)
     payload = read_payload(path, map_location=device)
     cls = _resolve_class(path, payload, expected)
     det = _make_detector(path, cls, payload["params"])
+    _fit_to_device(path, det, device, backend)
     try:
         attrs = load_fitted(payload["fitted"])
     except InvalidField as exc:
@@ -256,6 +260,38 @@ def load_detector(path: str | os.PathLike, map_location: torch.device | str = "c
     return det
 
 
+def _fit_to_device(path: str, det, device: torch.device, backend: str | None) -> None:
+    """Make the loaded detector's ``device`` and ``backend`` parameters agree with the device it was loaded on.
+
+    A model fitted with ``device="cuda", backend="cuda"`` and loaded with ``map_location="cpu"`` (the default) holds
+    CPU tensors, on which its CUDA backend cannot run. ``backend`` given: the detector scores with it (an error at
+    the probe if it cannot run there). Otherwise a file's backend that cannot run on ``device`` is replaced by
+    ``"auto"`` with a warning that names both, never silently; a ``device`` parameter naming another kind of
+    device becomes ``device``'s kind, so that a refit stays where the model was loaded.
+    """
+    from genad_fast import _backend
+
+    changes = []
+    if det.device is not None and not (isinstance(det.device, str) and det.device.strip().lower() == "auto"):
+        saved_device = torch.device(det.device)
+        if saved_device.type != device.type:
+            det.set_params(device=device.type)
+            changes.append(f"device {str(saved_device)!r} -> {device.type!r}")
+    if backend is not None:
+        det.set_params(backend=_backend.requested_backend(backend))
+    elif det.backend is not None and _backend.requested_backend(det.backend) != "auto":
+        try:
+            _backend._check_runnable(_backend.requested_backend(det.backend), device)
+        except _backend.BackendUnavailableError as exc:
+            changes.append(f"backend {det.backend!r} -> 'auto' ({exc})")
+            det.set_params(backend="auto")
+    if changes and backend is None:
+        import warnings
+
+        warnings.warn(f"model file {path!r} loaded on {device}: {'; '.join(changes)}. Pass backend= to load() "
+                      f"to choose the backend", UserWarning, stacklevel=4)
+
+
 def _probe(path: str, det, cls: type) -> None:
     """Score one small input at the training mean: a state that is complete in form but not in substance
     (a missing key read only at scoring, a reference set or weight of the wrong width) fails here, at load,
@@ -277,6 +313,8 @@ def _probe(path: str, det, cls: type) -> None:
         det.decision_function(probe)
     except NotImplementedError:
         raise
+    except BackendUnavailableError as exc:  # the file is fine; the backend asked for cannot run here
+        raise BackendUnavailableError(f"model file {path!r} loaded on {det.device_}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - whatever the state breaks, the file is what is wrong
         raise ModelFileError(path, f"the restored {cls.__name__} cannot score (its state does not fit its "
                                    f"parameters): {type(exc).__name__}: {exc}") from exc
@@ -291,10 +329,11 @@ def _check_finite_state(path: str, state: dict, cls: type) -> None:
         raise ModelFileError(path, f"{bad} holds NaN/inf values; the {cls.__name__} needs finite weights and data")
 
 
-def load(path: str | os.PathLike, map_location: torch.device | str = "cpu"):
+def load(path: str | os.PathLike, map_location: torch.device | str = "cpu", backend: str | None = None):
     """Load any registered detector from a model file written by ``det.save(path)``.
 
     The file names its detector; the class comes from the registry
-    (:func:`genad_fast.detectors.register_detector`). Tensors go to ``map_location``.
+    (:func:`genad_fast.detectors.register_detector`). Tensors go to ``map_location``; ``backend`` (None: the
+    file's, or ``"auto"`` with a warning where the file's cannot run on that device) is the one it scores with.
     """
-    return load_detector(path, map_location=map_location, expected=None)
+    return load_detector(path, map_location=map_location, expected=None, backend=backend)

@@ -331,13 +331,14 @@ class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin,
         save_detector(self, path)
 
     @classmethod
-    def load(cls, path: str, map_location: str | torch.device = "cpu") -> "BaseDetector":
-        """Read a detector written by :meth:`save`; tensors go to ``map_location`` (default CPU).
+    def load(cls, path: str, map_location: str | torch.device = "cpu", backend: str | None = None) -> "BaseDetector":
+        """Read a detector written by :meth:`save`; tensors go to ``map_location`` (default CPU), scoring with
+        ``backend`` (None: the file's, or ``"auto"`` with a warning where the file's cannot run on that device).
 
         ``BaseDetector.load`` accepts any registered detector; ``SomeDetector.load`` also checks
         that the file holds a SomeDetector (or a subclass).
         """
-        return load_detector(path, map_location=map_location, expected=cls)
+        return load_detector(path, map_location=map_location, expected=cls, backend=backend)
 
     # ------------------------------------------------------------------ hooks (see module docstring)
     def _min_fit_samples(self) -> int:

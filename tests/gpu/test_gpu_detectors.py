@@ -62,9 +62,8 @@ def _on_cpu(det, tmp_path):
     """The same fitted model on the CPU, through a model file (as a user moves it), scoring with the CPU ops."""
     path = tmp_path / f"{type(det).__name__}.pt"
     det.save(str(path))
-    cpu = genad_fast.load(str(path), map_location="cpu")
-    assert cpu.device_.type == "cpu"
-    cpu.set_params(backend=gs.cpu_backend())
+    cpu = genad_fast.load(str(path), map_location="cpu", backend=gs.cpu_backend())
+    assert cpu.device_.type == "cpu" and cpu.device == "cpu"
     return cpu
 
 
