@@ -15,7 +15,8 @@ BLOCK = 1024
 #: an FMA. With fusion on, Triton emits contractible ``mul.f32``/``add.f32`` and ptxas fuses them as the surrounding
 #: code allows, so the same normals computed inside a diffusion kernel differed in their last bits from this
 #: kernel's (seen on an H200, Triton 3.6); with it off every operation is rounded (``mul.rn``/``add.rn``) and the
-#: in-kernel noise is this stream bit for bit. The kernels are memory-bound: the extra roundings cost nothing.
+#: in-kernel noise is this stream bit for bit (tests/gpu passed). This kernel's speed did not change on the H200
+#: (docs/benchmark_gpu.md); the diffusion kernels' was not settled by one noisy run.
 NO_FP_FUSION = {"enable_fp_fusion": False}
 
 

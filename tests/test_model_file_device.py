@@ -16,6 +16,7 @@ import torch
 
 import genad_fast
 from genad_fast.datasets import make_series
+from genad_fast.detectors.ensemble import EnsembleDetector
 from genad_fast.detectors.flow import FlowDetector
 from genad_fast.detectors.knn import KNNDetector
 from genad_fast.detectors._model_checksum import seal
@@ -36,9 +37,13 @@ def _as_if_saved_on_gpu(det, path, backend="cuda"):
 
 
 def _detectors(series):
+    """A trained model, a reference set, and an ensemble, whose members hold a device and backend of their own."""
     flow = FlowDetector(window=16, n_steps=2, hidden=16, epochs=2, verbose=False, backend="cpu", seed=0)
     knn = KNNDetector(window=16, verbose=False, backend="cpu")
-    return [flow.fit(series.train), knn.fit(series.train)]
+    tiny = {"flow": dict(n_steps=2, hidden=16, n_blocks=1, epochs=2),
+            "dte": dict(hidden=(16, 16), epochs=2, min_steps=0)}
+    ensemble = EnsembleDetector(window=16, member_params=tiny, verbose=False, backend="cpu", seed=0)
+    return [flow.fit(series.train), knn.fit(series.train), ensemble.fit(series.train)]
 
 
 @pytest.mark.parametrize("saved_backend", ["cuda", "triton"])
@@ -50,6 +55,8 @@ def test_a_gpu_backend_file_loads_on_the_cpu_with_a_warning(series, tmp_path, sa
         with pytest.warns(UserWarning, match=rf"backend '{saved_backend}' -> 'auto'.*Pass backend= to load"):
             loaded = genad_fast.load(path)
         assert loaded.device == "cpu" and loaded.device_ == torch.device("cpu") and loaded.backend == "auto"
+        for member in getattr(loaded, "members_", []):
+            assert member.backend == "auto" and member.device == "cpu"
         # Same weights, another backend on the same CPU: the scores agree to float32 rounding.
         np.testing.assert_allclose(loaded.decision_function(series.test), expected, rtol=1e-4, atol=1e-5)
 

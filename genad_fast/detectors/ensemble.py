@@ -228,6 +228,8 @@ class EnsembleDetector(BaseDetector):
             raise ValueError(f"the state holds {len(records) if isinstance(records, (list, tuple)) else 'no'} "
                              f"member(s) for members={list(names)}")
         self.members_ = [member_from_record(r, self.device_) for r in records]
+        for member in self.members_:  # the ensemble's device and backend, which loading may have changed
+            member.set_params(device=str(self.device_), backend=self.backend)
         got = [type(m).__name__ for m in self.members_]
         want = [get_detector(n).__name__ for n in names]
         if got != want:
