@@ -33,12 +33,17 @@ Per-timestamp errors to scores (``score_reduction``)
 
         e_w[j] = 1/W Σ_{s=j}^{j+W-1} e[s],     ew[t] = reduce{ e_w[j] : j <= t < j + W }
 
-    ``"multiscale"`` (default) takes the stronger of the two evidences, each in units of its own 99th
+    ``"multiscale"`` (default) takes the strongest of the evidences, each in units of its own 99th
     percentile over the training series (``error_scales_``, fitted by the fit's scoring pass):
 
-        score[t] = max( e[t] / q99(e_train),  ew[t] / q99(ew_train) )
+        score[t] = max( e[t] / q99(e_train),  ew[t] / q99(ew_train),  l[t] / q99(l_train) )
 
-    a two-scale scan (point and window) whose scales make the two comparable. ``"window"``: ew[t];
+    a scan at two scales (point and window) whose scales make them comparable. The third evidence, l, is the
+    denoising loss of the windows covering t at ``elbo_levels`` noise levels: the training objective evaluated on
+    the test window, a likelihood-like score of the window as a whole
+    (:mod:`genad_fast.nn.diffusion.window_loss`). A reconstruction from one low noise level restores a changed
+    pattern as well as a normal one; the loss at the middle levels does not. The loss term is used with
+    ``mode="reconstruct"`` only, and ``elbo_levels=0`` drops it. ``"window"``: ew[t];
     ``"point"``: e[t], the DiffusionAE / ImDiffusion formula as printed (model files from before this parameter
     score this way). With ``window="auto"`` W is one period of the training series.
 
@@ -61,6 +66,7 @@ from genad_fast.nn.diffusion import SAMPLERS, SCHEDULES, ConditionalDenoiser, De
 from genad_fast.nn.diffusion.denoiser import receptive_field, stack_for_window
 from genad_fast.nn.diffusion.losses import ImputeLoss, ReconstructLoss
 from genad_fast.nn.diffusion.sampler import SeriesSampler
+from genad_fast.nn.diffusion.window_loss import loss_levels, window_denoising_loss
 from genad_fast.series import SeriesBatch
 from genad_fast.detectors._window_mean import window_mean_scores
 
@@ -83,12 +89,12 @@ def _sampling(name: str, doc: str, **rule) -> Param:
     return Param(name, rule.pop("kind", "int"), doc, scoring=True, **rule)
 
 
-def error_scales(point_quantile: float, window_quantile: float) -> torch.Tensor:
-    """``error_scales_``: float32 ``[2]``, the training quantiles of the point and window errors. An exactly
-    reconstructed training set (a quantile of 0) gets the smallest normal float: any error at all is then out of
-    the ordinary, which is what a zero error on normal data says."""
-    return torch.tensor([point_quantile, window_quantile], dtype=torch.float64).clamp_min(
-        torch.finfo(torch.float32).tiny).float()
+def error_scales(point_quantile: float, window_quantile: float, loss_quantile: float | None = None) -> torch.Tensor:
+    """``error_scales_``: float32 ``[2]``, the training quantiles of the point and window errors, or ``[3]`` with
+    the window denoising loss's. An exactly reconstructed training set (a quantile of 0) gets the smallest normal
+    float: any error at all is then out of the ordinary, which is what a zero error on normal data says."""
+    found = [point_quantile, window_quantile] + ([] if loss_quantile is None else [loss_quantile])
+    return torch.tensor(found, dtype=torch.float64).clamp_min(torch.finfo(torch.float32).tiny).float()
 
 
 def _upper_quantile(values: torch.Tensor, q: float) -> torch.Tensor:
@@ -133,6 +139,9 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
                   "error of each window of ``window`` timestamps combined over the windows covering a timestamp "
                   "with ``reduce``; ``\"point\"``, the raw error (module docstring).", kind="choice",
                   choices=SCORE_REDUCTIONS),
+        _sampling("elbo_levels", "Reconstruct, ``score_reduction=\"multiscale\"``: noise levels of the window "
+                  "denoising loss, the third evidence (module docstring); 0: none. Scoring costs about "
+                  "1 + 2·elbo_levels / (noise_level·n_draws) times as much as without it.", low=0),
         _sampling("masks", "Impute: the mask kinds, each used with its complement.", kind="any", check=_masks_rule,
                   type_doc='tuple of "grid" and/or "random"'),
         _sampling("mask_split", "Impute: a window holds ``mask_split`` grid blocks (ImDiffusion's ``split``), block "
@@ -158,15 +167,17 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
     )
 
     min_fit_samples = 16
-    #: Model files written before ``score_reduction`` existed scored raw per-timestamp errors (genad_fast._io).
-    _params_before = {"score_reduction": "point"}
+    #: Model files written before ``score_reduction`` existed scored raw per-timestamp errors, and those written
+    #: before ``elbo_levels`` existed without the window denoising loss (genad_fast._io).
+    _params_before = {"score_reduction": "point", "elbo_levels": 0}
     #: True from the fit's training of the model until its scoring pass has fitted ``error_scales_``.
     _scales_pending = False
 
     def __init__(self, window: int | str = "auto", mode: str = "reconstruct", n_steps: int = 50,
                  schedule: str = "quadratic", beta_start: float | None = None, beta_end: float | None = None,
                  noise_level: int | None = None, denoise_steps: int | None = None, sampler: str = "ddpm",
-                 eta: float = 0.0, n_draws: int = 2, score_reduction: str = "multiscale", masks: tuple = MASKS,
+                 eta: float = 0.0, n_draws: int = 2, score_reduction: str = "multiscale", elbo_levels: int = 4,
+                 masks: tuple = MASKS,
                  mask_split: int = 4,
                  residual_channels: int = 64, n_layers: int | None = None, dilation_cycle: int | None = None,
                  kernel_size: int = 3, embedding_dim: int = 128, epochs: int = 100, batch_size: int = 64,
@@ -185,6 +196,7 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         self.eta = eta
         self.n_draws = n_draws
         self.score_reduction = score_reduction
+        self.elbo_levels = elbo_levels
         self.masks = masks
         self.mask_split = mask_split
         self.residual_channels = residual_channels
@@ -311,17 +323,42 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         else:
             scores = sampler.impute_many(xs, noise_seed, mask_seed, self._mask_kinds(),
                                          self._block(), self._chain_length(), self.n_draws)
-        return self._reduce_errors(scores)
+        needs_loss = self._uses_window_loss() and (self._scales_pending or self.score_reduction == "multiscale")
+        losses = self._window_losses(layout.split(series)) if needs_loss else None
+        return self._reduce_errors(scores, losses)
 
-    def _reduce_errors(self, errors: list[torch.Tensor]) -> torch.Tensor:
-        """Per-series point errors to the packed scores of ``score_reduction`` (module docstring)."""
+    def _uses_window_loss(self) -> bool:
+        return self.mode == "reconstruct" and self.elbo_levels > 0
+
+    def _window_losses(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The window denoising loss per timestamp of each series ``[T, C]`` (module docstring). Its noise is
+        drawn on the CPU from the detector's seed, afresh for each series: the same draws on every device, in every
+        call, and for a series scored alone or in a collection."""
+        schedule = self._noise_schedule()
+        levels = loss_levels(schedule.n_steps, int(self.elbo_levels))
+        seed = int(self._numpy_rng("score-window-loss").integers(0, _U63))
+        W = int(self.window_)
+        device = parts[0].device
+        alpha_bars = schedule.alpha_bars.to(device=device, dtype=torch.float64)
+        out = []
+        for part in parts:
+            C, w = part.shape[1], min(W, part.shape[0])
+            noise = torch.randn((len(levels), C, w), generator=torch.Generator().manual_seed(seed))
+            out.append(window_denoising_loss(self.model_, part, w, alpha_bars, levels, noise))
+        return out
+
+    def _reduce_errors(self, errors: list[torch.Tensor], losses: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Per-series point errors (and window losses) to the packed scores of ``score_reduction``."""
         points = torch.cat(errors) if len(errors) != 1 else errors[0]
         if self.score_reduction == "point" and not self._scales_pending:
             return points
         windowed = torch.cat([window_mean_scores(e, min(int(self.window_), e.shape[0]), self.reduce) for e in errors])
+        loss = None if losses is None else torch.cat(losses).to(points.device)
         if self._scales_pending:  # the fit's pass over its training series, whatever the reduction (a later
             self._scales_pending = False  # set_params(score_reduction="multiscale") needs these scales too)
-            self.error_scales_ = error_scales(*(float(_upper_quantile(v, SCALE_QUANTILE)) for v in (points, windowed)))
+            found = [float(_upper_quantile(v, SCALE_QUANTILE)) for v in (points, windowed)]
+            self.error_scales_ = error_scales(*found, None if loss is None else float(_upper_quantile(loss,
+                                                                                                       SCALE_QUANTILE)))
         if self.score_reduction != "multiscale":
             return points if self.score_reduction == "point" else windowed
         if self.error_scales_ is None:
@@ -330,7 +367,14 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
                              "score_reduction='point'")
         # In float64: a scale as small as error_scales' floor would overflow a float32 ratio to inf.
         scales = self.error_scales_.to(device=points.device, dtype=torch.float64)
-        return torch.maximum(points.double() / scales[0], windowed.double() / scales[1])
+        score = torch.maximum(points.double() / scales[0], windowed.double() / scales[1])
+        if loss is None:
+            return score
+        if scales.numel() < 3:
+            raise ValueError(f"elbo_levels={self.elbo_levels} needs the training scale of the window denoising loss, "
+                             "which this detector lacks (fitted with elbo_levels=0, or a model file from before the "
+                             "option): refit it, or set elbo_levels=0")
+        return torch.maximum(score, loss / scales[2])
 
     def _sampler(self) -> SeriesSampler:
         """The reverse process of this scoring call: the trained denoiser, the call's dispatch, x̂_0 clipped to

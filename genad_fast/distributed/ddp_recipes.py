@@ -140,7 +140,8 @@ def fit_diffusion(work: Work) -> None:
 
 def _diffusion_error_scales(det, work: Work) -> torch.Tensor:
     """``score_reduction="multiscale"``'s scales over every shard: the SCALE_QUANTILE order statistic of the
-    training's point errors and of their window errors (:func:`kth_smallest`, exact, nothing gathered), as
+    training's point errors, of their window errors and of the window denoising loss where the detector uses it
+    (:func:`kth_smallest`, exact, nothing gathered), as
     DiffusionDetector's own fit takes them from its scoring pass. Costs one scoring pass of the shards more."""
     from genad_fast.detectors._window_mean import window_mean_scores
     from genad_fast.detectors.diffusion import SCALE_QUANTILE, error_scales
@@ -152,8 +153,11 @@ def _diffusion_error_scales(det, work: Work) -> torch.Tensor:
     finally:
         det.score_reduction = reduction
     windowed = [window_mean_scores(p, min(int(det.window_), p.shape[0]), det.reduce) for p in points]
+    evidences = [points, windowed]
+    if det._uses_window_loss():  # the window denoising loss, the third evidence (elbo_levels)
+        evidences.append(det._window_losses([sh.z for sh in work.shards]))
     found = []
-    for parts in (points, windowed):
+    for parts in evidences:
         values = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
         n = int(work.sync.sum_(torch.tensor([values.numel()], dtype=torch.int64))[0])
         found.append(kth_smallest(values, max(1, math.ceil(SCALE_QUANTILE * n)), work.sync))

@@ -91,7 +91,9 @@ def _on_cpu(det):
         return det
     from genad_fast.detectors._io import load_detector, save_detector
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # The copy is internal: the loader's note that a CUDA backend became "auto" on the CPU is not the user's.
+        warnings.filterwarnings("ignore", message=r"model file .* loaded on cpu", category=UserWarning)
         path = os.path.join(tmp, "model.pt")
         save_detector(det, path)
         return load_detector(path, map_location="cpu")
