@@ -109,7 +109,7 @@ def test_tiled_scoring_equals_the_whole_series_at_once(mode, fitted, small):
             np.testing.assert_allclose(det.decision_function(test), expected, rtol=2e-4, atol=1e-6,
                                        err_msg=f"tile_size={tile}, tile_batch={per_call}, halo={r}, {how}, {reduce}")
     finally:
-        det.set_params(tile_size=1024, tile_batch=4, score_reduction="multiscale", reduce="mean", elbo_levels=4)
+        det.set_params(tile_size=1024, tile_batch=4, score_reduction="multiscale", reduce="mean", elbo_levels=8)
 
 
 @pytest.mark.parametrize("T, tile, halo", [(400, 32, 7), (46, 32, 7), (47, 32, 7), (100, 5, 7), (1000, 1, 0),

@@ -66,13 +66,13 @@ def _fit(series, **params):
 
 def test_the_loss_is_a_third_evidence_of_multiscale(series):
     det = _fit(series)
-    assert det.elbo_levels == 4 and det.error_scales_.shape == (3,)
+    assert det.elbo_levels == 8 and det.error_scales_.shape == (3,)
     with_loss = det.decision_function(series.test)
     det.set_params(elbo_levels=0)
     without = det.decision_function(series.test)
     assert np.all(with_loss >= without) and np.any(with_loss > without)
     # The same numbers for a series scored alone or in a collection, and in every call.
-    det.set_params(elbo_levels=4)
+    det.set_params(elbo_levels=8)
     both = det.decision_function([series.test, series.test[:500]])
     np.testing.assert_array_equal(both[0], with_loss)
     np.testing.assert_array_equal(det.decision_function(series.test[:500]), both[1])
@@ -81,8 +81,8 @@ def test_the_loss_is_a_third_evidence_of_multiscale(series):
 def test_a_detector_fitted_without_the_loss_says_to_refit(series):
     det = _fit(series, elbo_levels=0)
     assert det.error_scales_.shape == (2,)
-    det.set_params(elbo_levels=4)
-    with pytest.raises(ValueError, match="elbo_levels=4 needs the training scale of the window denoising loss.*refit"):
+    det.set_params(elbo_levels=8)
+    with pytest.raises(ValueError, match="elbo_levels=8 needs the training scale of the window denoising loss.*refit"):
         det.decision_function(series.test)
 
 
