@@ -32,10 +32,12 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 
 import torch
 
+from genad_fast import _backend
 from genad_fast._backend import BackendUnavailableError
 from genad_fast._version import __version__
 from genad_fast.detectors._device import resolve_device
@@ -269,8 +271,6 @@ def _fit_to_device(path: str, det, device: torch.device, backend: str | None) ->
     ``"auto"`` with a warning that names both, never silently; a ``device`` parameter naming another kind of
     device becomes ``device``'s kind, so that a refit stays where the model was loaded.
     """
-    from genad_fast import _backend
-
     changes = []
     if det.device is not None and not (isinstance(det.device, str) and det.device.strip().lower() == "auto"):
         saved_device = torch.device(det.device)
@@ -282,12 +282,10 @@ def _fit_to_device(path: str, det, device: torch.device, backend: str | None) ->
     elif det.backend is not None and _backend.requested_backend(det.backend) != "auto":
         try:
             _backend._check_runnable(_backend.requested_backend(det.backend), device)
-        except _backend.BackendUnavailableError as exc:
+        except BackendUnavailableError as exc:
             changes.append(f"backend {det.backend!r} -> 'auto' ({exc})")
             det.set_params(backend="auto")
     if changes and backend is None:
-        import warnings
-
         warnings.warn(f"model file {path!r} loaded on {device}: {'; '.join(changes)}. Pass backend= to load() "
                       f"to choose the backend", UserWarning, stacklevel=4)
 
