@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from genad_fast.nn.diffusion.denoiser import Denoiser
+from genad_fast.nn.diffusion.plan import DenoiserInference
 from genad_fast.series import window_starts, windows_to_timestamps
 
 __all__ = ["STRIDE_DIVISOR", "loss_levels", "window_denoising_loss"]
@@ -38,28 +40,33 @@ def loss_levels(n_steps: int, levels: int) -> list[int]:
     return [min(n_steps - 1, max(0, round(n_steps * k / (levels + 1)) - 1)) for k in range(1, levels + 1)]
 
 
-def window_denoising_loss(model: torch.nn.Module, series: torch.Tensor, window: int, alpha_bars: torch.Tensor,
+def window_denoising_loss(model: Denoiser, series: torch.Tensor, window: int, alpha_bars: torch.Tensor,
                           levels: list[int], noise: torch.Tensor) -> torch.Tensor:
     """Per-timestamp L(x) of the windows of ``series`` [T, C] (module docstring), float64 ``[T]``.
 
     ``noise`` is ``[len(levels), C, W]``, the draw of each level; ``alpha_bars`` is the schedule's ᾱ (on the
-    series' device). ``window`` is clipped to T, so a series as short as a window is one window.
+    series' device). ``window`` is clipped to T, so a series as short as a window is one window. The network runs
+    as the sampler's inference plan (:class:`~genad_fast.nn.diffusion.plan.DenoiserInference`: the module's ε̂
+    to float rounding, its step constants folded once per level), in float32.
     """
     T, C = series.shape
     W = min(int(window), T)
-    starts = window_starts(T, W, max(1, W // STRIDE_DIVISOR), device=series.device)
-    losses = torch.zeros(starts.numel(), dtype=torch.float64, device=series.device)
-    offsets = torch.arange(W, device=series.device)
-    x_t_dtype = torch.float32
+    device, dtype = series.device, torch.float32
+    stride = max(1, W // STRIDE_DIVISOR)
+    starts = window_starts(T, W, stride, device=device)
+    losses = torch.zeros(starts.numel(), dtype=torch.float64, device=device)
+    offsets = torch.arange(W, device=device)
     with torch.no_grad():
+        plan = DenoiserInference(model, dtype)
+        steps = model.step_embedding(torch.tensor(levels, device=device))  # [levels, E]
+        per_level = [(plan.step_constants(steps[k]), alpha_bars[t].to(dtype), noise[k].to(device=device, dtype=dtype))
+                     for k, t in enumerate(levels)]
         for first in range(0, starts.numel(), _BATCH):
             rows = starts[first:first + _BATCH, None] + offsets  # [b, W]
-            x0 = series[rows].to(x_t_dtype).transpose(1, 2)  # [b, C, W]
-            for k, t in enumerate(levels):
-                ab = alpha_bars[t].to(x_t_dtype)
-                z = noise[k].to(device=series.device, dtype=x_t_dtype)
+            x0 = series[rows].to(dtype).transpose(1, 2)  # [b, C, W]
+            for consts, ab, z in per_level:
                 x_t = ab.sqrt() * x0 + (1.0 - ab).sqrt() * z
-                steps = torch.full((x0.shape[0],), t, dtype=torch.long, device=series.device)
-                losses[first:first + x0.shape[0]] += ((model(x_t, steps) - z) ** 2).mean(dim=(1, 2)).double()
+                eps = plan(x_t.contiguous(), consts)  # a view into the plan's buffer: used before the next call
+                losses[first:first + x0.shape[0]] += ((eps - z) ** 2).mean(dim=(1, 2)).double()
     losses /= len(levels)
-    return windows_to_timestamps(losses, T, W, max(1, W // STRIDE_DIVISOR), reduce="mean")
+    return windows_to_timestamps(losses, T, W, stride, reduce="mean")
