@@ -66,7 +66,7 @@ from genad_fast.nn.diffusion import SAMPLERS, SCHEDULES, ConditionalDenoiser, De
 from genad_fast.nn.diffusion.denoiser import receptive_field, stack_for_window
 from genad_fast.nn.diffusion.losses import ImputeLoss, ReconstructLoss
 from genad_fast.nn.diffusion.sampler import SeriesSampler
-from genad_fast.nn.diffusion.window_loss import loss_levels, window_denoising_loss
+from genad_fast.nn.diffusion.window_loss import WindowLoss, loss_levels
 from genad_fast.series import SeriesBatch
 from genad_fast.detectors._window_mean import window_mean_scores
 
@@ -342,12 +342,12 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         seed = int(self._numpy_rng("score-window-loss").integers(0, _U63))
         W = int(self.window_)
         device = parts[0].device
-        alpha_bars = schedule.alpha_bars.to(device=device, dtype=torch.float64)
+        loss = WindowLoss(self.model_, schedule.alpha_bars.to(device=device, dtype=torch.float64), levels)
         out = []
         for part in parts:
             C, w = part.shape[1], min(W, part.shape[0])
             noise = torch.randn((len(levels), C, w), generator=torch.Generator().manual_seed(seed))
-            out.append(window_denoising_loss(self.model_, part, w, alpha_bars, levels, noise))
+            out.append(loss(part, w, noise))
         return out
 
     def _reduce_errors(self, errors: list[torch.Tensor], losses: list[torch.Tensor] | None = None) -> torch.Tensor:

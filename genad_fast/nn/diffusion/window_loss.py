@@ -27,7 +27,7 @@ from genad_fast.nn.diffusion.denoiser import Denoiser
 from genad_fast.nn.diffusion.plan import DenoiserInference
 from genad_fast.series import window_starts, windows_to_timestamps
 
-__all__ = ["STRIDE_DIVISOR", "loss_levels", "window_denoising_loss"]
+__all__ = ["STRIDE_DIVISOR", "WindowLoss", "loss_levels", "window_denoising_loss"]
 
 #: Windows at stride W // STRIDE_DIVISOR: each timestamp is covered by about STRIDE_DIVISOR windows.
 STRIDE_DIVISOR = 4
@@ -40,33 +40,50 @@ def loss_levels(n_steps: int, levels: int) -> list[int]:
     return [min(n_steps - 1, max(0, round(n_steps * k / (levels + 1)) - 1)) for k in range(1, levels + 1)]
 
 
+class WindowLoss:
+    """L(x) of a fixed denoiser at fixed levels, for the series of one scoring call.
+
+    The network runs as the sampler's inference plan (:class:`~genad_fast.nn.diffusion.plan.DenoiserInference`:
+    the module's ε̂ to float rounding), in float32. The plan and its per-level step constants are built once here
+    (about 10 ms for the default denoiser) and reused for every series of the call. The plan's buffers are
+    written by every network call, so an instance belongs to one thread.
+    """
+
+    def __init__(self, model: Denoiser, alpha_bars: torch.Tensor, levels: list[int]):
+        self.levels = list(levels)
+        self.dtype = torch.float32
+        with torch.no_grad():
+            self.plan = DenoiserInference(model, self.dtype)
+            steps = model.step_embedding(torch.tensor(self.levels, device=alpha_bars.device))  # [levels, E]
+            self.per_level = [(self.plan.step_constants(steps[k]), alpha_bars[t].to(self.dtype))
+                              for k, t in enumerate(self.levels)]
+
+    def __call__(self, series: torch.Tensor, window: int, noise: torch.Tensor) -> torch.Tensor:
+        """Per-timestamp L(x) of the windows of ``series`` [T, C] (module docstring), float64 ``[T]``.
+
+        ``noise`` is ``[len(levels), C, W]``, the draw of each level. ``window`` is clipped to T, so a series as
+        short as a window is one window."""
+        T, C = series.shape
+        W = min(int(window), T)
+        device = series.device
+        stride = max(1, W // STRIDE_DIVISOR)
+        starts = window_starts(T, W, stride, device=device)
+        losses = torch.zeros(starts.numel(), dtype=torch.float64, device=device)
+        offsets = torch.arange(W, device=device)
+        draws = noise.to(device=device, dtype=self.dtype)
+        with torch.no_grad():
+            for first in range(0, starts.numel(), _BATCH):
+                rows = starts[first:first + _BATCH, None] + offsets  # [b, W]
+                x0 = series[rows].to(self.dtype).transpose(1, 2)  # [b, C, W]
+                for (consts, ab), z in zip(self.per_level, draws):
+                    x_t = ab.sqrt() * x0 + (1.0 - ab).sqrt() * z
+                    eps = self.plan(x_t.contiguous(), consts)  # a view into the plan's buffer, read at once
+                    losses[first:first + x0.shape[0]] += ((eps - z) ** 2).mean(dim=(1, 2)).double()
+        losses /= len(self.levels)
+        return windows_to_timestamps(losses, T, W, stride, reduce="mean")
+
+
 def window_denoising_loss(model: Denoiser, series: torch.Tensor, window: int, alpha_bars: torch.Tensor,
                           levels: list[int], noise: torch.Tensor) -> torch.Tensor:
-    """Per-timestamp L(x) of the windows of ``series`` [T, C] (module docstring), float64 ``[T]``.
-
-    ``noise`` is ``[len(levels), C, W]``, the draw of each level; ``alpha_bars`` is the schedule's ᾱ (on the
-    series' device). ``window`` is clipped to T, so a series as short as a window is one window. The network runs
-    as the sampler's inference plan (:class:`~genad_fast.nn.diffusion.plan.DenoiserInference`: the module's ε̂
-    to float rounding, its step constants folded once per level), in float32.
-    """
-    T, C = series.shape
-    W = min(int(window), T)
-    device, dtype = series.device, torch.float32
-    stride = max(1, W // STRIDE_DIVISOR)
-    starts = window_starts(T, W, stride, device=device)
-    losses = torch.zeros(starts.numel(), dtype=torch.float64, device=device)
-    offsets = torch.arange(W, device=device)
-    with torch.no_grad():
-        plan = DenoiserInference(model, dtype)
-        steps = model.step_embedding(torch.tensor(levels, device=device))  # [levels, E]
-        per_level = [(plan.step_constants(steps[k]), alpha_bars[t].to(dtype), noise[k].to(device=device, dtype=dtype))
-                     for k, t in enumerate(levels)]
-        for first in range(0, starts.numel(), _BATCH):
-            rows = starts[first:first + _BATCH, None] + offsets  # [b, W]
-            x0 = series[rows].to(dtype).transpose(1, 2)  # [b, C, W]
-            for consts, ab, z in per_level:
-                x_t = ab.sqrt() * x0 + (1.0 - ab).sqrt() * z
-                eps = plan(x_t.contiguous(), consts)  # a view into the plan's buffer: used before the next call
-                losses[first:first + x0.shape[0]] += ((eps - z) ** 2).mean(dim=(1, 2)).double()
-    losses /= len(levels)
-    return windows_to_timestamps(losses, T, W, stride, reduce="mean")
+    """:class:`WindowLoss` for one series: ``WindowLoss(model, alpha_bars, levels)(series, window, noise)``."""
+    return WindowLoss(model, alpha_bars.to(series.device), levels)(series, window, noise)
