@@ -216,8 +216,9 @@ def test_a_nested_list_of_numbers_is_still_one_table_or_series():
 def test_diffusion_tiles_of_many_series_share_network_calls_and_score_as_alone(mode, backend):
     """Series longer and shorter than a tile read (tile 24 + 2 halos of 3 = 30), two lengths of short series:
     groups of tiles from several series; each series' scores equal its own, bitwise, on both backends."""
+    # elbo_levels=0: the chain's plan is counted here; the window loss's (one per call too) in test_window_loss.py
     det = get_detector("diffusion")(**{**TINY["diffusion"], "mode": mode}, window=WINDOW, stride=STRIDE, tile_size=24,
-                                    tile_batch=3, n_draws=2, backend=backend, device="cpu",
+                                    tile_batch=3, n_draws=2, backend=backend, device="cpu", elbo_levels=0,
                                     verbose=False).fit(series_data(300, 0))
     parts = [series_data(T, 30 + i) for i, T in enumerate((16, 95, 16, 30, 61, 20, 16))]
     loop = [det.decision_function(p) for p in parts]

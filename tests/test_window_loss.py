@@ -39,15 +39,16 @@ def _naive(model, series, W, alpha_bars, levels, noise):
     return np.array([np.mean([per_window[i] for i, j in enumerate(starts) if j <= t < j + W]) for t in range(T)])
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("T, W", [(300, 32), (301, 30), (40, 40), (700, 8)])
-def test_the_loss_is_the_mean_over_the_covering_windows(T, W):
+def test_the_loss_is_the_mean_over_the_covering_windows(T, W, fused):
     torch.manual_seed(0)
     model = Denoiser(channels=3, residual_channels=8, n_layers=2, dilation_cycle=1, embedding_dim=16).eval()
     schedule = NoiseSchedule.from_name("quadratic", 50)
     series = torch.randn(T, 3)
     levels = loss_levels(50, 3)
     noise = torch.randn(len(levels), 3, W)
-    got = window_denoising_loss(model, series, W, schedule.alpha_bars, levels, noise)
+    got = window_denoising_loss(model, series, W, schedule.alpha_bars, levels, noise, fused=fused)
     assert got.shape == (T,) and got.dtype == torch.float64 and torch.isfinite(got).all()
     with torch.no_grad():
         np.testing.assert_allclose(got.numpy(), _naive(model, series, W, schedule.alpha_bars, levels, noise),

@@ -342,7 +342,10 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         seed = int(self._numpy_rng("score-window-loss").integers(0, _U63))
         W = int(self.window_)
         device = parts[0].device
-        loss = WindowLoss(self.model_, schedule.alpha_bars.to(device=device, dtype=torch.float64), levels)
+        # The network as the sampler runs it: the inference plan where the call's backend has compiled kernels and
+        # the products are float32, else the module (SeriesSampler.fused_network).
+        fused = current_call(self).dispatch.has("diffusion_step") and MATMUL_DTYPES[self.matmul_dtype] is None
+        loss = WindowLoss(self.model_, schedule.alpha_bars.to(device=device, dtype=torch.float64), levels, fused)
         out = []
         for part in parts:
             C, w = part.shape[1], min(W, part.shape[0])

@@ -41,22 +41,30 @@ def loss_levels(n_steps: int, levels: int) -> list[int]:
 
 
 class WindowLoss:
-    """L(x) of a fixed denoiser at fixed levels, for the series of one scoring call.
+    """L(x) of a fixed denoiser at fixed levels, for the series of one scoring call, in float32.
 
-    The network runs as the sampler's inference plan (:class:`~genad_fast.nn.diffusion.plan.DenoiserInference`:
-    the module's ε̂ to float rounding), in float32. The plan and its per-level step constants are built once here
-    (about 10 ms for the default denoiser) and reused for every series of the call. The plan's buffers are
-    written by every network call, so an instance belongs to one thread.
+    ``fused``: the network runs as the sampler's inference plan (:class:`~genad_fast.nn.diffusion.plan.
+    DenoiserInference`: the module's ε̂ to float rounding), as the sampler runs it where the call's backend has
+    compiled kernels; otherwise (the eager backend) as the module. The plan and its per-level step constants are
+    built once here (about 10 ms for the default denoiser) and reused for every series of the call. The plan's
+    buffers are written by every network call, so an instance belongs to one thread.
     """
 
-    def __init__(self, model: Denoiser, alpha_bars: torch.Tensor, levels: list[int]):
+    def __init__(self, model: Denoiser, alpha_bars: torch.Tensor, levels: list[int], fused: bool = True):
         self.levels = list(levels)
         self.dtype = torch.float32
+        self.model = model
+        self.plan = DenoiserInference(model, self.dtype) if fused else None
+        device = alpha_bars.device
         with torch.no_grad():
-            self.plan = DenoiserInference(model, self.dtype)
-            steps = model.step_embedding(torch.tensor(self.levels, device=alpha_bars.device))  # [levels, E]
-            self.per_level = [(self.plan.step_constants(steps[k]), alpha_bars[t].to(self.dtype))
-                              for k, t in enumerate(self.levels)]
+            steps = model.step_embedding(torch.tensor(self.levels, device=device))  # [levels, E]
+            self.per_level = [(self.plan.step_constants(steps[k]) if fused else steps[k:k + 1],
+                               alpha_bars[t].to(self.dtype)) for k, t in enumerate(self.levels)]
+
+    def _eps(self, x_t: torch.Tensor, step: object) -> torch.Tensor:
+        if self.plan is not None:
+            return self.plan(x_t.contiguous(), step)  # a view into the plan's buffer, read before the next call
+        return self.model(x_t, step=step.expand(x_t.shape[0], -1))
 
     def __call__(self, series: torch.Tensor, window: int, noise: torch.Tensor) -> torch.Tensor:
         """Per-timestamp L(x) of the windows of ``series`` [T, C] (module docstring), float64 ``[T]``.
@@ -77,13 +85,13 @@ class WindowLoss:
                 x0 = series[rows].to(self.dtype).transpose(1, 2)  # [b, C, W]
                 for (consts, ab), z in zip(self.per_level, draws):
                     x_t = ab.sqrt() * x0 + (1.0 - ab).sqrt() * z
-                    eps = self.plan(x_t.contiguous(), consts)  # a view into the plan's buffer, read at once
+                    eps = self._eps(x_t, consts)
                     losses[first:first + x0.shape[0]] += ((eps - z) ** 2).mean(dim=(1, 2)).double()
         losses /= len(self.levels)
         return windows_to_timestamps(losses, T, W, stride, reduce="mean")
 
 
 def window_denoising_loss(model: Denoiser, series: torch.Tensor, window: int, alpha_bars: torch.Tensor,
-                          levels: list[int], noise: torch.Tensor) -> torch.Tensor:
-    """:class:`WindowLoss` for one series: ``WindowLoss(model, alpha_bars, levels)(series, window, noise)``."""
-    return WindowLoss(model, alpha_bars.to(series.device), levels)(series, window, noise)
+                          levels: list[int], noise: torch.Tensor, fused: bool = True) -> torch.Tensor:
+    """:class:`WindowLoss` for one series: ``WindowLoss(model, alpha_bars, levels, fused)(series, window, noise)``."""
+    return WindowLoss(model, alpha_bars.to(series.device), levels, fused)(series, window, noise)
