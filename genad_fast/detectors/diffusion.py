@@ -337,21 +337,25 @@ class DiffusionDetector(TrainingParamsMixin, BaseDetector):
         """The window denoising loss per timestamp of each series ``[T, C]`` (module docstring). Its noise is
         drawn on the CPU from the detector's seed, afresh for each series: the same draws on every device, in every
         call, and for a series scored alone or in a collection."""
-        schedule = self._noise_schedule()
-        levels = loss_levels(schedule.n_steps, int(self.elbo_levels))
+        loss = get_thread_value(self, "window_loss")  # a stream holds one, its plan built once (genad_fast.streaming)
+        loss = self._window_loss_for_call(parts[0].device) if loss is None else loss
         seed = int(self._numpy_rng("score-window-loss").integers(0, _U63))
         W = int(self.window_)
-        device = parts[0].device
-        # The network as the sampler runs it: the inference plan where the call's backend has compiled kernels and
-        # the products are float32, else the module (SeriesSampler.fused_network).
-        fused = current_call(self).dispatch.has("diffusion_step") and MATMUL_DTYPES[self.matmul_dtype] is None
-        loss = WindowLoss(self.model_, schedule.alpha_bars.to(device=device, dtype=torch.float64), levels, fused)
         out = []
         for part in parts:
             C, w = part.shape[1], min(W, part.shape[0])
-            noise = torch.randn((len(levels), C, w), generator=torch.Generator().manual_seed(seed))
+            noise = torch.randn((len(loss.levels), C, w), generator=torch.Generator().manual_seed(seed))
             out.append(loss(part, w, noise))
         return out
+
+    def _window_loss_for_call(self, device: torch.device) -> WindowLoss:
+        """The :class:`WindowLoss` of this scoring call, on ``device``. The network runs as the sampler runs it:
+        the inference plan where the call's backend has compiled kernels and the products are float32, else the
+        module (SeriesSampler.fused_network)."""
+        schedule = self._noise_schedule()
+        levels = loss_levels(schedule.n_steps, int(self.elbo_levels))
+        fused = current_call(self).dispatch.has("diffusion_step") and MATMUL_DTYPES[self.matmul_dtype] is None
+        return WindowLoss(self.model_, schedule.alpha_bars.to(device=device, dtype=torch.float64), levels, fused)
 
     def _reduce_errors(self, errors: list[torch.Tensor], losses: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Per-series point errors (and window losses) to the packed scores of ``score_reduction``."""

@@ -48,6 +48,8 @@ class WindowScorer:
         if self.whole_series and class_path_in_mro(det, DIFFUSION) is not None:
             with scope.enter():
                 scope.hold("sampler", held_sampler(det))
+                if det._uses_window_loss():  # its inference plan, built once for the stream (about 5 ms a call)
+                    scope.hold("window_loss", det._window_loss_for_call(det.device_))
         if not exact:
             _hold_small_batch_flow(det, scope)
         self._run: Callable[[torch.Tensor], torch.Tensor] = self._as_series if self.whole_series else self._as_windows
