@@ -10,7 +10,7 @@ from genad_fast.datasets import make_series
 from genad_fast.detectors._model_checksum import seal
 from genad_fast.detectors.diffusion import DiffusionDetector
 from genad_fast.nn.diffusion import Denoiser, NoiseSchedule
-from genad_fast.nn.diffusion.window_loss import STRIDE_DIVISOR, loss_levels, window_denoising_loss
+from genad_fast.nn.diffusion.window_loss import STRIDE_DIVISOR, WindowLoss, loss_levels
 from genad_fast.series import window_starts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,7 +48,7 @@ def test_the_loss_is_the_mean_over_the_covering_windows(T, W, fused):
     series = torch.randn(T, 3)
     levels = loss_levels(50, 3)
     noise = torch.randn(len(levels), 3, W)
-    got = window_denoising_loss(model, series, W, schedule.alpha_bars, levels, noise, fused=fused)
+    got = WindowLoss(model, schedule.alpha_bars, levels, fused)(series, W, noise)
     assert got.shape == (T,) and got.dtype == torch.float64 and torch.isfinite(got).all()
     with torch.no_grad():
         np.testing.assert_allclose(got.numpy(), _naive(model, series, W, schedule.alpha_bars, levels, noise),

@@ -25,9 +25,9 @@ import torch
 
 from genad_fast.nn.diffusion.denoiser import Denoiser
 from genad_fast.nn.diffusion.plan import DenoiserInference
-from genad_fast.series import window_starts, windows_to_timestamps
+from genad_fast.series import WindowGrid
 
-__all__ = ["STRIDE_DIVISOR", "WindowLoss", "loss_levels", "window_denoising_loss"]
+__all__ = ["STRIDE_DIVISOR", "WindowLoss", "loss_levels"]
 
 #: Windows at stride W // STRIDE_DIVISOR: each timestamp is covered by about STRIDE_DIVISOR windows.
 STRIDE_DIVISOR = 4
@@ -71,27 +71,16 @@ class WindowLoss:
 
         ``noise`` is ``[len(levels), C, W]``, the draw of each level. ``window`` is clipped to T, so a series as
         short as a window is one window."""
-        T, C = series.shape
-        W = min(int(window), T)
-        device = series.device
-        stride = max(1, W // STRIDE_DIVISOR)
-        starts = window_starts(T, W, stride, device=device)
-        losses = torch.zeros(starts.numel(), dtype=torch.float64, device=device)
-        offsets = torch.arange(W, device=device)
-        draws = noise.to(device=device, dtype=self.dtype)
+        T = series.shape[0]
+        grid = WindowGrid(T, min(int(window), T), max(1, min(int(window), T) // STRIDE_DIVISOR))
+        draws = noise.to(device=series.device, dtype=self.dtype)
+        losses = []
         with torch.no_grad():
-            for first in range(0, starts.numel(), _BATCH):
-                rows = starts[first:first + _BATCH, None] + offsets  # [b, W]
-                x0 = series[rows].to(self.dtype).transpose(1, 2)  # [b, C, W]
-                for (consts, ab), z in zip(self.per_level, draws):
+            for batch in grid.batches(series, _BATCH):  # views [b, W, C], the end-aligned window last
+                x0 = batch.to(self.dtype).transpose(1, 2)  # [b, C, W]
+                total = torch.zeros(x0.shape[0], dtype=torch.float64, device=series.device)
+                for (step, ab), z in zip(self.per_level, draws):
                     x_t = ab.sqrt() * x0 + (1.0 - ab).sqrt() * z
-                    eps = self._eps(x_t, consts)
-                    losses[first:first + x0.shape[0]] += ((eps - z) ** 2).mean(dim=(1, 2)).double()
-        losses /= len(self.levels)
-        return windows_to_timestamps(losses, T, W, stride, reduce="mean")
-
-
-def window_denoising_loss(model: Denoiser, series: torch.Tensor, window: int, alpha_bars: torch.Tensor,
-                          levels: list[int], noise: torch.Tensor, fused: bool = True) -> torch.Tensor:
-    """:class:`WindowLoss` for one series: ``WindowLoss(model, alpha_bars, levels, fused)(series, window, noise)``."""
-    return WindowLoss(model, alpha_bars.to(series.device), levels, fused)(series, window, noise)
+                    total += ((self._eps(x_t, step) - z) ** 2).mean(dim=(1, 2)).double()
+                losses.append(total / len(self.levels))
+        return grid.to_timestamps(torch.cat(losses), reduce="mean")
