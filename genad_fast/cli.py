@@ -8,6 +8,8 @@
     genad-fast eval [--detectors flow,pca,...] [--datasets synthetic,kdd135,digits] [--seeds 3] [--quick]
                     [--out DIR]
     genad-fast eval --suite small|full|gutentag|real|tsb:<dir or glob> [--report docs/benchmark.md]
+                    [--seeds N] [--first-seed K]
+    genad-fast eval --from-runs A/runs.jsonl [B/runs.jsonl ...] --report docs/benchmark.md
     genad-fast export --model model.pt [--format onnx|torch] --out model.onnx
     genad-fast stream --model model.pt [--input FILE|-] [--follow] [--delay D] [--threshold dspot]
     genad-fast info
@@ -92,6 +94,7 @@ def cmd_bench(argv: list[str]) -> int:
 
 # ---------------------------------------------------------------------------------------------- parser
 _positive_int_arg = int_at_least(1)
+_nonnegative_int_arg = int_at_least(0)
 
 
 def _window_arg(text: str) -> int | str:
@@ -230,9 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         "or ~/.cache/genad_fast)")
     ev.add_argument("--no-quick", action="store_true", help="--suite: the library's default training even where "
                     "the suite shortens it (full, gutentag, real)")
-    ev.add_argument("--from-runs", metavar="OUT/runs.jsonl", help="run nothing: write --report from the runs "
-                    "file of an earlier eval (e.g. one cut short)")
-    ev.add_argument("--seeds", type=_positive_int_arg, help="seeds 0..N-1 (default 3; --suite: the suite's)")
+    ev.add_argument("--from-runs", metavar="OUT/runs.jsonl", nargs="+", help="run nothing: write --report from "
+                    "the runs file of an earlier eval (e.g. one cut short), or from several that are parts of one "
+                    "suite (detector groups or seeds run apart), merged")
+    ev.add_argument("--seeds", type=_positive_int_arg, help="number of seeds N (default 3; --suite: the suite's)")
+    ev.add_argument("--first-seed", type=_nonnegative_int_arg, default=0,
+                    help="seeds K..K+N-1 instead of 0..N-1 (e.g. --first-seed 1 --seeds 2: the seeds 1 and 2 of "
+                         "a suite whose seed 0 ran earlier)")
     ev.add_argument("--out", default="eval_results", help="directory for results.{md,csv,json} and plots/")
     ev.add_argument("--quick", action="store_true",
                     help="short training (epochs=5 and the like) and a smaller synthetic series: a smoke run")

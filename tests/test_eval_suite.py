@@ -335,3 +335,69 @@ def test_full_suite_holds_every_task_once_spread_over_generators():
     firsts = {next(bo for bo in sorted(gt.OSCILLATIONS, key=len, reverse=True) if t[3:].startswith(bo))
               if not t.startswith("gt-mv-") else "mv" for t in gts[:11]}
     assert len(firsts) == 11
+
+
+def _runs_file(path, config: dict, records: list, **machine) -> str:
+    from genad_fast import evaluation as ev
+
+    header = dict(machine=dict(ev.machine_info(), **machine), config=config)
+    path.write_text("\n".join(json.dumps(x, default=str) for x in [dict(header=header), *records]) + "\n")
+    return str(path)
+
+
+def _tabular_rec(task, seed, auroc, det):
+    return dict(dataset=task, detector=det, seed=seed, kind="tabular", status="ok", group=None, n_test=10,
+                metrics={"auroc": auroc, "auprc": 0.5}, fit_s=1.0, score_s=0.1, throughput=100.0)
+
+
+def _toy_config(detectors, seeds, **kw):
+    return dict(dict(detectors=detectors, datasets=["a", "b"], seeds=seeds, quick=False, suite="toy",
+                     suite_description="toy", params={}), **kw)
+
+
+def test_from_runs_merges_parts_run_apart(tmp_path, capsys):
+    """Detector groups run as two processes, and a seed run in a later session: one report over all of them,
+    whose command names every part and whose description says the commits differ."""
+    group_a = _runs_file(tmp_path / "a.jsonl", _toy_config(["pca"], [0]),
+                         [_tabular_rec("a", 0, 0.6, "pca"), _tabular_rec("b", 0, 0.7, "pca")], command="run A")
+    group_b = _runs_file(tmp_path / "b.jsonl", _toy_config(["knn"], [0]),
+                         [_tabular_rec("a", 0, 0.5, "knn"), _tabular_rec("b", 0, 0.8, "knn")], command="run B")
+    later = _runs_file(tmp_path / "c.jsonl", _toy_config(["pca", "knn"], [1]),
+                       [_tabular_rec(t, 1, v, d) for t in "ab" for d, v in (("pca", 0.8), ("knn", 0.9))],
+                       command="run C", git="0123456789abcdef")
+    report = tmp_path / "r.md"
+    assert main(["eval", "--from-runs", group_a, group_b, later, "--report", str(report)]) == 0, \
+        capsys.readouterr().err
+    md = report.read_text()
+    assert "run A ; run B ; run C  (3 runs, merged with --from-runs)" in md
+    assert "merged from runs made on different commits or machines" in md and "git 0123456789" in md
+    assert "| a | pca | — | — | — | 0.700 ± 0.141 |" in md  # seeds 0 (0.6, file a) and 1 (0.8, file c)
+    assert "| b | knn | — | — | — | 0.850 ± 0.071 |" in md
+    assert "CUT SHORT" not in md
+
+
+@pytest.mark.parametrize("second, message", [
+    (dict(quick=True), "the runs files differ in training profile (quick)"),
+    (dict(suite="other"), "the runs files differ in suite"),
+    (dict(params={"pca": {"n_components": 3}}), "pca.n_components is 2 in"),
+    (dict(), "a / pca / seed 0 is in both"),
+], ids=["quick", "suite", "param", "duplicate"])
+def test_from_runs_refuses_parts_that_do_not_fit_together(tmp_path, capsys, second, message):
+    first = _runs_file(tmp_path / "a.jsonl", _toy_config(["pca"], [0], params={"pca": {"n_components": 2}}),
+                       [_tabular_rec("a", 0, 0.6, "pca")])
+    config = _toy_config(["pca"], [0], params={"pca": {"n_components": 2}})
+    config.update(second)
+    other = _runs_file(tmp_path / "b.jsonl", config, [_tabular_rec("a", 0, 0.7, "pca")])
+    assert main(["eval", "--from-runs", first, other, "--report", str(tmp_path / "r.md")]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_first_seed_runs_the_later_seeds(tmp_path, capsys):
+    out = tmp_path / "res"
+    code = main(["eval", "--datasets", "wine", "--detectors", "pca", "--seeds", "2", "--first-seed", "3",
+                 "--out", str(out), "--threads", "1", "--quiet", "--no-plots"])
+    assert code == 0, capsys.readouterr().err
+    blob = json.load(open(out / "results.json"))
+    assert blob["config"]["seeds"] == [3, 4]
+    assert sorted(r["seed"] for r in blob["runs"]) == [3, 4]

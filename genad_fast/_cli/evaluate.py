@@ -10,6 +10,7 @@ from typing import Any
 
 from genad_fast._cli.checks import CLIError, check_output_dir, check_output_path, split_list
 from genad_fast._cli.params import build_detector, check_param_names, parse_value
+from genad_fast._cli.runs_files import merge_runs
 
 
 def _eval_params(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -101,22 +102,17 @@ def _add_note(config: dict, note: str) -> None:
 
 
 def _eval_from_runs(args: argparse.Namespace) -> int:
-    """``--from-runs OUT/runs.jsonl --report PATH``: the report of an earlier run (complete or cut short),
+    """``--from-runs OUT/runs.jsonl [MORE/runs.jsonl ...] --report PATH``: the report of earlier runs (complete
+    or cut short; several files are parts of one suite, merged by :func:`~genad_fast._cli.runs_files.merge_runs`),
     nothing run again."""
     from genad_fast import evaluation as ev
 
     if args.report is None:
         raise CLIError("--from-runs needs --report PATH (the report to write)")
     check_output_path(args.report, "--report")
-    try:
-        with open(args.from_runs) as fh:
-            lines = [json.loads(line) for line in fh if line.strip()]
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"--from-runs {args.from_runs!r}: {exc}") from exc
-    if not lines or "header" not in lines[0]:
-        raise CLIError(f"--from-runs {args.from_runs!r}: not a runs file of genad-fast eval (no header line)")
-    header, records = lines[0]["header"], lines[1:]
-    config = dict(header["config"])
+    machine, config, records, note = merge_runs(args.from_runs)
+    if note:
+        _add_note(config, note)
     # a seed-major run cut short: the first seed is kept as far as it went; a later seed only if it covered
     # every (task, detector) of the first (a half-done seed would mix 1- and 2-seed means in one table)
     pairs: dict = {}
@@ -140,7 +136,7 @@ def _eval_from_runs(args: argparse.Namespace) -> int:
         _add_note(config, f"left out, stopped part-way: {', '.join(cut)}")
     records = [r for r in records if (r["dataset"], r.get("seed")) in whole]
     config["seeds"] = kept
-    _write_benchmark(args.report, ev.summarize(records), header["machine"], config)
+    _write_benchmark(args.report, ev.summarize(records), machine, config)
     return 0
 
 
@@ -172,7 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.quick and args.no_quick:
         raise CLIError("--quick and --no-quick contradict each other")
     quick = (args.quick or (suite is not None and suite.quick)) and not args.no_quick
-    seeds = list(range(args.seeds if args.seeds is not None else suite.seeds if suite is not None else 3))
+    n_seeds = args.seeds if args.seeds is not None else suite.seeds if suite is not None else 3
+    seeds = list(range(args.first_seed, args.first_seed + n_seeds))
     if args.threads is not None:
         import torch
 
