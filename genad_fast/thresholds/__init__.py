@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from genad_fast._params import Param, Parametrized
-from genad_fast.metrics import _check_scores as _metrics_check_scores
+from genad_fast.metrics._checks import _check_scores as _metrics_check_scores
 from genad_fast.metrics import best_f1
 from genad_fast.thresholds.gpd import MIN_PEAKS, fit_gpd, pot_quantile
 
