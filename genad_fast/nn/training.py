@@ -35,10 +35,8 @@ windows, the held-out loss follows the training loss, and early stopping cannot 
 last ``round(val_fraction · n)`` (the blocked hold-out of time series, Bergmeir & Benítez, Information Sciences
 2012), and the ``val_gap`` windows before them are used for neither, so no timestamp is in both sets. A series
 (``val_segments``: the windows per series of a shard that packs several; None: the shard is one series) whose
-held-out block and gap would leave fewer than half its windows for training holds nothing out.
-
-``autocast`` (a dtype, e.g. bfloat16) runs each step's forward under ``torch.autocast``; the weights, gradients,
-Adam's state and the loss stay float32.
+held-out block and gap would leave fewer than half its windows for training holds nothing out. ``autocast`` (a dtype, e.g. bfloat16) runs each step's forward under
+``torch.autocast``; the weights, gradients, Adam's state and the loss stay float32.
 """
 from __future__ import annotations
 
@@ -166,23 +164,21 @@ def series_val_gap(window: int, stride: int) -> int:
     return max(0, -(-int(window) // int(stride)) - 1)
 
 
-def _blocked_split(lengths: Sequence[int], val_fraction: float, gap: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index tensors (training, held out) of consecutive series of ``lengths`` windows: each series' last
-    round(val_fraction · n) windows held out, the ``gap`` before them unused (module docstring). A series where that
-    would leave fewer than half its windows to train on holds nothing out."""
-    train: list[torch.Tensor] = []
-    val: list[torch.Tensor] = []
+def _blocked_split(lengths: Sequence[int], val_fraction: float, gap: int) -> tuple[list[int], list[int]]:
+    """Index lists (training, held out) of consecutive series of ``lengths`` windows: each series' last
+    round(val_fraction · n) windows held out, the ``gap`` before them unused (module docstring)."""
+    train: list[int] = []
+    val: list[int] = []
     offset = 0
     for n in lengths:
         n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
         if n_val < 1 or 2 * (n - n_val - gap) < n:  # the gap would cost the training more than half the series
-            train.append(torch.arange(offset, offset + n))
+            train.extend(range(offset, offset + n))
         else:
-            train.append(torch.arange(offset, offset + n - n_val - gap))
-            val.append(torch.arange(offset + n - n_val, offset + n))
+            train.extend(range(offset, offset + n - n_val - gap))
+            val.extend(range(offset + n - n_val, offset + n))
         offset += n
-    empty = torch.zeros(0, dtype=torch.int64)
-    return torch.cat(train) if train else empty, torch.cat(val) if val else empty
+    return train, val
 
 
 def split_sizes(n: int, config: TrainConfig) -> tuple[int, int]:
@@ -191,7 +187,7 @@ def split_sizes(n: int, config: TrainConfig) -> tuple[int, int]:
         n_val = int(round(n * config.val_fraction)) if config.val_fraction > 0 else 0
         return (n, 0) if n - n_val < 1 else (n - n_val, n_val)
     train, val = _blocked_split(config.val_segments or (n,), config.val_fraction, config.val_gap)
-    return train.numel(), val.numel()
+    return len(train), len(val)
 
 
 def split_train_val(n: int, config: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,8 +203,9 @@ def split_train_val(n: int, config: TrainConfig, generator: torch.Generator) -> 
         raise ValueError(f"val_segments {tuple(lengths)} hold {sum(lengths)} windows, the shard {n}")
     train, val = _blocked_split(lengths, config.val_fraction, config.val_gap)
     device = generator.device
-    order = torch.randperm(val.numel(), generator=generator, device=device)
-    return train.to(device), val.to(device)[order]
+    val_t = torch.tensor(val, dtype=torch.int64, device=device)
+    order = torch.randperm(val_t.numel(), generator=generator, device=device)
+    return torch.tensor(train, dtype=torch.int64, device=device), val_t[order]
 
 
 @dataclass
