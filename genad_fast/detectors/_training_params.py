@@ -52,9 +52,7 @@ TRAINING_SPECS: dict[str, Param] = {p.name: p for p in (
     Param("weight_decay", "number", "L2 penalty on the weights (Adam's weight decay).", low=0.0),
     Param("grad_clip", "number", "Bound on the global gradient norm per step; 0 disables clipping.", low=0.0),
     Param("val_fraction", "number", "Fraction of the training samples held out for early stopping; 0 trains on "
-          "all of them for ``epochs``. Rows are held out at random; a series holds out its last windows, after a "
-          "gap of W/stride windows so that no held-out window shares a timestamp with a training one "
-          "(:mod:`genad_fast.nn.training`).", low=0.0, high=1.0, high_open=True),
+          "all of them for ``epochs``.", low=0.0, high=1.0, high_open=True),
     Param("patience", "int", "Epochs without improvement of the held-out loss before training stops (the "
           "weights of the best epoch are kept).", low=1),
     Param("train_stride", "int", "Series: an epoch draws as many of the training windows as a grid of windows "
