@@ -76,7 +76,7 @@ def test_whole_epochs_are_the_plain_loop():
     """epoch_fraction=1 draws one permutation of the training samples per epoch from the generator, as before."""
     rec, _, _ = _fit(100, epoch_fraction=1.0, epochs=2, batch_size=100)
     g = torch.Generator().manual_seed(0)
-    train, _ = training.split_train_val(100, training.TrainConfig(val_fraction=0.0), g)
+    train, _ = training.split_train_val(100, 0.0, g)
     for epoch in range(2):
         assert rec.batches[epoch] == train[torch.randperm(100, generator=g)].tolist()
 

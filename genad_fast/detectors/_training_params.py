@@ -33,12 +33,10 @@ from typing import ClassVar
 import torch
 
 from genad_fast._params import Param
-from genad_fast.detectors._auto_window import is_auto
-from genad_fast.detectors._call import get_thread_value
 from genad_fast.nn import training
 
 __all__ = ["MIN_STEPS", "TRAINING_SPECS", "TRAIN_DTYPES", "TrainingParamsMixin", "epoch_fraction", "epochs_for_steps",
-           "series_validation", "train_autocast"]
+           "train_autocast"]
 
 #: ``train_dtype`` -> the autocast dtype of the training forward passes (None: float32); "auto" is resolved per
 #: device and CPU by :func:`train_autocast`.
@@ -96,8 +94,7 @@ class TrainingParamsMixin:
                                     val_fraction=float(self.val_fraction), patience=int(self.patience),
                                     epoch_fraction=epoch_fraction(self),
                                     autocast=None if self._loss_applies_train_dtype else train_autocast(self),
-                                    min_epoch_steps=self._min_epoch_steps, fused_adam=self._fused_adam,
-                                    **series_validation(self))
+                                    min_epoch_steps=self._min_epoch_steps, fused_adam=self._fused_adam)
 
     def _fit_config(self, n_samples: int, epochs: int | None = None):
         """:meth:`_train_config`, with the epochs raised so that the fit on ``n_samples`` samples makes at least
@@ -106,22 +103,11 @@ class TrainingParamsMixin:
         min_steps = int(getattr(self, "min_steps", 0) or 0)
         if min_steps <= 0:
             return config
-        n_train = training.split_sizes(n_samples, config)[0]
+        n_val = int(round(n_samples * config.val_fraction)) if config.val_fraction > 0 else 0
+        n_train = n_samples - n_val if n_samples - n_val >= 1 else n_samples  # as training.split_train_val
         # (the detectors with min_steps train on every sample each epoch: no train_stride, epoch_fraction 1)
         steps = max(1, math.ceil(n_train / config.batch_size))
         return dataclasses.replace(config, epochs=epochs_for_steps(config.epochs, min_steps, steps))
-
-
-def series_validation(detector) -> dict:
-    """The held-out windows of a series fit (:mod:`genad_fast.nn.training`, "Validation samples of series"):
-    ``val_gap`` from the window and stride, and ``val_segments`` (the windows per series) while ``fit`` trains on
-    several series packed in one tensor (:meth:`~genad_fast.detectors.base.BaseDetector._fit_series`); nothing
-    for tables."""
-    window = detector.__dict__.get("window_") if is_auto(detector.window) else detector.window
-    if not detector.is_series or window is None:  # a table; or window="auto" before fit, where nothing trains
-        return {}
-    return dict(val_gap=training.series_val_gap(int(window), int(detector.stride)),
-                val_segments=get_thread_value(detector, "fit_segments"))
 
 
 def epochs_for_steps(epochs: int, min_steps: int, steps_per_epoch: int) -> int:

@@ -29,7 +29,7 @@ from genad_fast._params import Param
 from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
 from genad_fast.detectors._collection import as_collection
 from genad_fast.detectors._network import HIDDEN, KERNEL_SIZE, MATMUL_DTYPE, MATMUL_DTYPES, sample_shape
-from genad_fast.detectors._training_params import MIN_STEPS, TRAINING_SPECS, epochs_for_steps, series_validation
+from genad_fast.detectors._training_params import MIN_STEPS, TRAINING_SPECS, epochs_for_steps
 from genad_fast.detectors.base import REDUCE, BaseDetector, _stream_seed
 from genad_fast.nn import training
 from genad_fast.nn.gan.encoder import izif_score, train_izif_encoder
@@ -151,7 +151,7 @@ class _GANDetector(BaseDetector):
     def _encoder_config(self) -> training.TrainConfig:
         return training.TrainConfig(epochs=int(self.encoder_epochs), batch_size=int(self.batch_size),
                                     lr=float(self.encoder_lr), val_fraction=float(self.val_fraction),
-                                    patience=int(self.patience), **series_validation(self))
+                                    patience=int(self.patience))
 
     # decision_components collects the two parts of every batch's score on its own thread (several threads
     # may score one detector at once): a list kept for this detector and thread while it runs.

@@ -106,7 +106,6 @@ import torch
 
 from genad_fast import _backend
 from genad_fast._params import Param, Parametrized
-from genad_fast.detectors._call import thread_value
 from genad_fast.detectors._auto_window import AUTO, is_auto, resolve_window
 from genad_fast.detectors._collection import CollectionMixin, Packed, map_result
 from genad_fast.detectors._conventions import ConventionsMixin
@@ -361,11 +360,7 @@ class BaseDetector(CollectionMixin, InputMixin, ScoringMixin, ThresholdingMixin,
         raise NotImplementedError(f"{type(self).__name__} must implement _set_state(state) to be loaded")
 
     def _fit_series(self, series: torch.Tensor, layout: SeriesBatch) -> None:
-        # several series in one tensor of windows: the training loop holds out the end of each series
-        # (genad_fast.nn.training, "Validation samples of series"), so it is told where each one's windows are
-        segments = None if layout.n_series == 1 else tuple(int(g.n_grid) for g in layout.grids)
-        with thread_value(self, "fit_segments", segments):
-            self._fit_model(layout.grid_windows(series))
+        self._fit_model(layout.grid_windows(series))
 
     # ------------------------------------------------------------------ internals
     def _check_fitted(self) -> None:

@@ -26,16 +26,7 @@ random permutation of its training samples, its share of the epoch's samples at 
 permutation when the rest of one is too short for an epoch (that rest, fewer than one epoch's share, is skipped
 in that sweep), so every sample is used about once per N / (epoch's samples) epochs. Validation is on the same
 fraction of each shard's held-out samples, the first of its random split (fixed, so the epochs' losses compare).
-f = 1 is exactly the plain loop.
-
-Validation samples of series. Rows (tables) are held out at random. The windows of a series are not: at stride
-1 a window shares W - 1 timestamps with each neighbour, so randomly held-out windows are near-copies of training
-windows, the held-out loss follows the training loss, and early stopping cannot see overfitting. With
-``val_gap`` set (the detectors set it for series, :func:`series_val_gap`), each series' held-out windows are its
-last ``round(val_fraction · n)`` (the blocked hold-out of time series, Bergmeir & Benítez, Information Sciences
-2012), and the ``val_gap`` windows before them are used for neither, so no timestamp is in both sets. A series
-(``val_segments``: the windows per series of a shard that packs several; None: the shard is one series) whose
-held-out block and gap would leave fewer than half its windows for training holds nothing out. ``autocast`` (a dtype, e.g. bfloat16) runs each step's forward under
+f = 1 is exactly the plain loop. ``autocast`` (a dtype, e.g. bfloat16) runs each step's forward under
 ``torch.autocast``; the weights, gradients, Adam's state and the loss stay float32.
 """
 from __future__ import annotations
@@ -76,8 +67,6 @@ class TrainConfig:
     min_epoch_steps: int = 8        # ... but an epoch of at least this many batches (or every sample)
     autocast: torch.dtype | None = None   # forward passes under torch.autocast(dtype) (None: float32)
     fused_adam: bool = False        # Adam's fused kernel (module doc): one pass over all parameters per step
-    val_gap: int | None = None      # series: windows skipped before each series' held-out block (module doc)
-    val_segments: tuple[int, ...] | None = None   # ... and the windows per series of a shard packing several
 
     def __post_init__(self):
         if isinstance(self.min_epoch_steps, bool) or not isinstance(self.min_epoch_steps, int) \
@@ -87,11 +76,6 @@ class TrainConfig:
             raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction!r}")
         if self.autocast not in (None, torch.bfloat16, torch.float16):
             raise ValueError(f"autocast must be None, torch.bfloat16 or torch.float16, got {self.autocast!r}")
-        if self.val_gap is not None and (isinstance(self.val_gap, bool) or not isinstance(self.val_gap, int)
-                                         or self.val_gap < 0):
-            raise ValueError(f"val_gap must be None or an int >= 0, got {self.val_gap!r}")
-        if self.val_segments is not None and self.val_gap is None:
-            raise ValueError("val_segments (windows per series) needs val_gap: they describe series windows")
 
 
 @dataclass
@@ -157,55 +141,13 @@ class _Sweep:
         return self.order[self.pos - self.share:self.pos]
 
 
-def series_val_gap(window: int, stride: int) -> int:
-    """Windows between a series' last training window and its first held-out one so that the two share no
-    timestamp: windows i and j (window starts i·stride and j·stride, W timestamps each) are disjoint when
-    (j - i)·stride >= W, so ceil(W / stride) - 1 windows are skipped."""
-    return max(0, -(-int(window) // int(stride)) - 1)
-
-
-def _blocked_split(lengths: Sequence[int], val_fraction: float, gap: int) -> tuple[list[int], list[int]]:
-    """Index lists (training, held out) of consecutive series of ``lengths`` windows: each series' last
-    round(val_fraction · n) windows held out, the ``gap`` before them unused (module docstring)."""
-    train: list[int] = []
-    val: list[int] = []
-    offset = 0
-    for n in lengths:
-        n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
-        if n_val < 1 or 2 * (n - n_val - gap) < n:  # the gap would cost the training more than half the series
-            train.extend(range(offset, offset + n))
-        else:
-            train.extend(range(offset, offset + n - n_val - gap))
-            val.extend(range(offset + n - n_val, offset + n))
-        offset += n
-    return train, val
-
-
-def split_sizes(n: int, config: TrainConfig) -> tuple[int, int]:
-    """(training, held-out) sample counts of :func:`split_train_val` on one shard of ``n`` samples."""
-    if config.val_gap is None:
-        n_val = int(round(n * config.val_fraction)) if config.val_fraction > 0 else 0
-        return (n, 0) if n - n_val < 1 else (n - n_val, n_val)
-    train, val = _blocked_split(config.val_segments or (n,), config.val_fraction, config.val_gap)
-    return len(train), len(val)
-
-
-def split_train_val(n: int, config: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Disjoint index sets (training, held out) of a shard of ``n`` samples; the held-out set is empty when
-    val_fraction is 0 or n is tiny. Rows: a random split. Series (``config.val_gap`` set): the blocked split of
-    the module docstring, the held-out windows in a random order (an epoch validates the first of them)."""
-    if config.val_gap is None:
-        perm = torch.randperm(n, generator=generator, device=generator.device)
-        n_val = n - split_sizes(n, config)[0]
-        return perm[n_val:], perm[:n_val]
-    lengths = config.val_segments or (n,)
-    if sum(lengths) != n:
-        raise ValueError(f"val_segments {tuple(lengths)} hold {sum(lengths)} windows, the shard {n}")
-    train, val = _blocked_split(lengths, config.val_fraction, config.val_gap)
-    device = generator.device
-    val_t = torch.tensor(val, dtype=torch.int64, device=device)
-    order = torch.randperm(val_t.numel(), generator=generator, device=device)
-    return torch.tensor(train, dtype=torch.int64, device=device), val_t[order]
+def split_train_val(n: int, val_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random disjoint index sets; the validation set is empty when val_fraction is 0 or n is tiny."""
+    perm = torch.randperm(n, generator=generator, device=generator.device)
+    n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
+    if n - n_val < 1:
+        n_val = 0
+    return perm[n_val:], perm[:n_val]
 
 
 @dataclass
@@ -359,7 +301,7 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
 
     sync = sync if sync is not None else LocalSync(len(shards))
     world = sync.world_size
-    splits = [split_train_val(sh.data.shape[0], config, sh.generator) for sh in shards]
+    splits = [split_train_val(sh.data.shape[0], config.val_fraction, sh.generator) for sh in shards]
     sizes = shard_table(sync, shards, [(tr.numel(), va.numel()) for tr, va in splits], torch.int64)
     n_all = int(sizes[:, 0].sum())
     per_epoch = epoch_samples(n_all, config)
