@@ -71,19 +71,16 @@ def resolve_suite(name: str, cache_dir: str | None = None) -> Suite:
     real = ["wdbc", "wine", "digits", "kdd135"]
     if low == "small":
         return Suite("small", [*gutentag_tasks(small=True, cache_dir=cache_dir), *resolve_datasets(["wine"])],
-                     1, True, f"CI profile: 3 short {SUITE_VERSION} series (1,000 points) and wine; 1 seed; quick "
-                              "training")
+                     1, True, f"CI profile: 3 short {SUITE_VERSION} series (1,000 points) and wine")
     if low == "full":
         return Suite("full", [*resolve_datasets(["wdbc", "wine", "kdd135"]),
                               *_spread(gutentag_tasks(cache_dir=cache_dir)), *resolve_datasets(["digits"])], 3, True,
-                     f"every {SUITE_VERSION} series (2,500 points), kdd135, digits 0-9, wdbc, wine; 3 seeds; "
-                     "quick training")
+                     f"every {SUITE_VERSION} series (2,500 points), kdd135, digits 0-9, wdbc, wine")
     if low == "gutentag":
         return Suite("gutentag", gutentag_tasks(cache_dir=cache_dir), 3, True,
-                     f"every {SUITE_VERSION} series; 3 seeds; quick training")
+                     f"every {SUITE_VERSION} series (2,500 points)")
     if low == "real":
-        return Suite("real", resolve_datasets(real), 3, True, "kdd135, digits 0-9, wdbc, wine; 3 seeds; quick "
-                                                              "training")
+        return Suite("real", resolve_datasets(real), 3, True, "kdd135, digits 0-9, wdbc, wine")
     if low.startswith("tsb:"):
         spec = key[4:]
         if not spec:
