@@ -294,6 +294,15 @@ def test_from_runs_leaves_out_a_seed_that_ran_in_part(tmp_path, capsys):
     assert "CUT SHORT: seeds [0] of [0, 1] reported, seed [1] ran in part and is left out" in md
     assert "| a | pca | — | — | — | 0.600 |" in md  # seed 0's value alone, not the mean with seed 1's 0.9
     assert "left out, stopped part-way: c" in md and "| c | pca |" not in md
+    assert "not reached" not in md  # every data set of the run has a record
+
+
+def test_from_runs_names_the_data_sets_a_cut_run_never_reached(tmp_path, capsys):
+    config = _toy_config(["pca"], [0], datasets=["a", "b", "c"])
+    path = _runs_file(tmp_path / "runs.jsonl", config, [_tabular_rec("a", 0, 0.6, "pca")])
+    report = tmp_path / "r.md"
+    assert main(["eval", "--from-runs", path, "--report", str(report)]) == 0, capsys.readouterr().err
+    assert "not reached: b, c" in report.read_text()
 
 
 def test_a_report_of_data_sets_names_them_not_a_suite(tmp_path, capsys):
@@ -312,7 +321,7 @@ def test_a_report_of_data_sets_names_them_not_a_suite(tmp_path, capsys):
     assert main(["eval", "--from-runs", str(path), "--report", str(report)]) == 0, capsys.readouterr().err
     md = report.read_text()
     assert md.startswith("# genad-fast benchmark: data sets wine, wdbc\n")
-    assert "Data sets: wine, wdbc; CUT SHORT: seeds [0] of [0, 1] reported." in md
+    assert "Data sets: wine, wdbc; CUT SHORT: seeds [0] of [0, 1] reported; not reached: wdbc." in md
     assert "None" not in md.split("## ")[0]
 
 
