@@ -410,3 +410,28 @@ def test_first_seed_runs_the_later_seeds(tmp_path, capsys):
     blob = json.load(open(out / "results.json"))
     assert blob["config"]["seeds"] == [3, 4]
     assert sorted(r["seed"] for r in blob["runs"]) == [3, 4]
+
+
+def test_parts_of_a_real_run_merge_into_its_report(tmp_path, capsys):
+    """A run of PCA and kNN over two seeds, and the same work in three parts (a detector alone, the other detector's
+    seed 0, its seed 1 through --first-seed): the merged report's tables are the whole run's."""
+    def run(out, detectors, *seeds):
+        argv = ["eval", "--datasets", "wine", "--detectors", detectors, *seeds, "--out", str(tmp_path / out),
+                "--threads", "1", "--quiet", "--no-plots", "--report", str(tmp_path / f"{out}.md")]
+        assert main(argv) == 0, capsys.readouterr().err
+        return str(tmp_path / out / "runs.jsonl")
+
+    whole = run("whole", "pca,knn", "--seeds", "2")
+    parts = [run("a", "pca", "--seeds", "2"), run("b", "knn", "--seeds", "1"),
+             run("c", "knn", "--first-seed", "1", "--seeds", "1")]
+    merged = tmp_path / "merged.md"
+    assert main(["eval", "--from-runs", *parts, "--report", str(merged)]) == 0, capsys.readouterr().err
+    assert json.loads(open(whole).readline())["header"]["config"]["seeds"] == [0, 1]
+    tables = merged.read_text().split("## Best generative")[1]
+    assert "| wine | pca |" in tables and "| wine | knn |" in tables and "2/2" in tables
+    # the same rows of the full table, their metrics to the last digit; the fit/score times, seeds and status
+    # columns cut off (wall-clock times differ between runs)
+    strip = (lambda md: [line.rsplit("|", 5)[0] for line in md.split("## Best generative")[1].splitlines()
+                         if line.startswith(("| wine | pca |", "| wine | knn |"))])
+    assert len(strip(merged.read_text())) == 2
+    assert strip(merged.read_text()) == strip((tmp_path / "whole.md").read_text())

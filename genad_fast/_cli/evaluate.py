@@ -134,7 +134,8 @@ def _eval_from_runs(args: argparse.Namespace) -> int:
     cut = sorted({k[0] for k in done if k not in whole})
     if cut:
         _add_note(config, f"left out, stopped part-way: {', '.join(cut)}")
-    never = [d for d in config.get("datasets") or () if d not in {k[0] for k in done}]
+    reached = {dataset for dataset, _ in done}
+    never = [d for d in config.get("datasets") or () if d not in reached]
     if never:
         _add_note(config, f"not reached: {', '.join(never)}")
     records = [r for r in records if (r["dataset"], r.get("seed")) in whole]

@@ -35,7 +35,8 @@ import numpy as np
 from genad_fast.metrics._checks import _check_pair, anomaly_ranges
 from genad_fast.metrics.pointwise import _best_f1, _point_adjust, auprc, auroc, best_f1, point_adjust, point_adjusted_f1
 from genad_fast.metrics.range_based import BIASES, CARDINALITIES, range_prf
-from genad_fast.metrics.volume_under_surface import VUS_THRESHOLDS, _max_buffer, _vus, default_sliding_window, vus, vus_pr, vus_roc
+from genad_fast.metrics.volume_under_surface import (VUS_THRESHOLDS, _max_buffer, _vus, default_sliding_window, vus,
+                                                     vus_pr, vus_roc)
 
 __all__ = [
     "auroc",

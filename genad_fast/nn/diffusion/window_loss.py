@@ -72,7 +72,8 @@ class WindowLoss:
         ``noise`` is ``[len(levels), C, W]``, the draw of each level. ``window`` is clipped to T, so a series as
         short as a window is one window."""
         T = series.shape[0]
-        grid = WindowGrid(T, min(int(window), T), max(1, min(int(window), T) // STRIDE_DIVISOR))
+        W = min(int(window), T)
+        grid = WindowGrid(T, W, max(1, W // STRIDE_DIVISOR))
         draws = noise.to(device=series.device, dtype=self.dtype)
         losses = []
         with torch.no_grad():
