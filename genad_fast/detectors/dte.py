@@ -58,8 +58,13 @@ from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.diffusion.schedules import NoiseSchedule
 from genad_fast.nn.dte import DTE_VARIANTS, DTELoss, DTENet, bin_variances, check_log_shape
+from genad_fast.nn.whitening import Whitening
 
 __all__ = ["DTEDetector"]
+
+#: ``whiten="auto"`` whitens windows of at most this many values: the whitening's eigendecomposition (O(D³)) and
+#: its D x D product per scored window stay below the network's cost there.
+WHITEN_AUTO_MAX_DIMS = 2048
 
 
 class DTEDetector(TrainingParamsMixin, BaseDetector):
@@ -92,6 +97,9 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
               low=0.0, high=1.0, high_open=True),
         REDUCE.but(doc="Series: how the scores of the windows covering a timestamp combine (\"min\": a timestamp "
                    "scores high only if every window covering it does, as for kNN)."),
+        Param("whiten", "choice", "Whiten the samples with their Ledoit-Wolf shrunk covariance before noising "
+              "(module docstring, \"Whitening\"): \"auto\" does for windows of a series of at most "
+              f"{WHITEN_AUTO_MAX_DIMS} values (W·C), not for table rows.", choices=("auto", True, False)),
     )
 
     def __init__(self, variant: str = "categorical", n_steps: int = 400, beta_start: float = 1e-4,
@@ -99,7 +107,7 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
                  hidden: tuple[int, ...] = (256, 512, 256), dropout: float = 0.5, epochs: int = 400,
                  batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 5e-4, grad_clip: float = 0.0,
                  val_fraction: float = 0.0, patience: int = 10, min_steps: int = 4000, reduce: str = "min",
-                 **kwargs):
+                 whiten: str | bool = "auto", **kwargs):
         super().__init__(reduce=reduce, **kwargs)
         self.variant = variant
         self.n_steps = n_steps
@@ -117,6 +125,7 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
         self.val_fraction = val_fraction
         self.patience = patience
         self.min_steps = min_steps
+        self.whiten = whiten
 
     # ---- parameters ------------------------------------------------------------------------------
     def _check_params(self, scoring: bool = False) -> None:
@@ -149,7 +158,11 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
         # what scoring reads, fixed at fit: set_params may change the parameters of a fitted model
         self.variant_, self.n_steps_ = str(self.variant), int(self.n_steps)
         self.model_ = self._build(n_dims)
-        self.data_scale_ = 1.0 if self.normalizer_ is not None else _root_mean_variance(data)
+        self.whitening_ = Whitening.fit(data) if self._whitens(data) else None
+        if self.whitening_ is not None:  # unit variance in every direction: no scale of its own
+            data, self.data_scale_ = self.whitening_.transform_all(data), 1.0
+        else:
+            self.data_scale_ = 1.0 if self.normalizer_ is not None else _root_mean_variance(data)
         alpha_bar = self._schedule().alpha_bars.to(device=self.device_, dtype=torch.float32)
         bin_var = bin_variances(alpha_bar, self.model_.out_dim) if self.variant_ == "categorical" else \
             torch.ones(1, device=self.device_)
@@ -162,20 +175,32 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
         self.history_ = training.fit(self.model_, loss, data, self._fit_config(data.shape[0]),
                                      self._torch_generator("fit"), verbose=self.verbose, desc="DTEDetector")
 
+    def _whitens(self, data: torch.Tensor) -> bool:
+        """``whiten``, "auto" resolved: windows (``data [n, W, C]``) of at most WHITEN_AUTO_MAX_DIMS values."""
+        if self.whiten == "auto":
+            return data.dim() == 3 and data[0].numel() <= WHITEN_AUTO_MAX_DIMS
+        return bool(self.whiten)
+
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
         rows = batch.reshape(batch.shape[0], -1)
-        if self.data_scale_ != 1.0:
+        if self.whitening_ is not None:
+            rows = self.whitening_(rows)
+        elif self.data_scale_ != 1.0:
             rows = rows / self.data_scale_
         return self.model_.predict(rows, self.n_steps_, current_call(self).dispatch)
 
     def _get_state(self) -> dict:
+        w = self.whitening_
         return {"model": self.model_.state_dict(), "n_dims": int(self.model_.in_dim), "variant": self.variant_,
-                "n_steps": self.n_steps_, "data_scale": float(self.data_scale_)}
+                "n_steps": self.n_steps_, "data_scale": float(self.data_scale_),
+                "whitening": None if w is None else {"mean": w.mean, "matrix": w.matrix, "shrinkage": w.shrinkage}}
 
     def _set_state(self, state: dict) -> None:
         self.variant_, self.n_steps_ = str(state["variant"]), int(state["n_steps"])
         # files from before the scale: their models were trained on the data as it came
         self.data_scale_ = float(state.get("data_scale", 1.0))
+        w = state.get("whitening")  # files from before the whitening: none
+        self.whitening_ = None if w is None else Whitening(w["mean"], w["matrix"], float(w["shrinkage"]))
         if self.variant_ not in DTE_VARIANTS:
             raise ValueError(f"unknown DTE variant {self.variant_!r} in the state")
         self.model_ = self._build(int(state["n_dims"]))
