@@ -8,7 +8,7 @@
     genad-fast eval [--detectors flow,pca,...] [--datasets synthetic,kdd135,digits] [--seeds 3] [--quick]
                     [--out DIR]
     genad-fast eval --suite small|full|gutentag|real|tsb:<dir or glob> [--report docs/benchmark.md]
-                    [--seeds N] [--first-seed K]
+                    [--seeds N] [--first-seed K] [--tasks NAMES]
     genad-fast eval --from-runs A/runs.jsonl [B/runs.jsonl ...] --report docs/benchmark.md
     genad-fast export --model model.pt [--format onnx|torch] --out model.onnx
     genad-fast stream --model model.pt [--input FILE|-] [--follow] [--delay D] [--threshold dspot]
@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "file:<path> (default synthetic,kdd135,digits; not with --suite)")
     ev.add_argument("--suite", help="a benchmark suite instead of --datasets: small (CI), full, gutentag, real, "
                                     "tsb:<dir or glob> (TSB-AD files); docs/benchmark.md")
+    ev.add_argument("--tasks", help="--suite: only these of its tasks, comma-separated (a part of a suite run apart; "
+                                    "--from-runs reports on the parts together)")
     ev.add_argument("--report", help="also write the suite report (ranks, generative vs classic, tables) here, "
                                      "e.g. docs/benchmark.md")
     ev.add_argument("--cache-dir", help="--suite: where GutenTAG series are generated (default $GENAD_FAST_CACHE "

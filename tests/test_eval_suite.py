@@ -264,7 +264,10 @@ def test_suite_tsb_files_end_to_end(tmp_path, capsys):
     (["--suite", "tsb:{d}/none-*.csv"], "--suite: tsb:{d}/none-*.csv: no files found"),
     (["--suite", "tsb:"], "the directory or pattern is missing"),
     (["--suite", "small", "--quick", "--no-quick"], "--quick and --no-quick contradict each other"),
-], ids=["unknown", "with-datasets", "no-files", "empty-tsb", "quick-no-quick"])
+    (["--suite", "small", "--tasks", "wine,gt-nope"], "--tasks: gt-nope not in the suite 'small'; its tasks: "
+                                                      "gt-sine-pattern, gt-random-walk-mean, gt-mv-periodic-mixed, wine"),
+    (["--datasets", "wine", "--tasks", "wine"], "--tasks picks tasks of a --suite"),
+], ids=["unknown", "with-datasets", "no-files", "empty-tsb", "quick-no-quick", "unknown-task", "tasks-no-suite"])
 def test_suite_errors_before_any_run(tmp_path, capsys, argv, message):
     code = main(["eval", "--detectors", "pca", "--out", str(tmp_path / "res"), "--quiet",
                  *[a.format(d=tmp_path) for a in argv]])
@@ -435,3 +438,24 @@ def test_parts_of_a_real_run_merge_into_its_report(tmp_path, capsys):
                          if line.startswith(("| wine | pca |", "| wine | knn |"))])
     assert len(strip(merged.read_text())) == 2
     assert strip(merged.read_text()) == strip((tmp_path / "whole.md").read_text())
+
+
+def test_tasks_run_part_of_a_suite_and_the_parts_merge(tmp_path, capsys):
+    """--tasks runs only the named tasks of a suite (in the suite's order); two such parts merge into the report
+    of the tasks together, and the merged report names no task as not reached."""
+    def run(out, tasks):
+        argv = ["eval", "--suite", "small", "--tasks", tasks, "--detectors", "pca", "--cache-dir",
+                str(tmp_path / "cache"), "--out", str(tmp_path / out), "--threads", "1", "--quiet", "--no-plots"]
+        assert main(argv) == 0, capsys.readouterr().err
+        return tmp_path / out / "runs.jsonl"
+
+    first, second = run("a", "wine,gt-sine-pattern"), run("b", "gt-random-walk-mean")
+    blob = json.load(open(tmp_path / "a" / "results.json"))
+    assert blob["config"]["datasets"] == ["gt-sine-pattern", "wine"]
+    assert sorted(r["dataset"] for r in blob["runs"]) == ["gt-sine-pattern", "wine"]
+    merged = tmp_path / "merged.md"
+    assert main(["eval", "--from-runs", str(first), str(second), "--report", str(merged)]) == 0
+    md = merged.read_text()
+    for task in ("gt-sine-pattern", "gt-random-walk-mean", "wine"):
+        assert f"| {task} | pca |" in md
+    assert "not reached" not in md and "gt-mv-periodic-mixed" not in md

@@ -144,6 +144,18 @@ def _eval_from_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite_tasks(suite, names: str | None) -> list:
+    """The suite's tasks, or only those ``--tasks`` names (in the suite's order): a part of a suite run apart."""
+    if names is None:
+        return list(suite.tasks)
+    wanted = split_list(names, "tasks")
+    known = [t.name for t in suite.tasks]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise CLIError(f"--tasks: {', '.join(unknown)} not in the suite {suite.name!r}; its tasks: {', '.join(known)}")
+    return [t for t in suite.tasks if t.name in wanted]
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from genad_fast import evaluation as ev
     from genad_fast.detectors import resolve_device
@@ -152,6 +164,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.from_runs is not None:
         return _eval_from_runs(args)
     suite = _eval_suite(args) if args.suite is not None else None
+    if args.tasks is not None and suite is None:
+        raise CLIError("--tasks picks tasks of a --suite; without one, name the data sets with --datasets")
     if args.detectors is not None:
         detectors = split_list(args.detectors, "detectors")
     else:
@@ -165,7 +179,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _eval_specs(detectors, extra, args.device)
     if args.contamination is not None and not 0.0 < args.contamination <= 0.5:
         raise CLIError(f"--contamination must be in (0, 0.5], got {args.contamination}")
-    tasks = _eval_tasks(args, datasets) if suite is None else suite.tasks
+    tasks = _eval_tasks(args, datasets) if suite is None else _suite_tasks(suite, args.tasks)
     check_output_dir(args.out, "--out")
     if args.report is not None:
         check_output_path(args.report, "--report")
