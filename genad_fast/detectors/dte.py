@@ -115,6 +115,8 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
         Param("whiten", "choice", "Whiten the samples with their Ledoit-Wolf shrunk covariance before noising "
               "(module docstring, \"Whitening\"): \"auto\" does for windows of a series of at most "
               f"{WHITEN_AUTO_MAX_DIMS} values (W·C), not for table rows.", choices=("auto", True, False)),
+        Param("whiten_power", "number", "The whitening's exponent p: windows mapped by c·Σ̂^(-p) (1/2: whitened; "
+              "1/4: halfway in the logarithm of each direction's scale).", low=0.0, high=0.5, low_open=True),
     )
 
     def __init__(self, variant: str = "categorical", n_steps: int = 400, beta_start: float = 1e-4,
@@ -122,7 +124,7 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
                  hidden: tuple[int, ...] = (256, 512, 256), dropout: float = 0.5, epochs: int = 400,
                  batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 5e-4, grad_clip: float = 0.0,
                  val_fraction: float = 0.0, patience: int = 10, min_steps: int = 4000, reduce: str = "min",
-                 whiten: str | bool = "auto", **kwargs):
+                 whiten: str | bool = "auto", whiten_power: float = 0.25, **kwargs):
         super().__init__(reduce=reduce, **kwargs)
         self.variant = variant
         self.n_steps = n_steps
@@ -141,6 +143,7 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
         self.patience = patience
         self.min_steps = min_steps
         self.whiten = whiten
+        self.whiten_power = whiten_power
 
     # ---- parameters ------------------------------------------------------------------------------
     def _check_params(self, scoring: bool = False) -> None:
@@ -173,7 +176,7 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
         # what scoring reads, fixed at fit: set_params may change the parameters of a fitted model
         self.variant_, self.n_steps_ = str(self.variant), int(self.n_steps)
         self.model_ = self._build(n_dims)
-        self.whitening_ = Whitening.fit(data) if self._whitens(data) else None
+        self.whitening_ = Whitening.fit(data, power=float(self.whiten_power)) if self._whitens(data) else None
         if self.whitening_ is not None:  # unit variance in every direction: no scale of its own
             data, self.data_scale_ = self.whitening_.transform_all(data), 1.0
         else:

@@ -67,22 +67,30 @@ def ledoit_wolf(data: torch.Tensor, chunk: int = 4096,
 
 
 class Whitening:
-    """z = (x - mean) @ matrix, ``matrix`` = Σ̂^(-1/2) of :func:`ledoit_wolf` with ρ at least ``min_shrinkage``
-    (symmetric, so the same on either side). ``fit`` returns None for samples with no variance at all (nothing to
+    """z = (x - mean) @ matrix, ``matrix`` = Σ̂^(-1/2) of :func:`ledoit_wolf` with ρ at least ``min_shrinkage``, or
+    the partial map c·Σ̂^(-p) (:meth:`fit`'s ``power``); symmetric, so the same on either side. ``fit`` returns None for samples with no variance at all (nothing to
     whiten)."""
 
     def __init__(self, mean: torch.Tensor, matrix: torch.Tensor, shrinkage: float):
         self.mean, self.matrix, self.shrinkage = mean, matrix, float(shrinkage)
 
     @classmethod
-    def fit(cls, data: torch.Tensor, chunk: int = 4096, min_shrinkage: float = MIN_SHRINKAGE) -> "Whitening | None":
+    def fit(cls, data: torch.Tensor, chunk: int = 4096, min_shrinkage: float = MIN_SHRINKAGE,
+            power: float = 0.5) -> "Whitening | None":
+        """The map of ``data [n, ...]`` (flattened), or None where it has no variance. ``power`` p in (0, 1/2]:
+        matrix = c·Σ̂^(-p), c such that the mapped samples' mean variance is 1 (c = 1 at p = 1/2, whitening; p → 0
+        tends to the one global scale 1/sqrt(mean variance); p = 1/4 halves the spread of the variances'
+        logarithms)."""
+        if not 0.0 < power <= 0.5:
+            raise ValueError(f"power must be in (0, 0.5], got {power!r}")
         mean, shrunk, shrinkage = ledoit_wolf(data, chunk, min_shrinkage)
         lam, vec = torch.linalg.eigh(shrunk)
         level = float(lam.clamp_min(0.0).mean())
         if not 0.0 < level < float("inf"):
             return None
-        inv_sqrt = lam.clamp_min(EIG_FLOOR * level).rsqrt()
-        matrix = (vec * inv_sqrt) @ vec.T
+        lam = lam.clamp_min(EIG_FLOOR * level) / level  # relative to the mean: c·Σ̂^(-p) is then scale-free
+        gain = lam.pow(-power) / lam.pow(1.0 - 2.0 * power).mean().sqrt()
+        matrix = (vec * gain) @ vec.T / level ** 0.5
         return cls(mean.to(torch.float32), matrix.to(torch.float32), shrinkage)
 
     def to(self, device: torch.device | str) -> "Whitening":
