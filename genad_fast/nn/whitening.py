@@ -14,11 +14,12 @@ The whitening takes ρ = max(ρ_LW, ``min_shrinkage``), 0.01 by default: every e
 root exists even with fewer samples than features. Why a floor: ρ_LW assumes independent samples, and the
 windows of a series at stride 1 are not (each shares all but one timestamp with its neighbour), so it comes out
 near 0 there (6e-4 on a 67-step sawtooth) and the whitening blew the series' smallest, noise-only directions up to
-the scale of its signal. Measured with the DTE detector on the gutentag series at its defaults (seed 0, mean
-VUS-PR): ρ_LW alone lost cosine-pattern-shift (0.49 -> 0.30, AUROC 0.46) where the floor of 0.01 gained (0.67);
-a floor of 0.1 smoothed too much (sawtooth-pattern AUROC 0.96 at 0.01, 0.57 at 0.1). docs/quality_study.md, "DTE:
-whitened windows". The map is the symmetric one (ZCA: V·diag(λ^(-1/2))·Vᵀ from Σ̂ = V·diag(λ)·Vᵀ), which
-keeps each coordinate next to the feature it came from. Eigenvalues are floored at 1e-6·m (float32 data resolve
+the scale of its signal. Measured with the DTE detector, whitening in full (p = 1/2), on the gutentag series at
+its defaults (seed 0, VUS-PR): ρ_LW alone lost cosine-pattern-shift (0.49 -> 0.30, AUROC 0.46) where the floor of
+0.01 gained (0.67); a floor of 0.1 smoothed too much (sawtooth-pattern AUROC 0.96 at 0.01, 0.57 at 0.1);
+docs/quality_study.md, "DTE: whitened windows". The map is the symmetric one (ZCA: V·diag(λ^(-1/2))·Vᵀ from
+Σ̂ = V·diag(λ)·Vᵀ), which keeps each coordinate next to the feature it came from; ``Whitening.fit(power=p)`` maps
+by c·Σ̂^(-p) instead, p < 1/2 a partial whitening. Eigenvalues are floored at 1e-6·m (float32 data resolve
 no finer variance ratio) so rounding noise is never blown up.
 
 Samples are read in chunks (a view of a series' windows is never copied whole) and summed in float64.
@@ -68,8 +69,8 @@ def ledoit_wolf(data: torch.Tensor, chunk: int = 4096,
 
 class Whitening:
     """z = (x - mean) @ matrix, ``matrix`` = Σ̂^(-1/2) of :func:`ledoit_wolf` with ρ at least ``min_shrinkage``, or
-    the partial map c·Σ̂^(-p) (:meth:`fit`'s ``power``); symmetric, so the same on either side. ``fit`` returns None for samples with no variance at all (nothing to
-    whiten)."""
+    the partial map c·Σ̂^(-p) (:meth:`fit`'s ``power``); symmetric, so the same on either side. ``fit`` returns
+    None for samples with no variance at all (nothing to whiten)."""
 
     def __init__(self, mean: torch.Tensor, matrix: torch.Tensor, shrinkage: float):
         self.mean, self.matrix, self.shrinkage = mean, matrix, float(shrinkage)
