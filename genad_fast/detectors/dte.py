@@ -47,18 +47,18 @@ Series: a window of W timestamps and C channels is one flattened sample of W·C 
 its timestamps, combined over the covering windows by ``reduce`` ("min" by default, as kNN, whose ranking the
 non-parametric DTE equals: a timestamp scores high only if every window covering it does).
 
-Whitening (not in the reference, which models table rows). The noise is isotropic, so the network learns to read
-its level from whatever isotropic noise changes most. The values of a window are lagged copies of a few channels:
-a smooth series puts nearly all of its variance in a few directions, and white noise shows most in the others,
-the window's roughness. The network then reads the noise level from roughness, and an anomaly that is smooth
-(a sawtooth's stretch turned into a sine) reads as cleaner than any normal window however far it lies from them:
-on the gutentag series gt-sawtooth-pattern the detector without whitening has AUROC 0.17, its anomalies ranked
-lowest. Standardising each feature, which the reference calls crucial, does not touch that correlation;
-whitening does: z = Σ̂^(-1/2)·(x - μ) (:mod:`genad_fast.nn.whitening`; Σ̂ the training windows' Ledoit-Wolf
-covariance, shrunk by at least 1 %) gives every direction unit scale, so noise shows equally in all of them, and
-the squared distance the non-parametric DTE ranks by becomes the Mahalanobis distance. Full whitening has the opposite failure: it
-shrinks the directions the signal itself spans, so an anomaly along them (a binary sequence's amplitude, scaled)
-becomes small next to the normal windows' noise, lifted to unit scale (gt-mls-amplitude: VUS-PR 0.94 without, 0.08
+Whitening (not in the reference, which models table rows). The noise is isotropic, so the network learns to read its
+level from whatever isotropic noise changes most. The values of a window are lagged copies of a few channels: a
+smooth series puts nearly all of its variance in a few directions, and white noise shows most in the others, the
+window's roughness. The network then reads the noise level from roughness, and an anomaly that is smooth (a
+sawtooth's stretch turned into a sine) reads as cleaner than any normal window however far it lies from them: on the
+gutentag series gt-sawtooth-pattern the detector without whitening has AUROC 0.17, its anomalies ranked lowest.
+Standardising each feature, which the reference calls crucial, does not touch that correlation; whitening does: z =
+Σ̂^(-1/2)·(x - μ) (:mod:`genad_fast.nn.whitening`; Σ̂ the training windows' Ledoit-Wolf covariance, shrunk by at
+least 1 %) gives every direction unit scale, so noise shows equally in all of them, and the squared distance the
+non-parametric DTE ranks by becomes the Mahalanobis distance. Full whitening has the opposite failure: it shrinks
+the directions the signal itself spans, so an anomaly along them (a binary sequence's amplitude, scaled) becomes
+small next to the normal windows' noise, lifted to unit scale (gt-mls-amplitude: VUS-PR 0.94 without, 0.08
 whitened). The default maps by c·Σ̂^(-p) with p = ``whiten_power`` = 1/4, halfway between the two in the logarithm
 of each direction's scale (c: unit mean variance; p = 1/2 is whitening, p → 0 the reference's one global scale).
 ``whiten="auto"`` (the default) maps windows of up to 2,048 values, where the D x D product costs less than the
