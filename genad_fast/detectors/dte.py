@@ -47,23 +47,25 @@ Series: a window of W timestamps and C channels is one flattened sample of W·C 
 its timestamps, combined over the covering windows by ``reduce`` ("min" by default, as kNN, whose ranking the
 non-parametric DTE equals: a timestamp scores high only if every window covering it does).
 
-Whitening (not in the reference, which models table rows). The noise is isotropic, so the network learns to read its
-level from whatever isotropic noise changes most. The values of a window are lagged copies of a few channels: a
-smooth series puts nearly all of its variance in a few directions, and white noise shows most in the others, the
-window's roughness. The network then reads the noise level from roughness, and an anomaly that is smooth (a
-sawtooth's stretch turned into a sine) reads as cleaner than any normal window however far it lies from them: on the
-gutentag series gt-sawtooth-pattern the detector without whitening has AUROC 0.17, its anomalies ranked lowest.
-Standardising each feature, which the reference calls crucial, does not touch that correlation; whitening does: z =
-Σ̂^(-1/2)·(x - μ) (:mod:`genad_fast.nn.whitening`; Σ̂ the training windows' Ledoit-Wolf covariance, shrunk by at
-least 1 %) gives every direction unit scale, so noise shows equally in all of them, and the squared distance the
-non-parametric DTE ranks by becomes the Mahalanobis distance. Full whitening has the opposite failure: it shrinks
-the directions the signal itself spans, so an anomaly along them (a binary sequence's amplitude, scaled) becomes
-small next to the normal windows' noise, lifted to unit scale (gt-mls-amplitude: VUS-PR 0.94 without, 0.08
-whitened). The default maps by c·Σ̂^(-p) with p = ``whiten_power`` = 1/4, halfway between the two in the logarithm
-of each direction's scale (c: unit mean variance; p = 1/2 is whitening, p → 0 the reference's one global scale).
-``whiten="auto"`` (the default) maps windows of up to 2,048 values, where the D x D product costs less than the
-network; table rows keep the reference's per-feature standardisation (``whiten=True`` maps them too). Measured at
-the defaults on the gutentag series (seed 0): docs/quality_study.md, "DTE: whitened windows".
+Whitening (not in the reference, which models table rows). The noise is isotropic, so the network learns to read
+its level from whatever isotropic noise changes most. The values of a window are lagged copies of a few channels:
+a smooth series puts nearly all of its variance in a few directions, and white noise shows most in the others,
+the window's roughness. The network then reads the noise level from roughness, and an anomaly that is smooth (a
+sawtooth's stretch turned into a sine) reads as cleaner than any normal window however far it lies from them: on
+the gutentag series gt-sawtooth-pattern the detector without whitening has AUROC 0.17, its anomalies ranked
+lowest. Standardising each feature, which the reference calls crucial, does not touch that correlation;
+whitening does: z = Σ̂^(-1/2)·(x - μ) (:mod:`genad_fast.nn.whitening`; Σ̂ the training windows' Ledoit-Wolf
+covariance, shrunk by at least 1 %) gives every direction unit scale. Noise then shows equally in all of them, no
+direction is quiet enough to read roughness from, and what the network can learn is the one cue that also holds off
+the data: how far z lies out, i.e. the Mahalanobis distance, which the non-parametric DTE's squared distance
+becomes. Its price is the Mahalanobis distance's: deviations along the directions the signal itself spans count
+less, so an anomaly that only scales the signal can drown in the normal windows' noise, now at unit scale
+(gt-mls-amplitude, a binary sequence's amplitude: VUS-PR 0.94 without whitening, 0.08 with). ``whiten_power`` p
+maps by c·Σ̂^(-p) instead (c: unit mean variance): p = 1/4 is halfway in the logarithm of each direction's scale
+(gt-mls-amplitude 0.74). ``whiten="auto"`` (the default) maps windows of up to 2,048 values, where the D x D
+product costs less than the network; table rows keep the reference's per-feature standardisation (``whiten=True``
+maps them too). Measured at the defaults on the gutentag series (seed 0): docs/quality_study.md, "DTE: whitened
+windows".
 """
 from __future__ import annotations
 
@@ -119,7 +121,8 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
               "(module docstring, \"Whitening\"): \"auto\" does for windows of a series of at most "
               f"{WHITEN_AUTO_MAX_DIMS} values (W·C), not for table rows.", choices=("auto", True, False)),
         Param("whiten_power", "number", "The whitening's exponent p: windows mapped by c·Σ̂^(-p) (1/2: whitened; "
-              "1/4: halfway in the logarithm of each direction's scale).", low=0.0, high=0.5, low_open=True),
+              "1/4: halfway in the logarithm of each direction's scale, less sensitive to the data's noise-only "
+              "directions and more to anomalies along its signal).", low=0.0, high=0.5, low_open=True),
     )
 
     def __init__(self, variant: str = "categorical", n_steps: int = 400, beta_start: float = 1e-4,
@@ -127,7 +130,7 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
                  hidden: tuple[int, ...] = (256, 512, 256), dropout: float = 0.5, epochs: int = 400,
                  batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 5e-4, grad_clip: float = 0.0,
                  val_fraction: float = 0.0, patience: int = 10, min_steps: int = 4000, reduce: str = "min",
-                 whiten: str | bool = "auto", whiten_power: float = 0.25, **kwargs):
+                 whiten: str | bool = "auto", whiten_power: float = 0.5, **kwargs):
         super().__init__(reduce=reduce, **kwargs)
         self.variant = variant
         self.n_steps = n_steps
