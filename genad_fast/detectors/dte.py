@@ -184,6 +184,8 @@ class DTEDetector(TrainingParamsMixin, BaseDetector):
         self.model_ = self._build(n_dims)
         self.whitening_ = Whitening.fit(data, power=float(self.whiten_power)) if self._whitens(data) else None
         if self.whitening_ is not None:  # unit variance in every direction: no scale of its own
+            # one [n, W·C] float32 copy of the mapped windows (training draws its batches from it): one product
+            # of the whole set instead of a D x D product per batch of every one of the ~16,000 steps
             data, self.data_scale_ = self.whitening_.transform_all(data), 1.0
         else:
             self.data_scale_ = 1.0 if self.normalizer_ is not None else _root_mean_variance(data)

@@ -99,7 +99,7 @@ class Whitening:
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows [b, p]`` whitened (in their dtype)."""
-        return (rows - self.mean.to(rows.dtype)) @ self.matrix.to(rows.dtype)
+        return (rows - self.mean.to(rows.device, rows.dtype)) @ self.matrix.to(rows.device, rows.dtype)
 
     def transform_all(self, data: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
         """``data [n, ...]`` flattened and whitened into one new ``[n, p]`` float32 tensor, a chunk at a time."""
