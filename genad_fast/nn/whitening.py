@@ -94,9 +94,6 @@ class Whitening:
         matrix = (vec * gain) @ vec.T / level ** 0.5
         return cls(mean.to(torch.float32), matrix.to(torch.float32), shrinkage)
 
-    def to(self, device: torch.device | str) -> "Whitening":
-        return Whitening(self.mean.to(device), self.matrix.to(device), self.shrinkage)
-
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows [b, p]`` whitened (in their dtype)."""
         return (rows - self.mean.to(rows.device, rows.dtype)) @ self.matrix.to(rows.device, rows.dtype)
