@@ -103,8 +103,7 @@ class TrainingParamsMixin:
         min_steps = int(getattr(self, "min_steps", 0) or 0)
         if min_steps <= 0:
             return config
-        n_val = int(round(n_samples * config.val_fraction)) if config.val_fraction > 0 else 0
-        n_train = n_samples - n_val if n_samples - n_val >= 1 else n_samples  # as training.split_train_val
+        n_train = training.split_sizes(n_samples, config.val_fraction)[0]
         # (the detectors with min_steps train on every sample each epoch: no train_stride, epoch_fraction 1)
         steps = max(1, math.ceil(n_train / config.batch_size))
         return dataclasses.replace(config, epochs=epochs_for_steps(config.epochs, min_steps, steps))

@@ -78,7 +78,7 @@ from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.diffusion.schedules import NoiseSchedule
 from genad_fast.nn.dte import DTE_VARIANTS, DTELoss, DTENet, bin_variances, check_log_shape
-from genad_fast.nn.whitening import Whitening
+from genad_fast.nn.whitening import Whitening, float64_rows
 
 __all__ = ["DTEDetector"]
 
@@ -251,8 +251,8 @@ def _root_mean_variance(data: torch.Tensor, chunk: int = 4096) -> float:
     n = data.shape[0]
     shift = data[:1].reshape(1, -1).to(torch.float64)  # a training row: no cancellation of large offsets
     total = sq = None
-    for i in range(0, n, chunk):
-        part = data[i:i + chunk].reshape(min(chunk, n - i), -1).to(torch.float64) - shift
+    for rows in float64_rows(data, chunk):
+        part = rows - shift
         total = part.sum(0) if total is None else total + part.sum(0)
         sq = (part * part).sum(0) if sq is None else sq + (part * part).sum(0)
     mean = total / n

@@ -141,12 +141,17 @@ class _Sweep:
         return self.order[self.pos - self.share:self.pos]
 
 
-def split_train_val(n: int, val_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random disjoint index sets; the validation set is empty when val_fraction is 0 or n is tiny."""
-    perm = torch.randperm(n, generator=generator, device=generator.device)
+def split_sizes(n: int, val_fraction: float) -> tuple[int, int]:
+    """(training, held-out) sample counts of :func:`split_train_val` of ``n`` samples: round(val_fraction · n)
+    held out, none where that would leave no training sample."""
     n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
-    if n - n_val < 1:
-        n_val = 0
+    return (n, 0) if n - n_val < 1 else (n - n_val, n_val)
+
+
+def split_train_val(n: int, val_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random disjoint index sets (training, held out) of :func:`split_sizes`' sizes."""
+    perm = torch.randperm(n, generator=generator, device=generator.device)
+    n_val = split_sizes(n, val_fraction)[1]
     return perm[n_val:], perm[:n_val]
 
 

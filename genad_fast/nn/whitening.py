@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["Whitening", "ledoit_wolf"]
+__all__ = ["Whitening", "float64_rows", "ledoit_wolf"]
 
 #: The least shrinkage the whitening uses (module docstring).
 MIN_SHRINKAGE = 0.01
@@ -36,7 +36,9 @@ MIN_SHRINKAGE = 0.01
 EIG_FLOOR = 1e-6
 
 
-def _chunks(data: torch.Tensor, chunk: int):
+def float64_rows(data: torch.Tensor, chunk: int = 4096):
+    """The samples of ``data [n, ...]``, flattened, ``chunk`` rows at a time in float64 (a view of windows is
+    never copied whole)."""
     n = data.shape[0]
     for i in range(0, n, chunk):
         yield data[i:i + chunk].reshape(min(chunk, n - i), -1).to(torch.float64)
@@ -49,9 +51,9 @@ def ledoit_wolf(data: torch.Tensor, chunk: int = 4096,
     n = int(data.shape[0])
     if n < 1:
         raise ValueError("whitening needs at least one sample")
-    mean = sum(part.sum(0) for part in _chunks(data, chunk)) / n
+    mean = sum(part.sum(0) for part in float64_rows(data, chunk)) / n
     gram, fourth = None, 0.0
-    for part in _chunks(data, chunk):
+    for part in float64_rows(data, chunk):
         c = part - mean
         gram = c.T @ c if gram is None else gram + c.T @ c
         fourth += float((c * c).sum(1).pow(2).sum())
