@@ -81,6 +81,15 @@ def test_whole_epochs_are_the_plain_loop():
         assert rec.batches[epoch] == train[torch.randperm(100, generator=g)].tolist()
 
 
+@pytest.mark.parametrize("n, fraction, sizes", [(10, 0.1, (9, 1)), (100, 0.0, (100, 0)), (1, 0.5, (1, 0)),
+                                                 (2, 0.9, (2, 0)), (3, 0.5, (1, 2))])
+def test_split_sizes_are_the_split_and_never_leave_no_training_sample(n, fraction, sizes):
+    assert training.split_sizes(n, fraction) == sizes
+    train, val = training.split_train_val(n, fraction, torch.Generator().manual_seed(0))
+    assert (train.numel(), val.numel()) == sizes
+    assert sorted(train.tolist() + val.tolist()) == list(range(n))
+
+
 def test_the_same_seed_gives_the_same_model():
     _, _, a = _fit(300, seed=5, epoch_fraction=0.2)
     _, _, b = _fit(300, seed=5, epoch_fraction=0.2)
