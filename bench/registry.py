@@ -62,6 +62,13 @@ class Case:
     check: Callable[[Any, Any], str | None] | None = None
     description: str = ""
     reference: str = EAGER          # the provider whose output the others are checked against (and timed against)
+    #: A size far below the timed ones, for the correctness smoke run of every provider (CI runs it:
+    #: ``GENAD_BENCH_SMOKE=1 pytest bench --benchmark-disable``); None: the smallest timed size is small enough.
+    smoke: Size | None = None
+
+    @property
+    def smoke_size(self) -> Size:
+        return self.smoke or self.sizes[0]
 
     @property
     def key(self) -> str:

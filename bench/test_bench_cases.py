@@ -1,6 +1,8 @@
 """Every registered case as a pytest-benchmark test, at its smallest size, one test per provider.
 
-    .venv/bin/python -m pytest bench -q --benchmark-disable    # smoke: each provider runs and is checked once
+    .venv/bin/python -m pytest bench -q --benchmark-disable    # each provider runs and is checked once
+    GENAD_BENCH_SMOKE=1 .venv/bin/python -m pytest bench -q --benchmark-disable   # the same at each case's
+                                                               # smoke size (a few minutes; CI runs this)
     .venv/bin/python -m pytest bench --benchmark-only          # timings, grouped by case, size and device
 
 Benchmarks, not unit tests: nothing here asserts a time. Each provider's output is checked against
@@ -9,6 +11,8 @@ reason (``-ra`` prints it). The runner ``python -m bench`` is the tool for real 
 bandwidth, compile time, CSV/JSON, comparisons); this file puts the same cases under pytest-benchmark.
 """
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -21,8 +25,17 @@ try:
 except Exception:  # the harness must collect even when the package does not import
     BackendUnavailableError = registry.Unavailable  # type: ignore[misc, assignment]
 
+#: GENAD_BENCH_SMOKE=1: every case at its smoke size (``Case.smoke``), far below the timed sizes, so that CI checks
+#: every provider against its reference in minutes; the timings of such a run mean nothing.
+SMOKE = os.environ.get("GENAD_BENCH_SMOKE", "0") not in ("", "0")
 CASES = {c.key: c for c in registry.all_cases()}
-PARAMS = [pytest.param(key, name, dev, id=f"{key}-{case.sizes[0].label}-{dev}-{name}")
+
+
+def _size(case: registry.Case) -> registry.Size:
+    return case.smoke_size if SMOKE else case.sizes[0]
+
+
+PARAMS = [pytest.param(key, name, dev, id=f"{key}-{_size(case).label}-{dev}-{name}")
           for key, case in CASES.items() for name, p in case.providers.items()
           for dev in (("cpu", "cuda") if p.device == "any" else (p.device,))]
 
@@ -30,7 +43,7 @@ PARAMS = [pytest.param(key, name, dev, id=f"{key}-{case.sizes[0].label}-{dev}-{n
 @pytest.mark.parametrize(("key", "provider", "dev"), PARAMS)
 def test_case(benchmark, key: str, provider: str, dev: str) -> None:
     case = CASES[key]
-    size = case.sizes[0]
+    size = _size(case)
     p = case.providers[provider]
     device = torch.device(dev)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -2,7 +2,8 @@
 # The test job, from a fresh machine: environments, builds, kernel registration, tests.
 #   1. .venv with torch 2.14.1 (CUDA build): build genad_fast with its CUDA ops (nvcc on PATH, no GPU needed)
 #   2. check that every op has CPU and CUDA kernels registered in the built library
-#   3. the CPU test suite, then `genad-fast eval --suite small` with every detector (scripts/check_suite_report.py)
+#   3. the CPU test suite, the benchmark cases at their smoke sizes (bench/test_bench_cases.py), then
+#      `genad-fast eval --suite small` with every detector (scripts/check_suite_report.py)
 #   4. the Triton kernels in Triton's interpreter (own process: TRITON_INTERPRET=1 before triton loads)
 #   5. .venv-cpu with torch 2.13.0 (CPU build): a CPU-only build, its kernel check and a smoke test
 # Exits non-zero at the first failure.
@@ -23,6 +24,9 @@ step "2/5 kernel registration (CPU + CUDA)"
 
 step "3/5 CPU tests"
 .venv/bin/python -m pytest tests --ignore=tests/triton_kernels -q -p no:cacheprovider
+
+step "3/5 (bench) every benchmark case, every provider, at its smoke size, checked against its reference"
+GENAD_BENCH_SMOKE=1 .venv/bin/python -m pytest bench -q -p no:cacheprovider --benchmark-disable
 
 step "3/5 (end) eval --suite small: every detector end to end, offline (issue #17; a few minutes on 2 cores)"
 suite_out=$(mktemp -d)

@@ -243,3 +243,11 @@ def test_cpu_meter_sees_another_process_and_not_its_own_work(monkeypatch):
     monkeypatch.setattr(CpuMeter, "_read", staticmethod(lambda: next(readings)))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert CpuMeter().others_share() == pytest.approx((3.0 - 1.5) / (2.0 * 2))
+
+
+def test_every_case_has_a_smoke_size_no_larger_than_its_timed_sizes():
+    """CI runs every provider at its case's smoke size (GENAD_BENCH_SMOKE=1): it must really be small."""
+    for case in registry.all_cases():
+        size = case.smoke_size
+        assert set(size.params) == set(case.sizes[0].params), f"{case.key}: smoke size has other parameters"
+        assert case.items(size) <= case.items(case.sizes[0]), f"{case.key}: smoke size {size.label} is larger"

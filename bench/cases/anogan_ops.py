@@ -24,6 +24,7 @@ from bench.registry import Case, Size, allclose_check, fused_op, register, stand
 LAM, LR, BETA1, BETA2, EPS = 0.1, 0.01, 0.9, 0.999, 1e-8
 SIZES = [Size("B1024-P64-F128-L32", {"b": 1024, "p": 64, "f": 128, "l": 32}),
          Size("B65536-P64-F128-L32", {"b": 65536, "p": 64, "f": 128, "l": 32})]
+SMOKE = Size("B64-P64-F128-L32-smoke", {"b": 64, "p": 64, "f": 128, "l": 32})
 CHECK = allclose_check(rtol=1e-5, atol=1e-6)
 MUTATED = ("z", "m", "v", "step")
 
@@ -124,17 +125,17 @@ def adam_bytes(s: Size) -> float:
 register(Case(
     "anogan_residual", "forward", SIZES, lambda s, d: setup(s, d, adam=False),
     standard_providers(residual_eager, fused_residual),
-    items=lambda s: s["b"], item_unit="row", bytes_moved=residual_bytes, check=CHECK,
+    items=lambda s: s["b"], item_unit="row", bytes_moved=residual_bytes, check=CHECK, smoke=SMOKE,
     description="AnoGAN residual loss per row with its sign sub-gradients, λ = 0.1, float32"))
 
 register(Case(
     "masked_adam", "step", SIZES, lambda s, d: setup(s, d, residual=False),
     standard_providers(masked_adam_eager, fused_adam, wrap=private_state),
-    items=lambda s: s["b"], item_unit="row", bytes_moved=adam_bytes, check=CHECK,
+    items=lambda s: s["b"], item_unit="row", bytes_moved=adam_bytes, check=CHECK, smoke=SMOKE,
     description="one Adam step on the active rows (3 of 4) of z[B, L], per-row step counts, float32"))
 
 register(Case(
     "anogan_ops", "residual+adam", SIZES, setup,
     standard_providers(both_eager, fused_both, wrap=private_state),
-    items=lambda s: s["b"], item_unit="row", bytes_moved=lambda s: residual_bytes(s) + adam_bytes(s), check=CHECK,
+    items=lambda s: s["b"], item_unit="row", bytes_moved=lambda s: residual_bytes(s) + adam_bytes(s), check=CHECK, smoke=SMOKE,
     description="the op-level work of one latent-search iteration: residual, then masked Adam, float32"))

@@ -35,27 +35,37 @@ from bench.timing import best_of
 
 N_SAMPLES, ITERATIONS, LR, LAM = 1024, 100, 0.05, 0.1
 WINDOW, CHANNELS, LATENT = 16, 4, 32
-SIZES = [Size(f"{N_SAMPLES}x{ITERATIONS}it", {"n": N_SAMPLES, "iterations": ITERATIONS})]
+EPOCHS = 30
+MIN_STEPS = 1000                    # AnoGANDetector's default
+SIZES = [Size(f"{N_SAMPLES}x{ITERATIONS}it",
+              {"n": N_SAMPLES, "iterations": ITERATIONS, "epochs": EPOCHS, "min_steps": MIN_STEPS})]
+#: The correctness smoke run: a generator trained for 2 epochs without the detector's minimum of 1,000 generator
+#: steps (seconds instead of minutes), 64 windows, 10 iterations.
+SMOKE = Size("64x10it-smoke", {"n": 64, "iterations": 10, "epochs": 2, "min_steps": 0})
 
 
-@functools.lru_cache(maxsize=1)
-def fitted():
-    """The trained detector (G 32-128-128-64, critic features 64-128-128) and the series."""
+@functools.lru_cache(maxsize=2)
+def fitted(epochs: int = EPOCHS, iterations: int = ITERATIONS, min_steps: int = MIN_STEPS):
+    """The trained detector (G 32-128-128-64, critic features 64-128-128) and the series.
+
+    ``iterations`` is the detector's own search length, which its fit spends on the training windows' scores."""
     from genad_fast.datasets import make_series
     from genad_fast.detectors.anogan import AnoGANDetector
 
     data = make_series(T=4000, C=CHANNELS, period=32, seed=3)
-    det = AnoGANDetector(window=WINDOW, latent_dim=LATENT, epochs=30, init="encoder", encoder_epochs=20,
-                         iterations=ITERATIONS, search_lr=LR, lam=LAM, tol=0.0, seed=0, verbose=False)
+    det = AnoGANDetector(window=WINDOW, latent_dim=LATENT, epochs=epochs, min_steps=min_steps,
+                         init="encoder", encoder_epochs=min(20, epochs),
+                         iterations=iterations, search_lr=LR, lam=LAM, tol=0.0, seed=0, verbose=False)
     det.fit(data.train)
     return det, data
 
 
-def test_windows(n: int) -> torch.Tensor:
+def test_windows(n: int, epochs: int = EPOCHS, iterations: int = ITERATIONS,
+                 min_steps: int = MIN_STEPS) -> torch.Tensor:
     """The first ``n`` stride-1 windows of the normalised test series, flattened: [n, 64]."""
     from genad_fast.series import sliding_windows
 
-    det, data = fitted()
+    det, data = fitted(epochs, iterations, min_steps)
     z = det.normalizer_.transform(torch.as_tensor(data.test))
     return sliding_windows(z, WINDOW, 1)[:n].reshape(n, -1).contiguous()
 
@@ -63,10 +73,11 @@ def test_windows(n: int) -> torch.Tensor:
 def setup(size: Size, device: torch.device) -> dict:
     if device.type != "cpu":
         raise Unavailable("the latent-search benchmark runs on the CPU here")
-    det, _ = fitted()
+    det, _ = fitted(size["epochs"], size["iterations"], size["min_steps"])
     n = size["n"]
     z0 = torch.randn(n, LATENT, generator=torch.Generator().manual_seed(1))
-    return {"G": det.generator_, "D": det.critic_, "x": test_windows(n), "z0": z0, "iterations": size["iterations"]}
+    return {"G": det.generator_, "D": det.critic_, "x": test_windows(n, size["epochs"], size["iterations"], size["min_steps"]), "z0": z0,
+            "iterations": size["iterations"]}
 
 
 # ---- the providers -----------------------------------------------------------------------------------------
@@ -142,13 +153,13 @@ if __name__ != "__main__":
         "anogan_search", "float32", SIZES, setup,
         {EAGER: Provider(EAGER, "cpu", _eager), COMPILE: Provider(COMPILE, "cpu", _compiled),
          "cpu": Provider("cpu", "cpu", _fused())},
-        items=lambda s: s["n"], item_unit="sample", check=_loss_check(1e-3, 5e-2),
+        items=lambda s: s["n"], item_unit="sample", check=_loss_check(1e-3, 5e-2), smoke=SMOKE,
         description="AnoGAN latent search, 1024 samples x 100 Adam iterations, G 32-128-128-64, f 64-128-128"))
 
     register(Case(
         "anogan_search", "bfloat16", SIZES, setup,
         {EAGER: Provider(EAGER, "cpu", _eager), "cpu": Provider("cpu", "cpu", _fused(torch.bfloat16))},
-        items=lambda s: s["n"], item_unit="sample", check=_loss_check(2e-2, 2e-1),
+        items=lambda s: s["n"], item_unit="sample", check=_loss_check(2e-2, 2e-1), smoke=SMOKE,
         description="the same search with bfloat16 products (fused) against the float32 eager loop"))
 
 

@@ -41,6 +41,7 @@ SETTING = dict(window=WINDOW, residual_channels=32, n_layers=6, dilation_cycle=4
                # (check() compared their mean with the raw errors' and failed, 13x) nor the window loss.
                score_reduction="point", elbo_levels=0)
 SIZES = [Size("1e4x25", {"n": 10_000}), Size("1e5x25", {"n": 100_000}), Size("1e6x25", {"n": 1_000_000})]
+SMOKE = Size("1000x25-smoke", {"n": 1000})
 
 
 def make_data(n: int, seed: int = 0) -> np.ndarray:
@@ -143,7 +144,7 @@ PROVIDERS = {
 if __name__ != "__main__":  # run as a script, the package import has registered the case already
     register(Case(
         "diffusion_detector", "decision_function", SIZES, setup, PROVIDERS,
-        items=lambda s: s["n"], item_unit="timestamp", check=check,
+        items=lambda s: s["n"], item_unit="timestamp", check=check, smoke=SMOKE,
         description="DiffusionDetector reconstruct scores, C=25, 2 DDPM steps from t0=10, 1 draw: tiled fused "
                     "pipeline vs eager windows of 100 at stride 50"))
 

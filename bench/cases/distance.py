@@ -38,6 +38,7 @@ from bench.registry import COMPILE, EAGER, FUSED_BACKENDS, Case, Provider, Size,
 D, K, CHUNK = 32, 10, 500
 SIZES = [Size("N5000-M50000-D32", {"n": 5000, "m": 50000, "d": D}),
          Size("N50000-M50000-D32", {"n": 50000, "m": 50000, "d": D})]
+SMOKE = Size("N200-M2000-D32-smoke", {"n": 200, "m": 2000, "d": D})
 
 
 def setup(size: Size, device: torch.device) -> dict:
@@ -96,12 +97,12 @@ if __name__ != "__main__":
     register(Case(
         "kde_logpdf", "forward", SIZES, setup, _providers(kde_eager, kde_chunk, kde_fused),
         items=lambda s: s["n"] * s["m"], item_unit="pair", check=allclose_check(rtol=1e-5, atol=1e-4),
-        description="Gaussian KDE log-density of N queries under M references, D = 32, Scott bandwidth, float32"))
+        smoke=SMOKE, description="Gaussian KDE log-density of N queries under M references, D = 32, Scott bandwidth, float32"))
 
     register(Case(
         "knn_distance", "forward", SIZES, setup, _providers(knn_eager, knn_chunk, knn_fused),
         items=lambda s: s["n"] * s["m"], item_unit="pair", check=allclose_check(rtol=1e-5, atol=1e-4),
-        description="distances to the k = 10 nearest of M references for N queries, D = 32, float32"))
+        smoke=SMOKE, description="distances to the k = 10 nearest of M references for N queries, D = 32, float32"))
 
 
 # ---- the one-off report -----------------------------------------------------------------------------------

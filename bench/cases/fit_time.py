@@ -40,8 +40,9 @@ OLD_TRAINING = {"train_stride": 1, "train_dtype": "float32"}
 OLD_DEFAULTS = {"flow": {"batch_size": 256, "lr": 1e-3}}
 #: ... and the old loop's class-level switches (the per-tensor Adam loop, epochs of at least 8 batches).
 OLD_CLASS_ATTRS = {"_fused_adam": False, "_min_epoch_steps": 8}
-#: Smoke sizes: one epoch (and a short latent search) so that a fit takes seconds.
-SMOKE = {"epochs": 1, "encoder_epochs": 1, "pretrain_epochs": 1, "iterations": 5}
+#: Smoke sizes: one epoch (and a short latent search), without the detectors' minimum number of optimiser steps,
+#: so that a fit takes seconds.
+SMOKE = {"epochs": 1, "encoder_epochs": 1, "pretrain_epochs": 1, "iterations": 5, "min_steps": 0}
 
 SIZES = {
     "series": [Size("series-600x4-smoke", {"kind": "series", "n": 600, "d": 4, "smoke": True}),

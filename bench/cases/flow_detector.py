@@ -23,6 +23,7 @@ from bench.timing import best_of
 
 SIZES = [Size("tabular-65536x64", {"n": 65536, "d": 64, "window": None}),
          Size("series-100000x25-W64", {"n": 100_000, "d": 25, "window": 64})]
+SMOKE = Size("tabular-2048x16-smoke", {"n": 2048, "d": 16, "window": None})
 
 
 @functools.lru_cache(maxsize=2)
@@ -73,7 +74,7 @@ if __name__ != "__main__":
     register(Case(
         "flow_detector", "decision_function", SIZES, setup, PROVIDERS,
         items=lambda s: s["n"], item_unit="row",
-        check=allclose_check(rtol=1e-3, atol=1e-3),
+        check=allclose_check(rtol=1e-3, atol=1e-3), smoke=SMOKE,
         description="FlowDetector scores (8 steps, hidden 128): rows, or timestamps through W=64 windows"))
 
     # matmul_dtype="bfloat16" (bfloat16 products, float32 accumulation; AMX or AVX512-BF16 on the CPU) against
@@ -82,7 +83,7 @@ if __name__ != "__main__":
         "flow_detector", "decision_function-bf16", SIZES, setup,
         {EAGER: PROVIDERS[EAGER], "cpu": Provider("cpu", "cpu", _scores_on("cpu", matmul_dtype="bfloat16"))},
         items=lambda s: s["n"], item_unit="row",
-        check=allclose_check(rtol=1e-2, atol=1e-2),
+        check=allclose_check(rtol=1e-2, atol=1e-2), smoke=SMOKE,
         description="the same scores with bfloat16 products, against the float32 eager detector"))
 
 
