@@ -137,5 +137,6 @@ register(Case(
 register(Case(
     "anogan_ops", "residual+adam", SIZES, setup,
     standard_providers(both_eager, fused_both, wrap=private_state),
-    items=lambda s: s["b"], item_unit="row", bytes_moved=lambda s: residual_bytes(s) + adam_bytes(s), check=CHECK, smoke=SMOKE,
+    items=lambda s: s["b"], item_unit="row", bytes_moved=lambda s: residual_bytes(s) + adam_bytes(s), check=CHECK,
+    smoke=SMOKE,
     description="the op-level work of one latent-search iteration: residual, then masked Adam, float32"))

@@ -60,12 +60,10 @@ def fitted(epochs: int = EPOCHS, iterations: int = ITERATIONS, min_steps: int = 
     return det, data
 
 
-def test_windows(n: int, epochs: int = EPOCHS, iterations: int = ITERATIONS,
-                 min_steps: int = MIN_STEPS) -> torch.Tensor:
-    """The first ``n`` stride-1 windows of the normalised test series, flattened: [n, 64]."""
+def test_windows(det, data, n: int) -> torch.Tensor:
+    """The first ``n`` stride-1 windows of ``data``'s test series, normalised by ``det``, flattened: [n, 64]."""
     from genad_fast.series import sliding_windows
 
-    det, data = fitted(epochs, iterations, min_steps)
     z = det.normalizer_.transform(torch.as_tensor(data.test))
     return sliding_windows(z, WINDOW, 1)[:n].reshape(n, -1).contiguous()
 
@@ -73,10 +71,10 @@ def test_windows(n: int, epochs: int = EPOCHS, iterations: int = ITERATIONS,
 def setup(size: Size, device: torch.device) -> dict:
     if device.type != "cpu":
         raise Unavailable("the latent-search benchmark runs on the CPU here")
-    det, _ = fitted(size["epochs"], size["iterations"], size["min_steps"])
+    det, data = fitted(size["epochs"], size["iterations"], size["min_steps"])
     n = size["n"]
     z0 = torch.randn(n, LATENT, generator=torch.Generator().manual_seed(1))
-    return {"G": det.generator_, "D": det.critic_, "x": test_windows(n, size["epochs"], size["iterations"], size["min_steps"]), "z0": z0,
+    return {"G": det.generator_, "D": det.critic_, "x": test_windows(det, data, n), "z0": z0,
             "iterations": size["iterations"]}
 
 

@@ -97,7 +97,8 @@ if __name__ != "__main__":
     register(Case(
         "kde_logpdf", "forward", SIZES, setup, _providers(kde_eager, kde_chunk, kde_fused),
         items=lambda s: s["n"] * s["m"], item_unit="pair", check=allclose_check(rtol=1e-5, atol=1e-4),
-        smoke=SMOKE, description="Gaussian KDE log-density of N queries under M references, D = 32, Scott bandwidth, float32"))
+        smoke=SMOKE,
+        description="Gaussian KDE log-density of N queries under M references, D = 32, Scott bandwidth, float32"))
 
     register(Case(
         "knn_distance", "forward", SIZES, setup, _providers(knn_eager, knn_chunk, knn_fused),
