@@ -405,6 +405,40 @@ def test_from_runs_refuses_parts_that_do_not_fit_together(tmp_path, capsys, seco
     assert not (tmp_path / "r.md").exists()
 
 
+def test_from_runs_merges_the_parts_of_full(tmp_path, capsys):
+    """The full suite run as its halves (gutentag, real) and a --datasets run of its tables: one report of suite
+    `full` over every part's tasks; "digits", as the --datasets run named it, counts as its ten tasks."""
+    gut = _runs_file(tmp_path / "g.jsonl", _toy_config(["pca"], [0], suite="gutentag", datasets=["gt-a"]),
+                     [_tabular_rec("gt-a", 0, 0.6, "pca")])
+    real = _runs_file(tmp_path / "r.jsonl", _toy_config(["pca"], [0], suite="real", datasets=["kdd135"]),
+                      [_tabular_rec("kdd135", 0, 0.7, "pca")])
+    tables = _runs_file(tmp_path / "t.jsonl", _toy_config(["pca"], [0], suite=None, datasets=["digits", "wine"]),
+                        [_tabular_rec(f"digits-{k}", 0, 0.9, "pca") for k in range(10)]
+                        + [_tabular_rec("wine", 0, 0.8, "pca")])
+    report = tmp_path / "full.md"
+    assert main(["eval", "--from-runs", gut, real, tables, "--report", str(report)]) == 0, capsys.readouterr().err
+    md = report.read_text()
+    assert "suite `full`" in md and "merged from its parts: gutentag, real, --datasets (tables)" in md
+    assert "not reached" not in md and "CUT SHORT" not in md
+    for task in ("gt-a", "kdd135", "digits-0", "digits-9", "wine"):
+        assert f"| {task} | pca |" in md
+
+
+@pytest.mark.parametrize("suite, datasets", [
+    (None, ["kdd135"]),      # a series run by --datasets measures VUS by another rule than the suites'
+    (None, ["synthetic"]),   # not a task of the full suite
+    ("small", ["wine"]),     # another suite
+], ids=["datasets-series", "datasets-other", "other-suite"])
+def test_from_runs_takes_only_the_parts_of_full(tmp_path, capsys, suite, datasets):
+    gut = _runs_file(tmp_path / "g.jsonl", _toy_config(["pca"], [0], suite="gutentag", datasets=["gt-a"]),
+                     [_tabular_rec("gt-a", 0, 0.6, "pca")])
+    other = _runs_file(tmp_path / "o.jsonl", _toy_config(["pca"], [0], suite=suite, datasets=datasets),
+                       [_tabular_rec(datasets[0], 0, 0.7, "pca")])
+    assert main(["eval", "--from-runs", gut, other, "--report", str(tmp_path / "r.md")]) == 1
+    assert "the runs files differ in suite" in capsys.readouterr().err
+    assert not (tmp_path / "r.md").exists()
+
+
 def test_first_seed_runs_the_later_seeds(tmp_path, capsys):
     out = tmp_path / "res"
     code = main(["eval", "--datasets", "wine", "--detectors", "pca", "--seeds", "2", "--first-seed", "3",

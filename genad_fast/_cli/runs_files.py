@@ -5,8 +5,11 @@ A runs file is a header line ``{"header": {"machine": ..., "config": ...}}`` and
 is run in parts: one process per detector group on the cores of one machine, or some seeds in one session and the
 rest in another (``--first-seed``). ``--from-runs A B ...`` reports on the parts together. The merge refuses what
 would make a table silently wrong: parts of different suites or training profiles, one detector parameter set two
-ways, or the same (task, detector, seed) in two parts. Where the parts were made at different commits or on
-different CPUs, the report says so.
+ways, or the same (task, detector, seed) in two parts. The one mix of suites it takes is ``full`` from its parts
+(:data:`~genad_fast.evaluation.suites.FULL_PARTS`: ``gutentag`` and ``real``, whose series tasks measure VUS by the
+suites' rule), to which runs of the real suite's tables by ``--datasets`` may add (a table has no VUS, so nothing
+in its records depends on the suite). Where the parts were made at different commits or on different CPUs, the
+report says so.
 """
 from __future__ import annotations
 
@@ -41,6 +44,31 @@ def _same(paths: list[str], values: list, what: str) -> None:
     if any(v != values[0] for v in values[1:]):
         shown = "; ".join(f"{p}: {v!r}" for p, v in zip(paths, values))
         raise CLIError(f"--from-runs: the runs files differ in {what} ({shown}); a report mixes one {what} only")
+
+
+def _merged_suite(paths: list[str], configs: list[dict]) -> tuple[str | None, str | None, list[list[str]]]:
+    """``(suite, description, datasets of each part)`` of the parts taken together: their one suite, or ``full``
+    where they are parts of it (see the module's docstring); anything else is an error."""
+    suites = [c.get("suite") for c in configs]
+    datasets = [list(c.get("datasets") or ()) for c in configs]
+    if all(s == suites[0] for s in suites):
+        return suites[0], configs[0].get("suite_description"), datasets
+    from genad_fast.evaluation.suites import FULL_PARTS, REAL_DATASETS, full_description
+    from genad_fast.evaluation.tasks import resolve_datasets
+
+    tables = {t.name for t in resolve_datasets(REAL_DATASETS) if t.kind == "tabular"}
+    for i, (suite, names) in enumerate(zip(suites, datasets)):
+        if suite in (*FULL_PARTS, "full"):
+            continue
+        tasks = resolve_datasets(names) if suite is None else []
+        if tasks and all(t.kind == "tabular" and t.name in tables for t in tasks):
+            datasets[i] = [t.name for t in tasks]  # "digits" as the run named it: its ten tasks, as the suite's
+            continue
+        shown = "; ".join(f"{p}: {v!r}" for p, v in zip(paths, suites))
+        raise CLIError(f"--from-runs: the runs files differ in suite ({shown}); a report mixes one suite only, or "
+                       f"the parts of 'full' ({' and '.join(FULL_PARTS)}, with --datasets runs of its tables)")
+    parts = ", ".join("--datasets (tables)" if s is None else s for s in _union([suites]))
+    return "full", f"{full_description()}; merged from its parts: {parts}", datasets
 
 
 def _merge_params(paths: list[str], configs: list[dict]) -> dict:
@@ -81,7 +109,7 @@ def merge_runs(paths: list[str]) -> tuple[dict, dict, list[dict], str | None]:
     if len(paths) == 1:
         return dict(headers[0]["machine"]), dict(headers[0]["config"]), loaded[0][1], None
     configs = [h["config"] for h in headers]
-    _same(paths, [c.get("suite") for c in configs], "suite")
+    suite, description, datasets = _merged_suite(paths, configs)
     _same(paths, [c.get("quick") for c in configs], "training profile (quick)")
     _same(paths, [c.get("device") for c in configs], "device")
     _same(paths, [c.get("contamination") for c in configs], "contamination")
@@ -96,8 +124,8 @@ def merge_runs(paths: list[str]) -> tuple[dict, dict, list[dict], str | None]:
                                f"{path}; keep it in one file")
             seen[key] = path
             records.append(r)
-    config = dict(configs[0], detectors=_union(c["detectors"] for c in configs),
-                  datasets=_union(c["datasets"] for c in configs),
+    config = dict(configs[0], suite=suite, suite_description=description,
+                  detectors=_union(c["detectors"] for c in configs), datasets=_union(datasets),
                   seeds=sorted(set(_union(c["seeds"] for c in configs))), params=params)
     machine = dict(headers[0]["machine"],
                    command=" ; ".join(h["machine"]["command"] for h in headers)

@@ -7,7 +7,8 @@
   one-class tasks; three seeds;
   ``--quick`` training (the deep detectors' defaults take minutes per series on two cores, which would make the
   full suite a day's run).
-- ``gutentag`` / ``real``: the synthetic or the real half of ``full``.
+- ``gutentag`` / ``real``: the synthetic or the real half of ``full``. Runs of the two halves (at the same training
+  profile) merge into one ``full`` report with ``--from-runs`` (:data:`FULL_PARTS`).
 - ``tsb:<dir or glob>``: TSB-AD-format files (:mod:`~genad_fast.evaluation.tsb_files`), one seed, full training.
 
 Series tasks of every suite measure VUS as TSB-AD does (``vus_window="period"``: buffers 0..L, L the series'
@@ -20,6 +21,11 @@ import dataclasses
 from genad_fast.evaluation.tasks import DEFAULT_DETECTORS, Task, resolve_datasets
 
 SUITE_NAMES = ("small", "full", "gutentag", "real", "tsb:<dir or glob>")
+#: The data sets of the ``real`` suite (``digits``: its ten one-class tasks).
+REAL_DATASETS = ("wdbc", "wine", "digits", "kdd135")
+REAL_DESCRIPTION = "kdd135, digits 0-9, wdbc, wine"
+#: ``full`` is these two suites together: their runs files merge into a ``full`` report (``--from-runs``).
+FULL_PARTS = ("gutentag", "real")
 #: Detectors that join the suites' default list when they are registered (added by issue #17 point 4).
 OPTIONAL_DETECTORS = ("dte", "ensemble")
 
@@ -61,6 +67,13 @@ def _spread(tasks: list[Task]) -> list[Task]:
     return out
 
 
+def full_description() -> str:
+    """What the ``full`` suite holds, in words (its report's description)."""
+    from genad_fast.evaluation.gutentag_suite import SUITE_VERSION
+
+    return f"every {SUITE_VERSION} series (2,500 points), {REAL_DESCRIPTION}"
+
+
 def resolve_suite(name: str, cache_dir: str | None = None) -> Suite:
     """``name`` -> :class:`Suite`; ValueError for an unknown name or a ``tsb:`` spec without valid files."""
     from genad_fast.evaluation.gutentag_suite import SUITE_VERSION, gutentag_tasks
@@ -68,19 +81,18 @@ def resolve_suite(name: str, cache_dir: str | None = None) -> Suite:
 
     key = name.strip()
     low = key.lower()
-    real = ["wdbc", "wine", "digits", "kdd135"]
     if low == "small":
         return Suite("small", [*gutentag_tasks(small=True, cache_dir=cache_dir), *resolve_datasets(["wine"])],
                      1, True, f"CI profile: 3 short {SUITE_VERSION} series (1,000 points) and wine")
     if low == "full":
         return Suite("full", [*resolve_datasets(["wdbc", "wine", "kdd135"]),
                               *_spread(gutentag_tasks(cache_dir=cache_dir)), *resolve_datasets(["digits"])], 3, True,
-                     f"every {SUITE_VERSION} series (2,500 points), kdd135, digits 0-9, wdbc, wine")
+                     full_description())
     if low == "gutentag":
         return Suite("gutentag", gutentag_tasks(cache_dir=cache_dir), 3, True,
                      f"every {SUITE_VERSION} series (2,500 points)")
     if low == "real":
-        return Suite("real", resolve_datasets(real), 3, True, "kdd135, digits 0-9, wdbc, wine")
+        return Suite("real", resolve_datasets(REAL_DATASETS), 3, True, REAL_DESCRIPTION)
     if low.startswith("tsb:"):
         spec = key[4:]
         if not spec:
