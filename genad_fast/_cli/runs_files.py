@@ -40,10 +40,12 @@ def _union(lists) -> list:
     return out
 
 
-def _same(paths: list[str], values: list, what: str) -> None:
+def _same(paths: list[str], values: list, what: str, *, unless: str = "") -> None:
+    """An error naming every file's value where the values differ (``unless``: the exception, in words)."""
     if any(v != values[0] for v in values[1:]):
         shown = "; ".join(f"{p}: {v!r}" for p, v in zip(paths, values))
-        raise CLIError(f"--from-runs: the runs files differ in {what} ({shown}); a report mixes one {what} only")
+        raise CLIError(f"--from-runs: the runs files differ in {what} ({shown}); a report mixes one {what} only"
+                       + (f", {unless}" if unless else ""))
 
 
 def _merged_suite(paths: list[str], configs: list[dict]) -> tuple[str | None, str | None, list[list[str]]]:
@@ -53,10 +55,10 @@ def _merged_suite(paths: list[str], configs: list[dict]) -> tuple[str | None, st
     datasets = [list(c.get("datasets") or ()) for c in configs]
     if all(s == suites[0] for s in suites):
         return suites[0], configs[0].get("suite_description"), datasets
-    from genad_fast.evaluation.suites import FULL_PARTS, REAL_DATASETS, full_description
+    from genad_fast.evaluation.suites import FULL_PARTS, REAL_TABLES, full_description
     from genad_fast.evaluation.tasks import resolve_datasets
 
-    tables = {t.name for t in resolve_datasets(REAL_DATASETS) if t.kind == "tabular"}
+    tables = {t.name for t in resolve_datasets(REAL_TABLES)}  # names only: nothing is loaded
     for i, (suite, names) in enumerate(zip(suites, datasets)):
         if suite in (*FULL_PARTS, "full"):
             continue
@@ -64,9 +66,8 @@ def _merged_suite(paths: list[str], configs: list[dict]) -> tuple[str | None, st
         if tasks and all(t.kind == "tabular" and t.name in tables for t in tasks):
             datasets[i] = [t.name for t in tasks]  # "digits" as the run named it: its ten tasks, as the suite's
             continue
-        shown = "; ".join(f"{p}: {v!r}" for p, v in zip(paths, suites))
-        raise CLIError(f"--from-runs: the runs files differ in suite ({shown}); a report mixes one suite only, or "
-                       f"the parts of 'full' ({' and '.join(FULL_PARTS)}, with --datasets runs of its tables)")
+        _same(paths, suites, "suite",
+              unless=f"or the parts of 'full' ({' and '.join(FULL_PARTS)}, with --datasets runs of its tables)")
     parts = ", ".join("--datasets (tables)" if s is None else s for s in _union([suites]))
     return "full", f"{full_description()}; merged from its parts: {parts}", datasets
 

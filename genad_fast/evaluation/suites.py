@@ -21,8 +21,9 @@ import dataclasses
 from genad_fast.evaluation.tasks import DEFAULT_DETECTORS, Task, resolve_datasets
 
 SUITE_NAMES = ("small", "full", "gutentag", "real", "tsb:<dir or glob>")
-#: The data sets of the ``real`` suite (``digits``: its ten one-class tasks).
-REAL_DATASETS = ("wdbc", "wine", "digits", "kdd135")
+#: The data sets of the ``real`` suite (``digits``: its ten one-class tasks), its tables first.
+REAL_TABLES = ("wdbc", "wine", "digits")
+REAL_DATASETS = (*REAL_TABLES, "kdd135")
 REAL_DESCRIPTION = "kdd135, digits 0-9, wdbc, wine"
 #: ``full`` is these two suites together: their runs files merge into a ``full`` report (``--from-runs``).
 FULL_PARTS = ("gutentag", "real")
