@@ -211,15 +211,21 @@ def _module_chain(flow: RealNVP, x: torch.Tensor, backend: str) -> tuple[torch.T
     return x, logdet
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dim", [2, 7, 300])
-def test_training_forward_equals_the_module_chain(backend, dim):
-    # With gradients on, permutation steps run actnorm_permute_split: the same values bit for bit, and the
-    # same gradients as autograd through the modules (to float rounding of the reductions' order).
+def test_training_forward_equals_the_module_chain(dim, monkeypatch):
+    # With gradients on and compiled kernels, permutation steps run actnorm_permute_split: the same values bit
+    # for bit, and the same gradients as autograd through the modules (to float rounding of the sums' order).
+    from genad_fast.nn.flow import realnvp
+
+    calls = []
+    fused = realnvp._ActNormPermuteSplit.apply
+    monkeypatch.setattr(realnvp._ActNormPermuteSplit, "apply", lambda *a: calls.append(1) or fused(*a))
     torch.manual_seed(2)
+    backend = "cpu"
     flow = _trained_like(RealNVP(dim, n_steps=3, hidden=16, mixing="permutation", backend=backend))
     x = torch.randn(33, dim)
     z, logdet = flow(x)
+    assert len(calls) == 3
     z_ref, logdet_ref = _module_chain(flow, x, backend)
     assert torch.equal(z, z_ref) and torch.equal(logdet, logdet_ref)
     weights = torch.randn_like(z)
@@ -227,6 +233,24 @@ def test_training_forward_equals_the_module_chain(backend, dim):
     grads_ref = torch.autograd.grad((z_ref * weights).sum() + logdet_ref.sum(), list(flow.parameters()))
     for g, g_ref in zip(grads, grads_ref):
         torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_eager_backend_and_no_grad_keep_the_modules(monkeypatch):
+    from genad_fast.nn.flow import realnvp
+    from genad_fast.ops import Dispatch
+
+    calls = []
+    fused = realnvp._ActNormPermuteSplit.apply
+    monkeypatch.setattr(realnvp._ActNormPermuteSplit, "apply", lambda *a: calls.append(1) or fused(*a))
+    flow = RealNVP(300, n_steps=2, hidden=8, mixing="permutation")
+    x = torch.randn(4, 300)
+    flow(x, backend="eager")
+    flow(x, backend=Dispatch.build("eager", "cpu"))
+    with torch.no_grad():
+        flow(x, backend="cpu")
+    assert calls == []
+    flow(x, backend=Dispatch.build("cpu", "cpu"))
+    assert len(calls) == 2
 
 
 def test_actnorm_permute_split_gradcheck():

@@ -169,13 +169,27 @@ class _ActNormPermuteSplit(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_a, grad_b):
         v, scale, inv_perm = ctx.saved_tensors
-        grad_a = torch.zeros_like(v[:, :ctx.d]) if grad_a is None else grad_a
-        grad_b = torch.zeros_like(v[:, ctx.d:]) if grad_b is None else grad_b
-        grad_v = torch.cat([grad_a, grad_b], dim=1)
-        grad_log_scale = (grad_v * v).sum(0).index_select(0, inv_perm)
-        grad_u = grad_v.mul_(scale)                           # ∂/∂(x + b), permuted
+        d = ctx.d
+        grad_u = torch.empty_like(v)                          # ∂/∂(x + b), permuted: g·e, written half by half
+        grad_log_scale = torch.empty_like(scale)
+        for half, grad, cols in ((0, grad_a, slice(None, d)), (1, grad_b, slice(d, None))):
+            if grad is None:                                  # an unused half: zero gradient
+                grad_u[:, cols] = 0
+                grad_log_scale[cols] = 0
+                continue
+            torch.mul(grad, scale[cols], out=grad_u[:, cols])
+            grad_log_scale[cols] = (grad * v[:, cols]).sum(0)
         grad_bias = grad_u.sum(0).index_select(0, inv_perm)
-        return grad_u.index_select(1, inv_perm), grad_bias, grad_log_scale, None, None, None
+        return (grad_u.index_select(1, inv_perm), grad_bias, grad_log_scale.index_select(0, inv_perm),
+                None, None, None)
+
+
+def _runs_eager(backend: str | Dispatch | None) -> bool:
+    """Whether ``backend`` (a coupling's: a name, None for the ops' own choice, or a call's Dispatch) runs the
+    coupling eagerly: the reference path, where the flow keeps its modules' own autograd."""
+    if isinstance(backend, Dispatch):
+        return not backend.has("coupling_forward")
+    return backend == "eager"
 
 
 def actnorm_permute_split(x: torch.Tensor, actnorm: ActNorm, permutation: Permutation,
@@ -302,10 +316,13 @@ class RealNVP(nn.Module):
                 matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # float64 accumulation for float64 data, float32 otherwise (never narrower)
         logdet = torch.zeros(x.shape[0], dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
-        fused = torch.is_grad_enabled()  # training: the permutation steps' fused input (no-grad: the modules)
+        # Training with compiled kernels: the permutation steps' fused input. Without gradients, or on the eager
+        # backend (the plain modules, the reference), the modules one by one.
+        fused = (torch.is_grad_enabled() and isinstance(self.layers[1], Permutation)
+                 and not _runs_eager(self.layers[2].backend if backend is None else backend))
         layers = iter(self.layers)
         for layer in layers:
-            if fused and isinstance(layer, ActNorm) and isinstance(self.layers[1], Permutation):
+            if fused and isinstance(layer, ActNorm):
                 permutation, coupling = next(layers), next(layers)
                 x_a, x_b = actnorm_permute_split(x, layer, permutation, coupling.d_cond)
                 x, ld = coupling.forward_halves(x_a, x_b, backend=backend, matmul_dtype=matmul_dtype)
