@@ -37,6 +37,9 @@ SCORE_RTOL = 1e-4
 # has no sample at most steps and joins the gradient average with zeros (and, for the GAN, with no latent codes)
 RUNS = {
     "flow": ("flow", dict(window=8, n_steps=2, hidden=16, epochs=3, batch_size=64), "series"),
+    # the permutation mixing of wide flows, whose training steps run the fused actnorm_permute_split
+    "flow-permutation": ("flow", dict(window=8, n_steps=2, hidden=16, epochs=2, batch_size=64,
+                                      mixing="permutation"), "series"),
     "diffusion": ("diffusion", dict(window=32, n_steps=10, residual_channels=8, n_layers=2, embedding_dim=16,
                                     epochs=2, batch_size=64, n_draws=1, tile_size=128), "series"),
     "vae": ("vae", dict(window=8, hidden=(8, 8), epochs=3, min_steps=0, batch_size=64, n_samples=2), "series"),
