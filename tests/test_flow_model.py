@@ -253,6 +253,16 @@ def test_eager_backend_and_no_grad_keep_the_modules(monkeypatch):
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("mixing", ["lu", "permutation"])
+def test_a_flow_of_no_steps_is_the_identity_with_and_without_gradients(mixing):
+    flow = RealNVP(4, n_steps=0, mixing=mixing)
+    x = torch.randn(3, 4, requires_grad=True)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            z, logdet = flow(x, backend="cpu")
+        assert torch.equal(z, x) and torch.equal(logdet, torch.zeros(3))
+
+
 def test_actnorm_permute_split_gradcheck():
     from genad_fast.nn.flow.realnvp import ActNorm, Permutation, actnorm_permute_split
 

@@ -318,7 +318,7 @@ class RealNVP(nn.Module):
         logdet = torch.zeros(x.shape[0], dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
         # Training with compiled kernels: the permutation steps' fused input. Without gradients, or on the eager
         # backend (the plain modules, the reference), the modules one by one.
-        fused = (torch.is_grad_enabled() and isinstance(self.layers[1], Permutation)
+        fused = (torch.is_grad_enabled() and len(self.layers) > 0 and isinstance(self.layers[1], Permutation)
                  and not _runs_eager(self.layers[2].backend if backend is None else backend))
         layers = iter(self.layers)
         for layer in layers:
