@@ -22,7 +22,7 @@ import functools
 
 import torch
 
-__all__ = ["row_keys", "keyed_normals"]
+__all__ = ["keyed_integers", "keyed_normals", "row_keys"]
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
@@ -66,6 +66,12 @@ def keyed_normals(keys: torch.Tensor, seed: int, n: int, dtype: torch.dtype = to
     table = _table(int(seed), int(n), dtype, keys.device)
     rows = _shr(_splitmix(keys * _signed(_GOLDEN) + _signed(seed)), 64 - bits)
     return table[rows]
+
+
+def keyed_integers(keys: torch.Tensor, seed: int, high: int) -> torch.Tensor:
+    """``[B]`` integers in [0, ``high``), entry i a function of ``keys[i]`` and ``seed`` only: splitmix64 of the key
+    (as for a table row), its top 63 bits modulo ``high`` (a bias of at most high / 2^63)."""
+    return _shr(_splitmix(keys * _signed(_GOLDEN) + _signed(seed)), 1) % int(high)
 
 
 def table_bits(n: int) -> int:
