@@ -29,13 +29,18 @@ def _trained_like(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-@pytest.mark.parametrize("mode", ["reconstruct", "impute"])
-def test_validation_draws_are_the_same_in_every_epoch_and_batch(mode):
+def _setup(mode: str, training: bool):
+    """(generator, model in train or eval mode, loss, 12 windows [b, W, C], the generator's state)."""
     generator = torch.Generator().manual_seed(0)
     model, loss = _loss(mode, generator)
-    model = _trained_like(model).eval()
+    model = _trained_like(model).train(training)
     windows = torch.randn(12, 16, 3, generator=torch.Generator().manual_seed(1))
-    state = generator.get_state()
+    return generator, model, loss, windows, generator.get_state()
+
+
+@pytest.mark.parametrize("mode", ["reconstruct", "impute"])
+def test_validation_draws_are_the_same_in_every_epoch_and_batch(mode):
+    generator, model, loss, windows, state = _setup(mode, training=False)
     with torch.no_grad():
         whole = loss(model, windows)
         again = loss(model, windows)
@@ -49,11 +54,7 @@ def test_validation_draws_are_the_same_in_every_epoch_and_batch(mode):
 
 @pytest.mark.parametrize("mode", ["reconstruct", "impute"])
 def test_training_draws_come_from_the_generator(mode):
-    generator = torch.Generator().manual_seed(0)
-    model, loss = _loss(mode, generator)
-    model = _trained_like(model).train()
-    windows = torch.randn(12, 16, 3, generator=torch.Generator().manual_seed(1))
-    state = generator.get_state()
+    generator, model, loss, windows, state = _setup(mode, training=True)
     with torch.no_grad():
         first, second = loss(model, windows), loss(model, windows)
     assert not torch.equal(first, second)
