@@ -172,7 +172,7 @@ class _ActNormPermuteSplit(torch.autograd.Function):
         d = ctx.d
         grad_u = torch.empty_like(v)                          # ∂/∂(x + b), permuted: g·e, written half by half
         grad_log_scale = torch.empty_like(scale)
-        for half, grad, cols in ((0, grad_a, slice(None, d)), (1, grad_b, slice(d, None))):
+        for grad, cols in ((grad_a, slice(None, d)), (grad_b, slice(d, None))):
             if grad is None:                                  # an unused half: zero gradient
                 grad_u[:, cols] = 0
                 grad_log_scale[cols] = 0
