@@ -217,6 +217,7 @@ def test_flow_trains_the_fast_way_by_default():
     det = FlowDetector(window=64)
     assert _training_params.epoch_fraction(det) == pytest.approx(1 / 8)
     config = det._train_config()
-    assert config.fused_adam and config.min_epoch_steps == 8 and config.autocast is None
+    assert config.fused_adam and config.patience_in_steps and config.min_epoch_steps == 8 and config.autocast is None
     assert det.train_dtype == "float32" and _training_params.train_autocast(det) is None
-    assert not DiffusionDetector()._train_config().fused_adam  # the others keep the loop they were measured with
+    other = DiffusionDetector()._train_config()  # the others keep the loop they were measured with
+    assert not other.fused_adam and not other.patience_in_steps

@@ -38,8 +38,9 @@ DEEP = ("flow", "diffusion", "vae", "autoencoder", "deep_svdd", "anogan", "fanog
 OLD_TRAINING = {"train_stride": 1, "train_dtype": "float32"}
 #: ... and the old defaults that a detector changed with it (FlowDetector: batches of 256 at lr 1e-3).
 OLD_DEFAULTS = {"flow": {"batch_size": 256, "lr": 1e-3}}
-#: ... and the old loop's class-level switches (the per-tensor Adam loop, epochs of at least 8 batches).
-OLD_CLASS_ATTRS = {"_fused_adam": False, "_min_epoch_steps": 8}
+#: ... and the old loop's class-level switches (the per-tensor Adam loop, epochs of at least 8 batches, the patience
+#: of at least ten epochs).
+OLD_CLASS_ATTRS = {"_fused_adam": False, "_min_epoch_steps": 8, "_patience_in_steps": False}
 #: Smoke sizes: one epoch (and a short latent search), without the detectors' minimum number of optimiser steps,
 #: so that a fit takes seconds.
 SMOKE = {"epochs": 1, "encoder_epochs": 1, "pretrain_epochs": 1, "iterations": 5, "min_steps": 0}

@@ -84,6 +84,7 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
     min_fit_samples = 16
     _loss_applies_train_dtype = True  # _training_loss: bfloat16 conditioner products only (train_dtype)
     _fused_adam = True  # docs/training_speed.md: the per-tensor Adam loop was ~20 % of a step
+    _patience_in_steps = True  # docs/training_speed.md, "Patience in steps on long epochs"
     # Training defaults for speed (docs/training_speed.md, "FlowDetector"): windows sampled per epoch
     # (train_stride=None: window // 8, epochs of at least 8 batches). train_dtype stays float32: the bfloat16
     # conditioner products gained <= 5 % in one measurement and lost in another (a 2-epoch fit: 32.4 against 24.4

@@ -67,6 +67,7 @@ class TrainConfig:
     min_epoch_steps: int = 8        # ... but an epoch of at least this many batches (or every sample)
     autocast: torch.dtype | None = None   # forward passes under torch.autocast(dtype) (None: float32)
     fused_adam: bool = False        # Adam's fused kernel (module doc): one pass over all parameters per step
+    patience_in_steps: bool = False  # the patience as optimiser steps only, also where epochs are long (patience_epochs)
 
     def __post_init__(self):
         if isinstance(self.min_epoch_steps, bool) or not isinstance(self.min_epoch_steps, int) \
@@ -112,8 +113,15 @@ def patience_epochs(config: TrainConfig, steps_per_epoch: int) -> int:
     ten epochs judged the held-out loss over ten steps of an optimiser that had just started: the autoencoder, the
     VAE and Deep SVDD stopped after 50-60 steps on a digits class, all three below PCA (docs/quality_study.md,
     "Patience in steps"). Epochs of at least ``min_epoch_steps`` batches (the rule of :func:`epoch_samples` for
-    a share of the windows) are unchanged."""
-    return max(config.patience, math.ceil(config.patience * config.min_epoch_steps / max(1, steps_per_epoch)))
+    a share of the windows) are unchanged.
+
+    With ``config.patience_in_steps`` the patience is those steps alone, rounded up to whole epochs, also where an
+    epoch is longer than ``min_epoch_steps`` batches: a table of 20,000 rows (71 steps an epoch at batch 256) then
+    waits 2 epochs (142 steps) instead of 10 (710), as a series fit over epochs of 8 batches waits 80 steps. What
+    early stopping waits for is updates without improvement, and their number should not depend on how the data
+    is cut into epochs (docs/training_speed.md, "Patience in steps on long epochs")."""
+    steps = math.ceil(config.patience * config.min_epoch_steps / max(1, steps_per_epoch))
+    return steps if config.patience_in_steps else max(config.patience, steps)
 
 
 def epoch_samples(n: int, config: TrainConfig) -> int:

@@ -124,10 +124,20 @@ class GaussianVAE(nn.Module):
         return -(torch.logsumexp(ll, dim=0) - math.log(n_samples))
 
 
+#: The seed of the held-out ELBO's keyed draws (:func:`elbo_loss` in eval mode).
+VALIDATION_NOISE_SEED = 0x7E1B
+
+
 def elbo_loss(model: GaussianVAE, batch: torch.Tensor, beta: float = 1.0,
               generator: torch.Generator | None = None) -> torch.Tensor:
-    """``-ELBO_β / D`` averaged over the batch, one latent sample per input drawn from ``generator`` (the
-    training loss)."""
-    ll, kl = model.log_likelihoods(batch, 1, generator)
+    """``-ELBO_β / D`` averaged over the batch, one latent sample per input: the training loss.
+
+    While ``model`` trains, ε comes from ``generator``. In eval mode (the training loop's held-out loss) ε is keyed
+    on each input and :data:`VALIDATION_NOISE_SEED` (:mod:`genad_fast.nn.keyed_noise`): common random numbers, so
+    that the held-out loss of two epochs differs by the model alone, not by fresh draws, and early stopping does
+    not take a lucky draw for an improvement (the same fix as DiffusionDetector's validation,
+    docs/training_speed.md). Validation then leaves ``generator`` untouched."""
+    seed = None if model.training else VALIDATION_NOISE_SEED
+    ll, kl = model.log_likelihoods(batch, 1, generator, noise_seed=seed)
     neg_elbo = -ll[0].flatten(1).sum(-1) + beta * kl
     return neg_elbo.mean() / model.n_dims
