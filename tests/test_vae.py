@@ -91,6 +91,25 @@ def test_loss_is_beta_weighted_negative_elbo_per_dimension():
     torch.testing.assert_close(loss, ((-ll[0].sum(-1) + 2.5 * kl).mean() / 6))
 
 
+def test_held_out_elbo_draws_are_keyed_on_the_rows():
+    """In eval mode (the training loop's validation) ε is keyed on each row: the same loss in every call and in
+    any batch, the generator untouched; while training, ε comes from the generator."""
+    torch.manual_seed(3)
+    model = GaussianVAE((6,), 2, (8,)).eval()
+    x = torch.randn(10, 6)
+    g = torch.Generator().manual_seed(5)
+    state = g.get_state()
+    whole = elbo_loss(model, x, generator=g)
+    assert torch.equal(g.get_state(), state)
+    assert torch.equal(elbo_loss(model, x, generator=g), whole)
+    halves = (elbo_loss(model, x[:4], generator=g) * 4 + elbo_loss(model, x[4:], generator=g) * 6) / 10
+    torch.testing.assert_close(halves, whole)
+    model.train()
+    first = elbo_loss(model, x, generator=g)
+    assert not torch.equal(g.get_state(), state)
+    assert not torch.equal(elbo_loss(model, x, generator=g), first)
+
+
 def test_variances_are_bounded():
     model = GaussianVAE((4,), 2, (8,), min_variance=1e-3)
     with torch.no_grad():
