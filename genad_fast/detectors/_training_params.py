@@ -52,7 +52,8 @@ TRAINING_SPECS: dict[str, Param] = {p.name: p for p in (
     Param("val_fraction", "number", "Fraction of the training samples held out for early stopping; 0 trains on "
           "all of them for ``epochs``.", low=0.0, high=1.0, high_open=True),
     Param("patience", "int", "Epochs without improvement of the held-out loss before training stops (the "
-          "weights of the best epoch are kept).", low=1),
+          "weights of the best epoch are kept); where epochs are short (small data), at least ``patience`` · 8 "
+          "optimiser steps' worth of them.", low=1),
     Param("train_stride", "int", "Series: an epoch draws as many of the training windows as a grid of windows "
           "``train_stride`` timestamps apart holds (random, swept over the epochs) and validates on that fraction "
           "of the held-out ones; 1: every window each epoch. None: window // 8 (at least 1).", low=1,

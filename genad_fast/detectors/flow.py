@@ -45,7 +45,7 @@ from genad_fast.detectors._call import build_network, current_call, get_thread_v
 from genad_fast._params import Param
 from genad_fast.detectors._network import MATMUL_DTYPE, MATMUL_DTYPES
 from genad_fast.detectors._renamed import take_renamed
-from genad_fast.detectors._training_params import TrainingParamsMixin, train_autocast
+from genad_fast.detectors._training_params import TRAINING_SPECS, TrainingParamsMixin, train_autocast
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.flow import RealNVP
@@ -79,6 +79,10 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
                    "either side; \"min\" keeps it where every covering window is anomalous, i.e. on the anomaly."),
         MATMUL_DTYPE.but(doc="Dtype of the conditioners' matrix products at scoring (bfloat16 is faster on CPUs "
                          "with bf16 instructions; the coupling transform and log-determinants stay float32)."),
+        TRAINING_SPECS["patience"].but(doc="Early stopping's patience in optimiser steps: training stops after "
+                                       "``patience`` · 8 steps (rounded up to whole epochs) without improvement "
+                                       "of the held-out loss, and the best epoch's weights are kept (10: ten "
+                                       "epochs of 8 batches, two of a 20,000-row table)."),
     )
 
     min_fit_samples = 16
