@@ -67,7 +67,7 @@ class TrainConfig:
     min_epoch_steps: int = 8        # ... but an epoch of at least this many batches (or every sample)
     autocast: torch.dtype | None = None   # forward passes under torch.autocast(dtype) (None: float32)
     fused_adam: bool = False        # Adam's fused kernel (module doc): one pass over all parameters per step
-    patience_in_steps: bool = False  # the patience as optimiser steps only, also where epochs are long (patience_epochs)
+    patience_in_steps: bool = False  # the patience in optimiser steps only, also on long epochs (patience_epochs)
 
     def __post_init__(self):
         if isinstance(self.min_epoch_steps, bool) or not isinstance(self.min_epoch_steps, int) \
