@@ -10,7 +10,8 @@ threshold):
 
 - ``eager``: the eager backend and the training loop as it was before issue #16: every stride-1 window each
   epoch (``train_stride=1``) and float32 products (``train_dtype="float32"``), where the detector has them, the
-  per-tensor Adam loop, and the defaults a detector changed for speed (FlowDetector: batch 256, lr 1e-3);
+  per-tensor Adam loop, early stopping's patience of at least ``patience`` epochs (FlowDetector now counts it in
+  steps), and the defaults a detector changed for speed (FlowDetector: batch 256, lr 1e-3);
 - ``cpu``: the detector's defaults (the fused CPU kernels where the detector uses them, windows sampled per epoch,
   bfloat16 products where the CPU has AMX/AVX512-BF16).
 
