@@ -222,6 +222,7 @@ Stub<MaskedAdamFn> masked_adam_stub;
 Stub<KdeFn> kde_logpdf_stub;
 Stub<KnnFn> knn_distance_stub;
 Stub<LinearActFn> linear_act_stub;
+Stub<Conv1dActFn> conv1d_act_stub;
 
 namespace {
 
@@ -254,4 +255,5 @@ TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
   m.impl("kde_logpdf", op<kde_logpdf_stub>);
   m.impl("knn_distance", op<knn_distance_stub>);
   m.impl("linear_act", op<linear_act_stub>);
+  m.impl("conv1d_act", op<conv1d_act_stub>);
 }

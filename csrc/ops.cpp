@@ -59,4 +59,10 @@ TORCH_LIBRARY(genad_fast, m) {
   // LeakyReLU(slope) when slope is given; out in out_dtype (default x's). float32 or bfloat16 throughout.
   m.def("linear_act(Tensor x, Tensor weight, Tensor? bias, Tensor? gate, float gate_slope, Tensor? addend, "
         "float? slope, ScalarType? out_dtype) -> Tensor");
+
+  // One stage of a small 1-D convolutional encoder or decoder: out = pool(act(conv1d(upsample(x, length), weight,
+  // bias, padding = k / 2))), x [N, C_in, L_in] float32 or float64 (any strides), weight [C_out, C_in, k]; upsample:
+  // nearest, to `length` timestamps (L_in: none); act = LeakyReLU(slope) when slope is given; pool: MaxPool1d(2,
+  // ceil_mode=True). Sums in x's dtype.
+  m.def("conv1d_act(Tensor x, Tensor weight, Tensor? bias, int length, float? slope, bool pool) -> Tensor");
 }

@@ -39,6 +39,8 @@ using KnnFn = Tensor (*)(const Tensor& queries, const Tensor& refs, int64_t k, b
 using LinearActFn = Tensor (*)(const Tensor& x, const Tensor& weight, const OptTensor& bias, const OptTensor& gate,
                                double gate_slope, const OptTensor& addend, std::optional<double> slope,
                                std::optional<at::ScalarType> out_dtype);
+using Conv1dActFn = Tensor (*)(const Tensor& x, const Tensor& weight, const OptTensor& bias, int64_t length,
+                               std::optional<double> slope, bool pool);
 
 extern Stub<CouplingFn> coupling_forward_stub;
 extern Stub<CouplingFn> coupling_inverse_stub;
@@ -52,6 +54,7 @@ extern Stub<MaskedAdamFn> masked_adam_stub;
 extern Stub<KdeFn> kde_logpdf_stub;
 extern Stub<KnnFn> knn_distance_stub;
 extern Stub<LinearActFn> linear_act_stub;
+extern Stub<Conv1dActFn> conv1d_act_stub;
 
 // ---- reference sets held packed between calls (genad_fast.ops.hold_refs) -------------------------------------------
 // The distance kernels (kde_logpdf, knn_distance) pack the whole reference set for their register tile on every call

@@ -7,7 +7,8 @@ alias annotations, defaults), which ``tests/test_op_schema.py`` compares with wh
 
 ``IMPLEMENTED`` is the capability table: the backends each op has. The dispatch object
 (:class:`genad_fast.ops.dispatch.Dispatch`) reads it to say, per op, which backend runs it and whether a kernel
-exists at all (``linear_act`` has no Triton kernel: the GPU search is captured in a CUDA graph instead).
+exists at all (``linear_act`` has no Triton kernel: the GPU search is captured in a CUDA graph instead;
+``conv1d_act`` neither: on a GPU the convolution is cuDNN's either way).
 """
 from __future__ import annotations
 
@@ -39,12 +40,14 @@ SCHEMAS: dict[str, str] = {
     "knn_distance": "knn_distance(Tensor queries, Tensor refs, int k, bool exclude_self) -> Tensor",
     "linear_act": ("linear_act(Tensor x, Tensor weight, Tensor? bias, Tensor? gate, float gate_slope, "
                    "Tensor? addend, float? slope, ScalarType? out_dtype) -> Tensor"),
+    "conv1d_act": "conv1d_act(Tensor x, Tensor weight, Tensor? bias, int length, float? slope, bool pool) -> Tensor",
 }
 
 _ALL = ("eager", "cpu", "cuda", "triton")
 #: The backends each op has ("eager" is its reference in genad_fast.reference, always there).
 IMPLEMENTED: dict[str, tuple[str, ...]] = {op: _ALL for op in SCHEMAS}
 IMPLEMENTED["linear_act"] = ("eager", "cpu", "cuda")
+IMPLEMENTED["conv1d_act"] = ("eager", "cpu", "cuda")
 
 
 def namespace_of(backend: str) -> str:

@@ -1,0 +1,164 @@
+// conv1d_act on the CPU: one stage of a small 1-D convolutional encoder or decoder in one pass per sample,
+//   out[n, o, :] = pool(act(bias[o] + Σ_c Σ_j weight[o, c, j] · u[n, c, t + j - k/2])),  u = upsample(x, length)
+//
+// Why a kernel of our own: a stream scores one window per timestamp, and at that size (8-64 channels, 4-64
+// timestamps) ATen's convolution (the thnn im2col path below 16 samples, oneDNN above) plus the separate
+// upsampling, activation and pooling passes are ~25 µs per stage of dispatch and allocation around ~1 µs of
+// arithmetic. Here one sample's upsampled, zero-padded input is gathered once into a per-thread buffer (any
+// strides of x), and blocks of 4 output channels × 2 vectors of timestamps are accumulated in registers with
+// vector FMAs (a broadcast tap times a shifted input row), then activated, pooled and stored.
+//
+// Sums run in x's dtype, bias first, then input channel by channel, tap by tap: another order than ATen's
+// convolutions (the eager twin), so results agree to rounding (tests/op_specs/conv1d_act.py states the bound).
+// Samples are split over threads (at::parallel_for) once a call holds enough work.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <vector>
+
+#include <genad/host/conv1d_act.h>
+
+#include "kernels.h"
+
+namespace genad::cpu {
+namespace CPU_CAPABILITY {
+namespace {
+
+constexpr int64_t kMinWorkPerThread = 1 << 16;  // multiply-adds below which a thread is not worth starting
+
+template <class T>
+void grow(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+}
+
+// A register block: kBlockOut output channels × kBlockVecs vectors of timestamps, 8 accumulators (of at::vec's
+// registers), independent chains, so the FMAs' latency overlaps instead of serialising. Two shapes: 4 × 2 vectors,
+// and 8 × 1 where the output fits one vector (a deep stage of 8-16 timestamps would waste half of a 2-vector block).
+
+// act and pool of one output channel's sums acc[0 .. Lc) into out[0 .. L_out).
+template <class T>
+void finish_channel(T* acc, int64_t Lc, bool has_act, T slope, bool pool, T* out) {
+  if (has_act) {
+    for (int64_t t = 0; t < Lc; ++t) acc[t] = acc[t] > T(0) ? acc[t] : acc[t] * slope;  // NaN stays NaN
+  }
+  if (!pool) {
+    std::copy(acc, acc + Lc, out);
+    return;
+  }
+  // MaxPool1d(2, ceil_mode=True): the last window may hold one value; NaN wins, as in ATen's max_pool1d
+  for (int64_t i = 0; 2 * i < Lc; ++i) {
+    T m = acc[2 * i];
+    if (2 * i + 1 < Lc) {
+      const T v = acc[2 * i + 1];
+      if (v > m || std::isnan(v)) m = v;
+    }
+    out[i] = m;
+  }
+}
+
+template <class T, int64_t kBlockOut, int64_t kBlockVecs>
+void conv1d_act_samples(const at::Tensor& x, const T* w, const T* b, const host::Conv1dActArgs& a, bool has_act,
+                        T slope, bool pool, T* out, int64_t n0, int64_t n1) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t VL = Vec::size();
+  constexpr int64_t TB = kBlockVecs * VL;  // timestamps per block
+  const int64_t C_in = a.C_in, L_in = a.L_in, k = a.k, Lc = a.L_conv, Lp = a.length + 2 * a.pad;
+  const int64_t n_tb = (Lc + TB - 1) / TB;  // timestamp blocks
+  const int64_t sx0 = x.stride(0), sx1 = x.stride(1), sx2 = x.stride(2);
+  const T* xp = x.data_ptr<T>();
+  // per-thread scratch kept between calls (a stream calls this per timestamp): the padded input with TB values of
+  // slack past its end (a block's last loads may run past Lc: those sums are never stored), and the sums of a block
+  thread_local std::vector<T> u_buf, acc_buf;
+  grow(u_buf, C_in * Lp + TB + k);
+  grow(acc_buf, kBlockOut * n_tb * TB);
+  T* const u = u_buf.data();
+  T* const acc = acc_buf.data();
+  std::vector<int64_t> src(a.length);
+  for (int64_t i = 0; i < a.length; ++i) src[i] = host::nearest_source(i, L_in, a.length);
+  for (int64_t n = n0; n < n1; ++n) {
+    // u[c, :] = [0]*pad, x[n, c, src(0..length-1)], [0]*(Lp - pad - length)
+    for (int64_t c = 0; c < C_in; ++c) {
+      T* uc = u + c * Lp;
+      const T* xc = xp + n * sx0 + c * sx1;
+      std::fill(uc, uc + a.pad, T(0));
+      for (int64_t i = 0; i < a.length; ++i) uc[a.pad + i] = xc[src[i] * sx2];
+      std::fill(uc + a.pad + a.length, uc + Lp, T(0));
+    }
+    T* on = out + n * a.C_out * a.L_out;
+    for (int64_t o0 = 0; o0 < a.C_out; o0 += kBlockOut) {
+      const int64_t ob = std::min(kBlockOut, a.C_out - o0);
+      // the block's weight rows; a short last block repeats its last channel (computed, not stored)
+      const T* wo[kBlockOut];
+      for (int64_t r = 0; r < kBlockOut; ++r) wo[r] = w + (o0 + std::min(r, ob - 1)) * C_in * k;
+      for (int64_t tb = 0; tb < n_tb; ++tb) {
+        const int64_t t0 = tb * TB;
+        static_assert(kBlockOut * kBlockVecs == 8, "the micro-kernel below has 8 accumulators");
+        // the 8 accumulators as named locals (an array of them is kept on the stack by GCC, one load and store
+        // per FMA): accumulator i holds output channel i / kBlockVecs, timestamp vector i % kBlockVecs
+        constexpr int64_t V = kBlockVecs;
+        auto bias_of = [&](int64_t i) { return Vec(b ? b[o0 + std::min(i / V, ob - 1)] : T(0)); };
+        Vec s0 = bias_of(0), s1 = bias_of(1), s2 = bias_of(2), s3 = bias_of(3), s4 = bias_of(4), s5 = bias_of(5),
+            s6 = bias_of(6), s7 = bias_of(7);
+        const T *w0 = wo[0 / V], *w1 = wo[1 / V], *w2 = wo[2 / V], *w3 = wo[3 / V], *w4 = wo[4 / V],
+                *w5 = wo[5 / V], *w6 = wo[6 / V], *w7 = wo[7 / V];
+        for (int64_t c = 0; c < C_in; ++c) {
+          const T* uc = u + c * Lp + t0;
+          for (int64_t j = 0; j < k; ++j) {
+            const int64_t q = c * k + j;
+            const Vec in0 = Vec::loadu(uc + j);
+            const Vec in1 = V == 2 ? Vec::loadu(uc + j + VL) : in0;
+            s0 = at::vec::fmadd(Vec(w0[q]), in0, s0);
+            s1 = at::vec::fmadd(Vec(w1[q]), V == 2 ? in1 : in0, s1);
+            s2 = at::vec::fmadd(Vec(w2[q]), in0, s2);
+            s3 = at::vec::fmadd(Vec(w3[q]), V == 2 ? in1 : in0, s3);
+            s4 = at::vec::fmadd(Vec(w4[q]), in0, s4);
+            s5 = at::vec::fmadd(Vec(w5[q]), V == 2 ? in1 : in0, s5);
+            s6 = at::vec::fmadd(Vec(w6[q]), in0, s6);
+            s7 = at::vec::fmadd(Vec(w7[q]), V == 2 ? in1 : in0, s7);
+          }
+        }
+        auto store = [&](int64_t i, const Vec& sum) { sum.store(acc + ((i / V) * n_tb + tb) * TB + (i % V) * VL); };
+        store(0, s0), store(1, s1), store(2, s2), store(3, s3), store(4, s4), store(5, s5), store(6, s6), store(7, s7);
+      }
+      for (int64_t r = 0; r < ob; ++r) finish_channel(acc + r * n_tb * TB, Lc, has_act, slope, pool,
+                                                      on + (o0 + r) * a.L_out);
+    }
+  }
+}
+
+at::Tensor conv1d_act_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                          int64_t length, std::optional<double> slope, bool pool) {
+  const host::Conv1dActArgs a = host::check_conv1d_act(host::kCPU, x, weight, bias, length, pool);
+  at::Tensor out = at::empty({a.N, a.C_out, a.L_out}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  if (a.N == 0) return out;
+  const at::Tensor w = weight.contiguous();
+  const std::optional<at::Tensor> b = bias ? std::optional<at::Tensor>(bias->contiguous()) : std::nullopt;
+  const int64_t work = a.C_out * a.C_in * a.k * a.L_conv;  // multiply-adds per sample
+  const int64_t grain = std::max<int64_t>(1, kMinWorkPerThread / std::max<int64_t>(work, 1));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv1d_act", [&] {
+    const scalar_t* bp = b ? b->data_ptr<scalar_t>() : nullptr;
+    const scalar_t s = static_cast<scalar_t>(slope.value_or(0.0));
+    scalar_t* op = out.data_ptr<scalar_t>();
+    const bool one_vector = a.L_conv <= at::vec::Vectorized<scalar_t>::size();
+    at::parallel_for(0, a.N, grain, [&](int64_t n0, int64_t n1) {
+      if (one_vector) {
+        conv1d_act_samples<scalar_t, 8, 1>(x, w.data_ptr<scalar_t>(), bp, a, slope.has_value(), s, pool, op, n0, n1);
+      } else {
+        conv1d_act_samples<scalar_t, 4, 2>(x, w.data_ptr<scalar_t>(), bp, a, slope.has_value(), s, pool, op, n0, n1);
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+GENAD_REGISTER_KERNEL(conv1d_act_stub, &conv1d_act_cpu);
+
+}  // namespace CPU_CAPABILITY
+}  // namespace genad::cpu
