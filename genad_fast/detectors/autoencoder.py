@@ -44,11 +44,15 @@ import math
 import torch
 
 from genad_fast._params import Param
-from genad_fast.detectors._call import build_network
+from genad_fast.detectors._call import build_network, get_thread_value
 from genad_fast.detectors._network import MIN_STEPS, HIDDEN, NetworkParamsMixin, default_code_size, sample_shape
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.autoencoder import AutoEncoder, reconstruction_loss
+from genad_fast.nn.blocks import ConvEncoder
+from genad_fast.nn.conv_plan import HELD_KEY, ConvNetPlan
+from genad_fast.ops.dispatch import Dispatch
+from genad_fast.ops.distance import hold_refs
 
 #: ``anomaly_score`` values (module docstring).
 AE_SCORES = ("latent_density", "latent_gaussian", "reconstruction")
@@ -73,6 +77,61 @@ def training_codes(model: AutoEncoder, data: torch.Tensor, batch_size: int) -> t
         sq_sum += (x - model.decoder(z)).square().sum().to(torch.float64)
         codes.append(z.to(torch.float64))
     return torch.cat(codes), sq_sum
+
+
+class SmallBatchScore:
+    """The autoencoder's score of a stream's small batches (under ``max_rows`` windows), held for the stream: the
+    same formulas as :meth:`AutoEncoderDetector._score_model` (module docstring) in fewer, fused calls:
+
+    - the convolutional networks as :func:`~genad_fast.ops.conv1d_act` calls (:class:`ConvNetPlan`);
+    - the code z = H h + b and its whitened form u = W (z - μ) as one product, the whitening folded into the
+      encoder's head (``[H; W H]``, bias ``[b; W (b - μ)]``, in float64, then the data dtype);
+    - the code density's kernel sum as one :func:`~genad_fast.ops.kde_logpdf` call against the whitened reference
+      codes, held packed (:func:`~genad_fast.ops.distance.hold_refs`):
+      t(z) = -2 log( (1/m) Σ_i exp(-||u - u_i||² / (2 h²)) ) = -2 ( kde_logpdf(u) - log_norm ),
+      log_norm = -(k/2) log(2π h²).
+
+    Equal to the modules' path to float rounding (another summation order; tests/test_conv_plan.py). Built for one
+    dispatch whose ``conv1d_act`` and ``kde_logpdf`` are compiled, from the detector's fitted state and scoring
+    parameters at that time (a stream's detector must not change while it is open)."""
+
+    def __init__(self, det: "AutoEncoderDetector", dispatch: Dispatch, dtype: torch.dtype, max_rows: int) -> None:
+        self.max_rows = int(max_rows)
+        self.net = ConvNetPlan(det.model_.encoder, det.model_.decoder, dtype, dispatch, max_rows)
+        self.per_timestamp = det.is_series and det.per_timestamp
+        self.kind = det.anomaly_score
+        head_w, head_b = (t.to(torch.float64) for t in self.net.encoder_head)
+        self.k = head_w.shape[0]
+        if self.kind != "reconstruction":
+            whiten, mean = det.code_whiten_.to(torch.float64), det.code_mean_.to(torch.float64)
+            head_w = torch.cat([head_w, whiten @ head_w])
+            head_b = torch.cat([head_b, (head_b - mean) @ whiten.T])
+            self.inv_var = 1.0 / float(det.residual_var_)
+        self.head_weight_t = head_w.T.to(dtype).contiguous()
+        self.head_bias = head_b.to(dtype)
+        if self.kind == "latent_density":
+            self._kde = dispatch.kernel("kde_logpdf")
+            with torch.inference_mode(False):  # a tensor with a version counter, so that it can be held
+                self.refs = det.code_ref_.detach().to(dtype).clone()
+            self.held = hold_refs(self.refs)
+            self.bandwidth = float(det.code_bandwidth_)
+            self.log_norm = -0.5 * self.k * (math.log(2.0 * math.pi) + 2.0 * math.log(self.bandwidth))
+
+    def score(self, batch: torch.Tensor) -> torch.Tensor:
+        """Scores of windows ``batch [b, W, C]``: ``[b]``, or ``[b, W]`` per timestamp."""
+        zu = torch.addmm(self.head_bias, self.net.features(batch), self.head_weight_t)
+        sq = (batch - self.net.decode(zu[:, :self.k])).square()
+        if self.kind == "reconstruction":
+            return sq.mean(-1) if self.per_timestamp else sq.flatten(1).mean(1)
+        u = zu[:, self.k:]
+        if self.kind == "latent_gaussian":
+            term = u.square().sum(-1)
+        else:
+            term = self._kde(u, self.refs, self.bandwidth, False).sub_(self.log_norm).mul_(-2.0)
+        if self.per_timestamp:
+            return torch.add(term.div_(batch.shape[1]).unsqueeze(-1), sq.sum(-1), alpha=self.inv_var) \
+                .div_(batch.shape[2])
+        return torch.add(term, sq.flatten(1).sum(1), alpha=self.inv_var).div_(sq[0].numel())
 
 
 class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
@@ -179,6 +238,15 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
         self.code_ref_ = ((reference - mean) @ whiten.T).to(dtype)
         self.code_bandwidth_ = float(reference.shape[0]) ** (-1.0 / (reference.shape[1] + 4))
 
+    def _small_batch_net(self, dispatch: Dispatch, dtype: torch.dtype, max_rows: int) -> SmallBatchScore | None:
+        """The fused score of batches under ``max_rows`` windows that a stream holds (:class:`SmallBatchScore`),
+        or None where there is none: rows (an MLP), or a dispatch without compiled ``conv1d_act`` and
+        ``kde_logpdf`` kernels (the eager backend runs the modules, its reference)."""
+        if not isinstance(self.model_.encoder, ConvEncoder) or not dispatch.has("conv1d_act") or \
+                not dispatch.has("kde_logpdf"):
+            return None
+        return SmallBatchScore(self, dispatch, dtype, max_rows)
+
     def _code_term(self, z: torch.Tensor) -> torch.Tensor:
         """The code's term of the score ``[b]``: Mahalanobis distance, or -2 log of the kernel density."""
         u = (z - self.code_mean_) @ self.code_whiten_.T
@@ -191,6 +259,9 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
         return -2.0 * (torch.logsumexp(-d2 / (2.0 * h2), dim=-1) - math.log(ref.shape[0]))
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
+        fused = get_thread_value(self, HELD_KEY)  # a stream's fused score of small batches (SmallBatchScore)
+        if fused is not None and batch.shape[0] < fused.max_rows:
+            return fused.score(batch)
         per_t = self.is_series and self.per_timestamp
         if self.anomaly_score == "reconstruction":
             return self.model_.errors(batch, per_timestamp=per_t)

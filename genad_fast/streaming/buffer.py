@@ -4,6 +4,10 @@ After each push the buffer holds the rows from the start of the next grid window
 them), and with ``S > 1`` the last ``W`` rows (the end-aligned window that ``flush`` may score), with their
 extreme-value flags. :meth:`WindowBuffer.push` returns the grid windows that the new rows completed, as views
 of the buffer laid out as the batch path's windows are (one contiguous ``[n, C]`` tensor, ``unfold``).
+
+Storage: one tensor of :data:`CAPACITY_WINDOWS` · W rows (more while a chunk longer than that is pushed, shrunk
+back after it), the rows kept at its front after a move; a push of a few rows is one copy into it, not a new
+tensor (a stream pushes a row per timestamp). Extreme-value flags exist only while a row kept holds one.
 """
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ import torch
 
 from genad_fast.streaming.causal import CausalRule
 
-__all__ = ["WindowBuffer"]
+__all__ = ["CAPACITY_WINDOWS", "WindowBuffer"]
+
+#: The buffer's rows in windows (2: the W - 1 rows kept and at least W new ones fit without a move).
+CAPACITY_WINDOWS = 2
 
 
 class WindowBuffer:
@@ -20,38 +27,51 @@ class WindowBuffer:
 
     def __init__(self, rule: CausalRule, channels: int, dtype: torch.dtype, device: torch.device) -> None:
         self.rule = rule
-        self.rows = torch.empty(0, channels, dtype=dtype, device=device)
-        self.extreme = np.zeros(0, dtype=bool)
+        self._store = torch.empty(CAPACITY_WINDOWS * rule.W, channels, dtype=dtype, device=device)
+        self._lo = 0            # row of the store holding stream index `start`
+        self._n = 0             # rows kept
+        self._flags: np.ndarray | None = None  # per kept row, only while one of them holds an extreme value
         self.start = 0          # stream index of rows[0]
         self.next_window = 0    # the first grid window not yet complete
-        self._any_extreme = False  # whether a row kept is flagged
+
+    @property
+    def rows(self) -> torch.Tensor:
+        """The rows kept ``[n, C]`` (a view of the store, valid until the next push)."""
+        return self._store[self._lo:self._lo + self._n]
+
+    @property
+    def extreme(self) -> np.ndarray:
+        """Whether each kept row holds an extreme value ``[n]``."""
+        return self._flags if self._flags is not None else np.zeros(self._n, dtype=bool)
 
     @property
     def end(self) -> int:
         """Timestamps received so far."""
-        return self.start + self.rows.shape[0]
+        return self.start + self._n
 
-    def push(self, z: torch.Tensor, extreme: np.ndarray | None) -> tuple[int, torch.Tensor, np.ndarray]:
-        """Append rows ``z`` ``[n, C]``; return ``(j0, windows [m, W, C], holds_extreme [m])``: the grid windows
-        ``j0 .. j0 + m - 1`` completed by them (``m`` may be 0), as views valid until the next push."""
+    def push(self, z: torch.Tensor, extreme: np.ndarray | None) -> tuple[int, torch.Tensor, np.ndarray | None]:
+        """Append rows ``z`` ``[n, C]``; return ``(j0, windows [m, W, C], holds_extreme [m] or None when no window
+        holds one)``: the grid windows ``j0 .. j0 + m - 1`` completed by them (``m`` may be 0), as views valid
+        until the next push."""
         W, S = self.rule.W, self.rule.S
-        self.rows = torch.cat((self.rows, z)) if self.rows.shape[0] else z.contiguous()
-        if extreme is not None or self._any_extreme:
-            flags = extreme if extreme is not None else np.zeros(z.shape[0], dtype=bool)
-            self.extreme = np.concatenate([self.extreme, flags])
-            self._any_extreme = bool(self.extreme.any())
-        else:  # nothing flagged in the rows kept: no per-row flags to carry (the common case, and cheaper)
-            self.extreme = np.zeros(self.rows.shape[0], dtype=bool)
+        m = z.shape[0]
+        self._make_room(m)
+        self._store[self._lo + self._n:self._lo + self._n + m].copy_(z)
+        if extreme is not None or self._flags is not None:
+            new = extreme if extreme is not None else np.zeros(m, dtype=bool)
+            self._flags = np.concatenate([self.extreme, new])
+        self._n += m
         j0, j1 = self.next_window, self.rule.n_grid(self.end)
         first = j0 * S - self.start  # row of window j0
+        holds = None
         if j1 > j0:
             # sliding_windows' view (unfold, then the window dimension second), without its argument checks
-            windows = self.rows[first:first + (j1 - j0 - 1) * S + W].unfold(0, W, S).transpose(1, 2)
-            holds = self._holds_extreme(first + np.arange(j1 - j0) * S) if self._any_extreme else \
-                np.zeros(j1 - j0, dtype=bool)
+            begin = self._lo + first
+            windows = self._store[begin:begin + (j1 - j0 - 1) * S + W].unfold(0, W, S).transpose(1, 2)
+            if self._flags is not None:
+                holds = self._holds_extreme(first + np.arange(j1 - j0) * S)
         else:
-            windows = self.rows.new_empty((0, W, self.rows.shape[1]))
-            holds = np.zeros(0, dtype=bool)
+            windows = self._store.new_empty((0, W, self._store.shape[1]))
         self.next_window = j1
         self._trim()
         return j0, windows, holds
@@ -60,27 +80,44 @@ class WindowBuffer:
         """The end-aligned window ``[end - W, end - 1]`` as ``[1, W, C]``, and whether it holds an extreme value."""
         W = self.rule.W
         first = self.end - W - self.start
-        return self.rows[first:].unsqueeze(0), bool(self._holds_extreme(np.array([first]))[0])
+        holds = self._flags is not None and bool(self._holds_extreme(np.array([first]))[0])
+        return self.rows[first:].unsqueeze(0), holds
 
     def _holds_extreme(self, firsts: np.ndarray) -> np.ndarray:
-        if not self.extreme.any():
-            return np.zeros(firsts.size, dtype=bool)
-        csum = np.concatenate([[0], np.cumsum(self.extreme)])
+        csum = np.concatenate([[0], np.cumsum(self._flags)])
         return (csum[firsts + self.rule.W] - csum[firsts]) > 0
+
+    def _make_room(self, m: int) -> None:
+        """Room for ``m`` more rows after the kept ones: move them to the front of the store, or of a bigger one."""
+        if self._lo + self._n + m <= self._store.shape[0]:
+            return
+        rows = self.rows
+        capacity = max(CAPACITY_WINDOWS * self.rule.W, self._n + m)
+        if capacity > self._store.shape[0]:
+            store = self._store.new_empty((capacity, self._store.shape[1]))
+            store[:self._n].copy_(rows)
+            self._store = store
+        else:
+            self._store[:self._n] = rows.clone()  # the ranges may overlap
+        self._lo = 0
 
     def _trim(self) -> None:
         """Drop the rows no window to come reads: keep from the next grid window's start (and, for ``S > 1``,
-        the last ``W`` rows, for the end-aligned window)."""
+        the last ``W`` rows, for the end-aligned window); after a chunk that grew the store, shrink it back."""
         W, S = self.rule.W, self.rule.S
         keep = self.next_window * S
         if S > 1:
             keep = min(keep, self.end - W)
         drop = keep - self.start
         if drop > 0:
-            rows = self.rows[drop:]
-            # a copy when the storage holds more than W rows: a view would keep it alive (the next cat copies the
-            # rows anyway, so a view of a storage of at most W rows costs nothing)
-            self.rows = rows.clone() if self.rows.shape[0] > W else rows
-            self.extreme = self.extreme[drop:].copy()
-            self._any_extreme = self._any_extreme and bool(self.extreme.any())
+            self._lo += drop
+            self._n -= drop
             self.start = keep
+            if self._flags is not None:
+                self._flags = self._flags[drop:].copy()
+                if not self._flags.any():
+                    self._flags = None
+        if self._store.shape[0] > CAPACITY_WINDOWS * W and self._n < CAPACITY_WINDOWS * W:
+            store = self._store.new_empty((CAPACITY_WINDOWS * W, self._store.shape[1]))
+            store[:self._n].copy_(self.rows)
+            self._store, self._lo = store, 0

@@ -104,22 +104,45 @@ class PendingScores:
         self.rule, self.reduce = rule, reduce
         self._fill = {"mean": 0.0, "max": -np.inf, "min": np.inf}[reduce]
         self.start = 0
-        self.acc = np.empty(0, dtype=np.float64)
-        self.count = np.empty(0, dtype=np.int64)
+        # The pending timestamps' sums and counts are positions lo .. lo + n - 1 of two stores, so that a timestamp
+        # arriving or becoming due is a write or an index move, not a new array (a stream does both per timestamp);
+        # :meth:`extend` moves them to the front when the end is reached.
+        self._acc = np.empty(0, dtype=np.float64)
+        self._count = np.empty(0, dtype=np.int64)
+        self._lo = 0
+        self._n = 0
         # The same reduction of the windows' extreme-value flags (0 or +inf), from the first flagged window on:
         # a timestamp scores +inf where it is +inf (mean, max: a window holds one; min: all of them do), as
         # genad_fast.detectors._extremes.infinite_timestamps decides in batch.
         self.flags: np.ndarray | None = None
 
     @property
+    def acc(self) -> np.ndarray:
+        """The pending timestamps' partial reductions (float64 ``[n]``, a view: writes go to the store)."""
+        return self._acc[self._lo:self._lo + self._n]
+
+    @property
+    def count(self) -> np.ndarray:
+        """How many windows each pending timestamp has received (int64 ``[n]``, a view)."""
+        return self._count[self._lo:self._lo + self._n]
+
+    @property
     def end(self) -> int:
         """One past the last pending timestamp (the number of timestamps seen)."""
-        return self.start + self.acc.size
+        return self.start + self._n
 
     def extend(self, n: int) -> None:
         """``n`` more timestamps arrived; they are pending."""
-        self.acc = np.concatenate([self.acc, np.full(n, self._fill)])
-        self.count = np.concatenate([self.count, np.zeros(n, dtype=np.int64)])
+        if self._lo + self._n + n > self._acc.size:
+            # 2·max(W, n) positions: the pending ones (at most W in a stream) and a chunk fit without a move
+            size = 2 * max(self.rule.W, self._n + n)
+            acc, count = np.empty(size), np.empty(size, dtype=np.int64)
+            acc[:self._n], count[:self._n] = self.acc, self.count
+            self._acc, self._count, self._lo = acc, count, 0
+        at = self._lo + self._n
+        self._acc[at:at + n] = self._fill
+        self._count[at:at + n] = 0
+        self._n += n
         if self.flags is not None:
             self.flags = np.concatenate([self.flags, np.full(n, self._fill)])
 
@@ -180,6 +203,7 @@ class PendingScores:
         window ``j`` is its first), whichever comes first; every ``t`` for window 0."""
         W, S, d = self.rule.W, self.rule.S, self.rule.delay
         start, end = self.start, self.end
+        acc_all, count_all = self.acc, self.count
         per_timestamp = values.ndim == 2
         for k in range(values.shape[0]):
             j = j0 + k
@@ -189,14 +213,14 @@ class PendingScores:
             if lo >= hi:
                 continue
             v = values[k, lo - a:hi - a] if per_timestamp else values[k]
-            acc = self.acc[lo - start:hi - start]
+            acc = acc_all[lo - start:hi - start]
             if self.reduce == "mean":
                 acc[:] = acc + v
             elif self.reduce == "max":
                 np.maximum(acc, v, out=acc)
             else:
                 np.minimum(acc, v, out=acc)
-            self.count[lo - start:hi - start] += 1
+            count_all[lo - start:hi - start] += 1
 
     def n_due(self, arrived: int) -> int:
         """How many pending timestamps are due once ``arrived`` timestamps have arrived: ``t`` is due when
@@ -237,8 +261,13 @@ class PendingScores:
         if self.flags is not None:
             scores[np.isposinf(self.flags[:n])] = np.inf
             self.flags = self.flags[n:].copy()
-        self.acc, self.count = self.acc[n:].copy(), self.count[n:].copy()
+        self._lo += n
+        self._n -= n
         self.start += n
+        if self._acc.size > 4 * self.rule.W and self._n <= self.rule.W:  # after a long chunk: back to 2·W
+            acc, count = np.empty(2 * self.rule.W), np.empty(2 * self.rule.W, dtype=np.int64)
+            acc[:self._n], count[:self._n] = self.acc, self.count
+            self._acc, self._count, self._lo = acc, count, 0
         return t[:n], scores
 
 
