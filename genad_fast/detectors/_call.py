@@ -35,7 +35,8 @@ import torch
 from genad_fast import _backend
 from genad_fast.ops import Dispatch
 
-__all__ = ["Call", "build_network", "call_scope", "current_call", "get_thread_value", "thread_value"]
+__all__ = ["Call", "build_network", "call_scope", "current_call", "get_thread_value", "thread_value",
+           "thread_values"]
 
 _LOCAL = threading.local()
 
@@ -62,6 +63,33 @@ def thread_value(owner: object, key: str, value: Any) -> Iterator[Any]:
             del table[slot]
         else:
             table[slot] = outer
+
+
+class thread_values:  # noqa: N801 - a context manager, named like the function it generalises
+    """:func:`thread_value` for several ``(key, value)`` pairs of ``owner`` in one block, without a generator per
+    value: a stream installs its held call and plans around every update (a window per timestamp), where a
+    context manager per value cost as much as a small model's forward. One instance per block (not reentrant)."""
+
+    __slots__ = ("_slots", "_values", "_outer", "_table")
+    _MISSING = object()
+
+    def __init__(self, owner: object, items: list[tuple[str, Any]]) -> None:
+        self._slots = [(id(owner), key) for key, _ in items]
+        self._values = [value for _, value in items]
+
+    def __enter__(self) -> "thread_values":
+        table = self._table = _table()
+        self._outer = [table.get(slot, self._MISSING) for slot in self._slots]
+        for slot, value in zip(self._slots, self._values):
+            table[slot] = value
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for slot, outer in zip(reversed(self._slots), reversed(self._outer)):
+            if outer is self._MISSING:
+                del self._table[slot]
+            else:
+                self._table[slot] = outer
 
 
 def get_thread_value(owner: object, key: str, default: Any = None) -> Any:

@@ -168,6 +168,8 @@ class ScoringMixin:
     def _check_scores(self, scores: np.ndarray) -> None:
         """A score is finite or +inf; NaN or -inf means the model's arithmetic broke: an error, never a silent
         'normal'."""
+        if (scores > -np.inf).all():  # one pass for the common case: NaN and -inf both fail the comparison
+            return
         bad = np.isnan(scores) | np.isneginf(scores)
         if bad.any():
             raise RuntimeError(f"{type(self).__name__} produced {int(bad.sum())} NaN/-inf score(s) of {scores.size} "

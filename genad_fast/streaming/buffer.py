@@ -27,6 +27,7 @@ class WindowBuffer:
 
     def __init__(self, rule: CausalRule, channels: int, dtype: torch.dtype, device: torch.device) -> None:
         self.rule = rule
+        # contiguous, always (push's windows are a strided view of it)
         self._store = torch.empty(CAPACITY_WINDOWS * rule.W, channels, dtype=dtype, device=device)
         self._lo = 0            # row of the store holding stream index `start`
         self._n = 0             # rows kept
@@ -65,9 +66,10 @@ class WindowBuffer:
         first = j0 * S - self.start  # row of window j0
         holds = None
         if j1 > j0:
-            # sliding_windows' view (unfold, then the window dimension second), without its argument checks
-            begin = self._lo + first
-            windows = self._store[begin:begin + (j1 - j0 - 1) * S + W].unfold(0, W, S).transpose(1, 2)
+            # sliding_windows' view (unfold, then the window dimension second) as one strided view of the store
+            C = self._store.shape[1]
+            windows = self._store.as_strided((j1 - j0, W, C), (S * C, C, 1),
+                                             self._store.storage_offset() + (self._lo + first) * C)
             if self._flags is not None:
                 holds = self._holds_extreme(first + np.arange(j1 - j0) * S)
         else:

@@ -215,7 +215,7 @@ class PendingScores:
             v = values[k, lo - a:hi - a] if per_timestamp else values[k]
             acc = acc_all[lo - start:hi - start]
             if self.reduce == "mean":
-                acc[:] = acc + v
+                np.add(acc, v, out=acc)
             elif self.reduce == "max":
                 np.maximum(acc, v, out=acc)
             else:

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from genad_fast.detectors._call import Call, call_scope, get_thread_value, thread_value
+from genad_fast.detectors._call import Call, call_scope, get_thread_value, thread_values
 from genad_fast.detectors._scoring import ScoringMixin
 
 __all__ = ["HELD_CONTEXTS", "HeldScope", "class_path_in_mro"]
@@ -85,12 +85,10 @@ class HeldScope:
     @contextlib.contextmanager
     def enter(self) -> Iterator[Call]:
         """The held call, its values and (if not held) the detector's ``_score_context``, for one update."""
-        with contextlib.ExitStack() as stack:
-            if not self.det.score_needs_grad:
-                stack.enter_context(torch.inference_mode())
-            stack.enter_context(thread_value(self.det, "call", self.call))
-            for key, value in self.values.items():
-                stack.enter_context(thread_value(self.det, key, value))
-            if self.per_update_context:
-                stack.enter_context(self.det._score_context(self.dtype))
-            yield self.call
+        grad = contextlib.nullcontext() if self.det.score_needs_grad else torch.inference_mode()
+        with grad, thread_values(self.det, [("call", self.call), *self.values.items()]):
+            if not self.per_update_context:
+                yield self.call
+                return
+            with self.det._score_context(self.dtype):
+                yield self.call

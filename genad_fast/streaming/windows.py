@@ -60,8 +60,10 @@ class WindowScorer:
         m = windows.shape[0]
         bs = int(self.det.score_batch_size)
         with self.scope.enter():
-            parts = [self._run(windows[i:i + bs]) for i in range(0, m, bs)]
-        scores = torch.cat(parts) if len(parts) != 1 else parts[0]
+            if m <= bs:  # a stream's update: one batch
+                scores = self._run(windows)
+            else:
+                scores = torch.cat([self._run(windows[i:i + bs]) for i in range(0, m, bs)])
         if scores.device.type == "cpu":  # one NumPy cast instead of a torch one (a few scores per update)
             return scores.detach().numpy().astype(np.float64)
         return scores.detach().to(device="cpu", dtype=torch.float64).numpy()
