@@ -120,18 +120,22 @@ class SmallBatchScore:
     def score(self, batch: torch.Tensor) -> torch.Tensor:
         """Scores of windows ``batch [b, W, C]``: ``[b]``, or ``[b, W]`` per timestamp."""
         zu = torch.addmm(self.head_bias, self.net.features(batch), self.head_weight_t)
-        sq = (batch - self.net.decode(zu[:, :self.k])).square()
+        sq = torch.sub(batch, self.net.decode(zu[:, :self.k])).square_()
         if self.kind == "reconstruction":
-            return sq.mean(-1) if self.per_timestamp else sq.flatten(1).mean(1)
+            return sq.mean(-1) if self.per_timestamp else sq.mean((1, 2))
         u = zu[:, self.k:]
+        W, C = batch.shape[1], batch.shape[2]
+        # (Σ sq / σ² + term) / (W·C), term = Σ u² or -2 (kde_logpdf(u) - log_norm); per timestamp the term's
+        # W-th part goes to each timestamp: (Σ_c sq / σ² + term / W) / C
         if self.kind == "latent_gaussian":
-            term = u.square().sum(-1)
+            term, scale, shift = u.square().sum(-1), 1.0, 0.0
         else:
-            term = self._kde(u, self.refs, self.bandwidth, False).sub_(self.log_norm).mul_(-2.0)
+            term, scale, shift = self._kde(u, self.refs, self.bandwidth, False), -2.0, 2.0 * self.log_norm
         if self.per_timestamp:
-            return torch.add(term.div_(batch.shape[1]).unsqueeze(-1), sq.sum(-1), alpha=self.inv_var) \
-                .div_(batch.shape[2])
-        return torch.add(term, sq.flatten(1).sum(1), alpha=self.inv_var).div_(sq[0].numel())
+            out = torch.add(sq.sum(-1), term.unsqueeze(-1), alpha=scale / (W * self.inv_var))
+            return out.mul_(self.inv_var / C).add_(shift / (W * C))
+        out = torch.add(sq.sum((1, 2)), term, alpha=scale / self.inv_var)
+        return out.mul_(self.inv_var / (W * C)).add_(shift / (W * C))
 
 
 class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
