@@ -99,7 +99,7 @@ def test_each_capability_matches_the_eager_reference(capability):
 @pytest.mark.parametrize("capability", runnable())
 def test_op_test_files_pass_under_each_capability(capability, tmp_path):
     files = ["test_coupling.py", "test_philox.py", "test_diffusion_ops.py", "test_distance_ops.py",
-             "test_anogan_ops.py", "test_linear_act.py"]
+             "test_anogan_ops.py", "test_linear_act.py", "test_conv1d_act.py"]
     # A private inductor cache: torch.compile's code cache does not key on ATEN_CPU_CAPABILITY, and a kernel cached
     # by a process of another capability gave wrong sums here (torch 2.14; a fresh cache is right for every one).
     env = {**os.environ, "ATEN_CPU_CAPABILITY": capability.lower(), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
@@ -212,6 +212,18 @@ def child_checks() -> None:
             _close(f"kde_logpdf(h={hh:g}, M={m_refs})", ops.kde_logpdf(rq, rr, hh, backend="cpu"), want, 1e-6, 0.0)
         both("knn_distance", lambda b: ops.knn_distance(q, r, 5, backend=b), *ktol)
         both("knn_distance(self)", lambda b: ops.knn_distance(r, r, 3, True, backend=b), *ktol)
+
+        # conv1d_act on [N, L, C] windows transposed: output channels no multiple of the 4- or 8-channel register
+        # block, lengths no multiple of a vector (both block shapes: L_c within one vector, and over two), odd
+        # upsampling, an even kernel, a NaN; weights scaled by 1/sqrt(C_in·k) so an output is O(1)
+        for n, c_in, c_out, l_in, k, length in ((3, 5, 13, 33, 5, 67), (17, 8, 9, 5, 4, 11), (2, 1, 70, 64, 3, 64)):
+            xc = rand(n, l_in, c_in, dtype=dtype).transpose(1, 2)
+            xc[0, 0, 1] = float("nan")
+            wc, bc = rand(c_out, c_in, k, dtype=dtype) / math.sqrt(c_in * k), rand(c_out, dtype=dtype)
+            for slope, pool in ((0.1, True), (None, False)):
+                both(f"conv1d_act({n}, {c_in}, {c_out}, {l_in}, k={k}, length={length}, pool={pool})",
+                     lambda b: ops.conv1d_act(xc, wc, bc, length=length, slope=slope, pool=pool, backend=b),
+                     rtol, atol)
 
     for wdtype in (torch.float32, torch.bfloat16):
         x, w, bias = rand(130, 37, dtype=torch.float32), rand(29, 37, dtype=torch.float32), rand(29, dtype=torch.float32)

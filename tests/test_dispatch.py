@@ -1,5 +1,6 @@
 """The op layer's dispatch object (genad_fast/ops/dispatch.py): the backend of every op chosen once, per device,
-from backend= or GENAD_FAST_BACKEND; per-op capabilities (linear_act has no Triton kernel); kernel handles."""
+from backend= or GENAD_FAST_BACKEND; per-op capabilities (linear_act and conv1d_act have no Triton kernel); kernel
+handles."""
 import importlib.util
 
 import pytest
@@ -45,7 +46,12 @@ def test_triton_says_per_op_which_kernels_it_has(monkeypatch):
         d.backend_of("linear_act")
     with pytest.raises(BackendUnavailableError, match="linear_act has no 'triton' implementation"):
         ops.linear_act(torch.randn(3, 5), torch.randn(4, 5), backend=d)
-    for op in (op for op in SCHEMAS if op != "linear_act"):
+    assert not d.has("conv1d_act")                 # no Triton kernel either (ops/conv.py says why)
+    with pytest.raises(BackendUnavailableError, match="conv1d_act has no 'triton' implementation"):
+        d.backend_of("conv1d_act")
+    with pytest.raises(BackendUnavailableError, match="conv1d_act has no 'triton' implementation"):
+        ops.conv1d_act(torch.randn(2, 3, 8), torch.randn(4, 3, 3), backend=d)
+    for op in (op for op in SCHEMAS if op not in ("linear_act", "conv1d_act")):
         assert "triton" in IMPLEMENTED[op]
         assert d.backend_of(op) == "triton" and d.kernel(op) is getattr(torch.ops.genad_fast_triton, op)
 

@@ -65,6 +65,7 @@ ADAM = dict(z=z(3, 4), grad=z(3, 4), m=z(3, 4), v=z(3, 4), step=z(3, dtype=torch
             active=torch.ones(3, dtype=torch.bool))
 ADAM_SCALARS = dict(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8)
 LIN = dict(x=z(3, 5), weight=z(4, 5), bias=None, gate=None, gate_slope=0.0, addend=None, slope=None, out_dtype=None)
+CONV = dict(x=z(2, 3, 8), weight=z(4, 3, 3), bias=None, length=8, slope=None, pool=False)
 
 
 def adam(**change):
@@ -75,6 +76,11 @@ def adam(**change):
 def lin(**change):
     """linear_act's arguments in schema order, with some replaced."""
     return tuple((dict(LIN) | change).values())
+
+
+def conv(**change):
+    """conv1d_act's arguments in schema order, with some replaced."""
+    return tuple((dict(CONV) | change).values())
 
 
 CASES = [
@@ -187,6 +193,31 @@ CASES = [
     ("linear_act", lin(weight=z(4, 10)[:, :5]), text("contiguous", name="weight", strides="[10, 1]")),
     ("linear_act", lin(weight=z(5, 4).t()), text("unit_stride", name="weight", strides="[1, 4]")),
     ("linear_act", lin(out_dtype=torch.float16), "out_dtype must be float32 or bfloat16, got float16"),
+    # ---- conv1d_act: x [N, C_in, L_in] any strides, weight [C_out, C_in, k], bias [C_out], length >= 1
+    ("conv1d_act", conv(x=z(3, 8)), text("rank", name="x", k=3, shape="[3, 8]")),
+    ("conv1d_act", conv(weight=z(4, 3)), text("rank", name="weight", k=3, shape="[4, 3]")),
+    ("conv1d_act", conv(x=z(2, 3, 8, dtype=torch.int64)),
+     text("dtype", name="x", allowed="float32 or float64", dtype="int64")),
+    ("conv1d_act", conv(x=z(2, 3, 8, dtype=torch.float16)),
+     text("dtype", name="x", allowed="float32 or float64", dtype="float16")),
+    ("conv1d_act", conv(weight=z(4, 3, 3, dtype=F64)),
+     text("same_dtype", name="weight", ref="x", ref_dtype="float32", dtype="float64")),
+    ("conv1d_act", conv(x=z(2, 3, 8, dtype=F64)),
+     text("same_dtype", name="weight", ref="x", ref_dtype="float64", dtype="float32")),
+    ("conv1d_act", conv(bias=z(4, dtype=F64)),
+     text("same_dtype", name="bias", ref="x", ref_dtype="float32", dtype="float64")),
+    ("conv1d_act", conv(weight=z(4, 5, 3)), text("shape", name="weight", want="[4, 3, 3]", shape="[4, 5, 3]")),
+    ("conv1d_act", conv(bias=z(3)), text("shape", name="bias", want="[4]", shape="[3]")),
+    ("conv1d_act", conv(bias=z(4, 1)), text("shape", name="bias", want="[4]", shape="[4, 1]")),
+    ("conv1d_act", conv(x=z(2, 0, 8), weight=z(4, 0, 3)),
+     "x must have at least one channel and one timestamp, got shape [2, 0, 8]"),
+    ("conv1d_act", conv(x=z(2, 3, 0)), "x must have at least one channel and one timestamp, got shape [2, 3, 0]"),
+    ("conv1d_act", conv(weight=z(4, 3, 0)), "weight must have at least one output channel and one tap, got shape "
+                                            "[4, 3, 0]"),
+    ("conv1d_act", conv(weight=z(0, 3, 3)), "weight must have at least one output channel and one tap, got shape "
+                                            "[0, 3, 3]"),
+    ("conv1d_act", conv(length=0), "length must be >= 1 (the input's length after upsampling), got 0"),
+    ("conv1d_act", conv(length=-3), "length must be >= 1 (the input's length after upsampling), got -3"),
 ]
 
 
@@ -217,6 +248,8 @@ DEVICE_CASES = [
     ("knn_distance", (z(4, 3, device=META), R, 1, False), "queries"),
     ("philox_normal_", (z(4, device=META), 0, 0), "out"),
     ("linear_act", lin(addend=z(3, 4, device=META)), "addend"),
+    ("conv1d_act", conv(weight=z(4, 3, 3, device=META)), "weight"),
+    ("conv1d_act", conv(bias=z(4, device=META)), "bias"),
 ]
 
 

@@ -56,3 +56,4 @@ def test_every_op_has_eager_and_the_compiled_cpu_and_cuda_backends():
     for op, backends in IMPLEMENTED.items():
         assert {"eager", "cpu", "cuda"} <= set(backends) <= {"eager", "cpu", "cuda", "triton"}, op
     assert "triton" not in IMPLEMENTED["linear_act"]  # no Triton kernel (ops/linear.py says why)
+    assert "triton" not in IMPLEMENTED["conv1d_act"]  # no Triton kernel (ops/conv.py says why)

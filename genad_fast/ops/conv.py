@@ -23,6 +23,8 @@ an inference op.
 """
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from genad_fast import _ext
@@ -54,7 +56,8 @@ def conv1d_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     """
     for name, t, rank in (("x", x, 3), ("weight", weight, 3)):
         if not isinstance(t, torch.Tensor) or t.dim() != rank:
-            raise ValueError(f"{name} must be a {rank}-D tensor, got {getattr(t, 'shape', type(t).__name__)}")
+            got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a {rank}-D tensor, got {got}")
     check_float("x", x)
     (n, c_in, l_in), c_out = x.shape, weight.shape[0]
     if c_in < 1 or l_in < 1:
@@ -65,14 +68,17 @@ def conv1d_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
         if t.dtype != x.dtype:
             raise TypeError(f"{name} must have x's dtype {str(x.dtype).replace('torch.', '')}, got "
                             f"{str(t.dtype).replace('torch.', '')}")
-        if tuple(t.shape) != shape or min(shape) < 1:
+        if name == "weight" and (t.shape[0] < 1 or t.shape[2] < 1):  # C++'s text (csrc/include/genad/host/conv1d_act.h)
+            raise ValueError(f"weight must have at least one output channel and one tap, got shape {list(t.shape)}")
+        if tuple(t.shape) != shape:
             raise ValueError(f"{name} must have shape {list(shape)} (weight [C_out, C_in = {c_in}, k >= 1]), got "
                              f"{list(t.shape)}")
         if t.device != x.device:
             raise ValueError(f"{name} is on {t.device}, x on {x.device}: pass tensors on one device")
     length = l_in if length is None else length
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+    if isinstance(length, bool) or not hasattr(length, "__index__") or operator.index(length) < 1:
         raise ValueError(f"length must be an int >= 1 (the input's length after upsampling), got {length!r}")
+    length = operator.index(length)  # a NumPy integer too
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
         raise RuntimeError("conv1d_act has no autograd formula (an inference op): call it under torch.no_grad() "
                            "or torch.inference_mode(), or on tensors that do not require grad")

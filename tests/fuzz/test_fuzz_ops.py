@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import genad_fast
 from genad_fast import ops
 from genad_fast.reference import anogan as ref_anogan
+from genad_fast.reference import conv as ref_conv
 from genad_fast.reference import coupling as ref_coupling
 from genad_fast.reference import diffusion as ref_diffusion
 from genad_fast.reference import distance as ref_distance
@@ -199,6 +200,50 @@ def test_linear_act_cpu_equals_eager(xs, n, bias, slope):
     assert_budget(got, want, k * finite_max(x) * finite_max(w) + 1.0, "linear_act")
 
 
+# ---------------------------------------------------------------------------------------------- conv1d_act
+@st.composite
+def conv_inputs(draw):
+    """x [N, C_in, L_in] in a layout a caller hands over (contiguous, a transpose of [N, L, C] windows, every other
+    timestep, one sample broadcast over the batch), any magnitude, NaN/±inf at random places; weight and bias."""
+    n, c_in, l_in = draw(st.integers(0, 9)), draw(st.integers(1, 20)), draw(st.integers(1, 40))
+    dtype, mag, seed = draw(DTYPES), draw(MAGNITUDES), draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    dense = rng.normal(size=(n, c_in, l_in)) * 10.0 ** mag
+    if n and draw(st.booleans()):
+        for _ in range(draw(st.integers(1, 3))):
+            dense[rng.integers(n), rng.integers(c_in), rng.integers(l_in)] = draw(st.sampled_from([np.nan, np.inf,
+                                                                                                   -np.inf]))
+    x = torch.tensor(dense, dtype=dtype).reshape(n, c_in, l_in)
+    kind = draw(st.sampled_from(["contiguous", "transposed", "every_other_timestep", "broadcast_batch"]))
+    if kind == "transposed":
+        x = x.transpose(1, 2).contiguous().transpose(1, 2)
+    elif kind == "every_other_timestep":
+        big = torch.full((n, c_in, 2 * l_in), 7.0, dtype=dtype)
+        big[:, :, ::2] = x
+        x = big[:, :, ::2]
+    elif kind == "broadcast_batch" and n:
+        x = x[:1].expand(n, c_in, l_in)
+    c_out, k = draw(st.integers(1, 20)), draw(st.integers(1, 7))
+    g = torch.Generator().manual_seed(seed % 100_000)
+    w = (torch.randn(c_out, c_in, k, generator=g, dtype=torch.float64) * 10.0 ** draw(st.sampled_from([-3, 0, 1])))
+    b = torch.randn(c_out, generator=g, dtype=torch.float64) if draw(st.booleans()) else None
+    return x, w.to(dtype), None if b is None else b.to(dtype)
+
+
+@examples(150)
+@given(inp=conv_inputs(), up=st.sampled_from([None, 1, 2, 2.2, 0.5]), slope=st.sampled_from([None, 0.0, 0.1]),
+       pool=st.booleans())
+def test_conv1d_act_cpu_equals_eager(inp, up, slope, pool):
+    x, w, b = inp
+    length = None if up is None else max(1, int(x.shape[2] * up))
+    got = ops.conv1d_act(x, w, b, length=length, slope=slope, pool=pool, backend="cpu")
+    want = ref_conv.conv1d_act(x.contiguous(), w, b, length, slope, pool)
+    truth = ref_conv.conv1d_act(x.double(), w.double(), None if b is None else b.double(), length, slope, pool)
+    terms = w.shape[1] * w.shape[2] * finite_max(x) * finite_max(w) + (finite_max(b) if b is not None else 0.0)
+    assert_budget(got, want, terms, "conv1d_act", truth)
+    assert_nan_where(got, want, "conv1d_act")  # conv, LeakyReLU, max pooling: NaN exactly where eager has it
+
+
 # ---------------------------------------------------------------------------------------------- found defects
 EMPTY_FROM_NUMPY = {
     "coupling_forward": lambda x: ops.coupling_forward(x, torch.zeros(0, 4, dtype=x.dtype), 0.0, backend="cpu")[0],
@@ -207,6 +252,7 @@ EMPTY_FROM_NUMPY = {
     "kde_logpdf": lambda x: ops.kde_logpdf(x, torch.ones(3, 2, dtype=x.dtype), 1.0, backend="cpu"),
     "knn_distance": lambda x: ops.knn_distance(x, torch.ones(3, 2, dtype=x.dtype), 1, backend="cpu"),
     "anogan_residual": lambda x: ops.anogan_residual(x, x, x, x, 0.1, backend="cpu")[0],
+    "conv1d_act": lambda x: ops.conv1d_act(x[:, :, None], torch.ones(3, 2, 1, dtype=x.dtype), backend="cpu"),
 }
 
 
