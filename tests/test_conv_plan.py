@@ -1,7 +1,7 @@
-"""The fused forward of convolutional encoders/decoders for a stream's small batches (genad_fast/nn/conv_plan.py)
-and the autoencoder's fused score (``SmallBatchScore``): equal to the modules they replace to float rounding, used
-by a stream where they run (exact=False, a compiled backend), never where they must not (exact=True, the eager
-backend, tabular rows), and built once per stream."""
+"""The fused forward of convolutional encoders/decoders (genad_fast/nn/conv_plan.py) and the autoencoder's fused
+window score (``FusedWindowScore``): equal to the modules they replace to float rounding, used by every scoring call
+on a compiled backend (a stream's, held for it: built once per stream) and never where they must not (the eager
+backend, the reference; tabular rows)."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +15,6 @@ from genad_fast.nn.autoencoder import AutoEncoder
 from genad_fast.nn.blocks import ConvDecoder, ConvEncoder
 from genad_fast.nn.conv_plan import HELD_KEY, ConvNetPlan, conv_stages
 from genad_fast.ops import Dispatch
-from genad_fast.streaming.windows import SMALL_BATCH
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,7 +49,7 @@ def test_plan_equals_the_modules(window, channels, hidden, kernel_size, batch_no
     _randomise_batch_norm(enc, gen)
     _randomise_batch_norm(dec, gen)
     enc.eval(), dec.eval()
-    plan = ConvNetPlan(enc, dec, torch.float32, CPU, SMALL_BATCH)
+    plan = ConvNetPlan(enc, dec, torch.float32, CPU)
     x = torch.randn(3, window, channels, generator=gen)
     with torch.inference_mode():
         z, want_z = plan.encode(x), enc(x)
@@ -61,7 +60,7 @@ def test_plan_equals_the_modules(window, channels, hidden, kernel_size, batch_no
 def test_plan_reads_any_window_layout():
     torch.manual_seed(1)
     ae = AutoEncoder((16, 4), 3, (8, 8)).eval()
-    plan = ConvNetPlan(ae.encoder, ae.decoder, torch.float32, CPU, SMALL_BATCH)
+    plan = ConvNetPlan(ae.encoder, ae.decoder, torch.float32, CPU)
     rows = torch.randn(40, 4)
     windows = rows.unfold(0, 16, 3).transpose(1, 2)  # a stream's windows: a strided view of its rows
     with torch.inference_mode():
@@ -77,10 +76,10 @@ def test_plan_refuses_what_it_does_not_run():
         conv_stages(nn.Sequential(nn.LeakyReLU(0.1), nn.Conv1d(2, 3, 3, padding=1)), torch.float32)
     ae = AutoEncoder((16, 4), 3, (8,))
     with pytest.raises(ValueError, match="eval-mode"):
-        ConvNetPlan(ae.encoder, ae.decoder, torch.float32, CPU, SMALL_BATCH)  # training mode
+        ConvNetPlan(ae.encoder, ae.decoder, torch.float32, CPU)  # training mode
     from genad_fast import BackendUnavailableError
     with pytest.raises(BackendUnavailableError):
-        ConvNetPlan(ae.eval().encoder, ae.decoder, torch.float32, Dispatch.build("eager", "cpu"), SMALL_BATCH)
+        ConvNetPlan(ae.eval().encoder, ae.decoder, torch.float32, Dispatch.build("eager", "cpu"))
 
 
 def _series(T: int, seed: int, C: int = 3) -> np.ndarray:
@@ -107,8 +106,8 @@ KINDS = [(kind, per_t) for kind in ("latent_density", "latent_gaussian", "recons
 @pytest.mark.parametrize("anomaly_score, per_timestamp", KINDS)
 def test_fused_score_equals_the_modules(anomaly_score, per_timestamp):
     det = _autoencoder(anomaly_score, per_timestamp)
-    fused = det._small_batch_net(CPU, torch.float32, SMALL_BATCH)
-    windows = torch.from_numpy(_series(80, 1).astype(np.float32)).unfold(0, 16, 5).transpose(1, 2)[:SMALL_BATCH - 1]
+    fused = det._fused_score(CPU, torch.float32)
+    windows = torch.from_numpy(_series(120, 1).astype(np.float32)).unfold(0, 16, 5).transpose(1, 2)
     with torch.inference_mode():
         want = det._score_model(windows)  # no plan held on this thread: the modules
         got = fused.score(windows)
@@ -120,10 +119,10 @@ def test_fused_score_equals_the_modules(anomaly_score, per_timestamp):
 
 def test_no_fused_score_where_it_must_not_run():
     det = _autoencoder("latent_density", False)
-    assert det._small_batch_net(Dispatch.build("eager", "cpu"), torch.float32, SMALL_BATCH) is None
+    assert det._fused_score(Dispatch.build("eager", "cpu"), torch.float32) is None
     rows = get_detector("autoencoder")(epochs=1, min_steps=0, verbose=False, device="cpu", seed=0).fit(
         np.random.default_rng(0).normal(size=(64, 5)))
-    assert rows._small_batch_net(CPU, torch.float32, SMALL_BATCH) is None  # an MLP: tabular rows
+    assert rows._fused_score(CPU, torch.float32) is None  # an MLP: tabular rows
 
 
 @pytest.mark.parametrize("anomaly_score, per_timestamp", KINDS)
@@ -132,7 +131,7 @@ def test_stream_with_the_fused_score_equals_the_batch_call(anomaly_score, per_ti
     x = _series(120, 3)
     want = det.causal_decision_function(x, delay=3, stride=1)
     s = det.stream(delay=3, stride=1)
-    assert isinstance(s._scope.values.get(HELD_KEY), type(det._small_batch_net(CPU, torch.float32, SMALL_BATCH)))
+    assert isinstance(s._scope.values.get(HELD_KEY), type(det._fused_score(CPU, torch.float32)))
     rng = np.random.default_rng(4)
     got, i = [], 0
     while i < len(x):
@@ -143,18 +142,23 @@ def test_stream_with_the_fused_score_equals_the_batch_call(anomaly_score, per_ti
     np.testing.assert_allclose(np.concatenate(got), want, rtol=RTOL, atol=RTOL)
 
 
-def test_stream_holds_the_fused_score_only_unpadded_and_compiled(monkeypatch):
+def test_the_eager_backend_scores_with_the_modules(monkeypatch):
+    """The eager backend is the reference: no fused score in its calls or streams; the compiled backend's scores
+    equal it to rounding (decision_function, every anomaly score)."""
     det = _autoencoder("latent_density", False)
-    assert HELD_KEY not in det.stream(exact=True)._scope.values  # exact=True: the batch path's bits
+    x = _series(90, 6)
+    fused = det.decision_function(x)
     monkeypatch.setenv("GENAD_FAST_BACKEND", "eager")
-    assert HELD_KEY not in det.stream()._scope.values  # the eager backend: the modules, its reference
+    assert det.stream()._scope.values.get(HELD_KEY) is None
+    np.testing.assert_allclose(fused, det.decision_function(x), rtol=RTOL, atol=RTOL)
 
 
 def test_fused_score_is_built_once_per_stream_and_used_per_update(monkeypatch):
+    """And once per decision_function call."""
     import genad_fast.detectors.autoencoder as ae_module
     det = _autoencoder("latent_density", False)
     built, used = [], []
-    real_init, real_score = ae_module.SmallBatchScore.__init__, ae_module.SmallBatchScore.score
+    real_init, real_score = ae_module.FusedWindowScore.__init__, ae_module.FusedWindowScore.score
 
     def init(self, *a, **k):
         built.append(1)
@@ -165,12 +169,15 @@ def test_fused_score_is_built_once_per_stream_and_used_per_update(monkeypatch):
         assert get_thread_value(det, HELD_KEY) is self
         return real_score(self, batch)
 
-    monkeypatch.setattr(ae_module.SmallBatchScore, "__init__", init)
-    monkeypatch.setattr(ae_module.SmallBatchScore, "score", score)
+    monkeypatch.setattr(ae_module.FusedWindowScore, "__init__", init)
+    monkeypatch.setattr(ae_module.FusedWindowScore, "score", score)
     x = _series(60, 5)
     s = det.stream(stride=1)
     for i in range(60):
         s.update(x[i:i + 1])
-    s.update(x[:SMALL_BATCH + 4])  # a long chunk: its windows go through the modules (batched convolutions)
-    assert built == [1] and used == [1] * (60 - 16 + 1)
+    s.update(x[:20])  # a longer chunk: its 20 windows in one batch, through the same held score
+    assert built == [1] and used == [1] * (60 - 16 + 1) + [20]
     assert get_thread_value(det, HELD_KEY) is None  # nothing left installed between updates
+    built.clear()
+    det.decision_function(x)
+    assert built == [1]

@@ -1,8 +1,8 @@
-"""A convolutional encoder/decoder pair (:mod:`genad_fast.nn.blocks`) run as a few fused calls, for small batches.
+"""A convolutional encoder/decoder pair (:mod:`genad_fast.nn.blocks`) run as a few fused calls.
 
 A stream scores one window per timestamp; the autoencoder's forward of one window is ~40 ATen calls (per stage a
 convolution, an activation, a pooling or an upsampling, each with its dispatch and allocation), ~0.2 ms around
-microseconds of arithmetic. :class:`ConvNetPlan` runs each stage as one :func:`genad_fast.ops.conv1d_act` call
+microseconds of arithmetic (and at a batch the separate passes still cost). :class:`ConvNetPlan` runs each stage as one :func:`genad_fast.ops.conv1d_act` call
 (convolution, LeakyReLU, max pooling or nearest upsampling fused) and each head as one ``linear``, with the
 weights detached, batch normalisation folded into the convolution before it (eval mode:
 ``w' = w·γ/√(σ²+ε)``, ``b' = (b - μ)·γ/√(σ²+ε) + β``) and the argument checks done once, at construction.
@@ -24,9 +24,9 @@ from genad_fast.ops.dispatch import Dispatch
 
 __all__ = ["HELD_KEY", "ConvNetPlan", "ConvStage", "conv_stages"]
 
-#: The thread value (:func:`genad_fast.detectors._call.thread_value`) under which a stream holds a detector's plan
-#: for its small batches (:mod:`genad_fast.streaming.windows`); the detector's scoring reads it.
-HELD_KEY = "conv_net_plan"
+#: The thread value (:func:`genad_fast.detectors._call.thread_value`) under which a detector's scoring call keeps
+#: its fused score built on a plan (the autoencoder's), and a stream holds it (:mod:`genad_fast.streaming.scope`).
+HELD_KEY = "fused_score"
 
 
 class ConvStage(NamedTuple):
@@ -96,15 +96,13 @@ def _linear(layer: nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.T
 
 class ConvNetPlan:
     """``encode(x [N, W, C]) -> z [N, k]`` and ``decode(z) -> [N, W, C·f]`` of a :class:`ConvEncoder` /
-    :class:`ConvDecoder` pair as fused calls (module docstring); ``max_rows``: the batches it is meant for
-    (callers run the modules from that size on, where the library's batched convolutions are faster)."""
+    :class:`ConvDecoder` pair as fused calls (module docstring)."""
 
-    def __init__(self, encoder: ConvEncoder, decoder: ConvDecoder | None, dtype: torch.dtype, dispatch: Dispatch,
-                 max_rows: int) -> None:
+    def __init__(self, encoder: ConvEncoder, decoder: ConvDecoder | None, dtype: torch.dtype,
+                 dispatch: Dispatch) -> None:
         if encoder.training or (decoder is not None and decoder.training):
             raise ValueError("ConvNetPlan runs eval-mode networks (batch normalisation's running statistics)")
         self._conv = dispatch.kernel("conv1d_act")  # BackendUnavailableError where it has no compiled kernel
-        self.max_rows = int(max_rows)
         self.encoder_stages = conv_stages(encoder.features, dtype)
         self.encoder_head = _linear(encoder.head, dtype)
         self.decoder_stages = None if decoder is None else conv_stages(decoder.features, dtype)

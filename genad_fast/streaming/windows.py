@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from genad_fast.detectors._scoring import ScoringMixin
-from genad_fast.nn.conv_plan import HELD_KEY
 from genad_fast.nn.flow.plan import FlowInference
 from genad_fast.series import SeriesBatch
 from genad_fast.streaming.diffusion import DIFFUSION, held_sampler
@@ -53,7 +52,6 @@ class WindowScorer:
                     scope.hold("window_loss", det._window_loss_for_call(det.device_))
         if not exact:
             _hold_small_batch_flow(det, scope)
-            _hold_small_batch_net(det, scope)
         self._run: Callable[[torch.Tensor], torch.Tensor] = self._as_series if self.whole_series else self._as_windows
 
     def __call__(self, windows: torch.Tensor) -> np.ndarray:
@@ -78,17 +76,6 @@ class WindowScorer:
         scores = self.det._score_series(batch.reshape(m * W, C), layout)
         self.det._check_hook_output("_score_series", scores, (m * W,))
         return scores.reshape(m, W)
-
-
-def _hold_small_batch_net(det: Any, scope: HeldScope) -> None:
-    """Hold the fused forward of small batches of a detector that offers one (``_small_batch_net``: the
-    autoencoder's convolutional networks as :func:`~genad_fast.ops.conv1d_act` calls, :mod:`genad_fast.nn.conv_plan`),
-    built once for the stream, for batches under :data:`SMALL_BATCH` windows (scores equal to rounding, as
-    ``exact=False`` allows)."""
-    make = getattr(det, "_small_batch_net", None)
-    net = None if make is None else make(scope.call.dispatch, scope.dtype, SMALL_BATCH)
-    if net is not None:
-        scope.hold(HELD_KEY, net)
 
 
 def _hold_small_batch_flow(det: Any, scope: HeldScope) -> None:
