@@ -181,3 +181,24 @@ def test_fused_score_is_built_once_per_stream_and_used_per_update(monkeypatch):
     built.clear()
     det.decision_function(x)
     assert built == [1]
+
+
+@pytest.mark.parametrize("objective", ["one-class", "soft-boundary"])
+def test_deep_svdd_fused_score_equals_the_modules(objective):
+    from genad_fast.detectors.deep_svdd import MAX_FUSED_ROWS
+    det = get_detector("deep_svdd")(window=16, stride=2, hidden=(8, 16), epochs=2, pretrain_epochs=1, min_steps=0,
+                                    objective=objective, batch_norm=True, verbose=False, device="cpu",
+                                    seed=0).fit(_series(400, 0))
+    fused = det._fused_score(CPU, torch.float32)
+    assert fused is not None and (fused.radius_sq is not None) == (objective == "soft-boundary")
+    windows = torch.from_numpy(_series(300, 1).astype(np.float32)).unfold(0, 16, 5).transpose(1, 2)
+    assert windows.shape[0] > MAX_FUSED_ROWS
+    with torch.inference_mode():
+        for b in (1, MAX_FUSED_ROWS - 1, windows.shape[0]):  # fused, and the modules from MAX_FUSED_ROWS on
+            torch.testing.assert_close(fused.score(windows[:b]), det.model_.scores(windows[:b]), rtol=RTOL, atol=RTOL)
+    x = _series(90, 6)
+    s = det.stream(delay=2, stride=1)
+    assert isinstance(s._scope.values.get(HELD_KEY), type(fused))  # held by the stream
+    got = np.concatenate([s.update(x[i:i + 3]).scores for i in range(0, 90, 3)] + [s.flush().scores])
+    np.testing.assert_allclose(got, det.causal_decision_function(x, delay=2, stride=1), rtol=RTOL, atol=RTOL)
+    assert det._fused_score(Dispatch.build("eager", "cpu"), torch.float32) is None

@@ -39,20 +39,19 @@ window reconstructs as a normal one is missed (docs/quality_study.md, "One score
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 
 from genad_fast._params import Param
-from genad_fast.detectors._call import build_network, current_call, get_thread_value, thread_value
+from genad_fast.detectors._call import build_network
+from genad_fast.detectors._fused_score import FusedScoreMixin
 from genad_fast.detectors._network import MIN_STEPS, HIDDEN, NetworkParamsMixin, default_code_size, sample_shape
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.autoencoder import AutoEncoder, reconstruction_loss
 from genad_fast.nn.blocks import ConvEncoder
-from genad_fast.nn.conv_plan import HELD_KEY, ConvNetPlan
+from genad_fast.nn.conv_plan import ConvNetPlan
 from genad_fast.ops.dispatch import Dispatch
 from genad_fast.ops.distance import hold_refs
 
@@ -144,7 +143,7 @@ class FusedWindowScore:
         return out.mul_(self.inv_var / (W * C)).add_(shift / (W * C))
 
 
-class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
+class AutoEncoderDetector(FusedScoreMixin, NetworkParamsMixin, BaseDetector):
     """Autoencoder reconstruction-error detector, tabular or over windows of a series.
 
     Parameters
@@ -258,12 +257,6 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
             return None
         return FusedWindowScore(self, dispatch, dtype)
 
-    @contextlib.contextmanager
-    def _score_context(self, dtype: torch.dtype) -> Iterator[None]:
-        """The call's fused score (:meth:`_fused_score`) as the thread value :data:`HELD_KEY`, which a stream keeps."""
-        with thread_value(self, HELD_KEY, self._fused_score(current_call(self).dispatch, dtype)):
-            yield
-
     def _code_term(self, z: torch.Tensor) -> torch.Tensor:
         """The code's term of the score ``[b]``: Mahalanobis distance, or -2 log of the kernel density."""
         u = (z - self.code_mean_) @ self.code_whiten_.T
@@ -276,7 +269,7 @@ class AutoEncoderDetector(NetworkParamsMixin, BaseDetector):
         return -2.0 * (torch.logsumexp(-d2 / (2.0 * h2), dim=-1) - math.log(ref.shape[0]))
 
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
-        fused = get_thread_value(self, HELD_KEY)  # the call's FusedWindowScore, where it runs
+        fused = self._held_fused_score()  # the call's FusedWindowScore, where it runs
         if fused is not None:
             return fused.score(batch)
         per_t = self.is_series and self.per_timestamp

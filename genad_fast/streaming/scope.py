@@ -11,7 +11,7 @@ updates, so streams of one detector can interleave on one thread and other calls
 What may be held: the call (always: nothing in it depends on the data) and the thread values that a listed
 detector class's ``_score_context`` stores (:data:`HELD_CONTEXTS`; the flow's plan: built from the fitted
 weights, the data dtype and the dispatch, all fixed for the stream; kNN's and KDE's reference set held packed
-for the distance kernels; the autoencoder's fused window score). Any other ``_score_context`` is entered
+for the distance kernels; the autoencoder's and Deep SVDD's fused window scores). Any other ``_score_context`` is entered
 anew around each update, which is always correct. DiffusionDetector's windows are scored through its own
 ``_score_series``; the stream holds its sampler with the chain's plan cached
 (:mod:`genad_fast.streaming.diffusion`).
@@ -35,9 +35,9 @@ __all__ = ["HELD_CONTEXTS", "HeldScope", "class_path_in_mro"]
 #: Detector class (import path) -> the thread values its ``_score_context`` stores, which a stream holds.
 HELD_CONTEXTS: dict[str, tuple[str, ...]] = {
     "genad_fast.detectors.flow:FlowDetector": ("scoring",),
-    # the autoencoder's fused window score (genad_fast.nn.conv_plan.HELD_KEY): its stages' folded weights, the
-    # whitened head and the reference codes held packed for the density kernel
-    "genad_fast.detectors.autoencoder:AutoEncoderDetector": ("fused_score",),
+    # the fused window score of the autoencoder and Deep SVDD (genad_fast.nn.conv_plan.HELD_KEY): their stages'
+    # folded weights, the folded heads, the autoencoder's reference codes held packed for the density kernel
+    "genad_fast.detectors._fused_score:FusedScoreMixin": ("fused_score",),
     # KNN, KDE: the reference set held packed for the cpu distance kernels (genad_fast.ops.distance.hold_refs)
     "genad_fast.detectors._reference_set:ReferenceSetDetector": ("held_refs",),
 }
