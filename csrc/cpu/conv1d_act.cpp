@@ -40,18 +40,23 @@ void grow(std::vector<T>& v, int64_t n) {
 // registers), independent chains, so the FMAs' latency overlaps instead of serialising. Two shapes: 4 × 2 vectors,
 // and 8 × 1 where the output fits one vector (a deep stage of 8-16 timestamps would waste half of a 2-vector block).
 
-// act and pool of one output channel's sums acc[0 .. Lc) into out[0 .. L_out).
+// One output channel's activated sums acc[0 .. Lc) into out[0 .. L_out): copied, or max-pooled by pairs
+// (MaxPool1d(2, ceil_mode=True): the last window may hold one value; NaN wins, as in ATen's max_pool1d and
+// at::vec::maximum), a vector of outputs at a time from the deinterleaved even and odd sums.
 template <class T>
-void finish_channel(T* acc, int64_t Lc, bool has_act, T slope, bool pool, T* out) {
-  if (has_act) {
-    for (int64_t t = 0; t < Lc; ++t) acc[t] = acc[t] > T(0) ? acc[t] : acc[t] * slope;  // NaN stays NaN
-  }
+void finish_channel(const T* acc, int64_t Lc, bool pool, T* out) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t VL = Vec::size();
   if (!pool) {
     std::copy(acc, acc + Lc, out);
     return;
   }
-  // MaxPool1d(2, ceil_mode=True): the last window may hold one value; NaN wins, as in ATen's max_pool1d
-  for (int64_t i = 0; 2 * i < Lc; ++i) {
+  int64_t i = 0;
+  for (; 2 * (i + VL) <= Lc; i += VL) {
+    const auto [even, odd] = at::vec::deinterleave2(Vec::loadu(acc + 2 * i), Vec::loadu(acc + 2 * i + VL));
+    at::vec::maximum(even, odd).store(out + i);
+  }
+  for (; 2 * i < Lc; ++i) {
     T m = acc[2 * i];
     if (2 * i + 1 < Lc) {
       const T v = acc[2 * i + 1];
@@ -122,11 +127,15 @@ void conv1d_act_samples(const at::Tensor& x, const T* w, const T* b, const host:
             s7 = at::vec::fmadd(Vec(w7[q]), V == 2 ? in1 : in0, s7);
           }
         }
-        auto store = [&](int64_t i, const Vec& sum) { sum.store(acc + ((i / V) * n_tb + tb) * TB + (i % V) * VL); };
+        // the activation on the registers (NaN > 0 is false: NaN·slope stays NaN), then into the channel's sums
+        const Vec slope_v(slope), zero(T(0));
+        auto store = [&](int64_t i, const Vec& sum) {
+          const Vec v = has_act ? Vec::blendv(sum * slope_v, sum, sum > zero) : sum;
+          v.store(acc + ((i / V) * n_tb + tb) * TB + (i % V) * VL);
+        };
         store(0, s0), store(1, s1), store(2, s2), store(3, s3), store(4, s4), store(5, s5), store(6, s6), store(7, s7);
       }
-      for (int64_t r = 0; r < ob; ++r) finish_channel(acc + r * n_tb * TB, Lc, has_act, slope, pool,
-                                                      on + (o0 + r) * a.L_out);
+      for (int64_t r = 0; r < ob; ++r) finish_channel(acc + r * n_tb * TB, Lc, pool, on + (o0 + r) * a.L_out);
     }
   }
 }
