@@ -226,7 +226,8 @@ def child_checks() -> None:
                      rtol, atol)
 
     for wdtype in (torch.float32, torch.bfloat16):
-        x, w, bias = rand(130, 37, dtype=torch.float32), rand(29, 37, dtype=torch.float32), rand(29, dtype=torch.float32)
+        x, w = rand(130, 37, dtype=torch.float32), rand(29, 37, dtype=torch.float32)
+        bias = rand(29, dtype=torch.float32)
         gate, add = rand(130, 37, dtype=torch.float32), rand(130, 29, dtype=torch.float32)
         wt = w.to(wdtype)
         ltol = (1e-5, 1e-5) if wdtype == torch.float32 else (1e-2, 1e-2)

@@ -51,8 +51,8 @@ class FusedSVDDScore:
     """Deep SVDD's score of windows on a compiled backend, built once per scoring call (a stream holds it): for
     batches under :data:`MAX_FUSED_ROWS` windows (a stream's updates), φ's convolution stages as
     :func:`~genad_fast.ops.conv1d_act` calls (:class:`ConvNetPlan`) and the centre folded into φ's bias-free head,
-    φ(x) - c = h Wᵀ - c as one product, then ||φ(x) - c||² (minus R² for the soft boundary); larger batches through
-    the modules. The same score as :meth:`DeepSVDD.scores` to float rounding (tests/test_conv_plan.py)."""
+    φ(x) - c = h Wᵀ - c as one product, then ||φ(x) - c||² (minus R² for the soft boundary); larger batches
+    through the modules. The same score as :meth:`DeepSVDD.scores` to float rounding (tests/test_conv_plan.py)."""
 
     def __init__(self, model: DeepSVDD, dispatch: Dispatch, dtype: torch.dtype) -> None:
         self.model = model

@@ -2,9 +2,9 @@
 
 A stream scores one window per timestamp; the autoencoder's forward of one window is ~40 ATen calls (per stage a
 convolution, an activation, a pooling or an upsampling, each with its dispatch and allocation), ~0.2 ms around
-microseconds of arithmetic (and at a batch the separate passes still cost). :class:`ConvNetPlan` runs each stage as one :func:`genad_fast.ops.conv1d_act` call
-(convolution, LeakyReLU, max pooling or nearest upsampling fused) and each head as one ``linear``, with the
-weights detached, batch normalisation folded into the convolution before it (eval mode:
+microseconds of arithmetic (and at a batch the separate passes still cost). :class:`ConvNetPlan` runs each stage
+as one :func:`genad_fast.ops.conv1d_act` call (convolution, LeakyReLU, max pooling or nearest upsampling fused)
+and each head as one ``linear``, with the weights detached, batch normalisation folded into the convolution before it (eval mode:
 ``w' = w·γ/√(σ²+ε)``, ``b' = (b - μ)·γ/√(σ²+ε) + β``) and the argument checks done once, at construction.
 
 The values are the modules' to float rounding (another summation order; tests/test_conv_plan.py bounds it);
@@ -40,7 +40,8 @@ class ConvStage(NamedTuple):
     pool: bool
 
 
-def _folded(conv: nn.Conv1d, norm: nn.BatchNorm1d | None, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _folded(conv: nn.Conv1d, norm: nn.BatchNorm1d | None,
+            dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The convolution's weight and bias with an eval-mode batch normalisation after it folded in (float64 math)."""
     w = conv.weight.detach().to(torch.float64)
     b = None if conv.bias is None else conv.bias.detach().to(torch.float64)

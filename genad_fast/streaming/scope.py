@@ -11,8 +11,8 @@ updates, so streams of one detector can interleave on one thread and other calls
 What may be held: the call (always: nothing in it depends on the data) and the thread values that a listed
 detector class's ``_score_context`` stores (:data:`HELD_CONTEXTS`; the flow's plan: built from the fitted
 weights, the data dtype and the dispatch, all fixed for the stream; kNN's and KDE's reference set held packed
-for the distance kernels; the autoencoder's and Deep SVDD's fused window scores). Any other ``_score_context`` is entered
-anew around each update, which is always correct. DiffusionDetector's windows are scored through its own
+for the distance kernels; the autoencoder's and Deep SVDD's fused window scores). Any other ``_score_context`` is
+entered anew around each update, which is always correct. DiffusionDetector's windows are scored through its own
 ``_score_series``; the stream holds its sampler with the chain's plan cached
 (:mod:`genad_fast.streaming.diffusion`).
 

@@ -22,7 +22,8 @@ import genad_fast
 from op_specs.targets import DTYPES, HAS_CUDA, LARGE, NO_CUDA, Target, cpu_backend, need_ops, needs_cpu_op, on_gpu
 
 __all__ = ["BIG", "CPU_PAIRS", "CUDA_PAIRS", "DTYPES", "HAS_CUDA", "Pair", "captured", "check_pair_runs",
-           "cpu_backend", "need_ops", "pair_params", "record", "record_max", "records", "write_records"]
+           "cpu_backend", "need_ops", "pair_params", "record", "record_max", "records", "skip_unless_implemented",
+           "write_records"]
 
 Pair = Target
 # The benchmark's diffusion shape, 6.5 M elements (thousands of blocks), on the GPU; a smaller one with the same
@@ -51,6 +52,14 @@ def check_pair_runs(pair: Pair) -> None:
 
 
 # ---- CUDA graphs -----------------------------------------------------------------------------------------------
+
+def skip_unless_implemented(pair: Pair, spec) -> None:
+    """Skip a check of ``spec``'s op on a backend it has no kernel for, after checking that the backend says so
+    (BackendUnavailableError naming it: ``spec.check_not_implemented_says_so``), so nothing is hidden."""
+    if pair.backend not in spec.IMPLEMENTED:
+        spec.check_not_implemented_says_so(pair)
+        pytest.skip(f"{spec.OPS[0]} has no {pair.backend} kernel (checked that it says so)")
+
 
 def captured(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
     """``fn`` captured in a CUDA graph on CUDA devices (one warm-up run on a side stream first, as PyTorch's

@@ -11,12 +11,6 @@ from op_specs import conv1d_act as spec
 from op_specs.targets import LARGE, run_opcheck, upto
 
 
-def _implemented(pair):
-    if pair.backend not in spec.IMPLEMENTED:
-        spec.check_not_implemented_says_so(pair)
-        pytest.skip(f"conv1d_act has no {pair.backend} kernel (checked that it says so)")
-
-
 @pytest.mark.parametrize("option", spec.OPTIONS)
 @pytest.mark.parametrize("dtype", spec.DTYPES)
 @pytest.mark.parametrize("k", spec.KERNEL_SIZES)
@@ -27,44 +21,44 @@ def test_matches_eager(pair, option, dtype, k, n, c_in, c_out, l_in):
 
 @pytest.mark.parametrize("l_in, length", [(5, 11), (7, 16), (16, 5), (3, 1000), (1000, 2999)])
 def test_upsampling_picks_atens_timestamps(pair, l_in, length):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_upsampling_picks_atens_timestamps(pair, gs.DTYPES[0], l_in, length)
 
 
 def test_is_an_encoder_and_decoder_stage(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_is_an_encoder_and_decoder_stage(pair)
 
 
 @pytest.mark.parametrize("layout", spec.LAYOUTS)
 @pytest.mark.parametrize("dtype", gs.DTYPES)
 def test_any_input_layout_equals_eager(pair, layout, dtype):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_any_input_layout(pair, layout, dtype, 300, 32, 33, 64, 5)
 
 
 def test_any_weight_and_bias_layout_equals_eager(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_any_weight_and_bias_layout(pair)
 
 
 def test_kernel_takes_any_strides(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     if pair.ops is None:
         pytest.skip("the eager backend is plain PyTorch: it has no registered op")
     spec.check_kernel_takes_any_strides(pair)
 
 
 def test_nan_and_inf_propagate(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_nan_and_inf_propagate(pair)
 
 
 def test_empty_batch(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_empty_batch(pair)
 
 
 def test_opcheck(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     run_opcheck(pair, spec.opcheck_samples)

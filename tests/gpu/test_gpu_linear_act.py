@@ -11,12 +11,6 @@ from op_specs import linear_act as spec
 from op_specs.targets import LARGE, run_opcheck, upto
 
 
-def _implemented(pair):
-    if pair.backend not in spec.IMPLEMENTED:
-        spec.check_not_implemented_says_so(pair)
-        pytest.skip(f"linear_act has no {pair.backend} kernel (checked that it says so)")
-
-
 @pytest.mark.parametrize("option", spec.OPTIONS)
 @pytest.mark.parametrize("x_dtype, w_dtype, out_dtype", spec.DTYPES)
 @pytest.mark.parametrize("m, k, n", upto(spec.SHAPES, LARGE))
@@ -25,44 +19,44 @@ def test_matches_eager(pair, option, x_dtype, w_dtype, out_dtype, m, k, n):
 
 
 def test_is_an_mlp_layer_and_its_backward(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_is_an_mlp_layer_and_its_backward(pair)
 
 
 def test_strided_rows(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_strided_rows(pair)
 
 
 @pytest.mark.parametrize("layout", spec.LAYOUTS)
 @pytest.mark.parametrize("x_dtype, w_dtype", [(gs.DTYPES[0], gs.DTYPES[0]), (spec.BF16, spec.BF16)])
 def test_any_input_layout_equals_eager(pair, layout, x_dtype, w_dtype):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_any_input_layout(pair, layout, x_dtype, w_dtype, 300, 48, 24)
 
 
 def test_any_weight_and_bias_layout_equals_eager(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_any_weight_and_bias_layout(pair)
 
 
 def test_kernel_copes_with_overlapping_rows(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     if pair.ops is None:
         pytest.skip("the eager backend is plain PyTorch: it has no registered op")
     spec.check_kernel_copes_with_overlapping_rows(pair)
 
 
 def test_nan_and_inf_propagate(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_nan_and_inf_propagate(pair)
 
 
 def test_empty_inputs(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     spec.check_empty_inputs(pair)
 
 
 def test_opcheck(pair):
-    _implemented(pair)
+    gs.skip_unless_implemented(pair, spec)
     run_opcheck(pair, spec.opcheck_samples)
