@@ -11,6 +11,7 @@ from torch import nn
 
 from genad_fast.detectors import get_detector
 from genad_fast.detectors._call import get_thread_value
+from genad_fast.detectors._hook_helpers import stream_seed
 from genad_fast.nn.autoencoder import AutoEncoder
 from genad_fast.nn.blocks import ConvDecoder, ConvEncoder
 from genad_fast.nn.conv_plan import HELD_KEY, ConvNetPlan, conv_stages
@@ -199,6 +200,27 @@ def test_deep_svdd_fused_score_equals_the_modules(objective):
     x = _series(90, 6)
     s = det.stream(delay=2, stride=1)
     assert isinstance(s._scope.values.get(HELD_KEY), type(fused))  # held by the stream
+    got = np.concatenate([s.update(x[i:i + 3]).scores for i in range(0, 90, 3)] + [s.flush().scores])
+    np.testing.assert_allclose(got, det.causal_decision_function(x, delay=2, stride=1), rtol=RTOL, atol=RTOL)
+    assert det._fused_score(Dispatch.build("eager", "cpu"), torch.float32) is None
+
+
+@pytest.mark.parametrize("anomaly_score, per_timestamp", [("recon_prob", False), ("elbo", True)])
+def test_vae_scores_through_the_plan_equal_the_modules(anomaly_score, per_timestamp):
+    det = get_detector("vae")(window=16, stride=2, hidden=(8, 16), epochs=2, min_steps=0, n_samples=4,
+                              anomaly_score=anomaly_score, per_timestamp=per_timestamp, batch_norm=True,
+                              verbose=False, device="cpu", seed=0).fit(_series(400, 0))
+    nets = det._fused_score(CPU, torch.float32)
+    assert isinstance(nets, ConvNetPlan)
+    windows = torch.from_numpy(_series(120, 1).astype(np.float32)).unfold(0, 16, 5).transpose(1, 2)
+    with torch.inference_mode():
+        want = det._score_model(windows)  # no call open on this thread: the modules
+        got = det.model_.scores(windows, anomaly_score, 4, per_timestamp=per_timestamp, nets=nets,
+                                noise_seed=stream_seed(det.seed_, "latent-samples"))
+    torch.testing.assert_close(got, want, rtol=RTOL, atol=RTOL)
+    x = _series(90, 6)
+    s = det.stream(delay=2, stride=1)
+    assert isinstance(s._scope.values.get(HELD_KEY), ConvNetPlan)  # held by the stream
     got = np.concatenate([s.update(x[i:i + 3]).scores for i in range(0, 90, 3)] + [s.flush().scores])
     np.testing.assert_allclose(got, det.causal_decision_function(x, delay=2, stride=1), rtol=RTOL, atol=RTOL)
     assert det._fused_score(Dispatch.build("eager", "cpu"), torch.float32) is None

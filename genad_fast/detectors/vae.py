@@ -28,19 +28,23 @@ import torch
 
 from genad_fast._params import Param
 from genad_fast.detectors._call import build_network, current_call
+from genad_fast.detectors._fused_score import FusedScoreMixin
 from genad_fast.detectors._hook_helpers import stream_seed
 from genad_fast.detectors._network import MIN_STEPS, NetworkParamsMixin, default_code_size, sample_shape
 from genad_fast.detectors._renamed import take_renamed
 from genad_fast.detectors._training_params import TRAINING_SPECS
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
+from genad_fast.nn.blocks import ConvEncoder
+from genad_fast.nn.conv_plan import ConvNetPlan
 from genad_fast.nn.vae import SCORES, GaussianVAE, elbo_loss
+from genad_fast.ops.dispatch import Dispatch
 
 #: Codes decoded per pass at scoring (L x windows), bounding the memory of the batched L samples.
 MAX_CODES_PER_PASS = 16384
 
 
-class VAEDetector(NetworkParamsMixin, BaseDetector):
+class VAEDetector(FusedScoreMixin, NetworkParamsMixin, BaseDetector):
     """Gaussian VAE detector, tabular or over windows of a series.
 
     Parameters
@@ -129,13 +133,24 @@ class VAEDetector(NetworkParamsMixin, BaseDetector):
         self.history_ = training.fit(self.model_, loss, data, self._fit_config(data.shape[0]),
                                      self._torch_generator("fit"), verbose=self.verbose, desc="VAEDetector")
 
+    def _fused_score(self, dispatch: Dispatch, dtype: torch.dtype) -> ConvNetPlan | None:
+        """The encoder and decoder as fused stages (:class:`ConvNetPlan`: faster than the modules at every size the
+        scoring runs them, one window to a pass of 1,024 windows and their L·1,024 codes), or None where the modules
+        score: rows (an MLP), or a dispatch without a compiled ``conv1d_act`` (the eager backend, the reference)."""
+        if not isinstance(self.model_.encoder, ConvEncoder) or dtype not in (torch.float32, torch.float64) or \
+                not dispatch.has("conv1d_act"):
+            return None
+        return ConvNetPlan(self.model_.encoder, self.model_.decoder, dtype, dispatch)
+
     def _score_model(self, batch: torch.Tensor) -> torch.Tensor:
+        nets = self._held_fused_score()  # the call's ConvNetPlan, where it runs
         L = int(self.n_samples)
         per_t = self.is_series and self.per_timestamp
         step = max(1, MAX_CODES_PER_PASS // L)
         # ε keyed on each row's content: a row scores the same alone, in any batch or stream
         seed = stream_seed(self.seed_, "latent-samples")
-        return torch.cat([self.model_.scores(batch[i:i + step], self.anomaly_score, L, per_timestamp=per_t, noise_seed=seed)
+        return torch.cat([self.model_.scores(batch[i:i + step], self.anomaly_score, L, per_timestamp=per_t,
+                                             noise_seed=seed, nets=nets)
                           for i in range(0, batch.shape[0], step)])
 
     def _get_state(self) -> dict:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,15 +66,16 @@ class GaussianVAE(nn.Module):
     def n_dims(self) -> int:
         return math.prod(self.sample_shape)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(μ, log σ²)`` of q(z|x), each ``[N, latent_dim]``."""
-        mu, raw = self.encoder(x).chunk(2, dim=-1)
+    def encode(self, x: torch.Tensor, nets: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(μ, log σ²)`` of q(z|x), each ``[N, latent_dim]``. ``nets``: an object whose ``encode``/``decode`` run
+        the encoder/decoder networks in their place (:class:`genad_fast.nn.conv_plan.ConvNetPlan`), or None."""
+        mu, raw = (self.encoder if nets is None else nets.encode)(x).chunk(2, dim=-1)
         b = ENCODER_LOG_VAR_BOUND
         return mu, b * torch.tanh(raw / b)
 
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(m, log s²)`` of p(x|z), each ``[N, *sample_shape]``."""
-        mean, raw = self.decoder(z).chunk(2, dim=-1)
+    def decode(self, z: torch.Tensor, nets: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(m, log s²)`` of p(x|z), each ``[N, *sample_shape]`` (``nets``: as :meth:`encode`)."""
+        mean, raw = (self.decoder if nets is None else nets.decode)(z).chunk(2, dim=-1)
         return mean, torch.log(F.softplus(raw) + self.min_variance)
 
     @staticmethod
@@ -82,16 +84,16 @@ class GaussianVAE(nn.Module):
         return 0.5 * (mu.square() + log_var.exp() - 1.0 - log_var).sum(-1)
 
     def log_likelihoods(self, x: torch.Tensor, n_samples: int, generator: torch.Generator | None = None,
-                        noise_seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        noise_seed: int | None = None, nets: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Elementwise ``log p(x|z_l)`` ``[L, N, *sample_shape]`` for L = ``n_samples`` draws z_l ~ q(z|x)
         (one decoder pass over all L·N codes), and ``KL(q(z|x) || p(z))`` ``[N]``.
 
         The noise ε comes from ``generator`` (on x's device; None: the global torch RNG, which other threads
         share: the detectors always pass theirs). With ``noise_seed`` ε is keyed on each row's content instead
         (:mod:`genad_fast.nn.keyed_noise`): a row's draws, and so its score, are the same alone or among any
-        other rows.
+        other rows. ``nets``: see :meth:`encode`.
         """
-        mu, log_var = self.encode(x)
+        mu, log_var = self.encode(x, nets)
         if noise_seed is not None:
             n, latent = mu.shape
             eps = keyed_normals(row_keys(x), noise_seed, n_samples * latent, mu.dtype).view(n, n_samples, latent)
@@ -99,7 +101,7 @@ class GaussianVAE(nn.Module):
         else:
             eps = torch.randn((n_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * log_var) * eps                       # [L, N, latent]
-        mean, dec_log_var = self.decode(z.reshape(-1, mu.shape[-1]))  # [L·N, *sample_shape]
+        mean, dec_log_var = self.decode(z.reshape(-1, mu.shape[-1]), nets)  # [L·N, *sample_shape]
         mean = mean.view(n_samples, *x.shape)
         dec_log_var = dec_log_var.view(n_samples, *x.shape)
         ll = -0.5 * (LOG_2PI + dec_log_var + (x - mean).square() * torch.exp(-dec_log_var))
@@ -107,15 +109,16 @@ class GaussianVAE(nn.Module):
 
     def scores(self, x: torch.Tensor, kind: str = "recon_prob", n_samples: int = 10,
                per_timestamp: bool = False, generator: torch.Generator | None = None,
-               noise_seed: int | None = None) -> torch.Tensor:
+               noise_seed: int | None = None, nets: Any = None) -> torch.Tensor:
         """Anomaly scores (higher = more anomalous), see the module docstring: ``[N]``, or ``[N, W]`` per timestamp.
 
-        ``generator`` or ``noise_seed`` draws the latent samples (see :meth:`log_likelihoods`)."""
+        ``generator`` or ``noise_seed`` draws the latent samples (see :meth:`log_likelihoods`); ``nets``: see
+        :meth:`encode`."""
         if kind not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {kind!r}")
         if per_timestamp and len(self.sample_shape) != 2:
             raise ValueError("per-timestamp scores need window samples (W, C)")
-        ll, kl = self.log_likelihoods(x, n_samples, generator, noise_seed)
+        ll, kl = self.log_likelihoods(x, n_samples, generator, noise_seed, nets)
         # Sum the log-densities over everything but the timestamp (per_timestamp) or over the whole sample.
         ll = ll.sum(-1) if per_timestamp else ll.flatten(2).sum(-1)  # [L, N, W] or [L, N]
         if kind == "elbo":
