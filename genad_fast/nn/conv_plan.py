@@ -1,4 +1,6 @@
-"""A convolutional encoder/decoder pair (:mod:`genad_fast.nn.blocks`) run as a few fused calls.
+"""A convolutional encoder/decoder pair (:mod:`genad_fast.nn.blocks`) run as a few fused calls: what the
+autoencoder's, the VAE's and Deep SVDD's scoring run their networks through on a compiled backend
+(:mod:`genad_fast.detectors._fused_score`).
 
 A stream scores one window per timestamp; the autoencoder's forward of one window is ~40 ATen calls (per stage a
 convolution, an activation, a pooling or an upsampling, each with its dispatch and allocation), ~0.2 ms around
