@@ -134,9 +134,11 @@ class VAEDetector(FusedScoreMixin, NetworkParamsMixin, BaseDetector):
                                      self._torch_generator("fit"), verbose=self.verbose, desc="VAEDetector")
 
     def _fused_score(self, dispatch: Dispatch, dtype: torch.dtype) -> ConvNetPlan | None:
-        """The encoder and decoder as fused stages (:class:`ConvNetPlan`: faster than the modules at every size the
-        scoring runs them, one window to a pass of 1,024 windows and their L·1,024 codes), or None where the modules
-        score: rows (an MLP), or a dispatch without a compiled ``conv1d_act`` (the eager backend, the reference)."""
+        """The encoder and decoder as fused stages (:class:`ConvNetPlan`; the decoder, which runs L codes per window,
+        is most of a pass: 16 codes 0.11 against 0.30 ms, 4,096 codes 25 against 54 ms; with AVX2 kernels 0.27
+        against 0.51 and 64 against 112 ms, and within 8 % of the modules from 256 to 1,024 codes), or None where
+        the modules score: rows (an MLP), or a dispatch without a compiled ``conv1d_act`` (the eager backend, the
+        reference)."""
         if not isinstance(self.model_.encoder, ConvEncoder) or dtype not in (torch.float32, torch.float64) or \
                 not dispatch.has("conv1d_act"):
             return None
