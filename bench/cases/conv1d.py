@@ -5,8 +5,8 @@ hidden (32, 64)) at their deepest stages: the encoder's second ``Conv1d(32 -> 64
 MaxPool1d(2)`` on 16 timestamps, and the decoder's ``Upsample(8 -> 16) -> Conv1d(64 -> 32, k=5) -> LeakyReLU``.
 The eager provider is those modules' functional form (``F.conv1d`` etc., what the autoencoder runs); ``compile`` is
 ``torch.compile`` of it; ``cpu`` the fused op. Sizes: one window (a stream's update at chunk 1: the per-call cost
-decides) and 256 windows (a batch: the arithmetic decides, where oneDNN's batched convolution is strong; the
-stream uses the fused op below 16 windows only). float32.
+decides) and 256 windows (a batch: the arithmetic decides, where oneDNN's batched convolution is strong; Deep
+SVDD, whose score is these convolutions alone, uses the fused op below 32 windows only). float32.
 
 Bytes moved, each tensor once: read x [N, C_in, L_in] and the weights [C_out, C_in, k] + bias, write
 [N, C_out, L_out].

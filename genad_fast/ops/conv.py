@@ -15,9 +15,10 @@ source timestamps as ``torch.nn.Upsample(mode="nearest")``.
 
 Why an op: a stream scores one window per timestamp, and at that size (8-64 channels, tens of timestamps) ATen's
 convolution and the separate upsampling, activation and pooling passes cost ~25 µs a stage in dispatch and
-allocation around ~1 µs of arithmetic (:mod:`genad_fast.nn.conv_plan` runs a whole autoencoder with it). The CPU
-kernel gathers a sample's padded input once and accumulates each output channel along time with vector FMAs, in x's
-dtype: another summation order than ATen's convolution, so results agree to rounding. The CUDA kernel composes ATen
+allocation around ~1 µs of arithmetic (:mod:`genad_fast.nn.conv_plan` runs the autoencoder's, the VAE's and Deep
+SVDD's networks with it). The CPU kernel gathers a sample's padded input once and accumulates register blocks of
+output channels along time with vector FMAs, in x's dtype: another summation order than ATen's convolution, so
+results agree to rounding; every sample gets the same sums whatever the batch. The CUDA kernel composes ATen
 ops (cuDNN); there is no Triton kernel (on a GPU the convolution is cuDNN's either way). No autograd formula: it is
 an inference op.
 """
