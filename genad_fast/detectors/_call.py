@@ -52,17 +52,8 @@ def _table() -> dict[tuple[int, str], Any]:
 def thread_value(owner: object, key: str, value: Any) -> Iterator[Any]:
     """``value`` stored for ``owner`` under ``key`` on this thread while the block runs (:func:`get_thread_value`);
     a value stored there before comes back afterwards."""
-    table, slot = _table(), (id(owner), key)
-    missing = object()
-    outer = table.get(slot, missing)
-    table[slot] = value
-    try:
+    with thread_values(owner, [(key, value)]):
         yield value
-    finally:
-        if outer is missing:
-            del table[slot]
-        else:
-            table[slot] = outer
 
 
 class thread_values:  # noqa: N801 - a context manager, named like the function it generalises

@@ -1,4 +1,5 @@
-"""Detectors whose windows score through a fused score object on a compiled backend (the autoencoder, Deep SVDD).
+"""Detectors whose windows score through a fused score object on a compiled backend (the autoencoder, the VAE,
+Deep SVDD).
 
 The detector builds the object once per scoring call in :meth:`FusedScoreMixin._score_context`
 (``_fused_score(dispatch, dtype)``: None where the modules score, e.g. on the eager backend, the reference, or for
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from genad_fast.detectors._call import current_call, get_thread_value, thread_value
+from genad_fast.nn.blocks import ConvEncoder
 from genad_fast.nn.conv_plan import HELD_KEY
 
 __all__ = ["FusedScoreMixin"]
@@ -25,6 +27,14 @@ class FusedScoreMixin:
 
     def _fused_score(self, dispatch: Any, dtype: torch.dtype) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement _fused_score(dispatch, dtype)")
+
+    @staticmethod
+    def _fuses(encoder: Any, dispatch: Any, dtype: torch.dtype, *ops: str) -> bool:
+        """Whether a fused score can run: a convolutional encoder (windows; rows go through an MLP), float32 or
+        float64 data, and compiled kernels of ``conv1d_act`` and ``ops`` in ``dispatch`` (the eager backend, the
+        reference, runs the modules)."""
+        return isinstance(encoder, ConvEncoder) and dtype in (torch.float32, torch.float64) and \
+            all(dispatch.has(op) for op in ("conv1d_act", *ops))
 
     @contextlib.contextmanager
     def _score_context(self, dtype: torch.dtype) -> Iterator[None]:

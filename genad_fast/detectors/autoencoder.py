@@ -50,7 +50,6 @@ from genad_fast.detectors._network import MIN_STEPS, HIDDEN, NetworkParamsMixin,
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.autoencoder import AutoEncoder, reconstruction_loss
-from genad_fast.nn.blocks import ConvEncoder
 from genad_fast.nn.conv_plan import ConvNetPlan
 from genad_fast.ops.dispatch import Dispatch
 from genad_fast.ops.distance import hold_refs
@@ -251,8 +250,7 @@ class AutoEncoderDetector(FusedScoreMixin, NetworkParamsMixin, BaseDetector):
         """The fused score of windows (:class:`FusedWindowScore`), or None where the modules score: rows (an MLP), a
         dispatch without compiled ``conv1d_act`` and ``kde_logpdf`` kernels (the eager backend runs the modules, its
         reference), or a model without the code statistics its score needs (``_score_model`` says so)."""
-        if not isinstance(self.model_.encoder, ConvEncoder) or dtype not in (torch.float32, torch.float64) or \
-                not dispatch.has("conv1d_act") or not dispatch.has("kde_logpdf") or \
+        if not self._fuses(self.model_.encoder, dispatch, dtype, "kde_logpdf") or \
                 (self.anomaly_score != "reconstruction" and self.code_mean_ is None):
             return None
         return FusedWindowScore(self, dispatch, dtype)

@@ -35,7 +35,6 @@ from genad_fast.detectors._training_params import TRAINING_SPECS
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
 from genad_fast.nn.autoencoder import AutoEncoder, reconstruction_loss
-from genad_fast.nn.blocks import ConvEncoder
 from genad_fast.nn.conv_plan import ConvNetPlan
 from genad_fast.nn.svdd import OBJECTIVES, DeepSVDD, svdd_loss, svdd_network
 from genad_fast.ops.dispatch import Dispatch
@@ -190,8 +189,7 @@ class DeepSVDDDetector(FusedScoreMixin, NetworkParamsMixin, BaseDetector):
     def _fused_score(self, dispatch: Dispatch, dtype: torch.dtype) -> FusedSVDDScore | None:
         """The fused score of windows (:class:`FusedSVDDScore`), or None where the modules score: rows (an MLP), or
         a dispatch without a compiled ``conv1d_act`` (the eager backend runs the modules, its reference)."""
-        if not isinstance(self.model_.net, ConvEncoder) or dtype not in (torch.float32, torch.float64) or \
-                not dispatch.has("conv1d_act"):
+        if not self._fuses(self.model_.net, dispatch, dtype):
             return None
         return FusedSVDDScore(self.model_, dispatch, dtype)
 

@@ -35,7 +35,6 @@ from genad_fast.detectors._renamed import take_renamed
 from genad_fast.detectors._training_params import TRAINING_SPECS
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
-from genad_fast.nn.blocks import ConvEncoder
 from genad_fast.nn.conv_plan import ConvNetPlan
 from genad_fast.nn.vae import SCORES, GaussianVAE, elbo_loss
 from genad_fast.ops.dispatch import Dispatch
@@ -139,8 +138,7 @@ class VAEDetector(FusedScoreMixin, NetworkParamsMixin, BaseDetector):
         against 0.51 and 64 against 112 ms, and within 8 % of the modules from 256 to 1,024 codes), or None where
         the modules score: rows (an MLP), or a dispatch without a compiled ``conv1d_act`` (the eager backend, the
         reference)."""
-        if not isinstance(self.model_.encoder, ConvEncoder) or dtype not in (torch.float32, torch.float64) or \
-                not dispatch.has("conv1d_act"):
+        if not self._fuses(self.model_.encoder, dispatch, dtype):
             return None
         return ConvNetPlan(self.model_.encoder, self.model_.decoder, dtype, dispatch)
 
