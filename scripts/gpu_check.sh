@@ -9,8 +9,10 @@
 # 4. tests/gpu on the ("cuda", "cuda") and ("cuda", "triton") pairs: every op against its eager twin on the GPU,
 #    the Philox stream against the CPU kernel's, gradcheck, opcheck, the detectors and their CUDA-graph paths;
 # 5. a short CUDA throughput run of the benchmarks (coupling, diffusion, randn, KDE/kNN, the AnoGAN search's ops):
-#    eager, torch.compile, cuda, triton, bounded to 150 s (no plot: matplotlib's first start builds a font cache).
-# Steps 3-5 run even when one of them fails, so that one run reports everything; a failed build stops the run.
+#    eager, torch.compile, cuda, triton, bounded to 150 s (no plot: matplotlib's first start builds a font cache);
+# 6. many series on the GPU (issue #14): the loop over decision_function, the packed call and one long series, for
+#    the flow (200 x 5,000 x 8) and the diffusion detector (20 x 5,000 x 8), 45 s each.
+# Steps 3-6 run even when one of them fails, so that one run reports everything; a failed build stops the run.
 # The exit status is that of the first failed step. About 6-8 minutes on 16 cores (most of it nvcc and the
 # first compilation of each Triton kernel and torch.compile graph).
 #
@@ -129,7 +131,7 @@ pytest_args+=(${PYTEST_ARGS---maxfail=30})
 if "$py" -c "import pytest_timeout" 2>/dev/null; then
   pytest_args+=(--timeout 600)
 fi
-test_budget=$((deadline - SECONDS - 60))
+test_budget=$((deadline - SECONDS - 170))
 if [ "$test_budget" -lt 60 ]; then
   test_budget=60
 fi
@@ -139,7 +141,7 @@ run_step tests gpu_tests.log timeout --signal=INT --kill-after=20 "$test_budget"
 # ---- 5. benchmarks ----------------------------------------------------------------------------------------------
 # One size per case (the GPU-sized one); every row is printed as it is measured, so a run cut by the timeout
 # still leaves its rows in bench.log (the CSV/JSON/PNG are written at the end).
-bench_budget=$((deadline - SECONDS - 10))
+bench_budget=$((deadline - SECONDS - 100))
 if [ "$bench_budget" -gt 150 ]; then
   bench_budget=150
 fi
@@ -152,6 +154,12 @@ fi
   --cases 'coupling:*,diffusion_step:*,add_noise:*,recon_error:*,randn:*,kde_logpdf:*,knn_distance:*,anogan_ops:*' \
   --sizes '65536x64,4096x64x25,2^24,N5000-M50000-D32,B65536-P64-F128-L32' --budget 0.3 --no-plot \
   --out "$OUT/bench" --name gpu_bench
+
+# ---- 6. many series on the GPU ---------------------------------------------------------------------------------
+run_step many_series many_series.log timeout 45 "$py" -m bench.cases.many_series --device cuda --series 200 \
+  --length 5000 --repeats 2 --detectors flow
+run_step many_series_diffusion many_series_diffusion.log timeout 45 "$py" -m bench.cases.many_series --device cuda \
+  --series 20 --length 5000 --repeats 2 --detectors diffusion
 
 note "done in $SECONDS s; first failure exit status: $first_failure; files in $OUT"
 exit "$first_failure"
