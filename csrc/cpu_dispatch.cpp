@@ -223,6 +223,8 @@ Stub<KdeFn> kde_logpdf_stub;
 Stub<KnnFn> knn_distance_stub;
 Stub<LinearActFn> linear_act_stub;
 Stub<Conv1dActFn> conv1d_act_stub;
+Stub<GatedTanhFn> gated_tanh_stub;
+Stub<GatedTanhBackwardFn> gated_tanh_backward_stub;
 
 namespace {
 
@@ -256,4 +258,6 @@ TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
   m.impl("knn_distance", op<knn_distance_stub>);
   m.impl("linear_act", op<linear_act_stub>);
   m.impl("conv1d_act", op<conv1d_act_stub>);
+  m.impl("gated_tanh", op<gated_tanh_stub>);
+  m.impl("gated_tanh_backward", op<gated_tanh_backward_stub>);
 }

@@ -65,4 +65,11 @@ TORCH_LIBRARY(genad_fast, m) {
   // nearest, to `length` timestamps (L_in: none); act = LeakyReLU(slope) when slope is given; pool: MaxPool1d(2,
   // ceil_mode=True). Sums in x's dtype.
   m.def("conv1d_act(Tensor x, Tensor weight, Tensor? bias, int length, float? slope, bool pool) -> Tensor");
+
+  // The gated activation unit of WaveNet / DiffWave (van den Oord et al. 2016; Kong et al., ICLR 2021): x split in
+  // halves (a, b) along `dim`, out = sigmoid(a) * tanh(b), tanh(b) evaluated as 2 sigmoid(2b) - 1. x float32,
+  // float64 or bfloat16 (bfloat16 computed in float32), any layout; out has x's shape with `dim` halved. The
+  // backward returns d/dx = [g tanh(b) s (1 - s), g s (1 - tanh(b)^2)] (s = sigmoid(a)) in x's layout.
+  m.def("gated_tanh(Tensor x, int dim) -> Tensor");
+  m.def("gated_tanh_backward(Tensor grad, Tensor x, int dim) -> Tensor");
 }

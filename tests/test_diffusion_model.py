@@ -242,6 +242,33 @@ def test_inference_plan_equals_the_module(dtype, tol, conditional, kernel_size):
         torch.testing.assert_close(got, want, rtol=tol, atol=tol * scale)
 
 
+@pytest.mark.parametrize("conditional", [False, True])
+def test_module_gated_units_on_the_cpu_kernel_train_as_the_composite(conditional):
+    """The training path: the denoiser with backend="cpu" (the gated_tanh kernel, its backward by hand) gives the
+    eager composite's ε̂ and parameter gradients, to float64 rounding; under the Triton backend (no gated_tanh
+    kernel) the layers take the composite."""
+    from genad_fast.nn.diffusion.denoiser import gate_backend
+    from genad_fast.ops import Dispatch
+
+    net = _random_full_denoiser(conditional, torch.float64)
+    x = torch.randn(3, net.in_channels, 29, dtype=torch.float64)
+    t = torch.tensor([0, 7, 19])
+    grads = {}
+    for backend in ("eager", "cpu"):
+        net.zero_grad()
+        step = net.step_mlp(sinusoidal_embedding(t, net.embedding_dim).to(torch.float64))
+        eps = Denoiser.forward(net, x, step=step, backend=backend)
+        (eps * torch.linspace(-1, 1, eps.numel(), dtype=torch.float64).view_as(eps)).sum().backward()
+        grads[backend] = (eps.detach(), [p.grad.clone() for p in net.parameters()])
+    torch.testing.assert_close(grads["cpu"][0], grads["eager"][0], rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads["cpu"][1], grads["eager"][1]):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert any(float(g.abs().max()) > 0 for g in grads["cpu"][1])
+    assert gate_backend("triton") == "eager" and gate_backend("cpu") == "cpu"
+    cpu = Dispatch.build("cpu", "cpu")
+    assert gate_backend(cpu) is cpu and gate_backend(Dispatch.build("eager", "cpu")) == "eager"
+
+
 def test_inference_plan_padding_is_each_reads_own():
     """Reads batched into one call stay independent: each read's edges see zeros, not its neighbour's values."""
     from genad_fast.nn.diffusion.plan import DenoiserInference

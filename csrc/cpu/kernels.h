@@ -41,6 +41,8 @@ using LinearActFn = Tensor (*)(const Tensor& x, const Tensor& weight, const OptT
                                std::optional<at::ScalarType> out_dtype);
 using Conv1dActFn = Tensor (*)(const Tensor& x, const Tensor& weight, const OptTensor& bias, int64_t length,
                                std::optional<double> slope, bool pool);
+using GatedTanhFn = Tensor (*)(const Tensor& x, int64_t dim);
+using GatedTanhBackwardFn = Tensor (*)(const Tensor& grad, const Tensor& x, int64_t dim);
 
 extern Stub<CouplingFn> coupling_forward_stub;
 extern Stub<CouplingFn> coupling_inverse_stub;
@@ -55,6 +57,8 @@ extern Stub<KdeFn> kde_logpdf_stub;
 extern Stub<KnnFn> knn_distance_stub;
 extern Stub<LinearActFn> linear_act_stub;
 extern Stub<Conv1dActFn> conv1d_act_stub;
+extern Stub<GatedTanhFn> gated_tanh_stub;
+extern Stub<GatedTanhBackwardFn> gated_tanh_backward_stub;
 
 // ---- reference sets held packed between calls (genad_fast.ops.hold_refs) -------------------------------------------
 // The distance kernels (kde_logpdf, knn_distance) pack the whole reference set for their register tile on every call

@@ -8,7 +8,8 @@ alias annotations, defaults), which ``tests/test_op_schema.py`` compares with wh
 ``IMPLEMENTED`` is the capability table: the backends each op has. The dispatch object
 (:class:`genad_fast.ops.dispatch.Dispatch`) reads it to say, per op, which backend runs it and whether a kernel
 exists at all (``linear_act`` has no Triton kernel: the GPU search is captured in a CUDA graph instead;
-``conv1d_act`` neither: on a GPU the convolution is cuDNN's either way).
+``conv1d_act`` neither: on a GPU the convolution is cuDNN's either way; nor ``gated_tanh``: one element-wise pass,
+which the CUDA kernel already is).
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ SCHEMAS: dict[str, str] = {
     "linear_act": ("linear_act(Tensor x, Tensor weight, Tensor? bias, Tensor? gate, float gate_slope, "
                    "Tensor? addend, float? slope, ScalarType? out_dtype) -> Tensor"),
     "conv1d_act": "conv1d_act(Tensor x, Tensor weight, Tensor? bias, int length, float? slope, bool pool) -> Tensor",
+    "gated_tanh": "gated_tanh(Tensor x, int dim) -> Tensor",
+    "gated_tanh_backward": "gated_tanh_backward(Tensor grad, Tensor x, int dim) -> Tensor",
 }
 
 _ALL = ("eager", "cpu", "cuda", "triton")
@@ -48,6 +51,7 @@ _ALL = ("eager", "cpu", "cuda", "triton")
 IMPLEMENTED: dict[str, tuple[str, ...]] = {op: _ALL for op in SCHEMAS}
 IMPLEMENTED["linear_act"] = ("eager", "cpu", "cuda")
 IMPLEMENTED["conv1d_act"] = ("eager", "cpu", "cuda")
+IMPLEMENTED["gated_tanh"] = IMPLEMENTED["gated_tanh_backward"] = ("eager", "cpu", "cuda")
 
 
 def namespace_of(backend: str) -> str:

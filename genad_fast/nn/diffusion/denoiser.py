@@ -7,7 +7,7 @@ time — so that it has a finite receptive field and runs over a series of any l
     h = ReLU(Conv1x1_in(x))                                        input projection: mixes all channels
     for each layer l (dilation d_l = 2^(l mod cycle)):
         y = DilatedConv_{k, d_l}(h + P_l·e(t))                       e(t): MLP of a sinusoidal embedding of t
-        y = sigmoid(y_gate) ⊙ tanh(y_filter)                         gated unit (WaveNet)
+        y = sigmoid(y_gate) ⊙ tanh(y_filter)                         gated unit (WaveNet): ops.gated_tanh
         r, s = split(Conv1x1_l(y))
         h = (h + r)/sqrt(2);  skip += s
     ε̂ = Conv1x1_out(ReLU(Conv1x1_skip(skip / sqrt(L))))            last layer zero-initialised
@@ -32,8 +32,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["DEFAULT_DILATION_CYCLE", "DEFAULT_LAYERS", "ConditionalDenoiser", "Denoiser", "receptive_field",
-           "sinusoidal_embedding", "stack_for_window"]
+from genad_fast import ops
+from genad_fast.ops import Dispatch
+
+__all__ = ["DEFAULT_DILATION_CYCLE", "DEFAULT_LAYERS", "ConditionalDenoiser", "Denoiser", "gate_backend",
+           "receptive_field", "sinusoidal_embedding", "stack_for_window"]
 
 #: The default residual stack: 8 layers, dilations 1, 2, 4, 8 twice (receptive field 61 with kernel 3).
 DEFAULT_LAYERS = 8
@@ -91,6 +94,15 @@ def _pointwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(conv.bias[None, :, None], w.expand(x.shape[0], *w.shape), x)
 
 
+def gate_backend(backend: str | Dispatch | None) -> str | Dispatch | None:
+    """The backend of the gated units for a call on ``backend``: itself where it has a ``gated_tanh`` kernel.
+    The Triton backend has none (one element-wise pass, which ATen's CUDA ops already are), so under it the
+    units run as the composite of ATen ops, as the convolutions run as ATen's."""
+    if isinstance(backend, Dispatch):
+        return backend if backend.has("gated_tanh") else "eager"
+    return "eager" if backend == "triton" else backend
+
+
 class _ResidualLayer(nn.Module):
     def __init__(self, channels: int, embed: int, dilation: int, kernel_size: int):
         super().__init__()
@@ -108,12 +120,12 @@ class _ResidualLayer(nn.Module):
         nn.init.kaiming_normal_(self.conv.weight, generator=generator)
         nn.init.kaiming_normal_(self.out.weight, generator=generator)
 
-    def forward(self, h: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, step: torch.Tensor,
+                backend: str | Dispatch | None = "eager") -> tuple[torch.Tensor, torch.Tensor]:
         y = self.conv(h + self.step_proj(step).unsqueeze(-1))
-        gate, filt = y.chunk(2, dim=1)
-        # tanh(f) = 2·sigmoid(2f) - 1: the same function, but ATen's float tanh runs scalar on some CPU builds
-        # (15 ns/element here, against 2 ns for sigmoid) and would dominate the whole network.
-        y = torch.sigmoid(gate) * (2.0 * torch.sigmoid(2.0 * filt) - 1.0)
+        # σ(gate)·tanh(filter) over the halves of y: one pass each way with a compiled backend, the composite
+        # (genad_fast.reference.gated) on the eager one.
+        y = ops.gated_tanh(y, 1, backend=gate_backend(backend))
         res, skip = _pointwise(self.out, y).chunk(2, dim=1)
         return (h + res) * (1.0 / math.sqrt(2.0)), skip
 
@@ -136,6 +148,10 @@ class Denoiser(nn.Module):
         Size of the sinusoidal step embedding (CSDI: 128); the step MLP is embedding_dim -> 2·embedding_dim twice.
     in_channels : int or None
         Input channels when they differ from ``channels`` (the conditional variant).
+
+    ``forward`` takes ``backend`` (a name or the :class:`~genad_fast.ops.Dispatch` of the caller's fit or scoring
+    call) for the gated units (:func:`genad_fast.ops.gated_tanh`); the default ``"eager"`` is the composite of ATen
+    ops, the reference the fused kernels are tested against.
     """
 
     def __init__(self, channels: int, residual_channels: int = 64, n_layers: int = 8, dilation_cycle: int = 4,
@@ -186,7 +202,8 @@ class Denoiser(nn.Module):
         t = torch.as_tensor(t, device=self.inp.weight.device).reshape(-1)
         return self.step_mlp(sinusoidal_embedding(t, self.embedding_dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, *, step: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, *, step: torch.Tensor | None = None,
+                backend: str | Dispatch | None = "eager") -> torch.Tensor:
         if (t is None) == (step is None):
             raise ValueError("pass exactly one of t (step indices) and step (a precomputed step_embedding)")
         if x.dim() != 3 or x.shape[1] != self.in_channels:
@@ -199,7 +216,7 @@ class Denoiser(nn.Module):
         h = F.relu(_pointwise(self.inp, x))
         skip = None
         for layer in self.layers:
-            h, s = layer(h, step)
+            h, s = layer(h, step, backend)
             skip = s if skip is None else skip + s
         skip = skip * (1.0 / math.sqrt(len(self.layers)))
         return _pointwise(self.out, F.relu(_pointwise(self.skip, skip)))
@@ -217,8 +234,8 @@ class ConditionalDenoiser(Denoiser):
         super().__init__(channels, in_channels=3 * channels, **kwargs)
 
     def forward(self, x: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, t: torch.Tensor | None = None, *,
-                step: torch.Tensor | None = None) -> torch.Tensor:
-        return super().forward(self.inputs(x, observed, mask), t, step=step)
+                step: torch.Tensor | None = None, backend: str | Dispatch | None = "eager") -> torch.Tensor:
+        return super().forward(self.inputs(x, observed, mask), t, step=step, backend=backend)
 
     @staticmethod
     def inputs(x: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

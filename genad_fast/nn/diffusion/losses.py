@@ -63,7 +63,7 @@ class ReconstructLoss:
     def __call__(self, model: Denoiser, batch: torch.Tensor) -> torch.Tensor:
         x0 = batch.transpose(1, 2).contiguous()  # [b, C, W]
         x_t, z, t = self.noisy(x0, _validation_keys(model, x0))
-        return torch.mean((model(x_t, t) - z) ** 2)
+        return torch.mean((model(x_t, t, backend=self.backend) - z) ** 2)
 
 
 class ImputeLoss(ReconstructLoss):
@@ -97,5 +97,5 @@ class ImputeLoss(ReconstructLoss):
         keys = _validation_keys(model, x0)
         target = self.target_mask(x0.shape[0], x0.shape[1], x0.shape[2], x0.device, keys)
         x_t, z, t = self.noisy(x0, keys)
-        err = (model(x_t, x0, 1.0 - target, t) - z) ** 2
+        err = (model(x_t, x0, 1.0 - target, t, backend=self.backend) - z) ** 2
         return (err * target).sum() / target.sum().clamp(min=1.0)

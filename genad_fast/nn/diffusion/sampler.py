@@ -249,10 +249,10 @@ class SeriesSampler:
                                                               gather(mask, group))
                         out = network(x_in, plan.consts[j])
                     elif observed is None:
-                        out = self.model(gather(states, group), step=steps[j:j + 1])
+                        out = self.model(gather(states, group), step=steps[j:j + 1], backend=self.dispatch)
                     else:
                         out = self.model(gather(states, group), gather(observed, group), gather(mask, group),
-                                         step=steps[j:j + 1])
+                                         step=steps[j:j + 1], backend=self.dispatch)
                     out = out.reshape(len(group), B, C, -1)
                     for g, (i, (s, e, lo, _)) in enumerate(group):
                         eps[i][:, :, s:e] = out[g, :, :, s - lo:e - lo]
