@@ -99,7 +99,7 @@ def test_each_capability_matches_the_eager_reference(capability):
 @pytest.mark.parametrize("capability", runnable())
 def test_op_test_files_pass_under_each_capability(capability, tmp_path):
     files = ["test_coupling.py", "test_philox.py", "test_diffusion_ops.py", "test_distance_ops.py",
-             "test_anogan_ops.py", "test_linear_act.py", "test_conv1d_act.py"]
+             "test_anogan_ops.py", "test_linear_act.py", "test_conv1d_act.py", "test_gated_tanh.py"]
     # A private inductor cache: torch.compile's code cache does not key on ATEN_CPU_CAPABILITY, and a kernel cached
     # by a process of another capability gave wrong sums here (torch 2.14; a fresh cache is right for every one).
     env = {**os.environ, "ATEN_CPU_CAPABILITY": capability.lower(), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
@@ -224,6 +224,30 @@ def child_checks() -> None:
                 both(f"conv1d_act({n}, {c_in}, {c_out}, {l_in}, k={k}, length={length}, pool={pool})",
                      lambda b: ops.conv1d_act(xc, wc, bc, length=length, slope=slope, pool=pool, backend=b),
                      rtol, atol)
+
+        # gated_tanh forward and backward: spans of 1, of 37 (a tail after 2 AVX-512 / 4 AVX2 float registers) and
+        # 5·17 = 85; x transposed, a NaN, magnitudes to ~25 (saturated sigmoids); the backward through autograd
+        for shape, d in (((6, 2), 1), ((9, 74), -1), ((3, 10, 17), 1), ((4, 6, 33), 0)):
+            xg = (rand(*reversed(shape), dtype=dtype) * 6).permute(*reversed(range(len(shape))))
+            xg[(0,) * len(shape)] = float("nan")
+            gg = rand(*[s // 2 if i == d % len(shape) else s for i, s in enumerate(shape)], dtype=dtype)
+            both(f"gated_tanh({list(shape)}, dim={d})", lambda b: ops.gated_tanh(xg, d, backend=b), rtol, atol)
+
+            def gated_grad(b):
+                leaf = xg.detach().clone().requires_grad_(True)
+                ops.gated_tanh(leaf, d, backend=b).backward(gg)
+                return leaf.grad
+            # the eager composite's sigmoid backward, out·(1 - out), cancels at |x| ~ 25: ~1e-6 absolute in float32
+            gtol = (rtol, 1e-5) if dtype == torch.float32 else (rtol, atol)
+            both(f"gated_tanh_backward({list(shape)}, dim={d})", gated_grad, *gtol)
+
+    # gated_tanh in bfloat16: the float32 kernel's result on the upcast input, rounded once, bit for bit
+    xb = (rand(5, 2 * 37, 13, dtype=torch.float32) * 4).to(torch.bfloat16)
+    _close("gated_tanh(bfloat16)", ops.gated_tanh(xb, 1, backend="cpu"),
+           ops.gated_tanh(xb.float(), 1, backend="cpu").to(torch.bfloat16), 0.0, 0.0)
+    gb = rand(5, 37, 13, dtype=torch.float32).to(torch.bfloat16)
+    _close("gated_tanh_backward(bfloat16)", torch.ops.genad_fast.gated_tanh_backward(gb, xb, 1),
+           torch.ops.genad_fast.gated_tanh_backward(gb.float(), xb.float(), 1).to(torch.bfloat16), 0.0, 0.0)
 
     for wdtype in (torch.float32, torch.bfloat16):
         x, w = rand(130, 37, dtype=torch.float32), rand(29, 37, dtype=torch.float32)

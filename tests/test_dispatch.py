@@ -1,6 +1,6 @@
 """The op layer's dispatch object (genad_fast/ops/dispatch.py): the backend of every op chosen once, per device,
-from backend= or GENAD_FAST_BACKEND; per-op capabilities (linear_act and conv1d_act have no Triton kernel); kernel
-handles."""
+from backend= or GENAD_FAST_BACKEND; per-op capabilities (linear_act, conv1d_act and gated_tanh have no Triton
+kernel); kernel handles."""
 import importlib.util
 
 import pytest
@@ -51,7 +51,14 @@ def test_triton_says_per_op_which_kernels_it_has(monkeypatch):
         d.backend_of("conv1d_act")
     with pytest.raises(BackendUnavailableError, match="conv1d_act has no 'triton' implementation"):
         ops.conv1d_act(torch.randn(2, 3, 8), torch.randn(4, 3, 3), backend=d)
-    for op in (op for op in SCHEMAS if op not in ("linear_act", "conv1d_act")):
+    for op in ("gated_tanh", "gated_tanh_backward"):  # no Triton kernel either (ops/gated.py says why)
+        assert not d.has(op)
+        with pytest.raises(BackendUnavailableError, match=f"{op} has no 'triton' implementation"):
+            d.backend_of(op)
+    with pytest.raises(BackendUnavailableError, match="gated_tanh has no 'triton' implementation"):
+        ops.gated_tanh(torch.randn(2, 6, 3), backend=d)
+    without = ("linear_act", "conv1d_act", "gated_tanh", "gated_tanh_backward")
+    for op in (op for op in SCHEMAS if op not in without):
         assert "triton" in IMPLEMENTED[op]
         assert d.backend_of(op) == "triton" and d.kernel(op) is getattr(torch.ops.genad_fast_triton, op)
 

@@ -68,6 +68,10 @@ LIN = dict(x=z(3, 5), weight=z(4, 5), bias=None, gate=None, gate_slope=0.0, adde
 CONV = dict(x=z(2, 3, 8), weight=z(4, 3, 3), bias=None, length=8, slope=None, pool=False)
 
 
+# gated_tanh's own text: an odd size along dim cannot be split into gate and filter halves.
+EVEN = "x must have an even size along dim {dim} (its two halves are the gate and the filter), got shape {shape}"
+
+
 def adam(**change):
     """masked_adam_'s arguments in schema order, with some replaced."""
     return tuple((ADAM | ADAM_SCALARS | change).values())
@@ -218,6 +222,27 @@ CASES = [
                                             "[0, 3, 3]"),
     ("conv1d_act", conv(length=0), "length must be >= 1 (the input's length after upsampling), got 0"),
     ("conv1d_act", conv(length=-3), "length must be >= 1 (the input's length after upsampling), got -3"),
+    # ---- gated_tanh: x of any rank >= 1 and layout, an even size along dim; backward grad [x's shape, dim halved]
+    ("gated_tanh", (z(3, 5), 1), EVEN.format(dim=1, shape="[3, 5]")),
+    ("gated_tanh", (z(3, 5), -1), EVEN.format(dim=-1, shape="[3, 5]")),
+    ("gated_tanh", (z(2, 3, 4), -2), EVEN.format(dim=-2, shape="[2, 3, 4]")),
+    ("gated_tanh", (z(4, 6), 2), "dim must be in [-2, 2) for x of shape [4, 6], got 2"),
+    ("gated_tanh", (z(4, 6), -3), "dim must be in [-2, 2) for x of shape [4, 6], got -3"),
+    ("gated_tanh", (z(4, 6, dtype=torch.int64), 1),
+     text("dtype", name="x", allowed="float32, float64 or bfloat16", dtype="int64")),
+    ("gated_tanh", (z(4, 6, dtype=torch.float16), 1),
+     text("dtype", name="x", allowed="float32, float64 or bfloat16", dtype="float16")),
+    ("gated_tanh", (z(), 0), "x must have at least one dimension, got a scalar"),
+    ("gated_tanh_backward", (z(4, 6), z(4, 6), 1), text("shape", name="grad", want="[4, 3]", shape="[4, 6]")),
+    ("gated_tanh_backward", (z(4, 3), z(4, 6), 0), text("shape", name="grad", want="[2, 6]", shape="[4, 3]")),
+    ("gated_tanh_backward", (z(4, 3, dtype=F64), z(4, 6), 1),
+     text("same_dtype", name="grad", ref="x", ref_dtype="float32", dtype="float64")),
+    ("gated_tanh_backward", (z(4, 3), z(4, 6, dtype=torch.bfloat16), 1),
+     text("same_dtype", name="grad", ref="x", ref_dtype="bfloat16", dtype="float32")),
+    ("gated_tanh_backward", (z(4, 3), z(4, 6, dtype=torch.int32), 1),
+     text("dtype", name="x", allowed="float32, float64 or bfloat16", dtype="int32")),
+    ("gated_tanh_backward", (z(3, 2), z(3, 5), 1), EVEN.format(dim=1, shape="[3, 5]")),
+    ("gated_tanh_backward", (z(4, 3), z(4, 6), 5), "dim must be in [-2, 2) for x of shape [4, 6], got 5"),
 ]
 
 
@@ -250,6 +275,9 @@ DEVICE_CASES = [
     ("linear_act", lin(addend=z(3, 4, device=META)), "addend"),
     ("conv1d_act", conv(weight=z(4, 3, 3, device=META)), "weight"),
     ("conv1d_act", conv(bias=z(4, device=META)), "bias"),
+    ("gated_tanh", (z(4, 6, device=META), 1), "x"),
+    ("gated_tanh_backward", (z(4, 3, device=META), z(4, 6), 1), "grad"),
+    ("gated_tanh_backward", (z(4, 3), z(4, 6, device=META), 1), "x"),
 ]
 
 

@@ -57,3 +57,5 @@ def test_every_op_has_eager_and_the_compiled_cpu_and_cuda_backends():
         assert {"eager", "cpu", "cuda"} <= set(backends) <= {"eager", "cpu", "cuda", "triton"}, op
     assert "triton" not in IMPLEMENTED["linear_act"]  # no Triton kernel (ops/linear.py says why)
     assert "triton" not in IMPLEMENTED["conv1d_act"]  # no Triton kernel (ops/conv.py says why)
+    assert "triton" not in IMPLEMENTED["gated_tanh"]  # no Triton kernel (ops/gated.py says why)
+    assert "triton" not in IMPLEMENTED["gated_tanh_backward"]  # nor for its backward

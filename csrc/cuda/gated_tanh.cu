@@ -1,5 +1,5 @@
 // gated_tanh on CUDA: the gated activation unit and its backward, one grid-stride element-wise pass each, with the
-// CPU kernel's formulas (csrc/cpu/gated_tanh.cpp: e = exp(-|v|), no overflow and no cancellation in 1 - σ).
+// CPU kernel's sigmoids (csrc/cpu/gated_tanh.cpp: from e = exp(-|v|), no overflow and no cancellation in 1 - σ).
 // bfloat16 is computed in float32; float64 in float64. x is read as [outer, 2, span] (made contiguous).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>

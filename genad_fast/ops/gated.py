@@ -37,7 +37,8 @@ _DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 def gated_tanh(x: torch.Tensor, dim: int = 1, *, backend: str | Dispatch | None = None) -> torch.Tensor:
     """``σ(a) · tanh(b)`` for the halves ``(a, b)`` of ``x`` along ``dim``; see the module docstring.
 
-    Differentiable (the backward kernel on the compiled backends, autograd of the composite on the eager one).
+    Differentiable (the backward kernel on the compiled backends, autograd of the composite on the eager one);
+    a second derivative (``create_graph=True``) only on the eager backend: the compiled one raises.
     ``backend``: ``"eager"``, ``"cpu"``, ``"cuda"``, None (``GENAD_FAST_BACKEND``, else auto) or a
     :class:`~genad_fast.ops.Dispatch`. There is no Triton kernel: ``"triton"`` raises BackendUnavailableError
     (``Dispatch.has("gated_tanh")`` asks without raising).
@@ -56,7 +57,7 @@ def gated_tanh(x: torch.Tensor, dim: int = 1, *, backend: str | Dispatch | None 
                          f"got shape {list(x.shape)}")
     chosen = select("gated_tanh", backend, x.device)
     if chosen == "eager":
-        return _reference.gated_tanh(x, dim)
+        return _reference.gated_tanh(x, dim).contiguous()  # the kernels' layout, whatever x's
     return kernel("gated_tanh", chosen)(x, dim)
 
 
@@ -83,6 +84,10 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, grad: torch.Tensor):
+    if torch.is_grad_enabled():  # create_graph=True: the backward kernel has no derivative of its own
+        raise RuntimeError("gated_tanh's compiled backward is not differentiable (a second derivative, e.g. a "
+                           "gradient penalty, through create_graph=True): use backend='eager', whose composite "
+                           "autograd differentiates twice")
     (x,) = ctx.saved_tensors
     return torch.ops.genad_fast.gated_tanh_backward(grad, x, ctx.dim), None
 

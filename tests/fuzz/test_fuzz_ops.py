@@ -24,6 +24,7 @@ from genad_fast.reference import coupling as ref_coupling
 from genad_fast.reference import diffusion as ref_diffusion
 from genad_fast.reference import distance as ref_distance
 from genad_fast.reference import linear as ref_linear
+from op_specs import gated_tanh as gated_spec
 
 _CPU = next((b for b in genad_fast.backends() if b.name == "cpu"), None)
 pytestmark = [pytest.mark.fuzz,
@@ -244,6 +245,68 @@ def test_conv1d_act_cpu_equals_eager(inp, up, slope, pool):
     assert_nan_where(got, want, "conv1d_act")  # conv, LeakyReLU, max pooling: NaN exactly where eager has it
 
 
+# ---------------------------------------------------------------------------------------------- gated_tanh
+@st.composite
+def gated_inputs(draw):
+    """(x, dim): rank 1 to 4, sizes 0 to 9 (the split dim 0 to 18, even), float32, float64 or bfloat16, any
+    magnitude, NaN/±inf at random places, in a layout a caller hands over (contiguous, dims permuted, every other
+    element of a dim, one slice broadcast over a dim of size > 1)."""
+    rank = draw(st.integers(1, 4))
+    shape = [draw(st.integers(0, 9)) for _ in range(rank)]
+    dim = draw(st.integers(-rank, rank - 1))
+    shape[dim] = 2 * draw(st.integers(0, 9))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.bfloat16]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    dense = rng.normal(size=shape) * 10.0 ** draw(MAGNITUDES)
+    if dense.size and draw(st.booleans()):
+        flat = dense.reshape(-1)
+        for _ in range(draw(st.integers(1, 3))):
+            flat[rng.integers(flat.size)] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    x = torch.tensor(dense, dtype=torch.float64).to(dtype)
+    kind = draw(st.sampled_from(["contiguous", "permuted", "every_other", "broadcast"]))
+    if kind == "permuted":
+        order = draw(st.permutations(range(rank)))
+        x = x.permute(*order).contiguous().permute(*np.argsort(order).tolist())
+    elif kind == "every_other":
+        d = draw(st.integers(0, rank - 1))
+        big = torch.full([2 * s if i == d else s for i, s in enumerate(shape)], 7.0, dtype=dtype)
+        index = [slice(None)] * rank
+        index[d] = slice(None, None, 2)
+        big[tuple(index)] = x
+        x = big[tuple(index)]
+    elif kind == "broadcast":
+        d = draw(st.integers(0, rank - 1))
+        if shape[d] > 1:   # the split dim too: then a and b are one element
+            x = x.narrow(d, 0, 1).expand(shape)
+    assert list(x.shape) == shape
+    return x, dim
+
+
+@examples(200)
+@given(inp=gated_inputs())
+def test_gated_tanh_cpu_equals_eager(inp):
+    """Forward and backward (through autograd) against the reference's, with the op tests' tolerances (bfloat16:
+    the float32 reference rounded); NaN exactly where the reference has it, and finite wherever the input is."""
+    x, dim = inp
+    got = ops.gated_tanh(x, dim, backend="cpu")
+    want = gated_spec.oracle(x.contiguous(), dim)
+    assert got.shape == want.shape and got.dtype == x.dtype and got.is_contiguous()
+    torch.testing.assert_close(got.double(), want.double(), equal_nan=True,
+                               **gated_spec.FWD_TOL("cpu", x.dtype))
+    assert_nan_where(got, want, "gated_tanh")
+    g = torch.randn(got.shape, generator=torch.Generator().manual_seed(got.numel()), dtype=torch.float64)
+    g = g.to(x.dtype)
+    leaf = x.detach().clone().requires_grad_(True)
+    ops.gated_tanh(leaf, dim, backend="cpu").backward(g)
+    want_grad = gated_spec.oracle_grad(x.contiguous(), dim, g)
+    torch.testing.assert_close(leaf.grad.double(), want_grad.double(), equal_nan=True,
+                               **gated_spec.BWD_TOL("cpu", x.dtype))
+    assert_nan_where(leaf.grad, want_grad, "gated_tanh_backward")
+    if bool(torch.isfinite(x).all()):
+        assert bool(torch.isfinite(got).all()) and bool(torch.isfinite(leaf.grad).all())
+
+
 # ---------------------------------------------------------------------------------------------- found defects
 EMPTY_FROM_NUMPY = {
     "coupling_forward": lambda x: ops.coupling_forward(x, torch.zeros(0, 4, dtype=x.dtype), 0.0, backend="cpu")[0],
@@ -253,6 +316,7 @@ EMPTY_FROM_NUMPY = {
     "knn_distance": lambda x: ops.knn_distance(x, torch.ones(3, 2, dtype=x.dtype), 1, backend="cpu"),
     "anogan_residual": lambda x: ops.anogan_residual(x, x, x, x, 0.1, backend="cpu")[0],
     "conv1d_act": lambda x: ops.conv1d_act(x[:, :, None], torch.ones(3, 2, 1, dtype=x.dtype), backend="cpu"),
+    "gated_tanh": lambda x: ops.gated_tanh(x, 1, backend="cpu"),
 }
 
 
