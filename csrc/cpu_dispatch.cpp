@@ -225,6 +225,8 @@ Stub<LinearActFn> linear_act_stub;
 Stub<Conv1dActFn> conv1d_act_stub;
 Stub<GatedTanhFn> gated_tanh_stub;
 Stub<GatedTanhBackwardFn> gated_tanh_backward_stub;
+Stub<BiasGeluFn> bias_gelu_stub;
+Stub<BiasGeluBackwardFn> bias_gelu_backward_stub;
 
 namespace {
 
@@ -260,4 +262,6 @@ TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
   m.impl("conv1d_act", op<conv1d_act_stub>);
   m.impl("gated_tanh", op<gated_tanh_stub>);
   m.impl("gated_tanh_backward", op<gated_tanh_backward_stub>);
+  m.impl("bias_gelu", op<bias_gelu_stub>);
+  m.impl("bias_gelu_backward", op<bias_gelu_backward_stub>);
 }

@@ -72,4 +72,10 @@ TORCH_LIBRARY(genad_fast, m) {
   // backward returns d/dx = [g tanh(b) s (1 - s), g s (1 - tanh(b)^2)] (s = sigmoid(a)) in x's layout.
   m.def("gated_tanh(Tensor x, int dim) -> Tensor");
   m.def("gated_tanh_backward(Tensor grad, Tensor x, int dim) -> Tensor");
+
+  // The exact (erf) GELU of a matrix product plus its bias (Hendrycks & Gimpel 2016): out = GELU(z + bias), z [M, N]
+  // float32 or float64 (any strides), bias [N]. The backward returns grad_z = grad * GELU'(z + bias) and grad_bias =
+  // the column sums of grad_z (summed in double, the same bits for any number of threads).
+  m.def("bias_gelu(Tensor z, Tensor bias) -> Tensor");
+  m.def("bias_gelu_backward(Tensor grad, Tensor z, Tensor bias) -> (Tensor grad_z, Tensor grad_bias)");
 }

@@ -22,6 +22,7 @@
 #include <genad/host/gated_tanh.h>
 
 #include "kernels.h"
+#include "vec_math.h"
 
 namespace genad::cpu {
 namespace CPU_CAPABILITY {
@@ -48,7 +49,7 @@ template <class V>
 inline Gate<V> gate(V a, V b) {
   const V zero(0), one(1), two(2);
   const V e = fast_exp(zero - a.abs()), e2 = fast_exp(zero - two * b.abs());
-  const V r = one / ((one + e) * (one + e2));
+  const V r = vec_math::reciprocal((one + e) * (one + e2));
   const V inv_a = r * (one + e2), inv_b = r * (one + e);
   const V s = V::blendv(e * inv_a, inv_a, a >= zero);
   const V th = (one - e2) * inv_b;

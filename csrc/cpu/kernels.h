@@ -43,6 +43,8 @@ using Conv1dActFn = Tensor (*)(const Tensor& x, const Tensor& weight, const OptT
                                std::optional<double> slope, bool pool);
 using GatedTanhFn = Tensor (*)(const Tensor& x, int64_t dim);
 using GatedTanhBackwardFn = Tensor (*)(const Tensor& grad, const Tensor& x, int64_t dim);
+using BiasGeluFn = Tensor (*)(const Tensor& z, const Tensor& bias);
+using BiasGeluBackwardFn = std::tuple<Tensor, Tensor> (*)(const Tensor& grad, const Tensor& z, const Tensor& bias);
 
 extern Stub<CouplingFn> coupling_forward_stub;
 extern Stub<CouplingFn> coupling_inverse_stub;
@@ -59,6 +61,8 @@ extern Stub<LinearActFn> linear_act_stub;
 extern Stub<Conv1dActFn> conv1d_act_stub;
 extern Stub<GatedTanhFn> gated_tanh_stub;
 extern Stub<GatedTanhBackwardFn> gated_tanh_backward_stub;
+extern Stub<BiasGeluFn> bias_gelu_stub;
+extern Stub<BiasGeluBackwardFn> bias_gelu_backward_stub;
 
 // ---- reference sets held packed between calls (genad_fast.ops.hold_refs) -------------------------------------------
 // The distance kernels (kde_logpdf, knn_distance) pack the whole reference set for their register tile on every call

@@ -23,7 +23,7 @@ from genad_fast import _backend
 from genad_fast._backend import BackendUnavailableError
 from genad_fast.ops.schema import IMPLEMENTED, namespace_of
 
-__all__ = ["Dispatch", "kernel", "select"]
+__all__ = ["Dispatch", "kernel", "kernel_or_eager", "select"]
 
 
 class Dispatch:
@@ -102,6 +102,17 @@ def select(op: str, backend: "str | None | Dispatch", device: torch.device) -> s
     if isinstance(backend, Dispatch):
         return backend.backend_of(op, device)
     return _backend.resolve(backend, device, IMPLEMENTED[op], op=op)
+
+
+def kernel_or_eager(op: str, backend: "str | None | Dispatch") -> "str | None | Dispatch":
+    """The backend to run ``op`` with inside a call on ``backend``: ``backend`` itself where it has a kernel for
+    ``op``, else ``"eager"`` (the composite of ATen ops). For a module that calls a fused op among ATen ops, as the
+    Triton backend has no kernel for some of them: there the module runs them as ATen's, like its products."""
+    if isinstance(backend, Dispatch):
+        return backend if backend.has(op) else "eager"
+    if backend is not None and backend not in IMPLEMENTED[op]:
+        return "eager"
+    return backend
 
 
 def kernel(op: str, backend: str):

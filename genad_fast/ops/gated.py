@@ -61,7 +61,7 @@ def gated_tanh(x: torch.Tensor, dim: int = 1, *, backend: str | Dispatch | None 
     return kernel("gated_tanh", chosen)(x, dim)
 
 
-# ---- fake kernels and autograd --------------------------------------------------------------------------------
+# ---- fake kernels (the autograd kernels are C++: csrc/autograd.cpp) -----------------------------------------
 
 def _halved(x: torch.Tensor, dim: int) -> list[int]:
     sizes = list(x.shape)
@@ -77,22 +77,6 @@ def _fake_backward(grad: torch.Tensor, x: torch.Tensor, dim: int) -> torch.Tenso
     return x.new_empty(x.shape)
 
 
-def _setup_context(ctx, inputs, output) -> None:
-    x, dim = inputs
-    ctx.save_for_backward(x)
-    ctx.dim = dim
-
-
-def _backward(ctx, grad: torch.Tensor):
-    if torch.is_grad_enabled():  # create_graph=True: the backward kernel has no derivative of its own
-        raise RuntimeError("gated_tanh's compiled backward is not differentiable (a second derivative, e.g. a "
-                           "gradient penalty, through create_graph=True): use backend='eager', whose composite "
-                           "autograd differentiates twice")
-    (x,) = ctx.saved_tensors
-    return torch.ops.genad_fast.gated_tanh_backward(grad, x, ctx.dim), None
-
-
 if _ext._C is not None and hasattr(torch.ops.genad_fast, "gated_tanh"):
     torch.library.register_fake("genad_fast::gated_tanh")(_fake_forward)
     torch.library.register_fake("genad_fast::gated_tanh_backward")(_fake_backward)
-    torch.library.register_autograd("genad_fast::gated_tanh", _backward, setup_context=_setup_context)

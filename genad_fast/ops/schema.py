@@ -9,7 +9,7 @@ alias annotations, defaults), which ``tests/test_op_schema.py`` compares with wh
 (:class:`genad_fast.ops.dispatch.Dispatch`) reads it to say, per op, which backend runs it and whether a kernel
 exists at all (``linear_act`` has no Triton kernel: the GPU search is captured in a CUDA graph instead;
 ``conv1d_act`` neither: on a GPU the convolution is cuDNN's either way; nor ``gated_tanh``: one element-wise pass,
-which the CUDA kernel already is).
+which the CUDA kernel already is; nor ``bias_gelu``, for the same reason).
 """
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ SCHEMAS: dict[str, str] = {
     "conv1d_act": "conv1d_act(Tensor x, Tensor weight, Tensor? bias, int length, float? slope, bool pool) -> Tensor",
     "gated_tanh": "gated_tanh(Tensor x, int dim) -> Tensor",
     "gated_tanh_backward": "gated_tanh_backward(Tensor grad, Tensor x, int dim) -> Tensor",
+    "bias_gelu": "bias_gelu(Tensor z, Tensor bias) -> Tensor",
+    "bias_gelu_backward": ("bias_gelu_backward(Tensor grad, Tensor z, Tensor bias) -> (Tensor grad_z, "
+                           "Tensor grad_bias)"),
 }
 
 _ALL = ("eager", "cpu", "cuda", "triton")
@@ -52,6 +55,7 @@ IMPLEMENTED: dict[str, tuple[str, ...]] = {op: _ALL for op in SCHEMAS}
 IMPLEMENTED["linear_act"] = ("eager", "cpu", "cuda")
 IMPLEMENTED["conv1d_act"] = ("eager", "cpu", "cuda")
 IMPLEMENTED["gated_tanh"] = IMPLEMENTED["gated_tanh_backward"] = ("eager", "cpu", "cuda")
+IMPLEMENTED["bias_gelu"] = IMPLEMENTED["bias_gelu_backward"] = ("eager", "cpu", "cuda")
 
 
 def namespace_of(backend: str) -> str:

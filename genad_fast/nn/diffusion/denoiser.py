@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from genad_fast import ops
 from genad_fast.ops import Dispatch
+from genad_fast.ops.dispatch import kernel_or_eager
 
 __all__ = ["DEFAULT_DILATION_CYCLE", "DEFAULT_LAYERS", "ConditionalDenoiser", "Denoiser", "gate_backend",
            "receptive_field", "sinusoidal_embedding", "stack_for_window"]
@@ -98,9 +99,7 @@ def gate_backend(backend: str | Dispatch | None) -> str | Dispatch | None:
     """The backend of the gated units for a call on ``backend``: itself where it has a ``gated_tanh`` kernel.
     The Triton backend has none (one element-wise pass, which ATen's CUDA ops already are), so under it the
     units run as the composite of ATen ops, as the convolutions run as ATen's."""
-    if isinstance(backend, Dispatch):
-        return backend if backend.has("gated_tanh") else "eager"
-    return "eager" if backend == "triton" else backend
+    return kernel_or_eager("gated_tanh", backend)
 
 
 class _ResidualLayer(nn.Module):
