@@ -99,7 +99,8 @@ def test_each_capability_matches_the_eager_reference(capability):
 @pytest.mark.parametrize("capability", runnable())
 def test_op_test_files_pass_under_each_capability(capability, tmp_path):
     files = ["test_coupling.py", "test_philox.py", "test_diffusion_ops.py", "test_distance_ops.py",
-             "test_anogan_ops.py", "test_linear_act.py", "test_conv1d_act.py", "test_gated_tanh.py"]
+             "test_anogan_ops.py", "test_linear_act.py", "test_conv1d_act.py", "test_gated_tanh.py",
+             "test_bias_gelu.py"]
     # A private inductor cache: torch.compile's code cache does not key on ATEN_CPU_CAPABILITY, and a kernel cached
     # by a process of another capability gave wrong sums here (torch 2.14; a fresh cache is right for every one).
     env = {**os.environ, "ATEN_CPU_CAPABILITY": capability.lower(), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
@@ -240,6 +241,22 @@ def child_checks() -> None:
             # the eager composite's sigmoid backward, out·(1 - out), cancels at |x| ~ 25: ~1e-6 absolute in float32
             gtol = (rtol, 1e-5) if dtype == torch.float32 else (rtol, atol)
             both(f"gated_tanh_backward({list(shape)}, dim={d})", gated_grad, *gtol)
+
+        # bias_gelu forward and backward (∂/∂z and ∂/∂bias): rows of 1, 17 (a tail of 1 after an AVX-512 register),
+        # 37 (2 registers and 5) and 129 columns, M across one to several 64-row blocks of the bias gradient; z
+        # transposed, magnitudes to ~16 (both tails), a NaN and a -inf (+inf differs by capability: test_bias_gelu)
+        for m, n in ((3, 1), (70, 17), (130, 37), (9, 129)):
+            zb = (rand(n, m, dtype=dtype) * 4).t()
+            zb[0, 0] = float("nan")
+            zb[-1, -1] = -float("inf")
+            bb, gb = rand(n, dtype=dtype), rand(m, n, dtype=dtype)
+            both(f"bias_gelu([{m}, {n}])", lambda b: ops.bias_gelu(zb, bb, backend=b), rtol, atol)
+
+            def gelu_grads(b):
+                leaves = zb.detach().clone().requires_grad_(True), bb.detach().clone().requires_grad_(True)
+                ops.bias_gelu(*leaves, backend=b).backward(gb)
+                return leaves[0].grad, leaves[1].grad
+            both(f"bias_gelu_backward([{m}, {n}])", gelu_grads, rtol, atol)
 
     # gated_tanh in bfloat16: the float32 kernel's result on the upcast input, rounded once, bit for bit
     xb = (rand(5, 2 * 37, 13, dtype=torch.float32) * 4).to(torch.bfloat16)

@@ -1,6 +1,6 @@
 """The op layer's dispatch object (genad_fast/ops/dispatch.py): the backend of every op chosen once, per device,
-from backend= or GENAD_FAST_BACKEND; per-op capabilities (linear_act, conv1d_act and gated_tanh have no Triton
-kernel); kernel handles."""
+from backend= or GENAD_FAST_BACKEND; per-op capabilities (linear_act, conv1d_act, gated_tanh and bias_gelu have no
+Triton kernel); kernel handles."""
 import importlib.util
 
 import pytest
@@ -57,7 +57,13 @@ def test_triton_says_per_op_which_kernels_it_has(monkeypatch):
             d.backend_of(op)
     with pytest.raises(BackendUnavailableError, match="gated_tanh has no 'triton' implementation"):
         ops.gated_tanh(torch.randn(2, 6, 3), backend=d)
-    without = ("linear_act", "conv1d_act", "gated_tanh", "gated_tanh_backward")
+    for op in ("bias_gelu", "bias_gelu_backward"):  # no Triton kernel either (ops/gelu.py says why)
+        assert not d.has(op)
+        with pytest.raises(BackendUnavailableError, match=f"{op} has no 'triton' implementation"):
+            d.backend_of(op)
+    with pytest.raises(BackendUnavailableError, match="bias_gelu has no 'triton' implementation"):
+        ops.bias_gelu(torch.randn(4, 3), torch.randn(3), backend=d)
+    without = ("linear_act", "conv1d_act", "gated_tanh", "gated_tanh_backward", "bias_gelu", "bias_gelu_backward")
     for op in (op for op in SCHEMAS if op not in without):
         assert "triton" in IMPLEMENTED[op]
         assert d.backend_of(op) == "triton" and d.kernel(op) is getattr(torch.ops.genad_fast_triton, op)

@@ -243,6 +243,27 @@ CASES = [
      text("dtype", name="x", allowed="float32, float64 or bfloat16", dtype="int32")),
     ("gated_tanh_backward", (z(3, 2), z(3, 5), 1), EVEN.format(dim=1, shape="[3, 5]")),
     ("gated_tanh_backward", (z(4, 3), z(4, 6), 5), "dim must be in [-2, 2) for x of shape [4, 6], got 5"),
+    # ---- bias_gelu: z [M, N] float32/float64 any strides, bias [N] of z's dtype; backward grad [M, N] of z's dtype
+    ("bias_gelu", (z(3), z(3)), text("rank", name="z", k=2, shape="[3]")),
+    ("bias_gelu", (z(2, 4, 3), z(3)), text("rank", name="z", k=2, shape="[2, 4, 3]")),
+    ("bias_gelu", (z(4, 3, dtype=torch.int64), z(3, dtype=torch.int64)),
+     text("dtype", name="z", allowed="float32 or float64", dtype="int64")),
+    ("bias_gelu", (z(4, 3, dtype=torch.bfloat16), z(3, dtype=torch.bfloat16)),
+     text("dtype", name="z", allowed="float32 or float64", dtype="bfloat16")),
+    ("bias_gelu", (z(4, 3), z(3, dtype=F64)), text("same_dtype", name="bias", ref="z", ref_dtype="float32",
+                                                    dtype="float64")),
+    ("bias_gelu", (z(4, 3), z(4)), text("shape", name="bias", want="[3]", shape="[4]")),
+    ("bias_gelu", (z(4, 3), z(1, 3)), text("shape", name="bias", want="[3]", shape="[1, 3]")),
+    ("bias_gelu", (z(4, 3), z()), text("shape", name="bias", want="[3]", shape="[]")),
+    ("bias_gelu_backward", (z(3, 4), z(4, 3), z(3)), text("shape", name="grad", want="[4, 3]", shape="[3, 4]")),
+    ("bias_gelu_backward", (z(4, 3, dtype=F64), z(4, 3), z(3)),
+     text("same_dtype", name="grad", ref="z", ref_dtype="float32", dtype="float64")),
+    ("bias_gelu_backward", (z(4, 3), z(4, 3), z(2)), text("shape", name="bias", want="[3]", shape="[2]")),
+    ("bias_gelu_backward", (z(4, 3), z(4, 3, dtype=F64), z(3, dtype=F64)),
+     text("same_dtype", name="grad", ref="z", ref_dtype="float64", dtype="float32")),
+    ("bias_gelu_backward", (z(4, 3), z(4, 3, dtype=torch.float16), z(3, dtype=torch.float16)),
+     text("dtype", name="z", allowed="float32 or float64", dtype="float16")),
+    ("bias_gelu_backward", (z(3), z(3), z(3)), text("rank", name="z", k=2, shape="[3]")),
 ]
 
 
@@ -278,6 +299,10 @@ DEVICE_CASES = [
     ("gated_tanh", (z(4, 6, device=META), 1), "x"),
     ("gated_tanh_backward", (z(4, 3, device=META), z(4, 6), 1), "grad"),
     ("gated_tanh_backward", (z(4, 3), z(4, 6, device=META), 1), "x"),
+    ("bias_gelu", (z(4, 3, device=META), z(3)), "z"),
+    ("bias_gelu", (z(4, 3), z(3, device=META)), "bias"),
+    ("bias_gelu_backward", (z(4, 3, device=META), z(4, 3), z(3)), "grad"),
+    ("bias_gelu_backward", (z(4, 3), z(4, 3), z(3, device=META)), "bias"),
 ]
 
 

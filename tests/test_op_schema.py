@@ -59,3 +59,5 @@ def test_every_op_has_eager_and_the_compiled_cpu_and_cuda_backends():
     assert "triton" not in IMPLEMENTED["conv1d_act"]  # no Triton kernel (ops/conv.py says why)
     assert "triton" not in IMPLEMENTED["gated_tanh"]  # no Triton kernel (ops/gated.py says why)
     assert "triton" not in IMPLEMENTED["gated_tanh_backward"]  # nor for its backward
+    assert "triton" not in IMPLEMENTED["bias_gelu"]  # no Triton kernel (ops/gelu.py says why)
+    assert "triton" not in IMPLEMENTED["bias_gelu_backward"]  # nor for its backward

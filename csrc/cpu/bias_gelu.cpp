@@ -40,7 +40,9 @@ struct VecParts {
 // genad::gelu_parts on a vector of u.
 inline VecParts gelu_parts(const Vec& u) {
   const Vec zero(0.0f), one(1.0f), half(0.5f), p(0.3275911f);
-  const Vec ax = u.abs() * Vec(0.70710678118654752f);
+  // |u|/√2, capped so that 1 + p·ax stays finite for the reciprocal (u = ±inf: t = 0 and exp(-ax²) = 0, so Φ is
+  // exactly 0 or 1 and GELU(+inf) = +inf; NaN passes through the minimum)
+  const Vec ax = at::vec::minimum(u.abs() * Vec(0.70710678118654752f), Vec(1e18f));
   const Vec t = vec_math::reciprocal(at::vec::fmadd(p, ax, one));
   Vec poly = at::vec::fmadd(Vec(1.061405429f), t, Vec(-1.453152027f));
   poly = at::vec::fmadd(poly, t, Vec(1.421413741f));
@@ -91,7 +93,6 @@ void backward_row(const double* g, const double* z, const double* b, double* gz,
   }
 }
 
-template <class T>
 int64_t grain_rows(int64_t N) {
   return std::max<int64_t>(1, kMinWork / std::max<int64_t>(N, 1));
 }
@@ -105,7 +106,7 @@ at::Tensor bias_gelu_cpu(const at::Tensor& z, const at::Tensor& bias) {
     const scalar_t* zp = zc.const_data_ptr<scalar_t>();
     const scalar_t* bp = bc.const_data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, a.M, grain_rows<scalar_t>(a.N), [&](int64_t r0, int64_t r1) {
+    at::parallel_for(0, a.M, grain_rows(a.N), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) forward_row(zp + r * a.N, bp, op + r * a.N, a.N);
     });
   });
@@ -128,7 +129,7 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_cpu(const at::Tensor& grad
     const scalar_t* bp = bc.const_data_ptr<scalar_t>();
     const scalar_t* gp = gc.const_data_ptr<scalar_t>();
     scalar_t* gzp = grad_z.data_ptr<scalar_t>();
-    const int64_t grain = std::max<int64_t>(1, grain_rows<scalar_t>(a.N) / block);
+    const int64_t grain = std::max<int64_t>(1, grain_rows(a.N) / block);
     at::parallel_for(0, n_blocks, grain, [&](int64_t k0, int64_t k1) {
       std::vector<scalar_t> acc(a.N);
       for (int64_t k = k0; k < k1; ++k) {

@@ -24,7 +24,9 @@ from genad_fast.reference import coupling as ref_coupling
 from genad_fast.reference import diffusion as ref_diffusion
 from genad_fast.reference import distance as ref_distance
 from genad_fast.reference import linear as ref_linear
+from op_specs import bias_gelu as gelu_spec
 from op_specs import gated_tanh as gated_spec
+from op_specs.targets import Target
 
 _CPU = next((b for b in genad_fast.backends() if b.name == "cpu"), None)
 pytestmark = [pytest.mark.fuzz,
@@ -307,6 +309,69 @@ def test_gated_tanh_cpu_equals_eager(inp):
         assert bool(torch.isfinite(got).all()) and bool(torch.isfinite(leaf.grad).all())
 
 
+# ---------------------------------------------------------------------------------------------- bias_gelu
+_GELU_CPU = Target("cpu", "cpu")
+
+
+@st.composite
+def gelu_inputs(draw):
+    """(z, bias): z [0..33, 1..33] from :func:`matrices` (any magnitude, NaN/±inf at random places) in a 2-D layout
+    (contiguous, a column slice, every other row, transposed); bias of its own magnitude, maybe with a NaN or ±inf,
+    contiguous, every other element, or one value broadcast over N."""
+    z, dense = draw(matrices())
+    if z.dim() != 2:   # matrices' batch view is 3-D: bias_gelu takes [M, N] only, so a transposed copy instead
+        z = dense.t().contiguous().t()
+    n = z.shape[1]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    b = rng.normal(size=n) * 10.0 ** draw(MAGNITUDES)
+    if draw(st.booleans()):
+        b[rng.integers(n)] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    bias = torch.tensor(b, dtype=torch.float64).to(z.dtype)
+    kind = draw(st.sampled_from(["contiguous", "every_other", "broadcast"]))
+    if kind == "every_other":
+        wide = torch.full((2 * n,), 7.0, dtype=z.dtype)
+        wide[::2] = bias
+        bias = wide[::2]
+    elif kind == "broadcast":
+        bias = bias[:1].expand(n)
+    return z, bias
+
+
+@examples(200)
+@given(inp=gelu_inputs())
+def test_bias_gelu_cpu_equals_eager(inp):
+    """Forward and both gradients (through autograd) against the reference's, with the op tests' tolerances where
+    u = z + bias is finite; there the output and ∂/∂z are finite too, even where ATen's float32 gelu overflows. NaN and
+    -inf in u give NaN, +inf gives +inf; ∂/∂z NaN exactly where the reference's is, ∂/∂bias NaN exactly in the columns of a NaN
+    ∂/∂z and else the reference's."""
+    z, bias = inp
+    dtype = z.dtype
+    zc, bc = z.contiguous(), bias.contiguous()
+    u = zc + bc
+    got = ops.bias_gelu(z, bias, backend="cpu")
+    want = gelu_spec.oracle(zc, bc)
+    assert got.shape == z.shape and got.dtype == dtype and got.is_contiguous()
+    finite = torch.isfinite(u)
+    assert bool(torch.isfinite(got[finite]).all())
+    ok = finite & torch.isfinite(want)
+    torch.testing.assert_close(got[ok], want[ok], **gelu_spec.FWD_TOL("cpu", dtype))
+    assert bool(torch.isnan(got[torch.isnan(u) | (u == -math.inf)]).all())
+    plus = got[u == math.inf]
+    assert bool((plus == math.inf).all()), plus
+    g = torch.randn(z.shape, generator=torch.Generator().manual_seed(z.numel()), dtype=torch.float64).to(dtype)
+    zl, bl = z.detach().clone().requires_grad_(True), bias.detach().clone().requires_grad_(True)
+    ops.bias_gelu(zl, bl, backend="cpu").backward(g)
+    want_z, want_b = gelu_spec.oracle_grads(zc, bc, g)
+    assert_nan_where(zl.grad, want_z, "bias_gelu_backward")
+    assert bool(torch.isfinite(zl.grad[finite]).all())
+    torch.testing.assert_close(zl.grad[finite], want_z[finite], **gelu_spec.GRAD_TOL("cpu", dtype))
+    nan_cols = torch.isnan(zl.grad).any(0)
+    assert torch.equal(torch.isnan(bl.grad), nan_cols)
+    clean = ~nan_cols
+    gelu_spec.check_bias_grad(_GELU_CPU, bl.grad[clean], want_b[clean], zc[:, clean],
+                              bc[clean], g[:, clean])
+
+
 # ---------------------------------------------------------------------------------------------- found defects
 EMPTY_FROM_NUMPY = {
     "coupling_forward": lambda x: ops.coupling_forward(x, torch.zeros(0, 4, dtype=x.dtype), 0.0, backend="cpu")[0],
@@ -317,6 +382,7 @@ EMPTY_FROM_NUMPY = {
     "anogan_residual": lambda x: ops.anogan_residual(x, x, x, x, 0.1, backend="cpu")[0],
     "conv1d_act": lambda x: ops.conv1d_act(x[:, :, None], torch.ones(3, 2, 1, dtype=x.dtype), backend="cpu"),
     "gated_tanh": lambda x: ops.gated_tanh(x, 1, backend="cpu"),
+    "bias_gelu": lambda x: ops.bias_gelu(x, torch.zeros(2, dtype=x.dtype), backend="cpu"),
 }
 
 
