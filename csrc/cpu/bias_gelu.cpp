@@ -41,8 +41,8 @@ struct VecParts {
 inline VecParts gelu_parts(const Vec& u) {
   const Vec zero(0.0f), one(1.0f), half(0.5f), p(0.3275911f);
   // |u|/√2, capped so that 1 + p·ax stays finite for the reciprocal (u = ±inf: t = 0 and exp(-ax²) = 0, so Φ is
-  // exactly 0 or 1 and GELU(+inf) = +inf; NaN passes through the minimum)
-  const Vec ax = at::vec::minimum(u.abs() * Vec(0.70710678118654752f), Vec(1e18f));
+  // exactly 0 or 1 and GELU(+inf) = +inf; clamp_max returns a NaN argument as it is)
+  const Vec ax = at::vec::clamp_max(u.abs() * Vec(0.70710678118654752f), Vec(1e18f));
   const Vec t = vec_math::reciprocal(at::vec::fmadd(p, ax, one));
   Vec poly = at::vec::fmadd(Vec(1.061405429f), t, Vec(-1.453152027f));
   poly = at::vec::fmadd(poly, t, Vec(1.421413741f));
