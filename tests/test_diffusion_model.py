@@ -247,9 +247,6 @@ def test_module_gated_units_on_the_cpu_kernel_train_as_the_composite(conditional
     """The training path: the denoiser with backend="cpu" (the gated_tanh kernel, its backward by hand) gives the
     eager composite's ε̂ and parameter gradients, to float64 rounding; under the Triton backend (no gated_tanh
     kernel) the layers take the composite."""
-    from genad_fast.nn.diffusion.denoiser import gate_backend
-    from genad_fast.ops import Dispatch
-
     net = _random_full_denoiser(conditional, torch.float64)
     x = torch.randn(3, net.in_channels, 29, dtype=torch.float64)
     t = torch.tensor([0, 7, 19])
@@ -264,9 +261,9 @@ def test_module_gated_units_on_the_cpu_kernel_train_as_the_composite(conditional
     for got, want in zip(grads["cpu"][1], grads["eager"][1]):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     assert any(float(g.abs().max()) > 0 for g in grads["cpu"][1])
-    assert gate_backend("triton") == "eager" and gate_backend("cpu") == "cpu"
-    cpu = Dispatch.build("cpu", "cpu")
-    assert gate_backend(cpu) is cpu and gate_backend(Dispatch.build("eager", "cpu")) == "eager"
+    # the Triton backend has no gated_tanh kernel: its layers take the composite (no BackendUnavailableError)
+    eps_triton = Denoiser.forward(net, x, step=step.detach(), backend="triton")
+    torch.testing.assert_close(eps_triton, grads["eager"][0], rtol=0, atol=0)
 
 
 def test_inference_plan_padding_is_each_reads_own():

@@ -115,3 +115,34 @@ def test_tensors_of_another_device_type_are_refused():
 def test_repr_lists_the_choice_per_op():
     text = repr(Dispatch.build("eager", "cpu"))
     assert text.startswith("Dispatch(requested='eager', device='cpu'") and "linear_act=eager" in text
+
+
+def test_kernel_or_eager_reads_a_name_as_the_ops_do(monkeypatch):
+    """A module's choice for an op among ATen ops (the denoiser's gated units, the flow's conditioner GELUs): the
+    backend itself where it has the op's kernel, else the composite; a name in any case, "auto", and None (the
+    environment's choice) resolved as the ops resolve them, never silently the composite for a backend that has
+    the kernel, and never an error for one that lacks it."""
+    from genad_fast.ops.dispatch import kernel_or_eager
+
+    monkeypatch.delenv("GENAD_FAST_BACKEND", raising=False)
+    for op in ("gated_tanh", "bias_gelu"):
+        assert kernel_or_eager(op, "cpu") == "cpu" and kernel_or_eager(op, " CPU ") == "cpu"
+        assert kernel_or_eager(op, "cuda") == "cuda"
+        assert kernel_or_eager(op, "auto") == "auto" and kernel_or_eager(op, None) == "auto"
+        assert kernel_or_eager(op, "triton") == "eager" and kernel_or_eager(op, "Triton") == "eager"
+        assert kernel_or_eager(op, "eager") == "eager"
+        cpu = Dispatch.build("cpu", "cpu")
+        assert kernel_or_eager(op, cpu) is cpu
+        assert kernel_or_eager(op, Dispatch.build("eager", "cpu")) == "eager"
+        monkeypatch.setenv("GENAD_FAST_BACKEND", "triton")   # None reads it, as the ops do
+        assert kernel_or_eager(op, None) == "eager"
+        monkeypatch.setenv("GENAD_FAST_BACKEND", "cpu")
+        assert kernel_or_eager(op, None) == "cpu"
+        monkeypatch.delenv("GENAD_FAST_BACKEND")
+        with pytest.raises(ValueError, match="unknown backend"):
+            kernel_or_eager(op, "gpu")
+    # the ops themselves run under what it returns
+    x = torch.randn(3, 8, 5)
+    for backend in ("auto", "CPU", "triton"):
+        torch.testing.assert_close(ops.gated_tanh(x, 1, backend=kernel_or_eager("gated_tanh", backend)),
+                                   ops.gated_tanh(x, 1, backend="eager"), rtol=1e-6, atol=1e-6)

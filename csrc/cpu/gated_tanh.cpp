@@ -10,7 +10,7 @@
 //
 // The sigmoids use e = exp(-|v|) <= 1, σ(v) = 1/(1 + e) for v >= 0 and e/(1 + e) below, σ(v)(1 - σ(v)) = e/(1 + e)²:
 // no overflow, and no cancellation in 1 - σ where σ is near 1 (ATen's sigmoid backward computes out·(1 - out),
-// which loses the small gradients of a saturated unit to rounding); both sigmoids share one division (gate()).
+// which loses the small gradients of a saturated unit to rounding); both sigmoids share one reciprocal (gate()).
 // NaN propagates; ±inf saturate.
 // bfloat16 inputs are computed in float32, in chunks, and rounded once.
 #include <ATen/ATen.h>
@@ -36,7 +36,7 @@ constexpr int64_t kChunk = 512;      // bfloat16: elements converted to float32 
 inline at::vec::Vectorized<float> fast_exp(const at::vec::Vectorized<float>& v) { return v.exp_u20(); }
 inline at::vec::Vectorized<double> fast_exp(const at::vec::Vectorized<double>& v) { return v.exp(); }
 
-// The unit's pieces from e = exp(-|a|) and e2 = exp(-2|b|), with one division for both sigmoids:
+// The unit's pieces from e = exp(-|a|) and e2 = exp(-2|b|), with one reciprocal for both sigmoids:
 // r = 1/((1 + e)(1 + e2)), so 1/(1 + e) = r(1 + e2) and 1/(1 + e2) = r(1 + e).
 //   σ(a) = (a >= 0 ? 1 : e)/(1 + e)        σ'(a) = e/(1 + e)²
 //   tanh(b) = sign(b)(1 - e2)/(1 + e2)     σ'(2b) = e2/(1 + e2)²   (tanh(b) = 2σ(2b) - 1, the same function)

@@ -107,12 +107,14 @@ def select(op: str, backend: "str | None | Dispatch", device: torch.device) -> s
 def kernel_or_eager(op: str, backend: "str | None | Dispatch") -> "str | None | Dispatch":
     """The backend to run ``op`` with inside a call on ``backend``: ``backend`` itself where it has a kernel for
     ``op``, else ``"eager"`` (the composite of ATen ops). For a module that calls a fused op among ATen ops, as the
-    Triton backend has no kernel for some of them: there the module runs them as ATen's, like its products."""
+    Triton backend has no kernel for some of them: there the module runs them as ATen's, like its products. A name
+    (or None) is resolved as the ops resolve it, so ``"CPU"``, ``"auto"`` and ``GENAD_FAST_BACKEND=triton`` mean
+    what they mean to the ops."""
     if isinstance(backend, Dispatch):
         return backend if backend.has(op) else "eager"
-    if backend is not None and backend not in IMPLEMENTED[op]:
-        return "eager"
-    return backend
+    # a name as the ops read it: any case, None for GENAD_FAST_BACKEND (else "auto"); "auto" picks among the op's own
+    name = _backend.requested_backend(backend)
+    return name if name == "auto" or name in IMPLEMENTED[op] else "eager"
 
 
 def kernel(op: str, backend: str):

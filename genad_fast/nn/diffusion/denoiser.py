@@ -36,8 +36,8 @@ from genad_fast import ops
 from genad_fast.ops import Dispatch
 from genad_fast.ops.dispatch import kernel_or_eager
 
-__all__ = ["DEFAULT_DILATION_CYCLE", "DEFAULT_LAYERS", "ConditionalDenoiser", "Denoiser", "gate_backend",
-           "receptive_field", "sinusoidal_embedding", "stack_for_window"]
+__all__ = ["DEFAULT_DILATION_CYCLE", "DEFAULT_LAYERS", "ConditionalDenoiser", "Denoiser", "receptive_field",
+           "sinusoidal_embedding", "stack_for_window"]
 
 #: The default residual stack: 8 layers, dilations 1, 2, 4, 8 twice (receptive field 61 with kernel 3).
 DEFAULT_LAYERS = 8
@@ -95,13 +95,6 @@ def _pointwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(conv.bias[None, :, None], w.expand(x.shape[0], *w.shape), x)
 
 
-def gate_backend(backend: str | Dispatch | None) -> str | Dispatch | None:
-    """The backend of the gated units for a call on ``backend``: itself where it has a ``gated_tanh`` kernel.
-    The Triton backend has none (one element-wise pass, which ATen's CUDA ops already are), so under it the
-    units run as the composite of ATen ops, as the convolutions run as ATen's."""
-    return kernel_or_eager("gated_tanh", backend)
-
-
 class _ResidualLayer(nn.Module):
     def __init__(self, channels: int, embed: int, dilation: int, kernel_size: int):
         super().__init__()
@@ -122,9 +115,10 @@ class _ResidualLayer(nn.Module):
     def forward(self, h: torch.Tensor, step: torch.Tensor,
                 backend: str | Dispatch | None = "eager") -> tuple[torch.Tensor, torch.Tensor]:
         y = self.conv(h + self.step_proj(step).unsqueeze(-1))
-        # σ(gate)·tanh(filter) over the halves of y: one pass each way with a compiled backend, the composite
-        # (genad_fast.reference.gated) on the eager one.
-        y = ops.gated_tanh(y, 1, backend=gate_backend(backend))
+        # σ(gate)·tanh(filter) over the halves of y: one pass each way where the backend has the kernel; the
+        # composite (genad_fast.reference.gated) on the eager backend, and on Triton, which has none (ATen's CUDA
+        # ops are that one pass already, as the convolutions run as ATen's)
+        y = ops.gated_tanh(y, 1, backend=kernel_or_eager("gated_tanh", backend))
         res, skip = _pointwise(self.out, y).chunk(2, dim=1)
         return (h + res) * (1.0 / math.sqrt(2.0)), skip
 
