@@ -1,5 +1,6 @@
-// Autograd kernels in C++ for the element-wise ops a training step calls tens of times (gated_tanh, bias_gelu):
-// forward through the device kernel, save the inputs, backward through the op's backward kernel.
+// Autograd kernels in C++ for the element-wise ops a training step calls tens of times (gated_tanh, bias_gelu,
+// permute_affine):
+// forward through the device kernel, save what the backward reads, backward through the op's backward kernel.
 //
 // Why in C++: an autograd formula registered from Python (torch.library.register_autograd, as the coupling ops
 // have) runs a Python setup_context and a Python backward per call, tens of µs each; measured inside FlowDetector's
@@ -45,6 +46,25 @@ const c10::TypedOperatorHandle<BiasGeluBackwardSig>& bias_gelu_backward_op() {
   return op;
 }
 
+using PermuteAffineSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                             const at::Tensor&, const at::Tensor&, int64_t);
+const c10::TypedOperatorHandle<PermuteAffineSig>& permute_affine_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("genad_fast::permute_affine", "")
+                             .typed<PermuteAffineSig>();
+  return op;
+}
+
+using PermuteAffineBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    int64_t);
+const c10::TypedOperatorHandle<PermuteAffineBackwardSig>& permute_affine_backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("genad_fast::permute_affine_backward", "")
+                             .typed<PermuteAffineBackwardSig>();
+  return op;
+}
+
 void refuse_double_backward(const char* op) {
   TORCH_CHECK(!at::GradMode::is_enabled(), op, "'s compiled backward is not differentiable (a second derivative "
               "through create_graph=True, e.g. a gradient penalty): use backend='eager', whose composite autograd "
@@ -81,8 +101,41 @@ struct BiasGelu : public torch::autograd::Function<BiasGelu> {
   }
 };
 
+struct PermuteAffine : public torch::autograd::Function<PermuteAffine> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x_a, const at::Tensor& x_b,
+                               const at::Tensor& bias, const at::Tensor& log_scale, const at::Tensor& perm,
+                               int64_t split) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [v_a, v_b] = permute_affine_op().call(x_a, x_b, bias, log_scale, perm, split);
+    ctx->save_for_backward({v_a, v_b, log_scale, perm});
+    ctx->saved_data["source_split"] = x_a.size(1);
+    return {v_a, v_b};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    refuse_double_backward("permute_affine");
+    const auto saved = ctx->get_saved_variables();
+    // an output that took no part in the loss has no gradient: zeros; the kernel reads rows with unit column stride
+    // (a broadcast gradient, e.g. of out.sum(), arrives with stride 0: copied)
+    const auto rows_of = [](const at::Tensor& grad, const at::Tensor& out) {
+      if (!grad.defined()) return at::zeros_like(out);
+      return grad.size(1) <= 1 || grad.stride(1) == 1 ? grad : grad.contiguous();
+    };
+    const at::Tensor grad_a = rows_of(grads[0], saved[0]), grad_b = rows_of(grads[1], saved[1]);
+    auto [gx_a, gx_b, grad_bias, grad_log_scale] = permute_affine_backward_op().call(
+        grad_a, grad_b, saved[0], saved[1], saved[2], saved[3], ctx->saved_data["source_split"].toInt());
+    return {gx_a, gx_b, grad_bias, grad_log_scale, at::Tensor(), at::Tensor()};
+  }
+};
+
 at::Tensor gated_tanh_autograd(const at::Tensor& x, int64_t dim) { return GatedTanh::apply(x, dim); }
 at::Tensor bias_gelu_autograd(const at::Tensor& z, const at::Tensor& bias) { return BiasGelu::apply(z, bias); }
+std::tuple<at::Tensor, at::Tensor> permute_affine_autograd(const at::Tensor& x_a, const at::Tensor& x_b,
+                                                           const at::Tensor& bias, const at::Tensor& log_scale,
+                                                           const at::Tensor& perm, int64_t split) {
+  const variable_list out = PermuteAffine::apply(x_a, x_b, bias, log_scale, perm, split);
+  return {out[0], out[1]};
+}
 
 }  // namespace
 }  // namespace genad::autograd
@@ -90,4 +143,5 @@ at::Tensor bias_gelu_autograd(const at::Tensor& z, const at::Tensor& bias) { ret
 TORCH_LIBRARY_IMPL(genad_fast, Autograd, m) {
   m.impl("gated_tanh", &genad::autograd::gated_tanh_autograd);
   m.impl("bias_gelu", &genad::autograd::bias_gelu_autograd);
+  m.impl("permute_affine", &genad::autograd::permute_affine_autograd);
 }

@@ -78,4 +78,17 @@ TORCH_LIBRARY(genad_fast, m) {
   // the column sums of grad_z (summed in double, the same bits for any number of threads).
   m.def("bias_gelu(Tensor z, Tensor bias) -> Tensor");
   m.def("bias_gelu_backward(Tensor grad, Tensor z, Tensor bias) -> (Tensor grad_z, Tensor grad_bias)");
+
+  // The input of a normalizing-flow step with a fixed permutation (Glow's ActNorm, then the permutation, then the
+  // coupling's split; Kingma & Dhariwal 2018), read from the previous step's halves: x = [x_a, x_b] (columns; x_a
+  // [N, Da], x_b [N, Db] float32 or float64, unit stride on the last dimension), D = Da + Db,
+  // v[:, j] = (x[:, perm[j]] + bias[perm[j]]) * exp(log_scale[perm[j]]) (bias, log_scale [D]; perm [D] int64, a
+  // permutation of 0 .. D-1), returned as (v[:, :split], v[:, split:]), each contiguous. The backward takes the
+  // gradients of the two outputs, the outputs, log_scale, perm and source_split = Da, and returns the gradients of
+  // x_a, x_b, bias and log_scale (column sums in double, the same bits for any number of threads).
+  m.def("permute_affine(Tensor x_a, Tensor x_b, Tensor bias, Tensor log_scale, Tensor perm, int split) "
+        "-> (Tensor, Tensor)");
+  m.def("permute_affine_backward(Tensor grad_a, Tensor grad_b, Tensor v_a, Tensor v_b, Tensor log_scale, "
+        "Tensor perm, int source_split) -> (Tensor grad_x_a, Tensor grad_x_b, Tensor grad_bias, "
+        "Tensor grad_log_scale)");
 }

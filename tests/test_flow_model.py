@@ -211,21 +211,31 @@ def _module_chain(flow: RealNVP, x: torch.Tensor, backend: str) -> tuple[torch.T
     return x, logdet
 
 
+def _count_permute_affine(monkeypatch) -> list:
+    """The backends of the flow's genad_fast.ops.permute_affine calls, recorded as they run."""
+    from genad_fast import ops
+
+    calls, op = [], ops.permute_affine
+
+    def counted(*args, backend=None):
+        calls.append(backend)
+        return op(*args, backend=backend)
+    monkeypatch.setattr(ops, "permute_affine", counted)
+    return calls
+
+
 @pytest.mark.parametrize("dim", [2, 7, 300])
 def test_training_forward_equals_the_module_chain(dim, monkeypatch):
-    # With gradients on and compiled kernels, permutation steps run actnorm_permute_split: the same values bit
-    # for bit, and the same gradients as autograd through the modules (to float rounding of the sums' order).
-    from genad_fast.nn.flow import realnvp
-
-    calls = []
-    fused = realnvp._ActNormPermuteSplit.apply
-    monkeypatch.setattr(realnvp._ActNormPermuteSplit, "apply", lambda *a: calls.append(1) or fused(*a))
+    # With gradients on and the CPU kernels, permutation steps run actnorm_permute_split on the previous
+    # coupling's halves (one permute_affine call): the same values bit for bit, and the same gradients as autograd
+    # through the modules (to float rounding of the sums' order).
+    calls = _count_permute_affine(monkeypatch)
     torch.manual_seed(2)
     backend = "cpu"
     flow = _trained_like(RealNVP(dim, n_steps=3, hidden=16, mixing="permutation", backend=backend))
     x = torch.randn(33, dim)
     z, logdet = flow(x)
-    assert len(calls) == 3
+    assert calls == ["cpu"] * 3
     z_ref, logdet_ref = _module_chain(flow, x, backend)
     assert torch.equal(z, z_ref) and torch.equal(logdet, logdet_ref)
     weights = torch.randn_like(z)
@@ -236,12 +246,9 @@ def test_training_forward_equals_the_module_chain(dim, monkeypatch):
 
 
 def test_eager_backend_and_no_grad_keep_the_modules(monkeypatch):
-    from genad_fast.nn.flow import realnvp
     from genad_fast.ops import Dispatch
 
-    calls = []
-    fused = realnvp._ActNormPermuteSplit.apply
-    monkeypatch.setattr(realnvp._ActNormPermuteSplit, "apply", lambda *a: calls.append(1) or fused(*a))
+    calls = _count_permute_affine(monkeypatch)
     flow = RealNVP(300, n_steps=2, hidden=8, mixing="permutation")
     x = torch.randn(4, 300)
     flow(x, backend="eager")
@@ -250,7 +257,7 @@ def test_eager_backend_and_no_grad_keep_the_modules(monkeypatch):
         flow(x, backend="cpu")
     assert calls == []
     flow(x, backend=Dispatch.build("cpu", "cpu"))
-    assert len(calls) == 2
+    assert calls == ["cpu"] * 2
 
 
 @pytest.mark.parametrize("mixing", ["lu", "permutation"])
@@ -263,7 +270,8 @@ def test_a_flow_of_no_steps_is_the_identity_with_and_without_gradients(mixing):
         assert torch.equal(z, x) and torch.equal(logdet, torch.zeros(3))
 
 
-def test_actnorm_permute_split_gradcheck():
+@pytest.mark.parametrize("source_split", [0, 2, 6])
+def test_actnorm_permute_split_gradcheck(source_split):
     from genad_fast.nn.flow.realnvp import ActNorm, Permutation, actnorm_permute_split
 
     torch.manual_seed(3)
@@ -276,7 +284,7 @@ def test_actnorm_permute_split_gradcheck():
 
     def halves(x, bias, log_scale):
         actnorm.bias, actnorm.log_scale = bias, log_scale  # plain tensors: gradcheck's inputs
-        return actnorm_permute_split(x, actnorm, permutation, 2)
+        return actnorm_permute_split((x[:, :source_split], x[:, source_split:]), actnorm, permutation, 2, "cpu")
 
     bias = actnorm.bias.detach().clone().requires_grad_()
     log_scale = actnorm.log_scale.detach().clone().requires_grad_()

@@ -17,16 +17,20 @@ threshold):
 
 Items are training samples (rows or timestamps), so the throughput column reads samples/s. Fits at the reference
 sizes take minutes: time them with one repeat (``python -m bench --cases 'fit_time:*' --min-repeats 1 --budget 0``)
-or with ``python -m bench.cases.fit_time``, which runs the providers once each, alternating, and prints wall and
-process CPU seconds (the steadier figure on a shared machine), the machine's CPU and load.
+or with ``python -m bench.cases.fit_time``, which runs the providers once each, alternating, each fit in a fresh
+process, and prints wall and process CPU seconds (the steadier figure on a shared machine), the machine's CPU and
+load. A fresh process per fit because a fit's allocator setting (:mod:`genad_fast._allocator`) is process-wide and
+stays: in one process the old loop would run on the allocator the new one set (the harness's in-process runs do).
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import json
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -40,8 +44,9 @@ OLD_TRAINING = {"train_stride": 1, "train_dtype": "float32"}
 #: ... and the old defaults that a detector changed with it (FlowDetector: batches of 256 at lr 1e-3).
 OLD_DEFAULTS = {"flow": {"batch_size": 256, "lr": 1e-3}}
 #: ... and the old loop's class-level switches (the per-tensor Adam loop, epochs of at least 8 batches, the patience
-#: of at least ten epochs).
-OLD_CLASS_ATTRS = {"_fused_adam": False, "_min_epoch_steps": 8, "_patience_in_steps": False}
+#: of at least ten epochs, glibc's malloc as it came).
+OLD_CLASS_ATTRS = {"_fused_adam": False, "_min_epoch_steps": 8, "_patience_in_steps": False,
+                   "_keep_freed_memory": False}
 #: Smoke sizes: one epoch (and a short latent search), without the detectors' minimum number of optimiser steps,
 #: so that a fit takes seconds.
 SMOKE = {"epochs": 1, "encoder_epochs": 1, "pretrain_epochs": 1, "iterations": 5, "min_steps": 0}
@@ -133,7 +138,7 @@ def _sizes(name: str) -> list[Size]:
     return smoke[:1] + [SIZES[k][1] for k in kinds] + smoke[1:]
 
 
-if __name__ != "__main__":
+if __name__ not in ("__main__", "__mp_main__"):  # not when run as the script, or as its spawned child
     for _name in _registered():
         register(Case("fit_time", _name, _sizes(_name), setup_for(_name), PROVIDERS, items=_items,
                       item_unit="sample", description=f"{_name} fit at its defaults: eager and the old training "
@@ -141,6 +146,20 @@ if __name__ != "__main__":
 
 
 # ---- one alternating run, wall and CPU seconds (python -m bench.cases.fit_time) ------------------------------
+def _fit_once(name: str, label: str, provider: str, threads: int | None) -> dict:
+    """One fit of ``provider`` in this (fresh) process: wall and process CPU seconds, epochs, samples per epoch."""
+    if threads:
+        torch.set_num_threads(threads)
+    size = next(s for sizes in SIZES.values() for s in sizes if s.label == label)
+    run = PROVIDERS[provider].build(setup_for(name)(size, torch.device("cpu")))
+    wall, cpu = time.perf_counter(), time.process_time()
+    det = run()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    h = getattr(det, "history_", None)
+    return {"wall_s": wall, "cpu_s": cpu, "epochs": len(h.train_loss) if h else None,
+            "n_train_per_epoch": h.n_train if h else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.machine import load_average, machine_info
 
@@ -166,19 +185,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<12} {size.label:<22} unavailable: {exc}")
                 continue
             for provider in (EAGER, "cpu"):
-                run = PROVIDERS[provider].build(inputs)
-                wall, cpu = time.perf_counter(), time.process_time()
-                det = run()
-                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    out = pool.submit(_fit_once, name, size.label, provider, args.threads).result()
+                wall, cpu = out["wall_s"], out["cpu_s"]
                 print(f"{name:<12} {size.label:<22} {provider:<8} {wall:9.1f} {cpu:9.1f} {size['n'] / wall:10.0f}",
                       flush=True)
                 if args.json:
-                    h = getattr(det, "history_", None)
                     with open(args.json, "a") as f:
                         f.write(json.dumps({"detector": name, "size": size.label, "provider": provider,
-                                            "wall_s": wall, "cpu_s": cpu, "load": os.getloadavg()[0],
-                                            "epochs": len(h.train_loss) if h else None,
-                                            "n_train_per_epoch": h.n_train if h else None}) + "\n")
+                                            "load": os.getloadavg()[0]} | out) + "\n")
     return 0
 
 

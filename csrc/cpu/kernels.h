@@ -45,6 +45,11 @@ using GatedTanhFn = Tensor (*)(const Tensor& x, int64_t dim);
 using GatedTanhBackwardFn = Tensor (*)(const Tensor& grad, const Tensor& x, int64_t dim);
 using BiasGeluFn = Tensor (*)(const Tensor& z, const Tensor& bias);
 using BiasGeluBackwardFn = std::tuple<Tensor, Tensor> (*)(const Tensor& grad, const Tensor& z, const Tensor& bias);
+using PermuteAffineFn = std::tuple<Tensor, Tensor> (*)(const Tensor& x_a, const Tensor& x_b, const Tensor& bias,
+                                                       const Tensor& log_scale, const Tensor& perm, int64_t split);
+using PermuteAffineBackwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor> (*)(
+    const Tensor& grad_a, const Tensor& grad_b, const Tensor& v_a, const Tensor& v_b, const Tensor& log_scale,
+    const Tensor& perm, int64_t source_split);
 
 extern Stub<CouplingFn> coupling_forward_stub;
 extern Stub<CouplingFn> coupling_inverse_stub;
@@ -63,6 +68,8 @@ extern Stub<GatedTanhFn> gated_tanh_stub;
 extern Stub<GatedTanhBackwardFn> gated_tanh_backward_stub;
 extern Stub<BiasGeluFn> bias_gelu_stub;
 extern Stub<BiasGeluBackwardFn> bias_gelu_backward_stub;
+extern Stub<PermuteAffineFn> permute_affine_stub;
+extern Stub<PermuteAffineBackwardFn> permute_affine_backward_stub;
 
 // ---- reference sets held packed between calls (genad_fast.ops.hold_refs) -------------------------------------------
 // The distance kernels (kde_logpdf, knn_distance) pack the whole reference set for their register tile on every call

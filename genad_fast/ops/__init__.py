@@ -11,11 +11,12 @@ from genad_fast.ops.linear import linear_act
 from genad_fast.ops.conv import conv1d_act
 from genad_fast.ops.gated import gated_tanh
 from genad_fast.ops.gelu import bias_gelu
+from genad_fast.ops.permute import permute_affine
 
 __all__ = [
     "Dispatch",
     "add_noise", "anogan_residual", "coupling_forward", "coupling_inverse", "diffusion_step", "masked_adam_",
     "philox_counters", "randn", "recon_error_accumulate_",
     "kde_logpdf", "knn_distance", "scott_bandwidth", "silverman_bandwidth", "linear_act",
-    "conv1d_act", "gated_tanh", "bias_gelu",
+    "conv1d_act", "gated_tanh", "bias_gelu", "permute_affine",
 ]

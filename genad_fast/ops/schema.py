@@ -9,7 +9,7 @@ alias annotations, defaults), which ``tests/test_op_schema.py`` compares with wh
 (:class:`genad_fast.ops.dispatch.Dispatch`) reads it to say, per op, which backend runs it and whether a kernel
 exists at all (``linear_act`` has no Triton kernel: the GPU search is captured in a CUDA graph instead;
 ``conv1d_act`` neither: on a GPU the convolution is cuDNN's either way; nor ``gated_tanh``: one element-wise pass,
-which the CUDA kernel already is; nor ``bias_gelu``, for the same reason).
+which the CUDA kernel already is; nor ``bias_gelu`` and ``permute_affine``, for the same reason).
 """
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ SCHEMAS: dict[str, str] = {
     "bias_gelu": "bias_gelu(Tensor z, Tensor bias) -> Tensor",
     "bias_gelu_backward": ("bias_gelu_backward(Tensor grad, Tensor z, Tensor bias) -> (Tensor grad_z, "
                            "Tensor grad_bias)"),
+    "permute_affine": ("permute_affine(Tensor x_a, Tensor x_b, Tensor bias, Tensor log_scale, Tensor perm, int split) "
+                       "-> (Tensor, Tensor)"),
+    "permute_affine_backward": ("permute_affine_backward(Tensor grad_a, Tensor grad_b, Tensor v_a, Tensor v_b, "
+                                "Tensor log_scale, Tensor perm, int source_split) -> (Tensor grad_x_a, "
+                                "Tensor grad_x_b, Tensor grad_bias, Tensor grad_log_scale)"),
 }
 
 _ALL = ("eager", "cpu", "cuda", "triton")
@@ -56,6 +61,7 @@ IMPLEMENTED["linear_act"] = ("eager", "cpu", "cuda")
 IMPLEMENTED["conv1d_act"] = ("eager", "cpu", "cuda")
 IMPLEMENTED["gated_tanh"] = IMPLEMENTED["gated_tanh_backward"] = ("eager", "cpu", "cuda")
 IMPLEMENTED["bias_gelu"] = IMPLEMENTED["bias_gelu_backward"] = ("eager", "cpu", "cuda")
+IMPLEMENTED["permute_affine"] = IMPLEMENTED["permute_affine_backward"] = ("eager", "cpu", "cuda")
 
 
 def namespace_of(backend: str) -> str:

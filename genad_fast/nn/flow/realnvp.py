@@ -23,7 +23,7 @@ from torch import nn
 
 from genad_fast import ops
 from genad_fast.ops import Dispatch
-from genad_fast.ops.dispatch import kernel_or_eager
+from genad_fast.ops.dispatch import kernel_or_eager, select
 
 __all__ = ["LOG_2PI", "ActNorm", "AffineCoupling", "LULinear", "Permutation", "RealNVP", "ResidualMLP",
            "actnorm_permute_split"]
@@ -147,60 +147,16 @@ class Permutation(nn.Module):
         return y.index_select(1, self.inv_perm), y.new_zeros(y.shape[0])
 
 
-class _ActNormPermuteSplit(torch.autograd.Function):
-    """v = ((x + b)·exp(log_scale))[:, perm], returned as its halves v[:, :d], v[:, d:].
-
-    The same values as ActNorm, then Permutation, then the coupling's split (elementwise maps commute with a
-    permutation of the columns), in three passes over x instead of a dozen for the three modules' autograd:
-    there the backward zero-fills a full-width gradient for each half's slice and for the permutation's
-    scatter, and the ActNorm's product rule makes two more full-width products. Here, with g = [g_a, g_b]
-    and e = exp(log_scale) in permuted order:
-
-        ∂/∂x = (g·e)[:, perm⁻¹]      ∂/∂b = Σ_rows (g·e)  (unpermuted)      ∂/∂log_scale = Σ_rows (g·v)  (unpermuted)
-    """
-
-    @staticmethod
-    def forward(ctx, x, bias, log_scale, perm, inv_perm, d):
-        scale = torch.exp(log_scale).index_select(0, perm)
-        v = x.index_select(1, perm).add_(bias.index_select(0, perm)).mul_(scale)
-        ctx.save_for_backward(v, scale, inv_perm)
-        ctx.d = d
-        return v[:, :d], v[:, d:]
-
-    @staticmethod
-    def backward(ctx, grad_a, grad_b):
-        v, scale, inv_perm = ctx.saved_tensors
-        d = ctx.d
-        grad_u = torch.empty_like(v)                          # ∂/∂(x + b), permuted: g·e, written half by half
-        grad_log_scale = torch.empty_like(scale)
-        for grad, cols in ((grad_a, slice(None, d)), (grad_b, slice(d, None))):
-            if grad is None:                                  # an unused half: zero gradient
-                grad_u[:, cols] = 0
-                grad_log_scale[cols] = 0
-                continue
-            torch.mul(grad, scale[cols], out=grad_u[:, cols])
-            grad_log_scale[cols] = (grad * v[:, cols]).sum(0)
-        grad_bias = grad_u.sum(0).index_select(0, inv_perm)
-        return (grad_u.index_select(1, inv_perm), grad_bias, grad_log_scale.index_select(0, inv_perm),
-                None, None, None)
-
-
-def _runs_eager(backend: str | Dispatch | None) -> bool:
-    """Whether ``backend`` (a coupling's: a name, None for the ops' own choice, or a call's Dispatch) runs the
-    coupling eagerly: the reference path, where the flow keeps its modules' own autograd."""
-    if isinstance(backend, Dispatch):
-        return not backend.has("coupling_forward")
-    return backend == "eager"
-
-
-def actnorm_permute_split(x: torch.Tensor, actnorm: ActNorm, permutation: Permutation,
-                          d: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The halves (x_a, x_b) that ``actnorm``, then ``permutation``, then a coupling's split at ``d`` give,
-    fused for training (:class:`_ActNormPermuteSplit`: the same forward values, bit for bit); the modules'
-    own log-determinants are the caller's (ActNorm's Σ log_scale, the permutation's 0)."""
+def actnorm_permute_split(halves: tuple[torch.Tensor, torch.Tensor], actnorm: ActNorm, permutation: Permutation,
+                          d: int, backend: str | Dispatch | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The halves (x_a, x_b) that ``actnorm``, then ``permutation``, then a coupling's split at ``d`` give for the
+    input ``[halves[0], halves[1]]`` (columns), in one :func:`genad_fast.ops.permute_affine` call: the same values
+    as the modules, bit for bit, without concatenating the halves. The modules' own log-determinants are the
+    caller's (ActNorm's Σ log_scale, the permutation's 0)."""
     if actnorm.training and not bool(actnorm.initialized):
-        actnorm.initialize(x)
-    return _ActNormPermuteSplit.apply(x, actnorm.bias, actnorm.log_scale, permutation.perm, permutation.inv_perm, d)
+        actnorm.initialize(torch.cat(halves, dim=1))
+    return ops.permute_affine(halves[0], halves[1], actnorm.bias, actnorm.log_scale, permutation.perm, d,
+                              backend=backend)
 
 
 class ResidualMLP(nn.Module):
@@ -287,16 +243,16 @@ class AffineCoupling(nn.Module):
     def forward(self, x: torch.Tensor, *, backend: str | Dispatch | None = None,
                 matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_a, x_b·exp(s) + t) and Σ s; ``backend``/``matmul_dtype`` None: the module's own."""
-        return self.forward_halves(x[:, : self.d_cond], x[:, self.d_cond:], backend=backend,
-                                   matmul_dtype=matmul_dtype)
+        x_a = x[:, : self.d_cond]
+        y_b, logdet = self.forward_halves(x_a, x[:, self.d_cond:], backend=backend, matmul_dtype=matmul_dtype)
+        return torch.cat([x_a, y_b], dim=1), logdet
 
     def forward_halves(self, x_a: torch.Tensor, x_b: torch.Tensor, *, backend: str | Dispatch | None = None,
                        matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward`` of x = [x_a, x_b] given as its two halves (``actnorm_permute_split``'s outputs)."""
+        """(x_b·exp(s) + t, Σ s) for x = [x_a, x_b] given as its two halves: the transformed half alone (the
+        output is [x_a, it])."""
         backend = self.backend if backend is None else backend
-        y_b, logdet = ops.coupling_forward(x_b, self._conditioner(x_a, matmul_dtype, backend), self.clamp,
-                                           backend=backend)
-        return torch.cat([x_a, y_b], dim=1), logdet
+        return ops.coupling_forward(x_b, self._conditioner(x_a, matmul_dtype, backend), self.clamp, backend=backend)
 
     def inverse(self, y: torch.Tensor, *, backend: str | Dispatch | None = None,
                 matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -343,24 +299,39 @@ class RealNVP(nn.Module):
                 matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # float64 accumulation for float64 data, float32 otherwise (never narrower)
         logdet = torch.zeros(x.shape[0], dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
-        # Training with compiled kernels: the permutation steps' fused input. Without gradients, or on the eager
-        # backend (the plain modules, the reference), the modules one by one.
-        fused = (torch.is_grad_enabled() and len(self.layers) > 0 and isinstance(self.layers[1], Permutation)
-                 and not _runs_eager(self.layers[2].backend if backend is None else backend))
-        layers = iter(self.layers)
-        for layer in layers:
-            if fused and isinstance(layer, ActNorm):
-                permutation, coupling = next(layers), next(layers)
-                x_a, x_b = actnorm_permute_split(x, layer, permutation, coupling.d_cond)
-                x, ld = coupling.forward_halves(x_a, x_b, backend=backend, matmul_dtype=matmul_dtype)
-                logdet = logdet + layer.log_scale.sum() + ld
-                continue
+        step_backend = self._halves_backend(x, backend)
+        if step_backend is not None:
+            return self._forward_halves(x, logdet, backend, step_backend, matmul_dtype)
+        for layer in self.layers:
             if isinstance(layer, AffineCoupling):
                 x, ld = layer(x, backend=backend, matmul_dtype=matmul_dtype)
             else:
                 x, ld = layer(x)
             logdet = logdet + ld
         return x, logdet
+
+    def _halves_backend(self, x: torch.Tensor, backend: str | Dispatch | None) -> str | None:
+        """The backend of :func:`genad_fast.ops.permute_affine` where the forward runs on halves: training
+        (gradients on), permutation mixing, and a backend with its kernel (CPU, CUDA); else None, the modules one by
+        one (scoring, LU mixing, the Triton backend, and the eager backend, the reference)."""
+        if not (torch.is_grad_enabled() and self.layers and isinstance(self.layers[1], Permutation)):
+            return None
+        requested = self.layers[2].backend if backend is None else backend
+        chosen = select("permute_affine", kernel_or_eager("permute_affine", requested), x.device)
+        return None if chosen == "eager" else chosen
+
+    def _forward_halves(self, x: torch.Tensor, logdet: torch.Tensor, backend: str | Dispatch | None,
+                        step_backend: str, matmul_dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` with each step's input made from the previous coupling's two halves (x_a, y_b) by one
+        :func:`actnorm_permute_split`: the halves are concatenated once, into z. The same values as the modules."""
+        halves = (x, x[:, x.shape[1]:])  # [x, nothing]
+        for k in range(0, len(self.layers), 3):
+            actnorm, permutation, coupling = self.layers[k:k + 3]
+            x_a, x_b = actnorm_permute_split(halves, actnorm, permutation, coupling.d_cond, step_backend)
+            y_b, ld = coupling.forward_halves(x_a, x_b, backend=backend, matmul_dtype=matmul_dtype)
+            halves = (x_a, y_b)
+            logdet = logdet + actnorm.log_scale.sum() + ld
+        return torch.cat(halves, dim=1), logdet
 
     def inverse(self, z: torch.Tensor, *, backend: str | Dispatch | None = None,
                 matmul_dtype: torch.dtype | None = None) -> torch.Tensor:

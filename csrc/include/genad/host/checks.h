@@ -46,6 +46,7 @@ class Checks {
   constexpr Checks(const char* op, Backend backend) : op_(op), backend_(backend) {}
 
   const char* op() const { return op_; }
+  Backend backend() const { return backend_; }
 
   void device(const at::Tensor& t, const char* name) const {
     TORCH_CHECK(t.device().type() == backend_.type, op_, ": ", name, " must be a ", backend_.name,
