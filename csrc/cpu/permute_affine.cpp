@@ -1,7 +1,7 @@
 // permute_affine on the CPU: the input of a normalizing-flow step with a fixed permutation (Glow's ActNorm, then
 // the permutation, then the coupling's split), read from the previous step's two halves and written as the next
 // coupling's two halves:
-//   x = [x_a, x_b] (columns),  v[:, j] = (x[:, p_j] + b[p_j]) · exp(log_scale[p_j]),  out = (v[:, :split], v[:, split:])
+//   x = [x_a, x_b] (columns),  v[:, j] = (x[:, p_j] + b[p_j])·exp(log_scale[p_j]),  out = (v[:, :split], v[:, split:])
 // and its backward, with g = [grad_a, grad_b] and e_j = exp(log_scale[p_j]):
 //   ∂/∂x[:, p_j] = g_j·e_j    ∂/∂b[p_j] = Σ_rows g_j·e_j    ∂/∂log_scale[p_j] = Σ_rows g_j·v_j
 // Why a kernel of our own: at 1,544 features (FlowDetector on 193 × 8 windows) a training step spent ~15 ms of its

@@ -6,7 +6,8 @@
     v[:, j] = (x[:, p_j] + b[p_j])·exp(log_scale[p_j])                 b, log_scale [D], p a permutation of 0 .. D-1
     out = (v[:, :split], v[:, split:])
 
-    ∂/∂x[:, p_j] = g_j·e_j    ∂/∂b[p_j] = Σ_rows g_j·e_j    ∂/∂log_scale[p_j] = Σ_rows g_j·v_j      (e_j = exp(log_scale[p_j]))
+    ∂/∂x[:, p_j] = g_j·e_j    ∂/∂b[p_j] = Σ_rows g_j·e_j    ∂/∂log_scale[p_j] = Σ_rows g_j·v_j
+                                                                       (e_j = exp(log_scale[p_j]))
 
 That is Glow's ActNorm, then a fixed permutation of the features, then the affine coupling's split (Kingma &
 Dhariwal, NeurIPS 2018; Dinh et al., ICLR 2017), with the previous coupling's output given as its two halves
@@ -40,8 +41,8 @@ def permute_affine(x_a: torch.Tensor, x_b: torch.Tensor, bias: torch.Tensor, log
     """``(v[:, :split], v[:, split:])`` with ``v = (([x_a, x_b] + bias)·exp(log_scale))[:, perm]``, each contiguous;
     see the module docstring.
 
-    Differentiable in x_a, x_b, bias and log_scale (the backward kernel on the compiled backends, autograd of the composite
-    on the eager one); a second derivative only on the eager backend. ``backend``: ``"eager"``, ``"cpu"``,
+    Differentiable in x_a, x_b, bias and log_scale (the backward kernel on the compiled backends, autograd of the
+    composite on the eager one); a second derivative only on the eager backend. ``backend``: ``"eager"``, ``"cpu"``,
     ``"cuda"``, None (``GENAD_FAST_BACKEND``, else auto) or a :class:`~genad_fast.ops.Dispatch`. There is no Triton
     kernel: ``"triton"`` raises BackendUnavailableError.
     """
