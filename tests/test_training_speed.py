@@ -221,3 +221,40 @@ def test_flow_trains_the_fast_way_by_default():
     assert det.train_dtype == "float32" and _training_params.train_autocast(det) is None
     other = DiffusionDetector()._train_config()  # the others keep the loop they were measured with
     assert not other.fused_adam and not other.patience_in_steps
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_fit_keeps_freed_memory_unless_told_not_to(monkeypatch, keep):
+    """Every fit sets glibc's malloc to keep freed memory (genad_fast._allocator) before its first step, as the
+    detectors' configurations ask; the old loop that bench.cases.fit_time measures against does not."""
+    calls = []
+    monkeypatch.setattr(training, "keep_freed_memory", lambda: calls.append("set") or True)
+    _fit(64, keep_freed_memory=keep)
+    assert calls == (["set"] if keep else [])
+    assert FlowDetector()._train_config().keep_freed_memory and DiffusionDetector()._train_config().keep_freed_memory
+
+
+def test_keep_freed_memory_sets_the_thresholds_in_a_fresh_process():
+    """After it, a process re-uses freed blocks: allocating and freeing 8 MiB tensors takes (almost) no page faults,
+    where glibc's defaults with a small trim threshold fault every page in again (MALLOC_TRIM_THRESHOLD_ in the
+    child's environment turns the dynamic threshold off, as Dask's nanny does)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys, torch\n"
+        "from genad_fast._allocator import keep_freed_memory\n"
+        "if sys.argv[1] == 'keep': assert keep_freed_memory()\n"
+        "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in range(3): torch.ones(2 ** 21).sum()\n"
+        "before = faults()\n"
+        "for _ in range(20): torch.ones(2 ** 21).sum()\n"
+        "print(faults() - before)\n")
+    if not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION"):
+        pytest.skip("glibc's malloc only")
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    env.pop("GENAD_FAST_KEEP_FREED_MEMORY", None)
+    faults = {mode: int(subprocess.run([sys.executable, "-c", code, mode], env=env, capture_output=True, text=True,
+                                       check=True).stdout) for mode in ("keep", "system")}
+    assert faults["keep"] < 100 <= faults["system"], faults
