@@ -116,9 +116,10 @@ struct PermuteAffine : public torch::autograd::Function<PermuteAffine> {
     refuse_double_backward("permute_affine");
     const auto saved = ctx->get_saved_variables();
     // an output that took no part in the loss has no gradient: zeros; the kernel reads rows with unit column stride
-    // (a broadcast gradient, e.g. of out.sum(), arrives with stride 0: copied)
+    // (a broadcast gradient, e.g. of out.sum(), arrives with stride 0: copied; an empty one keeps strides 0, which
+    // contiguous() leaves as they are: a fresh empty tensor)
     const auto rows_of = [](const at::Tensor& grad, const at::Tensor& out) {
-      if (!grad.defined()) return at::zeros_like(out);
+      if (!grad.defined() || grad.size(0) == 0 || grad.size(1) == 0) return at::zeros_like(out);
       return grad.size(1) <= 1 || grad.stride(1) == 1 ? grad : grad.contiguous();
     };
     const at::Tensor grad_a = rows_of(grads[0], saved[0]), grad_b = rows_of(grads[1], saved[1]);

@@ -100,7 +100,7 @@ def test_each_capability_matches_the_eager_reference(capability):
 def test_op_test_files_pass_under_each_capability(capability, tmp_path):
     files = ["test_coupling.py", "test_philox.py", "test_diffusion_ops.py", "test_distance_ops.py",
              "test_anogan_ops.py", "test_linear_act.py", "test_conv1d_act.py", "test_gated_tanh.py",
-             "test_bias_gelu.py"]
+             "test_bias_gelu.py", "test_permute_affine.py"]
     # A private inductor cache: torch.compile's code cache does not key on ATEN_CPU_CAPABILITY, and a kernel cached
     # by a process of another capability gave wrong sums here (torch 2.14; a fresh cache is right for every one).
     env = {**os.environ, "ATEN_CPU_CAPABILITY": capability.lower(), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
@@ -257,6 +257,32 @@ def child_checks() -> None:
                 ops.bias_gelu(*leaves, backend=b).backward(gb)
                 return leaves[0].grad, leaves[1].grad
             both(f"bias_gelu_backward([{m}, {n}])", gelu_grads, rtol, atol)
+
+        # permute_affine forward (bit for bit: the same two roundings and ATen's exp on every variant) and backward
+        # (∂/∂x bit for bit, the column sums to rounding): widths D of 1, 7, 17 and 37 (gathers of whole AVX2 and
+        # AVX-512 registers and scalar tails), either half empty, split at 0, inside and at D; the halves column
+        # windows of one wider matrix (row strides), a NaN and a -inf; N across one to several 64-row blocks
+        for n_rows, da, db, split in ((3, 1, 0, 1), (70, 3, 4, 0), (130, 9, 8, 11), (65, 0, 37, 37), (9, 20, 17, 5)):
+            wide = rand(n_rows, da + db + 3, dtype=dtype) * 3
+            xa, xb = wide[:, :da], wide[:, da + 3:]
+            if da:
+                xa[0, 0] = float("nan")
+            if db:
+                xb[-1, -1] = -float("inf")
+            pb, pls = rand(da + db, dtype=dtype), rand(da + db, dtype=dtype) * 0.5
+            pp = torch.randperm(da + db, generator=g)
+            case = f"[{n_rows}, {da}|{db}], split={split}"
+            both(f"permute_affine({case})", lambda b: ops.permute_affine(xa, xb, pb, pls, pp, split, backend=b),
+                 0.0, 0.0)
+            pg = rand(n_rows, da + db, dtype=dtype)
+
+            def permute_grads(b):
+                leaves = [t.detach().requires_grad_(True) for t in (xa, xb, pb, pls)]
+                outs = ops.permute_affine(*leaves, pp, split, backend=b)
+                torch.autograd.backward(list(outs), [pg[:, :split], pg[:, split:]])
+                return tuple(t.grad for t in leaves)
+            both(f"permute_affine_backward({case})", lambda b: permute_grads(b)[:2], 0.0, 0.0)
+            both(f"permute_affine_backward({case}) sums", lambda b: permute_grads(b)[2:], rtol, atol)
 
     # gated_tanh in bfloat16: the float32 kernel's result on the upcast input, rounded once, bit for bit
     xb = (rand(5, 2 * 37, 13, dtype=torch.float32) * 4).to(torch.bfloat16)

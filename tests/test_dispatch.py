@@ -1,6 +1,6 @@
 """The op layer's dispatch object (genad_fast/ops/dispatch.py): the backend of every op chosen once, per device,
-from backend= or GENAD_FAST_BACKEND; per-op capabilities (linear_act, conv1d_act, gated_tanh and bias_gelu have no
-Triton kernel); kernel handles."""
+from backend= or GENAD_FAST_BACKEND; per-op capabilities (linear_act, conv1d_act, gated_tanh, bias_gelu and
+permute_affine have no Triton kernel); kernel handles."""
 import importlib.util
 
 import pytest
@@ -63,7 +63,15 @@ def test_triton_says_per_op_which_kernels_it_has(monkeypatch):
             d.backend_of(op)
     with pytest.raises(BackendUnavailableError, match="bias_gelu has no 'triton' implementation"):
         ops.bias_gelu(torch.randn(4, 3), torch.randn(3), backend=d)
-    without = ("linear_act", "conv1d_act", "gated_tanh", "gated_tanh_backward", "bias_gelu", "bias_gelu_backward")
+    for op in ("permute_affine", "permute_affine_backward"):  # no Triton kernel either (ops/permute.py says why)
+        assert not d.has(op)
+        with pytest.raises(BackendUnavailableError, match=f"{op} has no 'triton' implementation"):
+            d.backend_of(op)
+    with pytest.raises(BackendUnavailableError, match="permute_affine has no 'triton' implementation"):
+        ops.permute_affine(torch.randn(4, 3), torch.randn(4, 2), torch.randn(5), torch.randn(5), torch.randperm(5), 2,
+                           backend=d)
+    without = ("linear_act", "conv1d_act", "gated_tanh", "gated_tanh_backward", "bias_gelu", "bias_gelu_backward",
+               "permute_affine", "permute_affine_backward")
     for op in (op for op in SCHEMAS if op not in without):
         assert "triton" in IMPLEMENTED[op]
         assert d.backend_of(op) == "triton" and d.kernel(op) is getattr(torch.ops.genad_fast_triton, op)
@@ -125,7 +133,7 @@ def test_kernel_or_eager_reads_a_name_as_the_ops_do(monkeypatch):
     from genad_fast.ops.dispatch import kernel_or_eager
 
     monkeypatch.delenv("GENAD_FAST_BACKEND", raising=False)
-    for op in ("gated_tanh", "bias_gelu"):
+    for op in ("gated_tanh", "bias_gelu", "permute_affine"):
         assert kernel_or_eager(op, "cpu") == "cpu" and kernel_or_eager(op, " CPU ") == "cpu"
         assert kernel_or_eager(op, "cuda") == "cuda"
         assert kernel_or_eager(op, "auto") == "auto" and kernel_or_eager(op, None) == "auto"

@@ -87,6 +87,24 @@ def conv(**change):
     return tuple((dict(CONV) | change).values())
 
 
+PA = dict(x_a=z(4, 3), x_b=z(4, 4), bias=z(7), log_scale=z(7), perm=torch.tensor([3, 0, 6, 1, 5, 2, 4]), split=2)
+PAB = dict(grad_a=z(4, 2), grad_b=z(4, 5), v_a=z(4, 2), v_b=z(4, 5), log_scale=z(7), perm=PA["perm"],
+           source_split=3)
+# permute_affine's own texts: a perm that is no permutation (the CPU kernel checks it), a split outside [0, D].
+PERM = "perm must be a permutation of 0 .. 6, got {got} at position {at} ({why})"
+SPLIT = "{name} must be in [0, 7] (a column of the 7 columns), got {got}"
+
+
+def pa(**change):
+    """permute_affine's arguments in schema order, with some replaced."""
+    return tuple((dict(PA) | change).values())
+
+
+def pab(**change):
+    """permute_affine_backward's arguments in schema order, with some replaced."""
+    return tuple((dict(PAB) | change).values())
+
+
 CASES = [
     # ---- coupling: x or y [N, D], h [N, 2D], clamp >= 0
     ("coupling_forward", (z(4, 3, dtype=torch.int64), H, 0.0),
@@ -264,6 +282,47 @@ CASES = [
     ("bias_gelu_backward", (z(4, 3), z(4, 3, dtype=torch.float16), z(3, dtype=torch.float16)),
      text("dtype", name="z", allowed="float32 or float64", dtype="float16")),
     ("bias_gelu_backward", (z(3), z(3), z(3)), text("rank", name="z", k=2, shape="[3]")),
+    # ---- permute_affine: x_a [N, Da], x_b [N, Db] float32/float64 unit last stride; bias, log_scale [D] of x_a's
+    # dtype; perm int64 [D], a permutation; 0 <= split <= D. Backward: grad_a, grad_b of v_a's, v_b's shape and dtype
+    ("permute_affine", pa(x_a=z(3)), text("rank", name="x_a", k=2, shape="[3]")),
+    ("permute_affine", pa(x_b=z(1, 4, 4)), text("rank", name="x_b", k=2, shape="[1, 4, 4]")),
+    ("permute_affine", pa(x_a=z(4, 3, dtype=torch.int64)),
+     text("dtype", name="x_a", allowed="float32 or float64", dtype="int64")),
+    ("permute_affine", pa(x_a=z(4, 3, dtype=torch.float16)),
+     text("dtype", name="x_a", allowed="float32 or float64", dtype="float16")),
+    ("permute_affine", pa(x_b=z(4, 4, dtype=F64)),
+     text("same_dtype", name="x_b", ref="x_a", ref_dtype="float32", dtype="float64")),
+    ("permute_affine", pa(x_b=z(5, 4)), text("same_rows", name="x_b", ref="x_a", ref_rows=4, rows=5)),
+    ("permute_affine", pa(x_a=z(3, 4).t()), text("unit_stride", name="x_a", strides="[1, 4]")),
+    ("permute_affine", pa(x_b=z(4, 8)[:, ::2]), text("unit_stride", name="x_b", strides="[8, 2]")),
+    ("permute_affine", pa(bias=z(7, dtype=F64)),
+     text("same_dtype", name="bias", ref="x_a", ref_dtype="float32", dtype="float64")),
+    ("permute_affine", pa(bias=z(6)), text("shape", name="bias", want="[7]", shape="[6]")),
+    ("permute_affine", pa(log_scale=z(1, 7)), text("shape", name="log_scale", want="[7]", shape="[1, 7]")),
+    ("permute_affine", pa(log_scale=z(7, dtype=torch.int32)),
+     text("same_dtype", name="log_scale", ref="x_a", ref_dtype="float32", dtype="int32")),
+    ("permute_affine", pa(perm=torch.arange(7, dtype=torch.int32)),
+     text("dtype", name="perm", allowed="int64", dtype="int32")),
+    ("permute_affine", pa(perm=z(7)), text("dtype", name="perm", allowed="int64", dtype="float32")),
+    ("permute_affine", pa(perm=torch.arange(6)), text("shape", name="perm", want="[7]", shape="[6]")),
+    ("permute_affine", pa(perm=torch.tensor([0, 1, 2, 3, 4, 5, 3])), PERM.format(got=3, at=6, why="a repeat")),
+    ("permute_affine", pa(perm=torch.tensor([0, 1, 2, 3, 4, 5, 7])), PERM.format(got=7, at=6, why="out of range")),
+    ("permute_affine", pa(perm=torch.tensor([0, -2, 2, 3, 4, 5, 6])), PERM.format(got=-2, at=1, why="out of range")),
+    ("permute_affine", pa(split=8), SPLIT.format(name="split", got=8)),
+    ("permute_affine", pa(split=-1), SPLIT.format(name="split", got=-1)),
+    ("permute_affine_backward", pab(v_a=z(2)), text("rank", name="v_a", k=2, shape="[2]")),
+    ("permute_affine_backward", pab(v_b=z(4, 5, dtype=F64)),
+     text("same_dtype", name="v_b", ref="v_a", ref_dtype="float32", dtype="float64")),
+    ("permute_affine_backward", pab(v_b=z(3, 5)), text("same_rows", name="v_b", ref="v_a", ref_rows=4, rows=3)),
+    ("permute_affine_backward", pab(log_scale=z(6)), text("shape", name="log_scale", want="[7]", shape="[6]")),
+    ("permute_affine_backward", pab(perm=torch.tensor([6, 6, 5, 4, 3, 2, 1])),
+     "perm must be a permutation of 0 .. 6, got 6 at position 1 (a repeat)"),
+    ("permute_affine_backward", pab(source_split=8), SPLIT.format(name="source_split", got=8)),
+    ("permute_affine_backward", pab(grad_a=z(4, 3)),
+     text("same_shape", name="grad_a", ref="v_a", ref_shape="[4, 2]", shape="[4, 3]")),
+    ("permute_affine_backward", pab(grad_b=z(4, 5, dtype=F64)),
+     text("same_dtype", name="grad_b", ref="v_b", ref_dtype="float32", dtype="float64")),
+    ("permute_affine_backward", pab(grad_b=z(5, 4).t()), text("unit_stride", name="grad_b", strides="[1, 4]")),
 ]
 
 
@@ -303,6 +362,12 @@ DEVICE_CASES = [
     ("bias_gelu", (z(4, 3), z(3, device=META)), "bias"),
     ("bias_gelu_backward", (z(4, 3, device=META), z(4, 3), z(3)), "grad"),
     ("bias_gelu_backward", (z(4, 3), z(4, 3), z(3, device=META)), "bias"),
+    ("permute_affine", pa(x_a=z(4, 3, device=META)), "x_a"),
+    ("permute_affine", pa(x_b=z(4, 4, device=META)), "x_b"),
+    ("permute_affine", pa(log_scale=z(7, device=META)), "log_scale"),
+    ("permute_affine", pa(perm=PA["perm"].to(META)), "perm"),
+    ("permute_affine_backward", pab(grad_a=z(4, 2, device=META)), "grad_a"),
+    ("permute_affine_backward", pab(v_b=z(4, 5, device=META)), "v_b"),
 ]
 
 

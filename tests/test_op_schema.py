@@ -61,3 +61,5 @@ def test_every_op_has_eager_and_the_compiled_cpu_and_cuda_backends():
     assert "triton" not in IMPLEMENTED["gated_tanh_backward"]  # nor for its backward
     assert "triton" not in IMPLEMENTED["bias_gelu"]  # no Triton kernel (ops/gelu.py says why)
     assert "triton" not in IMPLEMENTED["bias_gelu_backward"]  # nor for its backward
+    assert "triton" not in IMPLEMENTED["permute_affine"]  # no Triton kernel (ops/permute.py says why)
+    assert "triton" not in IMPLEMENTED["permute_affine_backward"]  # nor for its backward

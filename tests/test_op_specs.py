@@ -28,12 +28,12 @@ NOT_OPS = {"philox_counters", "scott_bandwidth", "silverman_bandwidth"}
 # The runners of the op specs: each op's CPU file, its interpreter file, its GPU file.
 RUNNERS = ([TESTS / f"test_{name}.py" for name in
             ("coupling", "diffusion_ops", "distance_ops", "anogan_ops", "linear_act", "conv1d_act", "gated_tanh",
-              "bias_gelu", "philox")]
+              "bias_gelu", "permute_affine", "philox")]
            + [TESTS / "triton_kernels" / f"test_{name}_triton.py" for name in
               ("coupling", "diffusion", "distance", "anogan", "philox")]
            + [TESTS / "gpu" / f"test_gpu_{name}.py" for name in
               ("coupling", "diffusion_ops", "distance_ops", "anogan_ops", "linear_act", "conv1d_act", "gated_tanh",
-              "bias_gelu", "philox")])
+              "bias_gelu", "permute_affine", "philox")])
 # Where no tolerance may be written: the runners, and everything else in the interpreter's and the GPU's folders
 # but tests/gpu/test_gpu_detectors.py (it compares detector scores across devices, not ops).
 NO_TOLERANCES = sorted(set(RUNNERS) | set((TESTS / "triton_kernels").glob("*.py"))

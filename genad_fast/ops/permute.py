@@ -71,7 +71,11 @@ def permute_affine(x_a: torch.Tensor, x_b: torch.Tensor, bias: torch.Tensor, log
             raise ValueError(f"{name} is on {t.device}, x_a on {x_a.device}: pass tensors on one device")
     chosen = select("permute_affine", backend, x_a.device)
     if chosen == "eager":
-        return _reference.permute_affine(x_a, x_b, bias, log_scale, perm, split)
+        v_a, v_b = _reference.permute_affine(x_a, x_b, bias, log_scale, perm, split)
+        return v_a.contiguous(), v_b.contiguous()   # column windows of one [N, D] result: contiguous, as documented
+    # numpy's empty arrays carry strides (0, 0), which torch calls contiguous and the kernel's unit-stride check
+    # refuses: an empty half goes as a view with unit strides (nothing is read)
+    x_a, x_b = (t.as_strided(t.shape, (t.shape[1], 1)) if t.numel() == 0 else t for t in (x_a, x_b))
     return kernel("permute_affine", chosen)(x_a, x_b, bias, log_scale, perm, split)
 
 

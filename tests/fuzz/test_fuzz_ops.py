@@ -26,6 +26,8 @@ from genad_fast.reference import distance as ref_distance
 from genad_fast.reference import linear as ref_linear
 from op_specs import bias_gelu as gelu_spec
 from op_specs import gated_tanh as gated_spec
+from op_specs import permute_affine as permute_spec
+from op_specs.compare import assert_terms_close
 from op_specs.targets import Target
 
 _CPU = next((b for b in genad_fast.backends() if b.name == "cpu"), None)
@@ -372,6 +374,63 @@ def test_bias_gelu_cpu_equals_eager(inp):
                               bc[clean], g[:, clean])
 
 
+# ---------------------------------------------------------------------------------------------- permute_affine
+_PERMUTE_CPU = Target("cpu", "cpu")
+
+
+@st.composite
+def permute_inputs(draw):
+    """(x_a, x_b, bias, log_scale, perm, split): the columns of a [0..33, 1..33] matrix from :func:`matrices` (any
+    magnitude, NaN/±inf at random places, row strides; a batch view taken as its dense copy) cut at a random column
+    into two halves, either possibly empty; bias of its own magnitude, maybe with a NaN or ±inf; log_scale within
+    ±5, maybe -inf (e = 0); bias, log_scale and perm contiguous or every other element; split anywhere in [0, D]."""
+    x, dense = draw(matrices())
+    if x.dim() != 2:
+        x = dense
+    d = x.shape[1]
+    da = draw(st.integers(0, d))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    b = rng.normal(size=d) * 10.0 ** draw(MAGNITUDES)
+    if draw(st.booleans()):
+        b[rng.integers(d)] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    ls = rng.uniform(-5.0, 5.0, size=d)
+    if draw(st.booleans()):
+        ls[rng.integers(d)] = -np.inf
+    bias, log_scale = (torch.tensor(v, dtype=torch.float64).to(x.dtype) for v in (b, ls))
+    perm = torch.from_numpy(rng.permutation(d))
+    if draw(st.booleans()):
+        bias, log_scale, perm = (permute_spec.every_other(t) for t in (bias, log_scale, perm))
+    return x[:, :da], x[:, da:], bias, log_scale, perm, draw(st.integers(0, d))
+
+
+@examples(150)
+@given(inp=permute_inputs())
+def test_permute_affine_cpu_equals_eager(inp):
+    """Forward bit for bit the reference's (NaN and ±inf where it has them: no clamping); through autograd with
+    output gradients ~N(0, 1), ∂/∂x bit for bit and the column sums within the op tests' budget, NaN and ±inf in the
+    reference's places. (log_scale = +inf is left out: there the reference's ∂/∂log_scale, (Σ g·(x + b))·inf, is ±inf
+    where the kernel's sum of ±inf terms g·v is NaN: tests/op_specs/permute_affine.py, check_nan_and_inf_propagate.)"""
+    x_a, x_b, bias, log_scale, perm, split = inp
+    dtype = x_a.dtype
+    dense = (x_a.contiguous(), x_b.contiguous(), bias.contiguous(), log_scale.contiguous(), perm.contiguous())
+    got = ops.permute_affine(x_a, x_b, bias, log_scale, perm, split, backend="cpu")
+    want = permute_spec.oracle(*dense, split)
+    for o, w in zip(got, want):
+        assert o.is_contiguous()
+        torch.testing.assert_close(o, w, equal_nan=True, **permute_spec.FWD_TOL("cpu", dtype))
+    n, d = x_a.shape[0], x_a.shape[1] + x_b.shape[1]
+    g = torch.randn(n, d, generator=torch.Generator().manual_seed(n * 37 + d), dtype=torch.float64).to(dtype)
+    grads = (g[:, :split], g[:, split:])
+    got_g = permute_spec.unit_grads(_PERMUTE_CPU, x_a, x_b, bias, log_scale, perm, split, grads)
+    want_g = permute_spec.oracle_grads(*dense, split, grads)
+    for a, b, what in zip(got_g[:2], want_g[:2], ("x_a", "x_b")):
+        torch.testing.assert_close(a, b, equal_nan=True, **permute_spec.GRAD_X_TOL("cpu", dtype))
+        assert_nan_where(a, b, f"permute_affine_backward: {what}")
+    scales = permute_spec.sum_scales(*dense, grads)
+    for a, b, s in zip(got_g[2:], want_g[2:], scales):
+        assert_terms_close(a, b, s, **permute_spec.GRAD_SUM_ULPS(_PERMUTE_CPU, dtype))
+
+
 # ---------------------------------------------------------------------------------------------- found defects
 EMPTY_FROM_NUMPY = {
     "coupling_forward": lambda x: ops.coupling_forward(x, torch.zeros(0, 4, dtype=x.dtype), 0.0, backend="cpu")[0],
@@ -383,6 +442,8 @@ EMPTY_FROM_NUMPY = {
     "conv1d_act": lambda x: ops.conv1d_act(x[:, :, None], torch.ones(3, 2, 1, dtype=x.dtype), backend="cpu"),
     "gated_tanh": lambda x: ops.gated_tanh(x, 1, backend="cpu"),
     "bias_gelu": lambda x: ops.bias_gelu(x, torch.zeros(2, dtype=x.dtype), backend="cpu"),
+    "permute_affine": lambda x: ops.permute_affine(x, x, torch.zeros(4, dtype=x.dtype), torch.zeros(4, dtype=x.dtype),
+                                                   torch.arange(4), 3, backend="cpu")[1],
 }
 
 
