@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown configurations {unknown}; known: {', '.join(CONFIGS)}")
     warnings.simplefilter("ignore")  # Ray's and Dask's start-up chatter; failures are checked below
     # The same allocator settings in every scoring process: the workers keep the memory their calls free
-    # (genad_fast._allocator.keep_freed_memory; GENAD_FAST_KEEP_FREED_MEMORY=0 turns it off in all of
+    # (genad_fast.distributed._worker.keep_freed_memory; GENAD_FAST_KEEP_FREED_MEMORY=0 turns it off in all of
     # them), and so does this process, where local1 and local1x2 score, so no speedup comes from malloc alone.
     from genad_fast.distributed._worker import keep_freed_memory
 

@@ -19,8 +19,8 @@ Items are training samples (rows or timestamps), so the throughput column reads 
 sizes take minutes: time them with one repeat (``python -m bench --cases 'fit_time:*' --min-repeats 1 --budget 0``)
 or with ``python -m bench.cases.fit_time``, which runs the providers once each, alternating, each fit in a fresh
 process, and prints wall and process CPU seconds (the steadier figure on a shared machine), the machine's CPU and
-load. A fresh process per fit because a fit's allocator setting (:mod:`genad_fast._allocator`) is process-wide and
-stays: in one process the old loop would run on the allocator the new one set (the harness's in-process runs do).
+load. A fresh process per fit, so that nothing one fit leaves in the process (the allocator's heap and thresholds,
+which glibc adapts to the blocks a process has freed; caches) carries into the next; the harness's runs share one.
 """
 from __future__ import annotations
 
@@ -44,9 +44,8 @@ OLD_TRAINING = {"train_stride": 1, "train_dtype": "float32"}
 #: ... and the old defaults that a detector changed with it (FlowDetector: batches of 256 at lr 1e-3).
 OLD_DEFAULTS = {"flow": {"batch_size": 256, "lr": 1e-3}}
 #: ... and the old loop's class-level switches (the per-tensor Adam loop, epochs of at least 8 batches, the patience
-#: of at least ten epochs, glibc's malloc as it came).
-OLD_CLASS_ATTRS = {"_fused_adam": False, "_min_epoch_steps": 8, "_patience_in_steps": False,
-                   "_keep_freed_memory": False}
+#: of at least ten epochs).
+OLD_CLASS_ATTRS = {"_fused_adam": False, "_min_epoch_steps": 8, "_patience_in_steps": False}
 #: Smoke sizes: one epoch (and a short latent search), without the detectors' minimum number of optimiser steps,
 #: so that a fit takes seconds.
 SMOKE = {"epochs": 1, "encoder_epochs": 1, "pretrain_epochs": 1, "iterations": 5, "min_steps": 0}

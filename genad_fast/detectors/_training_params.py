@@ -90,9 +90,6 @@ class TrainingParamsMixin:
     #: also on long epochs (the flow: 65 % of its fit on 20,000 rows was the 10 epochs of patience); the others
     #: keep the patience they were measured with.
     _patience_in_steps: ClassVar[bool] = False
-    #: ``TrainConfig.keep_freed_memory``: glibc keeps the memory a training step frees for the next step
-    #: (:mod:`genad_fast._allocator`); False only for the old loop that ``bench.cases.fit_time`` measures against.
-    _keep_freed_memory: ClassVar[bool] = True
 
     def _train_config(self, epochs: int | None = None) -> training.TrainConfig:
         """The training configuration (``epochs`` overrides the parameter, e.g. for a pre-training phase)."""
@@ -103,8 +100,7 @@ class TrainingParamsMixin:
                                     epoch_fraction=epoch_fraction(self),
                                     autocast=None if self._loss_applies_train_dtype else train_autocast(self),
                                     min_epoch_steps=self._min_epoch_steps, fused_adam=self._fused_adam,
-                                    patience_in_steps=self._patience_in_steps,
-                                    keep_freed_memory=self._keep_freed_memory)
+                                    patience_in_steps=self._patience_in_steps)
 
     def _fit_config(self, n_samples: int, epochs: int | None = None):
         """:meth:`_train_config`, with the epochs raised so that the fit on ``n_samples`` samples makes at least

@@ -78,8 +78,8 @@ def run_job(engine: str, payload: dict, items: list[Item], *, workers: int | Non
     CPU time of that process, all its threads, from its start to its last task: start-up, imports, model load
     and tasks; the in-process route reports this process's total), "worker_phases" (worker pid -> where its
     time went: ``before_init_cpu`` (CPU seconds of the process before the job's state: start-up, imports, the
-    engine's runtime), ``init_cpu`` / ``init_s`` (the model load), ``tasks_cpu`` / ``tasks_s`` / ``tasks``,
-    ``kept_freed_memory`` (:func:`genad_fast._allocator.keep_freed_memory` took effect))}``. ``threads``: per worker (a Dask worker
+    engine's runtime), ``init_cpu`` / ``init_s`` (the model load), ``tasks_cpu`` / ``tasks_s`` / ``tasks``, ``kept_freed_memory``
+    (:func:`genad_fast.distributed._worker.keep_freed_memory` took effect))}``. ``threads``: per worker (a Dask worker
     picks its own share: the values seen, one int when all agree)."""
     from tqdm.auto import tqdm
 

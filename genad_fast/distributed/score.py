@@ -28,7 +28,7 @@ class ScoreResult(NamedTuple):
       ``worker_cpu_seconds`` (worker process id -> its CPU time, all threads, from its start to its last task;
       what a worker cost whatever else ran on the machine), ``worker_phases`` (worker process id -> its CPU
       seconds before the job's state (start-up, imports), loading the model, running its tasks; and whether it
-      keeps the memory its calls free, :func:`genad_fast._allocator.keep_freed_memory`).
+      keeps the memory its calls free, :func:`genad_fast.distributed._worker.keep_freed_memory`).
     """
 
     scores: list | dict

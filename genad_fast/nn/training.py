@@ -44,8 +44,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from genad_fast._allocator import keep_freed_memory
-
 logger = logging.getLogger("genad_fast")
 
 LossFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -70,7 +68,6 @@ class TrainConfig:
     autocast: torch.dtype | None = None   # forward passes under torch.autocast(dtype) (None: float32)
     fused_adam: bool = False        # Adam's fused kernel (module doc): one pass over all parameters per step
     patience_in_steps: bool = False  # the patience in optimiser steps only, also on long epochs (patience_epochs)
-    keep_freed_memory: bool = True  # glibc keeps the memory a step frees for the next one (genad_fast._allocator)
 
     def __post_init__(self):
         if isinstance(self.min_epoch_steps, bool) or not isinstance(self.min_epoch_steps, int) \
@@ -315,8 +312,6 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
     hold the others (None: all shards are here). Every process must call it with the same ``config``."""
     from tqdm.auto import tqdm
 
-    if config.keep_freed_memory:
-        keep_freed_memory()  # else each step's activations are page-faulted in afresh (genad_fast._allocator)
     sync = sync if sync is not None else LocalSync(len(shards))
     world = sync.world_size
     splits = [split_train_val(sh.data.shape[0], config.val_fraction, sh.generator) for sh in shards]
