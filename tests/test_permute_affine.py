@@ -197,6 +197,26 @@ def test_the_cpu_kernels_refuse_a_perm_that_is_no_permutation(perm, match):
         torch.ops.genad_fast.permute_affine_backward(v_a, v_b, v_a, v_b, _S, perm, 3)
 
 
+@pytest.mark.parametrize("perm, match", [
+    (torch.tensor([0, 0, 1, 2, 3, 4, 5]), r"perm must be a permutation of 0 \.\. 6, got 0 at position 1 \(a repeat\)"),
+    (torch.tensor([0, 1, 2, 3, 4, 5, 7]), r"perm must be .*got 7 at position 6 \(out of range\)"),
+])
+def test_the_eager_backend_refuses_a_perm_that_is_no_permutation_too(perm, match):
+    """The composite would take a repeat silently (and an out-of-range entry with ATen's words): the wrapper checks
+    CPU permutations before it runs, in the kernel's words."""
+    with pytest.raises(ValueError, match=match):
+        ops.permute_affine(_XA, _XB, _B, _S, perm, 2, backend="eager")
+
+
+def test_a_numpy_integer_split_is_an_int():
+    import numpy as np
+
+    for backend in ("cpu", "eager"):
+        got = ops.permute_affine(_XA, _XB, _B, _S, _P, np.int64(2), backend=backend)
+        want = ops.permute_affine(_XA, _XB, _B, _S, _P, 2, backend=backend)
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+
+
 def test_the_cpu_backend_refuses_tensors_on_another_device():
     meta = [t.to(_META) for t in (_XA, _XB, _B, _S, _P)]
     with pytest.raises(BackendUnavailableError, match="backend 'cpu' runs on CPU tensors, got meta tensors"):

@@ -25,6 +25,8 @@ no Triton kernel: the flow takes the composite there (:func:`genad_fast.ops.disp
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from genad_fast import _ext
@@ -64,19 +66,35 @@ def permute_affine(x_a: torch.Tensor, x_b: torch.Tensor, bias: torch.Tensor, log
             raise ValueError(f"{name} must have shape [{D}] (one entry per column of [x_a, x_b]), got {list(t.shape)}")
     if perm.dtype != torch.int64:
         raise TypeError(f"perm must be int64, got {str(perm.dtype).replace('torch.', '')}")
-    if isinstance(split, bool) or not isinstance(split, int) or not 0 <= split <= D:
+    if isinstance(split, bool) or not isinstance(split, numbers.Integral) or not 0 <= split <= D:
         raise ValueError(f"split must be an int in [0, {D}], got {split!r}")
+    split = int(split)  # a numpy integer too
     for name, t in (("x_b", x_b), ("bias", bias), ("log_scale", log_scale), ("perm", perm)):
         if t.device != x_a.device:
             raise ValueError(f"{name} is on {t.device}, x_a on {x_a.device}: pass tensors on one device")
     chosen = select("permute_affine", backend, x_a.device)
     if chosen == "eager":
+        if perm.device.type == "cpu":  # the CPU kernel checks it itself; on a GPU reading it back would sync
+            _check_permutation(perm)
         v_a, v_b = _reference.permute_affine(x_a, x_b, bias, log_scale, perm, split)
         return v_a.contiguous(), v_b.contiguous()   # column windows of one [N, D] result: contiguous, as documented
     # numpy's empty arrays carry strides (0, 0), which torch calls contiguous and the kernel's unit-stride check
     # refuses: an empty half goes as a view with unit strides (nothing is read)
     x_a, x_b = (t.as_strided(t.shape, (t.shape[1], 1)) if t.numel() == 0 else t for t in (x_a, x_b))
     return kernel("permute_affine", chosen)(x_a, x_b, bias, log_scale, perm, split)
+
+
+def _check_permutation(perm: torch.Tensor) -> None:
+    """perm holds each of 0 .. D-1 once: the eager composite would take a repeat silently (and an out-of-range entry
+    with ATen's message, which does not name perm). The CPU kernel's own check, in the same words."""
+    D = perm.numel()
+    values = perm.tolist()
+    seen = [False] * D
+    for j, v in enumerate(values):
+        if not 0 <= v < D or seen[v]:
+            why = "a repeat" if 0 <= v < D else "out of range"
+            raise ValueError(f"perm must be a permutation of 0 .. {D - 1}, got {v} at position {j} ({why})")
+        seen[v] = True
 
 
 def _fake_forward(x_a, x_b, bias, log_scale, perm, split):
