@@ -241,11 +241,15 @@ def test_the_cpu_kernels_reject_what_the_wrapper_would():
         g.permute_affine(_XA, _XB, _B, _S, _P.int(), 2)
     with pytest.raises(RuntimeError, match=pre + r"split must be in \[0, 7\] \(a column of the 7 columns\), got 8"):
         g.permute_affine(_XA, _XB, _B, _S, _P, 8)
-    # a column stride: the kernel reads rows in place (the wrapper hands the halves over as they are, so the cpu
-    # backend refuses a transposed half with this text where the eager composite takes it)
+    # a column stride: the kernel reads rows in place and refuses it; the wrapper hands such a half over as one
+    # contiguous copy (rows_view, as every op's wrapper), so each backend takes it and gives the same values
+    transposed = _XA.t().contiguous().t()
     with pytest.raises(RuntimeError, match=pre + r"x_a must have unit stride on its last dimension, got strides "
                                                  r"\[1, 4\]"):
-        ops.permute_affine(_XA.t().contiguous().t(), _XB, _B, _S, _P, 2, backend="cpu")
+        g.permute_affine(transposed, _XB, _B, _S, _P, 2)
+    for backend in ("cpu", "eager"):
+        got = ops.permute_affine(transposed, _XB, _B, _S, _P, 2, backend=backend)
+        assert all(torch.equal(a, b) for a, b in zip(got, g.permute_affine(_XA, _XB, _B, _S, _P, 2)))
     v_a, v_b = g.permute_affine(_XA, _XB, _B, _S, _P, 2)
     pre = r"genad_fast::permute_affine_backward: "
     with pytest.raises(RuntimeError, match=pre + r"grad_a must have v_a's shape \[4, 2\], got \[4, 3\]"):

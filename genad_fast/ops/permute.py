@@ -30,7 +30,7 @@ import numbers
 import torch
 
 from genad_fast import _ext
-from genad_fast.ops._common import check_float
+from genad_fast.ops._common import check_float, rows_view
 from genad_fast.ops.dispatch import Dispatch, kernel, select
 from genad_fast.reference import permute_affine as _reference
 
@@ -78,9 +78,9 @@ def permute_affine(x_a: torch.Tensor, x_b: torch.Tensor, bias: torch.Tensor, log
             _check_permutation(perm)
         v_a, v_b = _reference.permute_affine(x_a, x_b, bias, log_scale, perm, split)
         return v_a.contiguous(), v_b.contiguous()   # column windows of one [N, D] result: contiguous, as documented
-    # numpy's empty arrays carry strides (0, 0), which torch calls contiguous and the kernel's unit-stride check
-    # refuses: an empty half goes as a view with unit strides (nothing is read)
-    x_a, x_b = (t.as_strided(t.shape, (t.shape[1], 1)) if t.numel() == 0 else t for t in (x_a, x_b))
+    # the kernel reads rows in place through any row stride; other layouts (a transposed half, numpy's empty arrays
+    # with strides (0, 0)) are handed over as rows_view makes them, as the other ops' wrappers do
+    x_a, x_b = rows_view("x_a", x_a), rows_view("x_b", x_b)
     return kernel("permute_affine", chosen)(x_a, x_b, bias, log_scale, perm, split)
 
 
