@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from genad_fast import ops
 from genad_fast.nn.flow import LOG_2PI, RealNVP
 
 BACKENDS = ["eager", "cpu"]
@@ -345,3 +346,65 @@ def test_conditioner_on_bias_gelu_equals_the_modules(n_blocks):
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _conditioner_by_ops(net, x: torch.Tensor) -> torch.Tensor:
+    """ResidualMLP's fused function composed of the public ops under autograd (a node per call): what the one-node
+    autograd function (genad_fast.nn.flow.mlp_function) must equal bit for bit."""
+    h, bias = torch.mm(x, net.inp.weight.T), net.inp.bias
+    for block in net.blocks:
+        a = ops.bias_gelu(torch.mm(ops.bias_gelu(h, bias, backend="cpu"), block[1].weight.T), block[1].bias,
+                          backend="cpu")
+        h, bias = torch.addmm(h, a, block[3].weight.T), bias + block[3].bias
+    return torch.addmm(net.out.bias, ops.bias_gelu(h, bias, backend="cpu"), net.out.weight.T)
+
+
+@pytest.mark.parametrize(("n_blocks", "dtype"), [(0, torch.float32), (2, torch.float32), (2, torch.float64)])
+def test_the_conditioner_trains_as_one_autograd_node_with_the_same_bits(n_blocks, dtype):
+    from genad_fast.nn.flow.realnvp import ResidualMLP
+
+    torch.manual_seed(5)
+    net = ResidualMLP(7, 10, 16, n_blocks).to(dtype)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.5)
+    x = torch.randn(33, 7, dtype=dtype, requires_grad=True)
+    weights = torch.randn(33, 10, dtype=dtype)
+    y = net(x, "cpu")
+    assert type(y.grad_fn).__name__ == "ResidualMLPFunctionBackward"
+    with torch.no_grad():
+        assert torch.equal(y, net(x, "cpu"))  # the no-grad fused path: the same calls
+    want = _conditioner_by_ops(net, x)
+    assert torch.equal(y, want)
+    inputs = [x, *net.parameters()]
+    got = torch.autograd.grad((y * weights).sum(), inputs)
+    expected = torch.autograd.grad((want * weights).sum(), inputs)
+    for g, e in zip(got, expected):
+        assert torch.equal(g, e)
+    # an input without gradient and a frozen parameter get none; the others are unchanged
+    net.out.bias.requires_grad_(False)
+    y2 = net(x.detach(), "cpu")
+    grads = torch.autograd.grad((y2 * weights).sum(), [p for p in net.parameters() if p.requires_grad])
+    for g, e in zip(grads, expected[1:-1]):
+        assert torch.equal(g, e)
+
+
+def test_the_conditioner_node_gradcheck_and_no_second_derivative():
+    from genad_fast.nn.flow.realnvp import ResidualMLP
+
+    torch.manual_seed(6)
+    net = ResidualMLP(4, 6, 8, 1).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.5)
+    names = [n for n, _ in net.named_parameters()]
+
+    def run(x, *params):
+        return torch.func.functional_call(net, dict(zip(names, params)), (x, "cpu"))
+
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    params = [p.detach().clone().requires_grad_(True) for p in net.parameters()]
+    assert torch.autograd.gradcheck(run, (x, *params))
+    y = run(x, *params)
+    with pytest.raises(RuntimeError, match="no second derivative.*backend='eager'"):
+        torch.autograd.grad(y.sum(), x, create_graph=True)

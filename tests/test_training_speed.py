@@ -14,6 +14,7 @@ from genad_fast.detectors import _training_params
 from genad_fast.detectors.diffusion import DiffusionDetector
 from genad_fast.detectors.flow import FlowDetector
 from genad_fast.nn import training
+from genad_fast.nn.clipped_adam import ClippedFusedAdam
 from genad_fast.nn.diffusion import Denoiser, NoiseSchedule
 from genad_fast.nn.diffusion.losses import ReconstructLoss
 
@@ -193,8 +194,9 @@ def test_fused_adam_is_the_same_update():
     for p, q in zip(plain.state_dict().values(), fused.state_dict().values()):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
     model = nn.Linear(3, 3)
-    assert training._adam(model, training.TrainConfig(fused_adam=True)).defaults["fused"] is True
-    assert not training._adam(model, training.TrainConfig()).defaults["fused"]
+    assert isinstance(training._adam(model, training.TrainConfig(fused_adam=True)), ClippedFusedAdam)
+    plain_adam = training._adam(model, training.TrainConfig())
+    assert isinstance(plain_adam, torch.optim.Adam) and not plain_adam.defaults["fused"]
 
 
 def test_the_permutation_layer_moves_values_and_gradients_exactly():

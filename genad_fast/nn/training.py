@@ -44,6 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from genad_fast.nn.clipped_adam import ClippedFusedAdam
+
 logger = logging.getLogger("genad_fast")
 
 LossFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -363,7 +365,7 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
                 raise TrainingDivergedError(
                     f"{desc}: the loss became {step_loss / B} at epoch {epoch + 1}, batch {k + 1}; "
                     f"lower the learning rate (lr={config.lr}) or the gradient clip, or check the data scale")
-            if config.grad_clip > 0:
+            if config.grad_clip > 0 and not isinstance(optimizer, ClippedFusedAdam):  # that one clips in its step
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             total += step_loss
@@ -413,13 +415,15 @@ def _loss_total(model: nn.Module, loss_fn: LossFn, data: torch.Tensor, batch_siz
     return total
 
 
-def _adam(model: nn.Module, config: TrainConfig) -> torch.optim.Adam:
-    """Adam over ``model``'s parameters; with ``config.fused_adam`` its fused kernel (CPU and CUDA: the same update,
-    one pass over every parameter instead of ~10 elementwise ops per tensor; on CPU torch's default is that per-tensor
-    loop, which for a flow's ~140 small tensors cost ~20 % of a step, docs/training_speed.md)."""
-    fused = config.fused_adam and _device_type(model) in ("cpu", "cuda")
-    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                            **({"fused": True} if fused else {}))
+def _adam(model: nn.Module, config: TrainConfig) -> torch.optim.Adam | ClippedFusedAdam:
+    """Adam over ``model``'s parameters; with ``config.fused_adam`` (CPU and CUDA) torch's fused kernel with the
+    gradient clip folded in (:class:`~genad_fast.nn.clipped_adam.ClippedFusedAdam`: the same update, one pass over
+    every parameter instead of ~10 elementwise ops per tensor; on CPU torch's default is that per-tensor loop, which
+    for a flow's ~140 small tensors cost ~20 % of a step, docs/training_speed.md)."""
+    if config.fused_adam and _device_type(model) in ("cpu", "cuda"):
+        return ClippedFusedAdam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                max_norm=config.grad_clip)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _device_type(model: nn.Module) -> str:
