@@ -68,7 +68,7 @@ class TrainConfig:
     epoch_fraction: float = 1.0     # samples per epoch, and held-out samples validated, as a fraction (module doc)
     min_epoch_steps: int = 8        # ... but an epoch of at least this many batches (or every sample)
     autocast: torch.dtype | None = None   # forward passes under torch.autocast(dtype) (None: float32)
-    fused_adam: bool = False        # Adam's fused kernel (module doc): one pass over all parameters per step
+    fused_adam: bool = False        # Adam's fused kernel, the clip folded in (nn.clipped_adam): one pass a step
     patience_in_steps: bool = False  # the patience in optimiser steps only, also on long epochs (patience_epochs)
 
     def __post_init__(self):

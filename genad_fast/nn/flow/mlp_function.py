@@ -11,9 +11,9 @@ h = h̃ + B; ``bias_gelu(z, b)`` = GELU(z + b), :mod:`genad_fast.ops.gelu`)
 and its backward, from ∂out (by the chain rule through the same steps, in reverse):
 
     ∂W_out = ∂outᵀ·g,  ∂b_out = Σ_rows ∂out,  (∂h̃, ∂B) = bias_gelu_backward(∂out·W_out, h̃_n, B_n)
-    per block, last first:  ∂W_2k = ∂h̃ᵀ·a_k,  ∂b_2k = ∂B,  (∂p, ∂b_1k) = bias_gelu_backward(∂h̃·W_2k, p_k, b_1k),
-                            ∂W_1k = ∂pᵀ·g_k,  (∂h̃', ∂B') = bias_gelu_backward(∂p·W_1k, h̃_k, B_k),
-                            ∂h̃ += ∂h̃',  ∂B += ∂B'
+    per block, last first:  ∂W_2k = ∂h̃ᵀ·a_k,  ∂b_2k = ∂B,
+                            (∂p, ∂b_1k) = bias_gelu_backward(∂h̃·W_2k, p_k, b_1k),  ∂W_1k = ∂pᵀ·g_k,
+                            (∂h̃', ∂B') = bias_gelu_backward(∂p·W_1k, h̃_k, B_k),  ∂h̃ += ∂h̃',  ∂B += ∂B'
     ∂W_in = ∂h̃ᵀ·x,  ∂b_in = ∂B,  ∂x = ∂h̃·W_in
 
 Why one node: autograd records ~11 nodes per conditioner (the products, the GELUs, the bias sums), each with its
