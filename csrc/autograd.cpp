@@ -6,9 +6,10 @@
 // have) runs a Python setup_context and a Python backward per call, tens of µs each; measured inside FlowDetector's
 // training step, that cost as much as the fused pass saved at [256, 128]. Here the autograd node is ATen's own kind.
 // The backward kernels have no derivative of their own: a second derivative (create_graph=True) is refused by name.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <torch/autograd.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
 namespace genad::autograd {

@@ -1,7 +1,8 @@
 // The Python module genad_fast._C: loading it registers every op kernel with the
 // dispatcher; its one function reports how this binary was built.
 #include <ATen/Parallel.h>
-#include <torch/extension.h>
+#include <torch/csrc/utils/pybind.h>  // pybind11 with at::Tensor's casters: not torch/extension.h's whole C++ API
+#include <torch/version.h>
 
 #ifdef GENAD_WITH_CUDA
 #include <cuda_runtime_api.h>

@@ -9,6 +9,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 start=$SECONDS
-scripts/setup_env.sh --deps core .venv torch==2.14.1 "${GENAD_CUDA:-AUTO}"
+# torch: the CUDA build (2.14.1) where a GPU is visible, else 2.13.0, whose CPU build the package index here holds:
+# ~0.2 GB of downloads instead of ~3 GB of CUDA wheels, and about a minute less on a fresh machine (README, "Size and
+# time"). GENAD_TORCH overrides, e.g. GENAD_TORCH=torch==2.14.1.
+if [ -n "${GENAD_TORCH:-}" ]; then
+  torch_spec=$GENAD_TORCH
+elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  torch_spec=torch==2.14.1
+else
+  torch_spec=torch==2.13.0
+fi
+scripts/setup_env.sh --deps core .venv "$torch_spec" "${GENAD_CUDA:-AUTO}"
 echo "== set-up took $((SECONDS - start)) s; running the demo"
 .venv/bin/genad-fast demo "$@"

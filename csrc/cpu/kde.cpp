@@ -11,7 +11,6 @@
 // each panel's end; lanes, references on the exact path and the normalisation are combined in double.
 // exp2 is a polynomial on AVX-512 (distance_tiles.h, about 1 ulp) and SLEEF elsewhere; no -ffast-math, so
 // non-finite values follow IEEE rules. NaN/inf rows take the exact path (direct differences, genad/distance.h).
-#include <torch/library.h>
 
 #include <genad/host/distance.h>
 

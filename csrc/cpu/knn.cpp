@@ -10,7 +10,6 @@
 // ranks, so its cancellation error cannot reach the returned values (it can only swap near-ties, whose
 // distances agree to that error). exclude_self drops j == i. NaN/inf rows take the exact path, ranked as torch.topk ranks:
 // NaN after +inf.
-#include <torch/library.h>
 
 #include <genad/host/distance.h>
 
