@@ -9,12 +9,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 start=$SECONDS
-# torch: the CUDA build (2.14.1) where a GPU is visible, else 2.13.0, whose CPU build the package index here holds:
-# ~0.2 GB of downloads instead of ~3 GB of CUDA wheels, and about a minute less on a fresh machine (README, "Size and
-# time"). GENAD_TORCH overrides, e.g. GENAD_TORCH=torch==2.14.1.
+# torch: the CUDA build (2.14.1) where a GPU is visible or the CUDA ops are asked for (GENAD_CUDA=ON: they build
+# against a CUDA torch only), else 2.13.0, whose CPU build the package index here holds: ~0.2 GB of downloads instead
+# of ~3 GB of CUDA wheels, and about a minute less on a fresh machine (README, "Size and time"). GENAD_TORCH
+# overrides, e.g. GENAD_TORCH=torch==2.14.1.
 if [ -n "${GENAD_TORCH:-}" ]; then
   torch_spec=$GENAD_TORCH
-elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+elif [ "${GENAD_CUDA:-AUTO}" = "ON" ] || { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }; then
   torch_spec=torch==2.14.1
 else
   torch_spec=torch==2.13.0

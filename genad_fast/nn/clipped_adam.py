@@ -45,6 +45,7 @@ class ClippedFusedAdam:
                                  f"on CPU or CUDA; got a {p.dtype} parameter on {p.device}")
         self.lr, self.betas, self.eps, self.weight_decay = float(lr), betas, float(eps), float(weight_decay)
         self.max_norm = float(max_norm)
+        self._devices = len({p.device for p in self.params})
         self.state: dict[nn.Parameter, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -78,7 +79,9 @@ class ClippedFusedAdam:
         if self.max_norm <= 0:
             return None
         norms = torch._foreach_norm(grads)
-        total = torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
+        if self._devices > 1:  # the norms of each device's gradients, gathered on the first one
+            norms = [n.to(norms[0].device) for n in norms]
+        total = torch.linalg.vector_norm(torch.stack(norms))
         return torch.clamp((total.float() + _EPS_NORM) / self.max_norm, min=1.0)
 
     def _state(self, p: nn.Parameter) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

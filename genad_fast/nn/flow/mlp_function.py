@@ -28,6 +28,24 @@ from __future__ import annotations
 import torch
 
 
+def conditioner_forward(x: torch.Tensor, forward_op, n_blocks: int, params, saved: list | None = None) -> torch.Tensor:
+    """The conditioner's output (module docstring) from ``params`` in :class:`ResidualMLPFunction`'s order, by the
+    backend's ``bias_gelu`` kernel ``forward_op``; ``saved``, if given, receives what the backward reads."""
+    h, bias = torch.mm(x, params[0].T), params[1]                # h̃_0 = x·W_inᵀ, B_0 = b_in
+    for k in range(n_blocks):
+        w1, b1, w2, b2 = params[2 + 4 * k: 6 + 4 * k]
+        g = forward_op(h, bias)
+        pre = torch.mm(g, w1.T)
+        a = forward_op(pre, b1)                                  # a_k = GELU(Linear(GELU(h)))
+        if saved is not None:
+            saved += [h, bias, g, pre, a]
+        h, bias = torch.addmm(h, a, w2.T), bias + b2             # h̃ += a_k·W_2kᵀ, B += b_2k
+    g = forward_op(h, bias)
+    if saved is not None:
+        saved += [h, bias, g]
+    return torch.addmm(params[-1], g, params[-2].T)
+
+
 class ResidualMLPFunction(torch.autograd.Function):
     """``apply(x, forward_op, backward_op, n_blocks, W_in, b_in, [W_1k, b_1k, W_2k, b_2k]·n_blocks, W_out, b_out)``:
     the conditioner's output (module docstring); ``forward_op``/``backward_op`` are the backend's ``bias_gelu`` and
@@ -35,20 +53,10 @@ class ResidualMLPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, forward_op, backward_op, n_blocks, *params):
-        w_in, b_in = params[0], params[1]
+        saved = [x]
         with torch.no_grad():
-            h, bias = torch.mm(x, w_in.T), b_in
-            saved = [x]
-            for k in range(n_blocks):
-                w1, b1, w2, b2 = params[2 + 4 * k: 6 + 4 * k]
-                g = forward_op(h, bias)
-                pre = torch.mm(g, w1.T)
-                a = forward_op(pre, b1)
-                saved += [h, bias, g, pre, a]
-                h, bias = torch.addmm(h, a, w2.T), bias + b2
-            g = forward_op(h, bias)
-            out = torch.addmm(params[-1], g, params[-2].T)
-        ctx.save_for_backward(*saved, h, bias, g, *params)
+            out = conditioner_forward(x, forward_op, n_blocks, params, saved)
+        ctx.save_for_backward(*saved, *params)
         ctx.backward_op, ctx.n_blocks = backward_op, n_blocks
         return out
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from genad_fast import ops
 from genad_fast.ops import Dispatch
-from genad_fast.nn.flow.mlp_function import ResidualMLPFunction
+from genad_fast.nn.flow.mlp_function import ResidualMLPFunction, conditioner_forward
 from genad_fast.ops.dispatch import kernel, kernel_or_eager, select
 
 __all__ = ["LOG_2PI", "ActNorm", "AffineCoupling", "LULinear", "Permutation", "RealNVP", "ResidualMLP",
@@ -200,19 +200,11 @@ class ResidualMLP(nn.Module):
         return self.out(nn.functional.gelu(h))
 
     def _forward_fused(self, x: torch.Tensor, backend: str | Dispatch | None) -> torch.Tensor:
+        chosen = select("bias_gelu", backend, x.device)
         if torch.is_grad_enabled():  # training: one autograd node for the whole conditioner, the same calls
-            chosen = select("bias_gelu", backend, x.device)
             return ResidualMLPFunction.apply(x, kernel("bias_gelu", chosen), kernel("bias_gelu_backward", chosen),
                                              len(self.blocks), *self._fused_parameters())
-        h = torch.mm(x, self.inp.weight.T)                       # h̃ = h - B
-        bias = self.inp.bias                                     # B
-        for block in self.blocks:
-            first, second = block[1], block[3]
-            a = ops.bias_gelu(torch.mm(ops.bias_gelu(h, bias, backend=backend), first.weight.T), first.bias,
-                              backend=backend)                   # GELU(Linear(GELU(h)))
-            h = torch.addmm(h, a, second.weight.T)               # h̃ += a·W_2ᵀ
-            bias = bias + second.bias                            # B += b_2
-        return torch.addmm(self.out.bias, ops.bias_gelu(h, bias, backend=backend), self.out.weight.T)
+        return conditioner_forward(x, kernel("bias_gelu", chosen), len(self.blocks), self._fused_parameters())
 
     def _fused_parameters(self) -> list[nn.Parameter]:
         """The parameters in :class:`~genad_fast.nn.flow.mlp_function.ResidualMLPFunction`'s order."""
