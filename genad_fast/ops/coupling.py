@@ -6,8 +6,10 @@ NeurIPS 2018): the transform and its log-determinant in one pass over each row.
     coupling_inverse(y, h):  x = (y − t)·exp(−s),   logdet = −Σ_j s_j
 
 Both are differentiable in their input and in h through one fused backward op
-(``genad_fast::coupling_backward``, registered as the autograd formula; it recomputes s and exp(s) from h
-instead of saving them), and run under ``torch.compile(fullgraph=True)`` through their fake kernels.
+(``genad_fast::coupling_backward``; it recomputes s and exp(s) from h instead of saving them): the CPU and CUDA
+ops' autograd node is C++ (csrc/autograd.cpp: a Python formula cost ~75 µs a coupling, forward and backward, in
+a training step), the Triton twins' is registered below. Both run under ``torch.compile(fullgraph=True)`` through
+their fake kernels. A second derivative (``create_graph=True``) is refused by name: use the eager backend.
 Inputs may be column slices of a bigger matrix (unit last stride, any row stride): they are read in place.
 """
 from __future__ import annotations
@@ -102,16 +104,18 @@ def _make_backward(namespace: str, inverse: bool):
     return backward
 
 
-def _register(namespace: str) -> None:
+def _register(namespace: str, autograd: bool) -> None:
+    """The fake kernels, and (``autograd``) the autograd formula from Python: the C++ ops have theirs in C++."""
     for name, inverse in (("coupling_forward", False), ("coupling_inverse", True)):
         torch.library.register_fake(f"{namespace}::{name}")(_fake_transform)
-        torch.library.register_autograd(f"{namespace}::{name}", _make_backward(namespace, inverse),
-                                        setup_context=_setup_context)
+        if autograd:
+            torch.library.register_autograd(f"{namespace}::{name}", _make_backward(namespace, inverse),
+                                            setup_context=_setup_context)
     torch.library.register_fake(f"{namespace}::coupling_backward")(_fake_backward)
 
 
 if _ext._C is not None:
-    _register(CPP_NAMESPACE)
+    _register(CPP_NAMESPACE, autograd=False)
 
 
 # Triton twins, defined at import from the schema table (cheap); Triton itself is imported only on the first
@@ -138,4 +142,4 @@ def _triton_backward(grad_out: torch.Tensor, grad_logdet: torch.Tensor, inp: tor
 define_triton("coupling_forward", _triton_forward)
 define_triton("coupling_inverse", _triton_inverse)
 define_triton("coupling_backward", _triton_backward)
-_register(TRITON_NAMESPACE)
+_register(TRITON_NAMESPACE, autograd=True)
