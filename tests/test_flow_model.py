@@ -371,7 +371,7 @@ def test_the_conditioner_trains_as_one_autograd_node_with_the_same_bits(n_blocks
     x = torch.randn(33, 7, dtype=dtype, requires_grad=True)
     weights = torch.randn(33, 10, dtype=dtype)
     y = net(x, "cpu")
-    assert type(y.grad_fn).__name__ == "ResidualMLPFunctionBackward"
+    assert "ResidualMLP" in y.grad_fn.name() and "genad::autograd" in y.grad_fn.name()  # one C++ node
     with torch.no_grad():
         assert torch.equal(y, net(x, "cpu"))  # the no-grad fused path: the same calls
     want = _conditioner_by_ops(net, x)

@@ -23,8 +23,8 @@ from torch import nn
 
 from genad_fast import ops
 from genad_fast.ops import Dispatch
-from genad_fast.nn.flow.mlp_function import ResidualMLPFunction, conditioner_forward
-from genad_fast.ops.dispatch import kernel, kernel_or_eager, select
+from genad_fast.nn.flow.mlp_function import conditioner_forward, conditioner_train
+from genad_fast.ops.dispatch import kernel_or_eager, select
 
 __all__ = ["LOG_2PI", "ActNorm", "AffineCoupling", "LULinear", "Permutation", "RealNVP", "ResidualMLP",
            "actnorm_permute_split"]
@@ -200,14 +200,13 @@ class ResidualMLP(nn.Module):
         return self.out(nn.functional.gelu(h))
 
     def _forward_fused(self, x: torch.Tensor, backend: str | Dispatch | None) -> torch.Tensor:
-        chosen = select("bias_gelu", backend, x.device)
-        if torch.is_grad_enabled():  # training: one autograd node for the whole conditioner, the same calls
-            return ResidualMLPFunction.apply(x, kernel("bias_gelu", chosen), kernel("bias_gelu_backward", chosen),
-                                             len(self.blocks), *self._fused_parameters())
-        return conditioner_forward(x, kernel("bias_gelu", chosen), len(self.blocks), self._fused_parameters())
+        select("bias_gelu", backend, x.device)  # a backend that cannot run on x's device is an error, not a fallback
+        if torch.is_grad_enabled():  # training: one C++ autograd node for the whole conditioner, the same calls
+            return conditioner_train(x, len(self.blocks), self._fused_parameters())
+        return conditioner_forward(x, len(self.blocks), self._fused_parameters())
 
     def _fused_parameters(self) -> list[nn.Parameter]:
-        """The parameters in :class:`~genad_fast.nn.flow.mlp_function.ResidualMLPFunction`'s order."""
+        """The parameters in the fused conditioner's order (:mod:`genad_fast.nn.flow.mlp_function`)."""
         params = [self.inp.weight, self.inp.bias]
         for block in self.blocks:
             params += [block[1].weight, block[1].bias, block[3].weight, block[3].bias]
