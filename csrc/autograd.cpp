@@ -8,52 +8,34 @@
 // backward, ~0.6 ms of a 32-feature step). Here the autograd node is ATen's own kind.
 // The backward kernels have no derivative of their own: a second derivative (create_graph=True) is refused by name.
 #include <ATen/core/Tensor.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
+
+#include "op_handles.h"
 
 namespace genad::autograd {
 namespace {
 
 using torch::autograd::AutogradContext;
+using op_handles::find;
 using torch::autograd::variable_list;
 
 const c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, int64_t)>& gated_tanh_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("genad_fast::gated_tanh", "")
-                             .typed<at::Tensor(const at::Tensor&, int64_t)>();
+  static const auto op = find<at::Tensor(const at::Tensor&, int64_t)>("genad_fast::gated_tanh");
   return op;
 }
 
 const c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t)>& gated_tanh_backward_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("genad_fast::gated_tanh_backward", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t)>();
-  return op;
-}
-
-const c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&)>& bias_gelu_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("genad_fast::bias_gelu", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&)>();
-  return op;
-}
-
-using BiasGeluBackwardSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&);
-const c10::TypedOperatorHandle<BiasGeluBackwardSig>& bias_gelu_backward_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("genad_fast::bias_gelu_backward", "")
-                             .typed<BiasGeluBackwardSig>();
+  static const auto op =
+      find<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t)>("genad_fast::gated_tanh_backward");
   return op;
 }
 
 using PermuteAffineSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                              const at::Tensor&, const at::Tensor&, int64_t);
 const c10::TypedOperatorHandle<PermuteAffineSig>& permute_affine_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("genad_fast::permute_affine", "")
-                             .typed<PermuteAffineSig>();
+  static const auto op = find<PermuteAffineSig>("genad_fast::permute_affine");
   return op;
 }
 
@@ -61,29 +43,21 @@ using PermuteAffineBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, 
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
     int64_t);
 const c10::TypedOperatorHandle<PermuteAffineBackwardSig>& permute_affine_backward_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("genad_fast::permute_affine_backward", "")
-                             .typed<PermuteAffineBackwardSig>();
+  static const auto op = find<PermuteAffineBackwardSig>("genad_fast::permute_affine_backward");
   return op;
 }
 
 using CouplingSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, double);
 const c10::TypedOperatorHandle<CouplingSig>& coupling_op(bool inverse) {
-  static const auto forward = c10::Dispatcher::singleton()
-                                  .findSchemaOrThrow("genad_fast::coupling_forward", "")
-                                  .typed<CouplingSig>();
-  static const auto inverse_op = c10::Dispatcher::singleton()
-                                     .findSchemaOrThrow("genad_fast::coupling_inverse", "")
-                                     .typed<CouplingSig>();
+  static const auto forward = find<CouplingSig>("genad_fast::coupling_forward");
+  static const auto inverse_op = find<CouplingSig>("genad_fast::coupling_inverse");
   return inverse ? inverse_op : forward;
 }
 
 using CouplingBackwardSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
                                                                 const at::Tensor&, const at::Tensor&, double, bool);
 const c10::TypedOperatorHandle<CouplingBackwardSig>& coupling_backward_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("genad_fast::coupling_backward", "")
-                             .typed<CouplingBackwardSig>();
+  static const auto op = find<CouplingBackwardSig>("genad_fast::coupling_backward");
   return op;
 }
 
@@ -112,13 +86,13 @@ struct BiasGelu : public torch::autograd::Function<BiasGelu> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& z, const at::Tensor& bias) {
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->save_for_backward({z, bias});
-    return bias_gelu_op().call(z, bias);
+    return op_handles::bias_gelu().call(z, bias);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     refuse_double_backward("bias_gelu");
     const auto saved = ctx->get_saved_variables();
-    auto [grad_z, grad_bias] = bias_gelu_backward_op().call(grads[0], saved[0], saved[1]);
+    auto [grad_z, grad_bias] = op_handles::bias_gelu_backward().call(grads[0], saved[0], saved[1]);
     return {grad_z, grad_bias};
   }
 };

@@ -7,13 +7,13 @@
 // (docs/training_speed.md). Called from Python through module.cpp (residual_mlp_train), not a registered op: it is
 // a training-step composite of ops that are (bias_gelu, and ATen's products), with no kernel of its own.
 #include <ATen/core/Tensor.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/add.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "op_handles.h"
 #include "residual_mlp.h"
 
 namespace genad::autograd {
@@ -22,20 +22,8 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-const c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&)>& bias_gelu() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("genad_fast::bias_gelu", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&)>();
-  return op;
-}
-
-using BiasGeluBackwardSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&);
-const c10::TypedOperatorHandle<BiasGeluBackwardSig>& bias_gelu_backward() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("genad_fast::bias_gelu_backward", "")
-                             .typed<BiasGeluBackwardSig>();
-  return op;
-}
+using op_handles::bias_gelu;
+using op_handles::bias_gelu_backward;
 
 // params: W_in, b_in, [W_1k, b_1k, W_2k, b_2k] per block, W_out, b_out. saved (if not null) receives, per block,
 // (h̃_k, B_k, g_k, p_k, a_k), then (h̃_n, B_n, g): what the backward reads.

@@ -1,0 +1,30 @@
+// Typed dispatcher handles of the project's ops, for C++ code that calls them below autograd (csrc/autograd.cpp,
+// csrc/residual_mlp.cpp): each looked up once, on first use.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <tuple>
+
+namespace genad::op_handles {
+
+// The handle of the op named `name` (e.g. "genad_fast::bias_gelu", overload ""), typed by its C++ signature.
+template <class Sig>
+c10::TypedOperatorHandle<Sig> find(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
+}
+
+using BiasGeluSig = at::Tensor(const at::Tensor&, const at::Tensor&);
+inline const c10::TypedOperatorHandle<BiasGeluSig>& bias_gelu() {
+  static const auto op = find<BiasGeluSig>("genad_fast::bias_gelu");
+  return op;
+}
+
+using BiasGeluBackwardSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&);
+inline const c10::TypedOperatorHandle<BiasGeluBackwardSig>& bias_gelu_backward() {
+  static const auto op = find<BiasGeluBackwardSig>("genad_fast::bias_gelu_backward");
+  return op;
+}
+
+}  // namespace genad::op_handles
