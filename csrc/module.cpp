@@ -79,10 +79,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("_hold_refs", &gc::hold_refs, py::arg("refs"),
         "Hold a reference set [M, D] packed between kde_logpdf/knn_distance calls on the CPU; returns the hold's id");
   m.def("_release_refs", &gc::release_refs, py::arg("id"), "Release a hold made by _hold_refs (unknown ids: nothing)");
+  // The GIL released while they compute (torch's own bindings release it too), so threads that share a model run
+  // their conditioners at once.
   m.def("_residual_mlp_train", &genad::autograd::residual_mlp_train, py::arg("x"), py::arg("n_blocks"),
-        py::arg("params"), "The flow conditioner's fused forward as one C++ autograd node (csrc/residual_mlp.cpp)");
+        py::arg("params"), py::call_guard<py::gil_scoped_release>(),
+        "The flow conditioner's fused forward as one C++ autograd node (csrc/residual_mlp.cpp)");
   m.def("_residual_mlp_forward", &genad::autograd::residual_mlp_forward, py::arg("x"), py::arg("n_blocks"),
-        py::arg("params"), "The flow conditioner's fused forward without gradients (csrc/residual_mlp.cpp)");
+        py::arg("params"), py::call_guard<py::gil_scoped_release>(),
+        "The flow conditioner's fused forward without gradients (csrc/residual_mlp.cpp)");
   m.def("_held_refs_count", &gc::held_refs_count, py::arg("packed_only") = false,
         "Reference sets held now (packed_only: those whose packed form is stored)");
 }

@@ -389,6 +389,34 @@ def test_the_conditioner_trains_as_one_autograd_node_with_the_same_bits(n_blocks
         assert torch.equal(g, e)
 
 
+def test_the_conditioner_node_in_threads_sharing_one_module():
+    """The C++ node releases the GIL while it computes: threads that share one conditioner, forward and backward at
+    once, get the results of running alone, bit for bit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from genad_fast.nn.flow.realnvp import ResidualMLP
+
+    torch.manual_seed(8)
+    net = ResidualMLP(12, 20, 32, 2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.3)
+    xs = [torch.randn(64, 12, requires_grad=True) for _ in range(6)]
+
+    def run(x):
+        y = net(x, "cpu")
+        with torch.no_grad():
+            y_scoring = net(x, "cpu")
+        return y.detach(), y_scoring, torch.autograd.grad((y * y).sum(), [x, *net.parameters()])
+
+    alone = [run(x) for x in xs]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(run, xs))
+    for (y1, s1, g1), (y2, s2, g2) in zip(alone, together):
+        assert torch.equal(y1, y2) and torch.equal(s1, s2) and torch.equal(y1, s1)
+        assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+
+
 def test_the_conditioner_node_gradcheck_and_no_second_derivative():
     from genad_fast.nn.flow.realnvp import ResidualMLP
 
