@@ -8,8 +8,9 @@ NeurIPS 2018): the transform and its log-determinant in one pass over each row.
 Both are differentiable in their input and in h through one fused backward op
 (``genad_fast::coupling_backward``; it recomputes s and exp(s) from h instead of saving them): the CPU and CUDA
 ops' autograd node is C++ (csrc/autograd.cpp: a Python formula cost ~75 µs a coupling, forward and backward, in
-a training step), the Triton twins' is registered below. Both run under ``torch.compile(fullgraph=True)`` through
-their fake kernels. A second derivative (``create_graph=True``) is refused by name: use the eager backend.
+a training step on one Sapphire Rapids thread), the Triton twins' is registered below. Both run under
+``torch.compile(fullgraph=True)`` through their fake kernels. A second derivative (``create_graph=True``) is
+refused by name: use the eager backend.
 Inputs may be column slices of a bigger matrix (unit last stride, any row stride): they are read in place.
 """
 from __future__ import annotations

@@ -22,8 +22,8 @@ own bookkeeping and Python call, and a flow step on a 32-feature table is ~250 s
 training_speed.md). One node does the same ATen and kernel calls, in the same order, so the values and gradients
 are the modules' bit for bit (tests/test_flow_model.py); measured, ~1.3 ms of a ~23 ms training step at 32 features
 and ~1 ms of ~78 ms at 1,544. Written in Python it still cost ~65 µs a conditioner, forward and backward, in
-argument parsing and frames (~0.5 ms of a ~16 ms step at 32 features): the node is C++. A second derivative
-(``create_graph=True``) is refused by name, as the kernels' own autograd refuses it.
+argument parsing and frames (~0.5 ms of a ~16 ms step at 32 features, one Sapphire Rapids thread): the node is C++.
+A second derivative (``create_graph=True``) is refused by name, as the kernels' own autograd refuses it.
 """
 from __future__ import annotations
 
