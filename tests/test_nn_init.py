@@ -1,6 +1,9 @@
 """genad_fast.nn.init: networks built on the meta device and initialised from an explicit generator."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -82,3 +85,39 @@ def test_a_module_with_state_it_cannot_initialise_is_an_error():
         build_module(lambda: nn.Sequential(nn.Linear(2, 3), Scale()), _gen(0))
     init_module_(make_encoder((4,), (3,), 2), _gen(0))  # standard layers only: fine
 
+
+
+def test_a_network_built_on_meta_keeps_each_tensors_strides():
+    class Transposed(nn.Module):  # a [5, 3] parameter stored transposed: strides (1, 5), not (3, 1)
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.empty(3, 5).t())
+
+        @torch.no_grad()
+        def init_parameters_(self, generator=None):
+            self.w.copy_(torch.arange(15.0).reshape(5, 3))
+
+    built = build_module(Transposed, _gen(0))
+    assert built.w.device.type == "cpu" and built.w.stride() == (1, 5)
+    assert torch.equal(built.w, torch.arange(15.0).reshape(5, 3))
+
+
+def test_the_denoiser_made_directly_draws_its_own_initialisation():
+    # on the CPU (not built by build_module) the constructor still initialises: Kaiming-normal projections, a zero
+    # output; the meta guard skips only the draws build_module makes afterwards
+    torch.manual_seed(3)
+    den = NETWORKS["denoiser"]()
+    assert not den.out.weight.any() and den.inp.weight.std() > 0 and den.layers[0].conv.weight.std() > 0
+
+
+def test_a_fresh_process_fits_the_flow_without_importing_dynamo_or_sympy():
+    # building on meta and allocating with empty_like ran torch's Python references, whose first call imports
+    # sympy (and random draws on meta, torch._dynamo): ~0.3-1 s of every CLI call's first fit. The flow's fit path
+    # (ClippedFusedAdam, not torch.optim, whose first use imports torch._dynamo itself) avoids both.
+    code = ("import sys, numpy as np\n"
+            "from genad_fast.detectors.flow import FlowDetector\n"
+            "x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)\n"
+            "FlowDetector(epochs=1, verbose=False).fit(x).decision_function(x)\n"
+            "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr

@@ -29,7 +29,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-__all__ = ["build_module", "init_linear_", "init_module_"]
+__all__ = ["build_module", "init_linear_", "init_module_", "is_meta"]
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -45,9 +45,17 @@ def build_module(factory: Callable[[], M], generator: torch.Generator,
         raise ValueError(f"build_module initialises on the CPU and needs a CPU generator, got {generator.device}")
     with torch.device("meta"):
         module = factory()
-    module.to_empty(device="cpu")
+    _allocate_on_cpu(module)
     init_module_(module, generator)
     return module.to(device) if device is not None else module
+
+
+def _allocate_on_cpu(module: nn.Module) -> None:
+    """``module.to_empty(device="cpu")``, each tensor allocated by ``empty_strided`` with the meta tensor's sizes
+    and strides (what ``to_empty``'s ``empty_like`` gives a dense tensor). Why not ``to_empty``: its ``empty_like``
+    of a meta tensor runs torch's Python reference, whose first call imports sympy (torch.fx's symbolic shapes),
+    ~0.3 s of a process's first fit."""
+    module._apply(lambda t: torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device="cpu"))
 
 
 @torch.no_grad()
@@ -59,6 +67,14 @@ def init_linear_(layer: nn.Linear | nn.modules.conv._ConvNd, generator: torch.Ge
         fan_in, _ = nn.init._calculate_fan_in_and_fan_out(layer.weight)
         bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
+def is_meta(module: nn.Module) -> bool:
+    """Whether ``module``'s parameters are on the meta device (built by :func:`build_module`, which initialises them
+    from its generator afterwards). A constructor that initialises its own parameters skips that there: a random
+    draw on a meta tensor goes through torch's Python references, whose first call imports torch._dynamo, ~1 s of a
+    process's first fit."""
+    return any(p.is_meta for p in module.parameters())
 
 
 def _has_own_state(module: nn.Module) -> bool:

@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from genad_fast import ops
 from genad_fast.ops import Dispatch
 from genad_fast.ops.dispatch import kernel_or_eager
+from genad_fast.nn.init import is_meta
 
 __all__ = ["DEFAULT_DILATION_CYCLE", "DEFAULT_LAYERS", "ConditionalDenoiser", "Denoiser", "receptive_field",
            "sinusoidal_embedding", "stack_for_window"]
@@ -103,7 +104,8 @@ class _ResidualLayer(nn.Module):
         self.conv = nn.Conv1d(channels, 2 * channels, kernel_size, dilation=dilation,
                               padding=dilation * (kernel_size - 1) // 2)
         self.out = nn.Conv1d(channels, 2 * channels, 1)
-        self.init_parameters_()
+        if not is_meta(self):  # on "meta" (genad_fast.nn.init.build_module) the builder initialises
+            self.init_parameters_()
 
     @torch.no_grad()
     def init_parameters_(self, generator: torch.Generator | None = None) -> None:
@@ -168,7 +170,8 @@ class Denoiser(nn.Module):
             _ResidualLayer(residual_channels, hidden, 2 ** (i % dilation_cycle), kernel_size) for i in range(n_layers))
         self.skip = nn.Conv1d(residual_channels, residual_channels, 1)
         self.out = nn.Conv1d(residual_channels, channels, 1)
-        self.init_parameters_()
+        if not is_meta(self):  # on "meta" (genad_fast.nn.init.build_module) the builder initialises
+            self.init_parameters_()
 
     @torch.no_grad()
     def init_parameters_(self, generator: torch.Generator | None = None) -> None:
