@@ -1,9 +1,6 @@
 """genad_fast.nn.init: networks built on the meta device and initialised from an explicit generator."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch import nn
@@ -109,15 +106,3 @@ def test_the_denoiser_made_directly_draws_its_own_initialisation():
     den = NETWORKS["denoiser"]()
     assert not den.out.weight.any() and den.inp.weight.std() > 0 and den.layers[0].conv.weight.std() > 0
 
-
-def test_a_fresh_process_fits_the_flow_without_importing_dynamo_or_sympy():
-    # building on meta and allocating with empty_like ran torch's Python references, whose first call imports
-    # sympy (and random draws on meta, torch._dynamo): ~0.3-1 s of every CLI call's first fit. The flow's fit path
-    # (ClippedFusedAdam, not torch.optim, whose first use imports torch._dynamo itself) avoids both.
-    code = ("import sys, numpy as np\n"
-            "from genad_fast.detectors.flow import FlowDetector\n"
-            "x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)\n"
-            "FlowDetector(epochs=1, verbose=False).fit(x).decision_function(x)\n"
-            "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr

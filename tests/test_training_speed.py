@@ -14,6 +14,7 @@ from genad_fast.detectors import _training_params
 from genad_fast.detectors.diffusion import DiffusionDetector
 from genad_fast.detectors.flow import FlowDetector
 from genad_fast.nn import training
+from genad_fast.nn.adam import Adam
 from genad_fast.nn.clipped_adam import ClippedFusedAdam
 from genad_fast.nn.diffusion import Denoiser, NoiseSchedule
 from genad_fast.nn.diffusion.losses import ReconstructLoss
@@ -195,8 +196,8 @@ def test_fused_adam_is_the_same_update():
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
     model = nn.Linear(3, 3)
     assert isinstance(training._adam(model, training.TrainConfig(fused_adam=True)), ClippedFusedAdam)
-    plain_adam = training._adam(model, training.TrainConfig())
-    assert isinstance(plain_adam, torch.optim.Adam) and not plain_adam.defaults["fused"]
+    # without it, on the CPU: torch.optim.Adam's per-tensor update, bit for bit, without torch.optim (test_adam.py)
+    assert isinstance(training._adam(model, training.TrainConfig()), Adam)
 
 
 def test_the_permutation_layer_moves_values_and_gradients_exactly():

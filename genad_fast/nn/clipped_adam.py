@@ -23,12 +23,14 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from genad_fast.nn.adam import Optimiser
+
 __all__ = ["ClippedFusedAdam"]
 
 _EPS_NORM = 1e-6  # clip_grad_norm_'s guard against a zero norm
 
 
-class ClippedFusedAdam:
+class ClippedFusedAdam(Optimiser):
     """Adam over ``params`` with gradients clipped to the global norm ``max_norm`` (0: no clip), on CPU or CUDA.
 
     ``zero_grad()`` and ``step()`` as a ``torch.optim`` optimiser; parameters whose gradient is None in a step are
@@ -47,13 +49,6 @@ class ClippedFusedAdam:
         self.max_norm = float(max_norm)
         self._devices = len({p.device for p in self.params})
         self.state: dict[nn.Parameter, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
 
     @torch.no_grad()
     def step(self) -> None:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genad_fast.nn.adam import Optimiser, make_adam
 from genad_fast.nn.clipped_adam import ClippedFusedAdam
 
 logger = logging.getLogger("genad_fast")
@@ -423,7 +424,7 @@ def _loss_total(model: nn.Module, loss_fn: LossFn, data: torch.Tensor, batch_siz
     return total
 
 
-def _adam(model: nn.Module, config: TrainConfig) -> torch.optim.Adam | ClippedFusedAdam:
+def _adam(model: nn.Module, config: TrainConfig) -> Optimiser | torch.optim.Adam:
     """Adam over ``model``'s parameters; with ``config.fused_adam`` (CPU and CUDA) torch's fused kernel with the
     gradient clip folded in (:class:`~genad_fast.nn.clipped_adam.ClippedFusedAdam`: the same update, one pass over
     every parameter instead of ~10 elementwise ops per tensor; on CPU torch's default is that per-tensor loop, which
@@ -431,7 +432,8 @@ def _adam(model: nn.Module, config: TrainConfig) -> torch.optim.Adam | ClippedFu
     if config.fused_adam and _device_type(model) in ("cpu", "cuda"):
         return ClippedFusedAdam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                 max_norm=config.grad_clip)
-    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # on the CPU torch.optim.Adam's update without torch.optim's import of torch._dynamo (genad_fast.nn.adam)
+    return make_adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _device_type(model: nn.Module) -> str:

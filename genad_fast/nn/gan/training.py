@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from genad_fast.nn.adam import make_adam
 from genad_fast.nn.gan.networks import freeze
 from genad_fast.nn.training import (BatchPlan, GradientSync, LocalSync, Shard, TrainingDivergedError, shard_table,
                                    zero_loss)
@@ -157,8 +158,8 @@ def train_wgan_gp_shards(generator: nn.Module, critic: nn.Module, shards: Sequen
     codes = plan.shares(bs)  # the generator step's bs latent codes, shared out over the shards
     device = shards[0].data.device
     betas = (config.beta1, config.beta2)
-    opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr, betas=betas)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
+    opt_d = make_adam(critic.parameters(), lr=config.lr, betas=betas)  # torch.optim.Adam's update (nn.adam)
+    opt_g = make_adam(generator.parameters(), lr=config.lr, betas=betas)
     critic_loss = sync.wrap(_CriticLoss(critic, config.gp_weight))
     generator_loss = sync.wrap(_GeneratorLoss(generator, critic))
     history = GANHistory(n_train=n)
