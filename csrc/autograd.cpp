@@ -19,6 +19,7 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using op_handles::find;
+using op_handles::refuse_double_backward;
 using torch::autograd::variable_list;
 
 const c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, int64_t)>& gated_tanh_op() {
@@ -59,12 +60,6 @@ using CouplingBackwardSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&
 const c10::TypedOperatorHandle<CouplingBackwardSig>& coupling_backward_op() {
   static const auto op = find<CouplingBackwardSig>("genad_fast::coupling_backward");
   return op;
-}
-
-void refuse_double_backward(const char* op) {
-  TORCH_CHECK(!at::GradMode::is_enabled(), op, "'s compiled backward is not differentiable (a second derivative "
-              "through create_graph=True, e.g. a gradient penalty): use backend='eager', whose composite autograd "
-              "differentiates twice");
 }
 
 struct GatedTanh : public torch::autograd::Function<GatedTanh> {

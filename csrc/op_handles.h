@@ -1,9 +1,11 @@
 // Typed dispatcher handles of the project's ops, for C++ code that calls them below autograd (csrc/autograd.cpp,
-// csrc/residual_mlp.cpp): each looked up once, on first use.
+// csrc/residual_mlp.cpp): each looked up once, on first use. And that code's shared refusal of a second derivative.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/util/Exception.h>
 
 #include <tuple>
 
@@ -25,6 +27,14 @@ using BiasGeluBackwardSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&
 inline const c10::TypedOperatorHandle<BiasGeluBackwardSig>& bias_gelu_backward() {
   static const auto op = find<BiasGeluBackwardSig>("genad_fast::bias_gelu_backward");
   return op;
+}
+
+// In a C++ node's backward: the calls it makes are not differentiable, so a second derivative (create_graph=True)
+// is refused by name, never silently missing.
+inline void refuse_double_backward(const char* op) {
+  TORCH_CHECK(!at::GradMode::is_enabled(), op, "'s compiled backward is not differentiable (a second derivative "
+              "through create_graph=True, e.g. a gradient penalty): use backend='eager', whose composite autograd "
+              "differentiates twice");
 }
 
 }  // namespace genad::op_handles

@@ -58,8 +58,7 @@ struct ResidualMLP : public torch::autograd::Function<ResidualMLP> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    TORCH_CHECK(!at::GradMode::is_enabled(), "ResidualMLP's fused conditioner (a compiled backend) has no second "
-                "derivative (create_graph=True); run the flow with backend='eager' for one");
+    op_handles::refuse_double_backward("ResidualMLP's fused conditioner");
     const auto saved = ctx->get_saved_variables();
     const int64_t n = ctx->saved_data["n_blocks"].toInt();
     const at::Tensor& x = saved[0];
@@ -94,9 +93,6 @@ struct ResidualMLP : public torch::autograd::Function<ResidualMLP> {
   }
 };
 
-}  // namespace
-
-namespace {
 void check_params(const char* name, int64_t n_blocks, const std::vector<at::Tensor>& params) {
   TORCH_CHECK(n_blocks >= 0 && static_cast<int64_t>(params.size()) == 4 + 4 * n_blocks, name,
               ": expected 4 + 4·n_blocks = ", 4 + 4 * n_blocks, " parameters for n_blocks = ", n_blocks, ", got ",

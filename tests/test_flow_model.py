@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from genad_fast._backend import BackendUnavailableError
 from genad_fast import ops
 from genad_fast.nn.flow import LOG_2PI, RealNVP
 
@@ -434,5 +435,16 @@ def test_the_conditioner_node_gradcheck_and_no_second_derivative():
     params = [p.detach().clone().requires_grad_(True) for p in net.parameters()]
     assert torch.autograd.gradcheck(run, (x, *params))
     y = run(x, *params)
-    with pytest.raises(RuntimeError, match="no second derivative.*backend='eager'"):
+    with pytest.raises(RuntimeError, match="conditioner's compiled backward is not differentiable.*backend='eager'"):
         torch.autograd.grad(y.sum(), x, create_graph=True)
+
+
+def test_the_fused_conditioner_refuses_a_backend_whose_bias_gelu_it_would_not_run(monkeypatch):
+    # The C++ node calls the C++ ops' bias_gelu: a backend that one day gains its own (Triton) is an error here,
+    # never the C++ kernel run in its place.
+    from genad_fast.nn.flow import realnvp
+
+    net = realnvp.ResidualMLP(4, 6, 8, 1)
+    monkeypatch.setattr(realnvp, "select", lambda op, backend, device: "triton")
+    with pytest.raises(BackendUnavailableError, match="cpu and cuda kernels of bias_gelu, not 'triton'"):
+        net(torch.randn(3, 4), "cpu")

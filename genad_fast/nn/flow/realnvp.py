@@ -25,6 +25,7 @@ from genad_fast import ops
 from genad_fast.ops import Dispatch
 from genad_fast.nn.flow.mlp_function import conditioner_forward, conditioner_train
 from genad_fast.ops.dispatch import kernel_or_eager, select
+from genad_fast._backend import BackendUnavailableError
 
 __all__ = ["LOG_2PI", "ActNorm", "AffineCoupling", "LULinear", "Permutation", "RealNVP", "ResidualMLP",
            "actnorm_permute_split"]
@@ -200,7 +201,10 @@ class ResidualMLP(nn.Module):
         return self.out(nn.functional.gelu(h))
 
     def _forward_fused(self, x: torch.Tensor, backend: str | Dispatch | None) -> torch.Tensor:
-        select("bias_gelu", backend, x.device)  # a backend that cannot run on x's device is an error, not a fallback
+        chosen = select("bias_gelu", backend, x.device)  # one that cannot run on x's device: an error, not a fallback
+        if chosen not in ("cpu", "cuda"):  # the C++ conditioner calls the C++ ops' bias_gelu: no other backend's
+            raise BackendUnavailableError(f"the fused flow conditioner runs the cpu and cuda kernels of bias_gelu, "
+                                          f"not {chosen!r}'s")
         if torch.is_grad_enabled():  # training: one C++ autograd node for the whole conditioner, the same calls
             return conditioner_train(x, len(self.blocks), self._fused_parameters())
         return conditioner_forward(x, len(self.blocks), self._fused_parameters())
