@@ -93,20 +93,20 @@ struct ResidualMLP : public torch::autograd::Function<ResidualMLP> {
   }
 };
 
-void check_params(const char* name, int64_t n_blocks, const std::vector<at::Tensor>& params) {
+}  // namespace
+
+void check_residual_mlp_params(const char* name, int64_t n_blocks, const std::vector<at::Tensor>& params) {
   TORCH_CHECK(n_blocks >= 0 && static_cast<int64_t>(params.size()) == 4 + 4 * n_blocks, name,
               ": expected 4 + 4·n_blocks = ", 4 + 4 * n_blocks, " parameters for n_blocks = ", n_blocks, ", got ",
               params.size());
 }
-}  // namespace
-
 at::Tensor residual_mlp_train(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params) {
-  check_params("residual_mlp_train", n_blocks, params);
+  check_residual_mlp_params("residual_mlp_train", n_blocks, params);
   return ResidualMLP::apply(x, n_blocks, at::TensorList(params));
 }
 
 at::Tensor residual_mlp_forward(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params) {
-  check_params("residual_mlp_forward", n_blocks, params);
+  check_residual_mlp_params("residual_mlp_forward", n_blocks, params);
   at::NoGradGuard no_grad;
   return conditioner_forward(x, n_blocks, at::TensorList(params), nullptr);
 }

@@ -216,11 +216,46 @@ def test_the_permutation_layer_moves_values_and_gradients_exactly():
 
 
 def test_flow_trains_the_fast_way_by_default():
-    """FlowDetector's defaults (docs/training_speed.md): sampled epochs of windows, Adam's fused kernel, float32."""
+    """FlowDetector's defaults (docs/training_speed.md): sampled epochs of windows, Adam's fused kernel, the
+    products' dtype chosen per CPU and width in its loss (the loop itself never autocasts it)."""
     det = FlowDetector(window=64)
     assert _training_params.epoch_fraction(det) == pytest.approx(1 / 8)
     config = det._train_config()
     assert config.fused_adam and config.patience_in_steps and config.min_epoch_steps == 8 and config.autocast is None
-    assert det.train_dtype == "float32" and _training_params.train_autocast(det) is None
+    assert det.train_dtype == "auto"
     other = DiffusionDetector()._train_config()  # the others keep the loop they were measured with
     assert not other.fused_adam and not other.patience_in_steps
+
+
+@pytest.mark.parametrize(("choice", "amx", "device", "dim", "expected"), [
+    ("auto", True, "cpu", 1544, torch.bfloat16),   # the reference series' windows: wide conditioners
+    ("auto", True, "cpu", 512, torch.bfloat16),    # 256 + 512 >= 4 * 128
+    ("auto", True, "cpu", 256, None),              # 128 + 256 < 512: the hidden blocks' small products dominate
+    ("auto", True, "cpu", 32, None),               # the reference table
+    ("auto", False, "cpu", 1544, None),            # no AMX (AVX2, AVX512-BF16 alone): float32
+    ("auto", True, "cuda", 1544, None),
+    ("float32", True, "cpu", 1544, None),
+    ("bfloat16", False, "cpu", 32, torch.bfloat16)])
+def test_flow_train_dtype_resolution(monkeypatch, choice, amx, device, dim, expected):
+    """FlowDetector's train_dtype: "auto" is bfloat16 conditioner products on AMX CPUs for wide conditioners
+    (input + output width >= 4 * hidden), where they measured faster; explicit choices hold everywhere."""
+    from genad_fast.nn.flow import RealNVP
+
+    monkeypatch.setattr(training, "cpu_has_amx", lambda: amx)
+    det = FlowDetector(train_dtype=choice)
+    det.device_ = torch.device(device)
+    model = RealNVP(dim, n_steps=1, hidden=det.hidden, n_blocks=1, mixing="permutation")
+    assert det._train_matmul_dtype(model) is expected
+
+
+@pytest.mark.parametrize(("cap", "amx", "native"), [
+    ("AVX2", False, False), ("avx512_core_bf16", False, True), ("AVX512_CORE_AMX", True, True), ("ALL", None, None)])
+def test_a_onednn_isa_cap_turns_bfloat16_off(monkeypatch, cap, amx, native):
+    """ONEDNN_MAX_CPU_ISA below AMX (or below AVX512-BF16) makes oneDNN emulate bfloat16: "auto" must not pick it
+    from the CPU's flags alone (bench.capabilities caps at AVX2 to stand in for an AVX2 machine)."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert training.cpu_has_amx() is (True if amx is None else amx)
+    assert training.cpu_has_native_bf16() is (True if native is None else native)

@@ -35,6 +35,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -93,14 +94,32 @@ class TrainHistory:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16): there bfloat16 products
-    are faster than float32; elsewhere oneDNN emulates them, slower than float32."""
-    cpu = torch.cpu
-    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16) and oneDNN may use it: there
+    bfloat16 products are faster than float32; elsewhere oneDNN emulates them, slower than float32."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return _onednn_may_use("BF16", "AMX") and any(_cpu_check(check) for check in checks)
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later) and oneDNN may use them. There oneDNN
+    multiplies bfloat16 4-7× faster than float32 at a wide flow's shapes (docs/training_speed.md, ninth pass);
+    AVX512-BF16 alone (AMD Zen 4) doubles the rate at most, which the casts around the products can eat."""
+    return _onednn_may_use("AMX") and _cpu_check(getattr(torch.cpu, "_is_amx_tile_supported", None))
+
+
+def _cpu_check(check) -> bool:
     try:
-        return any(bool(check()) for check in checks if check is not None)
+        return bool(check()) if check is not None else False
     except RuntimeError:
         return False
+
+
+def _onednn_may_use(*isa_words: str) -> bool:
+    """False where ``ONEDNN_MAX_CPU_ISA`` (or its old name ``DNNL_MAX_CPU_ISA``) caps oneDNN below every ISA named
+    with one of ``isa_words`` (e.g. ``AVX2``, to measure an AVX2 machine's speed): the CPU's flags alone would then
+    choose bfloat16 products that oneDNN emulates."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    return cap in ("ALL", "DEFAULT") or any(word in cap for word in isa_words)
 
 
 def epoch_share(n: int, fraction: float) -> int:

@@ -23,7 +23,8 @@ from torch import nn
 
 from genad_fast import ops
 from genad_fast.ops import Dispatch
-from genad_fast.nn.flow.mlp_function import conditioner_forward, conditioner_train
+from genad_fast.nn.flow.mlp_function import (conditioner_forward, conditioner_forward_lowp, conditioner_train,
+                                             conditioner_train_lowp)
 from genad_fast.ops.dispatch import kernel_or_eager, select
 from genad_fast._backend import BackendUnavailableError
 
@@ -200,11 +201,31 @@ class ResidualMLP(nn.Module):
             h = h + block(h)
         return self.out(nn.functional.gelu(h))
 
-    def _forward_fused(self, x: torch.Tensor, backend: str | Dispatch | None) -> torch.Tensor:
+    def forward_low_precision(self, x: torch.Tensor, dtype: torch.dtype,
+                              backend: str | Dispatch | None = "eager") -> torch.Tensor:
+        """The conditioner with its products in ``dtype`` (bfloat16): autocast's arithmetic, each product's operands
+        and output in ``dtype`` and the GELUs and residual sums on them; the output in ``x``'s dtype. ``"eager"``: the
+        modules under ``torch.autocast``, the reference; a backend with the fused conditioner: the same ATen calls
+        as one C++ autograd node (:mod:`genad_fast.nn.flow.mlp_function`), whose bias gradients keep their float32
+        sums."""
+        backend = kernel_or_eager("bias_gelu", backend)
+        if backend == "eager":
+            with torch.autocast(device_type=x.device.type, dtype=dtype):
+                h = self(x)  # the modules: autocast rounds each product to `dtype`
+            return h.to(x.dtype)
+        self._check_fused(x, backend)
+        run = conditioner_train_lowp if torch.is_grad_enabled() else conditioner_forward_lowp
+        return run(x, len(self.blocks), self._fused_parameters(), dtype)
+
+    @staticmethod
+    def _check_fused(x: torch.Tensor, backend: str | Dispatch | None) -> None:
         chosen = select("bias_gelu", backend, x.device)  # one that cannot run on x's device: an error, not a fallback
         if chosen not in ("cpu", "cuda"):  # the C++ conditioner calls the C++ ops' bias_gelu: no other backend's
             raise BackendUnavailableError(f"the fused flow conditioner runs the cpu and cuda kernels of bias_gelu, "
                                           f"not {chosen!r}'s")
+
+    def _forward_fused(self, x: torch.Tensor, backend: str | Dispatch | None) -> torch.Tensor:
+        self._check_fused(x, backend)
         if torch.is_grad_enabled():  # training: one C++ autograd node for the whole conditioner, the same calls
             return conditioner_train(x, len(self.blocks), self._fused_parameters())
         return conditioner_forward(x, len(self.blocks), self._fused_parameters())
@@ -245,9 +266,7 @@ class AffineCoupling(nn.Module):
         dtype = self.matmul_dtype if matmul_dtype is None else matmul_dtype
         if dtype is None or dtype == x_a.dtype:
             return self.conditioner(x_a, backend)
-        with torch.autocast(device_type=x_a.device.type, dtype=dtype):
-            h = self.conditioner(x_a)  # the modules: autocast rounds each product to `dtype`
-        return h.to(x_a.dtype)
+        return self.conditioner.forward_low_precision(x_a, dtype, backend)
 
     def forward(self, x: torch.Tensor, *, backend: str | Dispatch | None = None,
                 matmul_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
