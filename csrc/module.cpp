@@ -87,13 +87,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("_residual_mlp_forward", &genad::autograd::residual_mlp_forward, py::arg("x"), py::arg("n_blocks"),
         py::arg("params"), py::call_guard<py::gil_scoped_release>(),
         "The flow conditioner's fused forward without gradients (csrc/residual_mlp.cpp)");
-  m.def("_residual_mlp_train_lowp", &genad::autograd::residual_mlp_train_lowp, py::arg("x"), py::arg("n_blocks"),
-        py::arg("params"), py::arg("dtype"), py::call_guard<py::gil_scoped_release>(),
-        "The flow conditioner with its products in dtype (autocast's arithmetic) as one C++ autograd node "
-        "(csrc/residual_mlp_lowp.cpp)");
-  m.def("_residual_mlp_forward_lowp", &genad::autograd::residual_mlp_forward_lowp, py::arg("x"), py::arg("n_blocks"),
-        py::arg("params"), py::arg("dtype"), py::call_guard<py::gil_scoped_release>(),
-        "The same without gradients (csrc/residual_mlp_lowp.cpp)");
+  m.def("_residual_mlp_train_bf16", &genad::autograd::residual_mlp_train_bf16, py::arg("x"), py::arg("n_blocks"),
+        py::arg("params"), py::call_guard<py::gil_scoped_release>(),
+        "The flow conditioner with bfloat16 operands in its products, float32 results, as one C++ autograd node "
+        "(csrc/residual_mlp.cpp)");
+  m.def("_residual_mlp_forward_bf16", &genad::autograd::residual_mlp_forward_bf16, py::arg("x"), py::arg("n_blocks"),
+        py::arg("params"), py::call_guard<py::gil_scoped_release>(),
+        "The same without gradients (csrc/residual_mlp.cpp)");
+  m.def("_bf16_products_available", &genad::autograd::bf16_products_available,
+        "Whether torch's MKL exports the bfloat16 GEMM with float32 results (csrc/bf16_gemm.h)");
   m.def("_held_refs_count", &gc::held_refs_count, py::arg("packed_only") = false,
         "Reference sets held now (packed_only: those whose packed form is stored)");
 }

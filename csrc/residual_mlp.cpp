@@ -11,8 +11,10 @@
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
+#include <ATen/ops/to.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "bf16_gemm.h"
 #include "op_handles.h"
 #include "residual_mlp.h"
 
@@ -25,73 +27,125 @@ using torch::autograd::variable_list;
 using op_handles::bias_gelu;
 using op_handles::bias_gelu_backward;
 
-// params: W_in, b_in, [W_1k, b_1k, W_2k, b_2k] per block, W_out, b_out. saved (if not null) receives, per block,
-// (h̃_k, B_k, g_k, p_k, a_k), then (h̃_n, B_n, g): what the backward reads.
-at::Tensor conditioner_forward(const at::Tensor& x, int64_t n_blocks, at::TensorList params,
-                               std::vector<at::Tensor>* saved) {
-  at::Tensor h = at::mm(x, params[0].t()), bias = params[1];
-  for (int64_t k = 0; k < n_blocks; ++k) {
-    const at::Tensor &w1 = params[2 + 4 * k], &b1 = params[3 + 4 * k];
-    const at::Tensor &w2 = params[4 + 4 * k], &b2 = params[5 + 4 * k];
-    at::Tensor g = bias_gelu().call(h, bias);
-    at::Tensor pre = at::mm(g, w1.t());
-    at::Tensor a = bias_gelu().call(pre, b1);
-    if (saved) saved->insert(saved->end(), {h, bias, g, pre, a});
-    h = at::addmm(h, a, w2.t());
-    bias = at::add(bias, b2);
+// The products of the float32 node: ATen's, on the float32 tensors themselves.
+struct Float32Products {
+  static constexpr const char* kName = "ResidualMLP's fused conditioner";
+  static at::Tensor operand(const at::Tensor& t) { return t; }
+  static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) { return at::mm(a, b); }
+  static at::Tensor addmm(const at::Tensor& c, const at::Tensor& a, const at::Tensor& b) { return at::addmm(c, a, b); }
+};
+
+// bfloat16 operands (cast once where each is made), float32 accumulation and results.
+struct Bfloat16Products {
+  static constexpr const char* kName = "ResidualMLP's fused conditioner with bfloat16 products";
+  static at::Tensor operand(const at::Tensor& t) { return t.to(at::kBFloat16); }
+  static at::Tensor mm(const at::Tensor& a, const at::Tensor& b) { return bf16_gemm::mm(a, b); }
+  static at::Tensor addmm(const at::Tensor& c, const at::Tensor& a, const at::Tensor& b) {
+    return bf16_gemm::mm(a, b, c);
   }
-  at::Tensor g = bias_gelu().call(h, bias);
-  if (saved) saved->insert(saved->end(), {h, bias, g});
-  const int64_t last = static_cast<int64_t>(params.size()) - 1;
-  return at::addmm(params[last], g, params[last - 1].t());
+};
+
+// The weights of params (W_in, b_in, [W_1k, b_1k, W_2k, b_2k] per block, W_out, b_out) as product operands; the
+// biases are left undefined (they never enter a product).
+template <class P>
+std::vector<at::Tensor> weight_operands(at::TensorList params) {
+  std::vector<at::Tensor> w(params.size());
+  for (size_t i = 0; i < params.size(); i += 2) w[i] = P::operand(params[i]);  // even places: the weights
+  return w;
 }
 
-struct ResidualMLP : public torch::autograd::Function<ResidualMLP> {
+// saved (if not null) receives, per block, (h̃_k, B_k, ĝ_k, p_k, â_k), then (h̃_n, B_n, ĝ), the hatted ones as product
+// operands: what the backward reads.
+template <class P>
+at::Tensor conditioner_forward(const at::Tensor& x_operand, int64_t n_blocks, at::TensorList params,
+                               at::TensorList w, std::vector<at::Tensor>* saved) {
+  at::Tensor h = P::mm(x_operand, w[0].t()), bias = params[1];
+  for (int64_t k = 0; k < n_blocks; ++k) {
+    const at::Tensor &w1 = w[2 + 4 * k], &b1 = params[3 + 4 * k];
+    const at::Tensor &w2 = w[4 + 4 * k], &b2 = params[5 + 4 * k];
+    at::Tensor g = P::operand(bias_gelu().call(h, bias));
+    at::Tensor pre = P::mm(g, w1.t());
+    at::Tensor a = P::operand(bias_gelu().call(pre, b1));
+    if (saved) saved->insert(saved->end(), {h, bias, g, pre, a});
+    h = P::addmm(h, a, w2.t());
+    bias = at::add(bias, b2);
+  }
+  at::Tensor g = P::operand(bias_gelu().call(h, bias));
+  if (saved) saved->insert(saved->end(), {h, bias, g});
+  const int64_t last = static_cast<int64_t>(params.size()) - 1;
+  return P::addmm(params[last], g, w[last - 1].t());
+}
+
+template <class P>
+struct ResidualMLP : public torch::autograd::Function<ResidualMLP<P>> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t n_blocks, at::TensorList params) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    std::vector<at::Tensor> saved{x};
-    at::Tensor out = conditioner_forward(x, n_blocks, params, &saved);
+    const at::Tensor x_operand = P::operand(x);
+    const std::vector<at::Tensor> w = weight_operands<P>(params);
+    std::vector<at::Tensor> saved{x_operand};
+    at::Tensor out = conditioner_forward<P>(x_operand, n_blocks, params, w, &saved);
     saved.insert(saved.end(), params.begin(), params.end());
+    for (size_t i = 0; i < w.size(); ++i) saved.push_back(w[i].defined() ? w[i] : params[i]);
     ctx->save_for_backward(saved);
     ctx->saved_data["n_blocks"] = n_blocks;
     return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    op_handles::refuse_double_backward("ResidualMLP's fused conditioner");
+    op_handles::refuse_double_backward(P::kName);
     const auto saved = ctx->get_saved_variables();
     const int64_t n = ctx->saved_data["n_blocks"].toInt();
     const at::Tensor& x = saved[0];
     const auto block = [&](int64_t k, int64_t i) -> const at::Tensor& { return saved[1 + 5 * k + i]; };
     const at::Tensor &h_n = saved[1 + 5 * n], &bias_n = saved[2 + 5 * n], &g = saved[3 + 5 * n];
-    const at::TensorList params(saved.data() + 4 + 5 * n, saved.size() - 4 - 5 * n);
-    const int64_t n_params = static_cast<int64_t>(params.size());
+    const int64_t n_params = (static_cast<int64_t>(saved.size()) - 4 - 5 * n) / 2;
+    const at::TensorList params(saved.data() + 4 + 5 * n, n_params);
+    const at::TensorList w(saved.data() + 4 + 5 * n + n_params, n_params);
     std::vector<at::Tensor> grad_params(n_params);
     const at::Tensor grad_out = grads[0].contiguous();
-    grad_params[n_params - 2] = grad_out.t().mm(g);
+    const at::Tensor grad_out_op = P::operand(grad_out);
+    grad_params[n_params - 2] = P::mm(grad_out_op.t(), g);
     grad_params[n_params - 1] = grad_out.sum(0);
-    auto [grad_h, grad_bias] = bias_gelu_backward().call(grad_out.mm(params[n_params - 2]), h_n, bias_n);
+    auto [grad_h, grad_bias] = bias_gelu_backward().call(P::mm(grad_out_op, w[n_params - 2]), h_n, bias_n);
     for (int64_t k = n - 1; k >= 0; --k) {
-      const at::Tensor &w1 = params[2 + 4 * k], &b1 = params[3 + 4 * k], &w2 = params[4 + 4 * k];
-      grad_params[4 + 4 * k] = grad_h.t().mm(block(k, 4));
+      const at::Tensor &w1 = w[2 + 4 * k], &b1 = params[3 + 4 * k], &w2 = w[4 + 4 * k];
+      const at::Tensor grad_h_op = P::operand(grad_h);
+      grad_params[4 + 4 * k] = P::mm(grad_h_op.t(), block(k, 4));
       grad_params[5 + 4 * k] = grad_bias;
-      auto [grad_pre, grad_b1] = bias_gelu_backward().call(grad_h.mm(w2), block(k, 3), b1);
+      auto [grad_pre, grad_b1] = bias_gelu_backward().call(P::mm(grad_h_op, w2), block(k, 3), b1);
+      const at::Tensor grad_pre_op = P::operand(grad_pre);
       grad_params[3 + 4 * k] = grad_b1;
-      grad_params[2 + 4 * k] = grad_pre.t().mm(block(k, 2));
-      auto [grad_h_k, grad_bias_k] = bias_gelu_backward().call(grad_pre.mm(w1), block(k, 0), block(k, 1));
+      grad_params[2 + 4 * k] = P::mm(grad_pre_op.t(), block(k, 2));
+      auto [grad_h_k, grad_bias_k] = bias_gelu_backward().call(P::mm(grad_pre_op, w1), block(k, 0), block(k, 1));
       grad_h = at::add(grad_h, grad_h_k);
       grad_bias = at::add(grad_bias, grad_bias_k);
     }
-    grad_params[0] = grad_h.t().mm(x);
+    const at::Tensor grad_h_op = P::operand(grad_h);
+    grad_params[0] = P::mm(grad_h_op.t(), x);
     grad_params[1] = grad_bias;
     // inputs: x, n_blocks (not a tensor), then the parameters; the node's edges count the tensors only
-    variable_list out{ctx->needs_input_grad(0) ? grad_h.mm(params[0]) : at::Tensor(), at::Tensor()};
+    variable_list out{ctx->needs_input_grad(0) ? P::mm(grad_h_op, w[0]) : at::Tensor(), at::Tensor()};
     for (int64_t i = 0; i < n_params; ++i) {
       out.push_back(ctx->needs_input_grad(1 + i) ? grad_params[i] : at::Tensor());
     }
     return out;
   }
 };
+
+template <class P>
+at::Tensor forward_without_grad(const at::Tensor& x, int64_t n_blocks, at::TensorList params) {
+  at::NoGradGuard no_grad;
+  return conditioner_forward<P>(P::operand(x), n_blocks, params, weight_operands<P>(params), nullptr);
+}
+
+void check_bf16(const char* name, const at::Tensor& x, const std::vector<at::Tensor>& params) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat, name, ": bfloat16 products run on float32 CPU "
+              "tensors, got ", x.scalar_type(), " on ", x.device());
+  for (const auto& p : params) {
+    TORCH_CHECK(p.device().is_cpu() && p.scalar_type() == at::kFloat, name, ": float32 CPU parameters, got ",
+                p.scalar_type(), " on ", p.device());
+  }
+}
 
 }  // namespace
 
@@ -100,15 +154,29 @@ void check_residual_mlp_params(const char* name, int64_t n_blocks, const std::ve
               ": expected 4 + 4·n_blocks = ", 4 + 4 * n_blocks, " parameters for n_blocks = ", n_blocks, ", got ",
               params.size());
 }
+
 at::Tensor residual_mlp_train(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params) {
   check_residual_mlp_params("residual_mlp_train", n_blocks, params);
-  return ResidualMLP::apply(x, n_blocks, at::TensorList(params));
+  return ResidualMLP<Float32Products>::apply(x, n_blocks, at::TensorList(params));
 }
 
 at::Tensor residual_mlp_forward(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params) {
   check_residual_mlp_params("residual_mlp_forward", n_blocks, params);
-  at::NoGradGuard no_grad;
-  return conditioner_forward(x, n_blocks, at::TensorList(params), nullptr);
+  return forward_without_grad<Float32Products>(x, n_blocks, params);
 }
+
+at::Tensor residual_mlp_train_bf16(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params) {
+  check_residual_mlp_params("residual_mlp_train_bf16", n_blocks, params);
+  check_bf16("residual_mlp_train_bf16", x, params);
+  return ResidualMLP<Bfloat16Products>::apply(x, n_blocks, at::TensorList(params));
+}
+
+at::Tensor residual_mlp_forward_bf16(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params) {
+  check_residual_mlp_params("residual_mlp_forward_bf16", n_blocks, params);
+  check_bf16("residual_mlp_forward_bf16", x, params);
+  return forward_without_grad<Bfloat16Products>(x, n_blocks, params);
+}
+
+bool bf16_products_available() { return bf16_gemm::available(); }
 
 }  // namespace genad::autograd

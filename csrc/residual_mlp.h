@@ -15,12 +15,11 @@ at::Tensor residual_mlp_forward(const at::Tensor& x, int64_t n_blocks, const std
 // Refuses a parameter list that is not 4 + 4·n_blocks tensors, naming `name`.
 void check_residual_mlp_params(const char* name, int64_t n_blocks, const std::vector<at::Tensor>& params);
 
-// The same conditioner with its products in `dtype` (bfloat16: autocast's arithmetic; csrc/residual_mlp_lowp.cpp),
-// input, output, gradients and parameters in their own dtype. Training, one C++ autograd node:
-at::Tensor residual_mlp_train_lowp(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params,
-                                   at::ScalarType dtype);
-// ... and without gradients.
-at::Tensor residual_mlp_forward_lowp(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params,
-                                     at::ScalarType dtype);
+// The same conditioner with bfloat16 operands in its products and float32 results (MKL's bfloat16 GEMM, CPU, float32
+// tensors only): training, one C++ autograd node; and without gradients.
+at::Tensor residual_mlp_train_bf16(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params);
+at::Tensor residual_mlp_forward_bf16(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params);
+// Whether this torch build has the bfloat16 GEMM those two call (csrc/bf16_gemm.h).
+bool bf16_products_available();
 
 }  // namespace genad::autograd

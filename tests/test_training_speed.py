@@ -227,25 +227,27 @@ def test_flow_trains_the_fast_way_by_default():
     assert not other.fused_adam and not other.patience_in_steps
 
 
-@pytest.mark.parametrize(("choice", "amx", "device", "dim", "expected"), [
-    ("auto", True, "cpu", 1544, torch.bfloat16),   # the reference series' windows: wide conditioners
-    ("auto", True, "cpu", 512, torch.bfloat16),    # 256 + 512 >= 4 * 128
-    ("auto", True, "cpu", 256, None),              # 128 + 256 < 512: the hidden blocks' small products dominate
-    ("auto", True, "cpu", 32, None),               # the reference table
-    ("auto", False, "cpu", 1544, None),            # no AMX (AVX2, AVX512-BF16 alone): float32
-    ("auto", True, "cuda", 1544, None),
-    ("float32", True, "cpu", 1544, None),
-    ("bfloat16", False, "cpu", 32, torch.bfloat16)])
-def test_flow_train_dtype_resolution(monkeypatch, choice, amx, device, dim, expected):
-    """FlowDetector's train_dtype: "auto" is bfloat16 conditioner products on AMX CPUs for wide conditioners
-    (input + output width >= 4 * hidden), where they measured faster; explicit choices hold everywhere."""
-    from genad_fast.nn.flow import RealNVP
+@pytest.mark.parametrize(("choice", "amx", "device", "expected"), [
+    ("auto", True, "cpu", torch.bfloat16), ("auto", False, "cpu", None), ("auto", True, "cuda", None),
+    ("float32", True, "cpu", None), ("bfloat16", False, "cpu", torch.bfloat16)])
+def test_flow_train_dtype_resolution(monkeypatch, choice, amx, device, expected):
+    """FlowDetector's train_dtype: "auto" is bfloat16 product operands on CPUs with AMX tiles (where the products
+    measured faster at every width), float32 elsewhere (AVX2, AVX512-BF16 alone, CUDA); explicit choices hold."""
+    from genad_fast.detectors import flow
 
     monkeypatch.setattr(training, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(flow, "bf16_products_available", lambda: True)
     det = FlowDetector(train_dtype=choice)
     det.device_ = torch.device(device)
-    model = RealNVP(dim, n_steps=1, hidden=det.hidden, n_blocks=1, mixing="permutation")
-    assert det._train_matmul_dtype(model) is expected
+    assert det._train_matmul_dtype() is expected
+
+
+def test_flow_auto_needs_the_bf16_gemm(monkeypatch):
+    from genad_fast.detectors import flow
+
+    monkeypatch.setattr(training, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(flow, "bf16_products_available", lambda: False)
+    assert FlowDetector()._train_matmul_dtype() is None
 
 
 @pytest.mark.parametrize(("cap", "amx", "native"), [

@@ -48,6 +48,7 @@ from genad_fast.detectors._renamed import take_renamed
 from genad_fast.detectors._training_params import TRAINING_SPECS, TrainingParamsMixin, train_autocast
 from genad_fast.detectors.base import REDUCE, BaseDetector
 from genad_fast.nn import training
+from genad_fast.nn.flow.mlp_function import bf16_products_available
 from genad_fast.nn.flow import RealNVP
 from genad_fast.nn.flow.plan import scoring_log_prob
 
@@ -80,9 +81,10 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
         MATMUL_DTYPE.but(doc="Dtype of the conditioners' matrix products at scoring (bfloat16 is faster on CPUs "
                          "with bf16 instructions; the coupling transform and log-determinants stay float32)."),
         TRAINING_SPECS["train_dtype"].but(doc="Dtype of the conditioners' products in training (the coupling, "
-                                          "log-determinants, weights, gradients and losses stay float32). \"auto\": "
-                                          "bfloat16 on CPUs with AMX tiles for flows wider than ~2.7 · hidden "
-                                          "features, where it measured faster; float32 elsewhere."),
+                                          "log-determinants, weights, gradients and losses stay float32): "
+                                          "\"bfloat16\" rounds the products' operands to bfloat16 and keeps their "
+                                          "results float32 (the fused node on the CPU). \"auto\": bfloat16 on CPUs "
+                                          "with AMX tiles, where it measured faster; float32 elsewhere."),
         TRAINING_SPECS["patience"].but(doc="Early stopping's patience in optimiser steps: training stops after "
                                        "``patience`` · 8 steps (rounded up to whole epochs) without improvement "
                                        "of the held-out loss, and the best epoch's weights are kept (10: ten "
@@ -95,9 +97,9 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
     _patience_in_steps = True  # docs/training_speed.md, "Patience in steps on long epochs"
     # Training defaults for speed (docs/training_speed.md, "FlowDetector"): windows sampled per epoch
     # (train_stride=None: window // 8, epochs of at least 8 batches); train_dtype="auto", bfloat16 conditioner
-    # products only where they measured faster (_train_matmul_dtype: AMX, wide conditioners), through one C++ node
-    # per conditioner (under autocast's modules they had gained <= 5 %); batches of 1,024 (lr 2e-3) lost AUROC on
-    # the small sets, where they only raise the rate.
+    # products where they measured faster (_train_matmul_dtype: AMX), in one C++ node per conditioner on MKL's
+    # bfloat16 GEMM (under autocast's modules they had gained <= 5 %); batches of 1,024 (lr 2e-3) lost AUROC on the
+    # small sets, where they only raise the rate.
     #: Rows or windows per scoring call: the fused plan streams each call in cache-sized chunks
     #: (:func:`~genad_fast.nn.flow.plan.chunk_rows`), and its per-call set-up amortises over more
     #: chunks; the eager modules run whole calls (measured, 65,536 × 64 on 2 Xeon cores: eager 670 /
@@ -288,22 +290,18 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
         # train_dtype: the conditioners' products under autocast, the coupling and log-determinants float32
         x = self._active(batch.reshape(batch.shape[0], -1))
         return -model.log_prob(x, backend=current_call(self, "fit").dispatch,
-                               matmul_dtype=self._train_matmul_dtype(model)).mean() / x.shape[1]
+                               matmul_dtype=self._train_matmul_dtype()).mean() / x.shape[1]
 
-    def _train_matmul_dtype(self, model: RealNVP) -> torch.dtype | None:
-        """``train_dtype`` resolved: the dtype of the conditioners' products in training (None: float32). "auto" is
-        bfloat16 where that measured faster: on a CPU with AMX tiles, for wide conditioners (input plus output
-        width ≥ 4 · hidden: a flow of more than ~2.7 · hidden features), whose input and output products are most
-        of a step. A narrower conditioner spends its time in the hidden blocks' small products, where bfloat16
-        gained less than the casts around it cost (docs/training_speed.md, ninth pass)."""
+    def _train_matmul_dtype(self) -> torch.dtype | None:
+        """``train_dtype`` resolved: the dtype of the conditioners' product operands in training (None: float32).
+        "auto" is bfloat16 where that measured faster at every width: on a CPU with AMX tiles, with MKL's bfloat16
+        GEMM in this torch build (docs/training_speed.md, ninth pass); float32 elsewhere (AVX2 and AVX512-BF16 alone
+        unmeasured or slower, CUDA)."""
         if self.train_dtype != "auto":
             return train_autocast(self)
         device = getattr(self, "device_", None)
         on_cpu = device is None or torch.device(device).type == "cpu"
-        if not (on_cpu and training.cpu_has_amx()):
-            return None
-        d_cond = model.dim // 2
-        return torch.bfloat16 if d_cond + 2 * (model.dim - d_cond) >= 4 * self.hidden else None
+        return torch.bfloat16 if on_cpu and training.cpu_has_amx() and bf16_products_available() else None
 
     def _score_context(self, dtype: torch.dtype) -> contextlib.AbstractContextManager:
         return self._scoring(dtype, MATMUL_DTYPES[self.matmul_dtype])

@@ -25,19 +25,14 @@ and ~1 ms of ~78 ms at 1,544. Written in Python it still cost ~65 µs a conditio
 argument parsing and frames (~0.5 ms of a ~16 ms step at 32 features, one Sapphire Rapids thread): the node is C++.
 A second derivative (``create_graph=True``) is refused by name, as the kernels' own autograd refuses it.
 
-**Low precision** (``*_lowp``, csrc/residual_mlp_lowp.cpp; a FlowDetector's ``train_dtype="bfloat16"``): the
-modules' arithmetic under ``torch.autocast``, as one node. With ``·̂`` a cast to the low dtype (bfloat16) and every
-product's output in it:
-
-    h_0 = x̂·Ŵ_inᵀ + b̂_in;  per block k:  g_k = GELU(h_k),  p_k = g_k·Ŵ_1kᵀ + b̂_1k,  a_k = GELU(p_k),
-                                       h_{k+1} = h_k + a_k·Ŵ_2kᵀ + b̂_2k
-    out = GELU(h_n)·Ŵ_outᵀ + b̂_out, returned in x's dtype
-
-and the backward the same chain in the low dtype (``gelu_backward`` for the GELUs), each weight gradient cast back
-to its parameter's dtype. The bias gradients are sums of the rows accumulated into the parameter's dtype (autocast's
-path rounds them to bfloat16 first). Why: a product of a 1,544-feature flow's conditioner runs 4-7× faster in
-bfloat16 on AMX, and the module path under autocast gave back much of it in per-call casts and bookkeeping
-(docs/training_speed.md, ninth pass).
+**bfloat16 products** (``*_bf16``; a FlowDetector's ``train_dtype="bfloat16"``): the same node and formulas, with
+every product's operands rounded to bfloat16 and the product accumulated and returned in float32 (MKL's
+``cblas_gemm_bf16bf16f32``, csrc/bf16_gemm.h): with r(·) the rounding, x·W_inᵀ is r(x)·r(W_in)ᵀ, ∂W_out is
+r(∂out)ᵀ·r(g), and so on. The GELUs, the bias sums, the residual stream and every result stay float32, as in
+``torch.backends.mkldnn``'s "bf16" precision, but per call. Each operand is rounded once, where it is made. Why: on
+AMX a product of a 1,544-feature flow's conditioner runs 2.5-5× faster so (docs/training_speed.md, ninth pass).
+Its eager twin is :func:`bf16_product` in the modules' composite (:meth:`~genad_fast.nn.flow.realnvp.ResidualMLP.
+forward_low_precision` with ``backend="eager"``).
 """
 from __future__ import annotations
 
@@ -58,12 +53,44 @@ def conditioner_train(x: torch.Tensor, n_blocks: int, params) -> torch.Tensor:
     return _ext._C._residual_mlp_train(x, n_blocks, list(params))
 
 
-def conditioner_train_lowp(x: torch.Tensor, n_blocks: int, params, dtype: torch.dtype) -> torch.Tensor:
-    """The conditioner with its products in ``dtype`` (module docstring, "Low precision"), one C++ autograd node;
-    the output, ``x``'s gradient and the parameters' gradients in their own dtypes."""
-    return _ext._C._residual_mlp_train_lowp(x, n_blocks, list(params), dtype)
+
+def conditioner_train_bf16(x: torch.Tensor, n_blocks: int, params) -> torch.Tensor:
+    """The conditioner with bfloat16 products (module docstring), one C++ autograd node; float32 in and out."""
+    return _ext._C._residual_mlp_train_bf16(x, n_blocks, list(params))
 
 
-def conditioner_forward_lowp(x: torch.Tensor, n_blocks: int, params, dtype: torch.dtype) -> torch.Tensor:
+def conditioner_forward_bf16(x: torch.Tensor, n_blocks: int, params) -> torch.Tensor:
     """The same without gradients."""
-    return _ext._C._residual_mlp_forward_lowp(x, n_blocks, list(params), dtype)
+    return _ext._C._residual_mlp_forward_bf16(x, n_blocks, list(params))
+
+
+def bf16_products_available() -> bool:
+    """Whether this torch build exports the bfloat16 GEMM the two above call (its x86-64 wheels, with MKL)."""
+    return bool(_ext._C._bf16_products_available())
+
+
+def _round_bf16(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.bfloat16).to(t.dtype)
+
+
+class _Bf16Product(torch.autograd.Function):
+    """a·b of bfloat16-rounded operands in float32, forward and backward (∂a = r(∂)·r(b)ᵀ, ∂b = r(a)ᵀ·r(∂))."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a_r, b_r = _round_bf16(a), _round_bf16(b)
+        ctx.save_for_backward(a_r, b_r)
+        return a_r @ b_r
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a_r, b_r = ctx.saved_tensors
+        grad_r = _round_bf16(grad)
+        return grad_r @ b_r.T, a_r.T @ grad_r
+
+
+def bf16_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The eager twin of the node's products: ``a @ b`` with both operands, and in the backward the incoming
+    gradient, rounded to bfloat16, the products and sums in ``a``'s dtype (exact products of bfloat16 values, so
+    the node's MKL products differ from it by the order of the float32 sums only)."""
+    return _Bf16Product.apply(a, b)

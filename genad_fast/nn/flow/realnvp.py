@@ -23,8 +23,8 @@ from torch import nn
 
 from genad_fast import ops
 from genad_fast.ops import Dispatch
-from genad_fast.nn.flow.mlp_function import (conditioner_forward, conditioner_forward_lowp, conditioner_train,
-                                             conditioner_train_lowp)
+from genad_fast.nn.flow.mlp_function import (bf16_product, conditioner_forward, conditioner_forward_bf16,
+                                             conditioner_train, conditioner_train_bf16)
 from genad_fast.ops.dispatch import kernel_or_eager, select
 from genad_fast._backend import BackendUnavailableError
 
@@ -203,19 +203,33 @@ class ResidualMLP(nn.Module):
 
     def forward_low_precision(self, x: torch.Tensor, dtype: torch.dtype,
                               backend: str | Dispatch | None = "eager") -> torch.Tensor:
-        """The conditioner with its products in ``dtype`` (bfloat16): autocast's arithmetic, each product's operands
-        and output in ``dtype`` and the GELUs and residual sums on them; the output in ``x``'s dtype. ``"eager"``: the
-        modules under ``torch.autocast``, the reference; a backend with the fused conditioner: the same ATen calls
-        as one C++ autograd node (:mod:`genad_fast.nn.flow.mlp_function`), whose bias gradients keep their float32
-        sums."""
+        """The conditioner with bfloat16 products: each product's operands (and in the backward its incoming
+        gradient) rounded to ``dtype``, the products, GELUs, sums and the output float32
+        (:mod:`genad_fast.nn.flow.mlp_function`, "bfloat16 products"). ``"eager"``: these modules' composite with
+        :func:`~genad_fast.nn.flow.mlp_function.bf16_product`, the reference; a backend with the fused conditioner
+        on the CPU: one C++ autograd node on MKL's bfloat16 GEMM. Other devices and dtypes: an error naming them."""
+        if dtype != torch.bfloat16 or x.dtype != torch.float32:
+            raise ValueError(f"the flow conditioner's low-precision products are bfloat16 on float32 inputs, got "
+                             f"{dtype} products on {x.dtype}")
         backend = kernel_or_eager("bias_gelu", backend)
         if backend == "eager":
-            with torch.autocast(device_type=x.device.type, dtype=dtype):
-                h = self(x)  # the modules: autocast rounds each product to `dtype`
-            return h.to(x.dtype)
+            return self._forward_bf16_products_eager(x)
         self._check_fused(x, backend)
-        run = conditioner_train_lowp if torch.is_grad_enabled() else conditioner_forward_lowp
-        return run(x, len(self.blocks), self._fused_parameters(), dtype)
+        if x.device.type != "cpu":
+            raise BackendUnavailableError(f"the fused conditioner's bfloat16 products run on the CPU (MKL), not on "
+                                          f"{x.device.type}: use backend='eager' there")
+        run = conditioner_train_bf16 if torch.is_grad_enabled() else conditioner_forward_bf16
+        return run(x, len(self.blocks), self._fused_parameters())
+
+    def _forward_bf16_products_eager(self, x: torch.Tensor) -> torch.Tensor:
+        def linear(layer: nn.Linear, v: torch.Tensor) -> torch.Tensor:
+            return bf16_product(v, layer.weight.T) + layer.bias
+
+        gelu = nn.functional.gelu
+        h = linear(self.inp, x)
+        for block in self.blocks:
+            h = h + linear(block[3], gelu(linear(block[1], gelu(h))))
+        return linear(self.out, gelu(h))
 
     @staticmethod
     def _check_fused(x: torch.Tensor, backend: str | Dispatch | None) -> None:
@@ -242,8 +256,8 @@ class AffineCoupling(nn.Module):
     """(x_a, x_b) -> (x_a, x_b·exp(s) + t), (s_raw, t) = NN(x_a), s = clamp·tanh(s_raw/clamp).
 
     The transformed half is a column slice of x, passed to the fused op in place (no copy).
-    ``matmul_dtype=torch.bfloat16`` runs the conditioner's products in bfloat16 (autocast);
-    the coupling itself and its log-determinant stay in the input dtype.
+    ``matmul_dtype=torch.bfloat16`` runs the conditioner's products on bfloat16 operands with float32 results
+    (:meth:`ResidualMLP.forward_low_precision`); the coupling itself and its log-determinant stay in the input dtype.
 
     ``backend`` (a name, None, or the :class:`~genad_fast.ops.Dispatch` of the caller's call) and
     ``matmul_dtype`` are defaults: ``forward``/``inverse`` take both per call, so a caller that shares the
