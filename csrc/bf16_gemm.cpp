@@ -9,14 +9,7 @@
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
-#include <cstdint>
 #include <limits>
-
-// The routine, declared weak: resolved against the loaded libtorch_cpu when it exports it, null otherwise (a torch
-// built without MKL), so the extension loads everywhere and available() says whether it can run.
-extern "C" void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, int k, float alpha,
-                                       const uint16_t* a, int lda, const uint16_t* b, int ldb, float beta, float* c,
-                                       int ldc) __attribute__((weak));
 
 namespace genad::bf16_gemm {
 namespace {
@@ -67,8 +60,7 @@ at::Tensor mm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c) {
   if (m == 0 || n == 0) return out;
   if (k == 0) return c.defined() ? out : out.zero_();
   cblas_gemm_bf16bf16f32(kRowMajor, trans_a, trans_b, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-                         1.0f, reinterpret_cast<const uint16_t*>(a.const_data_ptr()), ld_a,
-                         reinterpret_cast<const uint16_t*>(b.const_data_ptr()), ld_b, beta,
+                         1.0f, a.const_data_ptr(), ld_a, b.const_data_ptr(), ld_b, beta,
                          out.mutable_data_ptr<float>(), static_cast<int>(n));
   return out;
 }

@@ -5,6 +5,13 @@
 
 #include <ATen/core/Tensor.h>
 
+// MKL's bfloat16 GEMM (float32 accumulate and output; LP64 ints), exported by libtorch_cpu when torch is built with
+// MKL. Declared weak: resolved against the loaded libtorch_cpu when it exports it, null otherwise, so the extension
+// loads everywhere. The one declaration of it (linear_act's product calls it too).
+extern "C" void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, int k, float alpha,
+                                       const void* a, int lda, const void* b, int ldb, float beta, float* c,
+                                       int ldc) __attribute__((weak));
+
 namespace genad::bf16_gemm {
 
 // Whether this process has the MKL routine (torch built with MKL: its x86-64 wheels; not aarch64 builds).

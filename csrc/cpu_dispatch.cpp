@@ -14,12 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "bf16_gemm.h"
 #include "cpu/kernels.h"
-
-// MKL's bfloat16 GEMM, exported by libtorch_cpu when torch is built with MKL (weak: null otherwise).
-extern "C" void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, int k, float alpha,
-                                       const void* a, int lda, const void* b, int ldb, float beta, float* c,
-                                       int ldc) __attribute__((weak));
 
 namespace genad::cpu {
 
@@ -122,9 +118,9 @@ namespace {
 std::atomic<bool> g_linear_act_use_mkl{true};
 }
 
-bool linear_act_has_mkl_bf16() { return cblas_gemm_bf16bf16f32 != nullptr; }
+bool linear_act_has_mkl_bf16() { return bf16_gemm::available(); }
 void linear_act_set_mkl_bf16(bool use) { g_linear_act_use_mkl = use; }
-bool linear_act_use_mkl_bf16() { return cblas_gemm_bf16bf16f32 != nullptr && g_linear_act_use_mkl.load(); }
+bool linear_act_use_mkl_bf16() { return bf16_gemm::available() && g_linear_act_use_mkl.load(); }
 
 // ---- reference sets held packed (kernels.h) ------------------------------------------------------------------------
 

@@ -94,8 +94,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("_residual_mlp_forward_bf16", &genad::autograd::residual_mlp_forward_bf16, py::arg("x"), py::arg("n_blocks"),
         py::arg("params"), py::call_guard<py::gil_scoped_release>(),
         "The same without gradients (csrc/residual_mlp.cpp)");
-  m.def("_bf16_products_available", &genad::autograd::bf16_products_available,
-        "Whether torch's MKL exports the bfloat16 GEMM with float32 results (csrc/bf16_gemm.h)");
   m.def("_held_refs_count", &gc::held_refs_count, py::arg("packed_only") = false,
         "Reference sets held now (packed_only: those whose packed form is stored)");
 }

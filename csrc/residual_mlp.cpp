@@ -177,6 +177,4 @@ at::Tensor residual_mlp_forward_bf16(const at::Tensor& x, int64_t n_blocks, cons
   return forward_without_grad<Bfloat16Products>(x, n_blocks, params);
 }
 
-bool bf16_products_available() { return bf16_gemm::available(); }
-
 }  // namespace genad::autograd

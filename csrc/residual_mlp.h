@@ -19,7 +19,5 @@ void check_residual_mlp_params(const char* name, int64_t n_blocks, const std::ve
 // tensors only): training, one C++ autograd node; and without gradients.
 at::Tensor residual_mlp_train_bf16(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params);
 at::Tensor residual_mlp_forward_bf16(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params);
-// Whether this torch build has the bfloat16 GEMM those two call (csrc/bf16_gemm.h).
-bool bf16_products_available();
 
 }  // namespace genad::autograd

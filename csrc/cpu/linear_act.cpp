@@ -25,13 +25,8 @@
 
 #include <genad/host/linear_act.h>
 
+#include "../bf16_gemm.h"  // cblas_gemm_bf16bf16f32, weak (linear_act_use_mkl_bf16() says whether to call it)
 #include "kernels.h"
-
-// MKL's bfloat16 GEMM (float32 accumulate and output), exported by libtorch_cpu when torch is built with MKL
-// (weak: null otherwise; linear_act_use_mkl_bf16() says whether to call it).
-extern "C" void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, int k, float alpha,
-                                       const void* a, int lda, const void* b, int ldb, float beta, float* c,
-                                       int ldc) __attribute__((weak));
 
 namespace genad::cpu {
 namespace CPU_CAPABILITY {

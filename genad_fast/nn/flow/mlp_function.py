@@ -65,8 +65,9 @@ def conditioner_forward_bf16(x: torch.Tensor, n_blocks: int, params) -> torch.Te
 
 
 def bf16_products_available() -> bool:
-    """Whether this torch build exports the bfloat16 GEMM the two above call (its x86-64 wheels, with MKL)."""
-    return bool(_ext._C._bf16_products_available())
+    """Whether this torch build exports the bfloat16 GEMM the two above call (its x86-64 wheels, with MKL): the
+    GEMM linear_act's bfloat16 product calls too (csrc/bf16_gemm.h)."""
+    return bool(_ext._C._linear_act_has_mkl_bf16())
 
 
 def _round_bf16(t: torch.Tensor) -> torch.Tensor:
