@@ -1,6 +1,8 @@
 """The flow conditioner with bfloat16 products (bfloat16 operands, float32 results) as one C++ autograd node on MKL's
 bfloat16 GEMM (csrc/residual_mlp.cpp, csrc/bf16_gemm.cpp; genad_fast.nn.flow.mlp_function, "bfloat16 products")
-against its eager twin, the modules' composite with mlp_function.bf16_product."""
+against its eager twin, the modules' composite with mlp_function.bf16_product. The node is the float32 node's template
+with other products (csrc/residual_mlp.cpp): its backward's formulas are gradchecked in float64 there
+(tests/test_flow_model.py); here the bfloat16 instantiation is checked against its twin."""
 from __future__ import annotations
 
 import pytest
@@ -162,3 +164,43 @@ def _graph_names(fn, seen=None) -> str:
         return ""
     seen.add(fn)
     return fn.name() + " " + " ".join(_graph_names(nxt, seen) for nxt, _ in fn.next_functions)
+
+
+def test_the_bf16_node_in_threads_sharing_one_module():
+    """Threads that share one conditioner run the node (the GIL released) and get the results of running alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = _net(24, 40, 32, 2, seed=8)
+    xs = [torch.randn(64, 24, requires_grad=True) for _ in range(6)]
+
+    def run(x):
+        y = net.forward_low_precision(x, torch.bfloat16, "cpu")
+        return y.detach(), torch.autograd.grad((y * y).sum(), [x, *net.parameters()])
+
+    alone = [run(x) for x in xs]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(run, xs))
+    for (y1, g1), (y2, g2) in zip(alone, together):
+        assert torch.equal(y1, y2) and all(torch.equal(a, b) for a, b in zip(g1, g2))
+
+
+def test_a_flow_detector_trains_with_bfloat16_products():
+    """FlowDetector(train_dtype="bfloat16") fits through the node (cpu) and through the eager twin, close to each other
+    and to float32, with finite scores; "auto" on this machine is what _train_matmul_dtype says."""
+    import numpy as np
+
+    from genad_fast.detectors.flow import FlowDetector
+
+    rng = np.random.default_rng(0)
+    x = np.sin(np.arange(900)[:, None] / 9.0 + np.arange(3)) + 0.1 * rng.normal(size=(900, 3))
+    small = dict(window=24, n_steps=2, hidden=16, n_blocks=1, epochs=3, seed=0, verbose=False)
+    fits = {name: FlowDetector(**small, **kw).fit(x) for name, kw in {
+        "node": {"train_dtype": "bfloat16"}, "eager": {"train_dtype": "bfloat16", "backend": "eager"},
+        "float32": {"train_dtype": "float32"}}.items()}
+    scores = {name: det.decision_function(x[:200]) for name, det in fits.items()}
+    for name, s in scores.items():
+        assert np.isfinite(s).all(), name
+    assert not np.array_equal(scores["node"], scores["float32"])  # bfloat16 operands did change the fit
+    for name in ("eager", "float32"):
+        np.testing.assert_allclose(fits["node"].history_.train_loss, fits[name].history_.train_loss, rtol=5e-2,
+                                   atol=5e-2)
