@@ -258,6 +258,19 @@ def test_a_onednn_isa_cap_turns_bfloat16_off(monkeypatch, cap, amx, native):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS", raising=False)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
     assert training.cpu_has_amx() is (True if amx is None else amx)
     assert training.cpu_has_native_bf16() is (True if native is None else native)
+
+
+def test_an_mkl_isa_cap_below_avx512_turns_the_flows_bfloat16_off(monkeypatch):
+    """The flow's bfloat16 products are MKL's: MKL_ENABLE_INSTRUCTIONS=AVX2 (bench.capabilities' AVX2 stand-in)
+    makes MKL emulate them, so "auto" must not choose them."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    assert not training.cpu_has_amx()
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX512_E4")
+    assert training.cpu_has_amx()

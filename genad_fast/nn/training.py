@@ -101,10 +101,13 @@ def cpu_has_native_bf16() -> bool:
 
 
 def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later) and oneDNN may use them. There oneDNN
-    multiplies bfloat16 4-7× faster than float32 at a wide flow's shapes (docs/training_speed.md, ninth pass);
-    AVX512-BF16 alone (AMD Zen 4) doubles the rate at most, which the casts around the products can eat."""
-    return _onednn_may_use("AMX") and _cpu_check(getattr(torch.cpu, "_is_amx_tile_supported", None))
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later) and neither oneDNN nor MKL is capped below
+    them (``MKL_ENABLE_INSTRUCTIONS`` other than an AVX-512 level: the flow's bfloat16 products are MKL's). There a
+    wide flow's products run 2.5-5× faster with bfloat16 operands (docs/training_speed.md, ninth pass); AVX512-BF16
+    alone (AMD Zen 4) doubles the rate at most, which the casts around the products can eat."""
+    mkl_cap = os.environ.get("MKL_ENABLE_INSTRUCTIONS", "").upper()
+    return (_onednn_may_use("AMX") and (not mkl_cap or mkl_cap.startswith("AVX512"))
+            and _cpu_check(getattr(torch.cpu, "_is_amx_tile_supported", None)))
 
 
 def _cpu_check(check) -> bool:
