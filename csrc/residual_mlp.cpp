@@ -45,24 +45,24 @@ struct Bfloat16Products {
   }
 };
 
-// The weights of params (W_in, b_in, [W_1k, b_1k, W_2k, b_2k] per block, W_out, b_out) as product operands; the
-// biases are left undefined (they never enter a product).
+// params (W_in, b_in, [W_1k, b_1k, W_2k, b_2k] per block, W_out, b_out) with each weight as a product operand (P's
+// dtype) and each bias as it is (biases never enter a product): the one list the forward and the backward read.
 template <class P>
-std::vector<at::Tensor> weight_operands(at::TensorList params) {
-  std::vector<at::Tensor> w(params.size());
-  for (size_t i = 0; i < params.size(); i += 2) w[i] = P::operand(params[i]);  // even places: the weights
+std::vector<at::Tensor> product_operands(at::TensorList params) {
+  std::vector<at::Tensor> w(params.begin(), params.end());
+  for (size_t i = 0; i < w.size(); i += 2) w[i] = P::operand(w[i]);  // even places: the weights
   return w;
 }
 
-// saved (if not null) receives, per block, (h̃_k, B_k, ĝ_k, p_k, â_k), then (h̃_n, B_n, ĝ), the hatted ones as product
-// operands: what the backward reads.
+// w: product_operands(params). saved (if not null) receives, per block, (h̃_k, B_k, ĝ_k, p_k, â_k), then
+// (h̃_n, B_n, ĝ), the hatted ones as product operands: what the backward reads.
 template <class P>
-at::Tensor conditioner_forward(const at::Tensor& x_operand, int64_t n_blocks, at::TensorList params,
-                               at::TensorList w, std::vector<at::Tensor>* saved) {
-  at::Tensor h = P::mm(x_operand, w[0].t()), bias = params[1];
+at::Tensor conditioner_forward(const at::Tensor& x_operand, int64_t n_blocks, at::TensorList w,
+                               std::vector<at::Tensor>* saved) {
+  at::Tensor h = P::mm(x_operand, w[0].t()), bias = w[1];
   for (int64_t k = 0; k < n_blocks; ++k) {
-    const at::Tensor &w1 = w[2 + 4 * k], &b1 = params[3 + 4 * k];
-    const at::Tensor &w2 = w[4 + 4 * k], &b2 = params[5 + 4 * k];
+    const at::Tensor &w1 = w[2 + 4 * k], &b1 = w[3 + 4 * k];
+    const at::Tensor &w2 = w[4 + 4 * k], &b2 = w[5 + 4 * k];
     at::Tensor g = P::operand(bias_gelu().call(h, bias));
     at::Tensor pre = P::mm(g, w1.t());
     at::Tensor a = P::operand(bias_gelu().call(pre, b1));
@@ -72,8 +72,8 @@ at::Tensor conditioner_forward(const at::Tensor& x_operand, int64_t n_blocks, at
   }
   at::Tensor g = P::operand(bias_gelu().call(h, bias));
   if (saved) saved->insert(saved->end(), {h, bias, g});
-  const int64_t last = static_cast<int64_t>(params.size()) - 1;
-  return P::addmm(params[last], g, w[last - 1].t());
+  const int64_t last = static_cast<int64_t>(w.size()) - 1;
+  return P::addmm(w[last], g, w[last - 1].t());
 }
 
 template <class P>
@@ -81,11 +81,10 @@ struct ResidualMLP : public torch::autograd::Function<ResidualMLP<P>> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t n_blocks, at::TensorList params) {
     at::AutoDispatchBelowADInplaceOrView guard;
     const at::Tensor x_operand = P::operand(x);
-    const std::vector<at::Tensor> w = weight_operands<P>(params);
+    const std::vector<at::Tensor> w = product_operands<P>(params);
     std::vector<at::Tensor> saved{x_operand};
-    at::Tensor out = conditioner_forward<P>(x_operand, n_blocks, params, w, &saved);
-    saved.insert(saved.end(), params.begin(), params.end());
-    for (size_t i = 0; i < w.size(); ++i) saved.push_back(w[i].defined() ? w[i] : params[i]);
+    at::Tensor out = conditioner_forward<P>(x_operand, n_blocks, w, &saved);
+    saved.insert(saved.end(), w.begin(), w.end());
     ctx->save_for_backward(saved);
     ctx->saved_data["n_blocks"] = n_blocks;
     return out;
@@ -98,9 +97,8 @@ struct ResidualMLP : public torch::autograd::Function<ResidualMLP<P>> {
     const at::Tensor& x = saved[0];
     const auto block = [&](int64_t k, int64_t i) -> const at::Tensor& { return saved[1 + 5 * k + i]; };
     const at::Tensor &h_n = saved[1 + 5 * n], &bias_n = saved[2 + 5 * n], &g = saved[3 + 5 * n];
-    const int64_t n_params = (static_cast<int64_t>(saved.size()) - 4 - 5 * n) / 2;
-    const at::TensorList params(saved.data() + 4 + 5 * n, n_params);
-    const at::TensorList w(saved.data() + 4 + 5 * n + n_params, n_params);
+    const int64_t n_params = static_cast<int64_t>(saved.size()) - 4 - 5 * n;
+    const at::TensorList w(saved.data() + 4 + 5 * n, n_params);  // product_operands(params)
     std::vector<at::Tensor> grad_params(n_params);
     const at::Tensor grad_out = grads[0].contiguous();
     const at::Tensor grad_out_op = P::operand(grad_out);
@@ -108,7 +106,7 @@ struct ResidualMLP : public torch::autograd::Function<ResidualMLP<P>> {
     grad_params[n_params - 1] = grad_out.sum(0);
     auto [grad_h, grad_bias] = bias_gelu_backward().call(P::mm(grad_out_op, w[n_params - 2]), h_n, bias_n);
     for (int64_t k = n - 1; k >= 0; --k) {
-      const at::Tensor &w1 = w[2 + 4 * k], &b1 = params[3 + 4 * k], &w2 = w[4 + 4 * k];
+      const at::Tensor &w1 = w[2 + 4 * k], &b1 = w[3 + 4 * k], &w2 = w[4 + 4 * k];
       const at::Tensor grad_h_op = P::operand(grad_h);
       grad_params[4 + 4 * k] = P::mm(grad_h_op.t(), block(k, 4));
       grad_params[5 + 4 * k] = grad_bias;
@@ -135,7 +133,13 @@ struct ResidualMLP : public torch::autograd::Function<ResidualMLP<P>> {
 template <class P>
 at::Tensor forward_without_grad(const at::Tensor& x, int64_t n_blocks, at::TensorList params) {
   at::NoGradGuard no_grad;
-  return conditioner_forward<P>(P::operand(x), n_blocks, params, weight_operands<P>(params), nullptr);
+  return conditioner_forward<P>(P::operand(x), n_blocks, product_operands<P>(params), nullptr);
+}
+
+void check_residual_mlp_params(const char* name, int64_t n_blocks, const std::vector<at::Tensor>& params) {
+  TORCH_CHECK(n_blocks >= 0 && static_cast<int64_t>(params.size()) == 4 + 4 * n_blocks, name,
+              ": expected 4 + 4·n_blocks = ", 4 + 4 * n_blocks, " parameters for n_blocks = ", n_blocks, ", got ",
+              params.size());
 }
 
 void check_bf16(const char* name, const at::Tensor& x, const std::vector<at::Tensor>& params) {
@@ -148,12 +152,6 @@ void check_bf16(const char* name, const at::Tensor& x, const std::vector<at::Ten
 }
 
 }  // namespace
-
-void check_residual_mlp_params(const char* name, int64_t n_blocks, const std::vector<at::Tensor>& params) {
-  TORCH_CHECK(n_blocks >= 0 && static_cast<int64_t>(params.size()) == 4 + 4 * n_blocks, name,
-              ": expected 4 + 4·n_blocks = ", 4 + 4 * n_blocks, " parameters for n_blocks = ", n_blocks, ", got ",
-              params.size());
-}
 
 at::Tensor residual_mlp_train(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params) {
   check_residual_mlp_params("residual_mlp_train", n_blocks, params);

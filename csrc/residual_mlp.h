@@ -12,9 +12,6 @@ at::Tensor residual_mlp_train(const at::Tensor& x, int64_t n_blocks, const std::
 // The same output without gradients (scoring).
 at::Tensor residual_mlp_forward(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params);
 
-// Refuses a parameter list that is not 4 + 4·n_blocks tensors, naming `name`.
-void check_residual_mlp_params(const char* name, int64_t n_blocks, const std::vector<at::Tensor>& params);
-
 // The same conditioner with bfloat16 operands in its products and float32 results (MKL's bfloat16 GEMM, CPU, float32
 // tensors only): training, one C++ autograd node; and without gradients.
 at::Tensor residual_mlp_train_bf16(const at::Tensor& x, int64_t n_blocks, const std::vector<at::Tensor>& params);

@@ -186,7 +186,7 @@ def test_the_bf16_node_in_threads_sharing_one_module():
 
 def test_a_flow_detector_trains_with_bfloat16_products():
     """FlowDetector(train_dtype="bfloat16") fits through the node (cpu) and through the eager twin, close to each other
-    and to float32, with finite scores; "auto" on this machine is what _train_matmul_dtype says."""
+    and to float32, with finite scores."""
     import numpy as np
 
     from genad_fast.detectors.flow import FlowDetector
@@ -204,3 +204,32 @@ def test_a_flow_detector_trains_with_bfloat16_products():
     for name in ("eager", "float32"):
         np.testing.assert_allclose(fits["node"].history_.train_loss, fits[name].history_.train_loss, rtol=5e-2,
                                    atol=5e-2)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3])
+def test_the_bf16_node_on_few_rows(rows):
+    """No rows, one row (a batch's remainder), a few: the node's shapes and values as its twin's, gradients included."""
+    net = _net(10, 16, 8, 2, seed=5)
+    x, weights = torch.randn(rows, 10), torch.randn(rows, 16)
+    y_node, g_node = _outputs_and_grads(net, x, weights, "cpu")
+    y_eager, g_eager = _outputs_and_grads(net, x, weights, "eager")
+    assert y_node.shape == (rows, 16)
+    for a, b in zip([y_node, *g_node], [y_eager, *g_eager]):
+        assert a.shape == b.shape and torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2 * max(b.abs().max().item() if b.numel() else 0.0, 1.0))
+
+
+def test_the_bf16_node_carries_nan_and_large_values():
+    """A NaN input row stays NaN in its output (never a finite score) and leaves the other rows alone; inputs near
+    float32's range go through bfloat16's equal range without becoming inf or NaN where float32 does not."""
+    net = _net(6, 10, 8, 1, seed=6)
+    x = torch.randn(4, 6)
+    x[1, 2] = float("nan")
+    with torch.no_grad():
+        y = net.forward_low_precision(x, torch.bfloat16, "cpu")
+        clean = net.forward_low_precision(x[[0, 2, 3]], torch.bfloat16, "cpu")
+    assert torch.isnan(y[1]).all() and torch.equal(y[[0, 2, 3]], clean)
+    big = torch.full((2, 6), 1e30)
+    with torch.no_grad():
+        exact, low = net(big, "cpu"), net.forward_low_precision(big, torch.bfloat16, "cpu")
+    assert torch.equal(torch.isfinite(low), torch.isfinite(exact))

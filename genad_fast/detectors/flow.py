@@ -287,7 +287,8 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
 
     def _training_loss(self, model: RealNVP, batch: torch.Tensor) -> torch.Tensor:
         # The frozen dimensions hold their training value exactly: their term is a constant, left out.
-        # train_dtype: the conditioners' products under autocast, the coupling and log-determinants float32
+        # train_dtype: the conditioners' product operands (_train_matmul_dtype); the coupling and log-determinants
+        # stay float32
         x = self._active(batch.reshape(batch.shape[0], -1))
         return -model.log_prob(x, backend=current_call(self, "fit").dispatch,
                                matmul_dtype=self._train_matmul_dtype()).mean() / x.shape[1]

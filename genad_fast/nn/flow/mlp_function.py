@@ -30,7 +30,7 @@ every product's operands rounded to bfloat16 and the product accumulated and ret
 ``cblas_gemm_bf16bf16f32``, csrc/bf16_gemm.h): with r(·) the rounding, x·W_inᵀ is r(x)·r(W_in)ᵀ, ∂W_out is
 r(∂out)ᵀ·r(g), and so on. The GELUs, the bias sums, the residual stream and every result stay float32, as in
 ``torch.backends.mkldnn``'s "bf16" precision, but per call. Each operand is rounded once, where it is made. Why: on
-AMX a product of a 1,544-feature flow's conditioner runs 2.5-5× faster so (docs/training_speed.md, ninth pass).
+AMX a 1,544-feature flow's conditioner products run 2.5-5× faster this way (docs/training_speed.md, ninth pass).
 Its eager twin is :func:`bf16_product` in the modules' composite (:meth:`~genad_fast.nn.flow.realnvp.ResidualMLP.
 forward_low_precision` with ``backend="eager"``).
 """
