@@ -227,6 +227,35 @@ def test_flow_trains_the_fast_way_by_default():
     assert not other.fused_adam and not other.patience_in_steps
 
 
+@pytest.mark.parametrize(("params", "expected"), [
+    ({}, 256), ({"window": 16}, 64), ({"window": 16, "batch_size": 200}, 200), ({"batch_size": 32}, 32)])
+def test_flow_batch_size_none_is_64_windows_or_256_rows(params, expected):
+    """batch_size=None: 64 windows of a series (Glow's reference batch), 256 rows of a table; an int is kept."""
+    det = FlowDetector(**params)
+    assert det.get_params()["batch_size"] == params.get("batch_size")
+    assert det._train_config().batch_size == expected
+
+
+@pytest.mark.parametrize(("window", "expected"), [("auto", 64), (None, 256)])
+def test_a_flow_fit_trains_in_the_batches_it_resolves(monkeypatch, window, expected):
+    """The fit itself trains with the resolved batch, also where the window is resolved at fit (window="auto")."""
+    used = []
+    real = training.fit_shards
+
+    def spy(*args, **kwargs):
+        config = next(a for a in list(args) + list(kwargs.values()) if isinstance(a, training.TrainConfig))
+        used.append(config.batch_size)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "fit_shards", spy)
+    t = np.arange(1200, dtype=np.float32)
+    x = np.stack([np.sin(2 * np.pi * t / 24), np.cos(2 * np.pi * t / 24)], 1) + 0.01 * np.random.default_rng(0) \
+        .standard_normal((1200, 2), dtype=np.float32)
+    det = FlowDetector(window=window, n_steps=2, hidden=16, epochs=1, seed=0, verbose=False).fit(x)
+    assert used == [expected] and det.batch_size is None
+    assert np.isfinite(det.decision_scores_).all()
+
+
 @pytest.mark.parametrize(("choice", "amx", "device", "expected"), [
     ("auto", True, "cpu", torch.bfloat16), ("auto", False, "cpu", None), ("auto", True, "cuda", None),
     ("float32", True, "cpu", None), ("bfloat16", False, "cpu", torch.bfloat16)])

@@ -91,10 +91,15 @@ class TrainingParamsMixin:
     #: keep the patience they were measured with.
     _patience_in_steps: ClassVar[bool] = False
 
+    def _train_batch_size(self) -> int:
+        """Training samples per optimiser step: ``batch_size`` (a detector whose default depends on the data
+        resolves it here)."""
+        return int(self.batch_size)
+
     def _train_config(self, epochs: int | None = None) -> training.TrainConfig:
         """The training configuration (``epochs`` overrides the parameter, e.g. for a pre-training phase)."""
         return training.TrainConfig(epochs=int(self.epochs if epochs is None else epochs),
-                                    batch_size=int(self.batch_size), lr=float(self.lr),
+                                    batch_size=self._train_batch_size(), lr=float(self.lr),
                                     weight_decay=float(self.weight_decay), grad_clip=float(self.grad_clip),
                                     val_fraction=float(self.val_fraction), patience=int(self.patience),
                                     epoch_fraction=epoch_fraction(self),
@@ -123,11 +128,16 @@ def epochs_for_steps(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
     return max(epochs, math.ceil(min_steps / max(1, steps_per_epoch)))
 
 
+def training_window(det) -> int | None:
+    """The window ``det`` trains on (None: it trains on rows): ``_window`` where the detector resolves one at fit
+    (``window="auto"``), else its ``window`` parameter."""
+    return getattr(det, "_window", None) if hasattr(type(det), "_window") else getattr(det, "window", None)
+
+
 def epoch_fraction(det) -> float:
     """``min(1, stride / train_stride)`` for a series detector that declares ``train_stride`` (None: window // 8),
     else 1: the fraction of the training windows an epoch uses."""
-    # the window in use: ``_window`` where the detector resolves one at fit (window="auto"), else the parameter
-    window = getattr(det, "_window", None) if hasattr(type(det), "_window") else getattr(det, "window", None)
+    window = training_window(det)
     if window is None or "train_stride" not in det._get_param_names():
         return 1.0
     train_stride = det.train_stride if det.train_stride is not None else max(1, int(window) // 8)
