@@ -13,8 +13,8 @@ threshold):
   per-tensor Adam loop, early stopping's patience of at least ``patience`` epochs (FlowDetector now counts it in
   steps), and the defaults a detector changed for speed (FlowDetector: batch 256, lr 1e-3);
 - ``cpu``: the detector's defaults (the fused CPU kernels where the detector uses them, windows sampled per epoch,
-  FlowDetector's batches of 64 windows on a series, bfloat16 products where ``train_dtype="auto"`` picks them: FlowDetector on AMX, DiffusionDetector on
-  AMX/AVX512-BF16).
+  FlowDetector's batches of 64 windows on a series, bfloat16 products where ``train_dtype="auto"`` picks them:
+  FlowDetector on AMX, DiffusionDetector on AMX/AVX512-BF16).
 
 Items are training samples (rows or timestamps), so the throughput column reads samples/s. Fits at the reference
 sizes take minutes: time them with one repeat (``python -m bench --cases 'fit_time:*' --min-repeats 1 --budget 0``)
