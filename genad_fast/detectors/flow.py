@@ -108,7 +108,7 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
     #: step of 256 at a quarter of the products: the reference series fit 54.6 -> 24.7 CPU s (AVX2), mean AUROC over
     #: 60 GutenTAG fits 0.8488 -> 0.8512 (VUS-PR 0.6756 -> 0.6702). Rows of a table are independent samples and keep
     #: TABLE_BATCH_SIZE: on four 5,000-20,000-row tables batches of 64 ended on a worse held-out likelihood (AUROC
-    #: -0.002 to -0.004) in no less time (a 32-feature step costs ~6 ms whatever its rows). docs/training_speed.md,
+    #: -0.002 to -0.004) in 0.8-2x the time (a 32-feature step costs ~6 ms whatever its rows). docs/training_speed.md,
     #: "tenth pass".
     SERIES_BATCH_SIZE = 64
     TABLE_BATCH_SIZE = 256
