@@ -229,7 +229,9 @@ def test_the_bf16_node_carries_nan_and_large_values():
         y = net.forward_low_precision(x, torch.bfloat16, "cpu")
         clean = net.forward_low_precision(x[[0, 2, 3]], torch.bfloat16, "cpu")
     assert torch.isnan(y[1]).all() and torch.equal(y[[0, 2, 3]], clean)
-    big = torch.full((2, 6), 1e30)
+    big = torch.tensor([[1e30] * 6, [-1e30] * 6, [1e30, -1e30] * 3])
     with torch.no_grad():
         exact, low = net(big, "cpu"), net.forward_low_precision(big, torch.bfloat16, "cpu")
-    assert torch.equal(torch.isfinite(low), torch.isfinite(exact))
+    assert torch.isfinite(exact).all() and torch.isfinite(low).all()
+    # bfloat16 operands: within a few of its 2^-8 roundings of the float32 values, relative to their scale
+    torch.testing.assert_close(low, exact, rtol=0.0, atol=2e-2 * exact.abs().max().item())
