@@ -223,6 +223,8 @@ Stub<GatedTanhFn> gated_tanh_stub;
 Stub<GatedTanhBackwardFn> gated_tanh_backward_stub;
 Stub<BiasGeluFn> bias_gelu_stub;
 Stub<BiasGeluBackwardFn> bias_gelu_backward_stub;
+Stub<BiasGeluKeepFn> bias_gelu_keep_stub;
+Stub<BiasGeluBackwardKeptFn> bias_gelu_backward_kept_stub;
 Stub<PermuteAffineFn> permute_affine_stub;
 Stub<PermuteAffineBackwardFn> permute_affine_backward_stub;
 
@@ -262,6 +264,8 @@ TORCH_LIBRARY_IMPL(genad_fast, CPU, m) {
   m.impl("gated_tanh_backward", op<gated_tanh_backward_stub>);
   m.impl("bias_gelu", op<bias_gelu_stub>);
   m.impl("bias_gelu_backward", op<bias_gelu_backward_stub>);
+  m.impl("bias_gelu_keep", op<bias_gelu_keep_stub>);
+  m.impl("bias_gelu_backward_kept", op<bias_gelu_backward_kept_stub>);
   m.impl("permute_affine", op<permute_affine_stub>);
   m.impl("permute_affine_backward", op<permute_affine_backward_stub>);
 }

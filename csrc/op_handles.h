@@ -29,6 +29,18 @@ inline const c10::TypedOperatorHandle<BiasGeluBackwardSig>& bias_gelu_backward()
   return op;
 }
 
+using BiasGeluKeepSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&);
+inline const c10::TypedOperatorHandle<BiasGeluKeepSig>& bias_gelu_keep() {
+  static const auto op = find<BiasGeluKeepSig>("genad_fast::bias_gelu_keep");
+  return op;
+}
+
+using BiasGeluBackwardKeptSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&);
+inline const c10::TypedOperatorHandle<BiasGeluBackwardKeptSig>& bias_gelu_backward_kept() {
+  static const auto op = find<BiasGeluBackwardKeptSig>("genad_fast::bias_gelu_backward_kept");
+  return op;
+}
+
 // In a C++ node's backward: the calls it makes are not differentiable, so a second derivative (create_graph=True)
 // is refused by name, never silently missing.
 inline void refuse_double_backward(const char* op) {

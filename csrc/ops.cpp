@@ -78,6 +78,12 @@ TORCH_LIBRARY(genad_fast, m) {
   // the column sums of grad_z (summed in double, the same bits for any number of threads).
   m.def("bias_gelu(Tensor z, Tensor bias) -> Tensor");
   m.def("bias_gelu_backward(Tensor grad, Tensor z, Tensor bias) -> (Tensor grad_z, Tensor grad_bias)");
+  // The same GELU with its derivative kept for the backward (a training step's forward): (out, derivative) =
+  // (GELU(z + bias), GELU'(z + bias)); and that backward from the kept derivative, no erf or exp computed again:
+  // grad_z = grad * derivative, grad_bias = the column sums of grad_z (in double, as bias_gelu_backward's). The same
+  // bits as bias_gelu and bias_gelu_backward.
+  m.def("bias_gelu_keep(Tensor z, Tensor bias) -> (Tensor out, Tensor derivative)");
+  m.def("bias_gelu_backward_kept(Tensor grad, Tensor derivative) -> (Tensor grad_z, Tensor grad_bias)");
 
   // The input of a normalizing-flow step with a fixed permutation (Glow's ActNorm, then the permutation, then the
   // coupling's split; Kingma & Dhariwal 2018), read from the previous step's halves: x = [x_a, x_b] (columns; x_a

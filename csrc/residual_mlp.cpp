@@ -25,7 +25,8 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 using op_handles::bias_gelu;
-using op_handles::bias_gelu_backward;
+using op_handles::bias_gelu_backward_kept;
+using op_handles::bias_gelu_keep;
 
 // The products of the float32 node: ATen's, on the float32 tensors themselves.
 struct Float32Products {
@@ -54,8 +55,17 @@ std::vector<at::Tensor> product_operands(at::TensorList params) {
   return w;
 }
 
-// w: product_operands(params). saved (if not null) receives, per block, (h̃_k, B_k, ĝ_k, p_k, â_k), then
-// (h̃_n, B_n, ĝ), the hatted ones as product operands: what the backward reads.
+// GELU(z + b) (bias_gelu); where saved is not null (training) by bias_gelu_keep, its derivative GELU'(z + b) appended
+// to saved: the backward then multiplies by it instead of computing the erf and the exponential again.
+at::Tensor gelu(const at::Tensor& z, const at::Tensor& b, std::vector<at::Tensor>* saved) {
+  if (!saved) return bias_gelu().call(z, b);
+  auto [out, derivative] = bias_gelu_keep().call(z, b);
+  saved->push_back(derivative);
+  return out;
+}
+
+// w: product_operands(params). saved (if not null) receives, per block, (GELU'(h_k), ĝ_k, GELU'(p_k + b_1k), â_k),
+// then (GELU'(h_n), ĝ), the hatted ones as product operands: what the backward reads.
 template <class P>
 at::Tensor conditioner_forward(const at::Tensor& x_operand, int64_t n_blocks, at::TensorList w,
                                std::vector<at::Tensor>* saved) {
@@ -63,21 +73,23 @@ at::Tensor conditioner_forward(const at::Tensor& x_operand, int64_t n_blocks, at
   for (int64_t k = 0; k < n_blocks; ++k) {
     const at::Tensor &w1 = w[2 + 4 * k], &b1 = w[3 + 4 * k];
     const at::Tensor &w2 = w[4 + 4 * k], &b2 = w[5 + 4 * k];
-    at::Tensor g = P::operand(bias_gelu().call(h, bias));
-    at::Tensor pre = P::mm(g, w1.t());
-    at::Tensor a = P::operand(bias_gelu().call(pre, b1));
-    if (saved) saved->insert(saved->end(), {h, bias, g, pre, a});
+    at::Tensor g = P::operand(gelu(h, bias, saved));
+    if (saved) saved->push_back(g);
+    at::Tensor a = P::operand(gelu(P::mm(g, w1.t()), b1, saved));
+    if (saved) saved->push_back(a);
     h = P::addmm(h, a, w2.t());
     bias = at::add(bias, b2);
   }
-  at::Tensor g = P::operand(bias_gelu().call(h, bias));
-  if (saved) saved->insert(saved->end(), {h, bias, g});
+  at::Tensor g = P::operand(gelu(h, bias, saved));
+  if (saved) saved->push_back(g);
   const int64_t last = static_cast<int64_t>(w.size()) - 1;
   return P::addmm(w[last], g, w[last - 1].t());
 }
 
 template <class P>
 struct ResidualMLP : public torch::autograd::Function<ResidualMLP<P>> {
+  static constexpr int64_t kSavedPerBlock = 4;
+
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t n_blocks, at::TensorList params) {
     at::AutoDispatchBelowADInplaceOrView guard;
     const at::Tensor x_operand = P::operand(x);
@@ -95,26 +107,27 @@ struct ResidualMLP : public torch::autograd::Function<ResidualMLP<P>> {
     const auto saved = ctx->get_saved_variables();
     const int64_t n = ctx->saved_data["n_blocks"].toInt();
     const at::Tensor& x = saved[0];
-    const auto block = [&](int64_t k, int64_t i) -> const at::Tensor& { return saved[1 + 5 * k + i]; };
-    const at::Tensor &h_n = saved[1 + 5 * n], &bias_n = saved[2 + 5 * n], &g = saved[3 + 5 * n];
-    const int64_t n_params = static_cast<int64_t>(saved.size()) - 4 - 5 * n;
-    const at::TensorList w(saved.data() + 4 + 5 * n, n_params);  // product_operands(params)
+    const auto block = [&](int64_t k, int64_t i) -> const at::Tensor& { return saved[1 + kSavedPerBlock * k + i]; };
+    const int64_t tail = 1 + kSavedPerBlock * n;  // GELU'(h_n), ĝ, then the weights
+    const at::Tensor &deriv_n = saved[tail], &g = saved[tail + 1];
+    const int64_t n_params = static_cast<int64_t>(saved.size()) - tail - 2;
+    const at::TensorList w(saved.data() + tail + 2, n_params);  // product_operands(params)
     std::vector<at::Tensor> grad_params(n_params);
     const at::Tensor grad_out = grads[0].contiguous();
     const at::Tensor grad_out_op = P::operand(grad_out);
     grad_params[n_params - 2] = P::mm(grad_out_op.t(), g);
     grad_params[n_params - 1] = grad_out.sum(0);
-    auto [grad_h, grad_bias] = bias_gelu_backward().call(P::mm(grad_out_op, w[n_params - 2]), h_n, bias_n);
+    auto [grad_h, grad_bias] = bias_gelu_backward_kept().call(P::mm(grad_out_op, w[n_params - 2]), deriv_n);
     for (int64_t k = n - 1; k >= 0; --k) {
-      const at::Tensor &w1 = w[2 + 4 * k], &b1 = w[3 + 4 * k], &w2 = w[4 + 4 * k];
+      const at::Tensor &w1 = w[2 + 4 * k], &w2 = w[4 + 4 * k];
       const at::Tensor grad_h_op = P::operand(grad_h);
-      grad_params[4 + 4 * k] = P::mm(grad_h_op.t(), block(k, 4));
+      grad_params[4 + 4 * k] = P::mm(grad_h_op.t(), block(k, 3));
       grad_params[5 + 4 * k] = grad_bias;
-      auto [grad_pre, grad_b1] = bias_gelu_backward().call(P::mm(grad_h_op, w2), block(k, 3), b1);
+      auto [grad_pre, grad_b1] = bias_gelu_backward_kept().call(P::mm(grad_h_op, w2), block(k, 2));
       const at::Tensor grad_pre_op = P::operand(grad_pre);
       grad_params[3 + 4 * k] = grad_b1;
-      grad_params[2 + 4 * k] = P::mm(grad_pre_op.t(), block(k, 2));
-      auto [grad_h_k, grad_bias_k] = bias_gelu_backward().call(P::mm(grad_pre_op, w1), block(k, 0), block(k, 1));
+      grad_params[2 + 4 * k] = P::mm(grad_pre_op.t(), block(k, 1));
+      auto [grad_h_k, grad_bias_k] = bias_gelu_backward_kept().call(P::mm(grad_pre_op, w1), block(k, 0));
       grad_h = at::add(grad_h, grad_h_k);
       grad_bias = at::add(grad_bias, grad_bias_k);
     }

@@ -80,6 +80,24 @@ def test_is_a_linear_then_gelu():
     spec.check_is_a_linear_then_gelu(CPU)
 
 
+@pytest.mark.parametrize("bias_layout", spec.BIAS_LAYOUTS)
+@pytest.mark.parametrize("layout", spec.LAYOUTS)
+@pytest.mark.parametrize("dtype", spec.DTYPES)
+def test_kept_pair_gives_the_same_bits(dtype, layout, bias_layout):
+    spec.check_kept_pair_gives_the_same_bits(CPU, dtype, layout, bias_layout)
+
+
+@pytest.mark.parametrize("scale", spec.SCALES)
+@pytest.mark.parametrize("dtype", spec.DTYPES)
+@pytest.mark.parametrize("shape", upto(spec.SHAPES, MEDIUM))
+def test_kept_pair_matches_reference(scale, dtype, shape):
+    spec.check_kept_pair_matches_reference(CPU, dtype, shape, scale)
+
+
+def test_kept_pair_refuses_what_does_not_match():
+    spec.check_kept_pair_refuses_what_does_not_match(CPU)
+
+
 @pytest.mark.parametrize("name", spec.OPCHECK)
 def test_opcheck(name):
     run_opcheck(CPU, spec.opcheck_samples, [name])

@@ -139,6 +139,7 @@ def _close(name, got, want, rtol, atol):
 
 def child_checks() -> None:
     from genad_fast import ops
+    from genad_fast.reference import bias_gelu as gelu_reference
 
     expected = os.environ["ATEN_CPU_CAPABILITY"].upper()
     info = genad_fast.build_info()
@@ -257,6 +258,14 @@ def child_checks() -> None:
                 ops.bias_gelu(*leaves, backend=b).backward(gb)
                 return leaves[0].grad, leaves[1].grad
             both(f"bias_gelu_backward([{m}, {n}])", gelu_grads, rtol, atol)
+
+            def kept_pair(b):  # the pair the conditioner node trains with; its eager twin is the reference's
+                if b == "eager":
+                    out, derivative = gelu_reference.bias_gelu_keep(zb, bb)
+                    return (out, *gelu_reference.bias_gelu_backward_kept(gb, derivative))
+                out, derivative = torch.ops.genad_fast.bias_gelu_keep(zb, bb)
+                return (out, *torch.ops.genad_fast.bias_gelu_backward_kept(gb, derivative))
+            both(f"bias_gelu_keep and bias_gelu_backward_kept([{m}, {n}])", kept_pair, rtol, atol)
 
         # permute_affine forward (bit for bit: the same two roundings and ATen's exp on every variant) and backward
         # (∂/∂x bit for bit, the column sums to rounding): widths D of 1, 7, 17 and 37 (gathers of whole AVX2 and

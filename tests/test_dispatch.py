@@ -71,7 +71,7 @@ def test_triton_says_per_op_which_kernels_it_has(monkeypatch):
         ops.permute_affine(torch.randn(4, 3), torch.randn(4, 2), torch.randn(5), torch.randn(5), torch.randperm(5), 2,
                            backend=d)
     without = ("linear_act", "conv1d_act", "gated_tanh", "gated_tanh_backward", "bias_gelu", "bias_gelu_backward",
-               "permute_affine", "permute_affine_backward")
+               "bias_gelu_keep", "bias_gelu_backward_kept", "permute_affine", "permute_affine_backward")
     for op in (op for op in SCHEMAS if op not in without):
         assert "triton" in IMPLEMENTED[op]
         assert d.backend_of(op) == "triton" and d.kernel(op) is getattr(torch.ops.genad_fast_triton, op)

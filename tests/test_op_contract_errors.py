@@ -282,6 +282,17 @@ CASES = [
     ("bias_gelu_backward", (z(4, 3), z(4, 3, dtype=torch.float16), z(3, dtype=torch.float16)),
      text("dtype", name="z", allowed="float32 or float64", dtype="float16")),
     ("bias_gelu_backward", (z(3), z(3), z(3)), text("rank", name="z", k=2, shape="[3]")),
+    # bias_gelu_keep: bias_gelu's contract; bias_gelu_backward_kept: grad of derivative's shape and dtype
+    ("bias_gelu_keep", (z(3), z(3)), text("rank", name="z", k=2, shape="[3]")),
+    ("bias_gelu_keep", (z(4, 3), z(4)), text("shape", name="bias", want="[3]", shape="[4]")),
+    ("bias_gelu_keep", (z(4, 3), z(3, dtype=F64)),
+     text("same_dtype", name="bias", ref="z", ref_dtype="float32", dtype="float64")),
+    ("bias_gelu_backward_kept", (z(3, 4), z(4, 3)), text("shape", name="grad", want="[4, 3]", shape="[3, 4]")),
+    ("bias_gelu_backward_kept", (z(4, 3, dtype=F64), z(4, 3)),
+     text("same_dtype", name="grad", ref="derivative", ref_dtype="float32", dtype="float64")),
+    ("bias_gelu_backward_kept", (z(4, 3, dtype=torch.float16), z(4, 3, dtype=torch.float16)),
+     text("dtype", name="derivative", allowed="float32 or float64", dtype="float16")),
+    ("bias_gelu_backward_kept", (z(3), z(3)), text("rank", name="derivative", k=2, shape="[3]")),
     # ---- permute_affine: x_a [N, Da], x_b [N, Db] float32/float64 unit last stride; bias, log_scale [D] of x_a's
     # dtype; perm int64 [D], a permutation; 0 <= split <= D. Backward: grad_a, grad_b of v_a's, v_b's shape and dtype
     ("permute_affine", pa(x_a=z(3)), text("rank", name="x_a", k=2, shape="[3]")),

@@ -16,6 +16,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include <genad/gelu.h>
@@ -70,6 +71,27 @@ void forward_row(const double* z, const double* b, double* out, int64_t n) {
   }
 }
 
+// out and GELU' of one row (bias_gelu_keep): the forward's parts, with the backward's derivative formula.
+void forward_keep_row(const float* z, const float* b, float* out, float* deriv, int64_t n) {
+  for (int64_t j = 0; j < n; j += Vec::size()) {
+    const int64_t m = std::min<int64_t>(Vec::size(), n - j);
+    const Vec u = Vec::loadu(z + j, m) + Vec::loadu(b + j, m);
+    const VecParts q = gelu_parts(u);
+    (u * q.cdf).store(out + j, m);
+    at::vec::fmadd(u, q.pdf, q.cdf).store(deriv + j, m);
+  }
+}
+
+void forward_keep_row(const double* z, const double* b, double* out, double* deriv, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    double cdf, pdf;
+    const double u = z[j] + b[j];
+    gelu_exact(u, cdf, pdf);
+    out[j] = u * cdf;
+    deriv[j] = std::fma(u, pdf, cdf);  // fma in both: the kept derivative is backward_row's, bit for bit
+  }
+}
+
 // grad_z of one row, its entries added to acc (the block's column sums, in z's dtype; the blocks are summed in
 // double).
 void backward_row(const float* g, const float* z, const float* b, float* gz, float* acc, int64_t n) {
@@ -88,7 +110,24 @@ void backward_row(const double* g, const double* z, const double* b, double* gz,
     double cdf, pdf;
     const double u = z[j] + b[j];
     gelu_exact(u, cdf, pdf);
-    gz[j] = g[j] * (cdf + u * pdf);
+    gz[j] = g[j] * std::fma(u, pdf, cdf);
+    acc[j] += gz[j];
+  }
+}
+
+// The same from a kept derivative: grad_z = g·GELU', the same product as backward_row's.
+void backward_kept_row(const float* g, const float* deriv, float* gz, float* acc, int64_t n) {
+  for (int64_t j = 0; j < n; j += Vec::size()) {
+    const int64_t m = std::min<int64_t>(Vec::size(), n - j);
+    const Vec d = Vec::loadu(g + j, m) * Vec::loadu(deriv + j, m);
+    d.store(gz + j, m);
+    (Vec::loadu(acc + j, m) + d).store(acc + j, m);
+  }
+}
+
+void backward_kept_row(const double* g, const double* deriv, double* gz, double* acc, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    gz[j] = g[j] * deriv[j];
     acc[j] += gz[j];
   }
 }
@@ -97,9 +136,38 @@ int64_t grain_rows(int64_t N) {
   return std::max<int64_t>(1, kMinWork / std::max<int64_t>(N, 1));
 }
 
+// The rows of an [M, N] backward in parallel, row(r, acc) writing row r of grad_z and adding it to acc; returns the
+// column sums: in scalar_t within blocks of rows whose size depends on M only, then in double over the blocks in
+// order, so the same bits for any number of threads.
+template <class scalar_t, class Row>
+std::vector<double> column_sums_by_block(int64_t M, int64_t N, const Row& row) {
+  const int64_t block = std::max(kBlockRows, (M + kMaxBlocks - 1) / kMaxBlocks);
+  const int64_t n_blocks = (M + block - 1) / block;
+  std::vector<double> partial(static_cast<size_t>(n_blocks * N), 0.0);
+  const int64_t grain = std::max<int64_t>(1, grain_rows(N) / block);
+  at::parallel_for(0, n_blocks, grain, [&](int64_t k0, int64_t k1) {
+    std::vector<scalar_t> acc(N);
+    for (int64_t k = k0; k < k1; ++k) {
+      std::fill(acc.begin(), acc.end(), scalar_t(0));
+      for (int64_t r = k * block; r < std::min(M, (k + 1) * block); ++r) row(r, acc.data());
+      std::copy(acc.begin(), acc.end(), partial.begin() + k * N);
+    }
+  });
+  std::vector<double> total(N, 0.0);
+  for (int64_t k = 0; k < n_blocks; ++k) {  // in block order
+    const double* pk = partial.data() + k * N;
+    for (int64_t j = 0; j < N; ++j) total[j] += pk[j];
+  }
+  return total;
+}
+
+at::Tensor empty_like_rows(const at::Tensor& z, const host::BiasGeluArgs& a) {
+  return at::empty({a.M, a.N}, z.options().memory_format(at::MemoryFormat::Contiguous));
+}
+
 at::Tensor bias_gelu_cpu(const at::Tensor& z, const at::Tensor& bias) {
   const host::BiasGeluArgs a = host::check_bias_gelu("genad_fast::bias_gelu", host::kCPU, z, bias);
-  at::Tensor out = at::empty({a.M, a.N}, z.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor out = empty_like_rows(z, a);
   if (out.numel() == 0) return out;
   const at::Tensor zc = z.contiguous(), bc = bias.contiguous();
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "bias_gelu", [&] {
@@ -113,38 +181,56 @@ at::Tensor bias_gelu_cpu(const at::Tensor& z, const at::Tensor& bias) {
   return out;
 }
 
+std::tuple<at::Tensor, at::Tensor> bias_gelu_keep_cpu(const at::Tensor& z, const at::Tensor& bias) {
+  const host::BiasGeluArgs a = host::check_bias_gelu("genad_fast::bias_gelu_keep", host::kCPU, z, bias);
+  at::Tensor out = empty_like_rows(z, a), deriv = empty_like_rows(z, a);
+  if (out.numel() == 0) return {out, deriv};
+  const at::Tensor zc = z.contiguous(), bc = bias.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "bias_gelu_keep", [&] {
+    const scalar_t* zp = zc.const_data_ptr<scalar_t>();
+    const scalar_t* bp = bc.const_data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    scalar_t* dp = deriv.data_ptr<scalar_t>();
+    at::parallel_for(0, a.M, grain_rows(a.N), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) forward_keep_row(zp + r * a.N, bp, op + r * a.N, dp + r * a.N, a.N);
+    });
+  });
+  return {out, deriv};
+}
+
 std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_cpu(const at::Tensor& grad, const at::Tensor& z,
                                                           const at::Tensor& bias) {
   const host::BiasGeluArgs a = host::check_bias_gelu_backward(host::kCPU, grad, z, bias);
-  at::Tensor grad_z = at::empty({a.M, a.N}, z.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor grad_z = empty_like_rows(z, a);
   at::Tensor grad_b = at::zeros({a.N}, bias.options());
   if (grad_z.numel() == 0) return {grad_z, grad_b};
   const at::Tensor zc = z.contiguous(), bc = bias.contiguous(), gc = grad.contiguous();
-  // rows per block: a function of M alone, so the sums are the same for any number of threads
-  const int64_t block = std::max(kBlockRows, (a.M + kMaxBlocks - 1) / kMaxBlocks);
-  const int64_t n_blocks = (a.M + block - 1) / block;
-  std::vector<double> partial(static_cast<size_t>(n_blocks * a.N), 0.0);
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "bias_gelu_backward", [&] {
     const scalar_t* zp = zc.const_data_ptr<scalar_t>();
     const scalar_t* bp = bc.const_data_ptr<scalar_t>();
     const scalar_t* gp = gc.const_data_ptr<scalar_t>();
     scalar_t* gzp = grad_z.data_ptr<scalar_t>();
-    const int64_t grain = std::max<int64_t>(1, grain_rows(a.N) / block);
-    at::parallel_for(0, n_blocks, grain, [&](int64_t k0, int64_t k1) {
-      std::vector<scalar_t> acc(a.N);
-      for (int64_t k = k0; k < k1; ++k) {
-        std::fill(acc.begin(), acc.end(), scalar_t(0));
-        for (int64_t r = k * block; r < std::min(a.M, (k + 1) * block); ++r) {
-          backward_row(gp + r * a.N, zp + r * a.N, bp, gzp + r * a.N, acc.data(), a.N);
-        }
-        std::copy(acc.begin(), acc.end(), partial.begin() + k * a.N);
-      }
+    const std::vector<double> total = column_sums_by_block<scalar_t>(a.M, a.N, [&](int64_t r, scalar_t* acc) {
+      backward_row(gp + r * a.N, zp + r * a.N, bp, gzp + r * a.N, acc, a.N);
     });
-    std::vector<double> total(a.N, 0.0);
-    for (int64_t k = 0; k < n_blocks; ++k) {  // in block order
-      const double* pk = partial.data() + k * a.N;
-      for (int64_t j = 0; j < a.N; ++j) total[j] += pk[j];
-    }
+    std::copy(total.begin(), total.end(), grad_b.data_ptr<scalar_t>());
+  });
+  return {grad_z, grad_b};
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_kept_cpu(const at::Tensor& grad, const at::Tensor& deriv) {
+  const host::BiasGeluArgs a = host::check_bias_gelu_backward_kept(host::kCPU, grad, deriv);
+  at::Tensor grad_z = empty_like_rows(deriv, a);
+  at::Tensor grad_b = at::zeros({a.N}, deriv.options());
+  if (grad_z.numel() == 0) return {grad_z, grad_b};
+  const at::Tensor dc = deriv.contiguous(), gc = grad.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(deriv.scalar_type(), "bias_gelu_backward_kept", [&] {
+    const scalar_t* dp = dc.const_data_ptr<scalar_t>();
+    const scalar_t* gp = gc.const_data_ptr<scalar_t>();
+    scalar_t* gzp = grad_z.data_ptr<scalar_t>();
+    const std::vector<double> total = column_sums_by_block<scalar_t>(a.M, a.N, [&](int64_t r, scalar_t* acc) {
+      backward_kept_row(gp + r * a.N, dp + r * a.N, gzp + r * a.N, acc, a.N);
+    });
     std::copy(total.begin(), total.end(), grad_b.data_ptr<scalar_t>());
   });
   return {grad_z, grad_b};
@@ -154,6 +240,8 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_cpu(const at::Tensor& grad
 
 GENAD_REGISTER_KERNEL(bias_gelu_stub, &bias_gelu_cpu);
 GENAD_REGISTER_KERNEL(bias_gelu_backward_stub, &bias_gelu_backward_cpu);
+GENAD_REGISTER_KERNEL(bias_gelu_keep_stub, &bias_gelu_keep_cpu);
+GENAD_REGISTER_KERNEL(bias_gelu_backward_kept_stub, &bias_gelu_backward_kept_cpu);
 
 }  // namespace CPU_CAPABILITY
 }  // namespace genad::cpu

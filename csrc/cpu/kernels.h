@@ -45,6 +45,8 @@ using GatedTanhFn = Tensor (*)(const Tensor& x, int64_t dim);
 using GatedTanhBackwardFn = Tensor (*)(const Tensor& grad, const Tensor& x, int64_t dim);
 using BiasGeluFn = Tensor (*)(const Tensor& z, const Tensor& bias);
 using BiasGeluBackwardFn = std::tuple<Tensor, Tensor> (*)(const Tensor& grad, const Tensor& z, const Tensor& bias);
+using BiasGeluKeepFn = std::tuple<Tensor, Tensor> (*)(const Tensor& z, const Tensor& bias);
+using BiasGeluBackwardKeptFn = std::tuple<Tensor, Tensor> (*)(const Tensor& grad, const Tensor& derivative);
 using PermuteAffineFn = std::tuple<Tensor, Tensor> (*)(const Tensor& x_a, const Tensor& x_b, const Tensor& bias,
                                                        const Tensor& log_scale, const Tensor& perm, int64_t split);
 using PermuteAffineBackwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor> (*)(
@@ -68,6 +70,8 @@ extern Stub<GatedTanhFn> gated_tanh_stub;
 extern Stub<GatedTanhBackwardFn> gated_tanh_backward_stub;
 extern Stub<BiasGeluFn> bias_gelu_stub;
 extern Stub<BiasGeluBackwardFn> bias_gelu_backward_stub;
+extern Stub<BiasGeluKeepFn> bias_gelu_keep_stub;
+extern Stub<BiasGeluBackwardKeptFn> bias_gelu_backward_kept_stub;
 extern Stub<PermuteAffineFn> permute_affine_stub;
 extern Stub<PermuteAffineBackwardFn> permute_affine_backward_stub;
 

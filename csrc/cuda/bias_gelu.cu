@@ -1,4 +1,5 @@
-// bias_gelu on CUDA: the exact GELU of a product plus its bias and its backward, element-wise, with the CPU kernel's
+// bias_gelu on CUDA: the exact GELU of a product plus its bias and its backward, element-wise (and the pair that keeps
+// GELU' from the forward for the backward: bias_gelu_keep, bias_gelu_backward_kept), with the CPU kernel's
 // formulas (genad/gelu.h). The bias gradient is ATen's column sum of grad_z, in double (a reduction, which ATen
 // does well; the element-wise pass is what the fusion saves). float32 uses genad/gelu.h's erf, float64 erfc.
 #include <ATen/ATen.h>
@@ -48,7 +49,28 @@ __global__ void bias_gelu_backward_kernel(const T* __restrict__ g, const T* __re
     const T u = z[i] + b[i % N];
     T cdf, pdf;
     parts(u, cdf, pdf);
-    gz[i] = g[i] * (cdf + u * pdf);
+    gz[i] = g[i] * fma(u, pdf, cdf);
+  }
+}
+
+// bias_gelu_keep: the forward's output and the backward's derivative, both written.
+template <class T>
+__global__ void bias_gelu_keep_kernel(const T* __restrict__ z, const T* __restrict__ b, T* __restrict__ out,
+                                      T* __restrict__ deriv, int64_t M, int64_t N) {
+  const int64_t n = M * N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x) {
+    const T u = z[i] + b[i % N];
+    T cdf, pdf;
+    parts(u, cdf, pdf);
+    out[i] = u * cdf;
+    deriv[i] = fma(u, pdf, cdf);  // as the backward kernel's: the kept derivative gives its bits
+  }
+}
+
+template <class T>
+__global__ void scale_kernel(const T* __restrict__ g, const T* __restrict__ deriv, T* __restrict__ gz, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x) {
+    gz[i] = g[i] * deriv[i];
   }
 }
 
@@ -88,9 +110,43 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_cuda(const at::Tensor& gra
   return {grad_z, grad_z.sum(0, /*keepdim=*/false, at::kDouble).to(bias.scalar_type())};
 }
 
+std::tuple<at::Tensor, at::Tensor> bias_gelu_keep_cuda(const at::Tensor& z, const at::Tensor& bias) {
+  const host::BiasGeluArgs a = host::check_bias_gelu("genad_fast::bias_gelu_keep", host::kCUDA, z, bias);
+  const c10::cuda::CUDAGuard guard(z.device());
+  at::Tensor out = at::empty({a.M, a.N}, z.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor deriv = at::empty_like(out);
+  if (out.numel() == 0) return {out, deriv};
+  const at::Tensor zc = z.contiguous(), bc = bias.contiguous();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "bias_gelu_keep_cuda", [&] {
+    bias_gelu_keep_kernel<scalar_t><<<blocks(out.numel()), kThreads, 0, stream>>>(
+        zc.const_data_ptr<scalar_t>(), bc.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+        deriv.data_ptr<scalar_t>(), a.M, a.N);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {out, deriv};
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_kept_cuda(const at::Tensor& grad, const at::Tensor& deriv) {
+  const host::BiasGeluArgs a = host::check_bias_gelu_backward_kept(host::kCUDA, grad, deriv);
+  const c10::cuda::CUDAGuard guard(deriv.device());
+  at::Tensor grad_z = at::empty({a.M, a.N}, deriv.options().memory_format(at::MemoryFormat::Contiguous));
+  if (grad_z.numel() == 0) return {grad_z, at::zeros({a.N}, deriv.options())};
+  const at::Tensor dc = deriv.contiguous(), gc = grad.contiguous();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(deriv.scalar_type(), "bias_gelu_backward_kept_cuda", [&] {
+    scale_kernel<scalar_t><<<blocks(grad_z.numel()), kThreads, 0, stream>>>(
+        gc.const_data_ptr<scalar_t>(), dc.const_data_ptr<scalar_t>(), grad_z.data_ptr<scalar_t>(), grad_z.numel());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {grad_z, grad_z.sum(0, /*keepdim=*/false, at::kDouble).to(deriv.scalar_type())};
+}
+
 }  // namespace genad::cuda
 
 TORCH_LIBRARY_IMPL(genad_fast, CUDA, m) {
   m.impl("bias_gelu", &genad::cuda::bias_gelu_cuda);
   m.impl("bias_gelu_backward", &genad::cuda::bias_gelu_backward_cuda);
+  m.impl("bias_gelu_keep", &genad::cuda::bias_gelu_keep_cuda);
+  m.impl("bias_gelu_backward_kept", &genad::cuda::bias_gelu_backward_kept_cuda);
 }

@@ -16,6 +16,13 @@ exp and a separate reduction for the bias gradient. The kernels read their input
 once; Φ's exponential is φ's, so the backward costs no second transcendental; the bias gradient is summed in
 double over fixed row blocks (the same bits for any number of threads). The eager backend runs
 :mod:`genad_fast.reference.bias_gelu` under autograd. CPU and CUDA kernels; no Triton kernel.
+
+A training step that keeps its activations can keep GELU' too: the registered pair ``bias_gelu_keep(z, bias) ->
+(out, derivative)`` and ``bias_gelu_backward_kept(grad, derivative) -> (grad_z, grad_bias)`` (the same bits as
+``bias_gelu`` and ``bias_gelu_backward``) moves the erf and the exponential out of the backward, which becomes a
+multiply and the column sums: the fused conditioner's node trains with them (csrc/residual_mlp.cpp). At [256, 128]
+on one Sapphire Rapids thread capped at AVX2, the forward 24.7 → 25.8 µs and the backward 27.2 → 7.8 µs. Called
+from C++ only (no Python wrapper, no autograd of their own); eager twins in :mod:`genad_fast.reference.bias_gelu`.
 """
 from __future__ import annotations
 
@@ -63,6 +70,16 @@ def _fake_backward(grad: torch.Tensor, z: torch.Tensor, bias: torch.Tensor) -> t
     return z.new_empty(z.shape), bias.new_empty(bias.shape)
 
 
+def _fake_keep(z: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return z.new_empty(z.shape), z.new_empty(z.shape)
+
+
+def _fake_backward_kept(grad: torch.Tensor, derivative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return derivative.new_empty(derivative.shape), derivative.new_empty(derivative.shape[1:])
+
+
 if _ext._C is not None and hasattr(torch.ops.genad_fast, "bias_gelu"):
     torch.library.register_fake("genad_fast::bias_gelu")(_fake_forward)
     torch.library.register_fake("genad_fast::bias_gelu_backward")(_fake_backward)
+    torch.library.register_fake("genad_fast::bias_gelu_keep")(_fake_keep)
+    torch.library.register_fake("genad_fast::bias_gelu_backward_kept")(_fake_backward_kept)

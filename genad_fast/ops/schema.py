@@ -47,6 +47,9 @@ SCHEMAS: dict[str, str] = {
     "bias_gelu": "bias_gelu(Tensor z, Tensor bias) -> Tensor",
     "bias_gelu_backward": ("bias_gelu_backward(Tensor grad, Tensor z, Tensor bias) -> (Tensor grad_z, "
                            "Tensor grad_bias)"),
+    "bias_gelu_keep": "bias_gelu_keep(Tensor z, Tensor bias) -> (Tensor out, Tensor derivative)",
+    "bias_gelu_backward_kept": ("bias_gelu_backward_kept(Tensor grad, Tensor derivative) -> (Tensor grad_z, "
+                                "Tensor grad_bias)"),
     "permute_affine": ("permute_affine(Tensor x_a, Tensor x_b, Tensor bias, Tensor log_scale, Tensor perm, int split) "
                        "-> (Tensor, Tensor)"),
     "permute_affine_backward": ("permute_affine_backward(Tensor grad_a, Tensor grad_b, Tensor v_a, Tensor v_b, "
@@ -61,6 +64,7 @@ IMPLEMENTED["linear_act"] = ("eager", "cpu", "cuda")
 IMPLEMENTED["conv1d_act"] = ("eager", "cpu", "cuda")
 IMPLEMENTED["gated_tanh"] = IMPLEMENTED["gated_tanh_backward"] = ("eager", "cpu", "cuda")
 IMPLEMENTED["bias_gelu"] = IMPLEMENTED["bias_gelu_backward"] = ("eager", "cpu", "cuda")
+IMPLEMENTED["bias_gelu_keep"] = IMPLEMENTED["bias_gelu_backward_kept"] = ("eager", "cpu", "cuda")
 IMPLEMENTED["permute_affine"] = IMPLEMENTED["permute_affine_backward"] = ("eager", "cpu", "cuda")
 
 

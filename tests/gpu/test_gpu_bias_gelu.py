@@ -94,6 +94,27 @@ def test_other_device_is_refused(pair):
     spec.check_other_device_is_refused(pair)
 
 
+@pytest.mark.parametrize("bias_layout", spec.BIAS_LAYOUTS)
+@pytest.mark.parametrize("layout", spec.LAYOUTS)
+@pytest.mark.parametrize("dtype", spec.DTYPES)
+def test_kept_pair_gives_the_same_bits(pair, dtype, layout, bias_layout):
+    gs.skip_unless_implemented(pair, spec)
+    spec.check_kept_pair_gives_the_same_bits(pair, dtype, layout, bias_layout)
+
+
+@pytest.mark.parametrize("scale", spec.SCALES)
+@pytest.mark.parametrize("dtype", spec.DTYPES)
+@pytest.mark.parametrize("shape", upto(spec.SHAPES, LARGE))
+def test_kept_pair_matches_eager(pair, scale, dtype, shape):
+    gs.skip_unless_implemented(pair, spec)
+    spec.check_kept_pair_matches_reference(pair, dtype, shape, scale)
+
+
+def test_kept_pair_refuses_what_does_not_match(pair):
+    gs.skip_unless_implemented(pair, spec)
+    spec.check_kept_pair_refuses_what_does_not_match(pair)
+
+
 @pytest.mark.parametrize("name", spec.OPCHECK)
 def test_opcheck(pair, name):
     gs.skip_unless_implemented(pair, spec)

@@ -452,7 +452,8 @@ def check_is_a_linear_then_gelu(target: Target):
 
 def opcheck_samples(target: Target) -> dict:
     """Both dtypes; a transposed z and a strided bias; a row of one column; no rows; inputs that require grad (the
-    C++ autograd registration); dense and expanded (stride 0) output gradients for the backward."""
+    C++ autograd registration); dense and expanded (stride 0) output gradients for the backward. The kept-derivative
+    pair on the same inputs, without grad."""
     dev = target.dev
     fwd, bwd = [], []
     for dtype in DTYPES:
@@ -463,10 +464,12 @@ def opcheck_samples(target: Target) -> dict:
             fwd.append((zs.detach().clone().requires_grad_(True), bb.detach().clone().requires_grad_(True)))
             bwd.append((grads_like(zs.shape, dtype, dev), zs, bb))
         bwd.append((torch.ones((), dtype=dtype, device=dev).expand(6, 21), z, bias))
-    return {"bias_gelu": fwd, "bias_gelu_backward": bwd}
+    keep = [(z.detach(), b.detach()) for z, b in fwd]   # no autograd of their own: called below a C++ node
+    kept = [(g, ref.bias_gelu_keep(z, b)[1]) for g, z, b in bwd]
+    return {"bias_gelu": fwd, "bias_gelu_backward": bwd, "bias_gelu_keep": keep, "bias_gelu_backward_kept": kept}
 
 
-OPCHECK = ("bias_gelu", "bias_gelu_backward")
+OPCHECK = ("bias_gelu", "bias_gelu_backward", "bias_gelu_keep", "bias_gelu_backward_kept")
 
 
 def check_captured_in_a_cuda_graph(target: Target, capture):
@@ -503,3 +506,65 @@ def check_other_device_is_refused(target: Target):
         target.ops.bias_gelu_backward(torch.zeros(4, 6), z, bias)
     with pytest.raises(ValueError, match=r"bias is on cpu, z on cuda:\d: pass tensors on one device"):
         unit(target, z, bias.cpu())
+
+
+# ---- the pair that keeps GELU' from the forward (bias_gelu_keep, bias_gelu_backward_kept) -------------------------
+
+def check_kept_pair_gives_the_same_bits(target: Target, dtype, layout, bias_layout):
+    """``bias_gelu_keep(z, bias)`` is (``bias_gelu(z, bias)``, GELU'(z + bias)) and ``bias_gelu_backward_kept(g,
+    GELU')`` is ``bias_gelu_backward(g, z, bias)``, bit for bit (the same formulas, GELU' one fused multiply-add),
+    for any layout of z and bias and an expanded (stride 0) or transposed grad: FlowDetector's conditioner node
+    trains with the pair, and its gradients are the modules' (tests/test_flow_model.py)."""
+    _compiled_only(target, "the pair is the compiled backends' own")
+    shape = (130, 37)
+    z = layouts(shape, dtype, target.dev, seed=15, scale=3.0)[layout]
+    bias = bias_layouts(shape[1], dtype, target.dev, seed=16)[bias_layout]
+    out, derivative = target.ops.bias_gelu_keep(z, bias)
+    assert out.is_contiguous() and derivative.is_contiguous() and derivative.shape == z.shape
+    close(out, target.ops.bias_gelu(z, bias), EXACT)
+    for g in (grads_like(shape, dtype, target.dev), grads_like(shape[::-1], dtype, target.dev).t(),
+              torch.tensor(-0.625, dtype=dtype, device=target.dev).expand(shape)):
+        gz, gb = target.ops.bias_gelu_backward_kept(g, derivative)
+        want_z, want_b = target.ops.bias_gelu_backward(g, z, bias)
+        assert gz.is_contiguous() and gb.shape == bias.shape and gb.dtype == dtype
+        close(gz, want_z, EXACT)
+        close(gb, want_b, EXACT)
+
+
+def check_kept_pair_matches_reference(target: Target, dtype, shape, scale):
+    """The pair against its eager twins (genad_fast.reference.bias_gelu): the output within the forward's
+    tolerance, GELU' within the gradient's (it is ∂/∂z at g = 1), grad·GELU' bit for bit given the same derivative
+    and the column sums within GRAD_BIAS_ULPS units; GELU' within GELU_PRIME_RANGE."""
+    _compiled_only(target, "the pair is the compiled backends' own")
+    z, bias = inputs(shape, dtype, target.dev, seed=17, scale=scale)
+    out, derivative = target.ops.bias_gelu_keep(z, bias)
+    want_out, want_derivative = ref.bias_gelu_keep(z, bias)
+    close(out, want_out, FWD_TOL(target, dtype))
+    close(derivative, want_derivative, GRAD_TOL(target, dtype))
+    assert (derivative >= GELU_PRIME_RANGE[0]).all() and (derivative <= GELU_PRIME_RANGE[1]).all()
+    g = grads_like(shape, dtype, target.dev)
+    gz, gb = target.ops.bias_gelu_backward_kept(g, derivative)
+    want_z, want_b = ref.bias_gelu_backward_kept(g, derivative)
+    close(gz, want_z, EXACT)
+    assert_terms_close(gb, want_b, (g.double() * derivative.double()).abs().sum(0), **GRAD_BIAS_ULPS(target, dtype))
+
+
+def check_kept_pair_refuses_what_does_not_match(target: Target):
+    """The backward from a kept derivative names what does not match it: grad's shape, dtype and device; and an
+    integer or 1-D derivative."""
+    _compiled_only(target, "the pair is the compiled backends' own")
+    z, bias = inputs((4, 3), F32, target.dev)
+    derivative = target.ops.bias_gelu_keep(z, bias)[1]
+    kept = target.ops.bias_gelu_backward_kept
+    name = "genad_fast::bias_gelu_backward_kept"
+    with pytest.raises(RuntimeError, match=rf"{name}: grad must have shape \[4, 3\], got \[3, 4\]"):
+        kept(torch.zeros(3, 4, device=target.dev), derivative)
+    with pytest.raises(RuntimeError, match=rf"{name}: grad must have derivative's dtype float32, got float64"):
+        kept(torch.zeros(4, 3, dtype=F64, device=target.dev), derivative)
+    with pytest.raises(RuntimeError, match=rf"{name}: derivative must be 2-D, got shape \[3\]"):
+        kept(torch.zeros(3, device=target.dev), derivative[0])
+    with pytest.raises(RuntimeError, match=rf"{name}: derivative must be float32 or float64, got int32"):
+        kept(torch.zeros(4, 3, dtype=torch.int32, device=target.dev), derivative.int())
+    if target.is_cuda:
+        with pytest.raises(RuntimeError, match=rf"{name}: grad must be a CUDA tensor for the CUDA kernel, got cpu"):
+            kept(torch.zeros(4, 3), derivative)

@@ -33,4 +33,17 @@ inline BiasGeluArgs check_bias_gelu_backward(Backend backend, const at::Tensor& 
   return a;
 }
 
+// bias_gelu_backward_kept: grad and derivative [M, N] of one floating dtype, on one device, any strides.
+inline BiasGeluArgs check_bias_gelu_backward_kept(Backend backend, const at::Tensor& grad,
+                                                  const at::Tensor& derivative) {
+  const Checks c("genad_fast::bias_gelu_backward_kept", backend);
+  c.device(derivative, "derivative");
+  c.rank(derivative, "derivative", 2);
+  c.floating(derivative, "derivative");
+  c.same_device(grad, "grad", derivative, "derivative");
+  c.same_dtype(grad, "grad", derivative, "derivative");
+  c.shape(grad, "grad", derivative.sizes());
+  return {derivative.size(0), derivative.size(1)};
+}
+
 }  // namespace genad::host
