@@ -92,4 +92,4 @@ register(Case(
 register(Case(
     "bias_gelu", "fwd+bwd-kept", SIZES, lambda size, device: setup(size, device, grad=True), kept_providers(),
     items=items, bytes_moved=lambda s: 4.0 * 7 * items(s), check=CHECK,
-    description="the same gradients, the fused providers by the kept-derivative pair (the conditioner node's), float32"))
+    description="the same gradients; the fused providers by the kept-derivative pair (the conditioner's), float32"))

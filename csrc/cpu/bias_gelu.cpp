@@ -9,8 +9,13 @@
 // bias gradient while the rows are in registers.
 //
 // The bias gradient is summed in z's dtype within fixed blocks of rows (their size depends on M only: at least 64
-// rows), then in double over the blocks in order: the same bits whatever the number of threads. float32 uses the vectorised Abramowitz-Stegun
-// erf of genad/gelu.h (as ATen's float GELU); float64 the exact erf of the standard library, element by element.
+// rows), then in double over the blocks in order: the same bits whatever the number of threads. float32 uses the
+// vectorised Abramowitz-Stegun erf of genad/gelu.h (as ATen's float GELU); float64 the exact erf of the standard
+// library, element by element.
+//
+// bias_gelu_keep and bias_gelu_backward_kept are the pair a training step that keeps its activations uses: the
+// forward also writes GELU'(z + b) (the backward's own formula, one fused multiply-add, so the same bits), and the
+// backward from it is a multiply and the same column sums, without a second erf and exponential.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>

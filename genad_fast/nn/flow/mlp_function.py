@@ -9,7 +9,9 @@ h = h̃ + B; ``bias_gelu(z, b)`` = GELU(z + b), :mod:`genad_fast.ops.gelu`)
                   h̃_{k+1} = h̃_k + a_k·W_2kᵀ,         B_{k+1} = B_k + b_2k
     out = g·W_outᵀ + b_out,                           g = bias_gelu(h̃_n, B_n)
 
-and its backward, from ∂out (by the chain rule through the same steps, in reverse):
+and its backward, from ∂out (by the chain rule through the same steps, in reverse; in the node each
+``bias_gelu_backward`` is ``bias_gelu_backward_kept`` of the GELU′ its forward kept with ``bias_gelu_keep``, the same
+bits without a second erf and exponential, :mod:`genad_fast.ops.gelu`):
 
     ∂W_out = ∂outᵀ·g,  ∂b_out = Σ_rows ∂out,  (∂h̃, ∂B) = bias_gelu_backward(∂out·W_out, h̃_n, B_n)
     per block, last first:  ∂W_2k = ∂h̃ᵀ·a_k,  ∂b_2k = ∂B,
