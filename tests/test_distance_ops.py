@@ -61,6 +61,12 @@ def test_exclude_self_keeps_duplicates_of_a_point(target, dtype):
 
 
 @pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_knn_ties_over_many_cuts(target, dtype):
+    spec.check_knn_ties_over_many_cuts(target, dtype)
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
 def test_values_by_hand(target):
     spec.check_values_by_hand(target)
 

@@ -37,16 +37,17 @@ struct KnnContext {
 // The candidates of one chunk's packed queries: per query an unsorted list of (t, packed position) pairs that the
 // tile appends to, cut back to the best k whenever it reaches `flush_at` entries; `thr` is the k-th best t after
 // the last cut (+inf before k are in). Appending is a vector compress (no branch per lane, no call) and a cut
-// is a selection over ~2k entries, so the rare path stays cheap even for larger k: the threshold only lags
-// behind by the few candidates since the last cut.
+// a pass over ~2k entries (an insertion for small k, a selection for larger), so the rare path stays cheap: the
+// threshold only lags behind by the few candidates since the last cut.
 template <typename T>
 struct KnnState {
+  static constexpr int64_t kInsertionMaxK = 32;
   int64_t k = 0, flush_at = 0, cap = 0;
   std::vector<T> vals;        // [n][cap]
   std::vector<int32_t> pos;   // [n][cap]
   std::vector<int64_t> count; // [n]
   std::vector<T> thr;         // [n]
-  std::vector<T> sel;  // scratch of cut()
+  std::vector<T> sel;         // scratch of cut_by_selection()
 
   void reset(int64_t n, int64_t k_) {
     constexpr int64_t L = Vec<T>::size();
@@ -60,9 +61,49 @@ struct KnnState {
     sel.reserve(cap);
   }
 
-  // Keeps the k smallest candidates of `row` (dropping the query's own position `self`), and their k-th as the
-  // new threshold. The candidates of the vector path are finite t values: plain < orders them.
+  // Keeps the k smallest candidates of `row` (dropping the query's own position `self`), ties to the first
+  // appended, and their k-th as the new threshold. The candidates of the vector path are finite t values: plain <
+  // orders them. Up to kInsertionMaxK by insertion (a third of the selection's time at k = 10, where the cuts were
+  // ~8 % of a search), above it by selection (insertion shifts O(k) entries per kept candidate).
   C10_NOINLINE void cut(int64_t row, int64_t self) {
+    if (k <= kInsertionMaxK) {
+      cut_by_insertion(row, self);
+    } else {
+      cut_by_selection(row, self);
+    }
+  }
+
+  // cut() for small k: one pass of insertion into the sorted head of the list itself (a candidate not below the
+  // k-th so far costs one compare; the head kept by the last cut is already sorted). Ties keep the earlier entry.
+  void cut_by_insertion(int64_t row, int64_t self) {
+    T* v = vals.data() + row * cap;
+    int32_t* p = pos.data() + row * cap;
+    const int64_t n = count[row];
+    int64_t m = 0;  // v[0 .. m) the kept ones, ascending; m <= t, so the head never overwrites an unread entry
+    for (int64_t t = 0; t < n; ++t) {
+      const T x = v[t];
+      const int32_t at = p[t];
+      if (at == self) continue;  // positions are >= 0: self = -1 drops none
+      if (m == k) {
+        if (!(x < v[k - 1])) continue;
+        --m;  // the largest goes (of equal ones, the last appended)
+      }
+      int64_t j = m;
+      for (; j > 0 && x < v[j - 1]; --j) {
+        v[j] = v[j - 1];
+        p[j] = p[j - 1];
+      }
+      v[j] = x;
+      p[j] = at;
+      ++m;
+    }
+    count[row] = m;
+    thr[row] = m == k ? v[k - 1] : std::numeric_limits<T>::infinity();
+  }
+
+  // cut() for larger k: a selection (nth_element) over the list, then the values below the k-th and the first of
+  // its copies, in list order.
+  void cut_by_selection(int64_t row, int64_t self) {
     T* v = vals.data() + row * cap;
     int32_t* p = pos.data() + row * cap;
     int64_t n = count[row];

@@ -40,6 +40,11 @@ def test_exclude_self_keeps_duplicates_of_a_point(pair, dtype):
     spec.check_exclude_self_keeps_duplicates(pair, dtype)
 
 
+@pytest.mark.parametrize("dtype", gs.DTYPES)
+def test_knn_ties_over_many_cuts(pair, dtype):
+    spec.check_knn_ties_over_many_cuts(pair, dtype)
+
+
 def test_values_by_hand(pair):
     spec.check_values_by_hand(pair)
 

@@ -120,6 +120,21 @@ def check_exclude_self_keeps_duplicates(target: Target, dtype):
     torch.testing.assert_close(knn(target, x, x, 1, True).cpu(), torch.tensor([[0.0], [0.0], [5.0]], dtype=dtype))
 
 
+def check_knn_ties_over_many_cuts(target: Target, dtype):
+    """Refs on a coarse integer grid, each row four times (exact ties in every distance), many more than k: the
+    candidate lists are cut back to k again and again during a search (on the CPU by insertion up to k = 32 and by
+    selection above), and the distances still come out as the reference's, with and without exclude_self."""
+    g = torch.Generator().manual_seed(31)
+    grid = torch.randint(-3, 4, (1500, 6), generator=g).to(F64)
+    r = grid.repeat(4, 1)[torch.randperm(6000, generator=g)].to(dtype).to(target.dev)
+    q = torch.randint(-3, 4, (37, 6), generator=g).to(F64).add_(0.25).to(dtype).to(target.dev)
+    for k in (1, 10, 32, 33, 80):
+        close(knn(target, q, r, k).double(), ref.knn_distance(q.double(), r.double(), k), KNN_TOL(target, dtype))
+        x = r[:700]
+        close(knn(target, x, x, k, True).double(), ref.knn_distance(x.double(), x.double(), k, True),
+              KNN_TOL(target, dtype))
+
+
 def check_values_by_hand(target: Target):
     q = torch.tensor([[0.0, 0.0]], dtype=F64, device=target.dev)
     r = torch.tensor([[3.0, 4.0], [0.0, 1.0]], dtype=F64, device=target.dev)
