@@ -76,12 +76,21 @@ __global__ void scale_kernel(const T* __restrict__ g, const T* __restrict__ deri
 
 unsigned blocks(int64_t n) { return grid_stride_blocks(static_cast<uint64_t>(n), kThreads, kMaxBlocks); }
 
+at::Tensor empty_rows(const at::Tensor& like, const host::BiasGeluArgs& a) {
+  return at::empty({a.M, a.N}, like.options().memory_format(at::MemoryFormat::Contiguous));
+}
+
+// (grad_z, its column sums): the bias gradient summed in double by ATen (zeros where grad_z has no rows).
+std::tuple<at::Tensor, at::Tensor> with_bias_grad(const at::Tensor& grad_z) {
+  return {grad_z, grad_z.sum(0, /*keepdim=*/false, at::kDouble).to(grad_z.scalar_type())};
+}
+
 }  // namespace
 
 at::Tensor bias_gelu_cuda(const at::Tensor& z, const at::Tensor& bias) {
   const host::BiasGeluArgs a = host::check_bias_gelu("genad_fast::bias_gelu", host::kCUDA, z, bias);
   const c10::cuda::CUDAGuard guard(z.device());
-  at::Tensor out = at::empty({a.M, a.N}, z.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor out = empty_rows(z, a);
   if (out.numel() == 0) return out;
   const at::Tensor zc = z.contiguous(), bc = bias.contiguous();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -97,8 +106,8 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_cuda(const at::Tensor& gra
                                                            const at::Tensor& bias) {
   const host::BiasGeluArgs a = host::check_bias_gelu_backward(host::kCUDA, grad, z, bias);
   const c10::cuda::CUDAGuard guard(z.device());
-  at::Tensor grad_z = at::empty({a.M, a.N}, z.options().memory_format(at::MemoryFormat::Contiguous));
-  if (grad_z.numel() == 0) return {grad_z, at::zeros({a.N}, bias.options())};
+  at::Tensor grad_z = empty_rows(z, a);
+  if (grad_z.numel() == 0) return with_bias_grad(grad_z);
   const at::Tensor zc = z.contiguous(), bc = bias.contiguous(), gc = grad.contiguous();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "bias_gelu_backward_cuda", [&] {
@@ -107,14 +116,13 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_cuda(const at::Tensor& gra
         grad_z.data_ptr<scalar_t>(), a.M, a.N);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {grad_z, grad_z.sum(0, /*keepdim=*/false, at::kDouble).to(bias.scalar_type())};
+  return with_bias_grad(grad_z);
 }
 
 std::tuple<at::Tensor, at::Tensor> bias_gelu_keep_cuda(const at::Tensor& z, const at::Tensor& bias) {
   const host::BiasGeluArgs a = host::check_bias_gelu("genad_fast::bias_gelu_keep", host::kCUDA, z, bias);
   const c10::cuda::CUDAGuard guard(z.device());
-  at::Tensor out = at::empty({a.M, a.N}, z.options().memory_format(at::MemoryFormat::Contiguous));
-  at::Tensor deriv = at::empty_like(out);
+  at::Tensor out = empty_rows(z, a), deriv = empty_rows(z, a);
   if (out.numel() == 0) return {out, deriv};
   const at::Tensor zc = z.contiguous(), bc = bias.contiguous();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -130,8 +138,8 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_keep_cuda(const at::Tensor& z, cons
 std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_kept_cuda(const at::Tensor& grad, const at::Tensor& deriv) {
   const host::BiasGeluArgs a = host::check_bias_gelu_backward_kept(host::kCUDA, grad, deriv);
   const c10::cuda::CUDAGuard guard(deriv.device());
-  at::Tensor grad_z = at::empty({a.M, a.N}, deriv.options().memory_format(at::MemoryFormat::Contiguous));
-  if (grad_z.numel() == 0) return {grad_z, at::zeros({a.N}, deriv.options())};
+  at::Tensor grad_z = empty_rows(deriv, a);
+  if (grad_z.numel() == 0) return with_bias_grad(grad_z);
   const at::Tensor dc = deriv.contiguous(), gc = grad.contiguous();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(deriv.scalar_type(), "bias_gelu_backward_kept_cuda", [&] {
@@ -139,7 +147,7 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_kept_cuda(const at::Tensor
         gc.const_data_ptr<scalar_t>(), dc.const_data_ptr<scalar_t>(), grad_z.data_ptr<scalar_t>(), grad_z.numel());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {grad_z, grad_z.sum(0, /*keepdim=*/false, at::kDouble).to(deriv.scalar_type())};
+  return with_bias_grad(grad_z);
 }
 
 }  // namespace genad::cuda
