@@ -1,6 +1,7 @@
 // The fused residual-MLP conditioner of a flow's coupling: its forward (scoring) and, for training, one C++ autograd
 // node with a hand-written backward (the formulas are in genad_fast/nn/flow/mlp_function.py's docstring): the same
-// ATen and bias_gelu calls in the same order as the modules' composite, so the same bits.
+// ATen products and GELU formulas in the same order as the modules' composite, so the same bits (training keeps
+// GELU' from the forward with bias_gelu_keep; its backward multiplies by it, bias_gelu_backward_kept).
 //
 // Why in C++: the node runs 8 times a training step, each with ~12 calls forward and ~25 backward; from Python each
 // call is argument parsing and a frame, ~65 µs a conditioner, forward and backward, of a ~16 ms step at 32 features

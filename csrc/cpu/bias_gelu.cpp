@@ -59,41 +59,28 @@ inline VecParts gelu_parts(const Vec& u) {
   return {Vec::blendv(tail, one - tail, u >= zero), e * Vec(0.39894228040143268f)};
 }
 
-void forward_row(const float* z, const float* b, float* out, int64_t n) {
-  for (int64_t j = 0; j < n; j += Vec::size()) {
-    const int64_t m = std::min<int64_t>(Vec::size(), n - j);
-    const Vec u = Vec::loadu(z + j, m) + Vec::loadu(b + j, m);
-    (u * gelu_parts(u).cdf).store(out + j, m);
-  }
-}
-
-void forward_row(const double* z, const double* b, double* out, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    double cdf, pdf;
-    const double u = z[j] + b[j];
-    gelu_exact(u, cdf, pdf);
-    out[j] = u * cdf;
-  }
-}
-
-// out and GELU' of one row (bias_gelu_keep): the forward's parts, with the backward's derivative formula.
-void forward_keep_row(const float* z, const float* b, float* out, float* deriv, int64_t n) {
+// out = GELU(z + b) of one row, and with kKeep (bias_gelu_keep) deriv = GELU'(z + b) by the backward's own formula
+// (one fused multiply-add), so that a backward from it gives backward_row's bits. A template parameter, not a test
+// of deriv: the plain forward's loop then computes no φ at all.
+template <bool kKeep>
+void forward_row(const float* z, const float* b, float* out, float* deriv, int64_t n) {
   for (int64_t j = 0; j < n; j += Vec::size()) {
     const int64_t m = std::min<int64_t>(Vec::size(), n - j);
     const Vec u = Vec::loadu(z + j, m) + Vec::loadu(b + j, m);
     const VecParts q = gelu_parts(u);
     (u * q.cdf).store(out + j, m);
-    at::vec::fmadd(u, q.pdf, q.cdf).store(deriv + j, m);
+    if constexpr (kKeep) at::vec::fmadd(u, q.pdf, q.cdf).store(deriv + j, m);
   }
 }
 
-void forward_keep_row(const double* z, const double* b, double* out, double* deriv, int64_t n) {
+template <bool kKeep>
+void forward_row(const double* z, const double* b, double* out, double* deriv, int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
     double cdf, pdf;
     const double u = z[j] + b[j];
     gelu_exact(u, cdf, pdf);
     out[j] = u * cdf;
-    deriv[j] = std::fma(u, pdf, cdf);  // fma in both: the kept derivative is backward_row's, bit for bit
+    if constexpr (kKeep) deriv[j] = std::fma(u, pdf, cdf);  // fma here and in backward_row: the same bits
   }
 }
 
@@ -141,11 +128,11 @@ int64_t grain_rows(int64_t N) {
   return std::max<int64_t>(1, kMinWork / std::max<int64_t>(N, 1));
 }
 
-// The rows of an [M, N] backward in parallel, row(r, acc) writing row r of grad_z and adding it to acc; returns the
-// column sums: in scalar_t within blocks of rows whose size depends on M only, then in double over the blocks in
-// order, so the same bits for any number of threads.
+// The rows of an [M, N] backward in parallel, row(r, acc) writing row r of grad_z and adding it to acc; writes the
+// column sums to sums[0, N): in scalar_t within blocks of rows whose size depends on M only, then in double over the
+// blocks in order, so the same bits for any number of threads.
 template <class scalar_t, class Row>
-std::vector<double> column_sums_by_block(int64_t M, int64_t N, const Row& row) {
+void column_sums_by_block(int64_t M, int64_t N, scalar_t* sums, const Row& row) {
   const int64_t block = std::max(kBlockRows, (M + kMaxBlocks - 1) / kMaxBlocks);
   const int64_t n_blocks = (M + block - 1) / block;
   std::vector<double> partial(static_cast<size_t>(n_blocks * N), 0.0);
@@ -163,50 +150,49 @@ std::vector<double> column_sums_by_block(int64_t M, int64_t N, const Row& row) {
     const double* pk = partial.data() + k * N;
     for (int64_t j = 0; j < N; ++j) total[j] += pk[j];
   }
-  return total;
+  std::copy(total.begin(), total.end(), sums);
 }
 
-at::Tensor empty_like_rows(const at::Tensor& z, const host::BiasGeluArgs& a) {
-  return at::empty({a.M, a.N}, z.options().memory_format(at::MemoryFormat::Contiguous));
-}
-
-at::Tensor bias_gelu_cpu(const at::Tensor& z, const at::Tensor& bias) {
-  const host::BiasGeluArgs a = host::check_bias_gelu("genad_fast::bias_gelu", host::kCPU, z, bias);
-  at::Tensor out = empty_like_rows(z, a);
-  if (out.numel() == 0) return out;
+// bias_gelu's and bias_gelu_keep's rows: out, and deriv where it is defined.
+void forward_rows(const at::Tensor& z, const at::Tensor& bias, const host::BiasGeluArgs& a, at::Tensor& out,
+                  at::Tensor* deriv) {
+  if (out.numel() == 0) return;
   const at::Tensor zc = z.contiguous(), bc = bias.contiguous();
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "bias_gelu", [&] {
     const scalar_t* zp = zc.const_data_ptr<scalar_t>();
     const scalar_t* bp = bc.const_data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
+    scalar_t* dp = deriv != nullptr ? deriv->data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, a.M, grain_rows(a.N), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) forward_row(zp + r * a.N, bp, op + r * a.N, a.N);
+      for (int64_t r = r0; r < r1; ++r) {
+        if (dp != nullptr) {
+          forward_row<true>(zp + r * a.N, bp, op + r * a.N, dp + r * a.N, a.N);
+        } else {
+          forward_row<false>(zp + r * a.N, bp, op + r * a.N, nullptr, a.N);
+        }
+      }
     });
   });
+}
+
+at::Tensor bias_gelu_cpu(const at::Tensor& z, const at::Tensor& bias) {
+  const host::BiasGeluArgs a = host::check_bias_gelu("genad_fast::bias_gelu", host::kCPU, z, bias);
+  at::Tensor out = host::empty_rows(z, a);
+  forward_rows(z, bias, a, out, nullptr);
   return out;
 }
 
 std::tuple<at::Tensor, at::Tensor> bias_gelu_keep_cpu(const at::Tensor& z, const at::Tensor& bias) {
   const host::BiasGeluArgs a = host::check_bias_gelu("genad_fast::bias_gelu_keep", host::kCPU, z, bias);
-  at::Tensor out = empty_like_rows(z, a), deriv = empty_like_rows(z, a);
-  if (out.numel() == 0) return {out, deriv};
-  const at::Tensor zc = z.contiguous(), bc = bias.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "bias_gelu_keep", [&] {
-    const scalar_t* zp = zc.const_data_ptr<scalar_t>();
-    const scalar_t* bp = bc.const_data_ptr<scalar_t>();
-    scalar_t* op = out.data_ptr<scalar_t>();
-    scalar_t* dp = deriv.data_ptr<scalar_t>();
-    at::parallel_for(0, a.M, grain_rows(a.N), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) forward_keep_row(zp + r * a.N, bp, op + r * a.N, dp + r * a.N, a.N);
-    });
-  });
+  at::Tensor out = host::empty_rows(z, a), deriv = host::empty_rows(z, a);
+  forward_rows(z, bias, a, out, &deriv);
   return {out, deriv};
 }
 
 std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_cpu(const at::Tensor& grad, const at::Tensor& z,
                                                           const at::Tensor& bias) {
   const host::BiasGeluArgs a = host::check_bias_gelu_backward(host::kCPU, grad, z, bias);
-  at::Tensor grad_z = empty_like_rows(z, a);
+  at::Tensor grad_z = host::empty_rows(z, a);
   at::Tensor grad_b = at::zeros({a.N}, bias.options());
   if (grad_z.numel() == 0) return {grad_z, grad_b};
   const at::Tensor zc = z.contiguous(), bc = bias.contiguous(), gc = grad.contiguous();
@@ -215,17 +201,16 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_cpu(const at::Tensor& grad
     const scalar_t* bp = bc.const_data_ptr<scalar_t>();
     const scalar_t* gp = gc.const_data_ptr<scalar_t>();
     scalar_t* gzp = grad_z.data_ptr<scalar_t>();
-    const std::vector<double> total = column_sums_by_block<scalar_t>(a.M, a.N, [&](int64_t r, scalar_t* acc) {
+    column_sums_by_block(a.M, a.N, grad_b.data_ptr<scalar_t>(), [&](int64_t r, scalar_t* acc) {
       backward_row(gp + r * a.N, zp + r * a.N, bp, gzp + r * a.N, acc, a.N);
     });
-    std::copy(total.begin(), total.end(), grad_b.data_ptr<scalar_t>());
   });
   return {grad_z, grad_b};
 }
 
 std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_kept_cpu(const at::Tensor& grad, const at::Tensor& deriv) {
   const host::BiasGeluArgs a = host::check_bias_gelu_backward_kept(host::kCPU, grad, deriv);
-  at::Tensor grad_z = empty_like_rows(deriv, a);
+  at::Tensor grad_z = host::empty_rows(deriv, a);
   at::Tensor grad_b = at::zeros({a.N}, deriv.options());
   if (grad_z.numel() == 0) return {grad_z, grad_b};
   const at::Tensor dc = deriv.contiguous(), gc = grad.contiguous();
@@ -233,10 +218,9 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_kept_cpu(const at::Tensor&
     const scalar_t* dp = dc.const_data_ptr<scalar_t>();
     const scalar_t* gp = gc.const_data_ptr<scalar_t>();
     scalar_t* gzp = grad_z.data_ptr<scalar_t>();
-    const std::vector<double> total = column_sums_by_block<scalar_t>(a.M, a.N, [&](int64_t r, scalar_t* acc) {
+    column_sums_by_block(a.M, a.N, grad_b.data_ptr<scalar_t>(), [&](int64_t r, scalar_t* acc) {
       backward_kept_row(gp + r * a.N, dp + r * a.N, gzp + r * a.N, acc, a.N);
     });
-    std::copy(total.begin(), total.end(), grad_b.data_ptr<scalar_t>());
   });
   return {grad_z, grad_b};
 }

@@ -1,6 +1,6 @@
-// Argument checks of genad_fast::bias_gelu and its backward, shared by csrc/cpu/bias_gelu.cpp and
-// csrc/cuda/bias_gelu.cu. Contract (csrc/ops.cpp): z [M, N] float32 or float64, any strides; bias [N] of z's dtype
-// on z's device; grad (backward) [M, N] of z's dtype and device.
+// Argument checks of genad_fast::bias_gelu and its backward (and the output allocation), shared by
+// csrc/cpu/bias_gelu.cpp and csrc/cuda/bias_gelu.cu. Contract (csrc/ops.cpp): z [M, N] float32 or float64, any
+// strides; bias [N] of z's dtype on z's device; grad (backward) [M, N] of z's dtype and device.
 #pragma once
 
 #include <genad/host/checks.h>
@@ -10,6 +10,11 @@ namespace genad::host {
 struct BiasGeluArgs {
   int64_t M, N;
 };
+
+// A contiguous [M, N] tensor with like's dtype and device: every output of the kernels.
+inline at::Tensor empty_rows(const at::Tensor& like, const BiasGeluArgs& a) {
+  return at::empty({a.M, a.N}, like.options().memory_format(at::MemoryFormat::Contiguous));
+}
 
 inline BiasGeluArgs check_bias_gelu(const char* op, Backend backend, const at::Tensor& z, const at::Tensor& bias) {
   const Checks c(op, backend);
