@@ -162,8 +162,7 @@ def unit_grads(target: Target, z, bias, grad):
 
 def gelu_prime_f64(u: torch.Tensor) -> torch.Tensor:
     """GELU'(u) = Φ(u) + u·φ(u) in float64, Φ by erfc (no cancellation in either tail)."""
-    u = u.double()
-    return 0.5 * torch.special.erfc(-u / math.sqrt(2.0)) + u * torch.exp(-0.5 * u * u) / math.sqrt(2.0 * math.pi)
+    return ref.gelu_derivative(u.double())
 
 
 def bias_grad_scale(z, bias, grad) -> torch.Tensor:
