@@ -89,8 +89,9 @@ class FlowDetector(TrainingParamsMixin, BaseDetector):
                                          "(Glow's reference batch), 256 rows of a table.", allow_none=True),
         TRAINING_SPECS["patience"].but(doc="Early stopping's patience in optimiser steps: training stops after "
                                        "``patience`` · 8 steps (rounded up to whole epochs) without improvement "
-                                       "of the held-out loss, and the best epoch's weights are kept (10: ten "
-                                       "epochs of 8 batches, two of a 20,000-row table)."),
+                                       "of the held-out loss, and the best epoch's weights are kept; an epoch "
+                                       "holds at most half of those steps (10: ten epochs of 8 batches on a "
+                                       "series, two of 40 on a 20,000-row table)."),
     )
 
     min_fit_samples = 16

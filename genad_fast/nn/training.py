@@ -26,8 +26,10 @@ random permutation of its training samples, its share of the epoch's samples at 
 permutation when the rest of one is too short for an epoch (that rest, fewer than one epoch's share, is skipped
 in that sweep), so every sample is used about once per N / (epoch's samples) epochs. Validation is on the same
 fraction of each shard's held-out samples, the first of its random split (fixed, so the epochs' losses compare).
-f = 1 is exactly the plain loop. ``autocast`` (a dtype, e.g. bfloat16) runs each step's forward under
-``torch.autocast``; the weights, gradients, Adam's state and the loss stay float32.
+f = 1 is exactly the plain loop. With ``patience_in_steps`` an epoch also holds at most :func:`validation_steps`
+batches (half the patience), with the epochs raised to keep ``epochs`` passes over the samples. ``autocast`` (a
+dtype, e.g. bfloat16) runs each step's forward under ``torch.autocast``; the weights, gradients, Adam's state and
+the loss stay float32.
 """
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ class TrainConfig:
     min_epoch_steps: int = 8        # ... but an epoch of at least this many batches (or every sample)
     autocast: torch.dtype | None = None   # forward passes under torch.autocast(dtype) (None: float32)
     fused_adam: bool = False        # Adam's fused kernel, the clip folded in (nn.clipped_adam): one pass a step
-    patience_in_steps: bool = False  # the patience in optimiser steps only, also on long epochs (patience_epochs)
+    patience_in_steps: bool = False  # the patience in optimiser steps only, epochs of at most half of them
 
     def __post_init__(self):
         if isinstance(self.min_epoch_steps, bool) or not isinstance(self.min_epoch_steps, int) \
@@ -141,10 +143,11 @@ def patience_epochs(config: TrainConfig, steps_per_epoch: int) -> int:
     a share of the windows) are unchanged.
 
     With ``config.patience_in_steps`` the patience is those steps alone, rounded up to whole epochs, also where an
-    epoch is longer than ``min_epoch_steps`` batches: a table of 20,000 rows (71 steps an epoch at batch 256) then
-    waits 2 epochs (142 steps) instead of 10 (710), as a series fit over epochs of 8 batches waits 80 steps. What
-    early stopping waits for is updates without improvement, and their number should not depend on how the data
-    is cut into epochs (docs/training_speed.md, "Patience in steps on long epochs")."""
+    epoch is longer than ``min_epoch_steps`` batches, and epochs hold at most half of them
+    (:func:`validation_steps`): a table of 20,000 rows then waits 2 epochs of 40 steps instead of 10 passes of 71
+    (710 steps), as a series fit over epochs of 8 batches waits 80 steps. What early stopping waits for is updates
+    without improvement, and their number should not depend on how the data is cut into epochs
+    (docs/training_speed.md, "Patience in steps on long epochs")."""
     steps = math.ceil(config.patience * config.min_epoch_steps / max(1, steps_per_epoch))
     return steps if config.patience_in_steps else max(config.patience, steps)
 
@@ -152,10 +155,44 @@ def patience_epochs(config: TrainConfig, steps_per_epoch: int) -> int:
 def epoch_samples(n: int, config: TrainConfig) -> int:
     """Training samples per epoch of ``n``: ceil(epoch_fraction · n), but at least ``min_epoch_steps`` batches
     (or all n): early stopping counts its patience in epochs, and a few steps per epoch would make it judge the
-    noisy validation loss over too few steps."""
+    noisy validation loss over too few steps. With ``patience_in_steps``, at most :func:`validation_steps`
+    batches."""
+    share = _fraction_samples(n, config)
+    cap = validation_steps(config)
+    return share if cap is None else min(share, cap * config.batch_size)
+
+
+def _fraction_samples(n: int, config: TrainConfig) -> int:
+    """:func:`epoch_samples` without the cap of ``patience_in_steps``."""
     if config.epoch_fraction >= 1.0:
         return n
     return max(epoch_share(n, config.epoch_fraction), min(n, config.min_epoch_steps * config.batch_size))
+
+
+def validation_steps(config: TrainConfig) -> int | None:
+    """With ``patience_in_steps``, the most optimiser steps between two validations: half the patience's steps,
+    ceil(patience · min_epoch_steps / 2), and at least ``min_epoch_steps`` (None without it: an epoch is the
+    fraction of the samples).
+
+    Patience in steps is rounded up to whole epochs (:func:`patience_epochs`), and an epoch of a table was a pass
+    over its rows: 71 steps of 20,000 rows at batch 256 made the 80 steps of patience 142, and a pass of 100,000
+    rows (352 steps) made them 352. Epochs of at most half the patience make it 80 steps wherever epochs are long,
+    and every stop comes within 80 steps of the best held-out loss, i.e. at two validations without improvement:
+    one would stop at the first noisy rise. The held-out samples validated shrink with the epoch (the same fraction
+    as the training ones, :func:`fit_shards`), so validation costs the same per step as before. Measured on tables
+    of 20,000-100,000 rows: 25-55 % less time to a test AUROC within -0.0010..+0.0003 (docs/training_speed.md,
+    "validation every 40 steps")."""
+    if not config.patience_in_steps:
+        return None
+    return max(config.min_epoch_steps, math.ceil(config.patience * config.min_epoch_steps / 2))
+
+
+def epochs_for_passes(n: int, config: TrainConfig) -> int:
+    """The epochs :func:`fit_shards` runs on ``n`` training samples: ``config.epochs``, or as many more as keep
+    the passes over the samples where :func:`validation_steps` shortened the epochs (``epochs`` bounds passes)."""
+    capped = epoch_samples(n, config)
+    full = _fraction_samples(n, config)
+    return config.epochs if capped >= full else math.ceil(config.epochs * full / max(capped, 1))
 
 
 class _Sweep:
@@ -368,7 +405,8 @@ def fit_shards(model: nn.Module, shards: Sequence[Shard], config: TrainConfig, *
     best_val, best_state, waited = math.inf, None, 0
     patience = patience_epochs(config, plan.steps)
 
-    bar = tqdm(range(config.epochs), desc=desc, disable=not (verbose and sync.is_main), leave=False, unit="epoch")
+    bar = tqdm(range(epochs_for_passes(n_all, config)), desc=desc, disable=not (verbose and sync.is_main),
+               leave=False, unit="epoch")
     for epoch in bar:
         model.train()
         started = time.perf_counter()
