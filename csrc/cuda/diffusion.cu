@@ -5,8 +5,10 @@
 //
 // In-kernel noise: one thread per Philox counter j (grid-stride loop); its four normals feed elements j, q + j,
 // 2q + j, 3q + j (q = ceil(B·M / 4)), so a warp reads and writes four contiguous runs: coalesced. The reduction
-// gives each (b, t) to one thread, so no two threads update one score and no atomics are needed. No host
-// synchronisation anywhere: a sampling loop of these ops can be captured in a CUDA graph.
+// gives each (b, t) to one thread, so no two threads update one score and no atomics are needed; where the
+// channels are contiguous and few, a block first reads a tile of rows as consecutive elements into shared memory
+// (genad/recon_tile.h). No host synchronisation anywhere: a sampling loop of these ops can be captured in a CUDA
+// graph.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
@@ -19,6 +21,7 @@
 #include "genad/cuda_helpers.cuh"
 #include "genad/diffusion.h"
 #include "genad/host/diffusion.h"
+#include "genad/recon_tile.h"
 
 namespace genad {
 namespace cuda {
@@ -130,6 +133,33 @@ __global__ void recon_error_kernel(Recon<T> p, int64_t BT) {
   }
 }
 
+// A block per tile of recon_tile::kRows rows (genad/recon_tile.h): offsets, then the terms read as consecutive
+// elements into shared memory, then one thread per row sums them. Channel strides 1, and recon_tile::fits<T>(C).
+template <typename T>
+__global__ void __launch_bounds__(recon_tile::kRows) recon_tile_kernel(Recon<T> p, int64_t BT) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  auto* offsets = reinterpret_cast<recon_tile::RowOffsets*>(shared);
+  T* terms = reinterpret_cast<T*>(shared + recon_tile::kRows * sizeof(recon_tile::RowOffsets));
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * recon_tile::kRows;
+  const int rows = static_cast<int>(BT - r0 < recon_tile::kRows ? BT - r0 : recon_tile::kRows);
+  const int i = static_cast<int>(threadIdx.x);
+  if (i < rows) offsets[i] = recon_tile::row_offsets(p, r0 + i);
+  __syncthreads();
+  const int n = rows * static_cast<int>(p.C);
+#pragma unroll 4
+  for (int f = i; f < n; f += recon_tile::kRows) recon_tile::store_term<T>(p, offsets, f, terms);
+  __syncthreads();
+  if (i < rows) recon_tile::add_row<T>(p, terms, r0 + i, i);
+}
+
+// The tiles: channel strides 1, a tile of the C channels within the shared-memory budget, a grid of tiles within
+// the launch limit (else the one-thread-per-row kernel, grid-stride).
+template <typename T>
+bool tiles_apply(const Recon<T>& p, int64_t BT) {
+  return p.x2 == 1 && p.h2 == 1 && (p.m == nullptr || p.m2 == 1) && recon_tile::fits<T>(p.C) &&
+         (BT + recon_tile::kRows - 1) / recon_tile::kRows <= 0x7fffffff;
+}
+
 void recon_error_accumulate_cuda(at::Tensor score, const at::Tensor& x, const at::Tensor& x_hat,
                                  const std::optional<at::Tensor>& mask, double weight) {
   const host::ReconArgs args = host::check_recon(host::kCUDA, score, x, x_hat, mask);
@@ -139,7 +169,14 @@ void recon_error_accumulate_cuda(at::Tensor score, const at::Tensor& x, const at
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "genad_fast_recon_error_cuda", [&] {
     const Recon<scalar_t> p = host::recon_params<scalar_t, host::Restrict>(score, x, x_hat, mask, weight);
-    recon_error_kernel<scalar_t><<<blocks_for(static_cast<uint64_t>(B * Tn)), kThreads, 0, stream>>>(p, B * Tn);
+    const int64_t BT = B * Tn;
+    if (tiles_apply(p, BT)) {
+      const int64_t tiles = (BT + recon_tile::kRows - 1) / recon_tile::kRows;
+      recon_tile_kernel<scalar_t><<<static_cast<unsigned>(tiles), recon_tile::kRows,
+                                    static_cast<size_t>(recon_tile::shared_bytes<scalar_t>(p.C)), stream>>>(p, BT);
+    } else {
+      recon_error_kernel<scalar_t><<<blocks_for(static_cast<uint64_t>(BT)), kThreads, 0, stream>>>(p, BT);
+    }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }

@@ -15,8 +15,10 @@ from op_specs.targets import LARGE, Target, sized
 OPS = ("recon_error_accumulate_",)
 LAYOUTS = ("btc", "bct")
 # Empty batch, empty series (C = 0 is an error, tested with the refusals), one element, odd sizes, C = 25 (the
-# benchmark's channels), a long thin series; BIG: the benchmark's shape on a GPU.
-SHAPES = [(0, 4, 3), (2, 0, 3), (1, 1, 1), (2, 7, 13), (3, 50, 25), (3, 50, 40), (1, 300, 2), sized(BIG, LARGE)]
+# benchmark's channels), C = 40 and 70 (past the CUDA tile kernel's 31 float64 and 63 float32 channels:
+# genad/recon_tile.h), a long thin series; BIG: the benchmark's shape on a GPU.
+SHAPES = [(0, 4, 3), (2, 0, 3), (1, 1, 1), (2, 7, 13), (3, 50, 25), (3, 50, 40), (2, 9, 70), (1, 300, 2),
+          sized(BIG, LARGE)]
 
 # Against the oracle: a mean over C channels of squares, summed in another order than torch's reduction. The CPU
 # kernel and the interpreter stay within 1e-6 (float32) and 1e-13 (float64) on these sizes; the GPU kernels,
