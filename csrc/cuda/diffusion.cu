@@ -114,22 +114,13 @@ at::Tensor diffusion_step_cuda(const at::Tensor& x_t, const at::Tensor& eps, con
 template <typename T>
 using Recon = host::ReconParams<T, host::Restrict>;
 
-// One thread per (b, t): the sum over channels in T (float32 or wider), then one read-modify-write of its score.
+// One thread per (b, t): the sum over channels in T (float32 or wider), then one read-modify-write of its score
+// (recon_tile::add_row_strided: any strides).
 template <typename T>
 __global__ void recon_error_kernel(Recon<T> p, int64_t BT) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < BT; r += stride) {
-    const int64_t bi = r / p.Tn, t = r - bi * p.Tn;
-    const T* x = p.x + bi * p.x0 + t * p.x1;
-    const T* h = p.h + bi * p.h0 + t * p.h1;
-    T acc = T(0);
-    if (p.m != nullptr) {
-      const T* m = p.m + bi * p.m0 + t * p.m1;
-      for (int64_t k = 0; k < p.C; ++k) acc += gd::masked_sq_err<T>(x[k * p.x2], h[k * p.h2], m[k * p.m2]);
-    } else {
-      for (int64_t k = 0; k < p.C; ++k) acc += gd::sq_err<T>(x[k * p.x2], h[k * p.h2]);
-    }
-    p.score[bi * p.s0 + t * p.s1] += p.weight * (acc / static_cast<T>(p.C));
+    recon_tile::add_row_strided<T>(p, r);
   }
 }
 

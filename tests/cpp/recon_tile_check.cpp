@@ -65,19 +65,7 @@ void tiled(const Params<T>& p, int64_t BT) {
 
 template <class T>
 void per_row(const Params<T>& p, int64_t BT) {  // csrc/cuda/diffusion.cu's recon_error_kernel, one row at a time
-  for (int64_t r = 0; r < BT; ++r) {
-    const int64_t bi = r / p.Tn, t = r - bi * p.Tn;
-    const T* x = p.x + bi * p.x0 + t * p.x1;
-    const T* h = p.h + bi * p.h0 + t * p.h1;
-    T acc = T(0);
-    if (p.m != nullptr) {
-      const T* m = p.m + bi * p.m0 + t * p.m1;
-      for (int64_t k = 0; k < p.C; ++k) acc += genad::diffusion::masked_sq_err<T>(x[k * p.x2], h[k * p.h2], m[k * p.m2]);
-    } else {
-      for (int64_t k = 0; k < p.C; ++k) acc += genad::diffusion::sq_err<T>(x[k * p.x2], h[k * p.h2]);
-    }
-    p.score[bi * p.s0 + t * p.s1] += p.weight * (acc / static_cast<T>(p.C));
-  }
+  for (int64_t r = 0; r < BT; ++r) rt::add_row_strided<T>(p, r);
 }
 
 template <class T>

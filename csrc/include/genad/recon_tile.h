@@ -13,6 +13,7 @@
 // Phase 0 (row_offsets): thread i < rows stores row r0 + i's offsets into x, x̂ and m (the one division by T).
 // Phase 1 (store_term): element f < rows·C of the tile, row f / C and channel f % C, writes its term.
 // Phase 2 (add_row): thread i < rows sums row i's C terms in channel order and adds w · sum / C to its score.
+// add_row_strided is the one-thread-a-row form, for every other layout.
 //
 // Terms sit at row·S + c with S = C | 1 (odd): in phase 2, 32 threads reading at stride S touch 32 distinct banks.
 #pragma once
@@ -72,6 +73,23 @@ GENAD_HD void add_row(const P& p, const T* terms, int64_t r, int row) {
   for (int c = 0; c < C; ++c) acc += own[c];
   const int64_t b = r / p.Tn, t = r - b * p.Tn;
   p.score[b * p.s0 + t * p.s1] += p.weight * (acc / static_cast<T>(C));
+}
+
+// The one-thread-a-row form for any strides: row r's terms summed in channel order and added to its score. The
+// CUDA kernel for the layouts the tiles do not take, and the reference the host check holds the tiles to.
+template <class T, class P>
+GENAD_HD void add_row_strided(const P& p, int64_t r) {
+  const int64_t b = r / p.Tn, t = r - b * p.Tn;
+  const T* x = p.x + b * p.x0 + t * p.x1;
+  const T* h = p.h + b * p.h0 + t * p.h1;
+  T acc = T(0);
+  if (p.m != nullptr) {
+    const T* m = p.m + b * p.m0 + t * p.m1;
+    for (int64_t k = 0; k < p.C; ++k) acc += diffusion::masked_sq_err<T>(x[k * p.x2], h[k * p.h2], m[k * p.m2]);
+  } else {
+    for (int64_t k = 0; k < p.C; ++k) acc += diffusion::sq_err<T>(x[k * p.x2], h[k * p.h2]);
+  }
+  p.score[b * p.s0 + t * p.s1] += p.weight * (acc / static_cast<T>(p.C));
 }
 
 }  // namespace recon_tile
