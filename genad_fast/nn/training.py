@@ -180,7 +180,7 @@ def validation_steps(config: TrainConfig) -> int | None:
     and every stop comes within 80 steps of the best held-out loss, i.e. at two validations without improvement:
     one would stop at the first noisy rise. The held-out samples validated shrink with the epoch (the same fraction
     as the training ones, :func:`fit_shards`), so validation costs the same per step as before. Measured on tables
-    of 20,000-100,000 rows: 25-55 % less time to a test AUROC within -0.0010..+0.0003 (docs/training_speed.md,
+    of 20,000-100,000 rows: 23-55 % less time to a test AUROC within -0.0010..+0.0003 (docs/training_speed.md,
     "validation every 40 steps")."""
     if not config.patience_in_steps:
         return None
