@@ -40,6 +40,10 @@ RUNS = {
     # the permutation mixing of wide flows, whose training steps run the fused actnorm_permute_split
     "flow-permutation": ("flow", dict(window=8, n_steps=2, hidden=16, epochs=2, batch_size=64,
                                       mixing="permutation"), "series"),
+    # patience 1: epochs of at most 8 batches (training.validation_steps) where a pass is 13, so the epochs of the
+    # global plan are cut the same way on one process and on two
+    "flow-short-epochs": ("flow", dict(window=8, n_steps=2, hidden=16, epochs=2, batch_size=64, patience=1),
+                          "series"),
     "diffusion": ("diffusion", dict(window=32, n_steps=10, residual_channels=8, n_layers=2, embedding_dim=16,
                                     epochs=2, batch_size=64, n_draws=1, tile_size=128), "series"),
     "vae": ("vae", dict(window=8, hidden=(8, 8), epochs=3, min_steps=0, batch_size=64, n_samples=2), "series"),
