@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(recon_tile::kRows) recon_tile_kernel(Recon<T> 
 #pragma unroll 4
   for (int f = i; f < n; f += recon_tile::kRows) recon_tile::store_term<T>(p, offsets, f, terms);
   __syncthreads();
-  if (i < rows) recon_tile::add_row<T>(p, terms, r0 + i, i);
+  if (i < rows) recon_tile::add_row<T>(p, offsets, terms, i);
 }
 
 // The tiles: channel strides 1, a tile of the C channels within the shared-memory budget, a grid of tiles within

@@ -59,7 +59,7 @@ void tiled(const Params<T>& p, int64_t BT) {
         if (writes[static_cast<size_t>(row * stride + c)] != 1) fail("term slot not written once", row, c);
       }
     }
-    for (int i = 0; i < rows; ++i) rt::add_row<T>(p, terms, r0 + i, i);
+    for (int i = 0; i < rows; ++i) rt::add_row<T>(p, offsets, terms, i);
   }
 }
 

@@ -10,7 +10,8 @@
 // consecutive elements (consecutive threads, consecutive addresses within a sample), writes them to shared memory,
 // and only then sums each row, one thread per row, channels in order, from shared memory.
 //
-// Phase 0 (row_offsets): thread i < rows stores row r0 + i's offsets into x, x̂ and m (the one division by T).
+// Phase 0 (row_offsets): thread i < rows stores row r0 + i's offsets into x, x̂, m and the score (the one
+// division by T).
 // Phase 1 (store_term): element f < rows·C of the tile, row f / C and channel f % C, writes its term.
 // Phase 2 (add_row): thread i < rows sums row i's C terms in channel order and adds w · sum / C to its score.
 // add_row_strided is the one-thread-a-row form, for every other layout.
@@ -30,7 +31,7 @@ constexpr int kRows = 128;                    // rows of a tile = threads of a b
 constexpr int kMaxRowBytes = 256;             // terms of a row in shared memory: kRows · 256 B = 32 KiB at most
 
 struct RowOffsets {
-  int64_t x, h, m;
+  int64_t x, h, m, score;
 };
 
 GENAD_HD int64_t row_stride(int64_t C) { return C | 1; }
@@ -52,7 +53,7 @@ GENAD_HD int64_t shared_bytes(int64_t C) {
 template <class P>
 GENAD_HD RowOffsets row_offsets(const P& p, int64_t r) {
   const int64_t b = r / p.Tn, t = r - b * p.Tn;
-  return {b * p.x0 + t * p.x1, b * p.h0 + t * p.h1, b * p.m0 + t * p.m1};
+  return {b * p.x0 + t * p.x1, b * p.h0 + t * p.h1, b * p.m0 + t * p.m1, b * p.s0 + t * p.s1};
 }
 
 template <class T, class P>
@@ -66,13 +67,12 @@ GENAD_HD void store_term(const P& p, const RowOffsets* offsets, int f, T* terms)
 }
 
 template <class T, class P>
-GENAD_HD void add_row(const P& p, const T* terms, int64_t r, int row) {
+GENAD_HD void add_row(const P& p, const RowOffsets* offsets, const T* terms, int row) {
   const int C = static_cast<int>(p.C);
   const T* own = terms + row * static_cast<int>(row_stride(C));
   T acc = T(0);
   for (int c = 0; c < C; ++c) acc += own[c];
-  const int64_t b = r / p.Tn, t = r - b * p.Tn;
-  p.score[b * p.s0 + t * p.s1] += p.weight * (acc / static_cast<T>(C));
+  p.score[offsets[row].score] += p.weight * (acc / static_cast<T>(C));
 }
 
 // The one-thread-a-row form for any strides: row r's terms summed in channel order and added to its score. The
