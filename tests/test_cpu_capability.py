@@ -126,6 +126,67 @@ def test_the_vector_variants_draw_the_same_normals():
     assert len(set(digests.values())) == 1, digests
 
 
+@needs_ext
+def test_avx2_knn_ranks_by_exact_distances():
+    """The AVX2 variant's kNN filters float32 references on int16 copies with a bound on the error and ranks the
+    survivors by their direct distances in double (csrc/cpu/knn_quantized.h), so its distances are the float64
+    reference's, bit for bit after the cast, on data built to trip a filter: near-ties on a sphere, exact ties on
+    an integer grid, duplicates that overflow the candidate lists, column scales 10^7 apart (where a float32
+    expansion is off by ~0.1), odd and wide rows, a large k, references off the expansion path, exclude_self."""
+    if "AVX2" not in runnable():
+        pytest.skip("this CPU does not run the AVX2 variant")
+    res = run_child("AVX2", "--knn-exact")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "knn exact: 12 cases" in res.stdout, res.stdout
+
+
+def _knn_exact_checks() -> None:
+    from genad_fast import ops
+    from genad_fast.ops.distance import hold_refs
+    from genad_fast.reference import distance as ref
+
+    g = torch.Generator().manual_seed(3)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g)
+
+    wide = randn(4000, 12)
+    wide[:, 0] *= 1e4
+    wide[:, 1:] *= 1e-3
+    centre = randn(60, 32)
+    dirs = randn(60, 150, 32)
+    sphere = (centre[:, None] + dirs / dirs.norm(dim=-1, keepdim=True)
+              * (1 + 1e-6 * torch.rand(60, 150, 1, generator=g))).reshape(-1, 32)
+    grid = torch.randint(0, 4, (3000, 6), generator=g).float()
+    dup = randn(50, 8).repeat(100, 1)
+    odd = randn(2000, 7)
+    off_path = randn(2000, 6)
+    off_path[5, 2], off_path[7, 1], off_path[9, 0] = float("inf"), float("nan"), 3e19
+    cases = [("gaussian", randn(300, 32), randn(4000, 32), 10, False),
+             ("exclude_self", odd, odd, 7, True),
+             ("duplicates", randn(200, 8), dup, 15, False),
+             ("duplicates, exclude_self", dup, dup, 5, True),
+             ("column scales 1e4 and 1e-3", wide[:200] + 1e-4 * randn(200, 12), wide, 5, False),
+             ("near-ties on a sphere", centre, sphere, 10, False),
+             ("integer grid, exclude_self", grid, grid, 20, True),
+             ("D = 1", randn(300, 1), randn(3000, 1), 4, False),
+             ("D = 300", randn(60, 300), randn(800, 300), 4, False),
+             ("k = 100", randn(60, 16), randn(4000, 16), 100, False),
+             ("refs off the expansion path", randn(100, 6), off_path, 5, False),
+             ("held refs", randn(150, 32), randn(3000, 32), 10, False)]
+    for name, q, r, k, exclude_self in cases:
+        hold = hold_refs(r) if name == "held refs" else None
+        try:
+            for _ in range(2 if hold is not None else 1):  # a held set: packed (and quantized) once, used twice
+                got = ops.knn_distance(q, r, k, exclude_self, backend="cpu")
+                want = ref.knn_distance(q.double(), r.double(), k, exclude_self).float()
+                assert torch.equal(got, want), (name, (got - want).abs().nan_to_num().max())
+        finally:
+            if hold is not None:
+                hold.release()
+    print(f"knn exact: {len(cases)} cases")
+
+
 def _randn_digest() -> str:
     import hashlib
 
@@ -346,5 +407,7 @@ if __name__ == "__main__":
         print(genad_fast.build_info()["cpu_capability"])
     elif "--randn-digest" in sys.argv:
         print(_randn_digest())
+    elif "--knn-exact" in sys.argv:
+        _knn_exact_checks()
     else:
         child_checks()

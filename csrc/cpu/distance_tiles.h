@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -79,6 +80,13 @@ struct PackedRefs {
   std::vector<int64_t> orig;      // [n_reg] row of each packed reference
   std::vector<int64_t> pos;       // [M] packed position of each row, −1 for an exact row
   std::vector<int64_t> exact;     // rows on the exact path, ascending
+  // A form derived from this one on first use and kept with it (the kNN's int16 copy, knn_quantized.h): built
+  // once, under its flag, by whichever call first needs it.
+  struct Derived {
+    std::once_flag once;
+    std::shared_ptr<const void> value;
+  };
+  std::shared_ptr<Derived> extra = std::make_shared<Derived>();
 
   const T* strip(int64_t s) const { return data.data() + s * D * Vec<T>::size(); }
 };
