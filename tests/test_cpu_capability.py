@@ -127,15 +127,15 @@ def test_the_vector_variants_draw_the_same_normals():
 
 
 @needs_ext
-def test_avx2_knn_ranks_by_exact_distances():
-    """The AVX2 variant's kNN filters float32 references on int16 copies with a bound on the error and ranks the
-    survivors by their direct distances in double (csrc/cpu/knn_quantized.h), so its distances are the float64
-    reference's, bit for bit after the cast, on data built to trip a filter: near-ties on a sphere, exact ties on
-    an integer grid, duplicates that overflow the candidate lists, column scales 10^7 apart (where a float32
-    expansion is off by ~0.1), odd and wide rows, a large k, references off the expansion path, exclude_self."""
-    if "AVX2" not in runnable():
-        pytest.skip("this CPU does not run the AVX2 variant")
-    res = run_child("AVX2", "--knn-exact")
+@pytest.mark.parametrize("capability", runnable())
+def test_knn_ranks_by_exact_distances(capability):
+    """Every variant's kNN keeps the references within a bound on its filter's error of the k-th (the float
+    expansion's; on AVX2 the int16 copies', csrc/cpu/knn_quantized.h) and ranks them by direct distances in
+    double (knn_candidates.h), so its float32 distances are the float64 reference's, bit for bit after the cast,
+    on data built to trip a filter: near-ties on a sphere, exact ties on an integer grid, duplicates that overflow
+    the candidate lists, column scales 10^7 apart (a float32 expansion that ranks alone is off by ~0.5 there),
+    odd and wide rows, a large k, references off the expansion path, exclude_self, a held set."""
+    res = run_child(capability, "--knn-exact")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "knn exact: 12 cases" in res.stdout, res.stdout
 

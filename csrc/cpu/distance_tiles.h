@@ -8,7 +8,8 @@
 // median of (a sample of) the finite references first (distances do not change; |q|² and |r|² get small, so the
 // expansion cancels less). What remains is an absolute error of about eps·(|q − c|² + |r − c|²) in d² (c the centre):
 // small next to the distances of data spread around its median, large for clusters far apart relative to
-// their own spread in float32 — float64 is the dtype for such data.
+// their own spread in float32 — float64 is the dtype for such data in the KDE. The kNN only filters with it and
+// ranks the survivors exactly (knn.cpp, knn_candidates.h).
 //
 // Rows the expansion cannot take — any NaN/inf, or a centred squared norm so large that |q|² + |r|² could
 // overflow — are set aside ("exact" rows) and their pairs computed by direct differences (genad/distance.h),

@@ -62,10 +62,7 @@ struct KnnState {
   C10_NOINLINE void cut(int64_t row, int64_t self, const Exact& exact) {
     double kth = k <= kInsertionMaxK ? cut_by_insertion(row, self) : cut_by_selection(row, self);
     if (count[row] > reduce_at) kth = rank_exactly(row, exact);
-    const double bound = kth + slack[row];
-    T up = static_cast<T>(bound);
-    if (static_cast<double>(up) < bound) up = std::nextafter(up, std::numeric_limits<T>::infinity());
-    thr[row] = up;
+    thr[row] = round_up(kth + slack[row]);
   }
 
  private:
@@ -76,12 +73,12 @@ struct KnnState {
     int32_t* p = pos.data() + row * cap;
     const int64_t n = count[row];
     const double s = slack[row];
+    T bound = std::numeric_limits<T>::infinity();  // the k-th + s rounded up, once k are in
     int64_t m = 0;  // v[0 .. m) the kept ones, ascending; m <= t, so the head never overwrites an unread entry
     for (int64_t t = 0; t < n; ++t) {
       const T x = v[t];
       const int32_t at = p[t];
-      if (at == self) continue;  // positions are >= 0: self = -1 drops none
-      if (m >= k && static_cast<double>(x) > static_cast<double>(v[k - 1]) + s) continue;
+      if (at == self || x > bound) continue;  // positions are >= 0: self = -1 drops none
       int64_t j = m;
       for (; j > 0 && x < v[j - 1]; --j) {
         v[j] = v[j - 1];
@@ -90,13 +87,20 @@ struct KnnState {
       v[j] = x;
       p[j] = at;
       ++m;
-      if (m > k && j < k) {  // the k-th moved down: the tail above its new bound goes
-        const double bound = static_cast<double>(v[k - 1]) + s;
-        while (m > k && static_cast<double>(v[m - 1]) > bound) --m;
+      if (m >= k && j < k) {  // a new k-th: the tail above its bound goes
+        bound = round_up(static_cast<double>(v[k - 1]) + s);
+        while (m > k && v[m - 1] > bound) --m;
       }
     }
     count[row] = m;
     return m >= k ? static_cast<double>(v[k - 1]) : std::numeric_limits<double>::infinity();
+  }
+
+  // x as a T, rounded up (a bound rounded down could drop a candidate it must keep).
+  static T round_up(double x) {
+    T up = static_cast<T>(x);
+    if (static_cast<double>(up) < x) up = std::nextafter(up, std::numeric_limits<T>::infinity());
+    return up;
   }
 
   // cut() for larger k: a selection (nth_element) of the k-th, then the values not above the bound, in list

@@ -31,9 +31,11 @@ differences in tiles). Inputs may be column slices of a bigger matrix (unit last
 
 Precision of the cpu backend: the expansion |q|² + |r|² − 2 q·r carries an absolute error in d² of about
 eps·(|q|² + |r|²) (eps = 6e-8 in float32), so KDE log-densities may be off by up to eps·(|q|² + |r|²)/(2h²)
-nats and kNN distances by sqrt(eps·(|q|² + |r|²)) where the distance itself is small. That is negligible on
-standardised data (the detectors standardise by default: |q|², |r|² ~ d, h ~ 1); on raw data whose spread
-is large next to the bandwidth, standardise first or pass float64.
+nats. That is negligible on standardised data (the detectors standardise by default: |q|², |r|² ~ d, h ~ 1); on
+raw data whose spread is large next to the bandwidth, standardise first or pass float64. ``knn_distance`` only
+filters with the expansion (on AVX2 float32, with int16 copies of the rows): it keeps every reference within a
+bound on the filter's error of the k-th, and ranks those by their direct differences in double, so its distances
+are the float64 k nearest of the inputs, rounded once to their dtype, whatever the data's scale.
 
 These ops have no autograd formula — they are scores, not training losses: inputs that require grad (with grad
 mode on) are rejected with an error rather than silently detached. Bandwidth rules for ``bandwidth=``:
