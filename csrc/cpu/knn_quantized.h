@@ -32,10 +32,6 @@
 namespace genad::cpu::CPU_CAPABILITY::dist {
 
 #if defined(CPU_CAPABILITY_AVX2)
-constexpr bool kHaveQuantizedKnn = true;
-#else
-constexpr bool kHaveQuantizedKnn = false;
-#endif
 
 // Widths the int16 filter takes: the bound B falls as 1/√D (to 1448 at D = 1024), and with it the filter's
 // resolution; wider rows take the float tile.
@@ -44,6 +40,8 @@ constexpr int64_t kQuantizedMaxD = 1024;
 constexpr double kMinScale = 0x1p-60;
 // The float roundings' share of the margin: 2^-18·(|q| + |r|)², against about 9·2^-24 of it summed.
 constexpr double kRoundingShare = 0x1p-18;
+// A residual computed in float (x − s·v, one rounding) is within 2^-23 of itself of the true one.
+constexpr double kResidualRounding = 1.0 + 0x1p-20;
 
 // The int16 magnitude bound B for rows of `d_pad` (even) coordinates: D·B² < 2^31, at most 32767.
 inline int32_t quantized_bound(int64_t d_pad) {
@@ -63,8 +61,8 @@ inline int16_t quantize(double x, double scale, int32_t bound) {
 struct QuantizedRefs {
   int64_t D = 0, Dp = 0;
   int32_t bound = 0;
-  double scale = 0.0;            // s_r
-  bool usable = false;           // the scale is within [kMinScale, ...) or 0
+  double scale = 0.0;            // s_r (a float's value)
+  bool usable = false;           // the scale is 0 or at least kMinScale
   std::vector<int16_t> data;     // [n_strips][Dp/2][L][2]
   std::vector<double> amax;      // [D] A_d
   std::vector<double> resid;     // [D] E_d
@@ -73,47 +71,79 @@ struct QuantizedRefs {
   const int16_t* strip(int64_t s) const { return data.data() + s * Dp * Vec<float>::size(); }
 };
 
+// Per coordinate, the lane-wise maximum over strips [s0, s1) of f(strip's vector of that coordinate), merged into
+// `out` (D vectors) under `lock`.
+template <class F>
+void strip_max(const PackedRefs<float>& P, int64_t s0, int64_t s1, std::vector<__m256>& out, std::mutex& lock,
+               const F& f) {
+  constexpr int64_t L = Vec<float>::size();
+  std::vector<__m256> local(P.D, _mm256_setzero_ps());
+  for (int64_t s = s0; s < s1; ++s) {
+    const float* src = P.strip(s);
+    for (int64_t d = 0; d < P.D; ++d) local[d] = _mm256_max_ps(local[d], f(s, d, _mm256_loadu_ps(src + d * L)));
+  }
+  std::lock_guard<std::mutex> guard(lock);
+  for (int64_t d = 0; d < P.D; ++d) out[d] = _mm256_max_ps(out[d], local[d]);
+}
+
+inline double lane_max(__m256 v) {
+  alignas(32) float x[8];
+  _mm256_store_ps(x, v);
+  return *std::max_element(x, x + 8);
+}
+
 inline std::shared_ptr<const QuantizedRefs> build_quantized_refs(const PackedRefs<float>& P) {
   constexpr int64_t L = Vec<float>::size();
+  constexpr int64_t kGrain = kPackGrain / L;
   auto Q = std::make_shared<QuantizedRefs>();
   const int64_t D = P.D, Dp = (D + 1) / 2 * 2, S = P.n_strips;
   Q->D = D;
   Q->Dp = Dp;
   Q->bound = quantized_bound(Dp);
-  Q->amax.assign(D, 0.0);
-  Q->resid.assign(D, 0.0);
-  for (int64_t s = 0; s < S; ++s) {  // padding lanes hold 0
-    const float* src = P.strip(s);
-    for (int64_t d = 0; d < D; ++d) {
-      for (int64_t l = 0; l < L; ++l) Q->amax[d] = std::max(Q->amax[d], std::fabs(double(src[d * L + l])));
-    }
-  }
-  const double top = S > 0 ? *std::max_element(Q->amax.begin(), Q->amax.end()) : 0.0;
-  Q->scale = top / Q->bound;
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  std::mutex lock;
+  std::vector<__m256> amax(D, _mm256_setzero_ps()), resid(D, _mm256_setzero_ps());
+  at::parallel_for(0, S, kGrain, [&](int64_t s0, int64_t s1) {  // padding lanes hold 0
+    strip_max(P, s0, s1, amax, lock, [&](int64_t, int64_t, __m256 x) { return _mm256_andnot_ps(sign, x); });
+  });
+  Q->amax.resize(D);
+  for (int64_t d = 0; d < D; ++d) Q->amax[d] = lane_max(amax[d]);
+  const double top = D > 0 ? *std::max_element(Q->amax.begin(), Q->amax.end()) : 0.0;
+  const float scale = static_cast<float>(top / Q->bound);
+  Q->scale = scale;
   Q->usable = Q->scale == 0.0 || Q->scale >= kMinScale;
+  Q->resid.assign(D, 0.0);
   if (!Q->usable) return Q;
+  // v = round(x / s) clamped to [−B, B] (any integer serves: the residual x − s·v is what the bound uses)
   Q->data.assign(S * Dp * L, 0);
-  std::mutex merge;
-  at::parallel_for(0, S, std::max<int64_t>(1, kPackGrain / L), [&](int64_t s0, int64_t s1) {
-    std::vector<double> resid(D, 0.0);
+  const __m256 inv = _mm256_set1_ps(scale > 0.0f ? 1.0f / scale : 0.0f), s_v = _mm256_set1_ps(scale);
+  const __m256 hi = _mm256_set1_ps(static_cast<float>(Q->bound)), lo = _mm256_set1_ps(-static_cast<float>(Q->bound));
+  const auto level = [&](__m256 x) {
+    const __m256 v = _mm256_round_ps(_mm256_mul_ps(x, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+  };
+  at::parallel_for(0, S, kGrain, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const float* src = P.strip(s);
-      int16_t* dst = Q->data.data() + s * Dp * L;
-      for (int64_t d = 0; d < D; ++d) {
-        for (int64_t l = 0; l < L; ++l) {
-          const double x = src[d * L + l];
-          const int16_t v = quantize(x, Q->scale, Q->bound);
-          dst[(d / 2) * 2 * L + 2 * l + d % 2] = v;
-          resid[d] = std::max(resid[d], std::fabs(x - Q->scale * v));
-        }
+      __m256i* dst = reinterpret_cast<__m256i*>(Q->data.data() + s * Dp * L);
+      for (int64_t d = 0; d < D; d += 2) {  // a pair of coordinates: lane l holds (v_d, v_{d+1}) as int16
+        const __m256i a = _mm256_cvtps_epi32(level(_mm256_loadu_ps(src + d * L)));
+        const __m256i b = d + 1 < D ? _mm256_cvtps_epi32(level(_mm256_loadu_ps(src + (d + 1) * L)))
+                                    : _mm256_setzero_si256();
+        _mm256_storeu_si256(dst + d / 2, _mm256_or_si256(_mm256_and_si256(a, _mm256_set1_epi32(0xFFFF)),
+                                                          _mm256_slli_epi32(b, 16)));
       }
     }
-    std::lock_guard<std::mutex> lock(merge);
-    for (int64_t d = 0; d < D; ++d) Q->resid[d] = std::max(Q->resid[d], resid[d]);
+    strip_max(P, s0, s1, resid, lock, [&](int64_t, int64_t, __m256 x) {
+      return _mm256_andnot_ps(sign, _mm256_fnmadd_ps(s_v, level(x), x));
+    });
   });
   double norm_max = 0.0, resid_sq = 0.0;
+  for (int64_t d = 0; d < D; ++d) {
+    Q->resid[d] = lane_max(resid[d]) * kResidualRounding;
+    resid_sq += Q->resid[d] * Q->resid[d];
+  }
   for (int64_t p = 0; p < P.n_reg; ++p) norm_max = std::max(norm_max, double(P.norm[p]));
-  for (const double e : Q->resid) resid_sq += e * e;
   Q->norm_bound = std::sqrt(norm_max) * (1.0 + 0x1p-20) + std::sqrt(resid_sq);
   return Q;
 }
@@ -160,7 +190,6 @@ struct QuantizedQueries {
   }
 };
 
-#if defined(CPU_CAPABILITY_AVX2)
 // Register tile of the int16 filter: R query rows × V strips, R·V int32 accumulators. A pair of coordinates is one
 // vpmaddwd of the query's pair (broadcast) with the strip's 8 lanes of pairs, then an add: 4 × 2 keeps the
 // 8 accumulators, 2 strip loads, the broadcast and the product in 12 of the 16 registers (4 × 3 needs 17 and
