@@ -6,8 +6,9 @@
 // (distance_tile.cuh), so memory stays O(N + M) and no N×M matrix exists. Each thread folds its 4×4 squared
 // distances of a tile (accumulated in the input's dtype) into an online log-sum-exp per query (genad/distance.h,
 // the code the CPU kernel runs for its exact path): a running max and a sum in double, so that the M terms of a
-// float32 query sum without float32 round-off (sm_80/sm_90 run double at half the float rate; the exponentials
-// are a small share of the work next to the D-long distance sums); at the end the 16 threads sharing a query
+// float32 query sum without float32 round-off, and each exponential in the input's precision (a double exp per
+// pair, a software routine of ~25 double operations, cost more than the pair's 32-long distance at D = 32: the
+// lead of docs/benchmark_gpu.md; expf is a few float operations); at the end the 16 threads sharing a query
 // merge their states with warp shuffles. NaN terms make the result NaN; −inf terms (an
 // infinite distance) add nothing.
 #include <ATen/ATen.h>
@@ -37,7 +38,8 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ Smem<T> sm;
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kTileQ;
-  gd::OnlineLse<double> lse[kPerThread];
+  // the sums in double, the exponentials in the input's precision (genad/distance.h, OnlineLse)
+  gd::OnlineLse<double, T> lse[kPerThread];
   for (int64_t r0 = 0; r0 < M; r0 += kTileR) {
     T d2[kPerThread][kPerThread];
     tile_sq_dist<T, T>(sm, q, sq, q0, N, r, sr, r0, M, D, d2);
