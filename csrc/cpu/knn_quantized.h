@@ -2,9 +2,9 @@
 // int16 copies of the centred rows, and a bound on their error per query keeps the filter exact.
 //
 // vpmaddwd does 16 multiply-adds of int16 pairs into int32 lanes an instruction, the FMA 8 of float32. Where it
-// issues on two ports (Intel from Skylake, AMD from Zen 3) the 4 × 2 int16 tile with its epilogue ran 1.27× the
-// 4 × 3 float tile (70 against 55 G lane-MAC/s, one Sapphire Rapids core at AVX2); where it issues on one (Haswell,
-// Zen 1-2) it runs at about the FMA tile's rate.
+// issues on two ports (Intel from Skylake on) the 4 × 2 int16 tile with its epilogue ran 1.27× the 4 × 3 float
+// tile (70 against 55 G lane-MAC/s, one Sapphire Rapids core at AVX2); where it issues on one (Haswell among
+// them) it does as many multiply-adds a cycle as two FMA ports, so it should run at about the FMA tile's rate.
 //
 // The arithmetic. Rows are centred as in distance_tiles.h (q, r below are the centred float rows). Each query
 // row gets its own scale s_q = max|q_d| / B and the references one scale s_r = max|r_{j,d}| / B, with
