@@ -346,6 +346,16 @@ inline int64_t panel_strips(int64_t D) {
   return strips / kStrips * kStrips;
 }
 
+// f(b0, rows, p0, p1) for a chunk's n packed queries in blocks of `block` rows (the last one shorter) and the
+// n_strips reference strips in panels of `panel`: every block passes over a panel while it is in L1.
+template <class F>
+inline void over_panels(int64_t n_strips, int64_t panel, int64_t n, int block, const F& f) {
+  for (int64_t p0 = 0; p0 < n_strips; p0 += panel) {
+    const int64_t p1 = std::min(n_strips, p0 + panel);
+    for (int64_t b0 = 0; b0 < n; b0 += block) f(b0, static_cast<int>(std::min<int64_t>(block, n - b0)), p0, p1);
+  }
+}
+
 // Queries per chunk: 128, fewer when that would leave a thread idle, a multiple of the register tile's rows.
 inline int64_t chunk_rows(int64_t N) {
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());

@@ -176,14 +176,9 @@ void kde_chunk(const KdeContext<T>& ctx, int64_t i0, int64_t i1, T* out) {
   ch.pack(ctx.q, ctx.sq, i0, i1, P.D, P.shift.data());
   std::vector<T> m_state(ch.n * L, std::numeric_limits<T>::lowest());  // finite start: no −inf − (−inf)
   std::vector<double> sd_state(ch.n * L, 0.0);
-  const int64_t panel = panel_strips<T>(P.D);
-  for (int64_t p0 = 0; p0 < P.n_strips; p0 += panel) {
-    const int64_t p1 = std::min(P.n_strips, p0 + panel);
-    for (int64_t b0 = 0; b0 < ch.n; b0 += kRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRows, ch.n - b0));
-      kde_rows(ctx, ch, b0, rows, p0, p1, m_state.data(), sd_state.data());
-    }
-  }
+  over_panels(P.n_strips, panel_strips<T>(P.D), ch.n, kRows, [&](int64_t b0, int rows, int64_t p0, int64_t p1) {
+    kde_rows(ctx, ch, b0, rows, p0, p1, m_state.data(), sd_state.data());
+  });
   for (int64_t row = 0; row < ch.n; ++row) {
     gd::OnlineLse<double> lse;
     for (int64_t l = 0; l < L; ++l) {

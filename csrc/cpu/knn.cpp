@@ -149,14 +149,9 @@ template <typename T>
 void search_expansion(const KnnContext<T>& ctx, const QueryChunk<T>& ch, KnnState<T>& st) {
   const PackedRefs<T>& P = *ctx.P;
   expansion_slack(ctx, ch, st.slack);
-  const int64_t panel = panel_strips<T>(P.D);
-  for (int64_t p0 = 0; p0 < P.n_strips; p0 += panel) {
-    const int64_t p1 = std::min(P.n_strips, p0 + panel);
-    for (int64_t b0 = 0; b0 < ch.n; b0 += kRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRows, ch.n - b0));
-      knn_rows(ctx, ch, b0, rows, p0, p1, st);
-    }
-  }
+  over_panels(P.n_strips, panel_strips<T>(P.D), ch.n, kRows, [&](int64_t b0, int rows, int64_t p0, int64_t p1) {
+    knn_rows(ctx, ch, b0, rows, p0, p1, st);
+  });
 }
 
 #if defined(CPU_CAPABILITY_AVX2)
@@ -235,33 +230,52 @@ void search_quantized(const KnnContext<float>& ctx, const QuantizedRefs& Q, cons
   QuantizedQueries qq;
   qq.build(ch, Q);
   st.slack = qq.slack;
-  const int64_t panel = quantized_panel_strips(Q.Dp);
-  for (int64_t p0 = 0; p0 < ctx.P->n_strips; p0 += panel) {
-    const int64_t p1 = std::min(ctx.P->n_strips, p0 + panel);
-    for (int64_t b0 = 0; b0 < ch.n; b0 += kQuantizedRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kQuantizedRows, ch.n - b0));
-      quantized_rows(ctx, ch, qq, Q, b0, rows, p0, p1, st);
-    }
-  }
+  const auto block = [&](int64_t b0, int rows, int64_t p0, int64_t p1) {
+    quantized_rows(ctx, ch, qq, Q, b0, rows, p0, p1, st);
+  };
+  over_panels(ctx.P->n_strips, quantized_panel_strips(Q.Dp), ch.n, kQuantizedRows, block);
 }
 #endif
+
+// Adds the direct distances (in double) of query row i to the reference rows `js` (j == i left out with
+// exclude_self) to the k best so far, d2[0 .. count) ascending with their rows idx; returns the new count.
+template <typename T, class Rows>
+int64_t insert_direct(const KnnContext<T>& ctx, int64_t i, const Rows& js, double* d2, int64_t* idx, int64_t count) {
+  const T* qi = ctx.q + i * ctx.sq;
+  for (const int64_t j : js) {
+    if (ctx.exclude_self && j == i) continue;
+    count = gd::sorted_insert(d2, idx, count, ctx.k, gd::sq_dist_direct<double>(qi, ctx.r + j * ctx.sr, ctx.P->D), j);
+  }
+  return count;
+}
+
+// Writes query row i's k distances √d2.
+template <typename T>
+void write_distances(const KnnContext<T>& ctx, int64_t i, const double* d2, int64_t count, T* out) {
+  TORCH_INTERNAL_ASSERT(count == ctx.k, "knn_distance: found ", count, " of ", ctx.k, " neighbours");
+  for (int64_t t = 0; t < ctx.k; ++t) out[i * ctx.k + t] = static_cast<T>(std::sqrt(d2[t]));
+}
+
+// The rows 0 .. M − 1, for insert_direct.
+struct AllRows {
+  int64_t M;
+  struct It {
+    int64_t j;
+    int64_t operator*() const { return j; }
+    It& operator++() { ++j; return *this; }
+    bool operator!=(const It& o) const { return j != o.j; }
+  };
+  It begin() const { return {0}; }
+  It end() const { return {M}; }
+};
 
 // The chunk's queries on the exact path: every reference by direct differences.
 template <typename T>
 void knn_exact_queries(const KnnContext<T>& ctx, const QueryChunk<T>& ch, T* out) {
-  const int64_t k = ctx.k, D = ctx.P->D;
-  std::vector<double> dv(k);
-  std::vector<int64_t> idx(k);
+  std::vector<double> d2(ctx.k);
+  std::vector<int64_t> idx(ctx.k);
   for (const int64_t i : ch.exact) {
-    const T* qi = ctx.q + i * ctx.sq;
-    int64_t count = 0;
-    for (int64_t j = 0; j < ctx.P->M; ++j) {
-      if (ctx.exclude_self && j == i) continue;
-      count = gd::sorted_insert(dv.data(), idx.data(), count, k, gd::sq_dist_direct<double>(qi, ctx.r + j * ctx.sr, D),
-                                j);
-    }
-    TORCH_INTERNAL_ASSERT(count == k, "knn_distance: found ", count, " of ", k, " neighbours");
-    for (int64_t t = 0; t < k; ++t) out[i * k + t] = static_cast<T>(std::sqrt(dv[t]));
+    write_distances(ctx, i, d2.data(), insert_direct(ctx, i, AllRows{ctx.P->M}, d2.data(), idx.data(), 0), out);
   }
 }
 
@@ -296,13 +310,7 @@ void knn_chunk(const KnnContext<T>& ctx, const void* Q, int64_t i0, int64_t i1, 
       const int64_t j = P.orig[cand[t]];
       count = gd::sorted_insert(d2.data(), idx.data(), count, k, sq_dist_double(qi, ctx.r + j * ctx.sr, D), j);
     }
-    for (const int64_t j : P.exact) {
-      if (ctx.exclude_self && j == i) continue;
-      count = gd::sorted_insert(d2.data(), idx.data(), count, k, gd::sq_dist_direct<double>(qi, ctx.r + j * ctx.sr, D),
-                                j);
-    }
-    TORCH_INTERNAL_ASSERT(count == k, "knn_distance: found ", count, " of ", k, " neighbours");
-    for (int64_t t = 0; t < k; ++t) out[i * k + t] = static_cast<T>(std::sqrt(d2[t]));
+    write_distances(ctx, i, d2.data(), insert_direct(ctx, i, P.exact, d2.data(), idx.data(), count), out);
   }
   knn_exact_queries(ctx, ch, out);
 }
