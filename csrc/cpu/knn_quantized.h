@@ -17,7 +17,7 @@
 // reference among the k nearest has t <= the k-th true t of those seen <= k-th kept value + margin_q, so its
 // t̃ < that + 2·margin_q (ties of equal value aside, which give the same distances). The candidates that survive
 // the pass are ranked by their exact distances (direct differences in double), so the op's results are the
-// float64 ones, where the float filter of the other variants may swap near-ties.
+// float64 ones, as the other variants' (their float filter keeps its own slack: knn.cpp, expansion_slack).
 #pragma once
 
 #include <algorithm>
