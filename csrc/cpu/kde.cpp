@@ -114,8 +114,8 @@ struct KdeEpilogue {
 
 // One block of R packed queries (rows b0 … b0 + R − 1 of the chunk) against the strips [p0, p1).
 template <typename T, int R>
-C10_NOINLINE void kde_block(const KdeContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, int64_t p0, int64_t p1, T* m_state,
-               double* sd_state) {
+C10_NOINLINE void kde_block(const KdeContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, int64_t p0,
+                            int64_t p1, T* m_state, double* sd_state) {
   constexpr int64_t L = Vec<T>::size();
   const PackedRefs<T>& P = *ctx.P;
   KdeEpilogue<T, R> epi;

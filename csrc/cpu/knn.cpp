@@ -126,8 +126,8 @@ struct KnnEpilogue {
 };
 
 template <typename T, int R>
-C10_NOINLINE void knn_block(const KnnContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, int64_t p0, int64_t p1,
-               KnnState<T>& st) {
+C10_NOINLINE void knn_block(const KnnContext<T>& ctx, const QueryChunk<T>& ch, int64_t b0, int64_t p0,
+                            int64_t p1, KnnState<T>& st) {
   const PackedRefs<T>& P = *ctx.P;
   KnnEpilogue<T, R> epi{&st, &ctx, &ch, b0, {}, P.norm.data()};
   for (int r = 0; r < R; ++r) epi.self[r] = ctx.exclude_self ? P.pos[ch.orig[b0 + r]] : -1;
@@ -197,8 +197,9 @@ struct QuantizedEpilogue {
 };
 
 template <int R>
-C10_NOINLINE void quantized_block(const KnnContext<float>& ctx, const QueryChunk<float>& ch, const QuantizedQueries& qq,
-                     const QuantizedRefs& Q, int64_t b0, int64_t p0, int64_t p1, KnnState<float>& st) {
+C10_NOINLINE void quantized_block(const KnnContext<float>& ctx, const QueryChunk<float>& ch,
+                                  const QuantizedQueries& qq, const QuantizedRefs& Q, int64_t b0, int64_t p0,
+                                  int64_t p1, KnnState<float>& st) {
   QuantizedEpilogue<R> epi{&st, &qq, &ctx, &ch, b0, {}, ctx.P->norm.data()};
   for (int r = 0; r < R; ++r) epi.self[r] = ctx.exclude_self ? ctx.P->pos[ch.orig[b0 + r]] : -1;
   const int16_t* q = qq.rows.data() + b0 * Q.Dp;
