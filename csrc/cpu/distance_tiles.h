@@ -78,6 +78,7 @@ struct PackedRefs {
   std::vector<T> shift;           // [D] the centre subtracted from every row
   std::vector<T> data;            // [n_strips][D][L]
   std::vector<T> norm;            // [n_strips · L] |r − shift|² (padding: +inf)
+  double norm_max = 0.0;          // the largest |r − shift|² of the packed references, in double
   std::vector<int64_t> orig;      // [n_reg] row of each packed reference
   std::vector<int64_t> pos;       // [M] packed position of each row, −1 for an exact row
   std::vector<int64_t> exact;     // rows on the exact path, ascending
@@ -149,6 +150,7 @@ PackedRefs<T> pack_refs(const T* r, int64_t sr, int64_t M, int64_t D) {
   for (int64_t i = 0; i < M; ++i) {
     if (finite[i] && norms[i] <= limit) {
       P.pos[i] = P.n_reg++;
+      P.norm_max = std::max(P.norm_max, norms[i]);
     } else {
       P.exact.push_back(i);
     }

@@ -320,10 +320,8 @@ template <typename T>
 void knn_impl(const at::Tensor& queries, const at::Tensor& refs, int64_t k, bool exclude_self, at::Tensor& out) {
   const int64_t N = queries.size(0), M = refs.size(0), D = queries.size(1);
   const std::shared_ptr<const PackedRefs<T>> P = packed_refs<T>(refs, M, D);  // held sets: packed once
-  double norm_max = 0.0;
-  for (int64_t p = 0; p < P->n_reg; ++p) norm_max = std::max(norm_max, static_cast<double>(P->norm[p]));
   const KnnContext<T> ctx{P.get(), queries.const_data_ptr<T>(), queries.stride(0), refs.const_data_ptr<T>(),
-                          refs.stride(0), k, exclude_self, std::sqrt(norm_max) * (1.0 + 0x1p-20)};
+                          refs.stride(0), k, exclude_self, std::sqrt(P->norm_max) * (1.0 + 0x1p-20)};
   std::shared_ptr<const void> quantized;  // the int16 filter's references, where it runs
 #if defined(CPU_CAPABILITY_AVX2)
   if constexpr (std::is_same_v<T, float>) {

@@ -138,13 +138,12 @@ inline std::shared_ptr<const QuantizedRefs> build_quantized_refs(const PackedRef
       return _mm256_andnot_ps(sign, _mm256_fnmadd_ps(s_v, level(x), x));
     });
   });
-  double norm_max = 0.0, resid_sq = 0.0;
+  double resid_sq = 0.0;
   for (int64_t d = 0; d < D; ++d) {
     Q->resid[d] = lane_max(resid[d]) * kResidualRounding;
     resid_sq += Q->resid[d] * Q->resid[d];
   }
-  for (int64_t p = 0; p < P.n_reg; ++p) norm_max = std::max(norm_max, double(P.norm[p]));
-  Q->norm_bound = std::sqrt(norm_max) * (1.0 + 0x1p-20) + std::sqrt(resid_sq);
+  Q->norm_bound = std::sqrt(P.norm_max) * (1.0 + 0x1p-20) + std::sqrt(resid_sq);
   return Q;
 }
 
