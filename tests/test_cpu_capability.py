@@ -134,7 +134,8 @@ def test_knn_ranks_by_exact_distances(capability):
     double (knn_candidates.h), so its float32 distances are the float64 reference's, bit for bit after the cast,
     on data built to trip a filter: near-ties on a sphere, exact ties on an integer grid, duplicates that overflow
     the candidate lists, column scales 10^7 apart (a float32 expansion that ranks alone is off by ~0.5 there),
-    odd and wide rows, a large k, references off the expansion path, exclude_self, a held set."""
+    odd and wide rows, a large k, references off the expansion path, exclude_self, a held set, and four threads
+    sharing one held set whose packed form the first of them builds."""
     res = run_child(capability, "--knn-exact")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "knn exact: 12 cases" in res.stdout, res.stdout
@@ -184,6 +185,17 @@ def _knn_exact_checks() -> None:
         finally:
             if hold is not None:
                 hold.release()
+    # threads sharing one held set: its packed form (and, on AVX2, the int16 copy) is built by whichever call comes
+    # first, once, while the others wait for it
+    from concurrent.futures import ThreadPoolExecutor
+
+    q, r = randn(400, 32), randn(6000, 32)
+    want = ref.knn_distance(q.double(), r.double(), 10).float()
+    with hold_refs(r):
+        with ThreadPoolExecutor(4) as pool:
+            outs = list(pool.map(lambda part: ops.knn_distance(q[part::4], r, 10, backend="cpu"), range(4)))
+    for part, got in enumerate(outs):
+        assert torch.equal(got, want[part::4]), ("threads sharing a held set", part)
     print(f"knn exact: {len(cases)} cases")
 
 

@@ -229,8 +229,7 @@ void quantized_rows(const KnnContext<float>& ctx, const QueryChunk<float>& ch, c
 void search_quantized(const KnnContext<float>& ctx, const QuantizedRefs& Q, const QueryChunk<float>& ch,
                       KnnState<float>& st) {
   QuantizedQueries qq;
-  qq.build(ch, Q);
-  st.slack = qq.slack;
+  qq.build(ch, Q, st.slack);
   const auto block = [&](int64_t b0, int rows, int64_t p0, int64_t p1) {
     quantized_rows(ctx, ch, qq, Q, b0, rows, p0, p1, st);
   };

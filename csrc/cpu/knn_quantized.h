@@ -154,17 +154,15 @@ inline std::shared_ptr<const QuantizedRefs> quantized_refs(const PackedRefs<floa
 }
 
 // A chunk's packed query rows in int16 ([n][Dp]) with, per row, the coefficient −2·s_q·s_r of the int32 sums
-// and the candidates' slack 2·margin_q (header comment).
+// and the candidates' slack 2·margin_q (header comment), written to `slack` (the candidate lists' own, [n]).
 struct QuantizedQueries {
   std::vector<int16_t> rows;
   std::vector<float> coef;
-  std::vector<double> slack;
 
-  void build(const QueryChunk<float>& ch, const QuantizedRefs& Q) {
+  void build(const QueryChunk<float>& ch, const QuantizedRefs& Q, std::vector<double>& slack) {
     const int64_t D = Q.D, Dp = Q.Dp, n = ch.n;
     rows.assign(n * Dp, 0);
     coef.resize(n);
-    slack.resize(n);
     for (int64_t i = 0; i < n; ++i) {
       const float* q = ch.rows.data() + i * D;
       double top = 0.0;
