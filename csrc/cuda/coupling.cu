@@ -1,7 +1,9 @@
 // CUDA kernels of the fused affine coupling (genad_fast::coupling_forward / _inverse / _backward).
 //
-// One warp per row: lanes stride over the row's D columns (coalesced loads of x, s_raw and t; rows may
-// have any stride, so column slices are read in place), the row's logdet is reduced with warp shuffles.
+// Forward and inverse: each row gets a group of G lanes (the smallest power of two covering its D / V vectors, at
+// most a warp) and each lane loads V elements at once, 16 bytes, where every row start is aligned (else V = 1);
+// the row's logdet is a butterfly of shuffles within the group (genad/row_groups.h says why: bytes in flight).
+// Rows may have any stride, so column slices are read in place. The backward keeps one warp per row.
 // Per-element math is genad/coupling.h, the same code the CPU kernel's scalar tail runs.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -13,39 +15,36 @@
 #include <tuple>
 
 #include "genad/coupling.h"
+#include "genad/coupling_lane.h"
 #include "genad/cuda_helpers.cuh"
 #include "genad/host/coupling.h"
+#include "genad/row_groups.h"
 
 namespace genad {
 namespace cuda {
 namespace {
 
 namespace gc = genad::coupling;
+namespace rg = genad::row_groups;
 
 constexpr int kWarpsPerBlock = 8;
 
-template <typename scalar_t, bool kInverse>
+template <typename scalar_t, bool kInverse, int V>
 __global__ void coupling_kernel(const scalar_t* __restrict__ a, int64_t stride_a,  // [N, D] x or y
                                 const scalar_t* __restrict__ h, int64_t stride_h,  // [N, 2D] (s_raw | t)
                                 scalar_t* __restrict__ out,                        // [N, D] contiguous
                                 scalar_t* __restrict__ logdet,                     // [N]
-                                int64_t N, int64_t D, scalar_t clamp) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  const int lane = threadIdx.x % kWarp;
-  if (row >= N) return;  // whole warps leave together, so the shuffles below stay full-warp
-  const scalar_t* ar = a + row * stride_a;
-  const scalar_t* sr = h + row * stride_h;
-  const scalar_t* tr = sr + D;
-  scalar_t* orow = out + row * D;
+                                int64_t N, int64_t D, scalar_t clamp, int log2_lanes) {
+  const rg::RowLane at = rg::row_lane(blockIdx.x, threadIdx.x, log2_lanes);
   scalar_t acc = 0;
-  for (int64_t j = lane; j < D; j += kWarp) {
-    const scalar_t s = gc::soft_clamp<gc::ScalarMath>(sr[j], clamp);
-    orow[j] = kInverse ? gc::inverse_elem<gc::ScalarMath>(ar[j], s, tr[j])
-                       : gc::forward_elem<gc::ScalarMath>(ar[j], s, tr[j]);
-    acc += s;
+  if (at.row < N) {
+    const scalar_t* sr = h + at.row * stride_h;
+    acc = gc::coupling_lane<kInverse, V>(a + at.row * stride_a, sr, sr + D, out + at.row * D, D / V, at.lane,
+                                         1 << log2_lanes, clamp);
   }
-  acc = warp_sum(acc);
-  if (lane == 0) logdet[row] = kInverse ? -acc : acc;
+  // every lane of the warp takes part (rows past N add 0): a group never straddles a warp
+  acc = group_sum(acc, log2_lanes);
+  if (at.row < N && at.lane == 0) logdet[at.row] = kInverse ? -acc : acc;
 }
 
 template <typename scalar_t, bool kInverse>
@@ -89,12 +88,23 @@ std::tuple<at::Tensor, at::Tensor> coupling_cuda(const at::Tensor& a, const at::
   const c10::cuda::CUDAGuard guard(a.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "genad_fast_coupling_cuda", [&] {
+    constexpr int kV = rg::kVectorBytes / sizeof(scalar_t);
+    const scalar_t* ap = a.const_data_ptr<scalar_t>();
+    const scalar_t* hp = h.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    const bool wide = D % kV == 0 && rg::rows_aligned(ap, a.stride(0), kV) && rg::rows_aligned(hp, h.stride(0), kV) &&
+                      rg::rows_aligned<scalar_t>(op, D, kV);
+    const int log2 = rg::log2_lanes(wide ? D / kV : D);
     auto launch = [&](auto kernel) {
-      kernel<<<blocks_for(N), kWarp * kWarpsPerBlock, 0, stream>>>(
-          a.const_data_ptr<scalar_t>(), a.stride(0), h.const_data_ptr<scalar_t>(), h.stride(0),
-          out.mutable_data_ptr<scalar_t>(), logdet.mutable_data_ptr<scalar_t>(), N, D, static_cast<scalar_t>(clamp));
+      kernel<<<static_cast<unsigned>(rg::blocks_for(N, log2)), rg::kThreads, 0, stream>>>(
+          ap, a.stride(0), hp, h.stride(0), op, logdet.mutable_data_ptr<scalar_t>(), N, D,
+          static_cast<scalar_t>(clamp), log2);
     };
-    inverse ? launch(coupling_kernel<scalar_t, true>) : launch(coupling_kernel<scalar_t, false>);
+    if (wide) {
+      inverse ? launch(coupling_kernel<scalar_t, true, kV>) : launch(coupling_kernel<scalar_t, false, kV>);
+    } else {
+      inverse ? launch(coupling_kernel<scalar_t, true, 1>) : launch(coupling_kernel<scalar_t, false, 1>);
+    }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {out, logdet};

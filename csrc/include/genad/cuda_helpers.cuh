@@ -15,6 +15,14 @@ __device__ __forceinline__ T warp_sum(T v) {
   return v;
 }
 
+// The sum of v over each aligned group of 2^log2_lanes lanes (a row's group, genad/row_groups.h), left in every
+// lane of the group: the butterfly of warp_sum stopped at offset 2^log2_lanes / 2. All 32 lanes must take part.
+template <typename T>
+__device__ __forceinline__ T group_sum(T v, int log2_lanes) {
+  for (int o = (1 << log2_lanes) >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
 // Blocks for one warp per row, `warps_per_block` rows a block.
 inline unsigned warp_row_blocks(int64_t rows, int warps_per_block) {
   return static_cast<unsigned>((rows + warps_per_block - 1) / warps_per_block);
