@@ -5,7 +5,8 @@ Same math as csrc/include/genad/anogan.h:
 with sign(0) = 0 and sign(NaN) = NaN; and for each active row, step += 1, m = lerp(m, g, 1−β1),
 v = v·β2 + (1−β2)·g², z += (−lr/(1−β1^step))·m / (√v/√(1−β2^step) + ε), in torch.optim.Adam's order.
 
-One program owns BLOCK_B rows and walks their columns in chunks; inputs are read (and z, m, v written)
+One program owns BLOCK_B rows and walks their columns in chunks of BLOCK_K (kernels/tiles.py: BLOCK_K the next
+power of two >= the row length, at most 64, and BLOCK_B·BLOCK_K = 1024); inputs are read (and z, m, v written)
 through their row strides, so column slices are used in place.
 
 Scalars: the float arguments are annotated float64 so that compiled kernels get them exactly (a plain
@@ -21,8 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
-BLOCK_B = 16
-BLOCK_K = 64
+from .tiles import tile_shape
+
 
 
 @triton.jit
@@ -152,10 +153,10 @@ def anogan_residual(x: torch.Tensor, gx: torch.Tensor, fx: torch.Tensor, fgx: to
     grad_fgx = torch.empty((B, F), dtype=x.dtype, device=x.device)
     if B == 0:
         return loss, grad_gx, grad_fgx
-    grid = (triton.cdiv(B, BLOCK_B),)
-    _residual_kernel[grid](x, gx, fx, fgx, loss, grad_gx, grad_fgx, B, P, F,
-                           x.stride(0), gx.stride(0), fx.stride(0), fgx.stride(0), 1.0 - lam, lam,
-                           BLOCK_B=BLOCK_B, BLOCK_K=BLOCK_K)
+    block_b, block_k = tile_shape(max(P, F))
+    _residual_kernel[(triton.cdiv(B, block_b),)](x, gx, fx, fgx, loss, grad_gx, grad_fgx, B, P, F,
+                                                 x.stride(0), gx.stride(0), fx.stride(0), fgx.stride(0), 1.0 - lam,
+                                                 lam, BLOCK_B=block_b, BLOCK_K=block_k)
     return loss, grad_gx, grad_fgx
 
 
@@ -183,8 +184,8 @@ def masked_adam_(z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.
     # torch's lerp: weight rounded to the tensor's dtype, then weight − 1 formed in that dtype.
     w_t = torch.tensor(w, dtype=z.dtype).item()
     coef = w_t if small else torch.tensor(w_t - 1.0, dtype=z.dtype).item()
-    grid = (triton.cdiv(B, BLOCK_B),)
-    _masked_adam_kernel[grid](z, grad, m, v, step, active.view(torch.uint8), B, L,
-                              z.stride(0), grad.stride(0), m.stride(0), v.stride(0), step.stride(0), active.stride(0),
-                              lr, _log2(beta1), _log2(beta2), coef, beta2, 1.0 - beta2, eps,
-                              LERP_SMALL=small, BLOCK_B=BLOCK_B, BLOCK_K=BLOCK_K)
+    block_b, block_k = tile_shape(L)
+    _masked_adam_kernel[(triton.cdiv(B, block_b),)](
+        z, grad, m, v, step, active.view(torch.uint8), B, L, z.stride(0), grad.stride(0), m.stride(0), v.stride(0),
+        step.stride(0), active.stride(0), lr, _log2(beta1), _log2(beta2), coef, beta2, 1.0 - beta2, eps,
+        LERP_SMALL=small, BLOCK_B=block_b, BLOCK_K=block_k)

@@ -2,7 +2,8 @@
 
 Same math as csrc/include/genad/coupling.h: s = clamp·tanh(s_raw/clamp) (or s_raw when clamp = 0),
 forward y = x·e^s + t with logdet = Σ s, inverse x = (y − t)·e^{−s} with logdet = −Σ s. One program owns
-BLOCK_N rows and walks their D columns in BLOCK_D chunks, accumulating the row's logdet in float32 or
+BLOCK_N rows and walks their D columns in BLOCK_D chunks (kernels/tiles.py: BLOCK_D the next power of two >= D, at
+most 64, and BLOCK_N·BLOCK_D = 1024), accumulating the row's logdet in float32 or
 wider. Inputs are read through their row strides (column slices are not copied).
 """
 from __future__ import annotations
@@ -11,8 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
-BLOCK_N = 16
-BLOCK_D = 64
+from .tiles import tile_shape
+
 
 
 @triton.jit
@@ -114,10 +115,11 @@ def coupling(a: torch.Tensor, h: torch.Tensor, clamp: float, inverse: bool) -> t
     logdet = torch.empty((N,), dtype=a.dtype, device=a.device)
     if N == 0:
         return out, logdet
-    grid = (triton.cdiv(N, BLOCK_N),)
+    block_n, block_d = tile_shape(D)
     c, c_ptr = _clamp_arg(clamp, a)
-    _coupling_kernel[grid](a, h, out, logdet, N, D, a.stride(0), h.stride(0), out.stride(0), c,
-                           INVERSE=inverse, HAS_CLAMP=clamp > 0, CLAMP_PTR=c_ptr, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D)
+    _coupling_kernel[(triton.cdiv(N, block_n),)](a, h, out, logdet, N, D, a.stride(0), h.stride(0), out.stride(0), c,
+                                                 INVERSE=inverse, HAS_CLAMP=clamp > 0, CLAMP_PTR=c_ptr,
+                                                 BLOCK_N=block_n, BLOCK_D=block_d)
     return out, logdet
 
 
@@ -132,10 +134,11 @@ def coupling_backward(grad_out: torch.Tensor, grad_logdet: torch.Tensor, inp: to
     grad_h = torch.empty((N, 2 * D), dtype=inp.dtype, device=inp.device)
     if N == 0:
         return grad_inp, grad_h
-    grid = (triton.cdiv(N, BLOCK_N),)
+    block_n, block_d = tile_shape(D)
+    grid = (triton.cdiv(N, block_n),)
     c, c_ptr = _clamp_arg(clamp, inp)
     _coupling_backward_kernel[grid](grad_out, grad_logdet, inp, h, grad_inp, grad_h, N, D,
                                     grad_out.stride(0), grad_out.stride(1) if D > 1 else 1, grad_logdet.stride(0),
                                     inp.stride(0), h.stride(0), c, INVERSE=inverse, HAS_CLAMP=clamp > 0,
-                                    CLAMP_PTR=c_ptr, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D)
+                                    CLAMP_PTR=c_ptr, BLOCK_N=block_n, BLOCK_D=block_d)
     return grad_inp, grad_h

@@ -22,11 +22,29 @@ BLOCK_R = 64
 BLOCK_C = 32
 
 
+#: Flat indices stay below this, so that _quotient's float64 estimate is exact or one below the quotient.
+MAX_ELEMENTS = 2**51
+
+
 @triton.jit
-def _combine_at(i, z, live, x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, out_ptr, sx, se, sa, sb, sc, M,
+def _quotient(i, d, inv_d):
+    """i // d for int64 i in [0, 2^51) and d >= 1, with inv_d = 1.0 / d in float64.
+
+    An int64 division is a software routine of dozens of instructions on a GPU, and the combine kernels need one
+    an element (its row, for the row's coefficients): it made them ~2x slower than the CUDA ones on an H200
+    (docs/benchmark_gpu.md). Here q = trunc(i·inv_d) in float64 instead. Its relative error is below 2^-52, so
+    for i < 2^52 it is never above the quotient (a quotient just below an integer k is at least 1/d below it,
+    more than the error i/d·2^-52), and it is one below where i·inv_d rounds down across an integer
+    (49·fl(1/49) = 0.9999999999999999): one step up, decided by the integer product, makes it exact."""
+    q = (i.to(tl.float64) * inv_d).to(tl.int64)
+    return tl.where((q + 1) * d <= i, q + 1, q)
+
+
+@triton.jit
+def _combine_at(i, z, live, x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, out_ptr, sx, se, sa, sb, sc, M, inv_m,
                 HAS_EPS: tl.constexpr):
-    """out[i] for flat indices i (int64) with noise z, where ``live``."""
-    r = i // M
+    """out[i] for flat indices i (int64) with noise z, where ``live``; inv_m = 1.0 / M in float64."""
+    r = _quotient(i, M, inv_m)
     col = i - r * M
     x = tl.load(x_ptr + r * sx + col, mask=live)
     a = tl.load(a_ptr + r * sa, mask=live)
@@ -52,16 +70,17 @@ def _combine_philox_kernel(x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, out_ptr,  # x, eps
     n = n.to(tl.int64)
     q = q.to(tl.int64)
     M = M.to(tl.int64)
+    inv_m = 1.0 / M.to(tl.float64)
     # int64 counters: randint4x then takes the high 32 bits as the second counter word.
     z0, z1, z2, z3 = tl.randn4x(seed, offset.to(tl.int64) + j)
     live = j < q
-    _combine_at(j, z0, live, x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, out_ptr, sx, se, sa, sb, sc, M, HAS_EPS)
+    _combine_at(j, z0, live, x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, out_ptr, sx, se, sa, sb, sc, M, inv_m, HAS_EPS)
     _combine_at(q + j, z1, live & (q + j < n), x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, out_ptr, sx, se, sa, sb, sc, M,
-                HAS_EPS)
+                inv_m, HAS_EPS)
     _combine_at(2 * q + j, z2, live & (2 * q + j < n), x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, out_ptr, sx, se, sa, sb,
-                sc, M, HAS_EPS)
+                sc, M, inv_m, HAS_EPS)
     _combine_at(3 * q + j, z3, live & (3 * q + j < n), x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, out_ptr, sx, se, sa, sb,
-                sc, M, HAS_EPS)
+                sc, M, inv_m, HAS_EPS)
 
 
 @triton.jit(do_not_specialize=["sx", "se", "sa", "sb", "sc", "sn", "n", "M"])
@@ -70,10 +89,11 @@ def _combine_noise_kernel(x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, noise_ptr, out_ptr,
     pid = tl.program_id(0).to(tl.int64)
     i = pid * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
     M = M.to(tl.int64)
+    inv_m = 1.0 / M.to(tl.float64)
     live = i < n.to(tl.int64)
-    r = i // M
+    r = _quotient(i, M, inv_m)
     z = tl.load(noise_ptr + r * sn + (i - r * M), mask=live)
-    _combine_at(i, z, live, x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, out_ptr, sx, se, sa, sb, sc, M, HAS_EPS)
+    _combine_at(i, z, live, x_ptr, e_ptr, a_ptr, b_ptr, c_ptr, out_ptr, sx, se, sa, sb, sc, M, inv_m, HAS_EPS)
 
 
 def _check_rows(name: str, t: torch.Tensor, like: torch.Tensor | None = None) -> None:
@@ -116,6 +136,8 @@ def combine(x: torch.Tensor, eps: torch.Tensor | None, a: torch.Tensor, b: torch
     n = B * M
     if n == 0:
         return out
+    if n >= MAX_ELEMENTS:
+        raise ValueError(f"data must have fewer than 2^51 elements, got {n}")
     has_eps = eps is not None
     e, bv = (eps, b) if has_eps else (x, a)  # unused pointers when there is no eps
     strides = (x.stride(0), e.stride(0), a.stride(0), bv.stride(0), c.stride(0))
@@ -138,7 +160,7 @@ def _recon_kernel(score_ptr, x_ptr, h_ptr, m_ptr, w_ptr,  # score: [B, T]; x, x_
     T = T.to(tl.int64)
     C = C.to(tl.int64)
     live = r < BT.to(tl.int64)
-    b = r // T
+    b = _quotient(r, T, 1.0 / T.to(tl.float64))
     t = r - b * T
     dtype = x_ptr.dtype.element_ty
     acc = tl.zeros((BLOCK_R,), dtype=dtype)
@@ -182,6 +204,8 @@ def recon_error_accumulate_(score: torch.Tensor, x: torch.Tensor, x_hat: torch.T
     B, T, C = x.shape
     if B * T == 0:
         return
+    if B * T >= MAX_ELEMENTS:
+        raise ValueError(f"x must have fewer than 2^51 timestamps (B·T), got {B * T}")
     # The weight through a one-element tensor of the data's dtype: a Python float becomes a float32 kernel
     # argument, which would round e.g. 1/3 for float64 data.
     w = torch.full((1,), weight, dtype=x.dtype, device=x.device)

@@ -104,13 +104,32 @@ def test_kde_scalars_are_float64():
 
 
 @needs_compiler
-@pytest.mark.parametrize("kernel_name", ["_residual_kernel", "_masked_adam_kernel"])
+@pytest.mark.parametrize("kernel_name", ["_coupling_kernel", "_coupling_backward_kernel"])
 @pytest.mark.parametrize("ptr,ints", DATA)
-def test_anogan_kernels_compile_for_sm90(kernel_name, ptr, ints):
-    from genad_fast.kernels import anogan as kernel
+@pytest.mark.parametrize("row_length", [64, 5])  # tiles 16 x 64 and 128 x 8 (kernels/tiles.py)
+@pytest.mark.parametrize("clamp_ptr", [False, True])  # float64 data takes its clamp through a pointer
+def test_coupling_kernels_compile_for_sm90(kernel_name, ptr, ints, row_length, clamp_ptr):
+    from genad_fast.kernels import coupling as kernel
+    from genad_fast.kernels.tiles import tile_shape
 
     fn = getattr(kernel, kernel_name)
-    constexprs = {"LERP_SMALL": True, "BLOCK_B": kernel.BLOCK_B, "BLOCK_K": kernel.BLOCK_K}
+    block_n, block_d = tile_shape(row_length)
+    constexprs = {"INVERSE": kernel_name == "_coupling_kernel", "HAS_CLAMP": True, "CLAMP_PTR": clamp_ptr,
+                  "BLOCK_N": block_n, "BLOCK_D": block_d}
+    _compile(fn, _signature(fn, constexprs, ptr, ints, {"clamp": ptr if clamp_ptr else "fp32"}), constexprs)
+
+
+@needs_compiler
+@pytest.mark.parametrize("kernel_name", ["_residual_kernel", "_masked_adam_kernel"])
+@pytest.mark.parametrize("ptr,ints", DATA)
+@pytest.mark.parametrize("row_length", [32, 200])  # tiles 32 x 32 and 16 x 64 (kernels/tiles.py)
+def test_anogan_kernels_compile_for_sm90(kernel_name, ptr, ints, row_length):
+    from genad_fast.kernels import anogan as kernel
+    from genad_fast.kernels.tiles import tile_shape
+
+    fn = getattr(kernel, kernel_name)
+    block_b, block_k = tile_shape(row_length)
+    constexprs = {"LERP_SMALL": True, "BLOCK_B": block_b, "BLOCK_K": block_k}
     special = {"step_ptr": "*i64", "active_ptr": "*u8"} | {name: "fp64" for name in _ADAM_SCALARS + ("w_p", "w_f")}
     _compile(fn, _signature(fn, constexprs, ptr, ints, special), constexprs)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
+from genad_fast.kernels.diffusion import MAX_ELEMENTS, _quotient
 from op_specs import diffusion as spec
 from op_specs import recon_error as recon_spec
 from op_specs.targets import DTYPES, HAS_CPU_OP, INTERPRETER, SMALL, run_opcheck, upto
@@ -115,3 +118,32 @@ def test_triton_ops_check_their_inputs():
         torch.ops.genad_fast_triton.add_noise(x, a, b, -1, 0, None)
     with pytest.raises(ValueError, match=r"score must have shape \[1, 4\], got \[4\]"):
         torch.ops.genad_fast_triton.recon_error_accumulate_(torch.zeros(4), x[None], x[None], None, 1.0)
+
+
+
+@triton.jit
+def _quotient_kernel(i_ptr, d_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    k = tl.arange(0, BLOCK)
+    live = k < n
+    i = tl.load(i_ptr + k, mask=live, other=0)
+    d = tl.load(d_ptr + k, mask=live, other=1)
+    tl.store(out_ptr + k, _quotient(i, d, 1.0 / d.to(tl.float64)), mask=live)
+
+
+def test_row_quotient_is_exact_without_an_integer_division():
+    """kernels/diffusion.py finds each element's row as i // M from a float64 estimate and one correction step:
+    exact for every i below 2^51, here at the estimate's hardest points (one below, at and one above a multiple of
+    M, near 2^51, M up to 2^50), among them multiples where the estimate alone is one low (49 // 49 would be 0)."""
+    top = MAX_ELEMENTS - 1
+    pairs = [(1949010588488920, 29726), (114594118265380, 32077), (1896075962462925, 251275)]  # estimate one low
+    for d in (1, 2, 3, 7, 25, 49, 64, 1000, 29726, 2**20 + 1, 2**31 - 1, 2**40 + 3, 2**50 - 1, 2**50 + 1):
+        for k in (0, 1, 2, 1000, top // d - 1, top // d):
+            for i in (k * d - 1, k * d, k * d + 1):
+                if 0 <= i <= top:
+                    pairs.append((i, d))
+        pairs.append((top, d))
+    i = torch.tensor([p[0] for p in pairs], dtype=torch.int64)
+    d = torch.tensor([p[1] for p in pairs], dtype=torch.int64)
+    out = torch.empty_like(i)
+    _quotient_kernel[(1,)](i, d, out, len(pairs), BLOCK=triton.next_power_of_2(len(pairs)))
+    assert torch.equal(out, i // d), [(a, b, int(q)) for a, b, q in zip(i.tolist(), d.tolist(), out) if a // b != q]
