@@ -251,7 +251,9 @@ void check_alignment_rule() {
   for (int n = 0; n < 10; ++n) {
     if (rg::log2_lanes(n) != want[n]) fail("log2_lanes", "row_groups", n, 0, 1, 0, 0);
   }
-  if (rg::log2_lanes(33) != 5 || rg::log2_lanes(int64_t{1} << 40) != 5) fail("log2_lanes", "row_groups", 33, 0, 1, 0, 0);
+  if (rg::log2_lanes(33) != 5 || rg::log2_lanes(int64_t{1} << 40) != 5) {
+    fail("log2_lanes", "row_groups", 33, 0, 1, 0, 0);
+  }
   if (rg::blocks_for(0, 0) != 0 || rg::blocks_for(9, 5) != 2 || rg::blocks_for(257, 0) != 2) {
     fail("blocks_for", "row_groups", 0, 0, 1, 0, 0);
   }
