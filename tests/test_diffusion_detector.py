@@ -370,7 +370,9 @@ def test_model_file_from_before_score_reduction_keeps_scoring_raw_points(fitted,
 def test_multiscale_scales_are_the_training_errors_99th_percentiles(fitted, small):
     """error_scales_ come from the fit's own pass over the training series (decision_scores_ are its scores):
     the 99th percentiles of the point errors, of the window errors and of the window denoising loss there; the
-    training scores are the largest ratio, so 1-3 % of them exceed 1."""
+    training scores are the largest ratio, so 1-3 % of them exceed 1. A quantile's own points score 1 up to float32
+    rounding (a window's loss is every point of its window: 8 tied points on Zen 2 scored 1 + 3e-8), so "exceed"
+    means beyond the 1e-4 the scores are compared to."""
     det = fitted["reconstruct"]
     det.set_params(score_reduction="point")
     try:
@@ -385,7 +387,7 @@ def test_multiscale_scales_are_the_training_errors_99th_percentiles(fitted, smal
     np.testing.assert_allclose(det.error_scales_.numpy(), q, rtol=1e-5)
     np.testing.assert_allclose(det.decision_scores_, np.maximum.reduce([points / q[0], windowed / q[1], loss / q[2]]),
                                rtol=1e-4)
-    assert 0.01 <= float((det.decision_scores_ > 1.0).mean()) <= 0.03
+    assert 0.01 <= float((det.decision_scores_ > 1.0 + 1e-4).mean()) <= 0.03
 
 
 def test_multiscale_scores_stay_finite_at_the_scale_floor(fitted, small):
