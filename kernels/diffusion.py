@@ -132,12 +132,12 @@ def combine(x: torch.Tensor, eps: torch.Tensor | None, a: torch.Tensor, b: torch
         raise ValueError(f"seed must be in [0, 2^63), got {seed}" if seed < 0 else
                          f"offset must be in [0, 2^63), got {offset}")
     B, M = x.shape
-    out = torch.empty((B, M), dtype=x.dtype, device=x.device)
     n = B * M
-    if n == 0:
-        return out
     if n >= MAX_ELEMENTS:
         raise ValueError(f"data must have fewer than 2^51 elements, got {n}")
+    out = torch.empty((B, M), dtype=x.dtype, device=x.device)
+    if n == 0:
+        return out
     has_eps = eps is not None
     e, bv = (eps, b) if has_eps else (x, a)  # unused pointers when there is no eps
     strides = (x.stride(0), e.stride(0), a.stride(0), bv.stride(0), c.stride(0))

@@ -147,3 +147,14 @@ def test_row_quotient_is_exact_without_an_integer_division():
     out = torch.empty_like(i)
     _quotient_kernel[(1,)](i, d, out, len(pairs), BLOCK=triton.next_power_of_2(len(pairs)))
     assert torch.equal(out, i // d), [(a, b, int(q)) for a, b, q in zip(i.tolist(), d.tolist(), out) if a // b != q]
+
+
+def test_data_beyond_the_row_quotients_range_is_refused():
+    """2^51 elements (a broadcast view, nothing allocated) is where _quotient's exactness ends: the op says so
+    rather than misplace rows."""
+    from genad_fast.kernels.diffusion import combine
+
+    x = torch.zeros(1, 4).expand(2**49, 4)
+    coef = torch.zeros(1).expand(2**49)
+    with pytest.raises(ValueError, match="fewer than 2\\^51 elements, got 2251799813685248"):
+        combine(x, None, coef, None, coef, 0, 0, None)
