@@ -97,10 +97,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> anogan_residual_cuda(const at::Te
     const scalar_t* fgxp = fgx.const_data_ptr<scalar_t>();
     scalar_t* ggxp = grad_gx.mutable_data_ptr<scalar_t>();
     scalar_t* gfgxp = grad_fgx.mutable_data_ptr<scalar_t>();
-    const bool wide = P % kV == 0 && F % kV == 0 && rg::rows_aligned(xp, x.stride(0), kV) &&
-                      rg::rows_aligned(gxp, gx.stride(0), kV) && rg::rows_aligned(fxp, fx.stride(0), kV) &&
-                      rg::rows_aligned(fgxp, fgx.stride(0), kV) && rg::rows_aligned<scalar_t>(ggxp, P, kV) &&
-                      rg::rows_aligned<scalar_t>(gfgxp, F, kV);
+    const bool wide = rg::vector_width<scalar_t>(kV, {P, F},
+                                                 {{xp, x.stride(0)}, {gxp, gx.stride(0)}, {fxp, fx.stride(0)},
+                                                  {fgxp, fgx.stride(0)}, {ggxp, P}, {gfgxp, F}}) > 1;
     const int64_t V = wide ? kV : 1;
     const int log2 = rg::log2_lanes(std::max(P, F) / V);
     auto launch = [&](auto kernel) {
@@ -130,9 +129,8 @@ void masked_adam_cuda(const at::Tensor& z, const at::Tensor& grad, const at::Ten
     const scalar_t* gp = grad.const_data_ptr<scalar_t>();
     scalar_t* mp = m.mutable_data_ptr<scalar_t>();
     scalar_t* vp = v.mutable_data_ptr<scalar_t>();
-    const bool wide = L % kV == 0 && rg::rows_aligned(zp, z.stride(0), kV) &&
-                      rg::rows_aligned(gp, grad.stride(0), kV) && rg::rows_aligned(mp, m.stride(0), kV) &&
-                      rg::rows_aligned(vp, v.stride(0), kV);
+    const bool wide = rg::vector_width<scalar_t>(
+                          kV, {L}, {{zp, z.stride(0)}, {gp, grad.stride(0)}, {mp, m.stride(0)}, {vp, v.stride(0)}}) > 1;
     const int log2 = rg::log2_lanes(wide ? L / kV : L);
     auto launch = [&](auto kernel) {
       kernel<<<static_cast<unsigned>(rg::blocks_for(B, log2)), rg::kThreads, 0, stream>>>(

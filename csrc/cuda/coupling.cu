@@ -92,8 +92,7 @@ std::tuple<at::Tensor, at::Tensor> coupling_cuda(const at::Tensor& a, const at::
     const scalar_t* ap = a.const_data_ptr<scalar_t>();
     const scalar_t* hp = h.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    const bool wide = D % kV == 0 && rg::rows_aligned(ap, a.stride(0), kV) && rg::rows_aligned(hp, h.stride(0), kV) &&
-                      rg::rows_aligned<scalar_t>(op, D, kV);
+    const bool wide = rg::vector_width<scalar_t>(kV, {D}, {{ap, a.stride(0)}, {hp, h.stride(0)}, {op, D}}) > 1;
     const int log2 = rg::log2_lanes(wide ? D / kV : D);
     auto launch = [&](auto kernel) {
       kernel<<<static_cast<unsigned>(rg::blocks_for(N, log2)), rg::kThreads, 0, stream>>>(

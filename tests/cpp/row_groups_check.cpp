@@ -254,6 +254,12 @@ void check_alignment_rule() {
   if (rg::log2_lanes(33) != 5 || rg::log2_lanes(int64_t{1} << 40) != 5) {
     fail("log2_lanes", "row_groups", 33, 0, 1, 0, 0);
   }
+  // the launch's width rule: every length a multiple of V and every matrix's rows aligned, else 1
+  const bool widths = rg::vector_width<float>(4, {8, 12}, {{buf, 8}, {buf + 4, 0}}) == 4 &&
+                      rg::vector_width<float>(4, {8, 6}, {{buf, 8}}) == 1 &&
+                      rg::vector_width<float>(4, {8}, {{buf, 8}, {buf + 2, 8}}) == 1 &&
+                      rg::vector_width<float>(4, {8}, {{buf, 8}, {buf, 10}}) == 1;
+  if (!widths) fail("vector_width", "row_groups", 8, 0, 4, 0, 0);
   if (rg::blocks_for(0, 0) != 0 || rg::blocks_for(9, 5) != 2 || rg::blocks_for(257, 0) != 2) {
     fail("blocks_for", "row_groups", 0, 0, 1, 0, 0);
   }

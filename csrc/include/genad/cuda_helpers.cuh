@@ -7,16 +7,9 @@ namespace genad::cuda {
 
 constexpr int kWarp = 32;
 
-// The sum of v over the 32 lanes of a warp, left in every lane (butterfly). All lanes must take part.
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// The sum of v over each aligned group of 2^log2_lanes lanes (a row's group, genad/row_groups.h), left in every
-// lane of the group: the butterfly of warp_sum stopped at offset 2^log2_lanes / 2. All 32 lanes must take part.
+// The sum of v over each aligned group of 2^log2_lanes lanes (a row's group, genad/row_groups.h; 5: the warp), left
+// in every lane of the group: a butterfly of shuffles over offsets 2^log2_lanes / 2, ..., 1. All 32 lanes must take
+// part.
 template <typename T>
 __device__ __forceinline__ T group_sum(T v, int log2_lanes) {
   for (int o = (1 << log2_lanes) >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <initializer_list>
+
 #include "genad/macros.h"
 
 namespace genad {
@@ -68,6 +70,26 @@ GENAD_HD int log2_lanes(int64_t vectors) {
 template <class T>
 GENAD_HD bool rows_aligned(const T* p, int64_t stride, int V) {
   return reinterpret_cast<uintptr_t>(p) % (static_cast<uintptr_t>(V) * sizeof(T)) == 0 && stride % V == 0;
+}
+
+// A matrix's row starts, for vector_width.
+template <class T>
+struct Rows {
+  const T* p;
+  int64_t stride;
+};
+
+// The load width a launch takes (host side): V when every row length is a multiple of V and every matrix it reads
+// or writes has its rows aligned for V-element loads (rows_aligned), else 1.
+template <class T>
+int vector_width(int V, std::initializer_list<int64_t> lengths, std::initializer_list<Rows<T>> matrices) {
+  for (const int64_t n : lengths) {
+    if (n % V != 0) return 1;
+  }
+  for (const Rows<T>& m : matrices) {
+    if (!rows_aligned(m.p, m.stride, V)) return 1;
+  }
+  return V;
 }
 
 // Blocks of kThreads for `rows` rows of 2^log2 lanes each.
